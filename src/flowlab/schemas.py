@@ -1,0 +1,368 @@
+"""The wire contract: every request and response body, shared by the server and the SDK."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+ItemStateName = Literal["Pending", "Running", "Stopping", "Completed", "Incomplete", "Stopped", "Failed"]
+TERMINAL_STATES: frozenset[str] = frozenset({"Completed", "Incomplete", "Stopped", "Failed"})
+# Lifecycle order: versions are built from it, so states only ever move forward.
+STATE_RANK: dict[str, int] = {
+    "Pending": 0,
+    "Running": 1,
+    "Stopping": 2,
+    "Completed": 3,
+    "Incomplete": 3,
+    "Stopped": 3,
+    "Failed": 3,
+}
+DatapointKind = Literal["text", "image", "audio", "video", "url"]
+Choice = Literal["a", "b", "tie", "skip"]
+PairSelection = Literal["uniform", "active"]
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """RFC 9457 problem details, the body of every 4xx/5xx answer."""
+
+    title: str
+    status: int
+    detail: str
+    type: str = "about:blank"
+    field: str | None = None
+    code: str | None = None
+
+
+# ---------------------------------------------------------------- flows
+
+
+class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    name: str
+    instruction: str
+    max_response_threshold: int = 100
+    min_response_threshold: int | None = None  # defaults to max
+    allow_ties: bool = False
+    pair_selection: PairSelection = "uniform"
+    lease_seconds: float = 60.0
+    drain_seconds: float | None = None  # default: min(5 s, 10 % of the item's TTL)
+    render_markdown: bool = False
+    validation_pairs: list[ValidationPair] = []
+    gold_rate: float = 0.1
+
+
+class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    instruction: str | None = None
+    min_response_threshold: int | None = None
+    max_response_threshold: int | None = None
+    allow_ties: bool | None = None
+    pair_selection: PairSelection | None = None
+    lease_seconds: float | None = None
+    drain_seconds: float | None = None
+    render_markdown: bool | None = None
+    validation_pairs: list[ValidationPair] | None = None
+    gold_rate: float | None = None
+
+
+class Flow(msgspec.Struct):
+    id: str
+    name: str
+    instruction: str
+    max_response_threshold: int
+    min_response_threshold: int
+    allow_ties: bool
+    pair_selection: PairSelection
+    lease_seconds: float
+    drain_seconds: float | None
+    render_markdown: bool
+    gold_rate: float
+    validation_pair_count: int
+    config_version: int
+    created_at: float
+    updated_at: float
+    item_count: int
+    owner: str
+
+
+# ---------------------------------------------------------------- datapoints and items
+
+
+class DatapointIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One datapoint as the SDK sends it: exactly one of text, url or media (an uploaded sha256)."""
+
+    id: str | None = None
+    text: str | None = None
+    url: str | None = None
+    media: str | None = None
+    media_type: str | None = None
+    kind: DatapointKind | None = None
+    name: str | None = None
+    private_metadata: dict[str, Any] | None = None
+
+
+class ValidationPair(msgspec.Struct, omit_defaults=True):
+    """A gold pair: two datapoints whose better side is known, mixed into annotators' tasks."""
+
+    a: DatapointIn
+    b: DatapointIn
+    answer: Literal["a", "b", "tie"]
+
+
+class Datapoint(msgspec.Struct, omit_defaults=True):
+    """A stored datapoint as the researcher sees it."""
+
+    index: int
+    key: str
+    kind: DatapointKind
+    text: str | None = None
+    url: str | None = None
+    media: str | None = None
+    media_type: str | None = None
+    name: str | None = None
+    private_metadata: dict[str, Any] | None = None
+
+
+class ContextAsset(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    kind: DatapointKind
+    text: str | None = None
+    url: str | None = None
+    media: str | None = None
+    media_type: str | None = None
+    name: str | None = None
+
+
+class ItemCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    datapoints: list[DatapointIn]
+    time_to_live: float = 300.0
+    context: str | None = None
+    context_assets: list[ContextAsset] = []
+    private_metadata: dict[str, Any] | None = None
+
+
+class ItemStatus(msgspec.Struct):
+    id: str
+    flow_id: str
+    state: ItemStateName
+    response_count: int
+    min_response_threshold: int
+    max_response_threshold: int
+    instruction: str
+    config_version: int
+    context: str | None
+    n_datapoints: int
+    keys: list[str]
+    created_at: float
+    started_at: float | None
+    deadline: float
+    ended_at: float | None
+    time_to_live: float
+    leases_out: int
+    version: int
+    server_time: float
+    reason: str | None = None
+
+
+class ItemDetail(msgspec.Struct):
+    status: ItemStatus
+    datapoints: list[Datapoint]
+    context_assets: list[ContextAsset]
+    private_metadata: dict[str, Any] | None
+
+
+class DatapointResult(msgspec.Struct):
+    key: str
+    index: int
+    score: float  # Bradley–Terry logit, mean zero over the item
+    elo: float
+    ci_low: float  # 95 % interval, logit scale
+    ci_high: float
+    rank: int  # 1 = best
+    rank_low: int
+    rank_high: int
+    votes: int
+    wins: float  # ties count half
+
+
+class ItemResults(msgspec.Struct):
+    item_id: str
+    state: ItemStateName
+    total_votes: int
+    partial: bool
+    datapoints: list[DatapointResult]
+    version: int
+
+
+class WinLossMatrix(msgspec.Struct):
+    keys: list[str]
+    counts: list[list[float]]  # counts[i][j]: votes for i over j; a tie counts half to each side
+    response_count: int
+    version: int
+
+
+class Vote(msgspec.Struct):
+    task_id: str
+    annotator_id: str
+    winner: int
+    loser: int
+    tie: bool
+    created_at: float
+
+
+# ---------------------------------------------------------------- live events
+
+
+class ItemEvent(msgspec.Struct):
+    """One coalesced SSE message about an item; `delta` holds [winner, loser, tie] since the last message."""
+
+    item_id: str
+    flow_id: str
+    version: int
+    state: ItemStateName
+    response_count: int
+    leases_out: int
+    delta: list[tuple[int, int, int]]
+    full: bool  # True when delta is the item's whole vote history (first message, or resumed too far back)
+
+
+class ItemSummary(msgspec.Struct):
+    id: str
+    state: ItemStateName
+    response_count: int
+    max_response_threshold: int
+    min_response_threshold: int
+    deadline: float
+    version: int
+
+
+class FlowEvent(msgspec.Struct):
+    flow_id: str
+    version: int
+    instruction: str
+    config_version: int
+    items: list[ItemSummary]  # the items that changed since the subscriber's last message
+    deleted: bool = False
+
+
+# ---------------------------------------------------------------- keys, annotators, media
+
+
+class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+
+
+class KeyCreated(msgspec.Struct):
+    id: str
+    name: str
+    key: str
+    admin: bool
+
+
+class AnnotatorCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+
+
+class AnnotatorCreated(msgspec.Struct):
+    id: str
+    name: str
+    token: str
+    join_url: str
+
+
+class AnnotatorStats(msgspec.Struct):
+    id: str
+    name: str
+    created_at: float
+    revoked: bool
+    votes: int
+    gold_answered: int
+    gold_correct: int
+    gold_agreement: float | None
+    last_seen: float | None
+
+
+class MediaRef(msgspec.Struct):
+    sha256: str
+    media_type: str
+    kind: DatapointKind
+    size: int
+
+
+class Preheated(msgspec.Struct):
+    warm_ms: float
+    annotators_notified: int
+    hot_until: float
+
+
+class Me(msgspec.Struct):
+    id: str
+    name: str
+    role: Literal["admin", "researcher", "annotator"]
+
+
+# ---------------------------------------------------------------- annotator protocol
+
+
+class DatapointView(msgspec.Struct, omit_defaults=True):
+    """What an annotator sees of a datapoint: content only, never its key or private metadata."""
+
+    ref: int  # position in the item, so a simulated annotator can look its oracle up
+    kind: DatapointKind
+    text: str | None = None
+    url: str | None = None
+    media_type: str | None = None
+
+
+class Task(msgspec.Struct):
+    task_id: str
+    item_id: str
+    flow_id: str
+    instruction: str
+    context: str | None
+    context_assets: list[ContextAsset]
+    a: DatapointView
+    b: DatapointView
+    allow_ties: bool
+    render_markdown: bool
+    lease_expires_at: float
+    lease_seconds: float
+    server_time: float
+
+
+class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    wait: float = 0.0  # seconds to wait for work before answering 204
+
+
+class TaskBatchRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    n: int = 50
+    wait: float = 0.0
+
+
+class TaskBatch(msgspec.Struct):
+    tasks: list[Task]
+    poll_interval: float
+
+
+class Answer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    choice: Choice
+    fetch_next: bool = False  # answer and lease the next task in one round trip
+
+
+class AnswerIn(msgspec.Struct, forbid_unknown_fields=True):
+    task_id: str
+    choice: Choice
+
+
+class AnswerBatch(msgspec.Struct, forbid_unknown_fields=True):
+    answers: list[AnswerIn]
+
+
+class Ack(msgspec.Struct, omit_defaults=True):
+    task_id: str
+    status: Literal["accepted", "duplicate", "skipped", "rejected"]
+    detail: str | None = None
+    code: str | None = None
+    next: Task | None = None
+
+
+class AckBatch(msgspec.Struct):
+    results: list[Ack]

@@ -1,0 +1,115 @@
+"""Shared fixtures: a real `flowlab serve` process on a free port with a temporary data dir."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+import flowlab
+
+ADMIN_KEY = "fl_key_test_admin_0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    """A `flowlab serve` child process that tests can stop and start again on the same data dir."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    api_key: str = ADMIN_KEY
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {**os.environ, "FLOWLAB_API_KEY": self.api_key}
+        env.pop("FLOWLAB_URL", None)
+        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flowlab", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--data-dir", str(self.data_dir), *self.extra_args],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"flowlab serve exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"flowlab serve did not come up:\n{self.log()}")
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        self.proc.wait(timeout=15)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        path = self.data_dir / "server.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def client(self) -> flowlab.Client:
+        return flowlab.Client(url=self.url, api_key=self.api_key)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Never let a test touch the user's embedded server or data.
+    monkeypatch.setenv("FLOWLAB_HOME", str(tmp_path_factory.mktemp("flowlab-home")))
+    monkeypatch.delenv("FLOWLAB_URL", raising=False)
+    monkeypatch.delenv("FLOWLAB_API_KEY", raising=False)
+
+
+@pytest.fixture(scope="session")
+def flowlab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the whole session; tests that restart or kill a server make their own."""
+    server = ServerProcess(data_dir=tmp_path_factory.mktemp("flowlab-data"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server of the test's own, for restarts and lifecycle checks."""
+    server = ServerProcess(data_dir=tmp_path / "data")
+    server.data_dir.mkdir()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(flowlab_server: ServerProcess) -> Iterator[flowlab.Client]:
+    with flowlab_server.client() as c:
+        yield c
