@@ -1,0 +1,37 @@
+"""flowlab: keep real humans in the RLHF loop."""
+
+__version__ = "0.1.0"
+
+from flowlab.client import AsyncClient, AsyncFlow, AsyncFlowItem, Client, Flow, FlowItem
+from flowlab.client._errors import (
+    APIError,
+    AuthError,
+    Conflict,
+    ConnectError,
+    FlowlabError,
+    NotFound,
+    Timeout,
+    ValidationError,
+)
+from flowlab.client._models import FlowItemResult, FlowItemState, FlowItemStatus
+
+__all__ = [
+    "APIError",
+    "AsyncClient",
+    "AsyncFlow",
+    "AsyncFlowItem",
+    "AuthError",
+    "Client",
+    "Conflict",
+    "ConnectError",
+    "Flow",
+    "FlowItem",
+    "FlowItemResult",
+    "FlowItemState",
+    "FlowItemStatus",
+    "FlowlabError",
+    "NotFound",
+    "Timeout",
+    "ValidationError",
+    "__version__",
+]

@@ -1,0 +1,3 @@
+from flowlab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""The `flowlab` command: serve | crowd | demo | dashboard | keys | annotators."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from flowlab.server.app import create_app
+    except ImportError as exc:
+        print(f"flowlab serve needs the server extra: pip install 'flowlab[server]' ({exc})", file=sys.stderr)
+        return 2
+    data_dir = Path(args.data_dir).expanduser()
+    app = create_app(data_dir, db=Path(args.db).expanduser() if args.db else None,
+                     admin_key=os.environ.get("FLOWLAB_API_KEY"), public_url=args.public_url,
+                     max_upload_mb=args.max_upload_mb)
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    print(f"flowlab: serving on http://{shown}:{args.port}  (API docs: /schema/swagger, annotators: /annotate)",
+          flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
+                timeout_graceful_shutdown=3)
+    return 0
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=os.environ.get("FLOWLAB_URL"), help="server URL (default: $FLOWLAB_URL, "
+                   "else the embedded local server)")
+    p.add_argument("--api-key", default=os.environ.get("FLOWLAB_API_KEY"), help="default: $FLOWLAB_API_KEY")
+
+
+def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from flowlab import Client
+
+    return Client(url=args.url, api_key=args.api_key)
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        made = client.create_api_key(args.name)
+    print(f"API key for {made.name!r} (shown once; export it as FLOWLAB_API_KEY):\n  {made.key}")
+    return 0
+
+
+def _annotators_create(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        made = client.annotators.create(args.name)
+    print(f"Join link for {made.name!r} (open it in a browser; it carries the annotator's token):\n"
+          f"  {made.join_url}")
+    return 0
+
+
+def _annotators_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        rows = client.annotators.list()
+    print(f"{'id':22} {'name':20} {'votes':>7} {'gold':>9} {'agreement':>9}")
+    for a in rows:
+        agree = "-" if a.gold_agreement is None else f"{a.gold_agreement:.0%}"
+        print(f"{a.id:22} {a.name[:20]:20} {a.votes:7d} {a.gold_correct:4d}/{a.gold_answered:<4d} {agree:>9}"
+              f"{'  (revoked)' if a.revoked else ''}")
+    return 0
+
+
+def _crowd(args: argparse.Namespace) -> int:
+    from flowlab.crowd import SimulatedCrowd
+
+    crowd = SimulatedCrowd(args.url, args.api_key, annotators=args.annotators, rate=args.rate,
+                           accuracy=args.accuracy, spammer_fraction=args.spammers, seed=args.seed, bulk=args.bulk)
+    print(f"flowlab crowd: {args.annotators} simulated annotators at up to {args.rate:g} votes/min on {crowd.url}"
+          " (Ctrl-C to stop)", flush=True)
+    try:
+        stats = crowd.run(args.duration if args.duration else 10**9)
+    except KeyboardInterrupt:
+        stats = crowd.stats
+    print(f"flowlab crowd: {stats.votes} votes, {stats.rejected} refused, {stats.errors} errors")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from flowlab.demo import run_demo
+
+    return run_demo(url=args.url, api_key=args.api_key, batches=args.batches, ttl=args.ttl, rate=args.rate)
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    try:
+        from flowlab_widgets.dashboard import serve
+    except ImportError as exc:
+        print(f"flowlab dashboard needs the lab extra: pip install 'flowlab[server,lab]' ({exc})", file=sys.stderr)
+        return 2
+    serve(args.url, args.api_key, args.port, show=args.show, address=args.address)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowlab", description="Keep real humans in the RLHF loop.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the flow service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8787)
+    serve.add_argument("--data-dir", default=os.environ.get("FLOWLAB_DATA_DIR", "./flowlab-data"),
+                       help="where the database, media and generated admin key live")
+    serve.add_argument("--db", default=None, help="SQLite file (default: <data-dir>/flowlab.sqlite3)")
+    serve.add_argument("--public-url", default=None, help="base URL for join links, if not the request's own")
+    serve.add_argument("--max-upload-mb", type=float, default=64.0)
+    serve.add_argument("--log-level", default="warning")
+    serve.add_argument("--access-log", action="store_true", help="log every request (tokens never appear in URLs)")
+    serve.set_defaults(func=_serve)
+
+    crowd = sub.add_parser("crowd", help="run a simulated crowd of annotators against a server")
+    _client_args(crowd)
+    crowd.add_argument("--annotators", type=int, default=20)
+    crowd.add_argument("--rate", type=float, default=6000.0, help="votes per minute for the whole crowd")
+    crowd.add_argument("--accuracy", type=float, default=0.9)
+    crowd.add_argument("--spammers", type=float, default=0.0, help="fraction of annotators answering at random")
+    crowd.add_argument("--seed", type=int, default=0)
+    crowd.add_argument("--bulk", action="store_true", help="use the bulk fetch/answer endpoints")
+    crowd.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    crowd.set_defaults(func=_crowd)
+
+    demo = sub.add_parser("demo", help="server + simulated crowd + a flow with a few batches, live")
+    _client_args(demo)
+    demo.add_argument("--batches", type=int, default=3)
+    demo.add_argument("--ttl", type=float, default=20.0)
+    demo.add_argument("--rate", type=float, default=6000.0)
+    demo.set_defaults(func=_demo)
+
+    dash = sub.add_parser("dashboard", help="serve the Panel dashboard for a whole run")
+    _client_args(dash)
+    dash.add_argument("--port", type=int, default=5006)
+    dash.add_argument("--address", default="127.0.0.1")
+    dash.add_argument("--show", action="store_true", help="open a browser tab")
+    dash.set_defaults(func=_dashboard)
+
+    keys = sub.add_parser("keys", help="researcher API keys").add_subparsers(dest="keys_command", required=True)
+    kc = keys.add_parser("create", help="make another researcher key (needs the admin key)")
+    _client_args(kc)
+    kc.add_argument("--name", required=True)
+    kc.set_defaults(func=_keys_create)
+
+    ann = sub.add_parser("annotators", help="annotator join links").add_subparsers(dest="ann_command", required=True)
+    ac = ann.add_parser("create", help="make an annotator token and print its join link")
+    _client_args(ac)
+    ac.add_argument("--name", required=True)
+    ac.set_defaults(func=_annotators_create)
+    al = ann.add_parser("list", help="annotators with their votes and gold agreement")
+    _client_args(al)
+    al.set_defaults(func=_annotators_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return int(args.func(args) or 0)
+    from flowlab import FlowlabError
+
+    try:
+        return int(args.func(args) or 0)
+    except FlowlabError as exc:
+        print(f"flowlab {args.command}: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,151 @@
+"""The asyncio client: the same surface as `Client`, every call awaited."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from flowlab import schemas
+from flowlab.client import _core as core
+from flowlab.client._flows import FlowBase, FlowItemBase, flow_options
+from flowlab.client._models import FlowItemResult, FlowItemStatus, matrix_frame, votes_frame
+from flowlab.client._transport import AsyncTransport, resolve
+
+
+class AsyncFlowItem(FlowItemBase):
+    async def get_status(self) -> FlowItemStatus:
+        self.last_status = await self._transport.run(core.item_status(self.id))
+        return self.last_status
+
+    async def get_results(self, timeout: float | None = None, *, partial: bool = False) -> FlowItemResult:
+        return await self._transport.run(core.wait_for_results(self.id, timeout, partial))
+
+    async def get_win_loss_matrix(self) -> pd.DataFrame:
+        return matrix_frame(await self._transport.run(core.item_matrix(self.id)))
+
+    async def get_response_count(self) -> int:
+        return (await self.get_status()).response_count
+
+    async def get_votes(self) -> pd.DataFrame:
+        return votes_frame(await self._transport.run(core.item_votes(self.id)), self.keys)
+
+    async def get_datapoints(self) -> list[schemas.Datapoint]:
+        return (await self._transport.run(core.item_detail(self.id))).datapoints
+
+    async def stop(self) -> FlowItemStatus:
+        self.last_status = await self._transport.run(core.stop_item(self.id))
+        return self.last_status
+
+    def watch(self) -> AsyncIterator[schemas.ItemEvent]:
+        return self._transport.stream(core.item_stream(self.id))
+
+    async def wait(self, timeout: float | None = None) -> FlowItemStatus:
+        await self.get_results(timeout=timeout, partial=True)
+        return await self.get_status()
+
+
+class AsyncFlow(FlowBase):
+    async def refresh(self) -> AsyncFlow:
+        self.config = await self._transport.run(core.get_flow(self.id))
+        return self
+
+    async def create_new_flow_batch(self, datapoints: Iterable[Any], context: str | None = None,
+                                    time_to_live: float = 300, *, context_assets: Iterable[Any] | None = None,
+                                    private_metadata: Mapping[str, Any] | None = None) -> AsyncFlowItem:
+        status = await self._transport.run(core.create_item(
+            self.id, datapoints, context=context, time_to_live=time_to_live, context_assets=context_assets,
+            private_metadata=private_metadata))
+        return AsyncFlowItem(self._transport, status)
+
+    async def update_config(self, *, instruction: str | None = None, min_response_threshold: int | None = None,
+                            max_response_threshold: int | None = None, **other: Any) -> AsyncFlow:
+        self.config = await self._transport.run(core.update_flow(self.id, {
+            "instruction": instruction, "min_response_threshold": min_response_threshold,
+            "max_response_threshold": max_response_threshold, **other}))
+        return self
+
+    async def get_flow_items(self) -> list[AsyncFlowItem]:
+        return [AsyncFlowItem(self._transport, s) for s in await self._transport.run(core.list_items(self.id))]
+
+    async def get_flow_item(self, item_id: str) -> AsyncFlowItem:
+        return AsyncFlowItem(self._transport, await self._transport.run(core.item_status(item_id)))
+
+    async def delete(self) -> None:
+        await self._transport.run(core.delete_flow(self.id))
+
+    def watch(self) -> AsyncIterator[schemas.FlowEvent]:
+        return self._transport.stream(core.flow_stream(self.id))
+
+
+class AsyncFlowsAPI:
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def create_ranking_flow(self, name: str, instruction: str, max_response_threshold: int = 100,
+                                  min_response_threshold: int | None = None, *, allow_ties: bool = False,
+                                  pair_selection: str = "uniform", lease_seconds: float = 60.0,
+                                  drain_seconds: float | None = None, render_markdown: bool = False,
+                                  validation_pairs: Iterable[Any] | None = None, gold_rate: float = 0.1
+                                  ) -> AsyncFlow:
+        config = await self._transport.run(core.create_flow(
+            name, instruction, max_response_threshold, min_response_threshold,
+            flow_options(allow_ties, pair_selection, lease_seconds, drain_seconds, render_markdown,
+                         validation_pairs, gold_rate)))
+        return AsyncFlow(self._transport, config)
+
+    async def preheat(self) -> schemas.Preheated:
+        return await self._transport.run(core.preheat())
+
+    async def get_flow_by_id(self, flow_id: str) -> AsyncFlow:
+        return AsyncFlow(self._transport, await self._transport.run(core.get_flow(flow_id)))
+
+    async def find_flows(self, amount: int = 10) -> list[AsyncFlow]:
+        return [AsyncFlow(self._transport, f) for f in await self._transport.run(core.find_flows(amount))]
+
+
+class AsyncAnnotatorsAPI:
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def create(self, name: str) -> schemas.AnnotatorCreated:
+        return await self._transport.run(core.create_annotator(name))
+
+    async def list(self) -> list[schemas.AnnotatorStats]:
+        return await self._transport.run(core.list_annotators())
+
+    async def revoke(self, annotator_id: str) -> None:
+        await self._transport.run(core.revoke_annotator(annotator_id))
+
+
+class AsyncClient:
+    """The asyncio twin of `Client`."""
+
+    def __init__(self, url: str | None = None, api_key: str | None = None, *, timeout: float = 30.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        if transport is not None and url is None:
+            url = "http://flowlab.invalid"
+        self.url, self.api_key = resolve(url, api_key)
+        self._transport = AsyncTransport(self.url, self.api_key, timeout, transport)
+        self.flow = AsyncFlowsAPI(self._transport)
+        self.annotators = AsyncAnnotatorsAPI(self._transport)
+
+    async def create_api_key(self, name: str) -> schemas.KeyCreated:
+        return await self._transport.run(core.create_key(name))
+
+    async def me(self) -> schemas.Me:
+        return await self._transport.run(core.me())
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<AsyncClient {self.url}>"

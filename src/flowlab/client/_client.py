@@ -1,0 +1,170 @@
+"""The blocking client: `Client`, `client.flow`, `Flow`, `FlowItem`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from flowlab import schemas
+from flowlab.client import _core as core
+from flowlab.client._flows import FlowBase, FlowItemBase, flow_options
+from flowlab.client._models import FlowItemResult, FlowItemStatus, matrix_frame, votes_frame
+from flowlab.client._transport import SyncTransport, resolve
+
+
+class FlowItem(FlowItemBase):
+    def get_status(self) -> FlowItemStatus:
+        """State, votes so far, thresholds and deadline. Never blocks."""
+        self.last_status = self._transport.run(core.item_status(self.id))
+        return self.last_status
+
+    def get_results(self, timeout: float | None = None, *, partial: bool = False) -> FlowItemResult:
+        """Wait for the item to end, then return its rankings; with `partial=True`, return what has arrived at
+        `timeout` instead of raising `Timeout`."""
+        return self._transport.run(core.wait_for_results(self.id, timeout, partial))
+
+    def get_win_loss_matrix(self) -> pd.DataFrame:
+        """Cell [a, b] counts votes for a over b (a tie counts half to each); the matrix sums to the response count."""
+        return matrix_frame(self._transport.run(core.item_matrix(self.id)))
+
+    def get_response_count(self) -> int:
+        return self.get_status().response_count
+
+    def get_votes(self) -> pd.DataFrame:
+        """Every accepted vote, in order, with the annotator who cast it."""
+        return votes_frame(self._transport.run(core.item_votes(self.id)), self.keys)
+
+    def get_datapoints(self) -> list[schemas.Datapoint]:
+        return self._transport.run(core.item_detail(self.id)).datapoints
+
+    def stop(self) -> FlowItemStatus:
+        """End the item now (state Stopped); its votes stay."""
+        self.last_status = self._transport.run(core.stop_item(self.id))
+        return self.last_status
+
+    def watch(self) -> Iterator[schemas.ItemEvent]:
+        """Live updates over SSE, reconnecting and resuming as needed; ends when the item does."""
+        return self._transport.stream(core.item_stream(self.id))
+
+    def wait(self, timeout: float | None = None) -> FlowItemStatus:
+        """Block until the item ends (or `timeout`), returning its status."""
+        self.get_results(timeout=timeout, partial=True)
+        return self.get_status()
+
+
+class Flow(FlowBase):
+    def refresh(self) -> Flow:
+        self.config = self._transport.run(core.get_flow(self.id))
+        return self
+
+    def create_new_flow_batch(self, datapoints: Iterable[Any], context: str | None = None,
+                              time_to_live: float = 300, *, context_assets: Iterable[Any] | None = None,
+                              private_metadata: Mapping[str, Any] | None = None) -> FlowItem:
+        """Push a batch of datapoints (texts, local paths, URLs, or dicts with an `id`). Returns at once."""
+        status = self._transport.run(core.create_item(
+            self.id, datapoints, context=context, time_to_live=time_to_live, context_assets=context_assets,
+            private_metadata=private_metadata))
+        return FlowItem(self._transport, status)
+
+    def update_config(self, *, instruction: str | None = None, min_response_threshold: int | None = None,
+                      max_response_threshold: int | None = None, **other: Any) -> Flow:
+        """Change the flow's settings; items created from now on use them, existing items keep theirs."""
+        self.config = self._transport.run(core.update_flow(self.id, {
+            "instruction": instruction, "min_response_threshold": min_response_threshold,
+            "max_response_threshold": max_response_threshold, **other}))
+        return self
+
+    def get_flow_items(self) -> list[FlowItem]:
+        return [FlowItem(self._transport, s) for s in self._transport.run(core.list_items(self.id))]
+
+    def get_flow_item(self, item_id: str) -> FlowItem:
+        return FlowItem(self._transport, self._transport.run(core.item_status(item_id)))
+
+    def delete(self) -> None:
+        """Delete the flow with its items and votes."""
+        self._transport.run(core.delete_flow(self.id))
+
+    def watch(self) -> Iterator[schemas.FlowEvent]:
+        """Live summaries of the flow's items over SSE; ends if the flow is deleted."""
+        return self._transport.stream(core.flow_stream(self.id))
+
+
+class FlowsAPI:
+    """`client.flow`: create, find and warm up flows."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def create_ranking_flow(self, name: str, instruction: str, max_response_threshold: int = 100,
+                            min_response_threshold: int | None = None, *, allow_ties: bool = False,
+                            pair_selection: str = "uniform", lease_seconds: float = 60.0,
+                            drain_seconds: float | None = None, render_markdown: bool = False,
+                            validation_pairs: Iterable[Any] | None = None, gold_rate: float = 0.1) -> Flow:
+        """Create a pairwise ranking flow. `min_response_threshold` defaults to the maximum."""
+        config = self._transport.run(core.create_flow(
+            name, instruction, max_response_threshold, min_response_threshold,
+            flow_options(allow_ties, pair_selection, lease_seconds, drain_seconds, render_markdown,
+                         validation_pairs, gold_rate)))
+        return Flow(self._transport, config)
+
+    def preheat(self) -> schemas.Preheated:
+        """Warm the server and wake idle annotators before a high-cadence phase."""
+        return self._transport.run(core.preheat())
+
+    def get_flow_by_id(self, flow_id: str) -> Flow:
+        return Flow(self._transport, self._transport.run(core.get_flow(flow_id)))
+
+    def find_flows(self, amount: int = 10) -> list[Flow]:
+        """Your most recent flows, newest first."""
+        return [Flow(self._transport, f) for f in self._transport.run(core.find_flows(amount))]
+
+
+class AnnotatorsAPI:
+    """`client.annotators`: join links for people, and their quality."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def create(self, name: str) -> schemas.AnnotatorCreated:
+        return self._transport.run(core.create_annotator(name))
+
+    def list(self) -> list[schemas.AnnotatorStats]:
+        return self._transport.run(core.list_annotators())
+
+    def revoke(self, annotator_id: str) -> None:
+        self._transport.run(core.revoke_annotator(annotator_id))
+
+
+class Client:
+    """Talks to a flowlab server: `url`/`api_key`, else FLOWLAB_URL/FLOWLAB_API_KEY, else an embedded local one."""
+
+    def __init__(self, url: str | None = None, api_key: str | None = None, *, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        if transport is not None and url is None:
+            url = "http://flowlab.invalid"
+        self.url, self.api_key = resolve(url, api_key)
+        self._transport = SyncTransport(self.url, self.api_key, timeout, transport)
+        self.flow = FlowsAPI(self._transport)
+        self.annotators = AnnotatorsAPI(self._transport)
+
+    def create_api_key(self, name: str) -> schemas.KeyCreated:
+        """Make another researcher key (admin key only)."""
+        return self._transport.run(core.create_key(name))
+
+    def me(self) -> schemas.Me:
+        return self._transport.run(core.me())
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Client {self.url}>"

@@ -1,0 +1,325 @@
+"""The SDK's one core: every operation is a generator that yields requests and receives responses.
+
+The sync and async clients drive the same generators and differ only in how they do I/O, so the request
+building, validation, waiting logic and response parsing exist exactly once.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import time
+from collections.abc import Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+
+from flowlab import schemas
+from flowlab.client._errors import Timeout, ValidationError, error_for
+from flowlab.client._models import FlowItemResult, FlowItemStatus
+
+T = TypeVar("T")
+
+LONG_POLL_SECONDS = 25.0
+
+
+@dataclass
+class Call:
+    """One HTTP request to make."""
+
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    json: Any = None
+    content: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None  # None: the client's default
+
+
+@dataclass
+class Sleep:
+    seconds: float
+
+
+Op = Generator[Call | Sleep, Any, T]
+
+_encoder = msgspec.json.Encoder()
+
+
+def body(call: Call) -> tuple[bytes | None, dict[str, str]]:
+    if call.content is not None:
+        return call.content, call.headers
+    if call.json is None:
+        return None, call.headers
+    return _encoder.encode(call.json), {"Content-Type": "application/json", **call.headers}
+
+
+def check(status: int, content: bytes, reason: str) -> None:
+    """Raise the typed error for a problem answer."""
+    if status < 400:
+        return
+    try:
+        problem = msgspec.json.decode(content) if content else None
+    except msgspec.DecodeError:
+        problem = None
+    raise error_for(status, problem if isinstance(problem, dict) else None,
+                    f"The server answered {status} {reason}: {content[:200].decode(errors='replace')}")
+
+
+def decode(content: bytes, type: type[T]) -> T:
+    return msgspec.json.decode(content, type=type)
+
+
+# ------------------------------------------------------------------ flows
+
+
+def create_flow(name: str, instruction: str, max_response_threshold: int, min_response_threshold: int | None,
+                options: Mapping[str, Any]) -> Op[schemas.Flow]:
+    payload: dict[str, Any] = {"name": name, "instruction": instruction,
+                               "max_response_threshold": max_response_threshold, **options}
+    if min_response_threshold is not None:
+        payload["min_response_threshold"] = min_response_threshold
+    if payload.get("validation_pairs"):
+        payload["validation_pairs"] = yield from _validation_pairs(payload["validation_pairs"])
+    resp = yield Call("POST", "/v1/flows", json=payload)
+    return decode(resp.content, schemas.Flow)
+
+
+def get_flow(flow_id: str) -> Op[schemas.Flow]:
+    resp = yield Call("GET", f"/v1/flows/{flow_id}")
+    return decode(resp.content, schemas.Flow)
+
+
+def find_flows(amount: int) -> Op[list[schemas.Flow]]:
+    resp = yield Call("GET", "/v1/flows", params={"limit": amount})
+    return decode(resp.content, list[schemas.Flow])
+
+
+def update_flow(flow_id: str, changes: Mapping[str, Any]) -> Op[schemas.Flow]:
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if not changes:
+        raise ValidationError(422, "update_config() needs at least one setting to change, e.g. "
+                                   "update_config(instruction='...').")
+    if changes.get("validation_pairs"):
+        changes["validation_pairs"] = yield from _validation_pairs(changes["validation_pairs"])
+    resp = yield Call("PATCH", f"/v1/flows/{flow_id}", json=changes)
+    return decode(resp.content, schemas.Flow)
+
+
+def delete_flow(flow_id: str) -> Op[None]:
+    yield Call("DELETE", f"/v1/flows/{flow_id}")
+
+
+def list_items(flow_id: str) -> Op[list[FlowItemStatus]]:
+    resp = yield Call("GET", f"/v1/flows/{flow_id}/items")
+    return decode(resp.content, list[FlowItemStatus])
+
+
+def preheat() -> Op[schemas.Preheated]:
+    resp = yield Call("POST", "/v1/preheat")
+    return decode(resp.content, schemas.Preheated)
+
+
+# ------------------------------------------------------------------ batches and datapoints
+
+
+def create_item(flow_id: str, datapoints: Iterable[Any], *, context: str | None, time_to_live: float,
+                context_assets: Iterable[Any] | None, private_metadata: Mapping[str, Any] | None
+                ) -> Op[FlowItemStatus]:
+    if isinstance(datapoints, str | bytes | Mapping):
+        raise ValidationError(422, "datapoints must be a list (of texts, paths, URLs or dicts), not a single "
+                                   "value.", field="datapoints")
+    points = []
+    for i, d in enumerate(datapoints):
+        points.append((yield from _datapoint(d, f"datapoints[{i}]")))
+    assets = []
+    for i, a in enumerate(context_assets or ()):
+        dp = yield from _datapoint(a, f"context_assets[{i}]")
+        assets.append({k: v for k, v in dp.items() if k in ("kind", "text", "url", "media", "media_type", "name")}
+                      | {"kind": dp.get("kind") or "text"})
+    payload: dict[str, Any] = {"datapoints": points, "time_to_live": time_to_live}
+    if context is not None:
+        payload["context"] = context
+    if assets:
+        payload["context_assets"] = assets
+    if private_metadata is not None:
+        payload["private_metadata"] = dict(private_metadata)
+    resp = yield Call("POST", f"/v1/flows/{flow_id}/items", json=payload)
+    return decode(resp.content, FlowItemStatus)
+
+
+def _is_url(s: str) -> bool:
+    return urlsplit(s).scheme in ("http", "https")
+
+
+def _datapoint(d: Any, where: str) -> Op[dict[str, Any]]:
+    """A text, a local path (uploaded), a URL, or a dict with `id` and one of text/path/url/media."""
+    if isinstance(d, os.PathLike):
+        return (yield from _upload(Path(d), where))
+    if isinstance(d, str):
+        if _is_url(d):
+            return {"url": d}
+        if len(d) < 4096 and "\n" not in d and _looks_like_path(d):
+            return (yield from _upload(Path(d), where))
+        return {"text": d}
+    if isinstance(d, Mapping):
+        out = {k: v for k, v in d.items() if k != "path"}
+        if "path" in d:
+            up = yield from _upload(Path(d["path"]), where)
+            out = {**up, **out}
+        unknown = set(out) - {"id", "text", "url", "media", "media_type", "kind", "name", "private_metadata"}
+        if unknown:
+            raise ValidationError(422, f"{where} has unknown keys {sorted(unknown)}; a datapoint dict takes id, "
+                                       "text, path, url, kind, name and private_metadata.", field=where)
+        if "id" in out:
+            out["id"] = str(out["id"])
+        return out
+    raise ValidationError(422, f"{where} is a {type(d).__name__}; give a string (text, path or URL), a "
+                               "pathlib.Path, or a dict with an 'id'.", field=where)
+
+
+def _looks_like_path(s: str) -> bool:
+    try:
+        return Path(s).expanduser().is_file()
+    except OSError:
+        return False
+
+
+def _upload(path: Path, where: str) -> Op[dict[str, Any]]:
+    path = path.expanduser()
+    if not path.is_file():
+        raise ValidationError(422, f"{where}: no file at {str(path)!r}.", field=where)
+    data = path.read_bytes()
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    resp = yield Call("POST", "/v1/media", content=data,
+                      headers={"Content-Type": media_type, "X-Filename": path.name}, timeout=120.0)
+    ref = decode(resp.content, schemas.MediaRef)
+    return {"media": ref.sha256, "media_type": ref.media_type, "kind": ref.kind, "name": str(path)}
+
+
+def _validation_pairs(pairs: Iterable[Any]) -> Op[list[dict[str, Any]]]:
+    out = []
+    for i, p in enumerate(pairs):
+        if isinstance(p, Mapping):
+            a, b, answer = p.get("a"), p.get("b"), p.get("answer")
+        else:
+            a, b, answer = p
+        dp_a = yield from _datapoint(a, f"validation_pairs[{i}].a")
+        dp_b = yield from _datapoint(b, f"validation_pairs[{i}].b")
+        out.append({"a": dp_a, "b": dp_b, "answer": answer})
+    return out
+
+
+# ------------------------------------------------------------------ items
+
+
+def item_status(item_id: str) -> Op[FlowItemStatus]:
+    resp = yield Call("GET", f"/v1/items/{item_id}")
+    return decode(resp.content, FlowItemStatus)
+
+
+def wait_item(item_id: str, since: int, timeout: float) -> Op[FlowItemStatus]:
+    resp = yield Call("GET", f"/v1/items/{item_id}/wait", params={"since": since, "timeout": timeout},
+                      timeout=timeout + 30.0)
+    return decode(resp.content, FlowItemStatus)
+
+
+def item_results(item_id: str) -> Op[FlowItemResult]:
+    resp = yield Call("GET", f"/v1/items/{item_id}/results")
+    return decode(resp.content, FlowItemResult)
+
+
+def wait_for_results(item_id: str, timeout: float | None, partial: bool) -> Op[FlowItemResult]:
+    """Long-poll until the item ends, then fetch its results; on timeout return partial results if asked."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    status = yield from item_status(item_id)
+    while not status.is_terminal:
+        left = LONG_POLL_SECONDS if deadline is None else deadline - time.monotonic()
+        if left <= 0:
+            if partial:
+                break
+            raise Timeout(f"Flow item {item_id} is still {status.state.value} after {timeout} s with "
+                          f"{status.response_count} votes. Call get_results(partial=True) for what has arrived, "
+                          "or wait longer.")
+        status = yield from wait_item(item_id, status.version, min(left, LONG_POLL_SECONDS))
+    return (yield from item_results(item_id))
+
+
+def item_matrix(item_id: str) -> Op[schemas.WinLossMatrix]:
+    resp = yield Call("GET", f"/v1/items/{item_id}/matrix")
+    return decode(resp.content, schemas.WinLossMatrix)
+
+
+def item_votes(item_id: str) -> Op[list[schemas.Vote]]:
+    resp = yield Call("GET", f"/v1/items/{item_id}/votes")
+    return decode(resp.content, list[schemas.Vote])
+
+
+def item_detail(item_id: str) -> Op[schemas.ItemDetail]:
+    resp = yield Call("GET", f"/v1/items/{item_id}/detail")
+    return decode(resp.content, schemas.ItemDetail)
+
+
+def stop_item(item_id: str) -> Op[FlowItemStatus]:
+    resp = yield Call("POST", f"/v1/items/{item_id}/stop")
+    return decode(resp.content, FlowItemStatus)
+
+
+# ------------------------------------------------------------------ keys, annotators
+
+
+def create_key(name: str) -> Op[schemas.KeyCreated]:
+    resp = yield Call("POST", "/v1/keys", json={"name": name})
+    return decode(resp.content, schemas.KeyCreated)
+
+
+def create_annotator(name: str) -> Op[schemas.AnnotatorCreated]:
+    resp = yield Call("POST", "/v1/annotators", json={"name": name})
+    return decode(resp.content, schemas.AnnotatorCreated)
+
+
+def list_annotators() -> Op[list[schemas.AnnotatorStats]]:
+    resp = yield Call("GET", "/v1/annotators")
+    return decode(resp.content, list[schemas.AnnotatorStats])
+
+
+def revoke_annotator(annotator_id: str) -> Op[None]:
+    yield Call("DELETE", f"/v1/annotators/{annotator_id}")
+
+
+def me() -> Op[schemas.Me]:
+    resp = yield Call("GET", "/v1/me")
+    return decode(resp.content, schemas.Me)
+
+
+# ------------------------------------------------------------------ live events
+
+
+@dataclass
+class StreamPlan:
+    """How to follow an SSE endpoint: what to decode, and when the stream has nothing more to say."""
+
+    path: str
+    type: type
+    event: str
+
+    def finished(self, message: Any) -> bool:
+        if isinstance(message, schemas.ItemEvent):
+            return message.state in schemas.TERMINAL_STATES
+        if isinstance(message, schemas.FlowEvent):
+            return message.deleted
+        return False
+
+
+def item_stream(item_id: str) -> StreamPlan:
+    return StreamPlan(f"/v1/items/{item_id}/events", schemas.ItemEvent, "item")
+
+
+def flow_stream(flow_id: str) -> StreamPlan:
+    return StreamPlan(f"/v1/flows/{flow_id}/events", schemas.FlowEvent, "flow")
+
+
+RECONNECT_DELAYS = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0)

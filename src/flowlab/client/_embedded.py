@@ -1,0 +1,78 @@
+"""The embedded local server: `Client()` with no URL starts one (or reuses the one already running)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from flowlab.client._errors import ConnectError, FlowlabError
+
+
+def flowlab_home() -> Path:
+    return Path(os.environ.get("FLOWLAB_HOME") or "~/.flowlab").expanduser()
+
+
+def _healthy(url: str, key: str) -> bool:
+    try:
+        r = httpx.get(f"{url}/v1/me", headers={"Authorization": f"Bearer {key}"}, timeout=2.0)
+        return r.status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_local_server(timeout: float = 30.0) -> tuple[str, str]:
+    """Return (url, api_key) of a running local server, starting one in the background if needed."""
+    root = flowlab_home() / "local"
+    root.mkdir(parents=True, exist_ok=True)
+    info_path = root / "server.json"
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two kernels starting at once share one server
+        if info_path.exists():
+            with contextlib.suppress(ValueError, KeyError, OSError):
+                info = json.loads(info_path.read_text())
+                if _healthy(info["url"], info["api_key"]):
+                    return info["url"], info["api_key"]
+        try:
+            import flowlab.server  # noqa: F401
+        except ImportError as exc:
+            raise FlowlabError(
+                "No FLOWLAB_URL is set, so flowlab tried to start a local server, but the server extra is not "
+                "installed. Either `pip install 'flowlab[server]'`, or set FLOWLAB_URL and FLOWLAB_API_KEY to a "
+                f"running server ({exc}).") from exc
+        key_path = root / "api_key"
+        if not key_path.exists():
+            key_path.write_text("fl_key_" + secrets.token_urlsafe(24))
+            key_path.chmod(0o600)
+        key = key_path.read_text().strip()
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = open(root / "server.log", "ab")  # noqa: SIM115 - handed to the child
+        subprocess.Popen(
+            [sys.executable, "-m", "flowlab", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--data-dir", str(root / "data")],
+            env={**os.environ, "FLOWLAB_API_KEY": key}, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _healthy(url, key):
+                info_path.write_text(json.dumps({"url": url, "api_key": key}))
+                return url, key
+            time.sleep(0.1)
+        raise ConnectError(f"The local flowlab server did not start within {timeout:.0f} s; see "
+                           f"{root / 'server.log'}.")

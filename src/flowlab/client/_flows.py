@@ -1,0 +1,80 @@
+"""What the sync and async flow objects share: identity, cached config, and argument handling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowlab import schemas
+from flowlab.client._models import FlowItemStatus
+
+
+def flow_options(allow_ties: bool, pair_selection: str, lease_seconds: float, drain_seconds: float | None,
+                 render_markdown: bool, validation_pairs: Any, gold_rate: float) -> dict[str, Any]:
+    options: dict[str, Any] = {"allow_ties": allow_ties, "pair_selection": pair_selection,
+                               "lease_seconds": lease_seconds, "render_markdown": render_markdown,
+                               "gold_rate": gold_rate}
+    if drain_seconds is not None:
+        options["drain_seconds"] = drain_seconds
+    if validation_pairs:
+        options["validation_pairs"] = list(validation_pairs)
+    return options
+
+
+class FlowBase:
+    """A flow: the question shown to annotators and the per-item vote budget."""
+
+    def __init__(self, transport: Any, config: schemas.Flow) -> None:
+        self._transport = transport
+        self.config = config
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def instruction(self) -> str:
+        return self.config.instruction
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} {self.id} {self.name!r} items={self.config.item_count} "
+                f"thresholds={self.config.min_response_threshold}..{self.config.max_response_threshold}>")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FlowBase) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+
+class FlowItemBase:
+    """One batch of datapoints pushed into a flow, with its own time-to-live and config snapshot."""
+
+    def __init__(self, transport: Any, status: FlowItemStatus) -> None:
+        self._transport = transport
+        self.last_status = status
+
+    @property
+    def id(self) -> str:
+        return self.last_status.id
+
+    @property
+    def flow_id(self) -> str:
+        return self.last_status.flow_id
+
+    @property
+    def keys(self) -> list[str]:
+        return self.last_status.keys
+
+    def __repr__(self) -> str:
+        s = self.last_status
+        return f"<{type(self).__name__} {self.id} {s.state.value} votes={s.response_count}/{s.max_response_threshold}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FlowItemBase) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)

@@ -1,0 +1,132 @@
+"""What the SDK gives back: item states, statuses and results, with pandas views."""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from flowlab import schemas
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class FlowItemState(str, enum.Enum):
+    """A flow item's lifecycle state; compares equal to its name as a string."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    STOPPING = "Stopping"
+    COMPLETED = "Completed"
+    INCOMPLETE = "Incomplete"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.value in schemas.TERMINAL_STATES
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class FlowItemStatus(msgspec.Struct):
+    """A snapshot of an item: state, votes so far, thresholds, deadline. Never waits."""
+
+    id: str
+    flow_id: str
+    state: FlowItemState
+    response_count: int
+    min_response_threshold: int
+    max_response_threshold: int
+    instruction: str
+    config_version: int
+    context: str | None
+    n_datapoints: int
+    keys: list[str]
+    created_at: float
+    started_at: float | None
+    deadline: float
+    ended_at: float | None
+    time_to_live: float
+    leases_out: int
+    version: int
+    server_time: float
+    reason: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state.is_terminal
+
+    @property
+    def time_left(self) -> float:
+        """Seconds until the deadline, as of when this status was read (0 once ended)."""
+        return 0.0 if self.is_terminal else max(0.0, self.deadline - self.server_time)
+
+
+class FlowItemResult(msgspec.Struct):
+    """Per-datapoint Bradley–Terry scores, Elo-scale scores, 95 % intervals, ranks and votes."""
+
+    item_id: str
+    state: FlowItemState
+    total_votes: int
+    partial: bool
+    datapoints: list[schemas.DatapointResult]
+    version: int
+
+    def __getitem__(self, key: str) -> schemas.DatapointResult:
+        for d in self.datapoints:
+            if d.key == key:
+                return d
+        raise KeyError(f"no datapoint with key {key!r}; keys are {[d.key for d in self.datapoints]}")
+
+    @property
+    def ranking(self) -> list[str]:
+        """Datapoint keys, best first."""
+        return [d.key for d in sorted(self.datapoints, key=lambda d: (d.rank, -d.score))]
+
+    def scores(self) -> dict[str, float]:
+        return {d.key: d.score for d in self.datapoints}
+
+    def rewards(self, **options: Any) -> dict[str, float]:
+        """Per-datapoint rewards for RL from these results; options go to `flowlab.ranking.rewards_from_scores`."""
+        import numpy as np
+
+        from flowlab import ranking
+
+        ordered = sorted(self.datapoints, key=lambda d: d.index)
+        values = ranking.rewards_from_scores(np.array([d.score for d in ordered]), **options)
+        return {d.key: float(v) for d, v in zip(ordered, values, strict=True)}
+
+    def to_dataframe(self) -> pd.DataFrame:
+        import pandas as pd
+
+        rows = [msgspec.structs.asdict(d) for d in self.datapoints]
+        return pd.DataFrame(rows).set_index("key").sort_values("rank") if rows else pd.DataFrame()
+
+
+def matrix_frame(m: schemas.WinLossMatrix) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = pd.DataFrame(m.counts, index=list(m.keys), columns=list(m.keys))
+    frame.index.name, frame.columns.name = "winner", "loser"
+    if all(float(v).is_integer() for row in m.counts for v in row):
+        frame = frame.astype(int)
+    return frame
+
+
+def votes_frame(votes: list[schemas.Vote], keys: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = pd.DataFrame([msgspec.structs.asdict(v) for v in votes],
+                         columns=["task_id", "annotator_id", "winner", "loser", "tie", "created_at"])
+    frame["winner_key"] = [keys[i] for i in frame["winner"]]
+    frame["loser_key"] = [keys[i] for i in frame["loser"]]
+    return frame
+
+
+def deadline_in(seconds: float | None) -> float | None:
+    return None if seconds is None else time.monotonic() + seconds

@@ -1,0 +1,164 @@
+"""The two I/O drivers for the core's operations: one blocking, one asyncio. Nothing else differs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+
+from flowlab import __version__
+from flowlab.client import _core as core
+from flowlab.client._embedded import ensure_local_server
+from flowlab.client._errors import ConnectError, FlowlabError, Timeout
+from flowlab.client._sse import SSEParser
+
+T = TypeVar("T")
+STREAM_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=10.0, pool=10.0)  # the server pings every 15 s
+
+
+def resolve(url: str | None, api_key: str | None) -> tuple[str, str | None]:
+    """Explicit arguments, else FLOWLAB_URL / FLOWLAB_API_KEY, else an embedded local server."""
+    url = url or os.environ.get("FLOWLAB_URL")
+    api_key = api_key or os.environ.get("FLOWLAB_API_KEY")
+    if not url:
+        url, local_key = ensure_local_server()
+        api_key = api_key or local_key
+    return url.rstrip("/"), api_key
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    headers = {"User-Agent": f"flowlab-python/{__version__}"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def _translate(exc: httpx.HTTPError, url: str) -> FlowlabError:
+    if isinstance(exc, httpx.TimeoutException):
+        return Timeout(f"The flowlab server at {url} did not answer in time ({exc!r}); retry, or raise the "
+                       "client's timeout=.")
+    return ConnectError(f"Could not reach the flowlab server at {url} ({exc!r}). Is `flowlab serve` running, and "
+                        "is FLOWLAB_URL right?")
+
+
+def _kwargs(call: core.Call) -> dict[str, Any]:
+    content, headers = core.body(call)
+    kwargs: dict[str, Any] = {"params": call.params, "content": content, "headers": headers}
+    if call.timeout is not None:
+        kwargs["timeout"] = call.timeout
+    return kwargs
+
+
+class SyncTransport:
+    def __init__(self, url: str, api_key: str | None, timeout: float,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url, headers=_headers(api_key), timeout=timeout, transport=transport)
+
+    def send(self, call: core.Call) -> httpx.Response:
+        try:
+            resp = self.http.request(call.method, call.path, **_kwargs(call))
+        except httpx.HTTPError as exc:
+            raise _translate(exc, self.url) from exc
+        core.check(resp.status_code, resp.content, resp.reason_phrase)
+        return resp
+
+    def run(self, op: core.Op[T]) -> T:
+        reply: Any = None
+        try:
+            while True:
+                step = op.send(reply)
+                if isinstance(step, core.Sleep):
+                    time.sleep(step.seconds)
+                    reply = None
+                else:
+                    reply = self.send(step)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def stream(self, plan: core.StreamPlan) -> Iterator[Any]:
+        parser = SSEParser()
+        failures = 0
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if parser.last_id is not None:
+                headers["Last-Event-ID"] = parser.last_id
+            try:
+                with self.http.stream("GET", plan.path, headers=headers, timeout=STREAM_TIMEOUT) as resp:
+                    if resp.status_code >= 400:
+                        core.check(resp.status_code, resp.read(), resp.reason_phrase)
+                    failures = 0
+                    for line in resp.iter_lines():
+                        msg = parser.feed_line(line)
+                        if msg is not None and msg.event == plan.event:
+                            event = msgspec.json.decode(msg.data, type=plan.type)
+                            yield event
+                            if plan.finished(event):
+                                return
+            except httpx.TransportError:
+                pass  # dropped: reconnect below and resume from the last id
+            time.sleep(core.RECONNECT_DELAYS[min(failures, len(core.RECONNECT_DELAYS) - 1)])
+            failures += 1
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class AsyncTransport:
+    def __init__(self, url: str, api_key: str | None, timeout: float,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.url = url
+        self.http = httpx.AsyncClient(base_url=url, headers=_headers(api_key), timeout=timeout, transport=transport)
+
+    async def send(self, call: core.Call) -> httpx.Response:
+        try:
+            resp = await self.http.request(call.method, call.path, **_kwargs(call))
+        except httpx.HTTPError as exc:
+            raise _translate(exc, self.url) from exc
+        core.check(resp.status_code, resp.content, resp.reason_phrase)
+        return resp
+
+    async def run(self, op: core.Op[T]) -> T:
+        reply: Any = None
+        try:
+            while True:
+                step = op.send(reply)
+                if isinstance(step, core.Sleep):
+                    await asyncio.sleep(step.seconds)
+                    reply = None
+                else:
+                    reply = await self.send(step)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def stream(self, plan: core.StreamPlan) -> AsyncIterator[Any]:
+        parser = SSEParser()
+        failures = 0
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if parser.last_id is not None:
+                headers["Last-Event-ID"] = parser.last_id
+            try:
+                async with self.http.stream("GET", plan.path, headers=headers, timeout=STREAM_TIMEOUT) as resp:
+                    if resp.status_code >= 400:
+                        core.check(resp.status_code, await resp.aread(), resp.reason_phrase)
+                    failures = 0
+                    async for line in resp.aiter_lines():
+                        msg = parser.feed_line(line)
+                        if msg is not None and msg.event == plan.event:
+                            event = msgspec.json.decode(msg.data, type=plan.type)
+                            yield event
+                            if plan.finished(event):
+                                return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(core.RECONNECT_DELAYS[min(failures, len(core.RECONNECT_DELAYS) - 1)])
+            failures += 1
+
+    async def aclose(self) -> None:
+        await self.http.aclose()

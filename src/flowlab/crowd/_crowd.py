@@ -1,0 +1,288 @@
+"""A simulated crowd of annotators that speaks the same HTTP protocol as the annotator page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+import msgspec
+
+from flowlab import schemas
+from flowlab.client._transport import resolve
+from flowlab.crowd._oracle import datapoint_content, prefer_probability, true_score
+
+
+@dataclass
+class AnnotatorProfile:
+    """One simulated person: how often they follow their judgement, how fast, and whether they are a spammer."""
+
+    name: str
+    accuracy: float  # chance of answering from the oracle rather than at random
+    mean_seconds: float  # mean time spent on a task
+    spammer: bool = False
+    token: str = ""
+    id: str = ""
+
+
+@dataclass
+class CrowdStats:
+    votes: int = 0
+    gold: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    errors: int = 0
+    by_annotator: dict[str, int] = field(default_factory=dict)
+
+
+_task_decoder = msgspec.json.Decoder(schemas.Task)
+_ack_decoder = msgspec.json.Decoder(schemas.Ack)
+_batch_decoder = msgspec.json.Decoder(schemas.TaskBatch)
+_acks_decoder = msgspec.json.Decoder(schemas.AckBatch)
+
+
+class SimulatedCrowd:
+    """Annotators with accuracies, response-time distributions and optional spammers, voting over HTTP.
+
+    Parameters
+    ----------
+    url, api_key
+        The server and a researcher key (used to make annotator tokens and to read the oracle's true scores);
+        default to FLOWLAB_URL / FLOWLAB_API_KEY, else the embedded local server.
+    annotators
+        How many people.
+    rate
+        Votes per minute for the whole crowd while there is work (default 6,000).
+    accuracy
+        Chance an honest annotator answers from their judgement (a Bradley–Terry draw on the true scores)
+        rather than at random.
+    spammer_fraction
+        Share of annotators who answer at random.
+    bulk
+        Fetch and answer tasks in batches (the crowd endpoints) instead of one at a time like a page.
+    """
+
+    def __init__(self, url: str | None = None, api_key: str | None = None, *, annotators: int = 20,
+                 rate: float = 6000.0, accuracy: float = 0.9, spammer_fraction: float = 0.0,
+                 response_time_cv: float = 0.5, seed: int = 0, bulk: bool = False, batch_size: int = 50,
+                 name: str = "sim") -> None:
+        if annotators < 1:
+            raise ValueError("annotators must be at least 1")
+        if rate <= 0:
+            raise ValueError("rate is votes per minute and must be positive")
+        if not 0.0 <= accuracy <= 1.0 or not 0.0 <= spammer_fraction <= 1.0:
+            raise ValueError("accuracy and spammer_fraction are probabilities in [0, 1]")
+        self.url, self.api_key = resolve(url, api_key)
+        self.rate = rate
+        self.bulk = bulk
+        self.batch_size = batch_size
+        self.response_time_cv = response_time_cv
+        self.rng = random.Random(seed)
+        n_spam = round(annotators * spammer_fraction)
+        mean = annotators * 60.0 / rate
+        self.profiles = [AnnotatorProfile(f"{name}-{i:03d}", accuracy, mean, spammer=i < n_spam)
+                         for i in range(annotators)]
+        self.stats = CrowdStats()
+        self._scores: dict[str, list[float]] = {}
+        self._gold: dict[str, dict[tuple[str, str], str]] = {}
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    # ------------------------------------------------------------ running
+
+    def start(self) -> SimulatedCrowd:
+        """Run the crowd in a background thread until `stop()`."""
+        if self._thread is not None:
+            return self
+        self._thread = threading.Thread(target=self._thread_main, name="flowlab-crowd", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self) -> CrowdStats:
+        if self._thread is not None and self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(30)
+            self._thread = None
+        return self.stats
+
+    def __enter__(self) -> SimulatedCrowd:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run(self, duration: float) -> CrowdStats:
+        """Vote for `duration` seconds in the foreground."""
+        async def main() -> None:
+            stop = asyncio.Event()
+            asyncio.get_running_loop().call_later(duration, stop.set)
+            await self.arun(stop)
+
+        asyncio.run(main())
+        return self.stats
+
+    def _thread_main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            await self.arun(self._stop, ready=self._ready)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+
+    async def arun(self, stop: asyncio.Event, *, ready: threading.Event | None = None) -> None:
+        """Run every annotator on the current event loop until `stop` is set."""
+        limits = httpx.Limits(max_connections=len(self.profiles) + 8, max_keepalive_connections=len(self.profiles) + 8)
+        async with httpx.AsyncClient(base_url=self.url, limits=limits, timeout=30.0) as http:
+            research = {"Authorization": f"Bearer {self.api_key}"}
+            for p in self.profiles:
+                if not p.token:
+                    r = await http.post("/v1/annotators", json={"name": p.name}, headers=research)
+                    r.raise_for_status()
+                    made = msgspec.json.decode(r.content, type=schemas.AnnotatorCreated)
+                    p.token, p.id = made.token, made.id
+            if ready is not None:
+                ready.set()
+            workers = [asyncio.create_task(self._annotate(http, p, stop)) for p in self.profiles]
+            await stop.wait()
+            for w in workers:
+                w.cancel()
+            for w in workers:
+                with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                    await w
+
+    # ------------------------------------------------------------ one annotator
+
+    async def _annotate(self, http: httpx.AsyncClient, p: AnnotatorProfile, stop: asyncio.Event) -> None:
+        headers = {"Authorization": f"Bearer {p.token}"}
+        rng = random.Random(self.rng.random())
+        # Stagger the start so the crowd does not arrive in lockstep.
+        await asyncio.sleep(rng.random() * min(p.mean_seconds, 1.0))
+        pending: list[schemas.Task] = []
+        while not stop.is_set():
+            try:
+                if self.bulk:
+                    await self._bulk_round(http, p, headers, rng)
+                    continue
+                if not pending:
+                    r = await http.post("/v1/tasks/next", json={"wait": 2.0}, headers=headers)
+                    if r.status_code == 204:
+                        await asyncio.sleep(float(r.headers.get("x-poll-interval", "0.5")) * rng.uniform(0.5, 1.0))
+                        continue
+                    r.raise_for_status()
+                    pending.append(_task_decoder.decode(r.content))
+                task = pending.pop()
+                started = time.monotonic()
+                choice = await self._choose(http, p, task, rng)
+                think = self._think_time(p, rng) - (time.monotonic() - started)
+                if think > 0:
+                    await asyncio.sleep(think)
+                r = await http.post(f"/v1/tasks/{task.task_id}/answer", json={"choice": choice, "fetch_next": True},
+                                    headers=headers)
+                if r.status_code == 409:
+                    self.stats.rejected += 1
+                    continue
+                r.raise_for_status()
+                ack = _ack_decoder.decode(r.content)
+                self._count(p, ack)
+                if ack.next is not None:
+                    pending.append(ack.next)
+            except (httpx.HTTPError, msgspec.DecodeError):
+                self.stats.errors += 1
+                await asyncio.sleep(0.2)
+
+    async def _bulk_round(self, http: httpx.AsyncClient, p: AnnotatorProfile, headers: dict[str, str],
+                          rng: random.Random) -> None:
+        r = await http.post("/v1/tasks/next-batch", json={"n": self.batch_size, "wait": 2.0}, headers=headers)
+        r.raise_for_status()
+        batch = _batch_decoder.decode(r.content)
+        if not batch.tasks:
+            await asyncio.sleep(batch.poll_interval)
+            return
+        answers = [{"task_id": t.task_id, "choice": await self._choose(http, p, t, rng)} for t in batch.tasks]
+        await asyncio.sleep(sum(self._think_time(p, rng) for _ in batch.tasks))
+        r = await http.post("/v1/tasks/answers", json={"answers": answers}, headers=headers)
+        r.raise_for_status()
+        for ack in _acks_decoder.decode(r.content).results:
+            self._count(p, ack)
+
+    def _count(self, p: AnnotatorProfile, ack: schemas.Ack) -> None:
+        if ack.status == "accepted":
+            self.stats.votes += 1
+            self.stats.by_annotator[p.name] = self.stats.by_annotator.get(p.name, 0) + 1
+        elif ack.status == "skipped":
+            self.stats.skipped += 1
+        elif ack.status == "rejected":
+            self.stats.rejected += 1
+
+    def _think_time(self, p: AnnotatorProfile, rng: random.Random) -> float:
+        # Log-normal response times with the profile's mean and the crowd's coefficient of variation.
+        cv = self.response_time_cv
+        if cv <= 0:
+            return p.mean_seconds
+        sigma2 = math.log(1 + cv * cv)
+        return rng.lognormvariate(math.log(p.mean_seconds) - sigma2 / 2, math.sqrt(sigma2))
+
+    # ------------------------------------------------------------ the oracle
+
+    async def _choose(self, http: httpx.AsyncClient, p: AnnotatorProfile, task: schemas.Task,
+                      rng: random.Random) -> str:
+        if p.spammer or rng.random() > p.accuracy:
+            return rng.choice(("a", "b", "tie") if task.allow_ties else ("a", "b"))
+        gold = await self._gold_answer(http, task)
+        if gold is not None:
+            return gold
+        scores = await self._item_scores(http, task.item_id)
+        sa = scores[task.a.ref] if 0 <= task.a.ref < len(scores) else 0.0
+        sb = scores[task.b.ref] if 0 <= task.b.ref < len(scores) else 0.0
+        return "a" if rng.random() < prefer_probability(sa, sb) else "b"
+
+    async def _item_scores(self, http: httpx.AsyncClient, item_id: str) -> list[float]:
+        scores = self._scores.get(item_id)
+        if scores is None:
+            r = await http.get(f"/v1/items/{item_id}/detail", headers={"Authorization": f"Bearer {self.api_key}"})
+            r.raise_for_status()
+            detail = msgspec.json.decode(r.content, type=schemas.ItemDetail)
+            scores = [true_score(d.private_metadata, datapoint_content(d)) for d in detail.datapoints]
+            self._scores[item_id] = scores
+        return scores
+
+    async def _gold_answer(self, http: httpx.AsyncClient, task: schemas.Task) -> str | None:
+        known = self._gold.get(task.flow_id)
+        if known is None:
+            r = await http.get(f"/v1/flows/{task.flow_id}/validation-pairs",
+                               headers={"Authorization": f"Bearer {self.api_key}"})
+            r.raise_for_status()
+            known = {}
+            for pair in msgspec.json.decode(r.content, type=list[schemas.ValidationPair]):
+                a, b = _gold_content(pair.a), _gold_content(pair.b)
+                known[(a, b)] = pair.answer
+                known[(b, a)] = {"a": "b", "b": "a"}.get(pair.answer, pair.answer)
+            self._gold[task.flow_id] = known
+        if not known:
+            return None
+        return known.get((_view_content(task.a), _view_content(task.b)))
+
+
+def _gold_content(d: schemas.DatapointIn) -> str:
+    if d.media is not None:
+        return f"/media/{d.media}"
+    return d.text if d.text is not None else (d.url or "")
+
+
+def _view_content(v: schemas.DatapointView) -> str:
+    return v.text if v.text is not None else (v.url or "")

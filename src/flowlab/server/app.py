@@ -1,0 +1,134 @@
+"""The Litestar application factory: wires the store, the service, the lifecycle ticker and the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from http import HTTPStatus
+from pathlib import Path
+
+from litestar import Litestar, Request, Response
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+
+from flowlab import schemas
+from flowlab.server.clock import Clock, SystemClock
+from flowlab.server.errors import ServiceError
+from flowlab.server.media import MediaStore
+from flowlab.server.routes import admin, flows, items, pages, tasks
+from flowlab.server.service import FlowService
+from flowlab.server.store import StoreFailed
+from flowlab.server.store.sqlite import SQLiteStore
+
+log = logging.getLogger("flowlab.server")
+PROBLEM = "application/problem+json"
+
+
+def _problem(status: int, title: str, detail: str, *, field: str | None = None, code: str | None = None
+             ) -> Response[schemas.Problem]:
+    return Response(schemas.Problem(title=title, status=status, detail=detail, field=field, code=code),
+                    status_code=status, media_type=PROBLEM)
+
+
+def _service_error(_: Request, exc: ServiceError) -> Response[schemas.Problem]:
+    return _problem(exc.status, exc.title, exc.detail, field=exc.field, code=exc.code)
+
+
+def _validation_error(_: Request, exc: ValidationException) -> Response[schemas.Problem]:
+    # Litestar reports msgspec's complaint per field; name the first one so the SDK can point at it.
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    first = extra[0] if extra and isinstance(extra[0], dict) else {}
+    field = first.get("key") or None
+    message = first.get("message") or exc.detail
+    unknown = re.search(r"unknown field `([^`]+)`", message)
+    if unknown:
+        field = unknown.group(1)
+        message = f"unknown field (misspelt, or not part of this request); remove {field!r}"
+    elif field == "data":
+        field = None
+    if field:
+        detail = f"Field {field!r}: {message}. Fix that field and send the request again."
+    else:
+        detail = f"The request body is not valid: {message}. Send JSON matching the API's schema (/schema)."
+    return _problem(400, "Bad Request", detail, field=field)
+
+
+def _http_error(_: Request, exc: HTTPException) -> Response[schemas.Problem]:
+    detail = exc.detail
+    if exc.status_code == 413:
+        detail = "The request body is larger than this server accepts; send a smaller file or batch."
+    try:
+        title = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        title = type(exc).__name__
+    return _problem(exc.status_code, title, str(detail))
+
+
+def _store_failed(_: Request, exc: StoreFailed) -> Response[schemas.Problem]:
+    return _problem(503, "Service Unavailable", f"{exc}. Nothing in this request was acknowledged; restart the "
+                    "server (its database holds everything acknowledged so far) and retry.")
+
+
+def _unexpected(_: Request, exc: Exception) -> Response[schemas.Problem]:
+    log.exception("unhandled error", exc_info=exc)
+    return _problem(500, "Internal Server Error", "flowlab hit an unexpected error; the server log has the "
+                    "traceback. Nothing in this request was acknowledged.")
+
+
+async def _ticker(service: FlowService) -> None:
+    """Wakes at the next deadline, drain window or lease expiry (or when a new item arrives)."""
+    while True:
+        try:
+            wake = service.tick()
+        except Exception:
+            log.exception("lifecycle tick failed")
+            wake = service.clock.now() + 1.0
+        delay = max(0.0, wake - service.clock.now())
+        await service.wakeup.wait(min(delay, 1.0) + 0.0005)
+
+
+def create_app(data_dir: Path, *, db: Path | None = None, clock: Clock | None = None,
+               admin_key: str | None = None, public_url: str | None = None, max_upload_mb: float = 64.0,
+               seed: int | None = None) -> Litestar:
+    """Build the app. The database defaults to `<data_dir>/flowlab.sqlite3`; media live in `<data_dir>/media`."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(db or data_dir / "flowlab.sqlite3")
+    service = FlowService(store, MediaStore(data_dir / "media"), clock or SystemClock(), seed=seed)
+    generated = service.bootstrap(data_dir, admin_key)
+    if generated:
+        print(f"flowlab: created the admin API key (also saved in {data_dir / 'admin_key'}):\n  {generated}",
+              flush=True)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await store.start()
+        ticker = asyncio.create_task(_ticker(service), name="flowlab-lifecycle")
+        try:
+            yield
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            await store.close()
+
+    return Litestar(
+        route_handlers=[*flows.handlers, *items.handlers, *tasks.handlers, *admin.handlers, *pages.handlers],
+        lifespan=[lifespan],
+        state=State({"service": service, "public_url": public_url}),
+        exception_handlers={
+            ServiceError: _service_error,
+            ValidationException: _validation_error,
+            HTTPException: _http_error,
+            StoreFailed: _store_failed,
+            Exception: _unexpected,
+        },
+        openapi_config=OpenAPIConfig(title="flowlab", version="1.0",
+                                     description="Continuous human feedback for RLHF: flows, items, votes."),
+        request_max_body_size=int(max_upload_mb * 1024 * 1024),
+        debug=False,
+    )

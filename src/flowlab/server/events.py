@@ -1,0 +1,138 @@
+"""Live updates: coalesced, resumable Server-Sent Events per item and per flow, and long polls."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import msgspec
+from litestar.response.sse import ServerSentEventMessage
+
+from flowlab import schemas
+from flowlab.server import lifecycle
+from flowlab.server.model import FlowRecord, ItemRecord
+from flowlab.server.service import FlowService
+
+COALESCE_SECONDS = 0.1  # at most ten messages a second per subscriber
+KEEPALIVE_SECONDS = 15.0
+
+_encode = msgspec.json.Encoder().encode
+
+
+def parse_last_event_id(value: str | None) -> int | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return max(-1, int(value.strip()))
+    except ValueError:
+        return None
+
+
+async def _coalesce(last_sent: float) -> float:
+    gap = time.monotonic() - last_sent
+    if gap < COALESCE_SECONDS:
+        await asyncio.sleep(COALESCE_SECONDS - gap)
+    return time.monotonic()
+
+
+async def item_stream(service: FlowService, item: ItemRecord, last_event_id: int | None
+                      ) -> AsyncIterator[ServerSentEventMessage]:
+    """Each message carries the votes since the previous one, so a client can keep a matrix without refetching."""
+    resumed = last_event_id is not None and 0 <= last_event_id <= item.version
+    sent_votes = last_event_id // 8 if resumed and last_event_id is not None else 0
+    sent_version = last_event_id if resumed and last_event_id is not None else -1
+    full = not resumed
+    last_sent = 0.0
+    yield ServerSentEventMessage(retry=1000, comment="flowlab item stream")
+    while True:
+        if service.items.get(item.id) is not item:
+            return  # the flow was deleted
+        if item.version != sent_version:
+            last_sent = await _coalesce(last_sent)
+            count = item.response_count
+            event = schemas.ItemEvent(
+                item_id=item.id, flow_id=item.flow.id, version=item.version,
+                state=item.state, response_count=count,  # type: ignore[arg-type]
+                leases_out=item.leases_out, delta=item.votes[sent_votes:count], full=full)
+            yield ServerSentEventMessage(data=_encode(event).decode(), id=event.version, event="item")
+            sent_votes, sent_version, full = count, event.version, False
+            if lifecycle.is_terminal(item.state):
+                return
+            continue
+        if not await item.changed.wait(KEEPALIVE_SECONDS):
+            yield ServerSentEventMessage(comment="keep-alive")
+
+
+async def flow_stream(service: FlowService, flow: FlowRecord, last_event_id: int | None
+                      ) -> AsyncIterator[ServerSentEventMessage]:
+    """Summaries of the items that changed; a (re)connecting subscriber first gets every item."""
+    sent: dict[str, int] = {}
+    sent_flow_version = -1
+    last_sent = 0.0
+    yield ServerSentEventMessage(retry=1000, comment="flowlab flow stream")
+    while True:
+        if service.flows.get(flow.id) is not flow:
+            event = schemas.FlowEvent(flow_id=flow.id, version=flow.version, instruction=flow.config.instruction,
+                                      config_version=flow.config.config_version, items=[], deleted=True)
+            yield ServerSentEventMessage(data=_encode(event).decode(), id=flow.version, event="flow")
+            return
+        if flow.version != sent_flow_version:
+            last_sent = await _coalesce(last_sent)
+            changed = [i for i in flow.items if sent.get(i.id) != i.version]
+            event = schemas.FlowEvent(
+                flow_id=flow.id, version=flow.version, instruction=flow.config.instruction,
+                config_version=flow.config.config_version,
+                items=[schemas.ItemSummary(id=i.id, state=i.state,  # type: ignore[arg-type]
+                                           response_count=i.response_count,
+                                           max_response_threshold=i.config.max_response_threshold,
+                                           min_response_threshold=i.config.min_response_threshold,
+                                           deadline=i.deadline, version=i.version) for i in changed])
+            sent_flow_version = flow.version
+            for i in changed:
+                sent[i.id] = i.version
+            yield ServerSentEventMessage(data=_encode(event).decode(), id=event.version, event="flow")
+            continue
+        if not await flow.changed.wait(KEEPALIVE_SECONDS):
+            yield ServerSentEventMessage(comment="keep-alive")
+
+
+async def wait_for_item(service: FlowService, item: ItemRecord, since: int, timeout: float) -> schemas.ItemStatus:
+    """Long poll: returns as soon as the item's version passes `since`, or after `timeout` seconds."""
+    deadline = time.monotonic() + max(0.0, min(timeout, 60.0))
+    while item.version <= since and service.items.get(item.id) is item:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        await item.changed.wait(left)
+    return service.item_status(item)
+
+
+async def wait_for_flow(service: FlowService, flow: FlowRecord, since: int, timeout: float) -> schemas.Flow:
+    deadline = time.monotonic() + max(0.0, min(timeout, 60.0))
+    while flow.version <= since and service.flows.get(flow.id) is flow:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        await flow.changed.wait(left)
+    return service.flow_view(flow)
+
+
+async def annotator_stream(service: FlowService) -> AsyncIterator[ServerSentEventMessage]:
+    """Tells an idle page or crowd that work arrived, or that a researcher preheated the server."""
+    service.annotator_listeners += 1
+    try:
+        hot_seen = service.hot_until
+        yield ServerSentEventMessage(retry=1000, event="hello",
+                                     data=_encode({"poll_interval": service.poll_interval}).decode())
+        while True:
+            woke = await service.work.wait(KEEPALIVE_SECONDS)
+            if service.hot_until != hot_seen:
+                hot_seen = service.hot_until
+                yield ServerSentEventMessage(event="preheat", data=_encode({"hot_until": hot_seen}).decode())
+            elif woke:
+                yield ServerSentEventMessage(event="work", data="{}")
+            else:
+                yield ServerSentEventMessage(comment="keep-alive")
+    finally:
+        service.annotator_listeners -= 1

@@ -1,0 +1,81 @@
+"""Keys, annotators, media, preheat and health."""
+
+from __future__ import annotations
+
+from litestar import Request, delete, get, post
+from litestar.response import File
+
+from flowlab import schemas
+from flowlab.server.routes import researcher, service_of
+
+
+@get("/v1/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/v1/me")
+async def me(request: Request) -> schemas.Me:
+    service = service_of(request)
+    who = service.auth.identify(request.headers.get("authorization"))
+    return schemas.Me(id=who.id, name=who.name, role=who.role)
+
+
+@get("/v1/annotator/me")
+async def annotator_me(request: Request) -> schemas.AnnotatorStats:
+    service = service_of(request)
+    who = service.auth.annotator(request.headers.get("authorization"))
+    return service.annotator_stats(who.id)
+
+
+@post("/v1/keys", status_code=201)
+async def create_key(request: Request, data: schemas.KeyCreate) -> schemas.KeyCreated:
+    service, who = researcher(request)
+    return await service.create_key(who, data.name)
+
+
+@post("/v1/annotators", status_code=201)
+async def create_annotator(request: Request, data: schemas.AnnotatorCreate) -> schemas.AnnotatorCreated:
+    service, who = researcher(request)
+    base = request.app.state.public_url or str(request.base_url)
+    return await service.create_annotator(who, data.name, base)
+
+
+@get("/v1/annotators")
+async def list_annotators(request: Request) -> list[schemas.AnnotatorStats]:
+    service, who = researcher(request)
+    return service.list_annotators(who)
+
+
+@delete("/v1/annotators/{annotator_id:str}", status_code=204)
+async def revoke_annotator(request: Request, annotator_id: str) -> None:
+    service, who = researcher(request)
+    await service.revoke_annotator(who, annotator_id)
+
+
+@post("/v1/preheat", status_code=200)
+async def preheat(request: Request) -> schemas.Preheated:
+    service, _ = researcher(request)
+    return await service.preheat()
+
+
+@post("/v1/media", status_code=201)
+async def upload_media(request: Request) -> schemas.MediaRef:
+    service, _ = researcher(request)
+    data = await request.body()
+    return await service.put_media(data, request.headers.get("content-type"), request.headers.get("x-filename"))
+
+
+@get("/media/{sha256:str}")
+async def get_media(request: Request, sha256: str) -> File:
+    # No auth: the sha256 is the capability, so <img src> and <audio src> work in the annotator page.
+    path, media_type = service_of(request).media_file(sha256)
+    return File(path, media_type=media_type, content_disposition_type="inline", headers={
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox; default-src 'none'",
+    })
+
+
+handlers = [health, me, annotator_me, create_key, create_annotator, list_annotators, revoke_annotator, preheat,
+            upload_media, get_media]

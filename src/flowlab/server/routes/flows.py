@@ -1,0 +1,78 @@
+"""Flows: create, list, read, reconfigure, delete, and their live events."""
+
+from __future__ import annotations
+
+from litestar import Request, delete, get, patch, post
+from litestar.response import ServerSentEvent
+
+from flowlab import schemas
+from flowlab.server import events
+from flowlab.server.routes import researcher
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@post("/v1/flows", status_code=201)
+async def create_flow(request: Request, data: schemas.FlowCreate) -> schemas.Flow:
+    service, who = researcher(request)
+    return await service.create_flow(who, data)
+
+
+@get("/v1/flows")
+async def list_flows(request: Request, limit: int = 10) -> list[schemas.Flow]:
+    service, who = researcher(request)
+    return service.list_flows(who, limit)
+
+
+@get("/v1/flows/{flow_id:str}")
+async def get_flow(request: Request, flow_id: str) -> schemas.Flow:
+    service, who = researcher(request)
+    return service.flow_view(service.get_flow(who, flow_id))
+
+
+@patch("/v1/flows/{flow_id:str}")
+async def update_flow(request: Request, flow_id: str, data: schemas.FlowConfigUpdate) -> schemas.Flow:
+    service, who = researcher(request)
+    return await service.update_flow(who, flow_id, data)
+
+
+@delete("/v1/flows/{flow_id:str}", status_code=204)
+async def delete_flow(request: Request, flow_id: str) -> None:
+    service, who = researcher(request)
+    await service.delete_flow(who, flow_id)
+
+
+@post("/v1/flows/{flow_id:str}/items", status_code=201)
+async def create_item(request: Request, flow_id: str, data: schemas.ItemCreate) -> schemas.ItemStatus:
+    service, who = researcher(request)
+    return await service.create_item(who, flow_id, data)
+
+
+@get("/v1/flows/{flow_id:str}/items")
+async def list_items(request: Request, flow_id: str) -> list[schemas.ItemStatus]:
+    service, who = researcher(request)
+    return service.list_items(who, flow_id)
+
+
+@get("/v1/flows/{flow_id:str}/validation-pairs")
+async def validation_pairs(request: Request, flow_id: str) -> list[schemas.ValidationPair]:
+    service, who = researcher(request)
+    return service.get_flow(who, flow_id).config.validation_pairs
+
+
+@get("/v1/flows/{flow_id:str}/wait")
+async def wait_flow(request: Request, flow_id: str, since: int = -1, timeout: float = 25.0) -> schemas.Flow:
+    service, who = researcher(request)
+    return await events.wait_for_flow(service, service.get_flow(who, flow_id), since, timeout)
+
+
+@get("/v1/flows/{flow_id:str}/events")
+async def flow_events(request: Request, flow_id: str) -> ServerSentEvent:
+    service, who = researcher(request)
+    flow = service.get_flow(who, flow_id)
+    last = events.parse_last_event_id(request.headers.get("last-event-id"))
+    return ServerSentEvent(events.flow_stream(service, flow, last), headers=SSE_HEADERS)
+
+
+handlers = [create_flow, list_flows, get_flow, update_flow, delete_flow, create_item, list_items, validation_pairs, wait_flow,
+            flow_events]

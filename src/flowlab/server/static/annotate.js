@@ -1,0 +1,519 @@
+// The annotator page: join with a token, then compare pairs as fast as the annotator can decide.
+//
+// Speed comes from holding one task beyond the one on screen, already rendered off-screen: an answer
+// swaps the next pair in at once and the answer (which also leases the task after that) goes out behind it.
+
+import { AnnotatorApi, ApiError, NetworkError, sleep } from "./api.js";
+import { renderContent, renderText } from "./render.js";
+
+const TOKEN_KEY = "flowlab.annotator.token";
+const HOLD = 2; // tasks held at once: the one shown and one ready behind it
+const LONG_POLL_SECONDS = 25;
+const NOTICE_MS = 9000;
+const STATS_EVERY = 5; // refresh votes and gold agreement after this many answers
+
+const EXPLAIN = {
+  lease_expired: "Your lease on that pair ran out before your answer arrived, so it was given to someone else; "
+    + "your answer was not counted.",
+  item_ended: "That comparison had already closed (its batch ended or has all the votes it needs), so your "
+    + "answer was not counted.",
+  tie_not_allowed: "This flow does not allow ties, so that answer was not counted; choose A or B.",
+  unknown_task: "The server no longer knows that pair (it may have restarted), so your answer was not counted.",
+  unreachable: "Your answer could not be sent because the server could not be reached, so it was not counted.",
+};
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  api: null,
+  me: null,
+  current: null, // the prepared task on screen
+  buffer: [], // prepared tasks waiting behind it
+  inflight: 0, // requests that will bring a task: long polls and answers sent with fetch_next
+  filling: false,
+  idle: false, // a fetch came back empty: nothing to do until work arrives
+  votes: 0,
+  answered: 0,
+  lastStats: null, // the server's count of this annotator's votes and gold agreement
+  stop: null, // AbortController for everything the session runs
+  wakeFill: null, // AbortController that cuts a retry back-off short
+  timer: null,
+  noticeTimer: null,
+};
+
+// ---------------------------------------------------------------- screens and messages
+
+function showScreen(name) {
+  for (const s of ["loading", "join", "error", "wait", "vote"]) $(`screen-${s}`).hidden = s !== name;
+  document.body.dataset.screen = name;
+}
+
+function notify(text, { kind = "info" } = {}) {
+  const box = $("notice");
+  $("notice-text").textContent = text;
+  box.dataset.kind = kind;
+  box.hidden = false;
+  clearTimeout(state.noticeTimer);
+  state.noticeTimer = setTimeout(() => {
+    box.hidden = true;
+  }, NOTICE_MS);
+}
+
+function showError(title, text, help = "", { retry = true, otherToken = true } = {}) {
+  endSession();
+  $("error-title").textContent = title;
+  $("error-text").textContent = text;
+  $("error-help").textContent = help;
+  $("error-retry").hidden = !retry;
+  $("error-token").hidden = !otherToken;
+  showScreen("error");
+  $("error-title").setAttribute("tabindex", "-1");
+  $("error-title").focus();
+}
+
+function showAuthError(status) {
+  if (status === 403) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showError(
+      "That is not an annotator token",
+      "This page needs an annotator token (it starts with fl_ann_), but it was given a researcher API key. "
+        + "The key has been forgotten by this page.",
+      "Open the join link you were given, or ask the researcher to create one with "
+        + "`flowlab annotators create --name YOUR_NAME`.",
+      { retry: false },
+    );
+    return;
+  }
+  showError(
+    "This join link doesn't work",
+    "The annotator token in it is wrong or has been revoked, so this page cannot fetch pairs for you.",
+    "Ask the researcher who invited you for a new join link (they create one with "
+      + "`flowlab annotators create --name YOUR_NAME`), then open it.",
+  );
+}
+
+function showJoin() {
+  endSession();
+  $("leave").hidden = true;
+  $("who").textContent = "";
+  $("stats").textContent = "";
+  showScreen("join");
+  $("join-token").focus();
+}
+
+function showIdle() {
+  const waitTitle = $("wait-title");
+  waitTitle.textContent = state.idle ? "No pairs to compare right now" : "Fetching the next pair…";
+  $("wait-text").hidden = !state.idle;
+  showScreen("wait");
+}
+
+function renderStats(stats) {
+  const parts = [`${state.votes} vote${state.votes === 1 ? "" : "s"} this session`];
+  if (stats && typeof stats.gold_agreement === "number" && stats.gold_answered > 0) {
+    parts.push(`agreement on check pairs ${Math.round(stats.gold_agreement * 100)}% `
+      + `(${stats.gold_correct}/${stats.gold_answered})`);
+  }
+  $("stats").textContent = parts.join(" · ");
+}
+
+async function refreshStats() {
+  if (!state.api) return;
+  try {
+    state.lastStats = await state.api.stats();
+    renderStats(state.lastStats);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return showAuthError(401);
+    renderStats(state.lastStats);
+  }
+}
+
+// ---------------------------------------------------------------- tasks
+
+/** Renders a task off-screen so showing it later is a node swap. `receivedAt` corrects for clock skew. */
+function prepare(task, receivedAt) {
+  const skewMs = task.server_time * 1000 - receivedAt;
+  const markdown = Boolean(task.render_markdown);
+  return {
+    task,
+    deadline: task.lease_expires_at * 1000 - skewMs, // in this browser's clock
+    a: renderContent(task.a, { markdown, label: "A" }),
+    b: renderContent(task.b, { markdown, label: "B" }),
+    shownAt: 0,
+  };
+}
+
+function promptKey(task) {
+  return JSON.stringify([task.item_id, task.instruction, task.context, task.render_markdown]);
+}
+
+function renderPrompt(task) {
+  const markdown = Boolean(task.render_markdown);
+  $("instruction").replaceChildren(renderText(task.instruction, { markdown, className: "instruction-text" }));
+  const context = $("context");
+  if (task.context) {
+    context.replaceChildren(renderText(task.context, { markdown, className: "context-text" }));
+    context.hidden = false;
+  } else {
+    context.replaceChildren();
+    context.hidden = true;
+  }
+  const assets = $("assets");
+  const nodes = (task.context_assets || []).map((asset, i) =>
+    renderContent(asset, { markdown, label: asset.name || `context ${i + 1}` }));
+  assets.replaceChildren(...nodes);
+  assets.hidden = nodes.length === 0;
+}
+
+function show(entry) {
+  const { task } = entry;
+  state.current = entry;
+  state.idle = false;
+  entry.shownAt = performance.now();
+  const key = promptKey(task);
+  if ($("prompt").dataset.key !== key) {
+    renderPrompt(task);
+    $("prompt").dataset.key = key;
+  }
+  $("body-a").replaceChildren(entry.a);
+  $("body-b").replaceChildren(entry.b);
+  for (const side of ["a", "b"]) {
+    const pane = $(`pane-${side}`);
+    pane.dataset.kind = task[side].kind;
+    pane.dataset.ref = String(task[side].ref);
+    pane.scrollTop = 0;
+  }
+  $("choose-tie").hidden = !task.allow_ties;
+  $("keys-tie").hidden = !task.allow_ties;
+  const pair = $("pair");
+  pair.dataset.taskId = task.task_id;
+  if (document.body.dataset.screen !== "vote") showScreen("vote");
+  tickLease();
+}
+
+function leaseLeftMs(entry, now = Date.now()) {
+  return entry.deadline - now;
+}
+
+/** A task in hand is worth showing only if a person still has time to answer it. */
+function stillFresh(entry) {
+  const margin = Math.min(1500, entry.task.lease_seconds * 250);
+  return leaseLeftMs(entry) > margin;
+}
+
+function takeNext() {
+  while (state.buffer.length) {
+    const entry = state.buffer.shift();
+    if (stillFresh(entry)) return entry;
+    release([entry]);
+  }
+  return null;
+}
+
+function release(entries) {
+  // Skipping hands the pair straight back to the queue instead of making it wait out the lease.
+  for (const e of entries) state.api?.answer(e.task.task_id, "skip", false).catch(() => {});
+}
+
+function receive(task, receivedAt) {
+  if (!state.stop) {
+    return;
+  }
+  const entry = prepare(task, receivedAt);
+  if (!state.current) {
+    show(entry);
+  } else {
+    state.buffer.push(entry);
+    if (state.buffer.length > HOLD) release(state.buffer.splice(0, state.buffer.length - HOLD));
+  }
+}
+
+function wanted() {
+  return HOLD - (state.current ? 1 : 0) - state.buffer.length - state.inflight;
+}
+
+/** Keeps HOLD tasks in hand, long-polling while there is no work. One loop at a time. */
+async function fill() {
+  if (state.filling || !state.stop) return;
+  state.filling = true;
+  const session = state.stop;
+  let backoff = 500;
+  try {
+    while (!session.signal.aborted && wanted() > 0) {
+      state.inflight += 1;
+      let task = null;
+      let failed = null;
+      try {
+        task = await state.api.next(LONG_POLL_SECONDS, session.signal);
+      } catch (err) {
+        failed = err;
+      } finally {
+        state.inflight -= 1;
+      }
+      if (session.signal.aborted) return;
+      if (failed) {
+        if (failed instanceof ApiError && (failed.status === 401 || failed.status === 403)) {
+          showAuthError(failed.status);
+          return;
+        }
+        notify("Lost contact with the server; retrying…", { kind: "warn" });
+        state.wakeFill = new AbortController();
+        await sleep(backoff, AbortSignal.any([session.signal, state.wakeFill.signal]));
+        backoff = Math.min(backoff * 2, 8000);
+        continue;
+      }
+      backoff = 500;
+      if (task) {
+        receive(task, Date.now());
+      } else if (!state.current) {
+        state.idle = true;
+        showIdle();
+      }
+    }
+  } finally {
+    state.filling = false;
+  }
+}
+
+async function answer(choice) {
+  const entry = state.current;
+  if (!entry || entry.answered) return;
+  const { task } = entry;
+  if (choice === "tie" && !task.allow_ties) return;
+  entry.answered = true;
+  flash(choice);
+
+  // Show the next pair first; the answer travels behind it.
+  state.current = null;
+  const next = takeNext();
+  if (next) {
+    show(next);
+  } else {
+    state.idle = false;
+    showIdle();
+  }
+
+  const fetchNext = wanted() > 0;
+  if (fetchNext) state.inflight += 1;
+  let ack = null;
+  let problem = null;
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    try {
+      ack = await state.api.answer(task.task_id, choice, fetchNext);
+      problem = null;
+      break;
+    } catch (err) {
+      problem = err;
+      // Answers are idempotent per task, so a lost request can simply be sent again.
+      if (!(err instanceof NetworkError)) break;
+      await sleep(400 * (attempt + 1));
+    }
+  }
+  if (fetchNext) state.inflight -= 1;
+  if (!state.stop) return;
+
+  if (problem) {
+    if (problem instanceof ApiError && (problem.status === 401 || problem.status === 403)) {
+      showAuthError(problem.status);
+      return;
+    }
+    const code = problem instanceof NetworkError ? "unreachable"
+      : problem.code || (problem.status === 404 ? "unknown_task" : null);
+    notify(EXPLAIN[code] || `Your answer was not counted: ${problem.message}`, { kind: "warn" });
+  } else if (ack.status === "rejected") {
+    notify(EXPLAIN[ack.code] || `Your answer was not counted: ${ack.detail || ack.code}`, { kind: "warn" });
+  } else if (ack.status === "accepted" && choice !== "skip") {
+    state.votes += 1;
+  }
+  state.answered += 1;
+  if (ack?.next) receive(ack.next, Date.now());
+  else if (!state.current && !state.buffer.length && ack && !problem) {
+    // The server had nothing more: say so while the long poll waits for work.
+    state.idle = true;
+  }
+  if (!state.current) {
+    const later = takeNext();
+    if (later) show(later);
+    else showIdle();
+  }
+  if (state.answered % STATS_EVERY === 0) refreshStats();
+  else renderStats(state.lastStats);
+  fill();
+}
+
+function flash(choice) {
+  const button = document.querySelector(`.choice[data-choice="${choice}"]`);
+  if (!button) return;
+  button.classList.add("pressed");
+  setTimeout(() => button.classList.remove("pressed"), 150);
+}
+
+// ---------------------------------------------------------------- the lease countdown
+
+function formatLeft(ms) {
+  const s = Math.max(0, Math.ceil(ms / 1000));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function tickLease() {
+  const entry = state.current;
+  if (!entry) return;
+  const left = leaseLeftMs(entry);
+  const total = entry.task.lease_seconds * 1000;
+  const lease = $("lease");
+  const text = left > 0
+    ? `${formatLeft(left)} left on this pair`
+    : "Time is up: this pair may have gone to someone else, and an answer now may not count";
+  if ($("lease-text").textContent !== text) $("lease-text").textContent = text;
+  $("lease-fill").style.width = `${Math.max(0, Math.min(100, (left / total) * 100)).toFixed(1)}%`;
+  lease.dataset.level = left <= 0 ? "expired" : left < Math.min(10000, total * 0.25) ? "low" : "ok";
+}
+
+// ---------------------------------------------------------------- input
+
+const KEYS = {
+  ArrowLeft: "a", 1: "a", Numpad1: "a",
+  ArrowRight: "b", 2: "b", Numpad2: "b",
+  t: "tie", T: "tie",
+  s: "skip", S: "skip",
+};
+
+function onKey(event) {
+  if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey || event.repeat) return;
+  if (document.body.dataset.screen !== "vote") return;
+  const target = event.target;
+  if (target instanceof HTMLElement && (target.isContentEditable || target.closest("input, textarea, select"))) {
+    return;
+  }
+  // Arrow keys on a focused player seek within it; the digits still vote.
+  if (event.key.startsWith("Arrow") && target instanceof HTMLMediaElement) return;
+  const choice = KEYS[event.key] ?? KEYS[event.code];
+  if (!choice) return;
+  event.preventDefault();
+  answer(choice);
+}
+
+function onChoiceClick(event) {
+  const button = event.currentTarget;
+  // The second click of an accidental double click would land on the next pair.
+  if (event.detail > 1 && state.current && performance.now() - state.current.shownAt < 400) return;
+  answer(button.dataset.choice);
+}
+
+// ---------------------------------------------------------------- session
+
+function readToken() {
+  const fragment = new URLSearchParams(window.location.hash.slice(1));
+  const fromLink = fragment.get("token");
+  if (fromLink) {
+    sessionStorage.setItem(TOKEN_KEY, fromLink.trim());
+    // Out of the address bar (and so out of history, bookmarks and screenshots).
+    fragment.delete("token");
+    const rest = fragment.toString();
+    history.replaceState(null, "", window.location.pathname + window.location.search + (rest ? `#${rest}` : ""));
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+function endSession() {
+  if (state.stop) state.stop.abort();
+  state.stop = null;
+  const held = [state.current, ...state.buffer].filter((e) => e && !e.answered);
+  if (held.length && state.api) state.api.releaseOnExit(held.map((e) => e.task.task_id));
+  state.current = null;
+  state.buffer = [];
+  state.inflight = 0;
+  $("pair").dataset.taskId = "";
+  $("prompt").dataset.key = "";
+}
+
+async function start() {
+  const token = readToken();
+  if (!token) {
+    showJoin();
+    return;
+  }
+  endSession();
+  state.api = new AnnotatorApi(token);
+  showScreen("loading");
+  let me;
+  try {
+    me = await state.api.me();
+  } catch (err) {
+    if (err instanceof ApiError && (err.status === 401 || err.status === 403)) return showAuthError(err.status);
+    showError(
+      "Can't reach the flowlab server",
+      err instanceof NetworkError ? "The server did not answer. It may be restarting, or your connection dropped."
+        : err.message,
+      "This page tries again by itself every few seconds.",
+      { otherToken: false },
+    );
+    setTimeout(() => {
+      if (document.body.dataset.screen === "error" && $("error-retry").hidden === false) start();
+    }, 4000);
+    return;
+  }
+  if (me.role !== "annotator") return showAuthError(403);
+  state.me = me;
+  state.stop = new AbortController();
+  $("who").textContent = `Signed in as ${me.name}`;
+  $("leave").hidden = false;
+  state.idle = false;
+  showIdle();
+  refreshStats();
+  state.api.listen(onEvent, state.stop.signal);
+  fill();
+}
+
+function onEvent(ev) {
+  if (ev.event === "auth") {
+    showAuthError(ev.status);
+  } else if (ev.event === "preheat") {
+    $("wait-hot").hidden = false;
+    wakeUp();
+  } else if (ev.event === "work") {
+    wakeUp();
+  }
+}
+
+function wakeUp() {
+  // The long poll wakes by itself; this cuts short a back-off after a dropped connection.
+  state.wakeFill?.abort();
+  fill();
+}
+
+function init() {
+  for (const button of document.querySelectorAll(".choice")) button.addEventListener("click", onChoiceClick);
+  document.addEventListener("keydown", onKey);
+  $("join-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = $("join-token").value.trim();
+    $("join-token").value = "";
+    if (!token) return;
+    sessionStorage.setItem(TOKEN_KEY, token);
+    start();
+  });
+  $("error-retry").addEventListener("click", () => start());
+  $("error-token").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showJoin();
+  });
+  $("leave").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showJoin();
+  });
+  $("notice-close").addEventListener("click", () => {
+    $("notice").hidden = true;
+  });
+  window.addEventListener("hashchange", () => {
+    if (new URLSearchParams(window.location.hash.slice(1)).has("token")) start();
+  });
+  window.addEventListener("pagehide", () => endSession());
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) start(); // back from the back-forward cache with nothing in hand
+  });
+  state.timer = setInterval(tickLease, 250);
+  start();
+}
+
+init();

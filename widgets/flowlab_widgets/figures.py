@@ -1,0 +1,479 @@
+"""Bokeh figure factories shared by the notebook widgets and the dashboard: built once, updated via their sources."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from bokeh.models import (
+    BasicTicker,
+    ColorBar,
+    ColumnDataSource,
+    FactorRange,
+    HoverTool,
+    LinearAxis,
+    LinearColorMapper,
+    Range1d,
+    Span,
+)
+from bokeh.palettes import Blues256, Category10_10
+from bokeh.plotting import figure
+
+__all__ = [
+    "ELO_PER_LOGIT",
+    "STATE_COLORS",
+    "AnnotatorActivityChart",
+    "ItemProgressChart",
+    "RankingChart",
+    "RewardCurveChart",
+    "ThroughputChart",
+    "WinLossHeatmap",
+    "ranking_rows",
+]
+
+# Elo points per Bradley–Terry logit: a 400-point gap means 10:1 odds, so 400 / ln(10).
+ELO_PER_LOGIT = 400.0 / math.log(10.0)
+
+STATE_COLORS: dict[str, str] = {
+    "Pending": "#9e9e9e",
+    "Running": "#1f77b4",
+    "Stopping": "#ff7f0e",
+    "Completed": "#2ca02c",
+    "Incomplete": "#bcbd22",
+    "Stopped": "#7f7f7f",
+    "Failed": "#d62728",
+}
+
+# Light to dark: zero votes should read as empty paper, not as a colour.
+_HEAT_PALETTE = tuple(reversed(Blues256))
+# Above this many datapoints the per-cell numbers are unreadable, so the heatmap shows colour only.
+_MAX_LABELLED_KEYS = 12
+
+
+def _base_figure(title: str, *, width: int, height: int, sizing_mode: str | None, **kwargs: Any) -> Any:
+    opts: dict[str, Any] = {
+        "title": title,
+        "height": height,
+        "tools": "pan,wheel_zoom,reset,save",
+        "toolbar_location": "above",
+        **kwargs,
+    }
+    if sizing_mode:
+        opts["sizing_mode"] = sizing_mode
+    else:
+        opts["width"] = width
+    fig = figure(**opts)
+    fig.toolbar.logo = None
+    fig.toolbar.autohide = True
+    fig.title.text_font_size = "12pt"
+    return fig
+
+
+def _empty(columns: Iterable[str]) -> dict[str, list[Any]]:
+    return {name: [] for name in columns}
+
+
+# ---------------------------------------------------------------- win-loss heatmap
+
+
+class WinLossHeatmap:
+    """A win-loss matrix as a heatmap: row = winner, column = loser, cell = votes for the row over the column.
+
+    `update()` takes the DataFrame that `FlowItem.get_win_loss_matrix()` returns and swaps the source's data;
+    `to_frame()` reads the shown matrix back, so tests can compare it with the server's.
+    """
+
+    _COLUMNS = ("winner", "loser", "count", "label", "share", "text_color")
+
+    def __init__(
+        self,
+        *,
+        title: str = "Win-loss matrix (row beat column)",
+        width: int = 440,
+        height: int = 400,
+        sizing_mode: str | None = None,
+    ) -> None:
+        self.source = ColumnDataSource(_empty(self._COLUMNS))
+        self.color_mapper = LinearColorMapper(palette=_HEAT_PALETTE, low=0, high=1)
+        fig = _base_figure(
+            title,
+            width=width,
+            height=height,
+            sizing_mode=sizing_mode,
+            x_range=FactorRange(factors=[]),
+            y_range=FactorRange(factors=[]),
+            x_axis_label="loser",
+            y_axis_label="winner",
+        )
+        fig.grid.grid_line_color = None
+        fig.axis.axis_line_color = None
+        fig.axis.major_tick_line_color = None
+        fig.xaxis.major_label_orientation = math.pi / 4
+        fig.rect(
+            x="loser",
+            y="winner",
+            width=0.95,
+            height=0.95,
+            source=self.source,
+            fill_color={"field": "count", "transform": self.color_mapper},
+            line_color=None,
+        )
+        fig.text(
+            x="loser",
+            y="winner",
+            text="label",
+            source=self.source,
+            text_align="center",
+            text_baseline="middle",
+            text_font_size="9pt",
+            text_color="text_color",
+        )
+        fig.add_layout(ColorBar(color_mapper=self.color_mapper, width=10, ticker=BasicTicker()), "right")
+        fig.add_tools(HoverTool(tooltips=[("", "@winner over @loser"), ("votes", "@count"), ("share", "@share")]))
+        self.figure = fig
+        self.keys: list[str] = []
+
+    def update(self, matrix: pd.DataFrame) -> None:
+        """Show `matrix` (indexed and columned by datapoint key, cell [a, b] = votes for a over b)."""
+        keys = [str(k) for k in matrix.index]
+        counts = np.asarray(matrix.to_numpy(dtype=float), dtype=float)
+        n = len(keys)
+        winners = np.repeat(keys, n).tolist()
+        losers = np.tile(keys, n).tolist()
+        flat = counts.reshape(-1) if n else np.zeros(0)
+        # share = how often the row won against this column, among their head-to-head votes.
+        head_to_head = counts + counts.T if n else np.zeros((0, 0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(head_to_head > 0, counts / np.where(head_to_head > 0, head_to_head, 1), np.nan)
+        share_text = ["" if math.isnan(s) else f"{s:.0%}" for s in share.reshape(-1)]
+        labelled = n <= _MAX_LABELLED_KEYS
+        labels = [_fmt_count(counts[i, j]) if labelled and i != j else "" for i in range(n) for j in range(n)]
+        if keys != self.keys:
+            # Rows read top-down in the matrix's own order, like a printed table.
+            self.figure.x_range.factors = keys
+            self.figure.y_range.factors = list(reversed(keys))
+            self.keys = keys
+        high = max(1.0, float(flat.max()) if flat.size else 1.0)
+        self.color_mapper.high = high
+        self.source.data = {
+            "winner": winners,
+            "loser": losers,
+            "count": flat.tolist(),
+            "label": labels,
+            "share": share_text,
+            # Dark cells get white numbers so the count stays readable.
+            "text_color": ["#ffffff" if c > 0.6 * high else "#222222" for c in flat.tolist()],
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """The matrix currently shown, shaped like `get_win_loss_matrix()`."""
+        data = self.source.data
+        frame = pd.DataFrame(0.0, index=pd.Index(self.keys), columns=pd.Index(self.keys))
+        for w, lo, c in zip(data["winner"], data["loser"], data["count"], strict=True):
+            frame.loc[w, lo] = c
+        return frame
+
+    @property
+    def total(self) -> float:
+        """Votes shown in the heatmap (a tie counts half to each side, so this is the response count)."""
+        return float(sum(self.source.data["count"]))
+
+
+def _fmt_count(c: float) -> str:
+    return str(int(c)) if float(c).is_integer() else f"{c:.1f}"
+
+
+# ---------------------------------------------------------------- ranking with intervals
+
+
+def ranking_rows(result: Any, *, scale: str = "bt") -> list[dict[str, Any]]:
+    """Rows for `RankingChart.update` from an SDK `FlowItemResult` (or anything with `.datapoints`).
+
+    `scale="elo"` puts the Bradley–Terry estimate and interval on the Elo scale of the same result.
+    """
+    rows = []
+    for dp in getattr(result, "datapoints", result):
+        score, low, high = float(dp.score), float(dp.ci_low), float(dp.ci_high)
+        if scale == "elo":
+            offset = float(dp.elo) - ELO_PER_LOGIT * score
+            score, low, high = (float(dp.elo), offset + ELO_PER_LOGIT * low, offset + ELO_PER_LOGIT * high)
+        rows.append({"key": str(dp.key), "score": score, "low": low, "high": high, "rank": int(dp.rank),
+                     "votes": int(dp.votes)})
+    return rows
+
+
+class RankingChart:
+    """Datapoints ranked by score with their intervals: best on top, a dot per estimate and a bar per interval."""
+
+    _COLUMNS = ("key", "score", "low", "high", "rank", "votes", "color")
+
+    def __init__(
+        self,
+        *,
+        title: str = "Ranking (Bradley–Terry, 95 % interval)",
+        x_axis_label: str = "score (logit)",
+        width: int = 440,
+        height: int = 400,
+        sizing_mode: str | None = None,
+        color: str = "#1f77b4",
+        y_range: FactorRange | None = None,
+    ) -> None:
+        self.color = color
+        self.source = ColumnDataSource(_empty(self._COLUMNS))
+        fig = _base_figure(
+            title,
+            width=width,
+            height=height,
+            sizing_mode=sizing_mode,
+            y_range=y_range if y_range is not None else FactorRange(factors=[]),
+            x_axis_label=x_axis_label,
+        )
+        fig.ygrid.grid_line_color = None
+        fig.segment(x0="low", y0="key", x1="high", y1="key", source=self.source, line_color="color",
+                    line_width=3, line_alpha=0.45)
+        fig.scatter(x="score", y="key", source=self.source, size=9, fill_color="color", line_color="white")
+        fig.add_tools(HoverTool(tooltips=[("", "@key"), ("rank", "@rank"), ("score", "@score{0.00}"),
+                                          ("interval", "@low{0.00} – @high{0.00}"), ("votes", "@votes")]))
+        self.figure = fig
+        self.owns_range = y_range is None
+
+    def update(self, rows: Sequence[Mapping[str, Any]], *, order: Sequence[str] | None = None) -> None:
+        """Show `rows` (dicts with key, score, low, high and optionally rank, votes); best ends up on top.
+
+        `order` fixes the top-to-bottom order of keys instead (charts that share a y-range use it).
+        """
+        ranked = sorted(rows, key=lambda r: -float(r["score"]))
+        data: dict[str, list[Any]] = _empty(self._COLUMNS)
+        for i, row in enumerate(ranked):
+            data["key"].append(str(row["key"]))
+            data["score"].append(float(row["score"]))
+            data["low"].append(float(row.get("low", row["score"])))
+            data["high"].append(float(row.get("high", row["score"])))
+            data["rank"].append(int(row.get("rank", i + 1)))
+            data["votes"].append(int(row.get("votes", 0)))
+            data["color"].append(str(row.get("color", self.color)))
+        factors = list(reversed(list(order) if order is not None else data["key"]))
+        if self.owns_range or order is not None:
+            # A FactorRange lists bottom to top, so reverse to put rank 1 at the top.
+            if list(self.figure.y_range.factors) != factors:
+                self.figure.y_range.factors = factors
+        self.source.data = data
+
+    @property
+    def keys_by_rank(self) -> list[str]:
+        return list(self.source.data["key"])
+
+
+# ---------------------------------------------------------------- throughput over time
+
+
+class ThroughputChart:
+    """Live vote count (left axis) and throughput in votes per minute (right axis) against wall-clock time.
+
+    New points are streamed into the source, with a rollover, so the browser only receives what is new.
+    """
+
+    _COLUMNS = ("t", "count", "rate")
+
+    def __init__(
+        self,
+        *,
+        title: str = "Responses over time",
+        width: int = 600,
+        height: int = 260,
+        sizing_mode: str | None = None,
+        rollover: int = 1200,
+    ) -> None:
+        self.rollover = rollover
+        self.source = ColumnDataSource(_empty(self._COLUMNS))
+        fig = _base_figure(title, width=width, height=height, sizing_mode=sizing_mode, x_axis_type="datetime",
+                           y_axis_label="responses")
+        fig.extra_y_ranges = {"rate": Range1d(start=0, end=10)}
+        fig.add_layout(LinearAxis(y_range_name="rate", axis_label="votes / min"), "right")
+        fig.line(x="t", y="count", source=self.source, line_width=2, color=Category10_10[0], legend_label="count")
+        fig.line(x="t", y="rate", source=self.source, line_width=1.5, color=Category10_10[1],
+                 y_range_name="rate", legend_label="votes/min")
+        fig.legend.location = "top_left"
+        fig.legend.background_fill_alpha = 0.6
+        self.figure = fig
+        self._last: tuple[float, float] | None = None
+        self._rate_max = 10.0
+
+    def push(self, count: float, *, at: float | None = None) -> None:
+        """Record the total `count` at time `at` (epoch seconds, default now)."""
+        now = time.time() if at is None else at
+        rate = 0.0
+        if self._last is not None:
+            dt = now - self._last[0]
+            if dt <= 0:
+                return
+            rate = max(0.0, (count - self._last[1]) * 60.0 / dt)
+        self._last = (now, float(count))
+        if rate > self._rate_max * 0.95:
+            self._rate_max = rate * 1.25
+            self.figure.extra_y_ranges["rate"].end = self._rate_max
+        self.source.stream({"t": [now * 1000.0], "count": [float(count)], "rate": [rate]}, rollover=self.rollover)
+
+    def reset(self) -> None:
+        self._last = None
+        self.source.data = _empty(self._COLUMNS)
+
+    @property
+    def last_count(self) -> float | None:
+        return self._last[1] if self._last else None
+
+
+# ---------------------------------------------------------------- per-item progress
+
+
+class ItemProgressChart:
+    """One bar per flow item: votes so far, coloured by state, with ticks at the item's min and max thresholds."""
+
+    _COLUMNS = ("item", "count", "min", "max", "state", "color", "label")
+
+    def __init__(
+        self,
+        *,
+        title: str = "Items: responses towards min / max",
+        width: int = 600,
+        height: int = 260,
+        sizing_mode: str | None = None,
+    ) -> None:
+        self.source = ColumnDataSource(_empty(self._COLUMNS))
+        fig = _base_figure(title, width=width, height=height, sizing_mode=sizing_mode,
+                           y_range=FactorRange(factors=[]), x_axis_label="responses")
+        fig.ygrid.grid_line_color = None
+        fig.hbar(y="item", right="max", height=0.7, source=self.source, fill_color="#eeeeee", line_color="#cccccc")
+        fig.hbar(y="item", right="count", height=0.7, source=self.source, fill_color="color", line_color=None)
+        fig.scatter(x="min", y="item", source=self.source, marker="dash", angle=math.pi / 2, size=16,
+                    line_color="#333333", line_width=2)
+        fig.add_tools(HoverTool(tooltips=[("item", "@item"), ("state", "@state"), ("responses", "@count"),
+                                          ("min / max", "@min / @max")]))
+        self.figure = fig
+
+    def update(self, statuses: Sequence[Any]) -> None:
+        """Show `statuses` (SDK `FlowItemStatus`-like objects with id, state, response_count, thresholds)."""
+        data: dict[str, list[Any]] = _empty(self._COLUMNS)
+        for st in statuses:
+            state = str(getattr(st.state, "value", st.state))
+            data["item"].append(_short_id(str(st.id)))
+            data["count"].append(int(st.response_count))
+            data["min"].append(int(st.min_response_threshold))
+            data["max"].append(int(st.max_response_threshold))
+            data["state"].append(state)
+            data["color"].append(STATE_COLORS.get(state, "#1f77b4"))
+            data["label"].append(f"{int(st.response_count)}/{int(st.max_response_threshold)}")
+        factors = list(reversed(data["item"]))  # oldest on top
+        if list(self.figure.y_range.factors) != factors:
+            self.figure.y_range.factors = factors
+        self.source.data = data
+
+
+def _short_id(item_id: str) -> str:
+    return item_id if len(item_id) <= 14 else item_id[:14] + "…"
+
+
+# ---------------------------------------------------------------- annotators
+
+
+class AnnotatorActivityChart:
+    """Votes per annotator, coloured by agreement with gold answers (grey where no gold was answered yet)."""
+
+    _COLUMNS = ("name", "votes", "agreement", "agreement_text", "color")
+
+    def __init__(
+        self,
+        *,
+        title: str = "Annotator activity (colour: gold agreement)",
+        width: int = 600,
+        height: int = 300,
+        sizing_mode: str | None = None,
+        max_annotators: int = 25,
+    ) -> None:
+        self.max_annotators = max_annotators
+        self.source = ColumnDataSource(_empty(self._COLUMNS))
+        fig = _base_figure(title, width=width, height=height, sizing_mode=sizing_mode,
+                           y_range=FactorRange(factors=[]), x_axis_label="votes")
+        fig.ygrid.grid_line_color = None
+        fig.hbar(y="name", right="votes", height=0.75, source=self.source, fill_color="color", line_color=None)
+        fig.add_tools(HoverTool(tooltips=[("annotator", "@name"), ("votes", "@votes"),
+                                          ("gold agreement", "@agreement_text")]))
+        self.figure = fig
+
+    def update(self, annotators: Sequence[Any]) -> None:
+        """Show `annotators` (SDK `AnnotatorStats`-like: name, votes, gold_agreement), busiest first."""
+        ranked = sorted(annotators, key=lambda a: -int(a.votes))[: self.max_annotators]
+        data: dict[str, list[Any]] = _empty(self._COLUMNS)
+        seen: set[str] = set()
+        for a in ranked:
+            name = str(a.name)
+            if name in seen:  # factors must be unique; names need not be
+                name = f"{name} ({a.id})"
+            seen.add(name)
+            agreement = a.gold_agreement
+            data["name"].append(name)
+            data["votes"].append(int(a.votes))
+            data["agreement"].append(float("nan") if agreement is None else float(agreement))
+            data["agreement_text"].append("–" if agreement is None else f"{agreement:.0%}")
+            data["color"].append(_agreement_color(agreement))
+        factors = list(reversed(data["name"]))
+        if list(self.figure.y_range.factors) != factors:
+            self.figure.y_range.factors = factors
+        self.source.data = data
+
+
+def _agreement_color(agreement: float | None) -> str:
+    if agreement is None or math.isnan(agreement):
+        return "#b0b0b0"
+    # Red below chance, through amber, to green at perfect agreement.
+    a = min(1.0, max(0.0, float(agreement)))
+    if a < 0.5:
+        return "#d62728"
+    if a < 0.75:
+        return "#ff7f0e"
+    if a < 0.9:
+        return "#bcbd22"
+    return "#2ca02c"
+
+
+# ---------------------------------------------------------------- reward curve
+
+
+class RewardCurveChart:
+    """Mean reward per training step with a band (e.g. ± one standard error), plus an optional reference line."""
+
+    _COLUMNS = ("step", "reward", "low", "high")
+
+    def __init__(
+        self,
+        *,
+        title: str = "Reward per step",
+        y_axis_label: str = "reward",
+        width: int = 600,
+        height: int = 280,
+        sizing_mode: str | None = None,
+        reference: float | None = None,
+    ) -> None:
+        self.source = ColumnDataSource(_empty(self._COLUMNS))
+        fig = _base_figure(title, width=width, height=height, sizing_mode=sizing_mode, x_axis_label="step",
+                           y_axis_label=y_axis_label)
+        fig.varea(x="step", y1="low", y2="high", source=self.source, fill_color=Category10_10[2], fill_alpha=0.2)
+        fig.line(x="step", y="reward", source=self.source, line_width=2, color=Category10_10[2])
+        fig.scatter(x="step", y="reward", source=self.source, size=6, color=Category10_10[2])
+        if reference is not None:
+            fig.add_layout(Span(location=reference, dimension="width", line_dash="dashed", line_color="#777777"))
+        self.figure = fig
+
+    def append(self, step: float, reward: float, *, low: float | None = None, high: float | None = None) -> None:
+        self.source.stream({"step": [step], "reward": [reward], "low": [reward if low is None else low],
+                            "high": [reward if high is None else high]})
+
+    def update(self, steps: Sequence[float], rewards: Sequence[float], *, low: Sequence[float] | None = None,
+               high: Sequence[float] | None = None) -> None:
+        self.source.data = {"step": list(steps), "reward": list(rewards),
+                            "low": list(low if low is not None else rewards),
+                            "high": list(high if high is not None else rewards)}
