@@ -77,6 +77,24 @@ def _empty(columns: Iterable[str]) -> dict[str, list[Any]]:
     return {name: [] for name in columns}
 
 
+def _fit(rng: Any, low: float, high: float, *, pad: float = 0.06, floor: float | None = None) -> None:
+    """Fit a numeric range to [low, high] with some padding.
+
+    Numeric axes use explicit ranges set from the data rather than auto-ranging: an auto range over an empty
+    source makes BokehJS log a warning on every render, and live figures start empty.
+    """
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return
+    if high <= low:
+        low, high = low - 0.5, high + 0.5
+    span = high - low
+    start, end = low - pad * span, high + pad * span
+    if floor is not None and low >= floor:
+        start = max(floor, start)
+    if (rng.start, rng.end) != (start, end):
+        rng.update(start=start, end=end)
+
+
 # ---------------------------------------------------------------- win-loss heatmap
 
 
@@ -170,11 +188,15 @@ class WinLossHeatmap:
         }
 
     def to_frame(self) -> pd.DataFrame:
-        """The matrix currently shown, shaped like `get_win_loss_matrix()`."""
+        """The matrix currently shown, shaped like `get_win_loss_matrix()` (same labels, int when whole)."""
         data = self.source.data
-        frame = pd.DataFrame(0.0, index=pd.Index(self.keys), columns=pd.Index(self.keys))
-        for w, lo, c in zip(data["winner"], data["loser"], data["count"], strict=True):
-            frame.loc[w, lo] = c
+        n = len(self.keys)
+        counts = np.asarray(data["count"], dtype=float).reshape(n, n) if n else np.zeros((0, 0))
+        frame = pd.DataFrame(
+            counts, index=pd.Index(self.keys, name="winner"), columns=pd.Index(self.keys, name="loser")
+        )
+        if np.all(np.mod(counts, 1) == 0):
+            frame = frame.astype(int)
         return frame
 
     @property
@@ -201,8 +223,9 @@ def ranking_rows(result: Any, *, scale: str = "bt") -> list[dict[str, Any]]:
         if scale == "elo":
             offset = float(dp.elo) - ELO_PER_LOGIT * score
             score, low, high = (float(dp.elo), offset + ELO_PER_LOGIT * low, offset + ELO_PER_LOGIT * high)
-        rows.append({"key": str(dp.key), "score": score, "low": low, "high": high, "rank": int(dp.rank),
-                     "votes": int(dp.votes)})
+        rows.append(
+            {"key": str(dp.key), "score": score, "low": low, "high": high, "rank": int(dp.rank), "votes": int(dp.votes)}
+        )
     return rows
 
 
@@ -230,14 +253,32 @@ class RankingChart:
             height=height,
             sizing_mode=sizing_mode,
             y_range=y_range if y_range is not None else FactorRange(factors=[]),
+            x_range=Range1d(start=-1, end=1),
             x_axis_label=x_axis_label,
         )
         fig.ygrid.grid_line_color = None
-        fig.segment(x0="low", y0="key", x1="high", y1="key", source=self.source, line_color="color",
-                    line_width=3, line_alpha=0.45)
+        fig.segment(
+            x0="low",
+            y0="key",
+            x1="high",
+            y1="key",
+            source=self.source,
+            line_color="color",
+            line_width=3,
+            line_alpha=0.45,
+        )
         fig.scatter(x="score", y="key", source=self.source, size=9, fill_color="color", line_color="white")
-        fig.add_tools(HoverTool(tooltips=[("", "@key"), ("rank", "@rank"), ("score", "@score{0.00}"),
-                                          ("interval", "@low{0.00} – @high{0.00}"), ("votes", "@votes")]))
+        fig.add_tools(
+            HoverTool(
+                tooltips=[
+                    ("", "@key"),
+                    ("rank", "@rank"),
+                    ("score", "@score{0.00}"),
+                    ("interval", "@low{0.00} – @high{0.00}"),
+                    ("votes", "@votes"),
+                ]
+            )
+        )
         self.figure = fig
         self.owns_range = y_range is None
 
@@ -257,10 +298,11 @@ class RankingChart:
             data["votes"].append(int(row.get("votes", 0)))
             data["color"].append(str(row.get("color", self.color)))
         factors = list(reversed(list(order) if order is not None else data["key"]))
-        if self.owns_range or order is not None:
-            # A FactorRange lists bottom to top, so reverse to put rank 1 at the top.
-            if list(self.figure.y_range.factors) != factors:
-                self.figure.y_range.factors = factors
+        # A FactorRange lists bottom to top, so reverse to put rank 1 at the top.
+        if (self.owns_range or order is not None) and list(self.figure.y_range.factors) != factors:
+            self.figure.y_range.factors = factors
+        if data["key"]:
+            _fit(self.figure.x_range, min(data["low"]), max(data["high"]))
         self.source.data = data
 
     @property
@@ -278,6 +320,7 @@ class ThroughputChart:
     """
 
     _COLUMNS = ("t", "count", "rate")
+    RATE_WINDOW = 5.0
 
     def __init__(
         self,
@@ -290,41 +333,61 @@ class ThroughputChart:
     ) -> None:
         self.rollover = rollover
         self.source = ColumnDataSource(_empty(self._COLUMNS))
-        fig = _base_figure(title, width=width, height=height, sizing_mode=sizing_mode, x_axis_type="datetime",
-                           y_axis_label="responses")
+        now_ms = time.time() * 1000.0
+        fig = _base_figure(
+            title,
+            width=width,
+            height=height,
+            sizing_mode=sizing_mode,
+            x_axis_type="datetime",
+            x_range=Range1d(start=now_ms - 60_000, end=now_ms),
+            y_range=Range1d(start=0, end=10),
+            y_axis_label="responses",
+        )
         fig.extra_y_ranges = {"rate": Range1d(start=0, end=10)}
         fig.add_layout(LinearAxis(y_range_name="rate", axis_label="votes / min"), "right")
         fig.line(x="t", y="count", source=self.source, line_width=2, color=Category10_10[0], legend_label="count")
-        fig.line(x="t", y="rate", source=self.source, line_width=1.5, color=Category10_10[1],
-                 y_range_name="rate", legend_label="votes/min")
+        fig.line(
+            x="t",
+            y="rate",
+            source=self.source,
+            line_width=1.5,
+            color=Category10_10[1],
+            y_range_name="rate",
+            legend_label="votes/min",
+        )
         fig.legend.location = "top_left"
         fig.legend.background_fill_alpha = 0.6
         self.figure = fig
-        self._last: tuple[float, float] | None = None
+        self._history: list[tuple[float, float]] = []
         self._rate_max = 10.0
 
     def push(self, count: float, *, at: float | None = None) -> None:
         """Record the total `count` at time `at` (epoch seconds, default now)."""
         now = time.time() if at is None else at
-        rate = 0.0
-        if self._last is not None:
-            dt = now - self._last[0]
-            if dt <= 0:
-                return
-            rate = max(0.0, (count - self._last[1]) * 60.0 / dt)
-        self._last = (now, float(count))
+        if self._history and now <= self._history[-1][0]:
+            return
+        self._history.append((now, float(count)))
+        # Throughput over a sliding window of RATE_WINDOW seconds: one-second differences are too jumpy.
+        while len(self._history) > 2 and now - self._history[1][0] >= self.RATE_WINDOW:
+            self._history.pop(0)
+        t0, c0 = self._history[0]
+        rate = max(0.0, (count - c0) * 60.0 / (now - t0)) if now > t0 else 0.0
         if rate > self._rate_max * 0.95:
             self._rate_max = rate * 1.25
             self.figure.extra_y_ranges["rate"].end = self._rate_max
         self.source.stream({"t": [now * 1000.0], "count": [float(count)], "rate": [rate]}, rollover=self.rollover)
+        times = self.source.data["t"]
+        _fit(self.figure.x_range, times[0], max(times[-1], times[0] + 10_000.0), pad=0.02)
+        _fit(self.figure.y_range, 0.0, max(10.0, *self.source.data["count"]), floor=0.0)
 
     def reset(self) -> None:
-        self._last = None
+        self._history = []
         self.source.data = _empty(self._COLUMNS)
 
     @property
     def last_count(self) -> float | None:
-        return self._last[1] if self._last else None
+        return self._history[-1][1] if self._history else None
 
 
 # ---------------------------------------------------------------- per-item progress
@@ -344,15 +407,33 @@ class ItemProgressChart:
         sizing_mode: str | None = None,
     ) -> None:
         self.source = ColumnDataSource(_empty(self._COLUMNS))
-        fig = _base_figure(title, width=width, height=height, sizing_mode=sizing_mode,
-                           y_range=FactorRange(factors=[]), x_axis_label="responses")
+        fig = _base_figure(
+            title,
+            width=width,
+            height=height,
+            sizing_mode=sizing_mode,
+            y_range=FactorRange(factors=[]),
+            x_range=Range1d(start=0, end=10),
+            x_axis_label="responses",
+        )
         fig.ygrid.grid_line_color = None
         fig.hbar(y="item", right="max", height=0.7, source=self.source, fill_color="#eeeeee", line_color="#cccccc")
         fig.hbar(y="item", right="count", height=0.7, source=self.source, fill_color="color", line_color=None)
-        fig.scatter(x="min", y="item", source=self.source, marker="dash", angle=math.pi / 2, size=16,
-                    line_color="#333333", line_width=2)
-        fig.add_tools(HoverTool(tooltips=[("item", "@item"), ("state", "@state"), ("responses", "@count"),
-                                          ("min / max", "@min / @max")]))
+        fig.scatter(
+            x="min",
+            y="item",
+            source=self.source,
+            marker="dash",
+            angle=math.pi / 2,
+            size=16,
+            line_color="#333333",
+            line_width=2,
+        )
+        fig.add_tools(
+            HoverTool(
+                tooltips=[("item", "@item"), ("state", "@state"), ("responses", "@count"), ("min / max", "@min / @max")]
+            )
+        )
         self.figure = fig
 
     def update(self, statuses: Sequence[Any]) -> None:
@@ -370,6 +451,8 @@ class ItemProgressChart:
         factors = list(reversed(data["item"]))  # oldest on top
         if list(self.figure.y_range.factors) != factors:
             self.figure.y_range.factors = factors
+        if data["max"]:
+            _fit(self.figure.x_range, 0.0, float(max(data["max"] + data["count"])), pad=0.03, floor=0.0)
         self.source.data = data
 
 
@@ -396,12 +479,20 @@ class AnnotatorActivityChart:
     ) -> None:
         self.max_annotators = max_annotators
         self.source = ColumnDataSource(_empty(self._COLUMNS))
-        fig = _base_figure(title, width=width, height=height, sizing_mode=sizing_mode,
-                           y_range=FactorRange(factors=[]), x_axis_label="votes")
+        fig = _base_figure(
+            title,
+            width=width,
+            height=height,
+            sizing_mode=sizing_mode,
+            y_range=FactorRange(factors=[]),
+            x_range=Range1d(start=0, end=10),
+            x_axis_label="votes",
+        )
         fig.ygrid.grid_line_color = None
         fig.hbar(y="name", right="votes", height=0.75, source=self.source, fill_color="color", line_color=None)
-        fig.add_tools(HoverTool(tooltips=[("annotator", "@name"), ("votes", "@votes"),
-                                          ("gold agreement", "@agreement_text")]))
+        fig.add_tools(
+            HoverTool(tooltips=[("annotator", "@name"), ("votes", "@votes"), ("gold agreement", "@agreement_text")])
+        )
         self.figure = fig
 
     def update(self, annotators: Sequence[Any]) -> None:
@@ -423,6 +514,8 @@ class AnnotatorActivityChart:
         factors = list(reversed(data["name"]))
         if list(self.figure.y_range.factors) != factors:
             self.figure.y_range.factors = factors
+        if data["votes"]:
+            _fit(self.figure.x_range, 0.0, float(max(1, *data["votes"])), pad=0.03, floor=0.0)
         self.source.data = data
 
 
@@ -459,8 +552,17 @@ class RewardCurveChart:
         reference: float | None = None,
     ) -> None:
         self.source = ColumnDataSource(_empty(self._COLUMNS))
-        fig = _base_figure(title, width=width, height=height, sizing_mode=sizing_mode, x_axis_label="step",
-                           y_axis_label=y_axis_label)
+        self.reference = reference
+        fig = _base_figure(
+            title,
+            width=width,
+            height=height,
+            sizing_mode=sizing_mode,
+            x_axis_label="step",
+            y_axis_label=y_axis_label,
+            x_range=Range1d(start=0, end=1),
+            y_range=Range1d(start=0, end=1),
+        )
         fig.varea(x="step", y1="low", y2="high", source=self.source, fill_color=Category10_10[2], fill_alpha=0.2)
         fig.line(x="step", y="reward", source=self.source, line_width=2, color=Category10_10[2])
         fig.scatter(x="step", y="reward", source=self.source, size=6, color=Category10_10[2])
@@ -469,11 +571,36 @@ class RewardCurveChart:
         self.figure = fig
 
     def append(self, step: float, reward: float, *, low: float | None = None, high: float | None = None) -> None:
-        self.source.stream({"step": [step], "reward": [reward], "low": [reward if low is None else low],
-                            "high": [reward if high is None else high]})
+        self.source.stream(
+            {
+                "step": [step],
+                "reward": [reward],
+                "low": [reward if low is None else low],
+                "high": [reward if high is None else high],
+            }
+        )
+        self._fit()
 
-    def update(self, steps: Sequence[float], rewards: Sequence[float], *, low: Sequence[float] | None = None,
-               high: Sequence[float] | None = None) -> None:
-        self.source.data = {"step": list(steps), "reward": list(rewards),
-                            "low": list(low if low is not None else rewards),
-                            "high": list(high if high is not None else rewards)}
+    def update(
+        self,
+        steps: Sequence[float],
+        rewards: Sequence[float],
+        *,
+        low: Sequence[float] | None = None,
+        high: Sequence[float] | None = None,
+    ) -> None:
+        self.source.data = {
+            "step": list(steps),
+            "reward": list(rewards),
+            "low": list(low if low is not None else rewards),
+            "high": list(high if high is not None else rewards),
+        }
+        self._fit()
+
+    def _fit(self) -> None:
+        data = self.source.data
+        if not data["step"]:
+            return
+        _fit(self.figure.x_range, float(min(data["step"])), float(max(data["step"])), pad=0.03)
+        ys = [*data["low"], *data["high"], *([self.reference] if self.reference is not None else [])]
+        _fit(self.figure.y_range, float(min(ys)), float(max(ys)))

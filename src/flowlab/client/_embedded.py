@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -63,7 +64,7 @@ def ensure_local_server(timeout: float = 30.0) -> tuple[str, str]:
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         log = open(root / "server.log", "ab")  # noqa: SIM115 - handed to the child
-        subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "flowlab", "serve", "--host", "127.0.0.1", "--port", str(port),
              "--data-dir", str(root / "data")],
             env={**os.environ, "FLOWLAB_API_KEY": key}, stdout=log, stderr=subprocess.STDOUT,
@@ -71,8 +72,23 @@ def ensure_local_server(timeout: float = 30.0) -> tuple[str, str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if _healthy(url, key):
-                info_path.write_text(json.dumps({"url": url, "api_key": key}))
+                info_path.write_text(json.dumps({"url": url, "api_key": key, "pid": proc.pid}))
                 return url, key
             time.sleep(0.1)
         raise ConnectError(f"The local flowlab server did not start within {timeout:.0f} s; see "
                            f"{root / 'server.log'}.")
+
+
+def stop_local_server() -> bool:
+    """Stop the embedded server this machine's FLOWLAB_HOME points at; True if one was running."""
+    info_path = flowlab_home() / "local" / "server.json"
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError):
+        return False
+    info_path.unlink(missing_ok=True)
+    try:
+        os.kill(int(info["pid"]), signal.SIGTERM)
+    except (KeyError, ProcessLookupError, ValueError):
+        return False
+    return True

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-class FlowItemState(str, enum.Enum):
+class FlowItemState(enum.StrEnum):
     """A flow item's lifecycle state; compares equal to its name as a string."""
 
     PENDING = "Pending"
@@ -28,9 +28,6 @@ class FlowItemState(str, enum.Enum):
     @property
     def is_terminal(self) -> bool:
         return self.value in schemas.TERMINAL_STATES
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class FlowItemStatus(msgspec.Struct):

@@ -187,14 +187,10 @@ def _pairs_from_matrix(mat: np.ndarray) -> PairCounts:
     n = mat.shape[0]
     total = mat + mat.T
     first, second = np.nonzero(np.triu(total, 1))
-    return PairCounts(
-        first, second, mat[first, second], mat[second, first], np.zeros(len(first)), n
-    )
+    return PairCounts(first, second, mat[first, second], mat[second, first], np.zeros(len(first)), n)
 
 
-def comparisons_from_keys(
-    votes: Iterable[Sequence[Hashable]], keys: Sequence[Hashable]
-) -> np.ndarray:
+def comparisons_from_keys(votes: Iterable[Sequence[Hashable]], keys: Sequence[Hashable]) -> np.ndarray:
     """Turn votes given as datapoint keys into an index comparison array.
 
     Parameters

@@ -11,6 +11,7 @@ import random
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -621,9 +622,12 @@ class FlowService:
             allow_ties=cfg.allow_ties, render_markdown=cfg.render_markdown, lease_expires_at=lease.expires_at,
             lease_seconds=cfg.lease_seconds, server_time=now)
 
-    async def wait_for_task(self, who: Principal, wait: float) -> schemas.Task | None:
+    async def wait_for_task(self, who: Principal, wait: float, gone: Callable[[], bool] = lambda: False
+                            ) -> schemas.Task | None:
+        """Lease a task, waiting up to `wait` seconds for one. `gone` tells whether the asker hung up: a task
+        leased to a closed connection would sit unanswered until its lease ran out."""
         deadline = time.monotonic() + max(0.0, min(wait, 60.0))
-        while True:
+        while not gone():
             task = self.lease_next(who)
             if task is not None:
                 return task
@@ -631,11 +635,13 @@ class FlowService:
             if left <= 0:
                 return None
             await self.work.wait(min(left, 1.0))
+        return None
 
-    async def wait_for_tasks(self, who: Principal, n: int, wait: float) -> list[schemas.Task]:
+    async def wait_for_tasks(self, who: Principal, n: int, wait: float, gone: Callable[[], bool] = lambda: False
+                             ) -> list[schemas.Task]:
         if not 1 <= n <= 1000:
             raise Invalid("n must be between 1 and 1000 tasks per request.", field="n")
-        first = await self.wait_for_task(who, wait)
+        first = await self.wait_for_task(who, wait, gone)
         if first is None:
             return []
         tasks = [first]
@@ -739,6 +745,7 @@ class FlowService:
         # Touch every path the first batch will take: a durable commit, a fit, the JSON encoder.
         await self.store.write([])
         demo = np.random.default_rng(0).integers(0, 3, size=(8, 8)).astype(float)
+        np.fill_diagonal(demo, 0.0)
         ranking.fit_bradley_terry(demo, 8)
         _json.encode(self.list_annotators(Principal("warm", "warm", "admin")))
         now = self.clock.now()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
 from litestar import Request, Response, get, post
 from litestar.response import ServerSentEvent
 
@@ -11,10 +15,25 @@ from flowlab.server.routes import annotator
 from flowlab.server.routes.flows import SSE_HEADERS
 
 
+@contextlib.asynccontextmanager
+async def hang_up_watch(request: Request, wait: float) -> AsyncIterator[Callable[[], bool]]:
+    """While a long poll waits, notice if the client goes away, so no task is leased to nobody."""
+    if wait <= 0:
+        yield lambda: False
+        return
+    watcher = asyncio.ensure_future(request.receive())  # after the body, the next message is the disconnect
+    try:
+        yield watcher.done
+    finally:
+        watcher.cancel()
+
+
 @post("/v1/tasks/next", status_code=200)
 async def next_task(request: Request, data: schemas.TaskRequest | None = None) -> Response[schemas.Task | None]:
     service, who = annotator(request)
-    task = await service.wait_for_task(who, data.wait if data else 0.0)
+    wait = data.wait if data else 0.0
+    async with hang_up_watch(request, wait) as gone:
+        task = await service.wait_for_task(who, wait, gone)
     if task is None:
         return Response(None, status_code=204, headers={"X-Poll-Interval": f"{service.poll_interval:g}"})
     return Response(task)
@@ -23,7 +42,8 @@ async def next_task(request: Request, data: schemas.TaskRequest | None = None) -
 @post("/v1/tasks/next-batch", status_code=200)
 async def next_tasks(request: Request, data: schemas.TaskBatchRequest) -> schemas.TaskBatch:
     service, who = annotator(request)
-    tasks = await service.wait_for_tasks(who, data.n, data.wait)
+    async with hang_up_watch(request, data.wait) as gone:
+        tasks = await service.wait_for_tasks(who, data.n, data.wait, gone)
     return schemas.TaskBatch(tasks=tasks, poll_interval=service.poll_interval)
 
 

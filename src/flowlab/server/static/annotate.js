@@ -10,7 +10,7 @@ const TOKEN_KEY = "flowlab.annotator.token";
 const HOLD = 2; // tasks held at once: the one shown and one ready behind it
 const LONG_POLL_SECONDS = 25;
 const NOTICE_MS = 9000;
-const STATS_EVERY = 5; // refresh votes and gold agreement after this many answers
+const STATS_AFTER_MS = 800; // refresh votes and gold agreement once a burst of answers settles
 
 const EXPLAIN = {
   lease_expired: "Your lease on that pair ran out before your answer arrived, so it was given to someone else; "
@@ -27,16 +27,14 @@ const $ = (id) => document.getElementById(id);
 const state = {
   api: null,
   me: null,
+  session: null, // what one joined session runs; replaced whole on leaving or re-joining
   current: null, // the prepared task on screen
   buffer: [], // prepared tasks waiting behind it
-  inflight: 0, // requests that will bring a task: long polls and answers sent with fetch_next
-  filling: false,
   idle: false, // a fetch came back empty: nothing to do until work arrives
   votes: 0,
   answered: 0,
+  statsTimer: null,
   lastStats: null, // the server's count of this annotator's votes and gold agreement
-  stop: null, // AbortController for everything the session runs
-  wakeFill: null, // AbortController that cuts a retry back-off short
   timer: null,
   noticeTimer: null,
 };
@@ -175,8 +173,11 @@ function show(entry) {
     renderPrompt(task);
     $("prompt").dataset.key = key;
   }
+  // A detached player keeps playing, so silence the outgoing pair before swapping it out.
+  for (const m of $("pair").querySelectorAll("audio, video")) m.pause();
   $("body-a").replaceChildren(entry.a);
   $("body-b").replaceChildren(entry.b);
+  $("wait-hot").hidden = true;
   for (const side of ["a", "b"]) {
     const pane = $(`pane-${side}`);
     pane.dataset.kind = task[side].kind;
@@ -187,6 +188,7 @@ function show(entry) {
   $("keys-tie").hidden = !task.allow_ties;
   const pair = $("pair");
   pair.dataset.taskId = task.task_id;
+  pair.dataset.itemId = task.item_id;
   if (document.body.dataset.screen !== "vote") showScreen("vote");
   tickLease();
 }
@@ -216,9 +218,7 @@ function release(entries) {
 }
 
 function receive(task, receivedAt) {
-  if (!state.stop) {
-    return;
-  }
+  if (!state.session) return;
   const entry = prepare(task, receivedAt);
   if (!state.current) {
     show(entry);
@@ -229,36 +229,39 @@ function receive(task, receivedAt) {
 }
 
 function wanted() {
-  return HOLD - (state.current ? 1 : 0) - state.buffer.length - state.inflight;
+  return HOLD - (state.current ? 1 : 0) - state.buffer.length - (state.session?.inflight ?? 0);
 }
 
 /** Keeps HOLD tasks in hand, long-polling while there is no work. One loop at a time. */
 async function fill() {
-  if (state.filling || !state.stop) return;
-  state.filling = true;
-  const session = state.stop;
+  const session = state.session;
+  if (!session || session.filling) return;
+  session.filling = true;
+  const { signal } = session.stop;
   let backoff = 500;
   try {
-    while (!session.signal.aborted && wanted() > 0) {
-      state.inflight += 1;
+    while (!signal.aborted && wanted() > 0) {
+      session.inflight += 1;
       let task = null;
       let failed = null;
       try {
-        task = await state.api.next(LONG_POLL_SECONDS, session.signal);
+        // A quick look first, so an empty queue is reported at once; after that, wait for work to come.
+        const wait = state.idle || state.current ? LONG_POLL_SECONDS : 0;
+        task = await state.api.next(wait, signal);
       } catch (err) {
         failed = err;
       } finally {
-        state.inflight -= 1;
+        session.inflight -= 1;
       }
-      if (session.signal.aborted) return;
+      if (signal.aborted) return;
       if (failed) {
         if (failed instanceof ApiError && (failed.status === 401 || failed.status === 403)) {
           showAuthError(failed.status);
           return;
         }
         notify("Lost contact with the server; retrying…", { kind: "warn" });
-        state.wakeFill = new AbortController();
-        await sleep(backoff, AbortSignal.any([session.signal, state.wakeFill.signal]));
+        session.wakeFill = new AbortController();
+        await sleep(backoff, AbortSignal.any([signal, session.wakeFill.signal]));
         backoff = Math.min(backoff * 2, 8000);
         continue;
       }
@@ -271,13 +274,13 @@ async function fill() {
       }
     }
   } finally {
-    state.filling = false;
+    session.filling = false;
   }
 }
 
 async function answer(choice) {
   const entry = state.current;
-  if (!entry || entry.answered) return;
+  if (!entry || entry.answered || !state.session) return;
   const { task } = entry;
   if (choice === "tie" && !task.allow_ties) return;
   entry.answered = true;
@@ -293,8 +296,9 @@ async function answer(choice) {
     showIdle();
   }
 
+  const session = state.session;
   const fetchNext = wanted() > 0;
-  if (fetchNext) state.inflight += 1;
+  if (fetchNext) session.inflight += 1;
   let ack = null;
   let problem = null;
   for (let attempt = 0; attempt < 3; attempt += 1) {
@@ -309,8 +313,8 @@ async function answer(choice) {
       await sleep(400 * (attempt + 1));
     }
   }
-  if (fetchNext) state.inflight -= 1;
-  if (!state.stop) return;
+  if (fetchNext) session.inflight -= 1;
+  if (state.session !== session) return; // the annotator left (or lost access) meanwhile
 
   if (problem) {
     if (problem instanceof ApiError && (problem.status === 401 || problem.status === 403)) {
@@ -336,8 +340,9 @@ async function answer(choice) {
     if (later) show(later);
     else showIdle();
   }
-  if (state.answered % STATS_EVERY === 0) refreshStats();
-  else renderStats(state.lastStats);
+  renderStats(state.lastStats);
+  clearTimeout(state.statsTimer);
+  state.statsTimer = setTimeout(refreshStats, STATS_AFTER_MS);
   fill();
 }
 
@@ -416,14 +421,15 @@ function readToken() {
 }
 
 function endSession() {
-  if (state.stop) state.stop.abort();
-  state.stop = null;
+  state.session?.stop.abort();
+  state.session = null;
   const held = [state.current, ...state.buffer].filter((e) => e && !e.answered);
   if (held.length && state.api) state.api.releaseOnExit(held.map((e) => e.task.task_id));
+  for (const m of document.querySelectorAll("audio, video")) m.pause();
   state.current = null;
   state.buffer = [];
-  state.inflight = 0;
   $("pair").dataset.taskId = "";
+  $("pair").dataset.itemId = "";
   $("prompt").dataset.key = "";
 }
 
@@ -455,13 +461,13 @@ async function start() {
   }
   if (me.role !== "annotator") return showAuthError(403);
   state.me = me;
-  state.stop = new AbortController();
+  state.session = { stop: new AbortController(), inflight: 0, filling: false, wakeFill: null };
   $("who").textContent = `Signed in as ${me.name}`;
   $("leave").hidden = false;
   state.idle = false;
   showIdle();
   refreshStats();
-  state.api.listen(onEvent, state.stop.signal);
+  state.api.listen(onEvent, state.session.stop.signal);
   fill();
 }
 
@@ -478,7 +484,7 @@ function onEvent(ev) {
 
 function wakeUp() {
   // The long poll wakes by itself; this cuts short a back-off after a dropped connection.
-  state.wakeFill?.abort();
+  state.session?.wakeFill?.abort();
   fill();
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -52,9 +53,12 @@ class SQLiteStore:
     durability.
     """
 
-    def __init__(self, path: Path, *, max_batch: int = 4096) -> None:
+    def __init__(self, path: Path, *, max_batch: int = 4096, checkpoint_every: float = 1.0) -> None:
         self.path = Path(path)
         self.max_batch = max_batch
+        self.checkpoint_every = checkpoint_every
+        self._closing = threading.Event()
+        self._checkpointer: threading.Thread | None = None
         self._conn = self._connect()
         self._pending: deque[tuple[Sequence[Op], asyncio.Future[None]]] = deque()
         self._wake: asyncio.Event | None = None
@@ -70,10 +74,27 @@ class SQLiteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=OFF")
+        # Checkpoints run on their own thread and connection (below), never inside a commit that someone's
+        # acknowledgement is waiting for.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.executescript(SCHEMA)
         return conn
 
+    def _checkpoint_loop(self) -> None:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            while not self._closing.wait(self.checkpoint_every):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.OperationalError as exc:  # busy: try again next round
+                    log.debug("checkpoint skipped: %s", exc)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+
     async def start(self) -> None:
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="flowlab-checkpoint", daemon=True)
+        self._checkpointer.start()
         self._wake = asyncio.Event()
         self._writer = asyncio.create_task(self._run(), name="flowlab-group-commit")
 
@@ -83,11 +104,12 @@ class SQLiteStore:
             while self._pending and self._failed is None:
                 await asyncio.sleep(0.005)
             self._writer.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
-            except asyncio.CancelledError:
-                pass
         self._thread.shutdown(wait=True)
+        self._closing.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(10)
         with self._lock:
             self._conn.close()
 

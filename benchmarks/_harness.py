@@ -1,0 +1,142 @@
+"""Shared benchmark plumbing: a real server process, a lean HTTP/1.1 load client, and table output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+KEY = "fl_key_benchmark_admin_key_000000"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}, {platform.system()}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    data_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="flowlab-bench-")))
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Server:
+        env = {**os.environ, "FLOWLAB_API_KEY": KEY}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flowlab", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(300):
+            try:
+                if httpx.get(f"{self.url}/v1/health").status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        self.proc.wait(15)
+
+    def db_votes(self) -> int:
+        import sqlite3
+
+        with sqlite3.connect(self.data_dir / "flowlab.sqlite3") as db:
+            return int(db.execute("SELECT count(*) FROM votes").fetchone()[0])
+
+
+class RawHTTP:
+    """A minimal keep-alive HTTP/1.1 client: the load generator must cost far less than the server it loads."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.auth = f"Authorization: Bearer {token}\r\n".encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        assert self.reader is not None and self.writer is not None
+        self.writer.write(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: bench\r\n" + self.auth
+                          + b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode()
+                          + b"\r\n\r\n" + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        payload = await self.reader.readexactly(length) if length else b""
+        return status, payload
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def setup_flow(client_url: str, *, items: int = 4, n: int = 50, ttl: float = 3600,
+               max_votes: int = 10_000_000) -> tuple[str, list[str]]:
+    h = {"Authorization": f"Bearer {KEY}"}
+    flow = httpx.post(f"{client_url}/v1/flows", headers=h, json={
+        "name": "bench", "instruction": "Which?", "max_response_threshold": max_votes,
+        "lease_seconds": 30}).json()
+    ids = []
+    for k in range(items):
+        r = httpx.post(f"{client_url}/v1/flows/{flow['id']}/items", headers=h, json={
+            "datapoints": [{"text": f"item {k} datapoint {i}"} for i in range(n)], "time_to_live": ttl})
+        ids.append(r.json()["id"])
+    return flow["id"], ids
+
+
+def annotator_tokens(url: str, count: int) -> list[str]:
+    h = {"Authorization": f"Bearer {KEY}"}
+    return [httpx.post(f"{url}/v1/annotators", headers=h, json={"name": f"bench-{i}"}).json()["token"]
+            for i in range(count)]
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def write_table(name: str, title: str, rows: list[tuple[str, str, str, str]]) -> str:
+    lines = [f"### {title}", "", f"Machine: {machine()}", "",
+             "| measure | result | target | met |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    text = "\n".join(lines) + "\n"
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / f"{name}.md").write_text(text)
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    print(text)
+    return text

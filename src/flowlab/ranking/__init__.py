@@ -1,0 +1,59 @@
+"""Win-loss counts, Bradley–Terry and Elo rankings, intervals, active pairs, annotator quality and rewards.
+
+numpy and scipy only. Every function takes votes as an (m, 2) array of ``(winner, loser)`` datapoint
+indices (an optional third column flags ties) or as an n × n win matrix, and returns numpy arrays.
+"""
+
+from ._active import pair_utilities, select_pairs, select_pairs_uniform
+from ._agreement import PairAgreement, Transitivity, repeated_pair_agreement, transitivity_violations
+from ._bradley_terry import DEFAULT_PRIOR, BradleyTerryResult, elo_from_scores, fit_bradley_terry
+from ._counts import PairCounts, WinLossCounter, comparisons_from_keys, pair_counts, win_matrix
+from ._elo import ARENA_ELO, EloResult, elo_ratings
+from ._intervals import rank_ranges
+from ._live import LiveBradleyTerry
+from ._quality import (
+    AnnotatorQuality,
+    CrowdBradleyTerryResult,
+    annotator_quality,
+    consensus_agreement,
+    fit_crowd_bradley_terry,
+    gold_agreement,
+)
+from ._rewards import rewards_from_result, rewards_from_scores, rewards_from_wins
+from ._simulate import simulate_comparisons, simulate_crowd_votes, simulate_scores
+
+__all__ = [
+    "ARENA_ELO",
+    "DEFAULT_PRIOR",
+    "AnnotatorQuality",
+    "BradleyTerryResult",
+    "CrowdBradleyTerryResult",
+    "EloResult",
+    "LiveBradleyTerry",
+    "PairAgreement",
+    "PairCounts",
+    "Transitivity",
+    "WinLossCounter",
+    "annotator_quality",
+    "comparisons_from_keys",
+    "consensus_agreement",
+    "elo_from_scores",
+    "elo_ratings",
+    "fit_bradley_terry",
+    "fit_crowd_bradley_terry",
+    "gold_agreement",
+    "pair_counts",
+    "pair_utilities",
+    "rank_ranges",
+    "repeated_pair_agreement",
+    "rewards_from_result",
+    "rewards_from_scores",
+    "rewards_from_wins",
+    "select_pairs",
+    "select_pairs_uniform",
+    "simulate_comparisons",
+    "simulate_crowd_votes",
+    "simulate_scores",
+    "transitivity_violations",
+    "win_matrix",
+]

@@ -1,0 +1,255 @@
+"""Choosing the next pairs to show annotators: uniform, or active (close, uncertain pairs, every datapoint covered)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.special import expit, ndtr
+
+from ._bradley_terry import DEFAULT_PRIOR, BradleyTerryResult
+from ._counts import _as_win_matrix
+
+__all__ = ["pair_utilities", "select_pairs", "select_pairs_uniform"]
+
+
+def _generator(rng: np.random.Generator | int | None) -> np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def select_pairs_uniform(n_items: int, n_pairs: int, *, rng: np.random.Generator | int | None = None) -> np.ndarray:
+    """Pairs drawn uniformly at random, distinct within the batch while there are enough pairs.
+
+    Parameters
+    ----------
+    n_items : int
+        Number of datapoints (at least 2).
+    n_pairs : int
+        Pairs to return.
+    rng : numpy.random.Generator or int, optional
+        Randomness.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_pairs, 2)
+        ``(a, b)`` rows with ``a != b``, in random order within each row.
+    """
+    _check_request(n_items, n_pairs)
+    gen = _generator(rng)
+    n_unique = n_items * (n_items - 1) // 2
+    if n_pairs <= n_unique and n_unique <= 4 * n_pairs + 64:
+        # Few pairs in all: sample distinct unordered pairs directly.
+        flat = gen.choice(n_unique, size=n_pairs, replace=False)
+        first, second = _unrank_pairs(flat, n_items)
+    else:
+        first = gen.integers(0, n_items, n_pairs)
+        second = (first + gen.integers(1, n_items, n_pairs)) % n_items
+    return _random_orientation(first, second, gen)
+
+
+def _unrank_pairs(flat: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    first, second = np.triu_indices(n, 1)
+    return first[flat], second[flat]
+
+
+def _random_orientation(first: np.ndarray, second: np.ndarray, gen: np.random.Generator) -> np.ndarray:
+    swap = gen.random(len(first)) < 0.5
+    a = np.where(swap, second, first)
+    b = np.where(swap, first, second)
+    return np.stack([a, b], axis=1).astype(np.int64)
+
+
+def _check_request(n_items: int, n_pairs: int) -> None:
+    if n_items < 2:
+        raise ValueError(f"pairs need at least 2 datapoints; this item has {n_items}.")
+    if isinstance(n_pairs, bool) or int(n_pairs) != n_pairs or n_pairs < 0:
+        raise ValueError(f"n_pairs must be a non-negative integer; got {n_pairs!r}.")
+
+
+def _estimates(
+    counts: np.ndarray, wins: np.ndarray, fit: BradleyTerryResult | None, prior: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and variances to judge pairs by: the fit's, with variances shrunk by votes since the fit."""
+    votes = counts.sum(axis=1)
+    if fit is None:
+        # Smoothed win rates on the logit scale; variance from a quarter unit of information per vote.
+        won = wins.sum(axis=1)
+        scores = np.log((won + 0.5) / (votes - won + 0.5))
+        return scores - scores.mean(), 1.0 / (prior + 0.25 * votes)
+    if fit.scores.shape != (counts.shape[0],):
+        raise ValueError(
+            f"fit has {fit.scores.shape[0]} datapoints but the win matrix has {counts.shape[0]}; "
+            "refit on this item's matrix."
+        )
+    var = np.maximum(fit.std_errors, 1e-6) ** 2
+    new_votes = np.maximum(votes - fit.votes, 0.0)
+    return fit.scores, 1.0 / (1.0 / var + 0.2 * new_votes)
+
+
+def pair_utilities(
+    wins: ArrayLike,
+    *,
+    fit: BradleyTerryResult | None = None,
+    prior: float = DEFAULT_PRIOR,
+) -> np.ndarray:
+    """How much one more vote on each pair is expected to help the ranking.
+
+    The utility of pair ``(i, j)`` is the chance that their order is still undecided,
+    ``2 Φ(−|θ_i − θ_j| / σ_ij)``, times the share of the difference's variance one vote removes,
+    ``q σ² / (1 + q σ²)`` with ``q = p (1 − p)`` the Fisher information of a vote. Close pairs with
+    uncertain scores score highest; pairs that are far apart, or already settled, score near zero.
+    The idea follows uncertainty sampling for pairwise ranking (e.g. Chen et al. 2013, Crowd-BT's
+    active selection) in a form cheap enough to call for every batch of tasks.
+
+    Parameters
+    ----------
+    wins : array_like, shape (n, n)
+        Current win matrix.
+    fit : BradleyTerryResult, optional
+        Latest fit; without one, smoothed win rates stand in for the scores.
+    prior : float
+        Prior precision used when there is no fit.
+
+    Returns
+    -------
+    ndarray, shape (n, n)
+        Symmetric utilities with a zero diagonal.
+    """
+    mat = _as_win_matrix(wins)
+    counts = mat + mat.T
+    scores, var = _estimates(counts, mat, fit, prior)
+    return _utilities(scores, var)
+
+
+def _utilities(scores: np.ndarray, var: np.ndarray) -> np.ndarray:
+    gap = np.abs(scores[:, None] - scores[None, :])
+    pair_var = var[:, None] + var[None, :]
+    q = expit(gap) * expit(-gap)
+    undecided = 2.0 * ndtr(-gap / np.sqrt(pair_var))
+    gain = q * pair_var / (1.0 + q * pair_var)
+    util = undecided * gain
+    np.fill_diagonal(util, 0.0)
+    return util
+
+
+def select_pairs(
+    wins: ArrayLike,
+    n_pairs: int,
+    *,
+    fit: BradleyTerryResult | None = None,
+    method: Literal["active", "uniform"] = "active",
+    rng: np.random.Generator | int | None = None,
+    pending: ArrayLike | None = None,
+    min_votes: int = 1,
+    exploration: float = 0.05,
+    prior: float = DEFAULT_PRIOR,
+) -> np.ndarray:
+    """The next pairs to show annotators for one flow item.
+
+    Active selection (the default) ranks pairs by :func:`pair_utilities`: close pairs whose order is
+    still uncertain come first. Coverage is kept in two ways: a datapoint with fewer than ``min_votes``
+    votes (counting pending pairs) is paired first, with its most useful partner; and no datapoint
+    appears in more than about ``2·n_pairs/n + 1`` pairs of one batch, so a batch spreads over the item.
+    A small ``exploration`` share of the pairs is uniform, which keeps a stale or wrong fit from starving
+    any pair forever.
+
+    Parameters
+    ----------
+    wins : array_like, shape (n, n)
+        Current win matrix of the item (``wins[i, j]``: votes for ``i`` over ``j``).
+    n_pairs : int
+        How many pairs to return.
+    fit : BradleyTerryResult, optional
+        Latest fit of this item (may be a few votes stale); without one, smoothed win rates are used.
+    method : {"active", "uniform"}
+        The flow's pair-selection setting.
+    rng : numpy.random.Generator or int, optional
+        Randomness for orientation, exploration and tie-breaking.
+    pending : array_like, shape (k, 2), optional
+        Pairs already handed out and not yet answered; they count as coming votes.
+    min_votes : int
+        Votes every datapoint should have before pairs are chosen purely by utility.
+    exploration : float
+        Share of pairs drawn uniformly, in [0, 1].
+    prior : float
+        Prior precision used when there is no fit.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_pairs, 2)
+        ``(a, b)`` rows, ``a != b``, each row in random order (so position carries no signal).
+    """
+    mat = _as_win_matrix(wins)
+    n = mat.shape[0]
+    _check_request(n, n_pairs)
+    if method not in ("active", "uniform"):
+        raise ValueError(f"method must be 'active' or 'uniform'; got {method!r}.")
+    if not 0.0 <= exploration <= 1.0:
+        raise ValueError(f"exploration is a share of pairs in [0, 1]; got {exploration!r}.")
+    gen = _generator(rng)
+    if method == "uniform" or n_pairs == 0:
+        return select_pairs_uniform(n, n_pairs, rng=gen)
+
+    counts = mat + mat.T
+    if pending is not None:
+        pend = np.asarray(pending, dtype=np.int64).reshape(-1, 2)
+        if len(pend) and (pend.min() < 0 or pend.max() >= n):
+            raise ValueError(f"pending pairs must hold indices in 0..{n - 1}.")
+        counts = counts.copy()
+        np.add.at(counts, (pend[:, 0], pend[:, 1]), 1.0)
+        np.add.at(counts, (pend[:, 1], pend[:, 0]), 1.0)
+    scores, var = _estimates(counts, mat, fit, prior)
+    util = _utilities(scores, var)
+    # A whisper of noise breaks ties (all-equal utilities at the start) at random.
+    util += gen.random(util.shape) * 1e-12
+    util = np.triu(util, 1)
+
+    n_explore = int(gen.binomial(n_pairs, exploration)) if exploration > 0 else 0
+    n_active = n_pairs - n_explore
+    cap = 2 * n_active // n + 1
+    used = np.zeros(n, dtype=np.int64)
+    chosen: list[tuple[int, int]] = []
+    taken: set[tuple[int, int]] = set()
+
+    # Coverage first: the least-voted datapoints under min_votes, each with its best partner.
+    votes = counts.sum(axis=1)
+    starving = np.flatnonzero(votes < min_votes)
+    if len(starving):
+        starving = starving[np.lexsort((gen.random(len(starving)), votes[starving]))]
+        full = util + util.T
+        for i in starving:
+            if len(chosen) >= n_active:
+                break
+            if used[i] >= cap:
+                continue
+            order = np.argsort(-full[i])
+            for j in order:
+                pair = (min(i, j), max(i, j))
+                if j != i and used[j] < cap and pair not in taken:
+                    chosen.append(pair)
+                    taken.add(pair)
+                    used[i] += 1
+                    used[j] += 1
+                    break
+
+    if len(chosen) < n_active:
+        n_cand = min(util.size, max(8 * n_active, 64))
+        flat = np.argpartition(util.ravel(), -n_cand)[-n_cand:]
+        flat = flat[np.argsort(-util.ravel()[flat])]
+        firsts, seconds = np.divmod(flat, n)
+        for i, j in zip(firsts.tolist(), seconds.tolist(), strict=True):
+            if len(chosen) >= n_active:
+                break
+            if i == j or used[i] >= cap or used[j] >= cap or (i, j) in taken:
+                continue
+            chosen.append((i, j))
+            taken.add((i, j))
+            used[i] += 1
+            used[j] += 1
+    n_missing = n_pairs - len(chosen)
+    if n_missing:  # exploration, plus anything the caps left unfilled
+        extra = select_pairs_uniform(n, n_missing, rng=gen)
+        chosen.extend((int(a), int(b)) for a, b in extra)
+    arr = np.asarray(chosen, dtype=np.int64).reshape(-1, 2)
+    return _random_orientation(arr[:, 0], arr[:, 1], gen)

@@ -1,0 +1,247 @@
+"""The Flows API end to end: a real `flowlab serve` process, a simulated crowd, and only the SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+
+import httpx
+import msgspec
+import numpy as np
+import pytest
+
+import flowlab
+from flowlab import AsyncClient, Client, FlowItemState, schemas
+from flowlab.client._sse import SSEParser
+from flowlab.client._embedded import stop_local_server
+from flowlab.crowd import SimulatedCrowd
+
+from .conftest import ServerProcess
+
+
+def scored(n: int, prefix: str = "dp") -> list[dict[str, object]]:
+    """Datapoints whose hidden quality rises with their index, so the crowd's ranking is checkable."""
+    return [{"id": f"{prefix}{i}", "text": f"{prefix} answer {i}", "private_metadata": {"true_score": i * 1.5}}
+            for i in range(n)]
+
+
+def test_seed_scenario_verbatim(client: Client, flowlab_server: ServerProcess) -> None:
+    client.flow.preheat()
+    flow = client.flow.create_ranking_flow(
+        name="Image Quality Ranking",
+        instruction="Which image looks better?",
+        max_response_threshold=40,
+        min_response_threshold=10,
+    )
+    rollouts = scored(5)
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=8, rate=3000, seed=3):
+        flow_item = flow.create_new_flow_batch(
+            datapoints=rollouts,  # urls, paths, or text
+            context="generations from step 12k",
+            time_to_live=300,  # seconds
+        )
+        status = flow_item.get_status()
+        assert status.state in (FlowItemState.PENDING, FlowItemState.RUNNING)
+        results = flow_item.get_results(timeout=60)
+    matrix = flow_item.get_win_loss_matrix()
+    count = flow_item.get_response_count()
+
+    assert results.state == FlowItemState.COMPLETED
+    assert count == results.total_votes == 40
+    assert matrix.to_numpy().sum() == count
+    assert list(matrix.index) == [f"dp{i}" for i in range(5)]
+    assert sum(d.votes for d in results.datapoints) == 2 * count
+    assert results.datapoints[0].rank == 1
+    assert results.ranking[0] in ("dp4", "dp3"), "the crowd's oracle favours higher true scores"
+    for d in results.datapoints:
+        assert d.ci_low <= d.score <= d.ci_high
+    assert abs(sum(d.score for d in results.datapoints)) < 1e-6
+
+    flow.update_config(instruction="Which image has higher visual quality?")
+    assert flow.instruction == "Which image has higher visual quality?"
+    assert flow_item.get_status().instruction == "Which image looks better?"
+
+    same = client.flow.get_flow_by_id(flow.id)
+    assert same.id == flow.id and same.instruction == "Which image has higher visual quality?"
+    recent = client.flow.find_flows(amount=10)
+    assert recent[0].id == flow.id
+    all_items = flow.get_flow_items()
+    assert [i.id for i in all_items] == [flow_item.id]
+    flow.delete()
+    with pytest.raises(flowlab.NotFound):
+        client.flow.get_flow_by_id(flow.id)
+    with pytest.raises(flowlab.NotFound):
+        flow_item.get_status()
+
+
+def test_ttl_expiry_into_completed_and_incomplete(client: Client, flowlab_server: ServerProcess) -> None:
+    flow = client.flow.create_ranking_flow(name="ttl", instruction="Which?", max_response_threshold=10_000,
+                                           min_response_threshold=15)
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=6, rate=3000, seed=4):
+        enough = flow.create_new_flow_batch(datapoints=scored(4), time_to_live=2.0)
+        enough.get_results(timeout=30)
+    flow.update_config(min_response_threshold=1_000)
+    starved = flow.create_new_flow_batch(datapoints=scored(4), time_to_live=1.0)  # no crowd now
+    started = time.monotonic()
+    result = starved.get_results(timeout=30)
+    assert time.monotonic() - started < 5
+    assert enough.get_status().state == FlowItemState.COMPLETED
+    assert enough.get_response_count() >= 15
+    assert result.state == FlowItemState.INCOMPLETE and result.total_votes == 0
+
+
+def test_get_results_timeout_and_partial(client: Client) -> None:
+    flow = client.flow.create_ranking_flow(name="partial", instruction="Which?", max_response_threshold=5)
+    item = flow.create_new_flow_batch(datapoints=["a", "b", "c"], time_to_live=60)
+    with pytest.raises(flowlab.Timeout, match="partial=True"):
+        item.get_results(timeout=0.3)
+    partial = item.get_results(timeout=0.1, partial=True)
+    assert partial.partial and partial.total_votes == 0 and partial.state == FlowItemState.PENDING
+    stopped = item.stop()
+    assert stopped.state == FlowItemState.STOPPED
+    assert item.get_results(timeout=5).state == FlowItemState.STOPPED
+
+
+def test_update_config_only_new_items_pick_it_up(client: Client) -> None:
+    flow = client.flow.create_ranking_flow(name="cfg", instruction="Old question?", max_response_threshold=8)
+    old = flow.create_new_flow_batch(datapoints=["x", "y"], time_to_live=60)
+    flow.update_config(instruction="New question?", max_response_threshold=12, min_response_threshold=4)
+    new = flow.create_new_flow_batch(datapoints=["x", "y"], time_to_live=60)
+    o, n = old.get_status(), new.get_status()
+    assert (o.instruction, o.max_response_threshold, o.min_response_threshold) == ("Old question?", 8, 8)
+    assert (n.instruction, n.max_response_threshold, n.min_response_threshold) == ("New question?", 12, 4)
+    assert n.config_version == o.config_version + 1
+    annotator = client.annotators.create("reader")
+    http = httpx.Client(base_url=client.url, headers={"Authorization": f"Bearer {annotator.token}"})
+    seen = {}
+    for _ in range(4):
+        task = http.post("/v1/tasks/next", json={}).json()
+        seen[task["item_id"]] = task["instruction"]
+        http.post(f"/v1/tasks/{task['task_id']}/answer", json={"choice": "skip"})
+    old.stop()
+    task = http.post("/v1/tasks/next", json={}).json()
+    seen[task["item_id"]] = task["instruction"]
+    assert seen[old.id] == "Old question?" and seen[new.id] == "New question?"
+    new.stop()
+
+
+def test_concurrent_annotators_never_over_serve_an_item(client: Client, flowlab_server: ServerProcess) -> None:
+    flow = client.flow.create_ranking_flow(name="race", instruction="Which?", max_response_threshold=25)
+    items = [flow.create_new_flow_batch(datapoints=scored(6, f"i{k}-"), time_to_live=60) for k in range(3)]
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=40, rate=20_000, seed=5) as crowd:
+        for item in items:
+            item.get_results(timeout=60)
+        time.sleep(0.3)  # let in-flight answers land: they must all be refused
+    for item in items:
+        assert item.get_response_count() == 25
+        assert item.get_win_loss_matrix().to_numpy().sum() == 25
+        assert len(item.get_votes()) == 25
+    assert crowd.stats.votes == 75
+
+
+def test_restart_keeps_every_acknowledged_vote(fresh_server: ServerProcess) -> None:
+    with fresh_server.client() as client:
+        flow = client.flow.create_ranking_flow(name="durable", instruction="Which?", max_response_threshold=10_000,
+                                               min_response_threshold=5)
+        item = flow.create_new_flow_batch(datapoints=scored(5), time_to_live=3.0)
+        later = flow.create_new_flow_batch(datapoints=scored(3), time_to_live=600)
+        crowd = SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=10, rate=6000, seed=6).start()
+        time.sleep(1.0)
+        fresh_server.stop(kill=True)  # SIGKILL: no chance to flush anything
+        crowd.stop()
+    acknowledged = crowd.stats.votes
+    assert acknowledged > 0
+    time.sleep(3.0)  # the item's deadline passes while the server is down
+    with sqlite3.connect(fresh_server.data_dir / "flowlab.sqlite3") as db:
+        stored = db.execute("SELECT count(*) FROM votes").fetchone()[0]
+    assert stored >= acknowledged, "every acknowledged vote is in the database"
+    fresh_server.start()
+    with fresh_server.client() as client:
+        flow2 = client.flow.get_flow_by_id(flow.id)
+        items = {i.id: i for i in flow2.get_flow_items()}
+        restored = items[item.id].get_status()
+        assert restored.response_count + items[later.id].get_response_count() == stored
+        assert restored.state == FlowItemState.COMPLETED
+        assert items[later.id].get_status().state in (FlowItemState.PENDING, FlowItemState.RUNNING)
+        assert items[item.id].get_win_loss_matrix().to_numpy().sum() == restored.response_count
+
+
+def test_watch_streams_live_counts_and_resumes(client: Client, flowlab_server: ServerProcess) -> None:
+    flow = client.flow.create_ranking_flow(name="watch", instruction="Which?", max_response_threshold=30)
+    item = flow.create_new_flow_batch(datapoints=scored(4), time_to_live=60)
+    rebuilt = np.zeros((4, 4))
+    events = []
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=6, rate=3000, seed=8):
+        for event in item.watch():
+            events.append(event)
+            for w, lo, tie in event.delta:
+                rebuilt[w, lo] += 0.5 if tie else 1.0
+                rebuilt[lo, w] += 0.5 if tie else 0.0
+    assert events[-1].state == "Completed" and events[-1].response_count == 30
+    assert [e.version for e in events] == sorted({e.version for e in events}), "versions only grow"
+    assert np.array_equal(rebuilt, item.get_win_loss_matrix().to_numpy())
+    # Resuming from a mid-stream id replays exactly the votes after it.
+    mid = events[len(events) // 2]
+    with httpx.stream("GET", f"{client.url}/v1/items/{item.id}/events",
+                      headers={"Authorization": f"Bearer {client.api_key}", "Last-Event-ID": str(mid.version)}) as r:
+        parser = SSEParser()
+        messages = [parser.feed_line(line) for line in r.iter_lines()]
+    resumed = [msgspec.json.decode(m.data, type=schemas.ItemEvent) for m in messages if m and m.event == "item"]
+    assert not resumed[0].full
+    assert sum(len(e.delta) for e in resumed) == 30 - mid.response_count
+
+
+def test_async_client_twin(flowlab_server: ServerProcess) -> None:
+    async def main() -> None:
+        async with AsyncClient(url=flowlab_server.url, api_key=flowlab_server.api_key) as client:
+            await client.flow.preheat()
+            flow = await client.flow.create_ranking_flow(name="async", instruction="Which?",
+                                                         max_response_threshold=12, min_response_threshold=3)
+            item = await flow.create_new_flow_batch(datapoints=scored(3), context="ctx", time_to_live=60)
+            crowd = SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=4, rate=3000, seed=2)
+            stop = asyncio.Event()
+            runner = asyncio.create_task(crowd.arun(stop))
+            states = [e.state async for e in item.watch()]
+            stop.set()
+            await runner
+            assert states[-1] == "Completed"
+            results = await item.get_results(timeout=10)
+            assert results.total_votes == 12 == await item.get_response_count()
+            matrix = await item.get_win_loss_matrix()
+            assert matrix.to_numpy().sum() == 12
+            await flow.update_config(instruction="Changed?")
+            assert (await client.flow.get_flow_by_id(flow.id)).instruction == "Changed?"
+            assert [i.id for i in await flow.get_flow_items()] == [item.id]
+            assert flow.id in [f.id for f in await client.flow.find_flows(amount=5)]
+            await flow.delete()
+
+    asyncio.run(main())
+
+
+def test_embedded_server_is_started_once_and_reused(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("FLOWLAB_HOME", str(tmp_path))
+    first = Client()
+    try:
+        flow = first.flow.create_ranking_flow(name="local", instruction="Which?", max_response_threshold=3)
+        second = Client()
+        assert second.url == first.url
+        assert second.flow.get_flow_by_id(flow.id).name == "local"
+    finally:
+        assert stop_local_server()
+
+
+def test_a_long_poll_that_hung_up_is_not_handed_a_task(client: Client, flowlab_server: ServerProcess) -> None:
+    gone = client.annotators.create("gone").token
+    present = client.annotators.create("present").token
+    # The first annotator waits for work, then gives up (its connection closes) before any arrives.
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{flowlab_server.url}/v1/tasks/next", json={"wait": 20},
+                   headers={"Authorization": f"Bearer {gone}"}, timeout=0.5)
+    time.sleep(0.2)
+    flow = client.flow.create_ranking_flow(name="hangup", instruction="Which?", max_response_threshold=1)
+    item = flow.create_new_flow_batch(datapoints=["a", "b"], time_to_live=60)
+    r = httpx.post(f"{flowlab_server.url}/v1/tasks/next", json={"wait": 2},
+                   headers={"Authorization": f"Bearer {present}"})
+    assert r.status_code == 200 and r.json()["item_id"] == item.id, "the only slot went to the one still asking"
+    item.stop()

@@ -1,0 +1,113 @@
+"""Helpers the widgets share: which server a flow lives on, BokehJS in the notebook, and small formatters."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import time
+from typing import Any
+
+from jupyter_bokeh import BokehModel
+
+from flowlab import Client
+
+_bokehjs_loaded = False
+
+
+def connection_of(obj: Any) -> tuple[str, str | None]:
+    """(url, api_key) of the server behind a `Client`, `Flow` or `FlowItem`.
+
+    The widgets open their own clients on the same server, so their background refreshes never share a
+    connection pool with the user's cells.
+    """
+    client = getattr(obj, "client", None)
+    if client is not None and hasattr(client, "url"):
+        obj = client
+    if hasattr(obj, "url") and hasattr(obj, "api_key"):
+        return str(obj.url), obj.api_key
+    transport = getattr(obj, "_transport", None)
+    http = getattr(transport, "http", None)
+    if transport is not None and http is not None:
+        auth = http.headers.get("Authorization", "")
+        key = auth.removeprefix("Bearer ").strip() or None
+        return str(transport.url), key
+    raise TypeError(f"cannot tell which flowlab server {obj!r} lives on; pass client=Client(url=..., api_key=...)")
+
+
+def client_for(obj: Any) -> Client:
+    url, key = connection_of(obj)
+    return Client(url=url, api_key=key)
+
+
+def in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def ensure_bokehjs() -> None:
+    """Load BokehJS into the notebook page once, inline, so figures render with no CDN (offline, Binder)."""
+    global _bokehjs_loaded
+    if _bokehjs_loaded or not in_kernel():
+        return
+    from bokeh.io import output_notebook
+    from bokeh.resources import INLINE
+
+    output_notebook(resources=INLINE, hide_banner=True)
+    _bokehjs_loaded = True
+
+
+class FigureWidget(BokehModel):  # type: ignore[misc]
+    """A bokeh figure as an ipywidget: later changes to its sources reach the page as document patches."""
+
+    def close(self) -> None:
+        # BokehModel.close() raises when called twice (once by us, once by Widget.__del__): make it idempotent.
+        with contextlib.suppress(KeyError, ValueError):
+            super().close()
+
+
+def bokeh_widget(figure: Any) -> FigureWidget:
+    """Wrap a bokeh figure as a widget, loading BokehJS into the notebook first if needed."""
+    ensure_bokehjs()
+    return FigureWidget(figure)
+
+
+def state_name(state: Any) -> str:
+    return str(getattr(state, "value", state))
+
+
+def fmt_seconds(seconds: float) -> str:
+    whole = max(0, round(seconds))
+    minutes, s = divmod(whole, 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}:{m:02d}:{s:02d}" if hours else f"{m}:{s:02d}"
+
+
+def fmt_ago(t: float | None, now: float | None = None) -> str:
+    if not t:
+        return "never"
+    delta = (time.time() if now is None else now) - t
+    if delta < 60:
+        return f"{int(max(delta, 0))} s ago"
+    if delta < 3600:
+        return f"{int(delta // 60)} min ago"
+    if delta < 86400:
+        return f"{int(delta // 3600)} h ago"
+    return f"{int(delta // 86400)} d ago"
+
+
+def esc(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def badge(state: str) -> str:
+    from flowlab_widgets.figures import STATE_COLORS
+
+    color = STATE_COLORS.get(state, "#555555")
+    return (
+        f'<span class="flowlab-state" data-state="{esc(state)}" style="background:{color};color:white;'
+        f'padding:1px 7px;border-radius:9px;font-size:90%">{esc(state)}</span>'
+    )

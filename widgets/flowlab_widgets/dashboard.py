@@ -1,0 +1,361 @@
+"""The flowlab dashboard: a Panel app served locally at / with the same bokeh figures as the notebook widgets."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import panel as pn
+
+from flowlab import AsyncClient, Client, FlowlabError, NotFound
+from flowlab_widgets._common import badge, esc, fmt_ago, fmt_seconds, state_name
+from flowlab_widgets.figures import (
+    AnnotatorActivityChart,
+    ItemProgressChart,
+    RankingChart,
+    ThroughputChart,
+    WinLossHeatmap,
+    ranking_rows,
+)
+
+__all__ = ["Dashboard", "serve"]
+
+# Set by the jupyter-server-proxy entry point: the dashboard then lives under Jupyter's URL, not at /.
+PREFIX_ENV = "FLOWLAB_DASHBOARD_PREFIX"
+
+_CSS = """
+.flowlab-items { border-collapse: collapse; font-size: 13px; width: 100%; }
+.flowlab-items th, .flowlab-items td { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: left; }
+.flowlab-bar { background: #eee; width: 120px; height: 10px; border-radius: 5px; position: relative; }
+.flowlab-bar > div { height: 10px; border-radius: 5px; }
+.flowlab-bar > span { position: absolute; top: -2px; width: 2px; height: 14px; background: #333; }
+"""
+
+
+class Dashboard:
+    """One browser session of the dashboard: pick a flow, watch its items, counts, figures and annotators.
+
+    Everything it shows comes from one `AsyncClient`; a periodic callback on the server's event loop refreshes
+    it (about once a second), under the session's document lock, so figures update through their sources.
+    """
+
+    def __init__(self, url: str, api_key: str | None, *, flow_id: str | None = None, period_ms: int = 1000) -> None:
+        self.client = AsyncClient(url=url, api_key=api_key)
+        self.url = url
+        self.period_ms = period_ms
+        self.flow_id: str | None = flow_id
+        self.item_id: str | None = None
+        self.follow_latest = True
+        self.ticks = 0
+        self.refreshes = 0
+        self._busy = False
+        self._version: tuple[str, int] | None = None
+        self._flow: Any = None
+        self._statuses: list[Any] = []
+        self._updating_options = False
+
+        self.flow_select = pn.widgets.Select(
+            name="Flows (newest first)", options={}, size=10, sizing_mode="stretch_width"
+        )
+        self.flow_select.param.watch(self._on_flow_selected, "value")
+        self.item_select = pn.widgets.Select(name="Item", options={}, width=420)
+        self.item_select.param.watch(self._on_item_selected, "value")
+        self.header = pn.pane.HTML("", sizing_mode="stretch_width")
+        self.counts = pn.pane.HTML("", sizing_mode="stretch_width")
+        self.items_table = pn.pane.HTML("", sizing_mode="stretch_width")
+        self.server_note = pn.pane.HTML(
+            f'<span style="color:#666">server <code>{esc(url)}</code></span>', sizing_mode="stretch_width"
+        )
+        self.instruction = pn.widgets.TextAreaInput(
+            name="Instruction for new items", height=90, sizing_mode="stretch_width"
+        )
+        self.save_button = pn.widgets.Button(name="Update instruction", button_type="primary")
+        self.save_button.on_click(self._on_save)
+        self.message = pn.pane.HTML("", sizing_mode="stretch_width")
+
+        self.progress = ItemProgressChart(sizing_mode="stretch_width", height=240)
+        self.throughput = ThroughputChart(sizing_mode="stretch_width", height=240)
+        self.heatmap = WinLossHeatmap(sizing_mode="stretch_width", height=420)
+        self.ranking = RankingChart(sizing_mode="stretch_width", height=420)
+        self.annotators = AnnotatorActivityChart(sizing_mode="stretch_width", height=300)
+
+        sidebar = pn.Column(
+            pn.pane.HTML("<h2 style='margin:0'>flowlab</h2>"),
+            self.server_note,
+            self.flow_select,
+            pn.pane.HTML("<b>Instruction editor</b>"),
+            self.instruction,
+            self.save_button,
+            self.message,
+            width=330,
+        )
+        main = pn.Column(
+            self.header,
+            pn.Row(self.item_select, self.counts, sizing_mode="stretch_width"),
+            self.items_table,
+            pn.Row(
+                pn.pane.Bokeh(self.progress.figure, sizing_mode="stretch_width"),
+                pn.pane.Bokeh(self.throughput.figure, sizing_mode="stretch_width"),
+                sizing_mode="stretch_width",
+            ),
+            pn.Row(
+                pn.pane.Bokeh(self.heatmap.figure, sizing_mode="stretch_width"),
+                pn.pane.Bokeh(self.ranking.figure, sizing_mode="stretch_width"),
+                sizing_mode="stretch_width",
+            ),
+            pn.pane.Bokeh(self.annotators.figure, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+        self.layout = pn.Row(sidebar, main, sizing_mode="stretch_width", stylesheets=[_CSS])
+
+    # ------------------------------------------------------------ session wiring
+
+    def start(self) -> None:
+        """Begin the periodic refresh for this session (call while the session's document is current)."""
+        pn.state.add_periodic_callback(self.refresh, period=self.period_ms)
+        with contextlib.suppress(Exception):
+            pn.state.on_session_destroyed(lambda _ctx: pn.state.execute(self.client.aclose))
+
+    async def refresh(self) -> None:
+        """Read the flows, the chosen flow's items and the chosen item's matrix and ranking; update in place."""
+        if self._busy:
+            return  # a slow server should not pile refreshes up
+        self._busy = True
+        try:
+            await self._refresh()
+            self.refreshes += 1
+        except FlowlabError as exc:
+            self.message.object = f'<span style="color:#b91c1c">{esc(exc)}</span>'
+        finally:
+            self._busy = False
+            self.ticks += 1
+
+    async def _refresh(self) -> None:
+        if self.ticks % 5 == 0 or not self.flow_select.options:
+            await self._refresh_flows()
+        if self.flow_id is None:
+            self.header.object = (
+                "<h3>No flows yet</h3><p>Create one with <code>client.flow.create_ranking_flow(...)"
+                "</code> or the FlowCreator widget; it appears here.</p>"
+            )
+            return
+        try:
+            flow = await self.client.flow.get_flow_by_id(self.flow_id)
+        except NotFound:
+            self.flow_id = None
+            return
+        first_view = self._flow is None or self._flow.id != flow.id
+        self._flow = flow
+        items = await flow.get_flow_items()
+        self._statuses = [it.last_status for it in items]
+        self._show_flow(flow.config, first_view)
+        self._show_items(self._statuses)
+        item = self._pick_item(items)
+        if item is not None:
+            version = (item.id, item.last_status.version)
+            if version != self._version:
+                matrix = await item.get_win_loss_matrix()
+                self.heatmap.update(matrix)
+                with contextlib.suppress(FlowlabError):
+                    self.ranking.update(ranking_rows(await item.get_results(timeout=0, partial=True)))
+                self._version = version
+        if self.ticks % 5 == 0:
+            self.annotators.update(await self.client.annotators.list())
+
+    async def _refresh_flows(self) -> None:
+        flows = await self.client.flow.find_flows(amount=25)
+        options = {f"{f.name} · {f.config.item_count} item(s) · {fmt_ago(f.config.created_at)}": f.id for f in flows}
+        ids = list(options.values())
+        if self.flow_id not in ids:
+            self.flow_id = ids[0] if ids else None
+        self._updating_options = True
+        try:
+            if self.flow_select.options != options:
+                self.flow_select.options = options
+            if self.flow_select.value != self.flow_id:
+                self.flow_select.value = self.flow_id
+        finally:
+            self._updating_options = False
+
+    def _pick_item(self, items: list[Any]) -> Any:
+        if not items:
+            self.item_id = None
+            return None
+        ids = [it.id for it in items]
+        if self.follow_latest or self.item_id not in ids:
+            self.item_id = ids[-1]
+        options = {f"{it.id} · {state_name(it.last_status.state)}": it.id for it in reversed(items)}
+        self._updating_options = True
+        try:
+            if self.item_select.options != options:
+                self.item_select.options = options
+            if self.item_select.value != self.item_id:
+                self.item_select.value = self.item_id
+        finally:
+            self._updating_options = False
+        item = items[ids.index(self.item_id)]
+        st = item.last_status
+        self.counts.object = (
+            f'<div style="font-size:15px;padding-top:22px"><b class="flowlab-count" style="font-size:22px">'
+            f"{st.response_count}</b> responses for this item {badge(state_name(st.state))} · "
+            f'<span class="flowlab-total">{sum(s.response_count for s in self._statuses)}</span> in the flow</div>'
+        )
+        return item
+
+    # ------------------------------------------------------------ rendering
+
+    def _show_flow(self, config: Any, first_view: bool) -> None:
+        self.header.object = (
+            f'<h2 style="margin:4px 0">{esc(config.name)} <code style="font-size:60%">{esc(config.id)}</code></h2>'
+            f'<div style="color:#555">min {config.min_response_threshold} / max {config.max_response_threshold} '
+            f"votes per item · pairs: {esc(config.pair_selection)} · config v{config.config_version} · "
+            f"instruction: <i>{esc(config.instruction)}</i></div>"
+        )
+        if first_view:
+            self.instruction.value = config.instruction
+            self.throughput.reset()
+            self._version = None
+        self.throughput.push(sum(s.response_count for s in self._statuses))
+
+    def _show_items(self, statuses: list[Any]) -> None:
+        self.progress.update(statuses[-15:])
+        current = self._flow.instruction if self._flow is not None else ""
+        rows = []
+        for st in reversed(statuses[-15:]):
+            state = state_name(st.state)
+            left = "ended" if st.is_terminal else f'<span class="flowlab-ttl">{fmt_seconds(st.time_left)}</span>'
+            frac = min(1.0, st.response_count / max(1, st.max_response_threshold))
+            min_at = min(1.0, st.min_response_threshold / max(1, st.max_response_threshold))
+            color = {"Completed": "#2ca02c", "Incomplete": "#bcbd22", "Failed": "#d62728"}.get(state, "#1f77b4")
+            stale = st.instruction != current
+            rows.append(
+                f"<tr><td><code>{esc(st.id)}</code></td><td>{badge(state)}</td>"
+                f"<td>{st.response_count} / {st.min_response_threshold} / {st.max_response_threshold}</td>"
+                f'<td><div class="flowlab-bar"><div style="width:{frac * 100:.0f}%;background:{color}"></div>'
+                f'<span style="left:{min_at * 100:.0f}%"></span></div></td>'
+                f"<td>{left}</td><td title='{esc(st.instruction)}'>{esc(_clip(st.instruction))}"
+                f"{' <span style=color:#b45309>(older config)</span>' if stale else ''}</td></tr>"
+            )
+        self.items_table.object = (
+            '<table class="flowlab-items"><tr><th>item</th><th>state</th><th>votes / min / max</th><th>progress</th>'
+            "<th>time left</th><th>instruction snapshot</th></tr>" + "".join(rows) + "</table>"
+            if rows
+            else "<i>No items yet: push a batch with flow.create_new_flow_batch(...).</i>"
+        )
+
+    # ------------------------------------------------------------ user actions
+
+    def _on_flow_selected(self, event: Any) -> None:
+        if self._updating_options or event.new is None:
+            return
+        self.flow_id = event.new
+        self.follow_latest = True
+        self._version = None
+
+    def _on_item_selected(self, event: Any) -> None:
+        if self._updating_options or event.new is None:
+            return
+        self.item_id = event.new
+        ids = [s.id for s in self._statuses]
+        self.follow_latest = bool(ids) and ids[-1] == event.new
+
+    async def _on_save(self, _event: Any = None) -> None:
+        text = (self.instruction.value or "").strip()
+        if self.flow_id is None or not text:
+            self.message.object = '<span style="color:#b91c1c">Pick a flow and write an instruction first.</span>'
+            return
+        try:
+            flow = await self.client.flow.get_flow_by_id(self.flow_id)
+            await flow.update_config(instruction=text)
+        except FlowlabError as exc:
+            self.message.object = f'<span style="color:#b91c1c">{esc(exc)}</span>'
+            return
+        self.message.object = (
+            f'<span style="color:#15803d">Saved as config v{flow.config.config_version}.</span> New items use it; '
+            "existing items keep their snapshot."
+        )
+
+
+def _clip(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# ---------------------------------------------------------------- serving
+
+
+def create_app(url: str, api_key: str | None, *, period_ms: int = 1000) -> Any:
+    """A Panel app factory: each browser session gets its own `Dashboard` (and `?flow=<id>` picks the flow)."""
+
+    def app() -> Any:
+        flow_id = None
+        with contextlib.suppress(Exception):
+            args = pn.state.session_args.get("flow")
+            flow_id = args[0].decode() if args else None
+        board = Dashboard(url, api_key, flow_id=flow_id, period_ms=period_ms)
+        # The first refresh comes from the periodic callback, which runs under the document lock (an onload
+        # coroutine would not, and bokeh refuses model changes made outside it).
+        board.start()
+        return board.layout
+
+    return app
+
+
+def _use_local_resources() -> None:
+    """No CDN anywhere, so the dashboard works offline (and on Binder behind the proxy).
+
+    Panel's "inline" mode only inlines JavaScript: its component stylesheets then point at cdn.holoviz.org.
+    "server" mode is the one where BokehJS, Panel's bundles and every stylesheet come from this process, out
+    of the installed packages, under the same prefix as the page.
+    """
+    from bokeh.settings import settings
+
+    settings.resources = "server"
+    pn.config.inline = False
+
+
+def serve(
+    url: str | None = None,
+    api_key: str | None = None,
+    port: int = 5006,
+    *,
+    show: bool = False,
+    address: str = "127.0.0.1",
+    prefix: str | None = None,
+    period_ms: int = 1000,
+) -> None:
+    """Serve the dashboard at http://address:port/ until interrupted.
+
+    `url`/`api_key` default to FLOWLAB_URL / FLOWLAB_API_KEY, else the embedded local server (started if
+    needed). `prefix` (or FLOWLAB_DASHBOARD_PREFIX) serves it under a path, as behind jupyter-server-proxy.
+    """
+    with Client(url=url, api_key=api_key) as client:  # resolves env or the embedded server once
+        url, api_key = client.url, client.api_key
+    prefix = prefix if prefix is not None else os.environ.get(PREFIX_ENV) or None
+    _use_local_resources()
+    # Behind a proxy the browser's Origin is Jupyter's host, not ours; directly, only local pages may connect.
+    origins = (
+        ["*"]
+        if prefix or address in ("0.0.0.0", "::")
+        else [f"localhost:{port}", f"127.0.0.1:{port}", f"{address}:{port}"]
+    )
+    print(f"flowlab dashboard: http://{address}:{port}{prefix or ''}/  (server {url})", flush=True)
+    kwargs: dict[str, Any] = {}
+    if prefix:
+        kwargs["prefix"] = prefix
+        # Bokeh serves its favicon at /favicon.ico only, not under the prefix; point the page's ./favicon.ico at
+        # Panel's copy with a relative redirect, which resolves under whatever prefix the browser sees.
+        from tornado.web import RedirectHandler
+
+        icon = {"url": "static/extensions/panel/images/favicon.ico"}
+        kwargs["extra_patterns"] = [(r"/favicon.ico", RedirectHandler, icon)]  # bokeh adds the prefix
+    pn.serve(
+        create_app(url, api_key, period_ms=period_ms),
+        port=port,
+        address=address,
+        show=show,
+        title="flowlab dashboard",
+        websocket_origin=origins,
+        verbose=False,
+        **kwargs,
+    )

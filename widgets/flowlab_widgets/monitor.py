@@ -1,0 +1,382 @@
+"""FlowMonitor: a flow's items, live counts, TTL countdowns, heatmap, ranking and instruction editor."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ipywidgets as widgets
+import pandas as pd
+
+from flowlab import AsyncClient, FlowlabError, NotFound
+from flowlab_widgets._common import badge, bokeh_widget, client_for, connection_of, esc, fmt_seconds, state_name
+from flowlab_widgets.figures import RankingChart, WinLossHeatmap, ranking_rows
+from flowlab_widgets.live import LiveUpdates, Mode
+
+__all__ = ["FlowMonitor", "ItemRow", "MonitorSnapshot"]
+
+_BAR_STYLE = {
+    "Completed": "success",
+    "Incomplete": "warning",
+    "Failed": "danger",
+    "Stopped": "",
+    "Stopping": "warning",
+    "Running": "info",
+    "Pending": "",
+}
+
+
+@dataclass
+class MonitorSnapshot:
+    """What one refresh read from the server; `apply` turns it into widget and figure state."""
+
+    flow: Any  # flowlab.schemas.Flow
+    statuses: list[Any]  # FlowItemStatus, oldest first
+    item_id: str | None
+    matrix: pd.DataFrame | None = None
+    result: Any = None  # FlowItemResult
+    version: int | None = None  # the selected item's version the matrix and result belong to
+    clock_offset: float = 0.0  # server time minus local time, for countdowns
+    deleted: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+class ItemRow(widgets.HBox):
+    """One flow item: id, state, progress towards its max (min marked in the text), TTL left, instruction."""
+
+    def __init__(self, item_id: str) -> None:
+        self.item_id = item_id
+        self.id_label = widgets.HTML(f"<code>{esc(item_id)}</code>", layout=widgets.Layout(width="190px"))
+        self.state_html = widgets.HTML(layout=widgets.Layout(width="95px"))
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="160px"))
+        self.counts = widgets.HTML(layout=widgets.Layout(width="170px"))
+        self.ttl = widgets.HTML(layout=widgets.Layout(width="90px"))
+        self.instruction = widgets.HTML(layout=widgets.Layout(width="auto", flex="1 1 auto"))
+        self.deadline = 0.0
+        self.terminal = False
+        super().__init__(
+            [self.id_label, self.state_html, self.progress, self.counts, self.ttl, self.instruction],
+            layout=widgets.Layout(align_items="center"),
+        )
+
+    def show(self, status: Any, *, current_instruction: str, clock_offset: float) -> None:
+        state = state_name(status.state)
+        self.state_html.value = badge(state)
+        self.progress.max = max(1, int(status.max_response_threshold))
+        self.progress.value = min(int(status.response_count), self.progress.max)
+        self.progress.bar_style = _BAR_STYLE.get(state, "")
+        self.counts.value = (
+            f"<b>{status.response_count}</b> / min {status.min_response_threshold}"
+            f" / max {status.max_response_threshold}"
+        )
+        self.deadline = float(status.deadline)
+        self.terminal = bool(status.is_terminal)
+        self.tick(clock_offset)
+        stale = status.instruction != current_instruction
+        note = (
+            f' <span style="color:#b45309">(config v{status.config_version}, older)</span>'
+            if stale
+            else f' <span style="color:#666">(config v{status.config_version})</span>'
+        )
+        text = status.instruction if len(status.instruction) <= 70 else status.instruction[:69] + "…"
+        self.instruction.value = f'<span title="{esc(status.instruction)}">{esc(text)}</span>{note}'
+
+    def tick(self, clock_offset: float) -> bool:
+        """Update the countdown; True when a live item has just run out of time (worth a refresh)."""
+        if self.terminal:
+            self.ttl.value = '<span style="color:#666">ended</span>'
+            return False
+        left = self.deadline - (time.time() + clock_offset)
+        self.ttl.value = f'<span class="flowlab-ttl">{fmt_seconds(left)} left</span>'
+        return left <= 0
+
+
+class FlowMonitor(widgets.VBox):
+    """Watch a flow live in a notebook.
+
+    Shows the flow's items (state, progress towards min/max, a TTL countdown, the instruction snapshot each
+    item carries), the selected item's response count, its win-loss heatmap and its Bradley–Terry ranking
+    with 95 % intervals, and an instruction editor that calls `flow.update_config`.
+
+    Updates arrive over the flow's SSE stream on the kernel's event loop, throttled to one refresh per
+    `throttle` seconds; if the stream fails it polls every `poll_interval` seconds. Outside a running event
+    loop it polls from a background thread. `live=False` leaves refreshing to `refresh()`.
+    """
+
+    def __init__(
+        self,
+        flow: Any,
+        *,
+        client: Any = None,
+        item: Any = None,
+        live: bool = True,
+        throttle: float = 0.5,
+        poll_interval: float = 1.0,
+        max_items: int = 12,
+    ) -> None:
+        self.flow = flow
+        self._url, self._api_key = connection_of(client if client is not None else flow)
+        self._client = client_for(client if client is not None else flow)
+        self.max_items = max_items
+        self.selected_item_id: str | None = getattr(item, "id", item)
+        self._follow_latest = self.selected_item_id is None
+        self._version: int | None = None
+        self._clock_offset = 0.0
+        self.snapshot: MonitorSnapshot | None = None
+        self.response_count = 0
+        self.total_responses = 0
+        self.item_rows: dict[str, ItemRow] = {}
+
+        self.header = widgets.HTML()
+        self.live_status = widgets.HTML()
+        self.item_picker = widgets.Dropdown(description="Item", options=[], layout=widgets.Layout(width="360px"))
+        self.item_picker.observe(self._on_pick, names="value")
+        self.count_html = widgets.HTML()
+        self.items_box = widgets.VBox()
+        self.heatmap = WinLossHeatmap(width=430, height=380)
+        self.ranking = RankingChart(width=430, height=380)
+        self.heatmap_widget = bokeh_widget(self.heatmap.figure)
+        self.ranking_widget = bokeh_widget(self.ranking.figure)
+        self.instruction_input = widgets.Textarea(
+            value=flow.instruction, description="Instruction", layout=widgets.Layout(width="640px", height="60px")
+        )
+        self.update_button = widgets.Button(
+            description="Update instruction",
+            button_style="primary",
+            icon="pencil",
+            tooltip="flow.update_config(instruction=...)",
+        )
+        self.update_button.on_click(lambda _b: self.update_instruction())
+        self.message = widgets.HTML()
+
+        super().__init__(
+            [
+                widgets.HBox([self.header, self.live_status], layout=widgets.Layout(justify_content="space-between")),
+                widgets.HBox([self.item_picker, self.count_html], layout=widgets.Layout(align_items="center")),
+                self.items_box,
+                widgets.HBox([self.heatmap_widget, self.ranking_widget]),
+                widgets.HBox(
+                    [self.instruction_input, self.update_button], layout=widgets.Layout(align_items="flex-end")
+                ),
+                self.message,
+            ],
+            layout=widgets.Layout(border="1px solid #ddd", padding="8px"),
+        )
+        self.add_class("flowlab-monitor")
+        self._render_header(flow.config)
+        self.live = LiveUpdates(
+            self.fetch,
+            self.apply,
+            subscribe=self._flow_events,
+            tick=self._tick,
+            throttle=throttle,
+            poll_interval=poll_interval,
+        )
+        self.live.on_mode_change(self._show_mode)
+        self._show_mode("off")
+        if live:
+            self.live.start()
+        else:
+            self.refresh()
+
+    # ------------------------------------------------------------ data
+
+    def fetch(self) -> MonitorSnapshot:
+        """Read the flow, its items and the selected item's matrix and results. Blocking; no widget is touched."""
+        try:
+            config = self._client.flow.get_flow_by_id(self.flow.id)
+        except NotFound:
+            return MonitorSnapshot(flow=self.flow.config, statuses=[], item_id=None, deleted=True)
+        sent = time.time()
+        items = config.get_flow_items()
+        statuses = [it.last_status for it in items]
+        offset = (statuses[-1].server_time - (sent + time.time()) / 2) if statuses else self._clock_offset
+        item_id = self._choose_item(statuses)
+        snap = MonitorSnapshot(flow=config.config, statuses=statuses, item_id=item_id, clock_offset=offset)
+        if item_id is None:
+            return snap
+        item = next(it for it in items if it.id == item_id)
+        version = item.last_status.version
+        prev = self.snapshot
+        if prev is not None and prev.item_id == item_id and prev.version == version and prev.matrix is not None:
+            snap.matrix, snap.result, snap.version = prev.matrix, prev.result, version  # nothing new to read
+            return snap
+        snap.matrix = item.get_win_loss_matrix()
+        try:
+            snap.result = item.get_results(timeout=0, partial=True)
+        except FlowlabError as exc:  # a ranking failure should not blank the counts and the heatmap
+            snap.errors.append(str(exc))
+        snap.version = version
+        return snap
+
+    def _choose_item(self, statuses: list[Any]) -> str | None:
+        if not statuses:
+            return None
+        ids = [s.id for s in statuses]
+        if self._follow_latest or self.selected_item_id not in ids:
+            return ids[-1]
+        return self.selected_item_id
+
+    def apply(self, snap: MonitorSnapshot) -> None:
+        """Show a snapshot: update rows, counts and the figures' sources in place (nothing is rebuilt)."""
+        if snap.deleted:
+            self.message.value = '<span style="color:#b91c1c">This flow was deleted.</span>'
+            self.live.stop()
+            return
+        self.snapshot = snap
+        self._clock_offset = snap.clock_offset
+        self._render_header(snap.flow)
+        shown = snap.statuses[-self.max_items :][::-1]  # newest first
+        rows = []
+        for status in shown:
+            row = self.item_rows.get(status.id)
+            if row is None:
+                row = self.item_rows[status.id] = ItemRow(status.id)
+            row.show(status, current_instruction=snap.flow.instruction, clock_offset=snap.clock_offset)
+            rows.append(row)
+        if [r.item_id for r in self.items_box.children] != [r.item_id for r in rows]:
+            self.items_box.children = rows
+        self.total_responses = sum(int(s.response_count) for s in snap.statuses)
+        options = [(f"{s.id} · {state_name(s.state)} · {s.response_count} votes", s.id) for s in shown]
+        self._set_picker(options, snap.item_id)
+        selected = next((s for s in snap.statuses if s.id == snap.item_id), None)
+        if selected is None:
+            self.count_html.value = "<i>No items yet: push a batch with flow.create_new_flow_batch(...)</i>"
+            return
+        self.selected_item_id = selected.id
+        self.response_count = int(selected.response_count)
+        self.count_html.value = (
+            f'<span style="font-size:140%"><b class="flowlab-count">{self.response_count}</b></span> responses '
+            f"for this item {badge(state_name(selected.state))} · {self.total_responses} in the flow"
+        )
+        if snap.matrix is not None and snap.version != self._version:
+            self.heatmap.update(snap.matrix)
+            if snap.result is not None:
+                self.ranking.update(ranking_rows(snap.result))
+            self._version = snap.version
+        if snap.errors:
+            self.message.value = f'<span style="color:#b91c1c">{esc(snap.errors[-1])}</span>'
+
+    def refresh(self) -> MonitorSnapshot:
+        """Fetch and show now (blocking)."""
+        snap = self.fetch()
+        self.apply(snap)
+        return snap
+
+    def _set_picker(self, options: list[tuple[str, str]], value: str | None) -> None:
+        self._updating_picker = True
+        try:
+            if list(self.item_picker.options) != options:
+                self.item_picker.options = options
+            if value is not None and self.item_picker.value != value:
+                self.item_picker.value = value
+        finally:
+            self._updating_picker = False
+
+    def _on_pick(self, change: dict[str, Any]) -> None:
+        if getattr(self, "_updating_picker", False) or change["new"] is None:
+            return
+        self.select(change["new"])
+
+    def select(self, item: Any) -> None:
+        """Show `item` (a FlowItem or its id) in the counts, heatmap and ranking."""
+        item_id = getattr(item, "id", item)
+        statuses = self.snapshot.statuses if self.snapshot else []
+        self._follow_latest = bool(statuses) and statuses[-1].id == item_id
+        self.selected_item_id = item_id
+        if self.live.mode in ("sse", "polling"):
+            self.live.poke()
+        else:
+            self.refresh()
+
+    # ------------------------------------------------------------ live plumbing
+
+    async def _flow_events(self) -> AsyncIterator[Any]:
+        async with AsyncClient(url=self._url, api_key=self._api_key) as aclient:
+            aflow = await aclient.flow.get_flow_by_id(self.flow.id)
+            async for event in aflow.watch():
+                yield event
+
+    def _tick(self) -> bool:
+        expired = False
+        for row in self.items_box.children:
+            expired = row.tick(self._clock_offset) or expired
+        return expired
+
+    def _show_mode(self, mode: Mode) -> None:
+        text = {"sse": "live (SSE)", "polling": "live (polling)", "thread": "live (polling thread)", "off": "not live"}[
+            mode
+        ]
+        color = "#15803d" if mode != "off" else "#666"
+        self.live_status.value = f'<span class="flowlab-live" style="color:{color}">● {text}</span>'
+
+    async def wait_for(self, predicate: Callable[[FlowMonitor], bool], timeout: float = 30.0) -> bool:
+        """Await until `predicate(monitor)` holds (the live refresher keeps running meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.1)
+        return True
+
+    async def wait_until_done(self, timeout: float = 60.0) -> bool:
+        """Await until the selected item has ended and the monitor shows its final counts."""
+
+        def done(m: FlowMonitor) -> bool:
+            snap = m.snapshot
+            st = next((s for s in snap.statuses if s.id == snap.item_id), None) if snap else None
+            return st is not None and st.is_terminal and m._version == st.version
+
+        return await self.wait_for(done, timeout)
+
+    # ------------------------------------------------------------ editing
+
+    def update_instruction(self, instruction: str | None = None) -> Any:
+        """Save the editor's text (or `instruction`) with `flow.update_config`; only new items pick it up."""
+        text = (instruction if instruction is not None else self.instruction_input.value).strip()
+        if not text:
+            self.message.value = '<span style="color:#b91c1c">The instruction cannot be empty.</span>'
+            return None
+        try:
+            self.flow.update_config(instruction=text)
+        except FlowlabError as exc:
+            self.message.value = f'<span style="color:#b91c1c">{esc(exc)}</span>'
+            return None
+        self.instruction_input.value = text
+        config = self.flow.config
+        existing = len(self.snapshot.statuses) if self.snapshot else config.item_count
+        self.message.value = (
+            f'<span class="flowlab-updated">Saved as config v{config.config_version}.</span> Items created from now '
+            f"on show the new instruction; the {existing} existing item(s) keep the snapshot they were created "
+            "with (see the instruction column)."
+        )
+        self._render_header(config)
+        if self.live.mode in ("sse", "polling"):
+            self.live.poke()
+        else:
+            self.refresh()
+        return config
+
+    def _render_header(self, config: Any) -> None:
+        self.header.value = (
+            f'<b style="font-size:120%">{esc(config.name)}</b> <code>{esc(config.id)}</code><br>'
+            f'<span style="color:#555">min {config.min_response_threshold} / max {config.max_response_threshold}'
+            f" votes per item · pairs: {esc(config.pair_selection)} · ties {'on' if config.allow_ties else 'off'}"
+            f" · config v{config.config_version} · {config.item_count} item(s)</span>"
+        )
+
+    # ------------------------------------------------------------ lifetime
+
+    def stop(self) -> None:
+        """Stop live updates (the widget stays as it was)."""
+        self.live.stop()
+
+    def close(self) -> None:
+        self.live.stop()
+        self._client.close()
+        for w in (self.heatmap_widget, self.ranking_widget):
+            w.close()
+        super().close()
