@@ -1,0 +1,140 @@
+"""Annotator tokens, gold pairs, preheat, and the `flowlab` command line, against a real server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+from flowlab import Client
+from flowlab.client._sse import SSEParser
+from flowlab.crowd import SimulatedCrowd
+
+from .conftest import ServerProcess
+
+
+def cli(*args: str, server: ServerProcess, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FLOWLAB_URL": server.url, "FLOWLAB_API_KEY": server.api_key}
+    return subprocess.run([sys.executable, "-m", "flowlab", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_cli_makes_keys_and_join_links(flowlab_server: ServerProcess) -> None:
+    made = cli("keys", "create", "--name", "alice", server=flowlab_server)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip().splitlines()[-1].strip()
+    assert key.startswith("fl_key_")
+    with Client(url=flowlab_server.url, api_key=key) as alice:
+        assert alice.me().name == "alice" and alice.me().role == "researcher"
+    joined = cli("annotators", "create", "--name", "bob", server=flowlab_server)
+    assert joined.returncode == 0, joined.stderr
+    link = joined.stdout.strip().splitlines()[-1].strip()
+    assert link.startswith(f"{flowlab_server.url}/annotate#token=fl_ann_")
+    token = link.split("#token=", 1)[1]
+    me = httpx.get(f"{flowlab_server.url}/v1/me", headers={"Authorization": f"Bearer {token}"}).json()
+    assert me == {"id": me["id"], "name": "bob", "role": "annotator"}
+    listed = cli("annotators", "list", server=flowlab_server)
+    assert "bob" in listed.stdout
+
+
+def test_cli_reports_a_bad_key_clearly(flowlab_server: ServerProcess) -> None:
+    env = {**os.environ, "FLOWLAB_URL": flowlab_server.url, "FLOWLAB_API_KEY": "fl_key_nope"}
+    r = subprocess.run([sys.executable, "-m", "flowlab", "annotators", "create", "--name", "x"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "not valid" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_revoked_token_is_refused(client: Client, flowlab_server: ServerProcess) -> None:
+    made = client.annotators.create("leaver")
+    headers = {"Authorization": f"Bearer {made.token}"}
+    assert httpx.get(f"{flowlab_server.url}/v1/me", headers=headers).status_code == 200
+    client.annotators.revoke(made.id)
+    r = httpx.post(f"{flowlab_server.url}/v1/tasks/next", json={}, headers=headers)
+    assert r.status_code == 401 and "revoked" in r.json()["detail"]
+
+
+def test_gold_pairs_are_mixed_in_and_agreement_recorded(client: Client, flowlab_server: ServerProcess) -> None:
+    gold = [{"a": "clearly right", "b": "clearly wrong", "answer": "a"},
+            ("a worse answer", "a better answer", "b")]
+    flow = client.flow.create_ranking_flow(name="gold", instruction="Which?", max_response_threshold=60,
+                                           validation_pairs=gold, gold_rate=0.3)
+    assert flow.config.validation_pair_count == 2
+    item = flow.create_new_flow_batch(datapoints=[f"d{i}" for i in range(5)], time_to_live=60)
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=4, rate=6000, accuracy=1.0,
+                        spammer_fraction=0.5, seed=11, name="gold") as crowd:
+        item.get_results(timeout=60)
+    assert item.get_response_count() == 60, "gold answers are not votes"
+    stats = {a.name: a for a in client.annotators.list() if a.name.startswith("gold-")}
+    assert sum(a.gold_answered for a in stats.values()) > 5
+    honest = [a for name, a in stats.items() if name in {p.name for p in crowd.profiles if not p.spammer}]
+    spammers = [a for name, a in stats.items() if name in {p.name for p in crowd.profiles if p.spammer}]
+    assert all(a.gold_agreement == 1.0 for a in honest if a.gold_answered)
+    answered = sum(a.gold_answered for a in spammers)
+    assert answered == 0 or sum(a.gold_correct for a in spammers) < answered
+
+
+def test_preheat_wakes_idle_annotators_at_once(client: Client, flowlab_server: ServerProcess) -> None:
+    token = client.annotators.create("idle").token
+    got: list[tuple[str, float]] = []
+
+    def listen() -> None:
+        parser = SSEParser()
+        with httpx.stream("GET", f"{flowlab_server.url}/v1/annotator/events", timeout=30,
+                          headers={"Authorization": f"Bearer {token}"}) as r:
+            for line in r.iter_lines():
+                msg = parser.feed_line(line)
+                if msg is not None and msg.event == "preheat":
+                    got.append((msg.event, time.monotonic()))
+                    return
+
+    t = threading.Thread(target=listen)
+    t.start()
+    time.sleep(0.5)
+    sent = time.monotonic()
+    heated = client.flow.preheat()
+    t.join(10)
+    assert got and got[0][1] - sent < 1.0
+    assert heated.annotators_notified >= 1
+    # While hot, an idle annotator is told to poll at full cadence.
+    r = httpx.post(f"{flowlab_server.url}/v1/tasks/next", json={}, headers={"Authorization": f"Bearer {token}"})
+    if r.status_code == 204:
+        assert float(r.headers["x-poll-interval"]) <= 0.1
+
+
+def test_long_poll_returns_when_a_vote_lands(client: Client, flowlab_server: ServerProcess) -> None:
+    flow = client.flow.create_ranking_flow(name="poll", instruction="Which?", max_response_threshold=5)
+    item = flow.create_new_flow_batch(datapoints=["a", "b"], time_to_live=60)
+    token = client.annotators.create("voter").token
+    ann = httpx.Client(base_url=flowlab_server.url, headers={"Authorization": f"Bearer {token}"})
+
+    def vote_soon() -> None:
+        time.sleep(0.4)
+        for _ in range(20):
+            task = ann.post("/v1/tasks/next", json={}).json()
+            if task["item_id"] == item.id:
+                ann.post(f"/v1/tasks/{task['task_id']}/answer", json={"choice": "a"})
+                return
+            ann.post(f"/v1/tasks/{task['task_id']}/answer", json={"choice": "skip"})
+
+    threading.Thread(target=vote_soon).start()
+    started = time.monotonic()
+    status = httpx.get(f"{flowlab_server.url}/v1/items/{item.id}/wait", params={"since": item.last_status.version,
+                       "timeout": 20}, headers={"Authorization": f"Bearer {client.api_key}"}).json()
+    waited = time.monotonic() - started
+    assert status["response_count"] == 1 or status["leases_out"] == 1
+    assert 0.2 < waited < 5
+    item.stop()
+
+
+@pytest.mark.timeout(120)
+def test_demo_runs_end_to_end(flowlab_server: ServerProcess) -> None:
+    r = cli("demo", "--batches", "1", "--ttl", "4", server=flowlab_server, timeout=90)
+    assert r.returncode == 0, r.stderr
+    assert "/annotate#token=" in r.stdout
+    assert "best: sample-" in r.stdout and "Completed" in r.stdout
+    assert "win-loss matrix" in r.stdout
