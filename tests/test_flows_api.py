@@ -245,3 +245,77 @@ def test_a_long_poll_that_hung_up_is_not_handed_a_task(client: Client, flowlab_s
                    headers={"Authorization": f"Bearer {present}"})
     assert r.status_code == 200 and r.json()["item_id"] == item.id, "the only slot went to the one still asking"
     item.stop()
+
+
+def test_watch_reconnects_and_resumes_across_a_server_restart(fresh_server: ServerProcess) -> None:
+    with fresh_server.client() as client:
+        flow = client.flow.create_ranking_flow(name="resume", instruction="Which?", max_response_threshold=40)
+        item = flow.create_new_flow_batch(datapoints=scored(4), time_to_live=120)
+        crowd = SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=4, rate=1500, seed=9).start()
+        rebuilt = np.zeros((4, 4))
+        restarted = False
+        last = None
+        for event in item.watch():
+            for w, lo, tie in event.delta:
+                rebuilt[w, lo] += 1.0
+            last = event
+            if not restarted and event.response_count >= 10:
+                restarted = True
+                crowd.stop()
+                fresh_server.restart()
+                crowd = SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=4, rate=3000,
+                                       seed=10).start()
+        crowd.stop()
+        assert restarted and last is not None and last.state == "Completed"
+        # Nothing was missed or counted twice across the reconnect.
+        assert np.array_equal(rebuilt, item.get_win_loss_matrix().to_numpy())
+        assert rebuilt.sum() == 40
+
+
+def test_server_generates_and_saves_an_admin_key_when_none_is_given(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "FLOWLAB_API_KEY"}
+    proc = subprocess.Popen([sys.executable, "-m", "flowlab", "serve", "--port", str(port), "--data-dir",
+                             str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        printed = [proc.stdout.readline() for _ in range(2)]
+        key = (tmp_path / "admin_key").read_text().strip()
+        assert key.startswith("fl_key_") and key in "".join(printed)
+        assert oct((tmp_path / "admin_key").stat().st_mode)[-3:] == "600"
+        for _ in range(100):
+            try:
+                with Client(url=f"http://127.0.0.1:{port}", api_key=key) as client:
+                    assert client.me().role == "admin"
+                break
+            except flowlab.ConnectError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("server never answered")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_exports_preference_pairs_and_rlhf_task_records(client: Client, flowlab_server: ServerProcess) -> None:
+    flow = client.flow.create_ranking_flow(name="export", instruction="Which is more helpful?",
+                                           max_response_threshold=20)
+    item = flow.create_new_flow_batch(datapoints=scored(3), context="What is 2 + 2?", time_to_live=60)
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=4, rate=6000, seed=12):
+        results = item.get_results(timeout=60)
+    pairs = item.to_preference_pairs()
+    assert len(pairs) == 20 and all(p["prompt"] == "What is 2 + 2?" for p in pairs)
+    assert all(p["chosen"] != p["rejected"] for p in pairs)
+    votes = item.get_votes()
+    assert [p["chosen_key"] for p in pairs] == list(votes["winner_key"])
+    task = item.to_rlhf_task()
+    assert task["messages"][0] == {"role": "user", "content": "What is 2 + 2?"}
+    assert [m["source_id"] for m in task["messages"][1:]] == ["dp0", "dp1", "dp2"]
+    assert task["annotations"]["selected_model_id"] == results.ranking[0]
+    assert task["annotations"]["instruction"] == "Which is more helpful?"

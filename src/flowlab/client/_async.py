@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from flowlab import schemas
+from flowlab import formats, schemas
 from flowlab.client import _core as core
 from flowlab.client._flows import FlowBase, FlowItemBase, flow_options
 from flowlab.client._models import FlowItemResult, FlowItemStatus, matrix_frame, votes_frame
@@ -46,6 +46,19 @@ class AsyncFlowItem(FlowItemBase):
         await self.get_results(timeout=timeout, partial=True)
         return await self.get_status()
 
+
+    async def to_preference_pairs(self) -> list[dict[str, Any]]:
+        """Every decisive vote as a prompt / chosen / rejected record (the item's context is the prompt)."""
+        detail = await self._transport.run(core.item_detail(self.id))
+        votes = await self._transport.run(core.item_votes(self.id))
+        return formats.preference_pairs(detail.datapoints, votes, prompt=detail.status.context)
+
+    async def to_rlhf_task(self, *, timeout: float | None = 0, partial: bool = True) -> dict[str, Any]:
+        """An RLHF task record (prompt, responses with source ids and ranking annotations, preferred one)."""
+        detail = await self._transport.run(core.item_detail(self.id))
+        results = await self.get_results(timeout=timeout, partial=partial)
+        return formats.rlhf_task(detail.datapoints, results, prompt=detail.status.context,
+                                 instruction=detail.status.instruction)
 
 class AsyncFlow(FlowBase):
     async def refresh(self) -> AsyncFlow:

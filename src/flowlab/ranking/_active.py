@@ -237,7 +237,6 @@ def select_pairs(
     util = _utilities(scores, cov)
     # A whisper of noise breaks exact ties (equal scores early on) at random.
     util += gen.random(util.shape) * (1e-9 * util.max() + 1e-300)
-    util = np.triu(util, 1)
 
     n_explore = int(gen.binomial(n_pairs, exploration)) if exploration > 0 else 0
     n_active = n_pairs - n_explore
@@ -251,13 +250,12 @@ def select_pairs(
     starving = np.flatnonzero(votes < min_votes)
     if len(starving):
         starving = starving[np.lexsort((gen.random(len(starving)), votes[starving]))]
-        full = util + util.T
-        for i in starving:
+        for i in starving:  # few datapoints, and only until each has a vote
             if len(chosen) >= n_active:
                 break
             if used[i] >= cap:
                 continue
-            order = np.argsort(-full[i])
+            order = np.argsort(-util[i])
             for j in order:
                 pair = (min(i, j), max(i, j))
                 if j != i and used[j] < cap and pair not in taken:
@@ -268,17 +266,22 @@ def select_pairs(
                     break
 
     if len(chosen) < n_active:
-        n_cand = min(util.size, max(8 * n_active, 64))
-        flat = np.argpartition(util.ravel(), -n_cand)[-n_cand:]
-        flat = flat[np.argsort(-util.ravel()[flat])]
-        firsts, seconds = np.divmod(flat, n)
-        for i, j in zip(firsts.tolist(), seconds.tolist(), strict=True):
+        # Candidates: each datapoint's few best partners. The very best pairs tend to share a datapoint,
+        # so a global top list would fill up with pairs the per-batch cap then rejects.
+        k = min(n - 1, 2 * cap + 2)
+        partners = np.argpartition(util, n - k, axis=1)[:, n - k :]
+        rows = np.repeat(np.arange(n), k)
+        cols = partners.ravel()
+        values = util[rows, cols]
+        order = np.argsort(-values)
+        for i, j in zip(rows[order].tolist(), cols[order].tolist(), strict=True):
             if len(chosen) >= n_active:
                 break
-            if i == j or used[i] >= cap or used[j] >= cap or (i, j) in taken:
+            pair = (i, j) if i < j else (j, i)
+            if i == j or used[i] >= cap or used[j] >= cap or pair in taken:
                 continue
-            chosen.append((i, j))
-            taken.add((i, j))
+            chosen.append(pair)
+            taken.add(pair)
             used[i] += 1
             used[j] += 1
     n_missing = n_pairs - len(chosen)

@@ -259,7 +259,8 @@ async function fill() {
           showAuthError(failed.status);
           return;
         }
-        notify("Lost contact with the server; retrying…", { kind: "warn" });
+        notify(failed instanceof ApiError ? `The server had a problem (HTTP ${failed.status}); retrying…`
+          : "Lost contact with the server; retrying…", { kind: "warn" });
         session.wakeFill = new AbortController();
         await sleep(backoff, AbortSignal.any([signal, session.wakeFill.signal]));
         backoff = Math.min(backoff * 2, 8000);

@@ -1,0 +1,388 @@
+"""Workbench widget state against a real server: creator, monitor, instruction editor, browser, explorer, dashboard."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("ipywidgets", reason="the workbench needs the lab extra: pip install 'flowlab[lab]'")
+pytest.importorskip("jupyter_bokeh", reason="the workbench needs the lab extra: pip install 'flowlab[lab]'")
+
+from flowlab_widgets import FlowBrowser, FlowCreator, FlowMonitor, RankingExplorer
+from flowlab_widgets.figures import RankingChart, ThroughputChart, WinLossHeatmap
+
+import flowlab
+from flowlab.crowd import SimulatedCrowd
+
+ServerProcess = Any  # tests/conftest.py's fixture type
+
+
+def datapoints(n: int, prefix: str = "dp") -> list[dict[str, Any]]:
+    return [
+        {"id": f"{prefix}{i}", "text": f"answer {i} ({prefix})", "private_metadata": {"true_score": 0.6 * i}}
+        for i in range(n)
+    ]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+@pytest.fixture
+def crowd(flowlab_server: ServerProcess) -> Iterator[SimulatedCrowd]:
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=8, rate=2400, seed=7) as c:
+        yield c
+
+
+# ---------------------------------------------------------------- figures (no server)
+
+
+def test_heatmap_round_trips_a_matrix_with_ties() -> None:
+    keys = ["a", "b", "c"]
+    matrix = pd.DataFrame([[0, 2.5, 1], [0.5, 0, 3], [0, 4, 0]], index=keys, columns=keys)
+    heatmap = WinLossHeatmap()
+    heatmap.update(matrix)
+    assert list(heatmap.figure.x_range.factors) == keys
+    assert list(heatmap.figure.y_range.factors) == ["c", "b", "a"]  # first row on top
+    pd.testing.assert_frame_equal(heatmap.to_frame(), matrix.rename_axis(index="winner", columns="loser"))
+    assert heatmap.total == 11.0
+    assert heatmap.color_mapper.high == 4.0
+    source = heatmap.source
+    heatmap.update(matrix * 2)
+    assert heatmap.source is source  # updated in place, never rebuilt
+
+
+def test_ranking_chart_puts_the_best_on_top_and_fits_its_range() -> None:
+    chart = RankingChart()
+    chart.update(
+        [{"key": "x", "score": -1.0, "low": -1.5, "high": -0.5}, {"key": "y", "score": 2.0, "low": 1.0, "high": 3.0}]
+    )
+    assert chart.keys_by_rank == ["y", "x"]
+    assert list(chart.figure.y_range.factors) == ["x", "y"]  # bottom to top
+    assert chart.figure.x_range.start < -1.5 and chart.figure.x_range.end > 3.0
+
+
+def test_throughput_chart_streams_counts_and_rates() -> None:
+    chart = ThroughputChart()
+    for i in range(6):
+        chart.push(30 * i, at=1000.0 + i)
+    data = chart.source.data
+    assert data["count"] == [0, 30, 60, 90, 120, 150]
+    assert data["rate"][-1] == pytest.approx(1800.0)  # 30 votes a second
+    assert chart.figure.extra_y_ranges["rate"].end >= 1800.0
+
+
+# ---------------------------------------------------------------- FlowCreator
+
+
+def test_flow_creator_creates_the_flow_the_form_describes(client: flowlab.Client) -> None:
+    creator = FlowCreator(client)
+    created: list[Any] = []
+    creator.on_created(created.append)
+    creator.name_input.value = "creator test"
+    creator.instruction_input.value = "Which caption fits the image?"
+    creator.max_input.value = 40
+    creator.min_same.value = False
+    creator.min_input.value = 12
+    creator.ties_input.value = True
+    creator.pair_selection_input.value = "active"
+    creator.create_button.click()
+
+    flow = creator.flow
+    assert flow is not None and created == [flow]
+    config = client.flow.get_flow_by_id(flow.id).config
+    assert (config.name, config.instruction) == ("creator test", "Which caption fits the image?")
+    assert (config.min_response_threshold, config.max_response_threshold) == (12, 40)
+    assert config.allow_ties is True and config.pair_selection == "active"
+    assert flow.id in creator.status.value
+    assert creator.get_state()["children"]  # a real, serialisable widget
+
+
+def test_flow_creator_reports_a_missing_instruction_without_calling_the_server(client: flowlab.Client) -> None:
+    creator = FlowCreator(client, name="no instruction")
+    before = len(client.flow.find_flows(amount=100))
+    creator.create_button.click()
+    assert creator.flow is None
+    assert "instruction" in creator.status.value
+    assert len(client.flow.find_flows(amount=100)) == before
+
+
+def test_flow_creator_min_follows_max_until_unticked(client: flowlab.Client) -> None:
+    creator = FlowCreator(client, max_response_threshold=50)
+    assert creator.min_input.disabled and creator.options()["min_response_threshold"] is None
+    creator.max_input.value = 80
+    assert creator.min_input.value == 80
+
+
+# ---------------------------------------------------------------- FlowMonitor
+
+
+def test_monitor_counts_reach_the_server_count_while_a_crowd_votes(
+    client: flowlab.Client, crowd: SimulatedCrowd
+) -> None:
+    flow = client.flow.create_ranking_flow(
+        name="monitor count", instruction="Which is better?", max_response_threshold=60, min_response_threshold=10
+    )
+    monitor = FlowMonitor(flow, poll_interval=0.1)  # no event loop here: a polling thread
+    try:
+        assert monitor.live.mode == "thread"
+        item = flow.create_new_flow_batch(datapoints=datapoints(5), time_to_live=30)
+        seen: set[int] = set()
+
+        def caught_up() -> bool:
+            seen.add(monitor.response_count)
+            return item.get_status().is_terminal and monitor.response_count == item.get_response_count()
+
+        assert wait_until(caught_up, timeout=30), (monitor.response_count, item.get_status())
+        assert monitor.response_count == 60
+        assert len(seen) >= 3, f"the count should climb while votes arrive, saw {sorted(seen)}"
+        row = monitor.item_rows[item.id]
+        assert row.progress.value == 60 and row.progress.max == 60
+        assert "Completed" in row.state_html.value
+        assert 'class="flowlab-count">60<' in monitor.count_html.value
+
+        # The heatmap shows exactly the server's matrix, and the ranking the server's order.
+        assert wait_until(lambda: monitor.heatmap.total == 60)
+        pd.testing.assert_frame_equal(monitor.heatmap.to_frame(), item.get_win_loss_matrix())
+        assert monitor.ranking.keys_by_rank == item.get_results().ranking
+    finally:
+        monitor.close()
+
+
+def test_monitor_follows_the_flow_over_sse_on_the_event_loop(
+    flowlab_server: ServerProcess, client: flowlab.Client, crowd: SimulatedCrowd
+) -> None:
+    flow = client.flow.create_ranking_flow(
+        name="monitor sse", instruction="Which is better?", max_response_threshold=50, min_response_threshold=10
+    )
+
+    async def main() -> FlowMonitor:
+        monitor = FlowMonitor(flow, throttle=0.2)  # created inside a running loop, as in a kernel
+        assert monitor.live.mode == "sse"
+        await asyncio.sleep(0.3)
+        item = flow.create_new_flow_batch(datapoints=datapoints(4, "sse"), time_to_live=30)
+        assert await monitor.wait_until_done(timeout=30), monitor.live.error
+        assert monitor.selected_item_id == item.id
+        assert monitor.response_count == item.get_response_count() == 50
+        pd.testing.assert_frame_equal(monitor.heatmap.to_frame(), item.get_win_loss_matrix())
+        monitor.stop()
+        return monitor
+
+    monitor = asyncio.run(main())
+    assert monitor.live.mode == "off"
+    assert monitor.live.events > 0, "the monitor should have heard the flow's server-sent events"
+    assert monitor.live.error is None
+    # Throttled: far fewer refreshes than votes.
+    assert 1 <= monitor.live.refreshes < 50
+    monitor.close()
+
+
+def test_monitor_falls_back_to_polling_when_the_stream_fails(client: flowlab.Client) -> None:
+    flow = client.flow.create_ranking_flow(name="monitor fallback", instruction="Which?", max_response_threshold=5)
+    item = flow.create_new_flow_batch(datapoints=datapoints(3, "fb"), time_to_live=30)
+
+    async def broken_stream() -> Any:
+        raise flowlab.ConnectError("no stream today")
+        yield  # pragma: no cover - makes this an async generator
+
+    async def main() -> FlowMonitor:
+        monitor = FlowMonitor(flow, live=False, poll_interval=0.1)
+        monitor.live.subscribe = broken_stream
+        monitor.live.start()
+        assert await monitor.wait_for(lambda m: m.live.mode == "polling", timeout=5)
+        refreshes = monitor.live.refreshes
+        assert await monitor.wait_for(lambda m: m.live.refreshes >= refreshes + 2, timeout=5)
+        monitor.stop()
+        return monitor
+
+    monitor = asyncio.run(main())
+    assert isinstance(monitor.live.error, flowlab.ConnectError)
+    assert monitor.selected_item_id == item.id
+    monitor.close()
+
+
+def test_instruction_editor_calls_update_config_and_only_new_items_pick_it_up(client: flowlab.Client) -> None:
+    flow = client.flow.create_ranking_flow(name="editor", instruction="Which is better?", max_response_threshold=20)
+    old = flow.create_new_flow_batch(datapoints=datapoints(3, "old"), time_to_live=60)
+    monitor = FlowMonitor(flow, live=False)
+    try:
+        assert monitor.instruction_input.value == "Which is better?"
+        monitor.instruction_input.value = "Which one is more factual?"
+        monitor.update_button.click()
+
+        config = client.flow.get_flow_by_id(flow.id).config
+        assert config.instruction == "Which one is more factual?"
+        assert config.config_version == 2
+        assert "config v2" in monitor.message.value and "existing item" in monitor.message.value
+
+        new = flow.create_new_flow_batch(datapoints=datapoints(3, "new"), time_to_live=60)
+        assert old.get_status().instruction == "Which is better?"
+        assert new.get_status().instruction == "Which one is more factual?"
+        monitor.refresh()
+        assert "older" in monitor.item_rows[old.id].instruction.value
+        assert "older" not in monitor.item_rows[new.id].instruction.value
+        assert monitor.selected_item_id == new.id  # follows the newest item
+
+        monitor.instruction_input.value = "   "
+        monitor.update_button.click()
+        assert "cannot be empty" in monitor.message.value
+        assert client.flow.get_flow_by_id(flow.id).config.config_version == 2
+    finally:
+        monitor.close()
+
+
+def test_monitor_shows_a_countdown_and_can_switch_items(client: flowlab.Client) -> None:
+    flow = client.flow.create_ranking_flow(name="countdown", instruction="Which?", max_response_threshold=20)
+    first = flow.create_new_flow_batch(datapoints=datapoints(3, "a"), time_to_live=120)
+    second = flow.create_new_flow_batch(datapoints=datapoints(4, "b"), time_to_live=120)
+    monitor = FlowMonitor(flow, live=False)
+    try:
+        assert "left" in monitor.item_rows[first.id].ttl.value
+        assert monitor.selected_item_id == second.id
+        monitor.item_picker.value = first.id
+        assert monitor.selected_item_id == first.id
+        assert monitor.heatmap.keys == first.keys
+    finally:
+        monitor.close()
+
+
+# ---------------------------------------------------------------- FlowBrowser
+
+
+def test_flow_browser_lists_opens_and_deletes(client: flowlab.Client) -> None:
+    flow = client.flow.create_ranking_flow(name="browse me", instruction="Which?", max_response_threshold=10)
+    browser = FlowBrowser(client, amount=50, monitor_options={"live": False})
+    try:
+        assert flow.id in [value for _label, value in browser.flow_list.options]
+        browser.flow_list.value = flow.id
+        browser.open_button.click()
+        assert isinstance(browser.monitor, FlowMonitor) and browser.monitor.flow.id == flow.id
+        assert browser.monitor_area.children == (browser.monitor,)
+
+        browser.delete_button.click()  # arms
+        assert browser.delete_button.description == "Confirm delete"
+        assert flow.id in [f.id for f in client.flow.find_flows(amount=50)]
+        browser.delete_button.click()  # deletes
+        assert flow.id not in [f.id for f in client.flow.find_flows(amount=50)]
+        assert flow.id not in [value for _label, value in browser.flow_list.options]
+        assert browser.monitor is None
+    finally:
+        if browser.monitor is not None:
+            browser.monitor.close()
+
+
+# ---------------------------------------------------------------- RankingExplorer
+
+
+def _synthetic_votes(seed: int = 0, n_votes: int = 600) -> pd.DataFrame:
+    """Votes on 6 datapoints by 8 careful annotators and 4 random clickers."""
+    rng = np.random.default_rng(seed)
+    truth = np.linspace(-1.5, 1.5, 6)
+    rows = []
+    for _ in range(n_votes):
+        a, b = rng.choice(6, size=2, replace=False)
+        annotator = int(rng.integers(12))
+        if annotator >= 8:
+            a_wins = rng.random() < 0.5
+        else:
+            a_wins = rng.random() < 1 / (1 + np.exp(truth[b] - truth[a]))
+        w, lo = (a, b) if a_wins else (b, a)
+        rows.append({"annotator_id": f"ann{annotator}", "winner": int(w), "loser": int(lo), "tie": False})
+    return pd.DataFrame(rows)
+
+
+def test_ranking_explorer_compares_elo_and_bradley_terry() -> None:
+    keys = [f"k{i}" for i in range(6)]
+    explorer = RankingExplorer(votes=_synthetic_votes(), keys=keys, n_bootstrap=30)
+    fit = explorer.fit
+    assert fit is not None
+    assert explorer.bt_chart.keys_by_rank[0] == "k5" and explorer.bt_chart.keys_by_rank[-1] == "k0"
+    assert fit.kendall_tau > 0.6
+    # Both charts share the y-axis, in Bradley–Terry order.
+    assert explorer.bt_chart.figure.y_range is explorer.elo_chart.figure.y_range
+    assert list(explorer.bt_chart.figure.y_range.factors) == list(reversed(explorer.bt_chart.keys_by_rank))
+
+    spread = np.ptp(fit.elo.ratings)
+    explorer.k_slider.value = 48
+    assert np.ptp(explorer.fit.elo.ratings) > spread  # a bigger K moves ratings further
+
+    wide = np.mean(explorer.fit.bt.ci_high - explorer.fit.bt.ci_low)
+    explorer.prior_slider.value = 5.0
+    assert np.mean(explorer.fit.bt.ci_high - explorer.fit.bt.ci_low) < wide  # a strong prior shrinks
+
+    explorer.prior_slider.value = 0.1
+    explorer.weighting.value = True
+    weighted = explorer.fit
+    assert weighted.reliability is not None and len(weighted.reliability) == 12
+    careful, random_clickers = weighted.reliability[:8], weighted.reliability[8:]
+    assert careful.mean() > random_clickers.mean()
+    frame = explorer.to_dataframe()
+    assert list(frame.columns[:4]) == ["bt_rank", "bt_score", "bt_low", "bt_high"]
+    assert "reliability" in explorer.annotator_table.value
+
+
+def test_ranking_explorer_reads_a_flow_item(client: flowlab.Client, crowd: SimulatedCrowd) -> None:
+    flow = client.flow.create_ranking_flow(name="explore", instruction="Which?", max_response_threshold=40)
+    item = flow.create_new_flow_batch(datapoints=datapoints(4, "ex"), time_to_live=30)
+    item.get_results(timeout=30)
+    explorer = RankingExplorer(item, n_bootstrap=20)
+    assert explorer.datapoint_keys == item.keys
+    assert int(np.sum(explorer.fit.bt.votes)) == 2 * item.get_response_count()
+
+
+# ---------------------------------------------------------------- dashboard (app logic; the page is a browser test)
+
+
+def test_dashboard_refresh_shows_the_flow_its_items_and_figures(
+    flowlab_server: ServerProcess, client: flowlab.Client, crowd: SimulatedCrowd
+) -> None:
+    pytest.importorskip("panel")
+    from flowlab_widgets.dashboard import Dashboard
+
+    flow = client.flow.create_ranking_flow(
+        name="dashboard logic", instruction="Which is clearer?", max_response_threshold=30
+    )
+    item = flow.create_new_flow_batch(datapoints=datapoints(4, "dash"), time_to_live=30)
+    item.get_results(timeout=30)
+
+    async def main() -> Dashboard:
+        board = Dashboard(flowlab_server.url, flowlab_server.api_key, flow_id=flow.id)
+        await board.refresh()
+        await board.client.aclose()
+        return board
+
+    board = asyncio.run(main())
+    assert board.refreshes == 1
+    assert board.item_id == item.id
+    assert 'class="flowlab-count"' in board.counts.object and ">30<" in board.counts.object
+    assert item.id in board.items_table.object
+    pd.testing.assert_frame_equal(board.heatmap.to_frame(), item.get_win_loss_matrix())
+    assert board.ranking.keys_by_rank == item.get_results().ranking
+    assert board.throughput.last_count == 30
+    assert board.instruction.value == "Which is clearer?"
+    assert board.annotators.source.data["votes"]
+
+
+def test_proxy_entry_point_launches_the_dashboard() -> None:
+    from importlib.metadata import entry_points
+
+    from flowlab_widgets.proxy import setup_dashboard
+
+    (ep,) = [ep for ep in entry_points(group="jupyter_serverproxy_servers") if ep.name == "flowlab-dashboard"]
+    config = ep.load()()
+    assert config == setup_dashboard()
+    assert config["command"][-3:] == ["dashboard", "--port", "{port}"]
+    assert config["launcher_entry"]["title"] == "flowlab dashboard"
+    assert config["environment"]["FLOWLAB_DASHBOARD_PREFIX"] == "{base_url}flowlab-dashboard"
+    assert config["absolute_url"] is True
