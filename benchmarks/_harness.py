@@ -54,7 +54,10 @@ class Server:
         env = {**os.environ, "FLOWLAB_API_KEY": KEY}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flowlab", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(300):
             try:
                 if httpx.get(f"{self.url}/v1/health").status_code == 200:
@@ -89,9 +92,16 @@ class RawHTTP:
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         assert self.reader is not None and self.writer is not None
-        self.writer.write(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: bench\r\n" + self.auth
-                          + b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode()
-                          + b"\r\n\r\n" + body)
+        self.writer.write(
+            b"POST "
+            + path.encode()
+            + b" HTTP/1.1\r\nHost: bench\r\n"
+            + self.auth
+            + b"Content-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length = 0
@@ -106,24 +116,31 @@ class RawHTTP:
             self.writer.close()
 
 
-def setup_flow(client_url: str, *, items: int = 4, n: int = 50, ttl: float = 3600,
-               max_votes: int = 10_000_000) -> tuple[str, list[str]]:
+def setup_flow(
+    client_url: str, *, items: int = 4, n: int = 50, ttl: float = 3600, max_votes: int = 10_000_000
+) -> tuple[str, list[str]]:
     h = {"Authorization": f"Bearer {KEY}"}
-    flow = httpx.post(f"{client_url}/v1/flows", headers=h, json={
-        "name": "bench", "instruction": "Which?", "max_response_threshold": max_votes,
-        "lease_seconds": 30}).json()
+    flow = httpx.post(
+        f"{client_url}/v1/flows",
+        headers=h,
+        json={"name": "bench", "instruction": "Which?", "max_response_threshold": max_votes, "lease_seconds": 30},
+    ).json()
     ids = []
     for k in range(items):
-        r = httpx.post(f"{client_url}/v1/flows/{flow['id']}/items", headers=h, json={
-            "datapoints": [{"text": f"item {k} datapoint {i}"} for i in range(n)], "time_to_live": ttl})
+        r = httpx.post(
+            f"{client_url}/v1/flows/{flow['id']}/items",
+            headers=h,
+            json={"datapoints": [{"text": f"item {k} datapoint {i}"} for i in range(n)], "time_to_live": ttl},
+        )
         ids.append(r.json()["id"])
     return flow["id"], ids
 
 
 def annotator_tokens(url: str, count: int) -> list[str]:
     h = {"Authorization": f"Bearer {KEY}"}
-    return [httpx.post(f"{url}/v1/annotators", headers=h, json={"name": f"bench-{i}"}).json()["token"]
-            for i in range(count)]
+    return [
+        httpx.post(f"{url}/v1/annotators", headers=h, json={"name": f"bench-{i}"}).json()["token"] for i in range(count)
+    ]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -131,8 +148,14 @@ def pct(values: list[float], q: float) -> float:
 
 
 def write_table(name: str, title: str, rows: list[tuple[str, str, str, str]]) -> str:
-    lines = [f"### {title}", "", f"Machine: {machine()}", "",
-             "| measure | result | target | met |", "|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        f"Machine: {machine()}",
+        "",
+        "| measure | result | target | met |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     text = "\n".join(lines) + "\n"
     RESULTS_DIR.mkdir(exist_ok=True)

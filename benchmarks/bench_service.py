@@ -16,15 +16,16 @@ import httpx
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import KEY, RawHTTP, Server, annotator_tokens, pct, setup_flow, write_table  # noqa: E402
+from _harness import KEY, RawHTTP, Server, annotator_tokens, pct, setup_flow, write_table
 
-from flowlab import Client  # noqa: E402
+from flowlab import Client
 
 DURATION = 10.0
 
 
-async def single_vote_load(port: int, tokens: list[str], *, fetch_next: bool, duration: float,
-                           rate: float | None = None) -> tuple[int, list[float], float]:
+async def single_vote_load(
+    port: int, tokens: list[str], *, fetch_next: bool, duration: float, rate: float | None = None
+) -> tuple[int, list[float], float]:
     """Each annotator: fetch a task, answer it, repeat; paced so the crowd offers `rate` votes/s in all (open
     loop, like people), or as fast as the server answers when `rate` is None (closed loop, saturation).
     Returns (acknowledged, answer latencies in ms, seconds)."""
@@ -91,35 +92,67 @@ async def bulk_load(port: int, tokens: list[str], *, batch: int, duration: float
 
 
 def bench_votes(rows: list[tuple[str, str, str, str]]) -> None:
-    cases = [(False, 2100.0, "fetch + answer, Poisson arrivals at 2,100 votes/s"),
-             (False, None, "fetch + answer, saturated"),
-             (True, None, "answer with fetch_next, saturated")]
+    cases = [
+        (False, 2100.0, "fetch + answer, Poisson arrivals at 2,100 votes/s"),
+        (False, None, "fetch + answer, saturated"),
+        (True, None, "answer with fetch_next, saturated"),
+    ]
     for fetch_next, rate, label in cases:
         with Server() as server:
             setup_flow(server.url, items=4, n=50)
             tokens = annotator_tokens(server.url, 64)
-            acked, lat, secs = asyncio.run(single_vote_load(server.port, tokens, fetch_next=fetch_next,
-                                                            duration=DURATION, rate=rate))
+            acked, lat, secs = asyncio.run(
+                single_vote_load(server.port, tokens, fetch_next=fetch_next, duration=DURATION, rate=rate)
+            )
             stored = server.db_votes()
         got = acked / secs
-        rows.append((f"single-vote path, 64 annotators, {label}: acknowledged votes/s", f"{got:,.0f}",
-                     "≥ 2,000", "yes" if got >= 1950 else "no"))
+        rows.append(
+            (
+                f"single-vote path, 64 annotators, {label}: acknowledged votes/s",
+                f"{got:,.0f}",
+                "≥ 2,000",
+                "yes" if got >= 1950 else "no",
+            )
+        )
         target_met = "yes" if pct(lat, 99) <= 50 else "no"
-        rows.append((f"single-vote path, {label}: answer latency p50 / p99",
-                     f"{pct(lat, 50):.1f} / {pct(lat, 99):.1f} ms", "p99 ≤ 50 ms" if rate else "(saturation)",
-                     target_met if rate else "-"))
-        rows.append((f"single-vote path, {label}: acknowledged votes found in SQLite", f"{stored:,} of {acked:,}",
-                     "all", "yes" if stored >= acked else "no"))
+        rows.append(
+            (
+                f"single-vote path, {label}: answer latency p50 / p99",
+                f"{pct(lat, 50):.1f} / {pct(lat, 99):.1f} ms",
+                "p99 ≤ 50 ms" if rate else "(saturation)",
+                target_met if rate else "-",
+            )
+        )
+        rows.append(
+            (
+                f"single-vote path, {label}: acknowledged votes found in SQLite",
+                f"{stored:,} of {acked:,}",
+                "all",
+                "yes" if stored >= acked else "no",
+            )
+        )
     with Server() as server:
         setup_flow(server.url, items=4, n=200)
         tokens = annotator_tokens(server.url, 8)
         acked, secs = asyncio.run(bulk_load(server.port, tokens, batch=500, duration=DURATION))
         stored = server.db_votes()
     rate = acked / secs
-    rows.append(("bulk path (8 annotators × 500-task batches): acknowledged votes/s", f"{rate:,.0f}", "≥ 20,000",
-                 "yes" if rate >= 20_000 else "no"))
-    rows.append(("bulk path: acknowledged votes found in SQLite", f"{stored:,} of {acked:,}", "all",
-                 "yes" if stored >= acked else "no"))
+    rows.append(
+        (
+            "bulk path (8 annotators × 500-task batches): acknowledged votes/s",
+            f"{rate:,.0f}",
+            "≥ 20,000",
+            "yes" if rate >= 20_000 else "no",
+        )
+    )
+    rows.append(
+        (
+            "bulk path: acknowledged votes found in SQLite",
+            f"{stored:,} of {acked:,}",
+            "all",
+            "yes" if stored >= acked else "no",
+        )
+    )
 
 
 def bench_create_and_first_task(rows: list[tuple[str, str, str, str]]) -> None:
@@ -128,10 +161,10 @@ def bench_create_and_first_task(rows: list[tuple[str, str, str, str]]) -> None:
         token = annotator_tokens(server.url, 1)[0]
         research = httpx.Client(base_url=server.url, headers=h)
         annotator = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
-        flow = research.post("/v1/flows", json={"name": "b", "instruction": "Which?",
-                                                "max_response_threshold": 100}).json()
-        datapoints = {"datapoints": [{"text": f"generation number {i} " * 8} for i in range(100)],
-                      "time_to_live": 300}
+        flow = research.post(
+            "/v1/flows", json={"name": "b", "instruction": "Which?", "max_response_threshold": 100}
+        ).json()
+        datapoints = {"datapoints": [{"text": f"generation number {i} " * 8} for i in range(100)], "time_to_live": 300}
         times = []
         for _ in range(200):
             t0 = time.perf_counter()
@@ -140,9 +173,14 @@ def bench_create_and_first_task(rows: list[tuple[str, str, str, str]]) -> None:
             times.append((time.perf_counter() - t0) * 1000)
             assert task["item_id"] == item["id"]
             research.post(f"/v1/items/{item['id']}/stop")
-    rows.append(("create a 100-datapoint text batch + serve its first task: p50 / p95",
-                 f"{pct(times, 50):.1f} / {pct(times, 95):.1f} ms", "p50 ≤ 20 ms",
-                 "yes" if pct(times, 50) <= 20 else "no"))
+    rows.append(
+        (
+            "create a 100-datapoint text batch + serve its first task: p50 / p95",
+            f"{pct(times, 50):.1f} / {pct(times, 95):.1f} ms",
+            "p50 ≤ 20 ms",
+            "yes" if pct(times, 50) <= 20 else "no",
+        )
+    )
 
 
 def bench_sse(rows: list[tuple[str, str, str, str]]) -> None:
@@ -154,8 +192,9 @@ def bench_sse(rows: list[tuple[str, str, str, str]]) -> None:
         ready = threading.Event()
 
         def subscribe() -> None:
-            with httpx.stream("GET", f"{server.url}/v1/items/{item_id}/events", timeout=60,
-                              headers={"Authorization": f"Bearer {KEY}"}) as r:
+            with httpx.stream(
+                "GET", f"{server.url}/v1/items/{item_id}/events", timeout=60, headers={"Authorization": f"Bearer {KEY}"}
+            ) as r:
                 ready.set()
                 for line in r.iter_lines():
                     if line.startswith("data:"):
@@ -181,9 +220,14 @@ def bench_sse(rows: list[tuple[str, str, str, str]]) -> None:
         arrivals = [s for c, s in seen_at.items() if c >= count]
         if arrivals:
             delays.append((min(arrivals) - at) * 1000)
-    rows.append(("a vote reaching an SSE subscriber (coalesced at 10 msg/s): p50 / p95",
-                 f"{pct(delays, 50):.0f} / {pct(delays, 95):.0f} ms", "p95 ≤ 150 ms",
-                 "yes" if pct(delays, 95) <= 150 else "no"))
+    rows.append(
+        (
+            "a vote reaching an SSE subscriber (coalesced at 10 msg/s): p50 / p95",
+            f"{pct(delays, 50):.0f} / {pct(delays, 95):.0f} ms",
+            "p95 ≤ 150 ms",
+            "yes" if pct(delays, 95) <= 150 else "no",
+        )
+    )
 
 
 def bench_results_after_deadline(rows: list[tuple[str, str, str, str]]) -> None:
@@ -195,8 +239,14 @@ def bench_results_after_deadline(rows: list[tuple[str, str, str, str]]) -> None:
             deadline = item.last_status.deadline
             item.get_results(timeout=30)
             late.append((time.time() - deadline) * 1000)
-    rows.append(("get_results() returning after an item's deadline: median / max lateness",
-                 f"{pct(late, 50):.0f} / {max(late):.0f} ms", "≤ 250 ms", "yes" if max(late) <= 250 else "no"))
+    rows.append(
+        (
+            "get_results() returning after an item's deadline: median / max lateness",
+            f"{pct(late, 50):.0f} / {max(late):.0f} ms",
+            "≤ 250 ms",
+            "yes" if max(late) <= 250 else "no",
+        )
+    )
 
 
 def main() -> None:

@@ -20,8 +20,9 @@ from .conftest import ServerProcess
 
 def cli(*args: str, server: ServerProcess, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "FLOWLAB_URL": server.url, "FLOWLAB_API_KEY": server.api_key}
-    return subprocess.run([sys.executable, "-m", "flowlab", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "flowlab", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_cli_makes_keys_and_join_links(flowlab_server: ServerProcess) -> None:
@@ -44,8 +45,13 @@ def test_cli_makes_keys_and_join_links(flowlab_server: ServerProcess) -> None:
 
 def test_cli_reports_a_bad_key_clearly(flowlab_server: ServerProcess) -> None:
     env = {**os.environ, "FLOWLAB_URL": flowlab_server.url, "FLOWLAB_API_KEY": "fl_key_nope"}
-    r = subprocess.run([sys.executable, "-m", "flowlab", "annotators", "create", "--name", "x"], env=env,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "flowlab", "annotators", "create", "--name", "x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1 and "not valid" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -59,14 +65,22 @@ def test_revoked_token_is_refused(client: Client, flowlab_server: ServerProcess)
 
 
 def test_gold_pairs_are_mixed_in_and_agreement_recorded(client: Client, flowlab_server: ServerProcess) -> None:
-    gold = [{"a": "clearly right", "b": "clearly wrong", "answer": "a"},
-            ("a worse answer", "a better answer", "b")]
-    flow = client.flow.create_ranking_flow(name="gold", instruction="Which?", max_response_threshold=60,
-                                           validation_pairs=gold, gold_rate=0.3)
+    gold = [{"a": "clearly right", "b": "clearly wrong", "answer": "a"}, ("a worse answer", "a better answer", "b")]
+    flow = client.flow.create_ranking_flow(
+        name="gold", instruction="Which?", max_response_threshold=60, validation_pairs=gold, gold_rate=0.3
+    )
     assert flow.config.validation_pair_count == 2
     item = flow.create_new_flow_batch(datapoints=[f"d{i}" for i in range(5)], time_to_live=60)
-    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=4, rate=6000, accuracy=1.0,
-                        spammer_fraction=0.5, seed=11, name="gold") as crowd:
+    with SimulatedCrowd(
+        flowlab_server.url,
+        flowlab_server.api_key,
+        annotators=4,
+        rate=6000,
+        accuracy=1.0,
+        spammer_fraction=0.5,
+        seed=11,
+        name="gold",
+    ) as crowd:
         item.get_results(timeout=60)
     assert item.get_response_count() == 60, "gold answers are not votes"
     stats = {a.name: a for a in client.annotators.list() if a.name.startswith("gold-")}
@@ -84,8 +98,9 @@ def test_preheat_wakes_idle_annotators_at_once(client: Client, flowlab_server: S
 
     def listen() -> None:
         parser = SSEParser()
-        with httpx.stream("GET", f"{flowlab_server.url}/v1/annotator/events", timeout=30,
-                          headers={"Authorization": f"Bearer {token}"}) as r:
+        with httpx.stream(
+            "GET", f"{flowlab_server.url}/v1/annotator/events", timeout=30, headers={"Authorization": f"Bearer {token}"}
+        ) as r:
             for line in r.iter_lines():
                 msg = parser.feed_line(line)
                 if msg is not None and msg.event == "preheat":
@@ -123,8 +138,11 @@ def test_long_poll_returns_when_a_vote_lands(client: Client, flowlab_server: Ser
 
     threading.Thread(target=vote_soon).start()
     started = time.monotonic()
-    status = httpx.get(f"{flowlab_server.url}/v1/items/{item.id}/wait", params={"since": item.last_status.version,
-                       "timeout": 20}, headers={"Authorization": f"Bearer {client.api_key}"}).json()
+    status = httpx.get(
+        f"{flowlab_server.url}/v1/items/{item.id}/wait",
+        params={"since": item.last_status.version, "timeout": 20},
+        headers={"Authorization": f"Bearer {client.api_key}"},
+    ).json()
     waited = time.monotonic() - started
     assert status["response_count"] == 1 or status["leases_out"] == 1
     assert 0.2 < waited < 5
@@ -138,3 +156,48 @@ def test_demo_runs_end_to_end(flowlab_server: ServerProcess) -> None:
     assert "/annotate#token=" in r.stdout
     assert "best: sample-" in r.stdout and "Completed" in r.stdout
     assert "win-loss matrix" in r.stdout
+
+
+def test_researchers_annotators_work_only_on_that_researchers_flows(client: Client,
+                                                                    flowlab_server: ServerProcess) -> None:
+    alice_key = client.create_api_key("alice-scope").key
+    with Client(url=flowlab_server.url, api_key=alice_key) as alice:
+        theirs = alice.flow.create_ranking_flow(name="alice's", instruction="Which?", max_response_threshold=50)
+        alice_item = theirs.create_new_flow_batch(datapoints=["a1", "a2"], time_to_live=60)
+        admins = client.flow.create_ranking_flow(name="admin's", instruction="Which?", max_response_threshold=50)
+        admin_item = admins.create_new_flow_batch(datapoints=["b1", "b2"], time_to_live=30)  # served first
+        alice_ann = alice.annotators.create("alice's annotator").token
+        admin_ann = client.annotators.create("pool annotator").token
+        served: dict[str, set[str]] = {alice_ann: set(), admin_ann: set()}
+        for token in served:
+            http = httpx.Client(base_url=flowlab_server.url, headers={"Authorization": f"Bearer {token}"})
+            for _ in range(12):
+                r = http.post("/v1/tasks/next", json={})
+                if r.status_code == 204:
+                    break
+                task = r.json()
+                served[token].add(task["item_id"])
+                http.post(f"/v1/tasks/{task['task_id']}/answer", json={"choice": "skip"})
+        assert served[alice_ann] == {alice_item.id}
+        assert admin_item.id in served[admin_ann]
+        assert [a.name for a in alice.annotators.list()] == ["alice's annotator"]
+        alice_item.stop()
+        admin_item.stop()
+
+
+def test_revoking_ends_a_waiting_long_poll(client: Client, flowlab_server: ServerProcess) -> None:
+    made = client.annotators.create("waiting")
+    result: dict[str, int] = {}
+
+    def wait() -> None:
+        r = httpx.post(f"{flowlab_server.url}/v1/tasks/next", json={"wait": 10}, timeout=20,
+                       headers={"Authorization": f"Bearer {made.token}"})
+        result["status"] = r.status_code
+
+    t = threading.Thread(target=wait)
+    t.start()
+    time.sleep(0.3)
+    client.annotators.revoke(made.id)
+    client.flow.preheat()  # wakes every waiter, which then notices the revocation
+    t.join(15)
+    assert result["status"] == 401

@@ -20,8 +20,12 @@ def png_bytes() -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     raw = b"\x00\xff\x00\x00"
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -42,8 +46,10 @@ def test_unknown_ids_are_404(client: Client, flow: flowlab.Flow) -> None:
 
 
 def test_wrong_key_is_401(flowlab_server: ServerProcess) -> None:
-    with Client(url=flowlab_server.url, api_key="fl_key_wrong") as bad, \
-            pytest.raises(flowlab.AuthError, match="not valid") as err:
+    with (
+        Client(url=flowlab_server.url, api_key="fl_key_wrong") as bad,
+        pytest.raises(flowlab.AuthError, match="not valid") as err,
+    ):
         bad.flow.find_flows()
     assert err.value.status == 401
     assert httpx.get(f"{flowlab_server.url}/v1/flows").status_code == 401
@@ -60,12 +66,16 @@ def test_another_researchers_flow_is_404(client: Client, flow: flowlab.Flow, flo
         assert err.value.status == 403
 
 
-def test_annotator_token_on_researcher_routes_is_403(client: Client, flow: flowlab.Flow,
-                                                      flowlab_server: ServerProcess) -> None:
+def test_annotator_token_on_researcher_routes_is_403(
+    client: Client, flow: flowlab.Flow, flowlab_server: ServerProcess
+) -> None:
     token = client.annotators.create("curious").token
     with Client(url=flowlab_server.url, api_key=token) as as_annotator:
-        for call in (lambda: as_annotator.flow.find_flows(), lambda: as_annotator.flow.get_flow_by_id(flow.id),
-                     lambda: as_annotator.annotators.list()):
+        for call in (
+            lambda: as_annotator.flow.find_flows(),
+            lambda: as_annotator.flow.get_flow_by_id(flow.id),
+            lambda: as_annotator.annotators.list(),
+        ):
             with pytest.raises(flowlab.AuthError) as err:
                 call()
             assert err.value.status == 403
@@ -83,14 +93,17 @@ def test_malformed_json_and_wrong_types_are_400_naming_the_field(flowlab_server:
     assert r.status_code == 400 and r.json()["field"] == "max_responses"
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"max_response_threshold": -1}, "max_response_threshold"),
-    ({"max_response_threshold": 0}, "max_response_threshold"),
-    ({"max_response_threshold": 5, "min_response_threshold": -2}, "min_response_threshold"),
-    ({"max_response_threshold": 5, "min_response_threshold": 50}, "min_response_threshold"),
-    ({"max_response_threshold": 5, "lease_seconds": 0}, "lease_seconds"),
-    ({"max_response_threshold": 5, "gold_rate": 1.5}, "gold_rate"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_response_threshold": -1}, "max_response_threshold"),
+        ({"max_response_threshold": 0}, "max_response_threshold"),
+        ({"max_response_threshold": 5, "min_response_threshold": -2}, "min_response_threshold"),
+        ({"max_response_threshold": 5, "min_response_threshold": 50}, "min_response_threshold"),
+        ({"max_response_threshold": 5, "lease_seconds": 0}, "lease_seconds"),
+        ({"max_response_threshold": 5, "gold_rate": 1.5}, "gold_rate"),
+    ],
+)
 def test_bad_thresholds_are_refused(client: Client, kwargs: dict[str, float], field: str) -> None:
     with pytest.raises(flowlab.ValidationError) as err:
         client.flow.create_ranking_flow(name="bad", instruction="Which?", **kwargs)  # type: ignore[arg-type]
@@ -152,16 +165,18 @@ def test_oversized_upload_is_413(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_media_datapoints_are_uploaded_typed_and_served_back(client: Client, flow: flowlab.Flow,
-                                                              tmp_path: Path) -> None:
+def test_media_datapoints_are_uploaded_typed_and_served_back(
+    client: Client, flow: flowlab.Flow, tmp_path: Path
+) -> None:
     image = tmp_path / "pic.png"
     image.write_bytes(png_bytes())
     wav = tmp_path / "clip.wav"
     wav.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 24)
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 32)
-    item = flow.create_new_flow_batch(datapoints=[str(image), wav, {"id": "vid", "path": str(video)},
-                                                  "https://example.org/cat.jpg", "plain text"])
+    item = flow.create_new_flow_batch(
+        datapoints=[str(image), wav, {"id": "vid", "path": str(video)}, "https://example.org/cat.jpg", "plain text"]
+    )
     points = item.get_datapoints()
     assert [p.kind for p in points] == ["image", "audio", "video", "image", "text"]
     assert points[0].key == str(image) and points[2].key == "vid"
@@ -178,8 +193,7 @@ def test_duplicate_contents_get_distinct_keys(flow: flowlab.Flow) -> None:
     assert item.keys == ["same", "same#2", "other", "mine"]
 
 
-def test_second_answer_counts_once_over_http(client: Client, flow: flowlab.Flow,
-                                              flowlab_server: ServerProcess) -> None:
+def test_second_answer_counts_once_over_http(client: Client, flow: flowlab.Flow, flowlab_server: ServerProcess) -> None:
     item = flow.create_new_flow_batch(datapoints=["a", "b"], time_to_live=60)
     ann = raw(flowlab_server, client.annotators.create("twice").token)
     task = None
@@ -204,8 +218,9 @@ def test_second_answer_counts_once_over_http(client: Client, flow: flowlab.Flow,
 def test_sdk_maps_server_errors_and_network_failures() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/flows/flow_conflict":
-            return httpx.Response(409, json={"title": "Conflict", "status": 409, "detail": "It ended.",
-                                             "code": "item_ended"})
+            return httpx.Response(
+                409, json={"title": "Conflict", "status": 409, "detail": "It ended.", "code": "item_ended"}
+            )
         return httpx.Response(503, text="<html>proxy error</html>")
 
     with Client(api_key="k", transport=httpx.MockTransport(handler)) as client:
@@ -219,6 +234,8 @@ def test_sdk_maps_server_errors_and_network_failures() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    with Client(api_key="k", transport=httpx.MockTransport(refuse)) as client, \
-            pytest.raises(flowlab.ConnectError, match="Is `flowlab serve` running"):
+    with (
+        Client(api_key="k", transport=httpx.MockTransport(refuse)) as client,
+        pytest.raises(flowlab.ConnectError, match="Is `flowlab serve` running"),
+    ):
         client.flow.find_flows()

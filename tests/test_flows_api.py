@@ -13,8 +13,8 @@ import pytest
 
 import flowlab
 from flowlab import AsyncClient, Client, FlowItemState, schemas
-from flowlab.client._sse import SSEParser
 from flowlab.client._embedded import stop_local_server
+from flowlab.client._sse import SSEParser
 from flowlab.crowd import SimulatedCrowd
 
 from .conftest import ServerProcess
@@ -22,8 +22,10 @@ from .conftest import ServerProcess
 
 def scored(n: int, prefix: str = "dp") -> list[dict[str, object]]:
     """Datapoints whose hidden quality rises with their index, so the crowd's ranking is checkable."""
-    return [{"id": f"{prefix}{i}", "text": f"{prefix} answer {i}", "private_metadata": {"true_score": i * 1.5}}
-            for i in range(n)]
+    return [
+        {"id": f"{prefix}{i}", "text": f"{prefix} answer {i}", "private_metadata": {"true_score": i * 1.5}}
+        for i in range(n)
+    ]
 
 
 def test_seed_scenario_verbatim(client: Client, flowlab_server: ServerProcess) -> None:
@@ -76,8 +78,9 @@ def test_seed_scenario_verbatim(client: Client, flowlab_server: ServerProcess) -
 
 
 def test_ttl_expiry_into_completed_and_incomplete(client: Client, flowlab_server: ServerProcess) -> None:
-    flow = client.flow.create_ranking_flow(name="ttl", instruction="Which?", max_response_threshold=10_000,
-                                           min_response_threshold=15)
+    flow = client.flow.create_ranking_flow(
+        name="ttl", instruction="Which?", max_response_threshold=10_000, min_response_threshold=15
+    )
     with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=6, rate=3000, seed=4):
         enough = flow.create_new_flow_batch(datapoints=scored(4), time_to_live=2.0)
         enough.get_results(timeout=30)
@@ -142,8 +145,9 @@ def test_concurrent_annotators_never_over_serve_an_item(client: Client, flowlab_
 
 def test_restart_keeps_every_acknowledged_vote(fresh_server: ServerProcess) -> None:
     with fresh_server.client() as client:
-        flow = client.flow.create_ranking_flow(name="durable", instruction="Which?", max_response_threshold=10_000,
-                                               min_response_threshold=5)
+        flow = client.flow.create_ranking_flow(
+            name="durable", instruction="Which?", max_response_threshold=10_000, min_response_threshold=5
+        )
         item = flow.create_new_flow_batch(datapoints=scored(5), time_to_live=3.0)
         later = flow.create_new_flow_batch(datapoints=scored(3), time_to_live=600)
         crowd = SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=10, rate=6000, seed=6).start()
@@ -183,8 +187,11 @@ def test_watch_streams_live_counts_and_resumes(client: Client, flowlab_server: S
     assert np.array_equal(rebuilt, item.get_win_loss_matrix().to_numpy())
     # Resuming from a mid-stream id replays exactly the votes after it.
     mid = events[len(events) // 2]
-    with httpx.stream("GET", f"{client.url}/v1/items/{item.id}/events",
-                      headers={"Authorization": f"Bearer {client.api_key}", "Last-Event-ID": str(mid.version)}) as r:
+    with httpx.stream(
+        "GET",
+        f"{client.url}/v1/items/{item.id}/events",
+        headers={"Authorization": f"Bearer {client.api_key}", "Last-Event-ID": str(mid.version)},
+    ) as r:
         parser = SSEParser()
         messages = [parser.feed_line(line) for line in r.iter_lines()]
     resumed = [msgspec.json.decode(m.data, type=schemas.ItemEvent) for m in messages if m and m.event == "item"]
@@ -196,8 +203,9 @@ def test_async_client_twin(flowlab_server: ServerProcess) -> None:
     async def main() -> None:
         async with AsyncClient(url=flowlab_server.url, api_key=flowlab_server.api_key) as client:
             await client.flow.preheat()
-            flow = await client.flow.create_ranking_flow(name="async", instruction="Which?",
-                                                         max_response_threshold=12, min_response_threshold=3)
+            flow = await client.flow.create_ranking_flow(
+                name="async", instruction="Which?", max_response_threshold=12, min_response_threshold=3
+            )
             item = await flow.create_new_flow_batch(datapoints=scored(3), context="ctx", time_to_live=60)
             crowd = SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=4, rate=3000, seed=2)
             stop = asyncio.Event()
@@ -236,13 +244,18 @@ def test_a_long_poll_that_hung_up_is_not_handed_a_task(client: Client, flowlab_s
     present = client.annotators.create("present").token
     # The first annotator waits for work, then gives up (its connection closes) before any arrives.
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{flowlab_server.url}/v1/tasks/next", json={"wait": 20},
-                   headers={"Authorization": f"Bearer {gone}"}, timeout=0.5)
+        httpx.post(
+            f"{flowlab_server.url}/v1/tasks/next",
+            json={"wait": 20},
+            headers={"Authorization": f"Bearer {gone}"},
+            timeout=0.5,
+        )
     time.sleep(0.2)
     flow = client.flow.create_ranking_flow(name="hangup", instruction="Which?", max_response_threshold=1)
     item = flow.create_new_flow_batch(datapoints=["a", "b"], time_to_live=60)
-    r = httpx.post(f"{flowlab_server.url}/v1/tasks/next", json={"wait": 2},
-                   headers={"Authorization": f"Bearer {present}"})
+    r = httpx.post(
+        f"{flowlab_server.url}/v1/tasks/next", json={"wait": 2}, headers={"Authorization": f"Bearer {present}"}
+    )
     assert r.status_code == 200 and r.json()["item_id"] == item.id, "the only slot went to the one still asking"
     item.stop()
 
@@ -263,8 +276,7 @@ def test_watch_reconnects_and_resumes_across_a_server_restart(fresh_server: Serv
                 restarted = True
                 crowd.stop()
                 fresh_server.restart()
-                crowd = SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=4, rate=3000,
-                                       seed=10).start()
+                crowd = SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=4, rate=3000, seed=10).start()
         crowd.stop()
         assert restarted and last is not None and last.state == "Completed"
         # Nothing was missed or counted twice across the reconnect.
@@ -281,8 +293,13 @@ def test_server_generates_and_saves_an_admin_key_when_none_is_given(tmp_path) ->
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "FLOWLAB_API_KEY"}
-    proc = subprocess.Popen([sys.executable, "-m", "flowlab", "serve", "--port", str(port), "--data-dir",
-                             str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowlab", "serve", "--port", str(port), "--data-dir", str(tmp_path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         printed = [proc.stdout.readline() for _ in range(2)]
@@ -304,8 +321,9 @@ def test_server_generates_and_saves_an_admin_key_when_none_is_given(tmp_path) ->
 
 
 def test_exports_preference_pairs_and_rlhf_task_records(client: Client, flowlab_server: ServerProcess) -> None:
-    flow = client.flow.create_ranking_flow(name="export", instruction="Which is more helpful?",
-                                           max_response_threshold=20)
+    flow = client.flow.create_ranking_flow(
+        name="export", instruction="Which is more helpful?", max_response_threshold=20
+    )
     item = flow.create_new_flow_batch(datapoints=scored(3), context="What is 2 + 2?", time_to_live=60)
     with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=4, rate=6000, seed=12):
         results = item.get_results(timeout=60)

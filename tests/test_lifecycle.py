@@ -20,8 +20,11 @@ from flowlab.server.store.sqlite import SQLiteStore
 RESEARCHER = Principal("key_r", "researcher", "admin")
 
 
-def run(fn: Callable[[FlowService, FakeClock], Awaitable[Any]], data_dir: Path, clock: FakeClock | None = None,
-        ) -> Any:
+def run(
+    fn: Callable[[FlowService, FakeClock], Awaitable[Any]],
+    data_dir: Path,
+    clock: FakeClock | None = None,
+) -> Any:
     """Run `fn` against a service on `data_dir`, as one server lifetime."""
     clock = clock or FakeClock()
 
@@ -43,13 +46,30 @@ async def annotator(service: FlowService, name: str = "ann") -> Principal:
     return service.auth.identify(f"Bearer {made.token}")
 
 
-async def make_item(service: FlowService, *, n: int = 4, ttl: float = 100.0, max_votes: int = 10,
-                    min_votes: int | None = None, **flow_options: Any) -> Any:
-    flow = await service.create_flow(RESEARCHER, schemas.FlowCreate(
-        name="f", instruction="Which is better?", max_response_threshold=max_votes,
-        min_response_threshold=min_votes, **flow_options))
-    status = await service.create_item(RESEARCHER, flow.id, schemas.ItemCreate(
-        datapoints=[schemas.DatapointIn(text=f"t{i}") for i in range(n)], time_to_live=ttl))
+async def make_item(
+    service: FlowService,
+    *,
+    n: int = 4,
+    ttl: float = 100.0,
+    max_votes: int = 10,
+    min_votes: int | None = None,
+    **flow_options: Any,
+) -> Any:
+    flow = await service.create_flow(
+        RESEARCHER,
+        schemas.FlowCreate(
+            name="f",
+            instruction="Which is better?",
+            max_response_threshold=max_votes,
+            min_response_threshold=min_votes,
+            **flow_options,
+        ),
+    )
+    status = await service.create_item(
+        RESEARCHER,
+        flow.id,
+        schemas.ItemCreate(datapoints=[schemas.DatapointIn(text=f"t{i}") for i in range(n)], time_to_live=ttl),
+    )
     return service.items[status.id]
 
 
@@ -233,10 +253,16 @@ def test_uniform_pairs_cover_every_datapoint_before_repeating(tmp_path: Path) ->
 def test_update_config_changes_only_new_items(tmp_path: Path) -> None:
     async def scenario(service: FlowService, clock: FakeClock) -> None:
         old = await make_item(service, max_votes=10)
-        await service.update_flow(RESEARCHER, old.flow.id, schemas.FlowConfigUpdate(
-            instruction="Which has fewer errors?", max_response_threshold=20))
-        new_status = await service.create_item(RESEARCHER, old.flow.id, schemas.ItemCreate(
-            datapoints=[schemas.DatapointIn(text="x"), schemas.DatapointIn(text="y")]))
+        await service.update_flow(
+            RESEARCHER,
+            old.flow.id,
+            schemas.FlowConfigUpdate(instruction="Which has fewer errors?", max_response_threshold=20),
+        )
+        new_status = await service.create_item(
+            RESEARCHER,
+            old.flow.id,
+            schemas.ItemCreate(datapoints=[schemas.DatapointIn(text="x"), schemas.DatapointIn(text="y")]),
+        )
         new = service.items[new_status.id]
         assert (old.config.instruction, old.config.max_response_threshold) == ("Which is better?", 10)
         assert (new.config.instruction, new.config.max_response_threshold) == ("Which has fewer errors?", 20)

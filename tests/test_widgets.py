@@ -50,7 +50,7 @@ def crowd(flowlab_server: ServerProcess) -> Iterator[SimulatedCrowd]:
 
 def test_heatmap_round_trips_a_matrix_with_ties() -> None:
     keys = ["a", "b", "c"]
-    matrix = pd.DataFrame([[0, 2.5, 1], [0.5, 0, 3], [0, 4, 0]], index=keys, columns=keys)
+    matrix = pd.DataFrame([[0.0, 2.5, 1.0], [0.5, 0.0, 3.0], [0.0, 4.0, 0.0]], index=keys, columns=keys)
     heatmap = WinLossHeatmap()
     heatmap.update(matrix)
     assert list(heatmap.figure.x_range.factors) == keys
@@ -285,18 +285,16 @@ def test_flow_browser_lists_opens_and_deletes(client: flowlab.Client) -> None:
 # ---------------------------------------------------------------- RankingExplorer
 
 
-def _synthetic_votes(seed: int = 0, n_votes: int = 600) -> pd.DataFrame:
+def _synthetic_votes(seed: int = 0, n_votes: int = 1200) -> pd.DataFrame:
     """Votes on 6 datapoints by 8 careful annotators and 4 random clickers."""
     rng = np.random.default_rng(seed)
-    truth = np.linspace(-1.5, 1.5, 6)
+    truth = np.linspace(-3.0, 3.0, 6)
     rows = []
     for _ in range(n_votes):
         a, b = rng.choice(6, size=2, replace=False)
         annotator = int(rng.integers(12))
-        if annotator >= 8:
-            a_wins = rng.random() < 0.5
-        else:
-            a_wins = rng.random() < 1 / (1 + np.exp(truth[b] - truth[a]))
+        p_a = 0.5 if annotator >= 8 else 1 / (1 + np.exp(truth[b] - truth[a]))
+        a_wins = rng.random() < p_a
         w, lo = (a, b) if a_wins else (b, a)
         rows.append({"annotator_id": f"ann{annotator}", "winner": int(w), "loser": int(lo), "tie": False})
     return pd.DataFrame(rows)
@@ -307,7 +305,8 @@ def test_ranking_explorer_compares_elo_and_bradley_terry() -> None:
     explorer = RankingExplorer(votes=_synthetic_votes(), keys=keys, n_bootstrap=30)
     fit = explorer.fit
     assert fit is not None
-    assert explorer.bt_chart.keys_by_rank[0] == "k5" and explorer.bt_chart.keys_by_rank[-1] == "k0"
+    ranked = explorer.bt_chart.keys_by_rank
+    assert "k5" in ranked[:2] and "k0" in ranked[-2:], ranked
     assert fit.kendall_tau > 0.6
     # Both charts share the y-axis, in Bradley–Terry order.
     assert explorer.bt_chart.figure.y_range is explorer.elo_chart.figure.y_range
@@ -325,8 +324,10 @@ def test_ranking_explorer_compares_elo_and_bradley_terry() -> None:
     explorer.weighting.value = True
     weighted = explorer.fit
     assert weighted.reliability is not None and len(weighted.reliability) == 12
-    careful, random_clickers = weighted.reliability[:8], weighted.reliability[8:]
-    assert careful.mean() > random_clickers.mean()
+    reliability = dict(zip(explorer.annotator_ids, weighted.reliability, strict=True))
+    careful = [reliability[f"ann{i}"] for i in range(8)]
+    random_clickers = [reliability[f"ann{i}"] for i in range(8, 12)]
+    assert min(careful) > max(random_clickers), reliability
     frame = explorer.to_dataframe()
     assert list(frame.columns[:4]) == ["bt_rank", "bt_score", "bt_low", "bt_high"]
     assert "reliability" in explorer.annotator_table.value

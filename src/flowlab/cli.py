@@ -17,20 +17,35 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"flowlab serve needs the server extra: pip install 'flowlab[server]' ({exc})", file=sys.stderr)
         return 2
     data_dir = Path(args.data_dir).expanduser()
-    app = create_app(data_dir, db=Path(args.db).expanduser() if args.db else None,
-                     admin_key=os.environ.get("FLOWLAB_API_KEY"), public_url=args.public_url,
-                     max_upload_mb=args.max_upload_mb)
+    app = create_app(
+        data_dir,
+        db=Path(args.db).expanduser() if args.db else None,
+        admin_key=os.environ.get("FLOWLAB_API_KEY"),
+        public_url=args.public_url,
+        max_upload_mb=args.max_upload_mb,
+    )
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    print(f"flowlab: serving on http://{shown}:{args.port}  (API docs: /schema/swagger, annotators: /annotate)",
-          flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
-                timeout_graceful_shutdown=3)
+    print(
+        f"flowlab: serving on http://{shown}:{args.port}  (API docs: /schema/swagger, annotators: /annotate)",
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        timeout_graceful_shutdown=3,
+    )
     return 0
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=os.environ.get("FLOWLAB_URL"), help="server URL (default: $FLOWLAB_URL, "
-                   "else the embedded local server)")
+    p.add_argument(
+        "--url",
+        default=os.environ.get("FLOWLAB_URL"),
+        help="server URL (default: $FLOWLAB_URL, else the embedded local server)",
+    )
     p.add_argument("--api-key", default=os.environ.get("FLOWLAB_API_KEY"), help="default: $FLOWLAB_API_KEY")
 
 
@@ -50,8 +65,7 @@ def _keys_create(args: argparse.Namespace) -> int:
 def _annotators_create(args: argparse.Namespace) -> int:
     with _client(args) as client:
         made = client.annotators.create(args.name)
-    print(f"Join link for {made.name!r} (open it in a browser; it carries the annotator's token):\n"
-          f"  {made.join_url}")
+    print(f"Join link for {made.name!r} (open it in a browser; it carries the annotator's token):\n  {made.join_url}")
     return 0
 
 
@@ -61,18 +75,31 @@ def _annotators_list(args: argparse.Namespace) -> int:
     print(f"{'id':22} {'name':20} {'votes':>7} {'gold':>9} {'agreement':>9}")
     for a in rows:
         agree = "-" if a.gold_agreement is None else f"{a.gold_agreement:.0%}"
-        print(f"{a.id:22} {a.name[:20]:20} {a.votes:7d} {a.gold_correct:4d}/{a.gold_answered:<4d} {agree:>9}"
-              f"{'  (revoked)' if a.revoked else ''}")
+        print(
+            f"{a.id:22} {a.name[:20]:20} {a.votes:7d} {a.gold_correct:4d}/{a.gold_answered:<4d} {agree:>9}"
+            f"{'  (revoked)' if a.revoked else ''}"
+        )
     return 0
 
 
 def _crowd(args: argparse.Namespace) -> int:
     from flowlab.crowd import SimulatedCrowd
 
-    crowd = SimulatedCrowd(args.url, args.api_key, annotators=args.annotators, rate=args.rate,
-                           accuracy=args.accuracy, spammer_fraction=args.spammers, seed=args.seed, bulk=args.bulk)
-    print(f"flowlab crowd: {args.annotators} simulated annotators at up to {args.rate:g} votes/min on {crowd.url}"
-          " (Ctrl-C to stop)", flush=True)
+    crowd = SimulatedCrowd(
+        args.url,
+        args.api_key,
+        annotators=args.annotators,
+        rate=args.rate,
+        accuracy=args.accuracy,
+        spammer_fraction=args.spammers,
+        seed=args.seed,
+        bulk=args.bulk,
+    )
+    print(
+        f"flowlab crowd: {args.annotators} simulated annotators at up to {args.rate:g} votes/min on {crowd.url}"
+        " (Ctrl-C to stop)",
+        flush=True,
+    )
     try:
         stats = crowd.run(args.duration if args.duration else 10**9)
     except KeyboardInterrupt:
@@ -104,8 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the flow service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8787)
-    serve.add_argument("--data-dir", default=os.environ.get("FLOWLAB_DATA_DIR", "./flowlab-data"),
-                       help="where the database, media and generated admin key live")
+    serve.add_argument(
+        "--data-dir",
+        default=os.environ.get("FLOWLAB_DATA_DIR", "./flowlab-data"),
+        help="where the database, media and generated admin key live",
+    )
     serve.add_argument("--db", default=None, help="SQLite file (default: <data-dir>/flowlab.sqlite3)")
     serve.add_argument("--public-url", default=None, help="base URL for join links, if not the request's own")
     serve.add_argument("--max-upload-mb", type=float, default=64.0)

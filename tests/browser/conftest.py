@@ -13,8 +13,13 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OUTPUT_DIR = Path(__file__).resolve().parents[2] / "test-output"
 # The machine's network is closed; these keep Chromium from trying to phone home at start-up.
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 

@@ -56,10 +56,10 @@ class Dashboard:
         self._updating_options = False
 
         self.flow_select = pn.widgets.Select(
-            name="Flows (newest first)", options={}, size=10, sizing_mode="stretch_width"
+            label="Flows (newest first)", options={}, size=10, sizing_mode="stretch_width"
         )
         self.flow_select.param.watch(self._on_flow_selected, "value")
-        self.item_select = pn.widgets.Select(name="Item", options={}, width=420)
+        self.item_select = pn.widgets.Select(label="Item", options={}, width=420)
         self.item_select.param.watch(self._on_item_selected, "value")
         self.header = pn.pane.HTML("", sizing_mode="stretch_width")
         self.counts = pn.pane.HTML("", sizing_mode="stretch_width")
@@ -68,9 +68,9 @@ class Dashboard:
             f'<span style="color:#666">server <code>{esc(url)}</code></span>', sizing_mode="stretch_width"
         )
         self.instruction = pn.widgets.TextAreaInput(
-            name="Instruction for new items", height=90, sizing_mode="stretch_width"
+            label="Instruction for new items", height=90, sizing_mode="stretch_width"
         )
-        self.save_button = pn.widgets.Button(name="Update instruction", button_type="primary")
+        self.save_button = pn.widgets.Button(label="Update instruction", color="primary")
         self.save_button.on_click(self._on_save)
         self.message = pn.pane.HTML("", sizing_mode="stretch_width")
 

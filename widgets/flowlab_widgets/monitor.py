@@ -123,7 +123,7 @@ class FlowMonitor(widgets.VBox):
         self.max_items = max_items
         self.selected_item_id: str | None = getattr(item, "id", item)
         self._follow_latest = self.selected_item_id is None
-        self._version: int | None = None
+        self._shown: tuple[str, int] | None = None  # (item id, version) the figures show
         self._clock_offset = 0.0
         self.snapshot: MonitorSnapshot | None = None
         self.response_count = 0
@@ -252,11 +252,11 @@ class FlowMonitor(widgets.VBox):
             f'<span style="font-size:140%"><b class="flowlab-count">{self.response_count}</b></span> responses '
             f"for this item {badge(state_name(selected.state))} · {self.total_responses} in the flow"
         )
-        if snap.matrix is not None and snap.version != self._version:
+        if snap.matrix is not None and snap.version is not None and (selected.id, snap.version) != self._shown:
             self.heatmap.update(snap.matrix)
             if snap.result is not None:
                 self.ranking.update(ranking_rows(snap.result))
-            self._version = snap.version
+            self._shown = (selected.id, snap.version)
         if snap.errors:
             self.message.value = f'<span style="color:#b91c1c">{esc(snap.errors[-1])}</span>'
 
@@ -328,7 +328,7 @@ class FlowMonitor(widgets.VBox):
         def done(m: FlowMonitor) -> bool:
             snap = m.snapshot
             st = next((s for s in snap.statuses if s.id == snap.item_id), None) if snap else None
-            return st is not None and st.is_terminal and m._version == st.version
+            return st is not None and st.is_terminal and m._shown == (st.id, st.version)
 
         return await self.wait_for(done, timeout)
 

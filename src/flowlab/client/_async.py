@@ -46,7 +46,6 @@ class AsyncFlowItem(FlowItemBase):
         await self.get_results(timeout=timeout, partial=True)
         return await self.get_status()
 
-
     async def to_preference_pairs(self) -> list[dict[str, Any]]:
         """Every decisive vote as a prompt / chosen / rejected record (the item's context is the prompt)."""
         detail = await self._transport.run(core.item_detail(self.id))
@@ -57,27 +56,56 @@ class AsyncFlowItem(FlowItemBase):
         """An RLHF task record (prompt, responses with source ids and ranking annotations, preferred one)."""
         detail = await self._transport.run(core.item_detail(self.id))
         results = await self.get_results(timeout=timeout, partial=partial)
-        return formats.rlhf_task(detail.datapoints, results, prompt=detail.status.context,
-                                 instruction=detail.status.instruction)
+        return formats.rlhf_task(
+            detail.datapoints, results, prompt=detail.status.context, instruction=detail.status.instruction
+        )
+
 
 class AsyncFlow(FlowBase):
     async def refresh(self) -> AsyncFlow:
         self.config = await self._transport.run(core.get_flow(self.id))
         return self
 
-    async def create_new_flow_batch(self, datapoints: Iterable[Any], context: str | None = None,
-                                    time_to_live: float = 300, *, context_assets: Iterable[Any] | None = None,
-                                    private_metadata: Mapping[str, Any] | None = None) -> AsyncFlowItem:
-        status = await self._transport.run(core.create_item(
-            self.id, datapoints, context=context, time_to_live=time_to_live, context_assets=context_assets,
-            private_metadata=private_metadata))
+    async def create_new_flow_batch(
+        self,
+        datapoints: Iterable[Any],
+        context: str | None = None,
+        time_to_live: float = 300,
+        *,
+        context_assets: Iterable[Any] | None = None,
+        private_metadata: Mapping[str, Any] | None = None,
+    ) -> AsyncFlowItem:
+        status = await self._transport.run(
+            core.create_item(
+                self.id,
+                datapoints,
+                context=context,
+                time_to_live=time_to_live,
+                context_assets=context_assets,
+                private_metadata=private_metadata,
+            )
+        )
         return AsyncFlowItem(self._transport, status)
 
-    async def update_config(self, *, instruction: str | None = None, min_response_threshold: int | None = None,
-                            max_response_threshold: int | None = None, **other: Any) -> AsyncFlow:
-        self.config = await self._transport.run(core.update_flow(self.id, {
-            "instruction": instruction, "min_response_threshold": min_response_threshold,
-            "max_response_threshold": max_response_threshold, **other}))
+    async def update_config(
+        self,
+        *,
+        instruction: str | None = None,
+        min_response_threshold: int | None = None,
+        max_response_threshold: int | None = None,
+        **other: Any,
+    ) -> AsyncFlow:
+        self.config = await self._transport.run(
+            core.update_flow(
+                self.id,
+                {
+                    "instruction": instruction,
+                    "min_response_threshold": min_response_threshold,
+                    "max_response_threshold": max_response_threshold,
+                    **other,
+                },
+            )
+        )
         return self
 
     async def get_flow_items(self) -> list[AsyncFlowItem]:
@@ -97,16 +125,38 @@ class AsyncFlowsAPI:
     def __init__(self, transport: AsyncTransport) -> None:
         self._transport = transport
 
-    async def create_ranking_flow(self, name: str, instruction: str, max_response_threshold: int = 100,
-                                  min_response_threshold: int | None = None, *, allow_ties: bool = False,
-                                  pair_selection: str = "uniform", lease_seconds: float = 60.0,
-                                  drain_seconds: float | None = None, render_markdown: bool = False,
-                                  validation_pairs: Iterable[Any] | None = None, gold_rate: float = 0.1
-                                  ) -> AsyncFlow:
-        config = await self._transport.run(core.create_flow(
-            name, instruction, max_response_threshold, min_response_threshold,
-            flow_options(allow_ties, pair_selection, lease_seconds, drain_seconds, render_markdown,
-                         validation_pairs, gold_rate)))
+    async def create_ranking_flow(
+        self,
+        name: str,
+        instruction: str,
+        max_response_threshold: int = 100,
+        min_response_threshold: int | None = None,
+        *,
+        allow_ties: bool = False,
+        pair_selection: str = "uniform",
+        lease_seconds: float = 60.0,
+        drain_seconds: float | None = None,
+        render_markdown: bool = False,
+        validation_pairs: Iterable[Any] | None = None,
+        gold_rate: float = 0.1,
+    ) -> AsyncFlow:
+        config = await self._transport.run(
+            core.create_flow(
+                name,
+                instruction,
+                max_response_threshold,
+                min_response_threshold,
+                flow_options(
+                    allow_ties,
+                    pair_selection,
+                    lease_seconds,
+                    drain_seconds,
+                    render_markdown,
+                    validation_pairs,
+                    gold_rate,
+                ),
+            )
+        )
         return AsyncFlow(self._transport, config)
 
     async def preheat(self) -> schemas.Preheated:
@@ -136,8 +186,14 @@ class AsyncAnnotatorsAPI:
 class AsyncClient:
     """The asyncio twin of `Client`."""
 
-    def __init__(self, url: str | None = None, api_key: str | None = None, *, timeout: float = 30.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         if transport is not None and url is None:
             url = "http://flowlab.invalid"
         self.url, self.api_key = resolve(url, api_key)

@@ -54,7 +54,6 @@ class FlowItem(FlowItemBase):
         self.get_results(timeout=timeout, partial=True)
         return self.get_status()
 
-
     def to_preference_pairs(self) -> list[dict[str, Any]]:
         """Every decisive vote as a prompt / chosen / rejected record (the item's context is the prompt)."""
         detail = self._transport.run(core.item_detail(self.id))
@@ -65,29 +64,58 @@ class FlowItem(FlowItemBase):
         """An RLHF task record (prompt, responses with source ids and ranking annotations, preferred one)."""
         detail = self._transport.run(core.item_detail(self.id))
         results = self.get_results(timeout=timeout, partial=partial)
-        return formats.rlhf_task(detail.datapoints, results, prompt=detail.status.context,
-                                 instruction=detail.status.instruction)
+        return formats.rlhf_task(
+            detail.datapoints, results, prompt=detail.status.context, instruction=detail.status.instruction
+        )
+
 
 class Flow(FlowBase):
     def refresh(self) -> Flow:
         self.config = self._transport.run(core.get_flow(self.id))
         return self
 
-    def create_new_flow_batch(self, datapoints: Iterable[Any], context: str | None = None,
-                              time_to_live: float = 300, *, context_assets: Iterable[Any] | None = None,
-                              private_metadata: Mapping[str, Any] | None = None) -> FlowItem:
+    def create_new_flow_batch(
+        self,
+        datapoints: Iterable[Any],
+        context: str | None = None,
+        time_to_live: float = 300,
+        *,
+        context_assets: Iterable[Any] | None = None,
+        private_metadata: Mapping[str, Any] | None = None,
+    ) -> FlowItem:
         """Push a batch of datapoints (texts, local paths, URLs, or dicts with an `id`). Returns at once."""
-        status = self._transport.run(core.create_item(
-            self.id, datapoints, context=context, time_to_live=time_to_live, context_assets=context_assets,
-            private_metadata=private_metadata))
+        status = self._transport.run(
+            core.create_item(
+                self.id,
+                datapoints,
+                context=context,
+                time_to_live=time_to_live,
+                context_assets=context_assets,
+                private_metadata=private_metadata,
+            )
+        )
         return FlowItem(self._transport, status)
 
-    def update_config(self, *, instruction: str | None = None, min_response_threshold: int | None = None,
-                      max_response_threshold: int | None = None, **other: Any) -> Flow:
+    def update_config(
+        self,
+        *,
+        instruction: str | None = None,
+        min_response_threshold: int | None = None,
+        max_response_threshold: int | None = None,
+        **other: Any,
+    ) -> Flow:
         """Change the flow's settings; items created from now on use them, existing items keep theirs."""
-        self.config = self._transport.run(core.update_flow(self.id, {
-            "instruction": instruction, "min_response_threshold": min_response_threshold,
-            "max_response_threshold": max_response_threshold, **other}))
+        self.config = self._transport.run(
+            core.update_flow(
+                self.id,
+                {
+                    "instruction": instruction,
+                    "min_response_threshold": min_response_threshold,
+                    "max_response_threshold": max_response_threshold,
+                    **other,
+                },
+            )
+        )
         return self
 
     def get_flow_items(self) -> list[FlowItem]:
@@ -111,16 +139,39 @@ class FlowsAPI:
     def __init__(self, transport: SyncTransport) -> None:
         self._transport = transport
 
-    def create_ranking_flow(self, name: str, instruction: str, max_response_threshold: int = 100,
-                            min_response_threshold: int | None = None, *, allow_ties: bool = False,
-                            pair_selection: str = "uniform", lease_seconds: float = 60.0,
-                            drain_seconds: float | None = None, render_markdown: bool = False,
-                            validation_pairs: Iterable[Any] | None = None, gold_rate: float = 0.1) -> Flow:
+    def create_ranking_flow(
+        self,
+        name: str,
+        instruction: str,
+        max_response_threshold: int = 100,
+        min_response_threshold: int | None = None,
+        *,
+        allow_ties: bool = False,
+        pair_selection: str = "uniform",
+        lease_seconds: float = 60.0,
+        drain_seconds: float | None = None,
+        render_markdown: bool = False,
+        validation_pairs: Iterable[Any] | None = None,
+        gold_rate: float = 0.1,
+    ) -> Flow:
         """Create a pairwise ranking flow. `min_response_threshold` defaults to the maximum."""
-        config = self._transport.run(core.create_flow(
-            name, instruction, max_response_threshold, min_response_threshold,
-            flow_options(allow_ties, pair_selection, lease_seconds, drain_seconds, render_markdown,
-                         validation_pairs, gold_rate)))
+        config = self._transport.run(
+            core.create_flow(
+                name,
+                instruction,
+                max_response_threshold,
+                min_response_threshold,
+                flow_options(
+                    allow_ties,
+                    pair_selection,
+                    lease_seconds,
+                    drain_seconds,
+                    render_markdown,
+                    validation_pairs,
+                    gold_rate,
+                ),
+            )
+        )
         return Flow(self._transport, config)
 
     def preheat(self) -> schemas.Preheated:
@@ -154,8 +205,14 @@ class AnnotatorsAPI:
 class Client:
     """Talks to a flowlab server: `url`/`api_key`, else FLOWLAB_URL/FLOWLAB_API_KEY, else an embedded local one."""
 
-    def __init__(self, url: str | None = None, api_key: str | None = None, *, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         if transport is not None and url is None:
             url = "http://flowlab.invalid"
         self.url, self.api_key = resolve(url, api_key)

@@ -65,8 +65,11 @@ def check(status: int, content: bytes, reason: str) -> None:
         problem = msgspec.json.decode(content) if content else None
     except msgspec.DecodeError:
         problem = None
-    raise error_for(status, problem if isinstance(problem, dict) else None,
-                    f"The server answered {status} {reason}: {content[:200].decode(errors='replace')}")
+    raise error_for(
+        status,
+        problem if isinstance(problem, dict) else None,
+        f"The server answered {status} {reason}: {content[:200].decode(errors='replace')}",
+    )
 
 
 def decode(content: bytes, type: type[T]) -> T:
@@ -76,10 +79,19 @@ def decode(content: bytes, type: type[T]) -> T:
 # ------------------------------------------------------------------ flows
 
 
-def create_flow(name: str, instruction: str, max_response_threshold: int, min_response_threshold: int | None,
-                options: Mapping[str, Any]) -> Op[schemas.Flow]:
-    payload: dict[str, Any] = {"name": name, "instruction": instruction,
-                               "max_response_threshold": max_response_threshold, **options}
+def create_flow(
+    name: str,
+    instruction: str,
+    max_response_threshold: int,
+    min_response_threshold: int | None,
+    options: Mapping[str, Any],
+) -> Op[schemas.Flow]:
+    payload: dict[str, Any] = {
+        "name": name,
+        "instruction": instruction,
+        "max_response_threshold": max_response_threshold,
+        **options,
+    }
     if min_response_threshold is not None:
         payload["min_response_threshold"] = min_response_threshold
     if payload.get("validation_pairs"):
@@ -101,8 +113,9 @@ def find_flows(amount: int) -> Op[list[schemas.Flow]]:
 def update_flow(flow_id: str, changes: Mapping[str, Any]) -> Op[schemas.Flow]:
     changes = {k: v for k, v in changes.items() if v is not None}
     if not changes:
-        raise ValidationError(422, "update_config() needs at least one setting to change, e.g. "
-                                   "update_config(instruction='...').")
+        raise ValidationError(
+            422, "update_config() needs at least one setting to change, e.g. update_config(instruction='...')."
+        )
     if changes.get("validation_pairs"):
         changes["validation_pairs"] = yield from _validation_pairs(changes["validation_pairs"])
     resp = yield Call("PATCH", f"/v1/flows/{flow_id}", json=changes)
@@ -126,20 +139,29 @@ def preheat() -> Op[schemas.Preheated]:
 # ------------------------------------------------------------------ batches and datapoints
 
 
-def create_item(flow_id: str, datapoints: Iterable[Any], *, context: str | None, time_to_live: float,
-                context_assets: Iterable[Any] | None, private_metadata: Mapping[str, Any] | None
-                ) -> Op[FlowItemStatus]:
+def create_item(
+    flow_id: str,
+    datapoints: Iterable[Any],
+    *,
+    context: str | None,
+    time_to_live: float,
+    context_assets: Iterable[Any] | None,
+    private_metadata: Mapping[str, Any] | None,
+) -> Op[FlowItemStatus]:
     if isinstance(datapoints, str | bytes | Mapping):
-        raise ValidationError(422, "datapoints must be a list (of texts, paths, URLs or dicts), not a single "
-                                   "value.", field="datapoints")
+        raise ValidationError(
+            422, "datapoints must be a list (of texts, paths, URLs or dicts), not a single value.", field="datapoints"
+        )
     points = []
     for i, d in enumerate(datapoints):
         points.append((yield from _datapoint(d, f"datapoints[{i}]")))
     assets = []
     for i, a in enumerate(context_assets or ()):
         dp = yield from _datapoint(a, f"context_assets[{i}]")
-        assets.append({k: v for k, v in dp.items() if k in ("kind", "text", "url", "media", "media_type", "name")}
-                      | {"kind": dp.get("kind") or "text"})
+        assets.append(
+            {k: v for k, v in dp.items() if k in ("kind", "text", "url", "media", "media_type", "name")}
+            | {"kind": dp.get("kind") or "text"}
+        )
     payload: dict[str, Any] = {"datapoints": points, "time_to_live": time_to_live}
     if context is not None:
         payload["context"] = context
@@ -172,13 +194,20 @@ def _datapoint(d: Any, where: str) -> Op[dict[str, Any]]:
             out = {**up, **out}
         unknown = set(out) - {"id", "text", "url", "media", "media_type", "kind", "name", "private_metadata"}
         if unknown:
-            raise ValidationError(422, f"{where} has unknown keys {sorted(unknown)}; a datapoint dict takes id, "
-                                       "text, path, url, kind, name and private_metadata.", field=where)
+            raise ValidationError(
+                422,
+                f"{where} has unknown keys {sorted(unknown)}; a datapoint dict takes id, "
+                "text, path, url, kind, name and private_metadata.",
+                field=where,
+            )
         if "id" in out:
             out["id"] = str(out["id"])
         return out
-    raise ValidationError(422, f"{where} is a {type(d).__name__}; give a string (text, path or URL), a "
-                               "pathlib.Path, or a dict with an 'id'.", field=where)
+    raise ValidationError(
+        422,
+        f"{where} is a {type(d).__name__}; give a string (text, path or URL), a pathlib.Path, or a dict with an 'id'.",
+        field=where,
+    )
 
 
 def _looks_like_path(s: str) -> bool:
@@ -194,8 +223,9 @@ def _upload(path: Path, where: str) -> Op[dict[str, Any]]:
         raise ValidationError(422, f"{where}: no file at {str(path)!r}.", field=where)
     data = path.read_bytes()
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    resp = yield Call("POST", "/v1/media", content=data,
-                      headers={"Content-Type": media_type, "X-Filename": path.name}, timeout=120.0)
+    resp = yield Call(
+        "POST", "/v1/media", content=data, headers={"Content-Type": media_type, "X-Filename": path.name}, timeout=120.0
+    )
     ref = decode(resp.content, schemas.MediaRef)
     return {"media": ref.sha256, "media_type": ref.media_type, "kind": ref.kind, "name": str(path)}
 
@@ -222,8 +252,9 @@ def item_status(item_id: str) -> Op[FlowItemStatus]:
 
 
 def wait_item(item_id: str, since: int, timeout: float) -> Op[FlowItemStatus]:
-    resp = yield Call("GET", f"/v1/items/{item_id}/wait", params={"since": since, "timeout": timeout},
-                      timeout=timeout + 30.0)
+    resp = yield Call(
+        "GET", f"/v1/items/{item_id}/wait", params={"since": since, "timeout": timeout}, timeout=timeout + 30.0
+    )
     return decode(resp.content, FlowItemStatus)
 
 
@@ -241,9 +272,11 @@ def wait_for_results(item_id: str, timeout: float | None, partial: bool) -> Op[F
         if left <= 0:
             if partial:
                 break
-            raise Timeout(f"Flow item {item_id} is still {status.state.value} after {timeout} s with "
-                          f"{status.response_count} votes. Call get_results(partial=True) for what has arrived, "
-                          "or wait longer.")
+            raise Timeout(
+                f"Flow item {item_id} is still {status.state.value} after {timeout} s with "
+                f"{status.response_count} votes. Call get_results(partial=True) for what has arrived, "
+                "or wait longer."
+            )
         status = yield from wait_item(item_id, status.version, min(left, LONG_POLL_SECONDS))
     return (yield from item_results(item_id))
 

@@ -55,7 +55,8 @@ def ensure_local_server(timeout: float = 30.0) -> tuple[str, str]:
             raise FlowlabError(
                 "No FLOWLAB_URL is set, so flowlab tried to start a local server, but the server extra is not "
                 "installed. Either `pip install 'flowlab[server]'`, or set FLOWLAB_URL and FLOWLAB_API_KEY to a "
-                f"running server ({exc}).") from exc
+                f"running server ({exc})."
+            ) from exc
         key_path = root / "api_key"
         if not key_path.exists():
             key_path.write_text("fl_key_" + secrets.token_urlsafe(24))
@@ -65,18 +66,31 @@ def ensure_local_server(timeout: float = 30.0) -> tuple[str, str]:
         url = f"http://127.0.0.1:{port}"
         log = open(root / "server.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flowlab", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--data-dir", str(root / "data")],
-            env={**os.environ, "FLOWLAB_API_KEY": key}, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "flowlab",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(root / "data"),
+            ],
+            env={**os.environ, "FLOWLAB_API_KEY": key},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if _healthy(url, key):
                 info_path.write_text(json.dumps({"url": url, "api_key": key, "pid": proc.pid}))
                 return url, key
             time.sleep(0.1)
-        raise ConnectError(f"The local flowlab server did not start within {timeout:.0f} s; see "
-                           f"{root / 'server.log'}.")
+        raise ConnectError(f"The local flowlab server did not start within {timeout:.0f} s; see {root / 'server.log'}.")
 
 
 def stop_local_server() -> bool:

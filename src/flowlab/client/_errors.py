@@ -20,8 +20,9 @@ class Timeout(FlowlabError):
 class APIError(FlowlabError):
     """The server answered with an error; `status` and `detail` come from its problem JSON."""
 
-    def __init__(self, status: int, detail: str, *, field: str | None = None, code: str | None = None,
-                 body: Any = None) -> None:
+    def __init__(
+        self, status: int, detail: str, *, field: str | None = None, code: str | None = None, body: Any = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
@@ -53,13 +54,13 @@ class Conflict(APIError):
 def error_for(status: int, problem: dict[str, Any] | None, fallback: str) -> APIError:
     problem = problem or {}
     detail = problem.get("detail") or fallback
-    kwargs = {"field": problem.get("field"), "code": problem.get("code"), "body": problem}
+    kind: type[APIError] = APIError
     if status in (400, 413, 415, 422):
-        return ValidationError(status, detail, **kwargs)
-    if status in (401, 403):
-        return AuthError(status, detail, **kwargs)
-    if status == 404:
-        return NotFound(status, detail, **kwargs)
-    if status == 409:
-        return Conflict(status, detail, **kwargs)
-    return APIError(status, detail, **kwargs)
+        kind = ValidationError
+    elif status in (401, 403):
+        kind = AuthError
+    elif status == 404:
+        kind = NotFound
+    elif status == 409:
+        kind = Conflict
+    return kind(status, detail, field=problem.get("field"), code=problem.get("code"), body=problem)

@@ -8,11 +8,22 @@ from flowlab import schemas
 from flowlab.client._models import FlowItemStatus
 
 
-def flow_options(allow_ties: bool, pair_selection: str, lease_seconds: float, drain_seconds: float | None,
-                 render_markdown: bool, validation_pairs: Any, gold_rate: float) -> dict[str, Any]:
-    options: dict[str, Any] = {"allow_ties": allow_ties, "pair_selection": pair_selection,
-                               "lease_seconds": lease_seconds, "render_markdown": render_markdown,
-                               "gold_rate": gold_rate}
+def flow_options(
+    allow_ties: bool,
+    pair_selection: str,
+    lease_seconds: float,
+    drain_seconds: float | None,
+    render_markdown: bool,
+    validation_pairs: Any,
+    gold_rate: float,
+) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "allow_ties": allow_ties,
+        "pair_selection": pair_selection,
+        "lease_seconds": lease_seconds,
+        "render_markdown": render_markdown,
+        "gold_rate": gold_rate,
+    }
     if drain_seconds is not None:
         options["drain_seconds"] = drain_seconds
     if validation_pairs:
@@ -40,8 +51,10 @@ class FlowBase:
         return self.config.instruction
 
     def __repr__(self) -> str:
-        return (f"<{type(self).__name__} {self.id} {self.name!r} items={self.config.item_count} "
-                f"thresholds={self.config.min_response_threshold}..{self.config.max_response_threshold}>")
+        return (
+            f"<{type(self).__name__} {self.id} {self.name!r} items={self.config.item_count} "
+            f"thresholds={self.config.min_response_threshold}..{self.config.max_response_threshold}>"
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FlowBase) and other.id == self.id

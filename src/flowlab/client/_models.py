@@ -118,8 +118,10 @@ def matrix_frame(m: schemas.WinLossMatrix) -> pd.DataFrame:
 def votes_frame(votes: list[schemas.Vote], keys: list[str]) -> pd.DataFrame:
     import pandas as pd
 
-    frame = pd.DataFrame([msgspec.structs.asdict(v) for v in votes],
-                         columns=["task_id", "annotator_id", "winner", "loser", "tie", "created_at"])
+    frame = pd.DataFrame(
+        [msgspec.structs.asdict(v) for v in votes],
+        columns=["task_id", "annotator_id", "winner", "loser", "tie", "created_at"],
+    )
     frame["winner_key"] = [keys[i] for i in frame["winner"]]
     frame["loser_key"] = [keys[i] for i in frame["loser"]]
     return frame

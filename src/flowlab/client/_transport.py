@@ -40,10 +40,12 @@ def _headers(api_key: str | None) -> dict[str, str]:
 
 def _translate(exc: httpx.HTTPError, url: str) -> FlowlabError:
     if isinstance(exc, httpx.TimeoutException):
-        return Timeout(f"The flowlab server at {url} did not answer in time ({exc!r}); retry, or raise the "
-                       "client's timeout=.")
-    return ConnectError(f"Could not reach the flowlab server at {url} ({exc!r}). Is `flowlab serve` running, and "
-                        "is FLOWLAB_URL right?")
+        return Timeout(
+            f"The flowlab server at {url} did not answer in time ({exc!r}); retry, or raise the client's timeout=."
+        )
+    return ConnectError(
+        f"Could not reach the flowlab server at {url} ({exc!r}). Is `flowlab serve` running, and is FLOWLAB_URL right?"
+    )
 
 
 def _kwargs(call: core.Call) -> dict[str, Any]:
@@ -55,8 +57,9 @@ def _kwargs(call: core.Call) -> dict[str, Any]:
 
 
 class SyncTransport:
-    def __init__(self, url: str, api_key: str | None, timeout: float,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, url: str, api_key: str | None, timeout: float, transport: httpx.BaseTransport | None = None
+    ) -> None:
         self.url = url
         self.http = httpx.Client(base_url=url, headers=_headers(api_key), timeout=timeout, transport=transport)
 
@@ -96,7 +99,7 @@ class SyncTransport:
                     for line in resp.iter_lines():
                         msg = parser.feed_line(line)
                         if msg is not None and msg.event == plan.event:
-                            event = msgspec.json.decode(msg.data, type=plan.type)
+                            event: Any = msgspec.json.decode(msg.data, type=plan.type)
                             yield event
                             if plan.finished(event):
                                 return
@@ -110,8 +113,9 @@ class SyncTransport:
 
 
 class AsyncTransport:
-    def __init__(self, url: str, api_key: str | None, timeout: float,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, url: str, api_key: str | None, timeout: float, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.url = url
         self.http = httpx.AsyncClient(base_url=url, headers=_headers(api_key), timeout=timeout, transport=transport)
 
@@ -151,7 +155,7 @@ class AsyncTransport:
                     async for line in resp.aiter_lines():
                         msg = parser.feed_line(line)
                         if msg is not None and msg.event == plan.event:
-                            event = msgspec.json.decode(msg.data, type=plan.type)
+                            event: Any = msgspec.json.decode(msg.data, type=plan.type)
                             yield event
                             if plan.finished(event):
                                 return

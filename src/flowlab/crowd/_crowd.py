@@ -67,10 +67,21 @@ class SimulatedCrowd:
         Fetch and answer tasks in batches (the crowd endpoints) instead of one at a time like a page.
     """
 
-    def __init__(self, url: str | None = None, api_key: str | None = None, *, annotators: int = 20,
-                 rate: float = 6000.0, accuracy: float = 0.9, spammer_fraction: float = 0.0,
-                 response_time_cv: float = 0.5, seed: int = 0, bulk: bool = False, batch_size: int = 50,
-                 name: str = "sim") -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        annotators: int = 20,
+        rate: float = 6000.0,
+        accuracy: float = 0.9,
+        spammer_fraction: float = 0.0,
+        response_time_cv: float = 0.5,
+        seed: int = 0,
+        bulk: bool = False,
+        batch_size: int = 50,
+        name: str = "sim",
+    ) -> None:
         if annotators < 1:
             raise ValueError("annotators must be at least 1")
         if rate <= 0:
@@ -85,8 +96,9 @@ class SimulatedCrowd:
         self.rng = random.Random(seed)
         n_spam = round(annotators * spammer_fraction)
         mean = annotators * 60.0 / rate
-        self.profiles = [AnnotatorProfile(f"{name}-{i:03d}", accuracy, mean, spammer=i < n_spam)
-                         for i in range(annotators)]
+        self.profiles = [
+            AnnotatorProfile(f"{name}-{i:03d}", accuracy, mean, spammer=i < n_spam) for i in range(annotators)
+        ]
         self.stats = CrowdStats()
         self._scores: dict[str, list[float]] = {}
         self._gold: dict[str, dict[tuple[str, str], str]] = {}
@@ -124,6 +136,7 @@ class SimulatedCrowd:
 
     def run(self, duration: float) -> CrowdStats:
         """Vote for `duration` seconds in the foreground."""
+
         async def main() -> None:
             stop = asyncio.Event()
             asyncio.get_running_loop().call_later(duration, stop.set)
@@ -191,8 +204,9 @@ class SimulatedCrowd:
                 think = self._think_time(p, rng) - (time.monotonic() - started)
                 if think > 0:
                     await asyncio.sleep(think)
-                r = await http.post(f"/v1/tasks/{task.task_id}/answer", json={"choice": choice, "fetch_next": True},
-                                    headers=headers)
+                r = await http.post(
+                    f"/v1/tasks/{task.task_id}/answer", json={"choice": choice, "fetch_next": True}, headers=headers
+                )
                 if r.status_code == 409:
                     self.stats.rejected += 1
                     continue
@@ -205,8 +219,9 @@ class SimulatedCrowd:
                 self.stats.errors += 1
                 await asyncio.sleep(0.2)
 
-    async def _bulk_round(self, http: httpx.AsyncClient, p: AnnotatorProfile, headers: dict[str, str],
-                          rng: random.Random) -> None:
+    async def _bulk_round(
+        self, http: httpx.AsyncClient, p: AnnotatorProfile, headers: dict[str, str], rng: random.Random
+    ) -> None:
         r = await http.post("/v1/tasks/next-batch", json={"n": self.batch_size, "wait": 2.0}, headers=headers)
         r.raise_for_status()
         batch = _batch_decoder.decode(r.content)
@@ -239,8 +254,9 @@ class SimulatedCrowd:
 
     # ------------------------------------------------------------ the oracle
 
-    async def _choose(self, http: httpx.AsyncClient, p: AnnotatorProfile, task: schemas.Task,
-                      rng: random.Random) -> str:
+    async def _choose(
+        self, http: httpx.AsyncClient, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
+    ) -> str:
         if p.spammer or rng.random() > p.accuracy:
             return rng.choice(("a", "b", "tie") if task.allow_ties else ("a", "b"))
         gold = await self._gold_answer(http, task)
@@ -264,8 +280,9 @@ class SimulatedCrowd:
     async def _gold_answer(self, http: httpx.AsyncClient, task: schemas.Task) -> str | None:
         known = self._gold.get(task.flow_id)
         if known is None:
-            r = await http.get(f"/v1/flows/{task.flow_id}/validation-pairs",
-                               headers={"Authorization": f"Bearer {self.api_key}"})
+            r = await http.get(
+                f"/v1/flows/{task.flow_id}/validation-pairs", headers={"Authorization": f"Bearer {self.api_key}"}
+            )
             r.raise_for_status()
             known = {}
             for pair in msgspec.json.decode(r.content, type=list[schemas.ValidationPair]):

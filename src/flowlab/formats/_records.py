@@ -12,8 +12,9 @@ def _content(d: schemas.Datapoint) -> str:
     return d.text if d.text is not None else (d.url or (f"/media/{d.media}" if d.media else ""))
 
 
-def preference_pairs(datapoints: Sequence[schemas.Datapoint], votes: Sequence[schemas.Vote], *,
-                     prompt: str | None = None) -> list[dict[str, Any]]:
+def preference_pairs(
+    datapoints: Sequence[schemas.Datapoint], votes: Sequence[schemas.Vote], *, prompt: str | None = None
+) -> list[dict[str, Any]]:
     """One record per decisive vote: `{"prompt", "chosen", "rejected", "chosen_key", "rejected_key",
     "annotator_id"}`, the shape DPO-style trainers read. Ties carry no preference and are left out."""
     out = []
@@ -21,13 +22,22 @@ def preference_pairs(datapoints: Sequence[schemas.Datapoint], votes: Sequence[sc
         if v.tie:
             continue
         win, lose = datapoints[v.winner], datapoints[v.loser]
-        out.append({"prompt": prompt or "", "chosen": _content(win), "rejected": _content(lose),
-                    "chosen_key": win.key, "rejected_key": lose.key, "annotator_id": v.annotator_id})
+        out.append(
+            {
+                "prompt": prompt or "",
+                "chosen": _content(win),
+                "rejected": _content(lose),
+                "chosen_key": win.key,
+                "rejected_key": lose.key,
+                "annotator_id": v.annotator_id,
+            }
+        )
     return out
 
 
-def rlhf_task(datapoints: Sequence[schemas.Datapoint], results: Any, *, prompt: str | None = None,
-              instruction: str | None = None) -> dict[str, Any]:
+def rlhf_task(
+    datapoints: Sequence[schemas.Datapoint], results: Any, *, prompt: str | None = None, instruction: str | None = None
+) -> dict[str, Any]:
     """An RLHF task record: the user prompt, each response with its `source_id` (the datapoint key) and its
     ranking annotations, and turn-level annotations naming the preferred response.
 
@@ -37,11 +47,21 @@ def rlhf_task(datapoints: Sequence[schemas.Datapoint], results: Any, *, prompt: 
     messages: list[dict[str, Any]] = [{"role": "user", "content": prompt or ""}]
     for d in datapoints:
         r = by_key[d.key]
-        messages.append({
-            "role": "assistant", "content": _content(d), "source_id": d.key,
-            "annotations": {"bradley_terry_score": r.score, "elo": r.elo, "ci_95": [r.ci_low, r.ci_high],
-                            "rank": r.rank, "votes": r.votes, "wins": r.wins},
-        })
+        messages.append(
+            {
+                "role": "assistant",
+                "content": _content(d),
+                "source_id": d.key,
+                "annotations": {
+                    "bradley_terry_score": r.score,
+                    "elo": r.elo,
+                    "ci_95": [r.ci_low, r.ci_high],
+                    "rank": r.rank,
+                    "votes": r.votes,
+                    "wins": r.wins,
+                },
+            }
+        )
     best = min(results.datapoints, key=lambda r: (r.rank, -r.score)) if results.datapoints else None
     return {
         "messages": messages,
@@ -50,7 +70,8 @@ def rlhf_task(datapoints: Sequence[schemas.Datapoint], results: Any, *, prompt: 
             "ranking": [r.key for r in sorted(results.datapoints, key=lambda r: (r.rank, -r.score))],
             "total_votes": results.total_votes,
             "instruction": instruction,
-            "justification": (f"Preferred by {results.total_votes} pairwise human votes (Bradley–Terry fit)."
-                              if best else None),
+            "justification": (
+                f"Preferred by {results.total_votes} pairwise human votes (Bradley–Terry fit)." if best else None
+            ),
         },
     }

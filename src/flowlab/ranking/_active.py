@@ -268,7 +268,7 @@ def select_pairs(
     if len(chosen) < n_active:
         # Candidates: each datapoint's few best partners. The very best pairs tend to share a datapoint,
         # so a global top list would fill up with pairs the per-batch cap then rejects.
-        k = min(n - 1, 2 * cap + 2)
+        k = min(n - 1, 2 * cap + 6)
         partners = np.argpartition(util, n - k, axis=1)[:, n - k :]
         rows = np.repeat(np.arange(n), k)
         cols = partners.ravel()
@@ -284,8 +284,29 @@ def select_pairs(
             taken.add(pair)
             used[i] += 1
             used[j] += 1
+    if len(chosen) < n_active:
+        # The candidate lists ran dry: pair the datapoints still under the cap greedily, best first.
+        masked = util.copy()
+        np.fill_diagonal(masked, -np.inf)
+        full_rows = used >= cap
+        masked[full_rows, :] = -np.inf
+        masked[:, full_rows] = -np.inf
+        for a, b in taken:
+            masked[a, b] = masked[b, a] = -np.inf
+        while len(chosen) < n_active:
+            flat = int(np.argmax(masked))
+            i, j = divmod(flat, n)
+            if not np.isfinite(masked[i, j]):
+                break
+            chosen.append((min(i, j), max(i, j)))
+            masked[i, j] = masked[j, i] = -np.inf
+            for item in (i, j):
+                used[item] += 1
+                if used[item] >= cap:
+                    masked[item, :] = -np.inf
+                    masked[:, item] = -np.inf
     n_missing = n_pairs - len(chosen)
-    if n_missing:  # exploration, plus anything the caps left unfilled
+    if n_missing:  # exploration, plus anything left unfilled
         extra = select_pairs_uniform(n, n_missing, rng=gen)
         chosen.extend((int(a), int(b)) for a, b in extra)
     arr = np.asarray(chosen, dtype=np.int64).reshape(-1, 2)

@@ -28,10 +28,14 @@ log = logging.getLogger("flowlab.server")
 PROBLEM = "application/problem+json"
 
 
-def _problem(status: int, title: str, detail: str, *, field: str | None = None, code: str | None = None
-             ) -> Response[schemas.Problem]:
-    return Response(schemas.Problem(title=title, status=status, detail=detail, field=field, code=code),
-                    status_code=status, media_type=PROBLEM)
+def _problem(
+    status: int, title: str, detail: str, *, field: str | None = None, code: str | None = None
+) -> Response[schemas.Problem]:
+    return Response(
+        schemas.Problem(title=title, status=status, detail=detail, field=field, code=code),
+        status_code=status,
+        media_type=PROBLEM,
+    )
 
 
 def _service_error(_: Request, exc: ServiceError) -> Response[schemas.Problem]:
@@ -69,14 +73,21 @@ def _http_error(_: Request, exc: HTTPException) -> Response[schemas.Problem]:
 
 
 def _store_failed(_: Request, exc: StoreFailed) -> Response[schemas.Problem]:
-    return _problem(503, "Service Unavailable", f"{exc}. Nothing in this request was acknowledged; restart the "
-                    "server (its database holds everything acknowledged so far) and retry.")
+    return _problem(
+        503,
+        "Service Unavailable",
+        f"{exc}. Nothing in this request was acknowledged; restart the "
+        "server (its database holds everything acknowledged so far) and retry.",
+    )
 
 
 def _unexpected(_: Request, exc: Exception) -> Response[schemas.Problem]:
     log.exception("unhandled error", exc_info=exc)
-    return _problem(500, "Internal Server Error", "flowlab hit an unexpected error; the server log has the "
-                    "traceback. Nothing in this request was acknowledged.")
+    return _problem(
+        500,
+        "Internal Server Error",
+        "flowlab hit an unexpected error; the server log has the traceback. Nothing in this request was acknowledged.",
+    )
 
 
 async def _ticker(service: FlowService) -> None:
@@ -91,9 +102,16 @@ async def _ticker(service: FlowService) -> None:
         await service.wakeup.wait(min(delay, 1.0) + 0.0005)
 
 
-def create_app(data_dir: Path, *, db: Path | None = None, clock: Clock | None = None,
-               admin_key: str | None = None, public_url: str | None = None, max_upload_mb: float = 64.0,
-               seed: int | None = None) -> Litestar:
+def create_app(
+    data_dir: Path,
+    *,
+    db: Path | None = None,
+    clock: Clock | None = None,
+    admin_key: str | None = None,
+    public_url: str | None = None,
+    max_upload_mb: float = 64.0,
+    seed: int | None = None,
+) -> Litestar:
     """Build the app. The database defaults to `<data_dir>/flowlab.sqlite3`; media live in `<data_dir>/media`."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -101,8 +119,9 @@ def create_app(data_dir: Path, *, db: Path | None = None, clock: Clock | None = 
     service = FlowService(store, MediaStore(data_dir / "media"), clock or SystemClock(), seed=seed)
     generated = service.bootstrap(data_dir, admin_key)
     if generated:
-        print(f"flowlab: created the admin API key (also saved in {data_dir / 'admin_key'}):\n  {generated}",
-              flush=True)
+        print(
+            f"flowlab: created the admin API key (also saved in {data_dir / 'admin_key'}):\n  {generated}", flush=True
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -127,8 +146,9 @@ def create_app(data_dir: Path, *, db: Path | None = None, clock: Clock | None = 
             StoreFailed: _store_failed,
             Exception: _unexpected,
         },
-        openapi_config=OpenAPIConfig(title="flowlab", version="1.0",
-                                     description="Continuous human feedback for RLHF: flows, items, votes."),
+        openapi_config=OpenAPIConfig(
+            title="flowlab", version="1.0", description="Continuous human feedback for RLHF: flows, items, votes."
+        ),
         request_max_body_size=int(max_upload_mb * 1024 * 1024),
         debug=False,
     )

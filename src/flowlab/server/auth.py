@@ -44,24 +44,29 @@ class Auth:
 
     def identify(self, authorization: str | None) -> Principal:
         if not authorization or not authorization.lower().startswith("bearer "):
-            raise Unauthorized("Send your API key (or annotator token) as 'Authorization: Bearer <key>'. "
-                               "The SDK reads it from FLOWLAB_API_KEY.")
+            raise Unauthorized(
+                "Send your API key (or annotator token) as 'Authorization: Bearer <key>'. "
+                "The SDK reads it from FLOWLAB_API_KEY."
+            )
         principal = self.by_hash.get(digest(authorization[7:].strip()))
         if principal is None or principal.revoked:
-            raise Unauthorized("This API key or annotator token is not valid (wrong, or revoked). "
-                               "Check FLOWLAB_API_KEY, or ask the server's admin for a new one.")
+            raise Unauthorized(
+                "This API key or annotator token is not valid (wrong, or revoked). "
+                "Check FLOWLAB_API_KEY, or ask the server's admin for a new one."
+            )
         return principal
 
     def researcher(self, authorization: str | None) -> Principal:
         principal = self.identify(authorization)
         if not principal.is_researcher:
-            raise Forbidden("Annotator tokens can only fetch and answer tasks; this route needs a researcher "
-                            "API key.")
+            raise Forbidden("Annotator tokens can only fetch and answer tasks; this route needs a researcher API key.")
         return principal
 
     def annotator(self, authorization: str | None) -> Principal:
         principal = self.identify(authorization)
         if principal.role != "annotator":
-            raise Forbidden("This route is for annotators: create a token with `flowlab annotators create "
-                            "--name NAME` and use it instead of an API key.")
+            raise Forbidden(
+                "This route is for annotators: create a token with `flowlab annotators create "
+                "--name NAME` and use it instead of an API key."
+            )
         return principal

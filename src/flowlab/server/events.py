@@ -11,6 +11,7 @@ from litestar.response.sse import ServerSentEventMessage
 
 from flowlab import schemas
 from flowlab.server import lifecycle
+from flowlab.server.auth import Principal
 from flowlab.server.model import FlowRecord, ItemRecord
 from flowlab.server.service import FlowService
 
@@ -36,8 +37,9 @@ async def _coalesce(last_sent: float) -> float:
     return time.monotonic()
 
 
-async def item_stream(service: FlowService, item: ItemRecord, last_event_id: int | None
-                      ) -> AsyncIterator[ServerSentEventMessage]:
+async def item_stream(
+    service: FlowService, item: ItemRecord, last_event_id: int | None
+) -> AsyncIterator[ServerSentEventMessage]:
     """Each message carries the votes since the previous one, so a client can keep a matrix without refetching."""
     resumed = last_event_id is not None and 0 <= last_event_id <= item.version
     sent_votes = last_event_id // 8 if resumed and last_event_id is not None else 0
@@ -52,9 +54,15 @@ async def item_stream(service: FlowService, item: ItemRecord, last_event_id: int
             last_sent = await _coalesce(last_sent)
             count = item.response_count
             event = schemas.ItemEvent(
-                item_id=item.id, flow_id=item.flow.id, version=item.version,
-                state=item.state, response_count=count,  # type: ignore[arg-type]
-                leases_out=item.leases_out, delta=item.votes[sent_votes:count], full=full)
+                item_id=item.id,
+                flow_id=item.flow.id,
+                version=item.version,
+                state=item.state,
+                response_count=count,  # type: ignore[arg-type]
+                leases_out=item.leases_out,
+                delta=item.votes[sent_votes:count],
+                full=full,
+            )
             yield ServerSentEventMessage(data=_encode(event).decode(), id=event.version, event="item")
             sent_votes, sent_version, full = count, event.version, False
             if lifecycle.is_terminal(item.state):
@@ -64,8 +72,9 @@ async def item_stream(service: FlowService, item: ItemRecord, last_event_id: int
             yield ServerSentEventMessage(comment="keep-alive")
 
 
-async def flow_stream(service: FlowService, flow: FlowRecord, last_event_id: int | None
-                      ) -> AsyncIterator[ServerSentEventMessage]:
+async def flow_stream(
+    service: FlowService, flow: FlowRecord, last_event_id: int | None
+) -> AsyncIterator[ServerSentEventMessage]:
     """Summaries of the items that changed; a (re)connecting subscriber first gets every item."""
     sent: dict[str, int] = {}
     sent_flow_version = -1
@@ -73,21 +82,37 @@ async def flow_stream(service: FlowService, flow: FlowRecord, last_event_id: int
     yield ServerSentEventMessage(retry=1000, comment="flowlab flow stream")
     while True:
         if service.flows.get(flow.id) is not flow:
-            event = schemas.FlowEvent(flow_id=flow.id, version=flow.version, instruction=flow.config.instruction,
-                                      config_version=flow.config.config_version, items=[], deleted=True)
+            event = schemas.FlowEvent(
+                flow_id=flow.id,
+                version=flow.version,
+                instruction=flow.config.instruction,
+                config_version=flow.config.config_version,
+                items=[],
+                deleted=True,
+            )
             yield ServerSentEventMessage(data=_encode(event).decode(), id=flow.version, event="flow")
             return
         if flow.version != sent_flow_version:
             last_sent = await _coalesce(last_sent)
             changed = [i for i in flow.items if sent.get(i.id) != i.version]
             event = schemas.FlowEvent(
-                flow_id=flow.id, version=flow.version, instruction=flow.config.instruction,
+                flow_id=flow.id,
+                version=flow.version,
+                instruction=flow.config.instruction,
                 config_version=flow.config.config_version,
-                items=[schemas.ItemSummary(id=i.id, state=i.state,  # type: ignore[arg-type]
-                                           response_count=i.response_count,
-                                           max_response_threshold=i.config.max_response_threshold,
-                                           min_response_threshold=i.config.min_response_threshold,
-                                           deadline=i.deadline, version=i.version) for i in changed])
+                items=[
+                    schemas.ItemSummary(
+                        id=i.id,
+                        state=i.state,  # type: ignore[arg-type]
+                        response_count=i.response_count,
+                        max_response_threshold=i.config.max_response_threshold,
+                        min_response_threshold=i.config.min_response_threshold,
+                        deadline=i.deadline,
+                        version=i.version,
+                    )
+                    for i in changed
+                ],
+            )
             sent_flow_version = flow.version
             for i in changed:
                 sent[i.id] = i.version
@@ -118,14 +143,15 @@ async def wait_for_flow(service: FlowService, flow: FlowRecord, since: int, time
     return service.flow_view(flow)
 
 
-async def annotator_stream(service: FlowService) -> AsyncIterator[ServerSentEventMessage]:
+async def annotator_stream(service: FlowService, who: Principal) -> AsyncIterator[ServerSentEventMessage]:
     """Tells an idle page or crowd that work arrived, or that a researcher preheated the server."""
     service.annotator_listeners += 1
     try:
         hot_seen = service.hot_until
-        yield ServerSentEventMessage(retry=1000, event="hello",
-                                     data=_encode({"poll_interval": service.poll_interval}).decode())
-        while True:
+        yield ServerSentEventMessage(
+            retry=1000, event="hello", data=_encode({"poll_interval": service.poll_interval}).decode()
+        )
+        while not who.revoked:
             woke = await service.work.wait(KEEPALIVE_SECONDS)
             if service.hot_until != hot_seen:
                 hot_seen = service.hot_until

@@ -11,14 +11,32 @@ from flowlab.server.errors import Unsupported
 
 # Kinds flowlab can show an annotator. SVG is left out on purpose: it can carry script.
 ALLOWED: dict[str, str] = {
-    "image/png": "image", "image/jpeg": "image", "image/gif": "image", "image/webp": "image",
-    "image/bmp": "image", "image/avif": "image",
-    "audio/wav": "audio", "audio/mpeg": "audio", "audio/ogg": "audio", "audio/flac": "audio",
-    "audio/webm": "audio", "audio/mp4": "audio", "audio/aac": "audio",
-    "video/mp4": "video", "video/webm": "video", "video/ogg": "video", "video/quicktime": "video",
+    "image/png": "image",
+    "image/jpeg": "image",
+    "image/gif": "image",
+    "image/webp": "image",
+    "image/bmp": "image",
+    "image/avif": "image",
+    "audio/wav": "audio",
+    "audio/mpeg": "audio",
+    "audio/ogg": "audio",
+    "audio/flac": "audio",
+    "audio/webm": "audio",
+    "audio/mp4": "audio",
+    "audio/aac": "audio",
+    "video/mp4": "video",
+    "video/webm": "video",
+    "video/ogg": "video",
+    "video/quicktime": "video",
 }
-ALIASES = {"audio/x-wav": "audio/wav", "audio/wave": "audio/wav", "audio/x-flac": "audio/flac",
-           "audio/mp3": "audio/mpeg", "image/jpg": "image/jpeg", "audio/x-m4a": "audio/mp4"}
+ALIASES = {
+    "audio/x-wav": "audio/wav",
+    "audio/wave": "audio/wav",
+    "audio/x-flac": "audio/flac",
+    "audio/mp3": "audio/mpeg",
+    "image/jpg": "image/jpeg",
+    "audio/x-m4a": "audio/mp4",
+}
 
 
 def sniff(data: bytes) -> str | None:
@@ -68,7 +86,9 @@ def classify(data: bytes, declared: str | None, filename: str | None) -> tuple[s
         raise Unsupported(
             f"flowlab cannot recognise this file{f' ({filename})' if filename else ''} as an image, audio "
             f"or video it can show; upload one of: {', '.join(sorted(ALLOWED))}.",
-            field="body", code="unknown_media_type")
+            field="body",
+            code="unknown_media_type",
+        )
     # Containers that hold either audio or video take the kind the uploader declared.
     if found in ("audio/ogg", "video/webm") and claimed in ("video/ogg", "audio/webm", "audio/ogg", "video/webm"):
         found = claimed

@@ -77,8 +77,16 @@ class Lease:
 
     __slots__ = ("a", "annotator_id", "b", "expires_at", "gold", "item", "task_id")
 
-    def __init__(self, task_id: str, item: ItemRecord, a: int, b: int, annotator_id: str, expires_at: float,
-                 gold: schemas.ValidationPair | None = None) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        item: ItemRecord,
+        a: int,
+        b: int,
+        annotator_id: str,
+        expires_at: float,
+        gold: schemas.ValidationPair | None = None,
+    ) -> None:
         self.task_id = task_id
         self.item = item
         self.a = a
@@ -116,16 +124,50 @@ class PairQueue:
 
 class ItemRecord:
     __slots__ = (
-        "changed", "config", "context", "context_assets", "created_at", "datapoints", "deadline", "ended_at",
-        "fit", "fit_version", "flow", "id", "keys", "leases", "pair_queue", "private_metadata", "reason",
-        "requeue", "started_at", "state", "ttl", "vote_info", "votes", "wins",
+        "changed",
+        "config",
+        "context",
+        "context_assets",
+        "created_at",
+        "datapoints",
+        "deadline",
+        "ended_at",
+        "fit",
+        "fit_version",
+        "flow",
+        "id",
+        "keys",
+        "leases",
+        "pair_queue",
+        "private_metadata",
+        "reason",
+        "requeue",
+        "started_at",
+        "state",
+        "ttl",
+        "vote_info",
+        "votes",
+        "wins",
     )
 
-    def __init__(self, *, id: str, flow: FlowRecord, config: FlowConfig, datapoints: list[schemas.Datapoint],
-                 context: str | None, context_assets: list[schemas.ContextAsset],
-                 private_metadata: dict[str, Any] | None, ttl: float, created_at: float, rng: random.Random,
-                 state: str = "Pending", started_at: float | None = None, ended_at: float | None = None,
-                 reason: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        id: str,
+        flow: FlowRecord,
+        config: FlowConfig,
+        datapoints: list[schemas.Datapoint],
+        context: str | None,
+        context_assets: list[schemas.ContextAsset],
+        private_metadata: dict[str, Any] | None,
+        ttl: float,
+        created_at: float,
+        rng: random.Random,
+        state: str = "Pending",
+        started_at: float | None = None,
+        ended_at: float | None = None,
+        reason: str | None = None,
+    ) -> None:
         self.id = id
         self.flow = flow
         self.config = config

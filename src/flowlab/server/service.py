@@ -24,7 +24,7 @@ from flowlab import schemas
 from flowlab.server import lifecycle
 from flowlab.server.auth import KEY_PREFIX, TOKEN_PREFIX, Auth, Principal, digest, new_secret
 from flowlab.server.clock import Clock
-from flowlab.server.errors import Conflict, Forbidden, Invalid, NotFound
+from flowlab.server.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from flowlab.server.media import MediaStore, classify
 from flowlab.server.model import FlowConfig, FlowRecord, ItemRecord, Lease, Signal
 from flowlab.server.store import Op, Snapshot
@@ -90,6 +90,7 @@ class FlowService:
         self.wakeup = Signal()  # the lifecycle ticker waits on this
         self.hot_until = 0.0
         self.annotator_listeners = 0
+        self.admin_ids: set[str] = set()
 
     # ------------------------------------------------------------ start-up
 
@@ -108,9 +109,14 @@ class FlowService:
         return key
 
     def restore(self, snap: Snapshot) -> None:
+        self.admin_ids |= {row["id"] for row in snap.keys if row["admin"]}
         for row in snap.keys:
-            self.auth.add(row["key_hash"], Principal(row["id"], row["name"], "admin" if row["admin"] else
-                                                     "researcher", revoked=bool(row["revoked"])))
+            self.auth.add(
+                row["key_hash"],
+                Principal(
+                    row["id"], row["name"], "admin" if row["admin"] else "researcher", revoked=bool(row["revoked"])
+                ),
+            )
         for row in snap.annotators:
             p = Principal(row["id"], row["name"], "annotator", owner=row["owner"], revoked=bool(row["revoked"]))
             self.auth.add(row["token_hash"], p)
@@ -124,21 +130,35 @@ class FlowService:
                 continue
             try:
                 body = msgspec.json.decode(row["body"], type=_ItemBody)
-                item = self._make_item(row["id"], flow, body, row["created_at"], state=row["state"],
-                                       started_at=row["started_at"], ended_at=row["ended_at"],
-                                       reason=row["reason"])
+                item = self._make_item(
+                    row["id"],
+                    flow,
+                    body,
+                    row["created_at"],
+                    state=row["state"],
+                    started_at=row["started_at"],
+                    ended_at=row["ended_at"],
+                    reason=row["reason"],
+                )
             except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
                 log.error("item %s could not be restored: %s", row["id"], exc)
-                self.store.write_now([("UPDATE items SET state='Failed', reason=? WHERE id=?",
-                                       (f"could not be restored: {exc}", row["id"]))])
+                self.store.write_now(
+                    [
+                        (
+                            "UPDATE items SET state='Failed', reason=? WHERE id=?",
+                            (f"could not be restored: {exc}", row["id"]),
+                        )
+                    ]
+                )
                 continue
             self.items[item.id] = item
             flow.items.append(item)
         for v in snap.votes:
-            item = self.items.get(v["item_id"])
-            if item is not None:
-                item.add_vote(v["winner"], v["loser"], bool(v["tie"]), v["task_id"], v["annotator_id"],
-                              v["created_at"])
+            voted = self.items.get(v["item_id"])
+            if voted is not None:
+                voted.add_vote(
+                    v["winner"], v["loser"], bool(v["tie"]), v["task_id"], v["annotator_id"], v["created_at"]
+                )
                 self._remember(v["task_id"], "accepted", v["annotator_id"])
             info = self.annotators.get(v["annotator_id"])
             if info is not None:
@@ -176,11 +196,15 @@ class FlowService:
     def _add_key(self, key: str, name: str, *, admin: bool, sync: bool = False) -> tuple[Principal, Op]:
         principal = Principal(_new_id("key"), name, "admin" if admin else "researcher")
         h = digest(key)
-        op: Op = ("INSERT INTO keys (id, name, key_hash, admin, created_at) VALUES (?,?,?,?,?)",
-                  (principal.id, name, h, int(admin), self.clock.now()))
+        op: Op = (
+            "INSERT INTO keys (id, name, key_hash, admin, created_at) VALUES (?,?,?,?,?)",
+            (principal.id, name, h, int(admin), self.clock.now()),
+        )
         if sync:
             self.store.write_now([op])
         self.auth.add(h, principal)
+        if admin:
+            self.admin_ids.add(principal.id)
         return principal, op
 
     async def create_key(self, who: Principal, name: str) -> schemas.KeyCreated:
@@ -197,16 +221,26 @@ class FlowService:
         token = new_secret(TOKEN_PREFIX)
         principal = Principal(_new_id("ann"), name, "annotator", owner=who.id)
         now = self.clock.now()
-        await self.store.write([("INSERT INTO annotators (id, name, token_hash, owner, created_at) "
-                                 "VALUES (?,?,?,?,?)", (principal.id, name, digest(token), who.id, now))])
+        await self.store.write(
+            [
+                (
+                    "INSERT INTO annotators (id, name, token_hash, owner, created_at) VALUES (?,?,?,?,?)",
+                    (principal.id, name, digest(token), who.id, now),
+                )
+            ]
+        )
         self.auth.add(digest(token), principal)
         self.annotators[principal.id] = AnnotatorInfo(principal, now)
-        return schemas.AnnotatorCreated(id=principal.id, name=name, token=token,
-                                        join_url=f"{base_url.rstrip('/')}/annotate#token={token}")
+        return schemas.AnnotatorCreated(
+            id=principal.id, name=name, token=token, join_url=f"{base_url.rstrip('/')}/annotate#token={token}"
+        )
 
     def list_annotators(self, who: Principal) -> list[schemas.AnnotatorStats]:
-        return [self._annotator_stats(a) for a in self.annotators.values()
-                if who.role == "admin" or a.principal.owner == who.id]
+        return [
+            self._annotator_stats(a)
+            for a in self.annotators.values()
+            if who.role == "admin" or a.principal.owner == who.id
+        ]
 
     def annotator_stats(self, annotator_id: str) -> schemas.AnnotatorStats:
         return self._annotator_stats(self.annotators[annotator_id])
@@ -214,10 +248,16 @@ class FlowService:
     @staticmethod
     def _annotator_stats(a: AnnotatorInfo) -> schemas.AnnotatorStats:
         return schemas.AnnotatorStats(
-            id=a.principal.id, name=a.principal.name, created_at=a.created_at, revoked=a.principal.revoked,
-            votes=a.votes, gold_answered=a.gold_answered, gold_correct=a.gold_correct,
+            id=a.principal.id,
+            name=a.principal.name,
+            created_at=a.created_at,
+            revoked=a.principal.revoked,
+            votes=a.votes,
+            gold_answered=a.gold_answered,
+            gold_correct=a.gold_correct,
             gold_agreement=(a.gold_correct / a.gold_answered) if a.gold_answered else None,
-            last_seen=a.last_seen)
+            last_seen=a.last_seen,
+        )
 
     async def revoke_annotator(self, who: Principal, annotator_id: str) -> None:
         info = self.annotators.get(annotator_id)
@@ -231,18 +271,29 @@ class FlowService:
     def flow_view(self, flow: FlowRecord) -> schemas.Flow:
         c = flow.config
         return schemas.Flow(
-            id=flow.id, name=c.name, instruction=c.instruction, max_response_threshold=c.max_response_threshold,
-            min_response_threshold=c.min_response_threshold, allow_ties=c.allow_ties,
-            pair_selection=c.pair_selection, lease_seconds=c.lease_seconds, drain_seconds=c.drain_seconds,
-            render_markdown=c.render_markdown, gold_rate=c.gold_rate,
-            validation_pair_count=len(c.validation_pairs), config_version=c.config_version,
-            created_at=flow.created_at, updated_at=flow.updated_at, item_count=len(flow.items), owner=flow.owner)
+            id=flow.id,
+            name=c.name,
+            instruction=c.instruction,
+            max_response_threshold=c.max_response_threshold,
+            min_response_threshold=c.min_response_threshold,
+            allow_ties=c.allow_ties,
+            pair_selection=c.pair_selection,
+            lease_seconds=c.lease_seconds,
+            drain_seconds=c.drain_seconds,
+            render_markdown=c.render_markdown,
+            gold_rate=c.gold_rate,
+            validation_pair_count=len(c.validation_pairs),
+            config_version=c.config_version,
+            created_at=flow.created_at,
+            updated_at=flow.updated_at,
+            item_count=len(flow.items),
+            owner=flow.owner,
+        )
 
     def get_flow(self, who: Principal, flow_id: str) -> FlowRecord:
         flow = self.flows.get(flow_id)
         if flow is None or flow.owner != who.id:
-            raise NotFound(f"No flow {flow_id!r} belongs to this API key; list yours with "
-                           "client.flow.find_flows().")
+            raise NotFound(f"No flow {flow_id!r} belongs to this API key; list yours with client.flow.find_flows().")
         return flow
 
     def list_flows(self, who: Principal, limit: int) -> list[schemas.Flow]:
@@ -254,18 +305,31 @@ class FlowService:
 
     async def create_flow(self, who: Principal, req: schemas.FlowCreate) -> schemas.Flow:
         cfg = FlowConfig(
-            name=_require_text(req.name, "name"), instruction=_require_text(req.instruction, "instruction"),
+            name=_require_text(req.name, "name"),
+            instruction=_require_text(req.instruction, "instruction"),
             max_response_threshold=req.max_response_threshold,
-            min_response_threshold=(req.max_response_threshold if req.min_response_threshold is None
-                                    else req.min_response_threshold),
-            allow_ties=req.allow_ties, pair_selection=req.pair_selection, lease_seconds=req.lease_seconds,
-            drain_seconds=req.drain_seconds, render_markdown=req.render_markdown, gold_rate=req.gold_rate,
-            validation_pairs=req.validation_pairs)
+            min_response_threshold=(
+                req.max_response_threshold if req.min_response_threshold is None else req.min_response_threshold
+            ),
+            allow_ties=req.allow_ties,
+            pair_selection=req.pair_selection,
+            lease_seconds=req.lease_seconds,
+            drain_seconds=req.drain_seconds,
+            render_markdown=req.render_markdown,
+            gold_rate=req.gold_rate,
+            validation_pairs=req.validation_pairs,
+        )
         self._check_config(cfg)
         now = self.clock.now()
         flow = FlowRecord(_new_id("flow"), who.id, cfg, now, now)
-        await self.store.write([("INSERT INTO flows (id, owner, config, created_at, updated_at) VALUES (?,?,?,?,?)",
-                                 (flow.id, who.id, _json.encode(cfg), now, now))])
+        await self.store.write(
+            [
+                (
+                    "INSERT INTO flows (id, owner, config, created_at, updated_at) VALUES (?,?,?,?,?)",
+                    (flow.id, who.id, _json.encode(cfg), now, now),
+                )
+            ]
+        )
         self.flows[flow.id] = flow
         return self.flow_view(flow)
 
@@ -274,14 +338,18 @@ class FlowService:
         changes = {f: getattr(req, f) for f in req.__struct_fields__ if getattr(req, f) is not None}
         if "instruction" in changes:
             changes["instruction"] = _require_text(changes["instruction"], "instruction")
-        if "max_response_threshold" in changes and "min_response_threshold" not in changes \
-                and flow.config.min_response_threshold > changes["max_response_threshold"]:
+        if (
+            "max_response_threshold" in changes
+            and "min_response_threshold" not in changes
+            and flow.config.min_response_threshold > changes["max_response_threshold"]
+        ):
             changes["min_response_threshold"] = changes["max_response_threshold"]
         cfg = msgspec.structs.replace(flow.config, **changes, config_version=flow.config.config_version + 1)
         self._check_config(cfg)
         now = self.clock.now()
-        await self.store.write([("UPDATE flows SET config=?, updated_at=? WHERE id=?",
-                                 (_json.encode(cfg), now, flow.id))])
+        await self.store.write(
+            [("UPDATE flows SET config=?, updated_at=? WHERE id=?", (_json.encode(cfg), now, flow.id))]
+        )
         flow.config, flow.updated_at = cfg, now
         flow.touch()
         return self.flow_view(flow)
@@ -289,7 +357,10 @@ class FlowService:
     async def delete_flow(self, who: Principal, flow_id: str) -> None:
         flow = self.get_flow(who, flow_id)
         ids = [i.id for i in flow.items]
-        ops: list[Op] = [("DELETE FROM flows WHERE id=?", (flow.id,)), ("DELETE FROM items WHERE flow_id=?", (flow.id,))]
+        ops: list[Op] = [
+            ("DELETE FROM flows WHERE id=?", (flow.id,)),
+            ("DELETE FROM items WHERE flow_id=?", (flow.id,)),
+        ]
         ops += [("DELETE FROM votes WHERE item_id=?", (i,)) for i in ids]
         await self.store.write(ops)
         for item in flow.items:
@@ -303,14 +374,18 @@ class FlowService:
     @staticmethod
     def _check_config(cfg: FlowConfig) -> None:
         if cfg.max_response_threshold < 1:
-            raise Invalid("max_response_threshold must be at least 1 (votes per flow item).",
-                          field="max_response_threshold")
+            raise Invalid(
+                "max_response_threshold must be at least 1 (votes per flow item).", field="max_response_threshold"
+            )
         if cfg.min_response_threshold < 0:
             raise Invalid("min_response_threshold cannot be negative.", field="min_response_threshold")
         if cfg.min_response_threshold > cfg.max_response_threshold:
-            raise Invalid(f"min_response_threshold ({cfg.min_response_threshold}) is above "
-                          f"max_response_threshold ({cfg.max_response_threshold}); lower the minimum or raise "
-                          "the maximum.", field="min_response_threshold")
+            raise Invalid(
+                f"min_response_threshold ({cfg.min_response_threshold}) is above "
+                f"max_response_threshold ({cfg.max_response_threshold}); lower the minimum or raise "
+                "the maximum.",
+                field="min_response_threshold",
+            )
         if not 0 < cfg.lease_seconds <= MAX_LEASE:
             raise Invalid(f"lease_seconds must be in (0, {MAX_LEASE:.0f}].", field="lease_seconds")
         if cfg.drain_seconds is not None and cfg.drain_seconds < 0:
@@ -318,16 +393,19 @@ class FlowService:
         if not 0.0 <= cfg.gold_rate <= 1.0:
             raise Invalid("gold_rate is a probability: give a number from 0 to 1.", field="gold_rate")
         if cfg.allow_ties is False and any(p.answer == "tie" for p in cfg.validation_pairs):
-            raise Invalid("A validation pair answers 'tie' but the flow does not allow ties; set allow_ties=True.",
-                          field="validation_pairs")
+            raise Invalid(
+                "A validation pair answers 'tie' but the flow does not allow ties; set allow_ties=True.",
+                field="validation_pairs",
+            )
 
     # ------------------------------------------------------------ items
 
     def get_item(self, who: Principal, item_id: str) -> ItemRecord:
         item = self.items.get(item_id)
         if item is None or item.flow.owner != who.id:
-            raise NotFound(f"No flow item {item_id!r} belongs to this API key; list a flow's items with "
-                           "flow.get_flow_items().")
+            raise NotFound(
+                f"No flow item {item_id!r} belongs to this API key; list a flow's items with flow.get_flow_items()."
+            )
         return item
 
     async def create_item(self, who: Principal, flow_id: str, req: schemas.ItemCreate) -> schemas.ItemStatus:
@@ -336,20 +414,38 @@ class FlowService:
         if n < 2:
             raise Invalid(f"A flow batch needs at least 2 datapoints to compare; got {n}.", field="datapoints")
         if n > MAX_DATAPOINTS:
-            raise Invalid(f"A flow batch holds at most {MAX_DATAPOINTS} datapoints; got {n}. Split it into "
-                          "several batches.", field="datapoints")
-        if not (isinstance(req.time_to_live, int | float) and math.isfinite(req.time_to_live)
-                and 0 < req.time_to_live <= MAX_TTL):
-            raise Invalid(f"time_to_live must be a number of seconds above 0 and at most {MAX_TTL:.0f} "
-                          f"(7 days); got {req.time_to_live}.", field="time_to_live")
+            raise Invalid(
+                f"A flow batch holds at most {MAX_DATAPOINTS} datapoints; got {n}. Split it into several batches.",
+                field="datapoints",
+            )
+        if not (
+            isinstance(req.time_to_live, int | float)
+            and math.isfinite(req.time_to_live)
+            and 0 < req.time_to_live <= MAX_TTL
+        ):
+            raise Invalid(
+                f"time_to_live must be a number of seconds above 0 and at most {MAX_TTL:.0f} "
+                f"(7 days); got {req.time_to_live}.",
+                field="time_to_live",
+            )
         body = _ItemBody(
-            config=flow.config, datapoints=self._datapoints(req.datapoints),
-            context=req.context, context_assets=[self._asset(a, i) for i, a in enumerate(req.context_assets)],
-            private_metadata=req.private_metadata, ttl=float(req.time_to_live))
+            config=flow.config,
+            datapoints=self._datapoints(req.datapoints),
+            context=req.context,
+            context_assets=[self._asset(a, i) for i, a in enumerate(req.context_assets)],
+            private_metadata=req.private_metadata,
+            ttl=float(req.time_to_live),
+        )
         now = self.clock.now()
         item = self._make_item(_new_id("item"), flow, body, now)
-        await self.store.write([("INSERT INTO items (id, flow_id, body, created_at, state) VALUES (?,?,?,?,?)",
-                                 (item.id, flow.id, _json.encode(body), now, item.state))])
+        await self.store.write(
+            [
+                (
+                    "INSERT INTO items (id, flow_id, body, created_at, state) VALUES (?,?,?,?,?)",
+                    (item.id, flow.id, _json.encode(body), now, item.state),
+                )
+            ]
+        )
         self.items[item.id] = item
         self.active[item.id] = item
         flow.items.append(item)
@@ -358,12 +454,22 @@ class FlowService:
         self.wakeup.fire()
         return self.item_status(item)
 
-    def _make_item(self, item_id: str, flow: FlowRecord, body: _ItemBody, created_at: float, **state: Any
-                   ) -> ItemRecord:
-        return ItemRecord(id=item_id, flow=flow, config=body.config, datapoints=body.datapoints,
-                          context=body.context, context_assets=body.context_assets,
-                          private_metadata=body.private_metadata, ttl=body.ttl, created_at=created_at,
-                          rng=random.Random(self.rng.random()), **state)
+    def _make_item(
+        self, item_id: str, flow: FlowRecord, body: _ItemBody, created_at: float, **state: Any
+    ) -> ItemRecord:
+        return ItemRecord(
+            id=item_id,
+            flow=flow,
+            config=body.config,
+            datapoints=body.datapoints,
+            context=body.context,
+            context_assets=body.context_assets,
+            private_metadata=body.private_metadata,
+            ttl=body.ttl,
+            created_at=created_at,
+            rng=random.Random(self.rng.random()),
+            **state,
+        )
 
     def _datapoints(self, given: list[schemas.DatapointIn]) -> list[schemas.Datapoint]:
         out: list[schemas.Datapoint] = []
@@ -373,84 +479,144 @@ class FlowService:
             kind, text, url, media, media_type = self._content(d, field)
             base = d.id if d.id is not None else (d.name or text or url or media or str(i))
             if d.id is not None and d.id in seen:
-                raise Invalid(f"Two datapoints share the id {d.id!r}; ids must be unique within a batch.",
-                              field=f"{field}.id")
+                raise Invalid(
+                    f"Two datapoints share the id {d.id!r}; ids must be unique within a batch.", field=f"{field}.id"
+                )
             count = seen.get(base, 0)
             seen[base] = count + 1
             # Identical generations are common in RL; they stay apart by a suffix (pass ids to choose keys).
             key = base if count == 0 else f"{base}#{count + 1}"
-            out.append(schemas.Datapoint(index=i, key=key, kind=kind, text=text, url=url, media=media,
-                                         media_type=media_type, name=d.name, private_metadata=d.private_metadata))
+            out.append(
+                schemas.Datapoint(
+                    index=i,
+                    key=key,
+                    kind=kind,
+                    text=text,
+                    url=url,
+                    media=media,
+                    media_type=media_type,
+                    name=d.name,
+                    private_metadata=d.private_metadata,
+                )
+            )
         return out
 
-    def _content(self, d: schemas.DatapointIn | schemas.ContextAsset, field: str
-                 ) -> tuple[schemas.DatapointKind, str | None, str | None, str | None, str | None]:
+    def _content(
+        self, d: schemas.DatapointIn | schemas.ContextAsset, field: str
+    ) -> tuple[schemas.DatapointKind, str | None, str | None, str | None, str | None]:
         given = [x for x in (d.text, d.url, d.media) if x is not None]
         if len(given) != 1:
-            raise Invalid("Each datapoint needs exactly one of text, url or media (an uploaded file's sha256); "
-                          f"this one has {len(given)}.", field=field)
+            raise Invalid(
+                "Each datapoint needs exactly one of text, url or media (an uploaded file's sha256); "
+                f"this one has {len(given)}.",
+                field=field,
+            )
         if d.text is not None:
             if len(d.text) > MAX_TEXT_CHARS:
                 raise Invalid(f"Text datapoints hold at most {MAX_TEXT_CHARS} characters.", field=f"{field}.text")
             return "text", d.text, None, None, None
         if d.url is not None:
             if urlsplit(d.url).scheme not in ("http", "https"):
-                raise Invalid(f"URL datapoints must be http(s); got {d.url[:80]!r}. Pass local files as paths so "
-                              "the SDK uploads them.", field=f"{field}.url")
+                raise Invalid(
+                    f"URL datapoints must be http(s); got {d.url[:80]!r}. Pass local files as paths so "
+                    "the SDK uploads them.",
+                    field=f"{field}.url",
+                )
             return d.kind or _kind_from_url(d.url), None, d.url, None, d.media_type
         assert d.media is not None
         known = self.media_index.get(d.media)
         if known is None:
-            raise Invalid(f"No uploaded file has sha256 {d.media!r}; upload it first (POST /v1/media; the SDK does "
-                          "this for local paths).", field=f"{field}.media")
+            raise Invalid(
+                f"No uploaded file has sha256 {d.media!r}; upload it first (POST /v1/media; the SDK does "
+                "this for local paths).",
+                field=f"{field}.media",
+            )
         media_type, kind, _ = known
         return kind, None, None, d.media, media_type  # type: ignore[return-value]
 
     def _asset(self, a: schemas.ContextAsset, i: int) -> schemas.ContextAsset:
         kind, text, url, media, media_type = self._content(a, f"context_assets[{i}]")
+        if media is not None:
+            url = f"/media/{media}"  # what a page needs to show it, as for datapoints
         return schemas.ContextAsset(kind=kind, text=text, url=url, media=media, media_type=media_type, name=a.name)
 
     def item_status(self, item: ItemRecord) -> schemas.ItemStatus:
         c = item.config
         return schemas.ItemStatus(
-            id=item.id, flow_id=item.flow.id, state=item.state,  # type: ignore[arg-type]
-            response_count=item.response_count, min_response_threshold=c.min_response_threshold,
-            max_response_threshold=c.max_response_threshold, instruction=c.instruction,
-            config_version=c.config_version, context=item.context, n_datapoints=len(item.datapoints),
-            keys=item.keys, created_at=item.created_at, started_at=item.started_at, deadline=item.deadline,
-            ended_at=item.ended_at, time_to_live=item.ttl, leases_out=item.leases_out, version=item.version,
-            server_time=self.clock.now(), reason=item.reason)
+            id=item.id,
+            flow_id=item.flow.id,
+            state=item.state,  # type: ignore[arg-type]
+            response_count=item.response_count,
+            min_response_threshold=c.min_response_threshold,
+            max_response_threshold=c.max_response_threshold,
+            instruction=c.instruction,
+            config_version=c.config_version,
+            context=item.context,
+            n_datapoints=len(item.datapoints),
+            keys=item.keys,
+            created_at=item.created_at,
+            started_at=item.started_at,
+            deadline=item.deadline,
+            ended_at=item.ended_at,
+            time_to_live=item.ttl,
+            leases_out=item.leases_out,
+            version=item.version,
+            server_time=self.clock.now(),
+            reason=item.reason,
+        )
 
     def item_detail(self, item: ItemRecord) -> schemas.ItemDetail:
-        return schemas.ItemDetail(status=self.item_status(item), datapoints=item.datapoints,
-                                  context_assets=item.context_assets, private_metadata=item.private_metadata)
+        return schemas.ItemDetail(
+            status=self.item_status(item),
+            datapoints=item.datapoints,
+            context_assets=item.context_assets,
+            private_metadata=item.private_metadata,
+        )
 
     def list_items(self, who: Principal, flow_id: str) -> list[schemas.ItemStatus]:
         return [self.item_status(i) for i in self.get_flow(who, flow_id).items]
 
     def matrix(self, item: ItemRecord) -> schemas.WinLossMatrix:
-        return schemas.WinLossMatrix(keys=item.keys, counts=item.wins.tolist(),
-                                     response_count=item.response_count, version=item.version)
+        return schemas.WinLossMatrix(
+            keys=item.keys, counts=item.wins.tolist(), response_count=item.response_count, version=item.version
+        )
 
     def votes(self, item: ItemRecord) -> list[schemas.Vote]:
-        return [schemas.Vote(task_id=t, annotator_id=a, winner=w, loser=lo, tie=bool(tie), created_at=at)
-                for (w, lo, tie), (t, a, at) in zip(item.votes, item.vote_info, strict=True)]
+        return [
+            schemas.Vote(task_id=t, annotator_id=a, winner=w, loser=lo, tie=bool(tie), created_at=at)
+            for (w, lo, tie), (t, a, at) in zip(item.votes, item.vote_info, strict=True)
+        ]
 
     def results(self, item: ItemRecord) -> schemas.ItemResults:
         fit = self._fit(item)
         wins = item.wins
         played = wins.sum(axis=1) + wins.sum(axis=0)
         won = wins.sum(axis=1)
-        dps = [schemas.DatapointResult(
-            key=item.keys[i], index=i, score=float(fit.scores[i]), elo=float(fit.elo[i]),
-            ci_low=float(fit.ci_low[i]), ci_high=float(fit.ci_high[i]), rank=int(fit.ranks[i]),
-            rank_low=int(fit.rank_low[i]), rank_high=int(fit.rank_high[i]),
-            votes=int(round(played[i])), wins=float(won[i])) for i in range(len(item.keys))]
+        dps = [
+            schemas.DatapointResult(
+                key=item.keys[i],
+                index=i,
+                score=float(fit.scores[i]),
+                elo=float(fit.elo[i]),
+                ci_low=float(fit.ci_low[i]),
+                ci_high=float(fit.ci_high[i]),
+                rank=int(fit.ranks[i]),
+                rank_low=int(fit.rank_low[i]),
+                rank_high=int(fit.rank_high[i]),
+                votes=int(round(played[i])),
+                wins=float(won[i]),
+            )
+            for i in range(len(item.keys))
+        ]
         dps.sort(key=lambda d: (d.rank, -d.score))
-        return schemas.ItemResults(item_id=item.id, state=item.state,  # type: ignore[arg-type]
-                                   total_votes=item.response_count,
-                                   partial=not lifecycle.is_terminal(item.state), datapoints=dps,
-                                   version=item.version)
+        return schemas.ItemResults(
+            item_id=item.id,
+            state=item.state,  # type: ignore[arg-type]
+            total_votes=item.response_count,
+            partial=not lifecycle.is_terminal(item.state),
+            datapoints=dps,
+            version=item.version,
+        )
 
     def _fit(self, item: ItemRecord) -> Any:
         from flowlab import ranking
@@ -473,8 +639,10 @@ class FlowService:
 
     @staticmethod
     def _state_op(item: ItemRecord) -> Op:
-        return ("UPDATE items SET state=?, started_at=?, ended_at=?, reason=? WHERE id=?",
-                (item.state, item.started_at, item.ended_at, item.reason, item.id))
+        return (
+            "UPDATE items SET state=?, started_at=?, ended_at=?, reason=? WHERE id=?",
+            (item.state, item.started_at, item.ended_at, item.reason, item.id),
+        )
 
     def _set_state(self, item: ItemRecord, state: str, now: float, *, reason: str | None = None) -> None:
         item.state = state
@@ -518,7 +686,7 @@ class FlowService:
     def _persist_later(self, ops: list[Op]) -> None:
         # State changes are re-derivable from deadlines and votes, so nobody waits on their commit.
         fut = self.store.submit(ops)
-        fut.add_done_callback(lambda f: f.exception() and log.error("state write failed: %s", f.exception()))
+        fut.add_done_callback(_log_failure)
 
     def expire_leases(self, now: float) -> None:
         heap = self.lease_heap
@@ -559,8 +727,10 @@ class FlowService:
         self.expire_leases(now)
         best: ItemRecord | None = None
         best_key: tuple[int, float, int] | None = None
+        # An annotator made with the admin key works on every flow; one made by a researcher, on theirs only.
+        scope = None if who.owner in self.admin_ids else who.owner
         for item in self.active.values():
-            if lifecycle.can_serve(item, now):
+            if (scope is None or item.flow.owner == scope) and lifecycle.can_serve(item, now):
                 key = lifecycle.serve_priority(item)
                 if best_key is None or key < best_key:
                     best, best_key = item, key
@@ -592,8 +762,9 @@ class FlowService:
         if item.config.pair_selection == "active" and item.response_count >= len(item.keys):
             from flowlab import ranking
 
-            pairs = ranking.select_pairs(item.wins, 1, fit=self._fit(item), rng=np.random.default_rng(
-                self.rng.getrandbits(32)))
+            pairs = ranking.select_pairs(
+                item.wins, 1, fit=self._fit(item), rng=np.random.default_rng(self.rng.getrandbits(32))
+            )
             return int(pairs[0][0]), int(pairs[0][1])
         # Active selection starts once every datapoint has been seen once, from the covering rounds.
         return item.pair_queue.next_pair()
@@ -604,30 +775,45 @@ class FlowService:
         first, second = (pair.b, pair.a) if swap else (pair.a, pair.b)
         answer = pair.answer if pair.answer == "tie" or not swap else ("b" if pair.answer == "a" else "a")
         gold = schemas.ValidationPair(a=first, b=second, answer=answer)  # as shown
-        lease = Lease(_new_id("task"), item, -1, -1, who.id, min(now + item.config.lease_seconds, item.deadline),
-                      gold=gold)
+        lease = Lease(
+            _new_id("task"), item, -1, -1, who.id, min(now + item.config.lease_seconds, item.deadline), gold=gold
+        )
         self.tasks[lease.task_id] = lease
         heapq.heappush(self.lease_heap, (lease.expires_at, lease.task_id))
         # Gold views carry ordinary-looking refs so a page cannot tell them apart from real pairs.
         n = len(item.datapoints)
-        return self._task_view(lease, _gold_view(first, self.rng.randrange(n)),
-                               _gold_view(second, self.rng.randrange(n)), now)
+        return self._task_view(
+            lease, _gold_view(first, self.rng.randrange(n)), _gold_view(second, self.rng.randrange(n)), now
+        )
 
     def _task_view(self, lease: Lease, a: Any, b: Any, now: float) -> schemas.Task:
         item = lease.item
         cfg = item.config
         return schemas.Task(
-            task_id=lease.task_id, item_id=item.id, flow_id=item.flow.id, instruction=cfg.instruction,
-            context=item.context, context_assets=item.context_assets, a=_view(a), b=_view(b),
-            allow_ties=cfg.allow_ties, render_markdown=cfg.render_markdown, lease_expires_at=lease.expires_at,
-            lease_seconds=cfg.lease_seconds, server_time=now)
+            task_id=lease.task_id,
+            item_id=item.id,
+            flow_id=item.flow.id,
+            instruction=cfg.instruction,
+            context=item.context,
+            context_assets=item.context_assets,
+            a=_view(a),
+            b=_view(b),
+            allow_ties=cfg.allow_ties,
+            render_markdown=cfg.render_markdown,
+            lease_expires_at=lease.expires_at,
+            lease_seconds=cfg.lease_seconds,
+            server_time=now,
+        )
 
-    async def wait_for_task(self, who: Principal, wait: float, gone: Callable[[], bool] = lambda: False
-                            ) -> schemas.Task | None:
+    async def wait_for_task(
+        self, who: Principal, wait: float, gone: Callable[[], bool] = lambda: False
+    ) -> schemas.Task | None:
         """Lease a task, waiting up to `wait` seconds for one. `gone` tells whether the asker hung up: a task
         leased to a closed connection would sit unanswered until its lease ran out."""
         deadline = time.monotonic() + max(0.0, min(wait, 60.0))
         while not gone():
+            if who.revoked:
+                raise Unauthorized("This annotator token was revoked while it waited for work.")
             task = self.lease_next(who)
             if task is not None:
                 return task
@@ -637,8 +823,9 @@ class FlowService:
             await self.work.wait(min(left, 1.0))
         return None
 
-    async def wait_for_tasks(self, who: Principal, n: int, wait: float, gone: Callable[[], bool] = lambda: False
-                             ) -> list[schemas.Task]:
+    async def wait_for_tasks(
+        self, who: Principal, n: int, wait: float, gone: Callable[[], bool] = lambda: False
+    ) -> list[schemas.Task]:
         if not 1 <= n <= 1000:
             raise Invalid("n must be between 1 and 1000 tasks per request.", field="n")
         first = await self.wait_for_task(who, wait, gone)
@@ -670,11 +857,13 @@ class FlowService:
         if now > lease.expires_at:
             self._release(lease, "lease_expired", requeue=True)
             self.work.fire()
-            return schemas.Ack(task_id=task_id, status="rejected", code="lease_expired",
-                               detail=_REFUSALS["lease_expired"])
+            return schemas.Ack(
+                task_id=task_id, status="rejected", code="lease_expired", detail=_REFUSALS["lease_expired"]
+            )
         if choice == "tie" and not item.config.allow_ties:
-            return schemas.Ack(task_id=task_id, status="rejected", code="tie_not_allowed",
-                               detail=_REFUSALS["tie_not_allowed"])
+            return schemas.Ack(
+                task_id=task_id, status="rejected", code="tie_not_allowed", detail=_REFUSALS["tie_not_allowed"]
+            )
         if choice == "skip":
             self._release(lease, "skipped", requeue=True)
             self.work.fire()
@@ -689,8 +878,12 @@ class FlowService:
             if info is not None:
                 info.gold_answered += 1
                 info.gold_correct += correct
-            ops.append(("INSERT INTO gold_answers (task_id, annotator_id, flow_id, correct, created_at) "
-                        "VALUES (?,?,?,?,?)", (task_id, who.id, item.flow.id, correct, now)))
+            ops.append(
+                (
+                    "INSERT INTO gold_answers (task_id, annotator_id, flow_id, correct, created_at) VALUES (?,?,?,?,?)",
+                    (task_id, who.id, item.flow.id, correct, now),
+                )
+            )
             return schemas.Ack(task_id=task_id, status="accepted")
         winner, loser = (lease.b, lease.a) if choice == "b" else (lease.a, lease.b)
         tie = choice == "tie"
@@ -700,8 +893,13 @@ class FlowService:
         item.add_vote(winner, loser, tie, task_id, who.id, now)
         if info is not None:
             info.votes += 1
-        ops.append(("INSERT INTO votes (task_id, item_id, annotator_id, winner, loser, tie, created_at) "
-                    "VALUES (?,?,?,?,?,?,?)", (task_id, item.id, who.id, winner, loser, int(tie), now)))
+        ops.append(
+            (
+                "INSERT INTO votes (task_id, item_id, annotator_id, winner, loser, tie, created_at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (task_id, item.id, who.id, winner, loser, int(tie), now),
+            )
+        )
         new = lifecycle.next_state(item, now)
         if new is not None:
             self._set_state(item, new, now)
@@ -751,8 +949,11 @@ class FlowService:
         now = self.clock.now()
         self.hot_until = now + HOT_SECONDS
         self.work.fire()
-        return schemas.Preheated(warm_ms=(time.perf_counter() - t0) * 1000, annotators_notified=self.annotator_listeners,
-                                 hot_until=self.hot_until)
+        return schemas.Preheated(
+            warm_ms=(time.perf_counter() - t0) * 1000,
+            annotators_notified=self.annotator_listeners,
+            hot_until=self.hot_until,
+        )
 
     # ------------------------------------------------------------ media
 
@@ -762,8 +963,14 @@ class FlowService:
         media_type, kind = classify(data, content_type, filename)
         sha = await asyncio.to_thread(self.media.put, data)
         if sha not in self.media_index:
-            await self.store.write([("INSERT OR IGNORE INTO media (sha256, media_type, kind, size, created_at) "
-                                     "VALUES (?,?,?,?,?)", (sha, media_type, kind, len(data), self.clock.now()))])
+            await self.store.write(
+                [
+                    (
+                        "INSERT OR IGNORE INTO media (sha256, media_type, kind, size, created_at) VALUES (?,?,?,?,?)",
+                        (sha, media_type, kind, len(data), self.clock.now()),
+                    )
+                ]
+            )
             self.media_index[sha] = (media_type, kind, len(data))
         return schemas.MediaRef(sha256=sha, media_type=media_type, kind=kind, size=len(data))  # type: ignore[arg-type]
 
@@ -787,9 +994,9 @@ class _ItemBody(msgspec.Struct):
 
 _REFUSALS = {
     "lease_expired": "Your lease on this pair ran out before the answer arrived, so the pair went to someone "
-                     "else; this answer was not counted. Fetch the next task.",
+    "else; this answer was not counted. Fetch the next task.",
     "item_ended": "This flow item has ended (expired, completed or stopped); the answer was not counted. Fetch "
-                  "the next task.",
+    "the next task.",
     "skipped": "This task was skipped; fetch a new one.",
     "tie_not_allowed": "This flow does not allow ties; answer 'a' or 'b' (or 'skip').",
 }
@@ -806,9 +1013,13 @@ def _gold_view(d: schemas.DatapointIn, ref: int) -> schemas.DatapointView:
     if d.text is not None:
         return schemas.DatapointView(ref=ref, kind="text", text=d.text)
     if d.media is not None:
-        return schemas.DatapointView(ref=ref, kind=d.kind or "image", url=f"/media/{d.media}",
-                                     media_type=d.media_type)
+        return schemas.DatapointView(ref=ref, kind=d.kind or "image", url=f"/media/{d.media}", media_type=d.media_type)
     return schemas.DatapointView(ref=ref, kind=d.kind or _kind_from_url(d.url or ""), url=d.url)
+
+
+def _log_failure(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("state write failed: %s", fut.exception())
 
 
 def _require_text(value: str, field: str) -> str:

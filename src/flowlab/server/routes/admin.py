@@ -70,12 +70,27 @@ async def upload_media(request: Request) -> schemas.MediaRef:
 async def get_media(request: Request, sha256: str) -> File:
     # No auth: the sha256 is the capability, so <img src> and <audio src> work in the annotator page.
     path, media_type = service_of(request).media_file(sha256)
-    return File(path, media_type=media_type, content_disposition_type="inline", headers={
-        "Cache-Control": "public, max-age=31536000, immutable",
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "sandbox; default-src 'none'",
-    })
+    return File(
+        path,
+        media_type=media_type,
+        content_disposition_type="inline",
+        headers={
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox; default-src 'none'",
+        },
+    )
 
 
-handlers = [health, me, annotator_me, create_key, create_annotator, list_annotators, revoke_annotator, preheat,
-            upload_media, get_media]
+handlers = [
+    health,
+    me,
+    annotator_me,
+    create_key,
+    create_annotator,
+    list_annotators,
+    revoke_annotator,
+    preheat,
+    upload_media,
+    get_media,
+]

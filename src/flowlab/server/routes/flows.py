@@ -74,5 +74,15 @@ async def flow_events(request: Request, flow_id: str) -> ServerSentEvent:
     return ServerSentEvent(events.flow_stream(service, flow, last), headers=SSE_HEADERS)
 
 
-handlers = [create_flow, list_flows, get_flow, update_flow, delete_flow, create_item, list_items, validation_pairs, wait_flow,
-            flow_events]
+handlers = [
+    create_flow,
+    list_flows,
+    get_flow,
+    update_flow,
+    delete_flow,
+    create_item,
+    list_items,
+    validation_pairs,
+    wait_flow,
+    flow_events,
+]

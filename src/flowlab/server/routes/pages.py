@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from litestar import get
 from litestar.response import File
@@ -15,15 +16,19 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     # Datapoints are data, never code: scripts come only from this server, media from anywhere.
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-                               "img-src * data: blob:; media-src * data: blob:; connect-src 'self'; "
-                               "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    "img-src * data: blob:; media-src * data: blob:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
 }
 
 
 @get("/annotate", include_in_schema=False)
 async def annotate_page() -> File:
-    return File(STATIC_DIR / "annotate.html", media_type="text/html; charset=utf-8",
-                content_disposition_type="inline", headers=PAGE_HEADERS)
+    return File(
+        STATIC_DIR / "annotate.html",
+        media_type="text/html; charset=utf-8",
+        content_disposition_type="inline",
+        headers=PAGE_HEADERS,
+    )
 
 
 @get("/", include_in_schema=False)
@@ -32,4 +37,4 @@ async def index() -> dict[str, str]:
 
 
 static_router = create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False)
-handlers = [annotate_page, index, static_router]
+handlers: list[Any] = [annotate_page, index, static_router]

@@ -61,8 +61,8 @@ async def answers(request: Request, data: schemas.AnswerBatch) -> schemas.AckBat
 
 @get("/v1/annotator/events")
 async def annotator_events(request: Request) -> ServerSentEvent:
-    service, _ = annotator(request)
-    return ServerSentEvent(events.annotator_stream(service), headers=SSE_HEADERS)
+    service, who = annotator(request)
+    return ServerSentEvent(events.annotator_stream(service, who), headers=SSE_HEADERS)
 
 
 handlers = [next_task, next_tasks, answer, answers, annotator_events]

@@ -175,6 +175,7 @@ class SQLiteStore:
         with self._lock:
             self._conn.row_factory = sqlite3.Row
             try:
+
                 def rows(sql: str) -> list[dict[str, Any]]:
                     return [dict(r) for r in self._conn.execute(sql)]
 
@@ -183,8 +184,9 @@ class SQLiteStore:
                     annotators=rows("SELECT * FROM annotators"),
                     flows=rows("SELECT * FROM flows ORDER BY created_at"),
                     items=rows("SELECT * FROM items ORDER BY created_at"),
-                    votes=rows("SELECT item_id, task_id, annotator_id, winner, loser, tie, created_at "
-                               "FROM votes ORDER BY seq"),
+                    votes=rows(
+                        "SELECT item_id, task_id, annotator_id, winner, loser, tie, created_at FROM votes ORDER BY seq"
+                    ),
                     gold_answers=rows("SELECT * FROM gold_answers"),
                     media=rows("SELECT * FROM media"),
                 )
