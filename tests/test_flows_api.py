@@ -337,3 +337,16 @@ def test_exports_preference_pairs_and_rlhf_task_records(client: Client, flowlab_
     assert [m["source_id"] for m in task["messages"][1:]] == ["dp0", "dp1", "dp2"]
     assert task["annotations"]["selected_model_id"] == results.ranking[0]
     assert task["annotations"]["instruction"] == "Which is more helpful?"
+
+
+def test_active_pair_selection_serves_and_covers_every_datapoint(client: Client,
+                                                                  flowlab_server: ServerProcess) -> None:
+    flow = client.flow.create_ranking_flow(name="active", instruction="Which?", max_response_threshold=80,
+                                           pair_selection="active")
+    assert flow.config.pair_selection == "active"
+    item = flow.create_new_flow_batch(datapoints=scored(10), time_to_live=60)
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=6, rate=12_000, seed=13):
+        results = item.get_results(timeout=60)
+    assert results.total_votes == 80
+    assert all(d.votes > 0 for d in results.datapoints), "every datapoint is compared"
+    assert results.ranking.index("dp9") < 4, "the best datapoint ranks near the top"

@@ -183,8 +183,9 @@ def select_pairs(
 
     Active selection (the default) ranks pairs by :func:`pair_utilities`: close pairs whose order is
     still uncertain come first. Coverage is kept in two ways: a datapoint with fewer than ``min_votes``
-    votes (counting pending pairs) is paired first, with its most useful partner; and no datapoint
-    appears in more than about ``2·n_pairs/n + 1`` pairs of one batch, so a batch spreads over the item.
+    votes (counting pending pairs) is paired first, preferably with another such datapoint, else with its
+    most useful partner; and no datapoint appears in more than ``ceil(2·n_pairs/n)`` pairs of one batch,
+    so a batch spreads over the item.
     An optional ``exploration`` share of the pairs is drawn uniformly, a hedge against a fit that is badly
     stale or a model that does not hold.
 
@@ -240,7 +241,7 @@ def select_pairs(
 
     n_explore = int(gen.binomial(n_pairs, exploration)) if exploration > 0 else 0
     n_active = n_pairs - n_explore
-    cap = 2 * n_active // n + 1
+    cap = max(1, -(-2 * n_active // n))  # ceil(2·n_active / n): appearances per datapoint per batch
     used = np.zeros(n, dtype=np.int64)
     chosen: list[tuple[int, int]] = []
     taken: set[tuple[int, int]] = set()
@@ -250,12 +251,15 @@ def select_pairs(
     starving = np.flatnonzero(votes < min_votes)
     if len(starving):
         starving = starving[np.lexsort((gen.random(len(starving)), votes[starving]))]
+        # Pairing two under-covered datapoints covers both with one vote.
+        needy = np.zeros(n)
+        needy[starving] = 1.0 + util.max()
         for i in starving:  # few datapoints, and only until each has a vote
             if len(chosen) >= n_active:
                 break
             if used[i] >= cap:
                 continue
-            order = np.argsort(-util[i])
+            order = np.argsort(-(util[i] + needy))
             for j in order:
                 pair = (min(i, j), max(i, j))
                 if j != i and used[j] < cap and pair not in taken:

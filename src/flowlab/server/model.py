@@ -124,6 +124,7 @@ class PairQueue:
 
 class ItemRecord:
     __slots__ = (
+        "active_queue",
         "changed",
         "config",
         "context",
@@ -189,6 +190,7 @@ class ItemRecord:
         self.wins = np.zeros((n, n), dtype=np.float64)
         self.leases: dict[str, Lease] = {}
         self.requeue: deque[tuple[int, int]] = deque()
+        self.active_queue: deque[tuple[int, int]] = deque()
         self.pair_queue = PairQueue(n, rng)
         self.fit: Any = None
         self.fit_version = -1

@@ -37,6 +37,7 @@ MAX_TTL = 7 * 24 * 3600.0
 MAX_LEASE = 3600.0
 FINISHED_MEMORY = 1_000_000  # answered/expired task ids remembered for idempotency and clear refusals
 HOT_SECONDS = 600.0
+ACTIVE_BATCH = 16
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".avif")
 AUDIO_EXT = (".wav", ".mp3", ".ogg", ".oga", ".flac", ".m4a", ".aac")
 VIDEO_EXT = (".mp4", ".webm", ".ogv", ".mov", ".m4v")
@@ -759,15 +760,18 @@ class FlowService:
     def _next_pair(self, item: ItemRecord) -> tuple[int, int]:
         if item.requeue:
             return item.requeue.popleft()
-        if item.config.pair_selection == "active" and item.response_count >= len(item.keys):
+        if item.config.pair_selection != "active":
+            return item.pair_queue.next_pair()
+        if not item.active_queue:
+            # Choose a small batch per fit, so a busy item refits once per batch rather than once per lease.
             from flowlab import ranking
 
-            pairs = ranking.select_pairs(
-                item.wins, 1, fit=self._fit(item), rng=np.random.default_rng(self.rng.getrandbits(32))
-            )
-            return int(pairs[0][0]), int(pairs[0][1])
-        # Active selection starts once every datapoint has been seen once, from the covering rounds.
-        return item.pair_queue.next_pair()
+            out = np.array([(lease.a, lease.b) for lease in item.leases.values()], dtype=np.int64).reshape(-1, 2)
+            batch = max(2, min(ACTIVE_BATCH, len(item.keys) // 2))
+            rng = np.random.default_rng(self.rng.getrandbits(32))
+            pairs = ranking.select_pairs(item.wins, batch, fit=self._fit(item), rng=rng, pending=out)
+            item.active_queue.extend((int(a), int(b)) for a, b in pairs)
+        return item.active_queue.popleft()
 
     def _gold_task(self, item: ItemRecord, who: Principal, now: float) -> schemas.Task:
         pair = self.rng.choice(item.flow.config.validation_pairs)

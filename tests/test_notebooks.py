@@ -1,0 +1,64 @@
+"""The notebooks in notebooks/ run top to bottom in a real kernel against the test server, and are stored clean."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat", reason="the notebook tests need the lab extra: pip install 'flowlab[lab]'")
+nbclient = pytest.importorskip("nbclient", reason="the notebook tests need the lab extra: pip install 'flowlab[lab]'")
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NAMES = ["01_quickstart", "02_live_monitoring", "03_online_rlhf_loop", "04_run_analysis"]
+# Each notebook keeps its own time-to-lives short; this only catches a hang.
+CELL_TIMEOUT = 120
+NOTEBOOK_BUDGET = 90.0
+
+
+def test_every_notebook_is_listed_here() -> None:
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_is_stored_without_outputs(name: str) -> None:
+    book = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    nbformat.validate(book)
+    for cell in book.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{name}: clear outputs before committing"
+    assert "widgets" not in book.metadata, f"{name}: stored widget state is an output too"
+    assert book.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_top_to_bottom(
+    name: str, flowlab_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel inherits this environment, so `Client()` and `SimulatedCrowd(...)` reach the test server.
+    monkeypatch.setenv("FLOWLAB_URL", flowlab_server.url)
+    monkeypatch.setenv("FLOWLAB_API_KEY", flowlab_server.api_key)
+    work = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, work)
+    book = nbformat.read(work / f"{name}.ipynb", as_version=4)
+    client = nbclient.NotebookClient(
+        book, kernel_name="python3", timeout=CELL_TIMEOUT, resources={"metadata": {"path": str(work)}}
+    )
+    started = time.monotonic()
+    client.execute()
+    elapsed = time.monotonic() - started
+    errors = [o for c in book.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    assert elapsed < NOTEBOOK_BUDGET, f"{name} took {elapsed:.0f} s; keep notebooks quick (short TTLs)"
+    widget_views = [
+        o
+        for c in book.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert widget_views, f"{name} should show at least one workbench widget"
