@@ -8,6 +8,12 @@ import sys
 from pathlib import Path
 
 
+def _db_arg(db: str | None) -> Path | str | None:
+    if db is None or db.startswith(("postgres://", "postgresql://")):
+        return db
+    return Path(db).expanduser()
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -19,7 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).expanduser()
     app = create_app(
         data_dir,
-        db=Path(args.db).expanduser() if args.db else None,
+        db=_db_arg(args.db),
         admin_key=os.environ.get("FLOWLAB_API_KEY"),
         public_url=args.public_url,
         max_upload_mb=args.max_upload_mb,
@@ -136,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("FLOWLAB_DATA_DIR", "./flowlab-data"),
         help="where the database, media and generated admin key live",
     )
-    serve.add_argument("--db", default=None, help="SQLite file (default: <data-dir>/flowlab.sqlite3)")
+    serve.add_argument("--db", default=None, help="SQLite file (default: <data-dir>/flowlab.sqlite3), or a postgresql:// URL")
     serve.add_argument("--public-url", default=None, help="base URL for join links, if not the request's own")
     serve.add_argument("--max-upload-mb", type=float, default=64.0)
     serve.add_argument("--log-level", default="warning")

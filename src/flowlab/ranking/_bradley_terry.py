@@ -9,16 +9,14 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import linalg
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.special import expit
 
 from ._counts import (
-    PairCounts,
     _as_comparisons,
     _as_win_matrix,
     _is_comparison_array,
-    _pairs_from_matrix,
 )
 from ._intervals import (
     _inverse_from_cholesky,
@@ -135,6 +133,7 @@ class _Pairs:
     second_wins: np.ndarray
     ties: np.ndarray  # tie counts; zero when ties are folded into the wins
     n: int
+    voted: np.ndarray | None = None  # dense n × n mask of pairs with votes, when it was built anyway
 
     @property
     def totals(self) -> np.ndarray:
@@ -153,14 +152,30 @@ def _pairs_from_data(
         if tie_counts is not None:
             raise ValueError("tie_counts goes with a win matrix; comparisons carry ties in a third column.")
         idx, tie_flags, n = _as_comparisons(arr, n_items)
-        if weights is None:
-            w = np.ones(len(idx))
-        else:
+        w = None
+        if weights is not None:
             w = np.asarray(weights, dtype=float)
             if w.shape != (len(idx),):
                 raise ValueError(f"weights needs one entry per comparison ({len(idx)}); got shape {w.shape}.")
             if not np.all(np.isfinite(w)) or np.any(w < 0):
                 raise ValueError("weights must be finite and non-negative.")
+        if n * n <= _DENSE_CELLS:
+            # Binning votes into the n² ordered cells is far cheaper than sorting them.
+            decided = ~tie_flags
+            key = idx[:, 0] * n + idx[:, 1]
+            all_decided = bool(decided.all())
+            if weights is None and all_decided:
+                wins = np.bincount(key, minlength=n * n).astype(np.float64)
+            else:
+                wins = np.bincount(key[decided], None if weights is None else w[decided], n * n)
+            ties = None
+            if not all_decided:
+                tie_key = key[tie_flags]
+                tw = None if weights is None else w[tie_flags]
+                ties = np.bincount(tie_key, tw, n * n).reshape(n, n)
+                ties = ties + ties.T
+            return _pairs_from_counts(wins.reshape(n, n), ties, model_ties)
+        w = np.ones(len(idx)) if w is None else w
         lo = np.minimum(idx[:, 0], idx[:, 1])
         hi = np.maximum(idx[:, 0], idx[:, 1])
         key = lo * max(n, 1) + hi
@@ -168,20 +183,11 @@ def _pairs_from_data(
         fw_vote = np.where(first_won & ~tie_flags, w, 0.0)
         sw_vote = np.where(~first_won & ~tie_flags, w, 0.0)
         tie_w = np.where(tie_flags, w, 0.0)
-        if n * n <= 16_000_000:
-            # Binning over all n² cells is much cheaper than sorting the votes.
-            seen = np.flatnonzero(np.bincount(key, minlength=n * n))
-            fw = np.bincount(key, fw_vote, n * n)[seen]
-            sw = np.bincount(key, sw_vote, n * n)[seen]
-            tc = np.bincount(key, tie_w, n * n)[seen]
-            uniq = seen
-        else:
-            uniq, inverse = np.unique(key, return_inverse=True)
-            k = len(uniq)
-            fw = np.bincount(inverse, fw_vote, k)
-            sw = np.bincount(inverse, sw_vote, k)
-            tc = np.bincount(inverse, tie_w, k)
+        uniq, inverse = np.unique(key, return_inverse=True)
         k = len(uniq)
+        fw = np.bincount(inverse, fw_vote, k)
+        sw = np.bincount(inverse, sw_vote, k)
+        tc = np.bincount(inverse, tie_w, k)
         first, second = uniq // max(n, 1), uniq % max(n, 1)
         if model_ties:
             return _Pairs(first, second, fw, sw, tc, n)
@@ -189,26 +195,41 @@ def _pairs_from_data(
     if weights is not None:
         raise ValueError("weights are per comparison; pass an (m, 2) or (m, 3) comparison array with them.")
     mat = _as_win_matrix(arr, n_items)
-    pc: PairCounts = _pairs_from_matrix(mat)
     if tie_counts is None:
         if model_ties:
             raise ValueError(
                 "ties='davidson' needs to know which votes were ties: pass comparisons with a tie column, "
                 "or tie_counts (a symmetric n × n matrix) with the win matrix."
             )
-        return _Pairs(pc.first, pc.second, pc.first_wins, pc.second_wins, np.zeros(len(pc.first)), pc.n_items)
+        return _pairs_from_counts(mat, None, False)
     tmat = _as_win_matrix(tie_counts, mat.shape[0])
     if not np.allclose(tmat, tmat.T):
         raise ValueError("tie_counts must be symmetric: tie_counts[i, j] = tie_counts[j, i] = ties between i and j.")
-    ties = tmat[pc.first, pc.second]
-    fw = pc.first_wins - ties / 2
-    sw = pc.second_wins - ties / 2
-    if np.any(fw < -1e-9) or np.any(sw < -1e-9):
+    strict = mat - tmat / 2
+    if np.any(strict < -1e-9):
         raise ValueError("tie_counts exceed the win matrix: the matrix must include half of each tie per side.")
-    fw, sw = np.maximum(fw, 0.0), np.maximum(sw, 0.0)
+    return _pairs_from_counts(np.maximum(strict, 0.0), tmat, model_ties)
+
+
+# Up to this many ordered cells (n ≤ 4,000) votes are binned densely.
+_DENSE_CELLS = 16_000_000
+
+
+def _pairs_from_counts(strict: np.ndarray, ties: np.ndarray | None, model_ties: bool) -> _Pairs:
+    """Unique pairs from a dense matrix of strict wins and an optional symmetric tie matrix."""
+    n = strict.shape[0]
+    total = strict + strict.T
+    if ties is not None:
+        total += ties
+    voted = total > 0
+    first, second = np.nonzero(np.triu(voted, 1))
+    fw, sw = strict[first, second], strict[second, first]
+    tc = np.zeros(len(first)) if ties is None else ties[first, second]
     if model_ties:
-        return _Pairs(pc.first, pc.second, fw, sw, ties, pc.n_items)
-    return _Pairs(pc.first, pc.second, fw + ties / 2, sw + ties / 2, np.zeros(len(fw)), pc.n_items)
+        return _Pairs(first, second, fw, sw, tc, n, voted)
+    if ties is not None:
+        fw, sw = fw + tc / 2, sw + tc / 2
+    return _Pairs(first, second, fw, sw, np.zeros(len(first)), n, voted)
 
 
 def _check_ml_exists(pairs: _Pairs) -> None:
@@ -270,26 +291,32 @@ class _SparseHessian:
     """Matrix-free ``H + 11ᵀ/n`` over the pair list, with the CSR structure built once per fit."""
 
     def __init__(self, pairs: _Pairs) -> None:
-        n = pairs.n
-        rows = np.concatenate([pairs.first, pairs.second])
-        cols = np.concatenate([pairs.second, pairs.first])
-        self.order = np.lexsort((cols, rows))
-        self.indices = cols[self.order].astype(np.int32)
+        n, k = pairs.n, len(pairs.first)
+        if pairs.voted is not None:
+            # Row-major nonzeros of the symmetric vote mask are already in CSR order; a dense map from
+            # cell to pair number says which pair weight each entry takes.
+            sym = pairs.voted
+            rows, cols = np.nonzero(sym)
+            pair_of = np.empty((n, n), dtype=np.int64)
+            pair_of[pairs.first, pairs.second] = np.arange(k)
+            pair_of[pairs.second, pairs.first] = np.arange(k)
+            self.take = pair_of[rows, cols]
+            self.indices = cols.astype(np.int32)
+        else:
+            rows = np.concatenate([pairs.first, pairs.second])
+            cols = np.concatenate([pairs.second, pairs.first])
+            order = np.lexsort((cols, rows))
+            self.take = np.concatenate([np.arange(k), np.arange(k)])[order]
+            self.indices = cols[order].astype(np.int32)
+            rows = rows[order]
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(np.int32)
         self.pairs = pairs
 
     def solve(self, weight: np.ndarray, prior: float, rhs: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
         """Preconditioned conjugate gradients (Jacobi) for ``(L_w + prior·I + 11ᵀ/n) x = rhs``."""
-        from scipy.sparse import csr_matrix
-
         pairs, n = self.pairs, self.pairs.n
-        data = -np.concatenate([weight, weight])[self.order]
-        adj = csr_matrix((data, self.indices, self.indptr), shape=(n, n))
+        adj = csr_matrix((-weight[self.take], self.indices, self.indptr), shape=(n, n))
         diag = np.bincount(pairs.first, weight, n) + np.bincount(pairs.second, weight, n) + prior + 1.0 / n
-
-        def matvec(v: np.ndarray) -> np.ndarray:
-            return adj @ v + diag * v + v.mean() - v / n
-
         inv_diag = 1.0 / diag
         x = np.zeros(n)
         r = rhs.copy()
@@ -300,7 +327,7 @@ class _SparseHessian:
         for _ in range(10 * n + 100):
             if np.sqrt(r @ r) <= stop:
                 break
-            hd = matvec(direction)
+            hd = adj @ direction + (diag - 1.0 / n) * direction + direction.mean()
             alpha = rz / (direction @ hd)
             x += alpha * direction
             r -= alpha * hd
@@ -311,6 +338,15 @@ class _SparseHessian:
         return x
 
 
+def _bt_gradient(theta: np.ndarray, pairs: _Pairs, total: np.ndarray, prior: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient of the negative log-posterior and ``p = σ(θ_first − θ_second)`` per pair."""
+    n = pairs.n
+    p = expit(theta[pairs.first] - theta[pairs.second])
+    resid = total * p - pairs.first_wins
+    grad = np.bincount(pairs.first, resid, n) - np.bincount(pairs.second, resid, n) + prior * theta
+    return grad, p
+
+
 def _bt_newton(
     pairs: _Pairs, prior: float, theta: np.ndarray, tol: float, max_iter: int
 ) -> tuple[np.ndarray, bool, int]:
@@ -319,20 +355,19 @@ def _bt_newton(
     The Hessian is a Laplacian plus ``prior·I``; the all-ones direction does not change the likelihood, so
     ``11ᵀ/n`` is added to make it positive definite and the iterate is kept at mean zero (which is where
     the prior's optimum lies). Steps come from a dense Cholesky solve for small ``n`` and from
-    preconditioned conjugate gradients on the sparse Hessian for large ``n``. Returns the scores,
-    whether the tolerance was met and the iteration count.
+    preconditioned conjugate gradients on the sparse Hessian for large ``n``. A step is accepted when
+    the slope along it is still downhill at its end (on a convex function that guarantees a decrease) or,
+    failing that, when it passes the Armijo test; otherwise it is halved. Returns the scores, whether the
+    tolerance was met and the iteration count.
     """
     n = pairs.n
-    first, second, w1 = pairs.first, pairs.second, pairs.first_wins
     total = pairs.first_wins + pairs.second_wins
     sparse = _SparseHessian(pairs) if n > _DENSE_LIMIT else None
     theta = theta - theta.mean()
-    objective, p = _bt_evaluate(theta, pairs, total, prior)
+    grad, p = _bt_gradient(theta, pairs, total, prior)
     converged = False
     iteration = 0
     for iteration in range(1, max_iter + 1):  # noqa: B007 - the count is returned
-        resid = total * p - w1
-        grad = np.bincount(first, resid, n) - np.bincount(second, resid, n) + prior * theta
         if sparse is None:
             hess = _bt_hessian(pairs, p, total, prior)
             step = -linalg.cho_solve(
@@ -347,15 +382,20 @@ def _bt_newton(
             theta = theta + step
             converged = True
             break
+        objective = None
         t = 1.0
-        slack = 1e-12 * abs(objective)  # rounding in a sum over many pairs
         while True:
             candidate = theta + t * step
-            cand_obj, cand_p = _bt_evaluate(candidate, pairs, total, prior)
-            if cand_obj <= objective - 1e-4 * t * decrement + slack or t < 1e-10:
+            cand_grad, cand_p = _bt_gradient(candidate, pairs, total, prior)
+            if cand_grad @ step <= 0.0 or t < 1e-10:
+                break
+            if objective is None:
+                objective = _bt_evaluate(theta, pairs, total, prior)[0]
+            cand_obj = _bt_evaluate(candidate, pairs, total, prior)[0]
+            if cand_obj <= objective - 1e-4 * t * decrement + 1e-12 * abs(objective):
                 break
             t *= 0.5
-        theta, objective, p = candidate, cand_obj, cand_p
+        theta, grad, p = candidate, cand_grad, cand_p
     return theta - theta.mean(), converged, iteration
 
 

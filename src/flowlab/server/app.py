@@ -22,6 +22,7 @@ from flowlab.server.media import MediaStore
 from flowlab.server.routes import admin, flows, items, pages, tasks
 from flowlab.server.service import FlowService
 from flowlab.server.store import StoreFailed
+from flowlab.server.store._group_commit import GroupCommitStore
 from flowlab.server.store.sqlite import SQLiteStore
 
 log = logging.getLogger("flowlab.server")
@@ -105,7 +106,7 @@ async def _ticker(service: FlowService) -> None:
 def create_app(
     data_dir: Path,
     *,
-    db: Path | None = None,
+    db: Path | str | None = None,
     clock: Clock | None = None,
     admin_key: str | None = None,
     public_url: str | None = None,
@@ -115,7 +116,13 @@ def create_app(
     """Build the app. The database defaults to `<data_dir>/flowlab.sqlite3`; media live in `<data_dir>/media`."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(db or data_dir / "flowlab.sqlite3")
+    store: GroupCommitStore
+    if isinstance(db, str) and db.startswith(("postgres://", "postgresql://")):
+        from flowlab.server.store.postgres import PostgresStore
+
+        store = PostgresStore(db)
+    else:
+        store = SQLiteStore(Path(db) if db else data_dir / "flowlab.sqlite3")
     service = FlowService(store, MediaStore(data_dir / "media"), clock or SystemClock(), seed=seed)
     generated = service.bootstrap(data_dir, admin_key)
     if generated:

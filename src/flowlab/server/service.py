@@ -327,7 +327,7 @@ class FlowService:
             [
                 (
                     "INSERT INTO flows (id, owner, config, created_at, updated_at) VALUES (?,?,?,?,?)",
-                    (flow.id, who.id, _json.encode(cfg), now, now),
+                    (flow.id, who.id, _json.encode(cfg).decode(), now, now),
                 )
             ]
         )
@@ -349,7 +349,7 @@ class FlowService:
         self._check_config(cfg)
         now = self.clock.now()
         await self.store.write(
-            [("UPDATE flows SET config=?, updated_at=? WHERE id=?", (_json.encode(cfg), now, flow.id))]
+            [("UPDATE flows SET config=?, updated_at=? WHERE id=?", (_json.encode(cfg).decode(), now, flow.id))]
         )
         flow.config, flow.updated_at = cfg, now
         flow.touch()
@@ -443,7 +443,7 @@ class FlowService:
             [
                 (
                     "INSERT INTO items (id, flow_id, body, created_at, state) VALUES (?,?,?,?,?)",
-                    (item.id, flow.id, _json.encode(body), now, item.state),
+                    (item.id, flow.id, _json.encode(body).decode(), now, item.state),
                 )
             ]
         )

@@ -1,19 +1,16 @@
-"""The embedded store: raw sqlite3 in WAL mode, with one writer thread doing group commit."""
+"""The embedded store: raw sqlite3 in WAL mode behind the group-commit writer."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import sqlite3
 import threading
-from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from flowlab.server.store import Op, Snapshot, StoreFailed
+from flowlab.server.store import Op, Snapshot
+from flowlab.server.store._group_commit import GroupCommitStore
 
 log = logging.getLogger("flowlab.store")
 
@@ -44,41 +41,45 @@ CREATE TABLE IF NOT EXISTS media (
     created_at REAL NOT NULL);
 """
 
+LOAD_QUERIES = {
+    "keys": "SELECT * FROM keys",
+    "annotators": "SELECT * FROM annotators",
+    "flows": "SELECT * FROM flows ORDER BY created_at",
+    "items": "SELECT * FROM items ORDER BY created_at",
+    "votes": "SELECT item_id, task_id, annotator_id, winner, loser, tie, created_at FROM votes ORDER BY seq",
+    "gold_answers": "SELECT * FROM gold_answers",
+    "media": "SELECT * FROM media",
+}
 
-class SQLiteStore:
-    """Group commit: writes queue up while the previous transaction syncs, then share the next one.
 
-    `synchronous=FULL` makes every commit durable against power loss, not just a crash of this process; the
-    fsync that costs is paid once per batch, so throughput comes from batching rather than from weakening
-    durability.
-    """
+class SQLiteStore(GroupCommitStore):
+    """`synchronous=FULL` makes every commit durable against power loss, not just a crash of this process;
+    the fsync is paid once per group, so throughput comes from batching rather than from weaker durability."""
 
     def __init__(self, path: Path, *, max_batch: int = 4096, checkpoint_every: float = 1.0) -> None:
+        super().__init__(max_batch=max_batch)
         self.path = Path(path)
-        self.max_batch = max_batch
         self.checkpoint_every = checkpoint_every
+        self._lock = threading.Lock()
         self._closing = threading.Event()
         self._checkpointer: threading.Thread | None = None
         self._conn = self._connect()
-        self._pending: deque[tuple[Sequence[Op], asyncio.Future[None]]] = deque()
-        self._wake: asyncio.Event | None = None
-        self._writer: asyncio.Task[None] | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowlab-writer")
-        self._lock = threading.Lock()
-        self._failed: BaseException | None = None
-        self.commits = 0
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=OFF")
         # Checkpoints run on their own thread and connection (below), never inside a commit that someone's
         # acknowledgement is waiting for.
         conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.executescript(SCHEMA)
         return conn
+
+    async def start(self) -> None:
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="flowlab-checkpoint", daemon=True)
+        self._checkpointer.start()
+        await super().start()
 
     def _checkpoint_loop(self) -> None:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -92,67 +93,6 @@ class SQLiteStore:
         finally:
             conn.close()
 
-    async def start(self) -> None:
-        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="flowlab-checkpoint", daemon=True)
-        self._checkpointer.start()
-        self._wake = asyncio.Event()
-        self._writer = asyncio.create_task(self._run(), name="flowlab-group-commit")
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            # Let queued writes finish: they may already be promised to someone.
-            while self._pending and self._failed is None:
-                await asyncio.sleep(0.005)
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-        self._thread.shutdown(wait=True)
-        self._closing.set()
-        if self._checkpointer is not None:
-            self._checkpointer.join(10)
-        with self._lock:
-            self._conn.close()
-
-    async def write(self, ops: Sequence[Op]) -> None:
-        await self.submit(ops)
-
-    def submit(self, ops: Sequence[Op]) -> asyncio.Future[None]:
-        """Queue ops for the next commit, in call order; the future resolves once they are durable."""
-        if self._failed is not None:
-            raise StoreFailed(f"the store stopped after a failed commit: {self._failed}")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((ops, fut))
-        assert self._wake is not None, "SQLiteStore.start() was not called"
-        self._wake.set()
-        return fut
-
-    async def _run(self) -> None:
-        assert self._wake is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                batch, n_ops = [], 0
-                while self._pending and n_ops < self.max_batch:
-                    ops, fut = self._pending.popleft()
-                    batch.append((ops, fut))
-                    n_ops += len(ops)
-                try:
-                    await loop.run_in_executor(self._thread, self._commit, [ops for ops, _ in batch])
-                except BaseException as exc:
-                    log.exception("commit failed; refusing further writes")
-                    self._failed = exc
-                    err = StoreFailed(f"the store could not commit: {exc}")
-                    for _, fut in [*batch, *self._pending]:
-                        if not fut.done():
-                            fut.set_exception(err)
-                    self._pending.clear()
-                    return
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_result(None)
-
     def _commit(self, batches: list[Sequence[Op]]) -> None:
         with self._lock:
             cur = self._conn.cursor()
@@ -165,11 +105,13 @@ class SQLiteStore:
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-            self.commits += 1
 
-    def write_now(self, ops: Sequence[Op]) -> None:
-        """Synchronous write for start-up work that happens before the event loop serves anyone."""
-        self._commit([ops])
+    def _close_connections(self) -> None:
+        self._closing.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(10)
+        with self._lock:
+            self._conn.close()
 
     def load(self) -> Snapshot:
         with self._lock:
@@ -179,17 +121,7 @@ class SQLiteStore:
                 def rows(sql: str) -> list[dict[str, Any]]:
                     return [dict(r) for r in self._conn.execute(sql)]
 
-                return Snapshot(
-                    keys=rows("SELECT * FROM keys"),
-                    annotators=rows("SELECT * FROM annotators"),
-                    flows=rows("SELECT * FROM flows ORDER BY created_at"),
-                    items=rows("SELECT * FROM items ORDER BY created_at"),
-                    votes=rows(
-                        "SELECT item_id, task_id, annotator_id, winner, loser, tie, created_at FROM votes ORDER BY seq"
-                    ),
-                    gold_answers=rows("SELECT * FROM gold_answers"),
-                    media=rows("SELECT * FROM media"),
-                )
+                return Snapshot(**{name: rows(sql) for name, sql in LOAD_QUERIES.items()})
             finally:
                 self._conn.row_factory = None
 

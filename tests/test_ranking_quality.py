@@ -1,0 +1,105 @@
+"""Annotator quality: gold agreement, consensus agreement, spammer flags and Crowd-BT."""
+
+import numpy as np
+import pytest
+from scipy.stats import kendalltau
+
+from flowlab.ranking import (
+    annotator_quality,
+    consensus_agreement,
+    fit_bradley_terry,
+    fit_crowd_bradley_terry,
+    gold_agreement,
+    simulate_crowd_votes,
+    simulate_scores,
+)
+
+
+def test_gold_agreement_hand_example():
+    gold = np.array([[0, 1, 0], [2, 3, 0], [4, 5, 1]])
+    votes = np.array(
+        [
+            [0, 0, 1, 0],  # right
+            [0, 3, 2, 0],  # wrong
+            [0, 4, 5, 1],  # tie on a tie: right
+            [1, 1, 0, 0],  # wrong
+            [1, 2, 3, 1],  # tie on a decided pair: half
+            [1, 0, 2, 0],  # not a gold pair: ignored
+        ]
+    )
+    agreement, count = gold_agreement(votes, gold, n_annotators=3)
+    np.testing.assert_array_equal(count, [3, 2, 0])
+    np.testing.assert_allclose(agreement[:2], [2 / 3, 0.25])
+    assert np.isnan(agreement[2])  # no gold votes: unknown, not zero
+
+
+def test_gold_with_contradicting_answers_is_refused():
+    with pytest.raises(ValueError, match="two different answers"):
+        gold_agreement(np.array([[0, 0, 1]]), np.array([[0, 1], [1, 0]]))
+
+
+def test_consensus_agreement_separates_spammers():
+    theta = simulate_scores(30, spread=1.5, rng=0)
+    votes, spammer = simulate_crowd_votes(theta, 6000, n_annotators=10, spammer_share=0.3, rng=1)
+    agreement, evidence, count = consensus_agreement(votes)
+    assert count.sum() == 6000
+    assert agreement[spammer].max() < agreement[~spammer].min()
+    assert np.all(evidence[spammer] < 0) and np.all(evidence[~spammer] > 0)
+
+
+def test_spammer_flag_from_consensus_and_from_gold():
+    theta = simulate_scores(30, spread=1.5, rng=2)
+    votes, spammer = simulate_crowd_votes(theta, 6000, n_annotators=10, spammer_share=0.2, rng=3)
+    quality = annotator_quality(votes)
+    np.testing.assert_array_equal(quality.spammer, spammer)
+    # Gold alone: annotator 0 answers five gold pairs wrongly, annotator 1 five others rightly. The
+    # pairs share no datapoints, so the consensus knows nothing and only the gold test can flag.
+    gold = np.array([[2 * k, 2 * k + 1] for k in range(10)])
+    wrong = np.column_stack([np.zeros(5, int), gold[:5, 1], gold[:5, 0]])
+    right = np.column_stack([np.ones(5, int), gold[5:, 0], gold[5:, 1]])
+    quality = annotator_quality(np.vstack([wrong, right]), gold=gold)
+    np.testing.assert_array_equal(quality.spammer, [True, False])
+    np.testing.assert_allclose(quality.gold_agreement, [0.0, 1.0])
+
+
+def test_quality_with_no_votes():
+    quality = annotator_quality(np.zeros((0, 3), int), n_items=3, n_annotators=2)
+    np.testing.assert_array_equal(quality.n_votes, [0, 0])
+    assert not quality.spammer.any()
+
+
+def test_crowd_bt_downweights_spammers_and_beats_the_plain_fit():
+    taus = []
+    for seed in range(3):
+        theta = simulate_scores(40, rng=seed)
+        votes, spammer = simulate_crowd_votes(theta, 2000, n_annotators=20, spammer_share=0.2, rng=seed + 50)
+        crowd = fit_crowd_bradley_terry(votes)
+        plain = fit_bradley_terry(votes[:, 1:], 40)
+        assert crowd.reliability[spammer].max() < crowd.reliability[~spammer].min()
+        taus.append((kendalltau(crowd.fit.scores, theta)[0], kendalltau(plain.scores, theta)[0]))
+    crowd_tau, plain_tau = np.mean(taus, axis=0)
+    assert crowd_tau > plain_tau
+
+
+def test_crowd_bt_equals_plain_bt_when_everyone_is_careful():
+    theta = simulate_scores(10, rng=0)
+    votes, _ = simulate_crowd_votes(theta, 3000, n_annotators=5, spammer_share=0.0, rng=1)
+    crowd = fit_crowd_bradley_terry(votes)
+    plain = fit_bradley_terry(votes[:, 1:], 10)
+    assert kendalltau(crowd.fit.scores, plain.scores)[0] > 0.95
+    assert crowd.converged
+
+
+@pytest.mark.parametrize(
+    ("votes", "message"),
+    [
+        (np.array([[0, 1]]), "shape"),
+        (np.array([[0, 1, 1]]), "same datapoint"),
+        (np.array([[-1, 0, 1]]), "negative"),
+        (np.array([[0.0, 1.0, np.nan]]), "NaN"),
+        (np.array([[0, 1, 2, 5]]), "tie column"),
+    ],
+)
+def test_bad_votes_raise_clear_errors(votes, message):
+    with pytest.raises(ValueError, match=message):
+        consensus_agreement(votes)
