@@ -2,12 +2,22 @@
 
 Run as ``python benchmarks/bench_ranking.py``. Prints a markdown table (measured value, target, pass/fail)
 and writes it to ``benchmarks/results/ranking.md``. choix is used only as a speed/accuracy comparison.
+
+BLAS runs on one thread unless OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS say otherwise: on a
+small shared machine a multi-threaded BLAS call can stall for a whole scheduler slice waiting for a busy
+core, which makes timings meaningless, and a server answering concurrent requests should run that way too.
 """
+
+# ruff: noqa: E402 - BLAS threads are set before numpy is imported
 
 from __future__ import annotations
 
-import argparse
 import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # must happen before numpy is imported
+
+import argparse
 import platform
 import statistics
 import sys
@@ -94,7 +104,9 @@ def bench_refit(rows: list[tuple[str, str, str, bool]], repeat: int) -> None:
     theta = simulate_scores(100, rng=2)
     comps = simulate_comparisons(theta, 1_000_000, rng=3)
     fit_time = timed(lambda: fit_bradley_terry(comps), repeat)
-    rows.append(("n=100, 1M comparisons: full fit from the vote list", f"{fit_time * 1e3:.1f} ms", "≤ 100 ms", fit_time <= 0.1))
+    rows.append(
+        ("n=100, 1M comparisons: full fit from the vote list", f"{fit_time * 1e3:.1f} ms", "≤ 100 ms", fit_time <= 0.1)
+    )
 
     wins = win_matrix(comps, 100)
     previous = fit_bradley_terry(wins)
@@ -236,9 +248,10 @@ def machine() -> str:
     load = ""
     if hasattr(os, "getloadavg"):
         load = f", load average {os.getloadavg()[0]:.1f} at the end"
+    blas = os.environ.get("OPENBLAS_NUM_THREADS", "?")
     return (
         f"{cpu}, {os.cpu_count()} CPUs{load}; Python {platform.python_version()}, numpy {np.__version__}, "
-        f"scipy {__import__('scipy').__version__}"
+        f"scipy {__import__('scipy').__version__}; BLAS threads {blas}"
     )
 
 

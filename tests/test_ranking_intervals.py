@@ -108,3 +108,22 @@ def test_rank_ranges_narrow_with_more_votes():
     few = fit_bradley_terry(simulate_comparisons(theta, 200, rng=1))
     many = fit_bradley_terry(simulate_comparisons(theta, 20_000, rng=1))
     assert (many.rank_high - many.rank_low).sum() < (few.rank_high - few.rank_low).sum()
+
+
+def test_very_large_items_fall_back_to_diagonal_intervals(monkeypatch):
+    from flowlab.ranking import _bradley_terry
+
+    comps = simulate_comparisons(simulate_scores(40, rng=0), 20_000, rng=1)
+    exact = fit_bradley_terry(comps)
+    monkeypatch.setattr(_bradley_terry, "_FULL_COVARIANCE_LIMIT", 10)
+    approx = fit_bradley_terry(comps)
+    assert approx.covariance is None
+    np.testing.assert_allclose(approx.scores, exact.scores)
+    np.testing.assert_allclose(approx.std_errors, exact.std_errors, rtol=0.05)
+    assert np.all(approx.rank_low <= approx.ranks) and np.all(approx.ranks <= approx.rank_high)
+    sandwich = fit_bradley_terry(comps, interval="sandwich")
+    np.testing.assert_allclose(sandwich.std_errors, exact.std_errors, rtol=0.1)
+    # Selection still works without a covariance.
+    from flowlab.ranking import select_pairs, win_matrix
+
+    assert select_pairs(win_matrix(comps, 40), 4, fit=approx, rng=0).shape == (4, 2)

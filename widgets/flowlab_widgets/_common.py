@@ -11,7 +11,7 @@ from jupyter_bokeh import BokehModel
 
 from flowlab import Client
 
-_bokehjs_loaded = False
+_bokehjs_loaded_in: tuple[int, int] | None = None  # (kernel shell id, execution count)
 
 
 def connection_of(obj: Any) -> tuple[str, str | None]:
@@ -49,15 +49,25 @@ def in_kernel() -> bool:
 
 
 def ensure_bokehjs() -> None:
-    """Load BokehJS into the notebook page once, inline, so figures render with no CDN (offline, Binder)."""
-    global _bokehjs_loaded
-    if _bokehjs_loaded or not in_kernel():
+    """Load BokehJS into the notebook page, inline, so figures render with no CDN (offline, Binder).
+
+    It is published once per cell execution that makes figures, not once per kernel: a page opened on an
+    already running kernel (a reload, a second tab, "Run All" again) has no BokehJS until a cell loads it.
+    Only BokehJS's core is sent (about 1.3 MB); the figures need no bokeh widgets, tables or WebGL.
+    """
+    global _bokehjs_loaded_in
+    if not in_kernel():
         return
     from bokeh.io import output_notebook
-    from bokeh.resources import INLINE
+    from bokeh.resources import Resources
+    from IPython import get_ipython
 
-    output_notebook(resources=INLINE, hide_banner=True)
-    _bokehjs_loaded = True
+    shell = get_ipython()
+    mark = (id(shell), int(getattr(shell, "execution_count", 0) or 0))
+    if _bokehjs_loaded_in == mark:
+        return
+    output_notebook(resources=Resources(mode="inline", components=["bokeh"]), hide_banner=True)
+    _bokehjs_loaded_in = mark
 
 
 class FigureWidget(BokehModel):  # type: ignore[misc]

@@ -7,7 +7,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from flowlab import Client, FlowlabError
-from flowlab_widgets._common import esc, fmt_ago
+from flowlab_widgets._common import ensure_bokehjs, esc, fmt_ago
 
 __all__ = ["FlowBrowser"]
 
@@ -48,6 +48,9 @@ class FlowBrowser(widgets.VBox):
             layout=widgets.Layout(border="1px solid #ddd", padding="8px"),
         )
         self.add_class("flowlab-browser")
+        # A monitor opened from the Open button is made by a widget callback, not a cell, so it cannot load
+        # BokehJS into the page itself: load it now.
+        ensure_bokehjs()
         self.refresh()
 
     @property

@@ -136,7 +136,8 @@ class Dashboard:
             await self._refresh_flows()
         if self.flow_id is None:
             self.header.object = (
-                "<h3>No flows yet</h3><p>Create one with <code>client.flow.create_ranking_flow(...)"
+                '<h3 class="flowlab-header">No flows yet</h3><p>Create one with '
+                "<code>client.flow.create_ranking_flow(...)"
                 "</code> or the FlowCreator widget; it appears here.</p>"
             )
             return
@@ -207,7 +208,8 @@ class Dashboard:
 
     def _show_flow(self, config: Any, first_view: bool) -> None:
         self.header.object = (
-            f'<h2 style="margin:4px 0">{esc(config.name)} <code style="font-size:60%">{esc(config.id)}</code></h2>'
+            f'<h2 class="flowlab-header" data-flow="{esc(config.id)}" style="margin:4px 0">{esc(config.name)} '
+            f'<code style="font-size:60%">{esc(config.id)}</code></h2>'
             f'<div style="color:#555">min {config.min_response_threshold} / max {config.max_response_threshold} '
             f"votes per item · pairs: {esc(config.pair_selection)} · config v{config.config_version} · "
             f"instruction: <i>{esc(config.instruction)}</i></div>"

@@ -148,6 +148,7 @@ class FlowMonitor(widgets.VBox):
             button_style="primary",
             icon="pencil",
             tooltip="flow.update_config(instruction=...)",
+            layout=widgets.Layout(width="auto"),
         )
         self.update_button.on_click(lambda _b: self.update_instruction())
         self.message = widgets.HTML()

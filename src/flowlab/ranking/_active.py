@@ -152,17 +152,31 @@ def _utilities(scores: np.ndarray, cov: np.ndarray) -> np.ndarray:
     if full:
         pair_var -= 2.0 * cov
     np.maximum(pair_var, 1e-12, out=pair_var)
-    z = gap / np.sqrt(pair_var)
-    weight = np.exp(-0.5 * z * z) * z / pair_var
+    inv_var = 1.0 / pair_var
+    z = gap * np.sqrt(inv_var)
+    # weight = φ(z) z / σ² up to a constant: how fast the chance of misordering the pair falls as σ² does.
+    weight = np.square(z)
+    weight *= -0.5
+    np.exp(weight, out=weight)
+    weight *= z
+    weight *= inv_var
     np.fill_diagonal(weight, 0.0)
-    lap = -weight
-    lap[np.diag_indices_from(lap)] = weight.sum(axis=1)
+    lap = np.negative(weight)
+    lap.ravel()[:: len(scores) + 1] = weight.sum(axis=1)
     # spread = Σ L Σ; only xᵀ spread x = spread_ii + spread_jj − 2 spread_ij is needed.
     spread = cov @ lap @ cov if full else var[:, None] * lap * var[None, :]
-    diag = np.diagonal(spread)
-    quad = diag[:, None] + diag[None, :] - 2.0 * spread
-    q = expit(gap) * expit(-gap)
-    util = q / (1.0 + q * pair_var) * np.maximum(quad, 0.0)
+    diag = np.diagonal(spread).copy()
+    quad = spread
+    quad *= -2.0
+    quad += diag[:, None]
+    quad += diag[None, :]
+    np.maximum(quad, 0.0, out=quad)
+    p = expit(gap)
+    q = p * (1.0 - p)
+    util = q * quad
+    q *= pair_var
+    q += 1.0
+    util /= q
     np.fill_diagonal(util, 0.0)
     return util
 
@@ -235,83 +249,127 @@ def select_pairs(
         np.add.at(counts, (pend[:, 0], pend[:, 1]), 1.0)
         np.add.at(counts, (pend[:, 1], pend[:, 0]), 1.0)
     scores, cov = _estimates(counts, mat, fit, prior)
-    util = _utilities(scores, cov)
+    if n <= _DENSE_SELECT_LIMIT:
+        util = _utilities(scores, cov)
+        # Candidates: each datapoint's few best partners. The very best pairs tend to share a
+        # datapoint, so a global list would be long before it held a batch the cap lets through.
+        k = min(n - 1, 2 * max(1, -(-2 * n_pairs // n)) + 6)
+        partners = np.argpartition(util, n - k, axis=1)[:, n - k :]
+        first = np.repeat(np.arange(n), k)
+        second = partners.ravel()
+        values = util[first, second]
+        keep = first != second
+        first, second, values = first[keep], second[keep], values[keep]
+    else:
+        var = np.diagonal(cov) if cov.ndim == 2 else cov
+        first, second, values = _window_utilities(scores, var, gen)
     # A whisper of noise breaks exact ties (equal scores early on) at random.
-    util += gen.random(util.shape) * (1e-9 * util.max() + 1e-300)
+    values = values + gen.random(len(values)) * (1e-9 * values.max(initial=0.0) + 1e-300)
 
     n_explore = int(gen.binomial(n_pairs, exploration)) if exploration > 0 else 0
     n_active = n_pairs - n_explore
     cap = max(1, -(-2 * n_active // n))  # ceil(2·n_active / n): appearances per datapoint per batch
-    used = np.zeros(n, dtype=np.int64)
-    chosen: list[tuple[int, int]] = []
-    taken: set[tuple[int, int]] = set()
+    picker = _BatchPicker(n, cap)
 
-    # Coverage first: the least-voted datapoints under min_votes, each with its best partner.
+    # Coverage first: datapoints under min_votes, least-voted first, paired with each other where possible
+    # (one vote covers two), a last odd one with its most useful partner.
     votes = counts.sum(axis=1)
     starving = np.flatnonzero(votes < min_votes)
-    if len(starving):
-        starving = starving[np.lexsort((gen.random(len(starving)), votes[starving]))]
-        # Pairing two under-covered datapoints covers both with one vote.
-        needy = np.zeros(n)
-        needy[starving] = 1.0 + util.max()
-        for i in starving:  # few datapoints, and only until each has a vote
-            if len(chosen) >= n_active:
+    starving = starving[np.lexsort((gen.random(len(starving)), votes[starving]))]
+    for a, b in zip(starving[0::2].tolist(), starving[1::2].tolist(), strict=False):
+        if len(picker.chosen) >= n_active:
+            break
+        picker.try_add(a, b)
+    if len(starving) % 2 and len(picker.chosen) < n_active:
+        last = int(starving[-1])
+        involved = np.flatnonzero((first == last) | (second == last))
+        for k in involved[np.argsort(-values[involved])].tolist():
+            if picker.try_add(int(first[k]), int(second[k])):
                 break
-            if used[i] >= cap:
-                continue
-            order = np.argsort(-(util[i] + needy))
-            for j in order:
-                pair = (min(i, j), max(i, j))
-                if j != i and used[j] < cap and pair not in taken:
-                    chosen.append(pair)
-                    taken.add(pair)
-                    used[i] += 1
-                    used[j] += 1
-                    break
 
-    if len(chosen) < n_active:
-        # Candidates: each datapoint's few best partners. The very best pairs tend to share a datapoint,
-        # so a global top list would fill up with pairs the per-batch cap then rejects.
-        k = min(n - 1, 2 * cap + 6)
-        partners = np.argpartition(util, n - k, axis=1)[:, n - k :]
-        rows = np.repeat(np.arange(n), k)
-        cols = partners.ravel()
-        values = util[rows, cols]
-        order = np.argsort(-values)
-        for i, j in zip(rows[order].tolist(), cols[order].tolist(), strict=True):
-            if len(chosen) >= n_active:
+    # Then the most useful pairs, best first, within the per-batch cap.
+    if len(picker.chosen) < n_active:
+        n_top = min(len(values), max(64 * n_active, 4 * n))
+        top = np.argpartition(values, len(values) - n_top)[len(values) - n_top :] if n_top < len(values) else None
+        order = np.arange(len(values)) if top is None else top
+        order = order[np.argsort(-values[order])]
+        picker.add_greedy(first[order].tolist(), second[order].tolist(), n_active)
+    if len(picker.chosen) < n_active:
+        # Still short (caps and a short list): pair the datapoints with room left at random.
+        free = np.flatnonzero(np.asarray(picker.used) < cap)
+        free = free[gen.permutation(len(free))]
+        for a, b in zip(free[0::2].tolist(), free[1::2].tolist(), strict=False):
+            if len(picker.chosen) >= n_active:
                 break
-            pair = (i, j) if i < j else (j, i)
-            if i == j or used[i] >= cap or used[j] >= cap or pair in taken:
-                continue
-            chosen.append(pair)
-            taken.add(pair)
-            used[i] += 1
-            used[j] += 1
-    if len(chosen) < n_active:
-        # The candidate lists ran dry: pair the datapoints still under the cap greedily, best first.
-        masked = util.copy()
-        np.fill_diagonal(masked, -np.inf)
-        full_rows = used >= cap
-        masked[full_rows, :] = -np.inf
-        masked[:, full_rows] = -np.inf
-        for a, b in taken:
-            masked[a, b] = masked[b, a] = -np.inf
-        while len(chosen) < n_active:
-            flat = int(np.argmax(masked))
-            i, j = divmod(flat, n)
-            if not np.isfinite(masked[i, j]):
-                break
-            chosen.append((min(i, j), max(i, j)))
-            masked[i, j] = masked[j, i] = -np.inf
-            for item in (i, j):
-                used[item] += 1
-                if used[item] >= cap:
-                    masked[item, :] = -np.inf
-                    masked[:, item] = -np.inf
+            picker.try_add(a, b)
+    chosen = picker.chosen
     n_missing = n_pairs - len(chosen)
     if n_missing:  # exploration, plus anything left unfilled
         extra = select_pairs_uniform(n, n_missing, rng=gen)
         chosen.extend((int(a), int(b)) for a, b in extra)
     arr = np.asarray(chosen, dtype=np.int64).reshape(-1, 2)
     return _random_orientation(arr[:, 0], arr[:, 1], gen)
+
+
+class _BatchPicker:
+    """The pairs of one batch, with at most ``cap`` appearances per datapoint and no repeated pair."""
+
+    def __init__(self, n: int, cap: int) -> None:
+        self.used = [0] * n
+        self.cap = cap
+        self.chosen: list[tuple[int, int]] = []
+        self.taken: set[tuple[int, int]] = set()
+
+    def try_add(self, a: int, b: int) -> bool:
+        pair = (a, b) if a < b else (b, a)
+        if a == b or self.used[a] >= self.cap or self.used[b] >= self.cap or pair in self.taken:
+            return False
+        self.chosen.append(pair)
+        self.taken.add(pair)
+        self.used[a] += 1
+        self.used[b] += 1
+        return True
+
+    def add_greedy(self, firsts: list[int], seconds: list[int], limit: int) -> None:
+        """Take candidate pairs in order until the batch holds ``limit`` (the hot loop, kept lean)."""
+        used, taken, chosen, cap = self.used, self.taken, self.chosen, self.cap
+        for a, b in zip(firsts, seconds, strict=True):
+            if len(chosen) >= limit:
+                return
+            if a == b or used[a] >= cap or used[b] >= cap:
+                continue
+            pair = (a, b) if a < b else (b, a)
+            if pair in taken:
+                continue
+            chosen.append(pair)
+            taken.add(pair)
+            used[a] += 1
+            used[b] += 1
+
+
+# Above this many datapoints, only pairs within a window of the current score order are considered;
+# the utility of pairs further apart is negligible and scoring all n² pairs would cost tens of ms.
+_DENSE_SELECT_LIMIT = 300
+_WINDOW = 24
+
+
+def _window_utilities(
+    scores: np.ndarray, var: np.ndarray, gen: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`pair_utilities` with the diagonal covariance, for pairs near each other in score order."""
+    n = len(scores)
+    order = np.lexsort((gen.random(n), scores))
+    offsets = np.arange(1, min(_WINDOW, n - 1) + 1)
+    pos_a = np.concatenate([np.arange(n - k) for k in offsets])
+    pos_b = pos_a + np.repeat(offsets, n - offsets)
+    a, b = order[pos_a], order[pos_b]
+    gap = np.abs(scores[a] - scores[b])
+    pair_var = np.maximum(var[a] + var[b], 1e-12)
+    z = gap / np.sqrt(pair_var)
+    weight = np.exp(-0.5 * z * z) * z / pair_var
+    lap_diag = np.bincount(a, weight, n) + np.bincount(b, weight, n)
+    quad = var[a] ** 2 * lap_diag[a] + var[b] ** 2 * lap_diag[b] + 2.0 * var[a] * var[b] * weight
+    q = expit(gap) * expit(-gap)
+    values = q / (1.0 + q * pair_var) * quad
+    first, second = np.minimum(a, b), np.maximum(a, b)
+    return first, second, values

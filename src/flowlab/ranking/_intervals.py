@@ -19,33 +19,26 @@ def _z_value(level: float) -> float:
 def _laplacian(first: np.ndarray, second: np.ndarray, weight: np.ndarray, n: int) -> np.ndarray:
     """Dense weighted graph Laplacian: the shape of every Bradley–Terry Hessian and Fisher matrix."""
     lap = np.zeros((n, n))
-    lap[first, second] = -weight
-    lap[second, first] = -weight
-    degree = np.bincount(first, weight, n) + np.bincount(second, weight, n)
-    lap[np.diag_indices(n)] = degree
+    flat = lap.ravel()
+    flat[first * n + second] = -weight
+    flat[second * n + first] = -weight
+    flat[:: n + 1] = np.bincount(first, weight, n) + np.bincount(second, weight, n)
     return lap
 
 
 def _inverse_from_cholesky(factor: tuple[np.ndarray, bool]) -> np.ndarray:
     """Full symmetric inverse from a ``scipy.linalg.cho_factor`` result."""
     chol, lower = factor
+    n = chol.shape[0]
     inv, info = linalg.lapack.dpotri(chol, lower=lower)
     if info != 0:  # pragma: no cover - the matrix was factorised, so this means a LAPACK failure
         raise np.linalg.LinAlgError(f"inverting the Fisher information failed (LAPACK info={info}).")
-    # dpotri fills one triangle only.
-    inv = np.triu(inv) + np.triu(inv, 1).T if not lower else np.tril(inv) + np.tril(inv, -1).T
+    # dpotri fills one triangle only; mirror it over the other, which holds leftovers.
+    inv = np.triu(inv) if not lower else np.tril(inv)
+    diag = inv.diagonal().copy()
+    inv += inv.T
+    inv.ravel()[:: n + 1] = diag
     return inv
-
-
-def _centre_covariance(inv_shifted: np.ndarray, prior: float) -> np.ndarray:
-    """Covariance of the mean-zero scores from ``inv(H + 11ᵀ/n)``.
-
-    ``H`` (Laplacian plus ``prior·I``) has the all-ones vector as an eigenvector with eigenvalue ``prior``;
-    adding ``11ᵀ/n`` lifts that eigenvalue to ``prior + 1``, and projecting it back out gives the
-    covariance of the centred scores (the Moore–Penrose inverse when ``prior = 0``).
-    """
-    n = inv_shifted.shape[0]
-    return inv_shifted - 1.0 / (n * (prior + 1.0))
 
 
 def _sandwich_meat(

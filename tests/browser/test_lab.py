@@ -1,0 +1,194 @@
+"""JupyterLab in Debian's Chromium: the dashboard launcher tile, and the quickstart notebook's widgets updating live."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+# Sum of every win-loss heatmap source on the page, read from BokehJS's own documents: the figure data the
+# browser actually draws, not what the kernel thinks it sent.
+HEATMAP_TOTALS_JS = """() => {
+  if (!window.Bokeh) return null;
+  const totals = [];
+  for (const doc of Bokeh.documents) {
+    for (const model of doc.all_models) {
+      const data = model.data;
+      if (!data) continue;
+      const get = (k) => (data instanceof Map ? data.get(k) : data[k]);
+      if (get("winner") === undefined || get("count") === undefined) continue;
+      totals.push(Array.from(get("count")).reduce((a, b) => a + b, 0));
+    }
+  }
+  return totals;
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Lab:
+    url: str
+    token: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def page_url(self, path: str) -> str:
+        sep = "&" if "?" in path else "?"
+        return f"{self.url}{path}{sep}token={self.token}"
+
+
+@pytest.fixture
+def jupyter_lab(flowlab_server: Any, tmp_path: Path) -> Iterator[Lab]:
+    """`jupyter lab` on a free port, serving a copy of notebooks/, with kernels pointed at the test server."""
+    root = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, root)
+    settings = tmp_path / "lab-settings"
+    # No "get Jupyter news?" toast over the notebook, and no request to the internet for it.
+    notification = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notification.parent.mkdir(parents=True)
+    notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    env = {
+        **os.environ,
+        "FLOWLAB_URL": flowlab_server.url,
+        "FLOWLAB_API_KEY": flowlab_server.api_key,
+        "JUPYTERLAB_SETTINGS_DIR": str(settings),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),  # ignore the user's own Jupyter config
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
+    }
+    port, token = _free_port(), secrets.token_hex(16)
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.open_browser=False",
+        "--LabApp.news_url=",
+        "--ServerApp.port_retries=0",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # CI containers run as root
+    log = tmp_path / "jupyter.log"
+    with open(log, "wb") as out:
+        # Its own process group, so the kernels and the proxied dashboard go down with it.
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    lab = Lab(f"http://127.0.0.1:{port}", token, proc, log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited early:\n{log.read_text(errors='replace')}")
+            try:
+                if httpx.get(lab.page_url("/api/status"), timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"jupyter lab did not come up:\n{log.read_text(errors='replace')}")
+            time.sleep(0.2)
+        yield lab
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def _watch_errors(page: Any) -> list[str]:
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    return errors
+
+
+def test_quickstart_runs_in_jupyterlab_with_live_widgets(browser: Any, jupyter_lab: Lab, output_dir: Path) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors = _watch_errors(page)
+    try:
+        # The launcher has the dashboard tile (jupyter-server-proxy entry point), and it opens the dashboard.
+        page.goto(jupyter_lab.page_url("/lab?reset"))
+        tile = page.locator(".jp-LauncherCard", has_text="flowlab dashboard")
+        tile.wait_for(timeout=60_000)
+        page.screenshot(path=str(output_dir / "lab_launcher.png"))
+        with context.expect_page(timeout=30_000) as opened:
+            tile.click()
+        dashboard = opened.value
+        dashboard_errors = _watch_errors(dashboard)
+        dashboard.locator(".flowlab-header").first.wait_for(timeout=60_000)  # its first refresh has landed
+        assert "/flowlab-dashboard/" in dashboard.url
+        assert dashboard.title() == "flowlab dashboard"
+        dashboard.screenshot(path=str(output_dir / "lab_dashboard_tile.png"))
+        dashboard.close()
+        assert not dashboard_errors, dashboard_errors
+
+        # Open the quickstart and run every cell.
+        page.goto(jupyter_lab.page_url("/lab/tree/01_quickstart.ipynb"))
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+        counts: list[int] = []
+        heatmap_totals: list[float] = []
+        deadline = time.monotonic() + 150
+        prompts = page.locator(".jp-CodeCell .jp-InputPrompt")
+        while time.monotonic() < deadline:
+            shown = page.locator(".flowlab-count")
+            if shown.count():
+                value = int(shown.first.inner_text())
+                if not counts or counts[-1] != value:
+                    counts.append(value)
+            totals = page.evaluate(HEATMAP_TOTALS_JS) or []
+            if totals and (not heatmap_totals or heatmap_totals[-1] != totals[0]):
+                heatmap_totals.append(totals[0])
+            if prompts.last.inner_text().strip() not in ("[ ]:", "[*]:"):
+                break  # the last cell has run
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"the notebook did not finish; counts seen {counts}\n{jupyter_lab.log.read_text()[-3000:]}")
+
+        monitor = page.locator(".flowlab-monitor").first
+        monitor.scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(output_dir / "lab_quickstart.png"))
+        monitor.screenshot(path=str(output_dir / "lab_quickstart_monitor.png"))
+
+        assert page.locator("[data-mime-type='application/vnd.jupyter.error']").count() == 0, "a cell raised"
+        assert len(counts) >= 3 and counts == sorted(counts), f"the count should climb live: {counts}"
+        assert counts[-1] == 200
+        assert len(heatmap_totals) >= 3, f"the heatmap should change live: {heatmap_totals}"
+        assert heatmap_totals[-1] == 200
+        assert not errors, errors
+    finally:
+        context.close()
