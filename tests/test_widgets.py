@@ -83,6 +83,30 @@ def test_throughput_chart_streams_counts_and_rates() -> None:
     assert chart.figure.extra_y_ranges["rate"].end >= 1800.0
 
 
+def test_figure_widget_resends_its_state_to_a_view_that_missed_patches() -> None:
+    from flowlab_widgets._common import bokeh_widget
+
+    heatmap = WinLossHeatmap()
+    widget = bokeh_widget(heatmap.figure)
+    keys = ["a", "b"]
+    heatmap.update(pd.DataFrame([[0.0, 3.0], [1.0, 0.0]], index=keys, columns=keys))  # sent as patches
+    assert widget._stale
+    assert "'a'" not in repr(widget.render_bundle["docs_json"])  # the bundle is from before the update
+    # What BokehJS sends when a view has rendered (from the possibly stale bundle).
+    ready = {
+        "event": "jsevent",
+        "kind": "MessageSent",
+        "msg_type": "bokeh_event",
+        "msg_data": {"type": "event", "name": "document_ready", "values": {"type": "map"}},
+    }
+    widget._sync_model(widget, ready, [])
+    assert not widget._stale
+    assert "'a'" in repr(widget.render_bundle["docs_json"])  # the rebuilt bundle carries the factors and data
+    widget._sync_model(widget, dict(ready), [])  # nothing new since: no second re-render
+    widget.close()
+    widget.close()  # closing twice is harmless
+
+
 # ---------------------------------------------------------------- FlowCreator
 
 

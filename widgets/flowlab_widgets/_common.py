@@ -71,7 +71,34 @@ def ensure_bokehjs() -> None:
 
 
 class FigureWidget(BokehModel):  # type: ignore[misc]
-    """A bokeh figure as an ipywidget: later changes to its sources reach the page as document patches."""
+    """A bokeh figure as an ipywidget: later changes to its sources reach the page as document patches.
+
+    A view renders from `render_bundle`, the figure as it was when the widget was made, and only hears the
+    patches sent after it started listening. Patches sent before that (a live widget's first refresh racing
+    the page, a widget filled in before it is displayed, a page reloaded later) would be lost, leaving e.g. a
+    heatmap with no factors. So the widget remembers whether it has sent patches since its bundle was built,
+    and when a view reports `document_ready` while that is so, it rebuilds the bundle: that view (and any
+    other) re-renders once from the figure's current state.
+    """
+
+    _stale = False
+
+    def _document_patched(self, event: Any) -> None:
+        super()._document_patched(event)
+        if event.setter is not self:
+            self._stale = True
+
+    def _sync_model(self, model: Any, content: dict[str, Any], buffers: list[Any]) -> None:
+        ready = (
+            content.get("event") == "jsevent"
+            and content.get("kind") == "MessageSent"
+            and isinstance(content.get("msg_data"), dict)
+            and content["msg_data"].get("name") == "document_ready"
+        )
+        super()._sync_model(model, content, buffers)
+        if ready and self._stale:
+            self._stale = False
+            self.render_bundle = self._model_to_traits(self._model)
 
     def close(self) -> None:
         # BokehModel.close() raises when called twice (once by us, once by Widget.__del__): make it idempotent.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import Any
 
 import panel as pn
@@ -21,6 +22,7 @@ from flowlab_widgets.figures import (
 
 __all__ = ["Dashboard", "serve"]
 
+RECENT_ANNOTATOR_S = 3600.0
 # Set by the jupyter-server-proxy entry point: the dashboard then lives under Jupyter's URL, not at /.
 PREFIX_ENV = "FLOWLAB_DASHBOARD_PREFIX"
 
@@ -113,7 +115,7 @@ class Dashboard:
 
     def start(self) -> None:
         """Begin the periodic refresh for this session (call while the session's document is current)."""
-        pn.state.add_periodic_callback(self.refresh, period=self.period_ms)
+        pn.state.add_periodic_callback(self.refresh, period=self.period_ms)  # type: ignore[arg-type]
         with contextlib.suppress(Exception):
             pn.state.on_session_destroyed(lambda _ctx: pn.state.execute(self.client.aclose))
 
@@ -162,7 +164,10 @@ class Dashboard:
                     self.ranking.update(ranking_rows(await item.get_results(timeout=0, partial=True)))
                 self._version = version
         if self.ticks % 5 == 0:
-            self.annotators.update(await self.client.annotators.list())
+            everyone = await self.client.annotators.list()
+            # Crowds come and go; show who has been voting lately, busiest first (the chart keeps the top 25).
+            recent = [a for a in everyone if a.last_seen and a.last_seen > time.time() - RECENT_ANNOTATOR_S]
+            self.annotators.update(recent or everyone)
 
     async def _refresh_flows(self) -> None:
         flows = await self.client.flow.find_flows(amount=25)
@@ -313,7 +318,6 @@ def _use_local_resources() -> None:
     from bokeh.settings import settings
 
     settings.resources = "server"
-    pn.config.inline = False
 
 
 def serve(

@@ -66,6 +66,8 @@ class RankingExplorer(widgets.VBox):
     out. A table shows per-annotator quality: votes, consensus agreement, reliability and spammer flags.
     """
 
+    fit: ExplorerFit  # the latest fit; set by recompute(), which the constructor runs
+
     def __init__(
         self,
         item: Any = None,
@@ -73,6 +75,7 @@ class RankingExplorer(widgets.VBox):
         votes: Any = None,
         keys: list[str] | None = None,
         gold: Any = None,
+        annotator_names: dict[str, str] | None = None,
         k: float = 8.0,
         prior: float = ranking.DEFAULT_PRIOR,
         quality_weighting: bool = False,
@@ -89,9 +92,9 @@ class RankingExplorer(widgets.VBox):
         n = int(self.votes[:, 1:3].max()) + 1 if len(self.votes) else 0
         self.datapoint_keys = list(keys) if keys is not None else [str(i) for i in range(n)]
         self.gold = gold
+        self.annotator_names = dict(annotator_names or {})
         self.n_bootstrap = n_bootstrap
         self.seed = seed
-        self.fit: ExplorerFit | None = None
 
         self.k_slider = widgets.FloatSlider(
             value=k, min=1.0, max=64.0, step=1.0, description="Elo K", continuous_update=False
@@ -186,7 +189,6 @@ class RankingExplorer(widgets.VBox):
 
     def _render_summary(self) -> None:
         fit = self.fit
-        assert fit is not None
         weighting = ""
         if self.weighting.value:
             weighting = (
@@ -199,23 +201,27 @@ class RankingExplorer(widgets.VBox):
         )
         q = fit.quality
         rows = []
-        order = np.argsort(-np.asarray(q.n_votes))
+        # Least trustworthy first: that is where a reader looks.
+        agreement = np.asarray(q.consensus_agreement, dtype=float)
+        order = np.argsort(np.where(np.isnan(agreement), np.inf, agreement), kind="stable")
         for i in order[:15]:
             rel = "" if fit.reliability is None else f"{fit.reliability[i]:.2f}"
             flag = "⚠ spammer" if bool(q.spammer[i]) else ""
-            cons = q.consensus_agreement[i]
+            cons = agreement[i]
+            who = self.annotator_names.get(self.annotator_ids[i], self.annotator_ids[i])
             rows.append(
-                f"<tr><td><code>{esc(self.annotator_ids[i])}</code></td><td>{int(q.n_votes[i])}</td>"
+                f"<tr><td><code>{esc(who)}</code></td><td>{int(q.n_votes[i])}</td>"
                 f"<td>{'' if np.isnan(cons) else f'{cons:.0%}'}</td><td>{rel}</td><td>{flag}</td></tr>"
             )
         self.annotator_table.value = (
-            '<table style="font-size:12px"><tr><th>annotator</th><th>votes</th><th>consensus agreement</th>'
+            '<table style="font-size:12px"><caption style="text-align:left">Annotators, least consistent first'
+            "</caption><tr><th>annotator</th><th>votes</th><th>consensus agreement</th>"
             "<th>reliability (Crowd-BT)</th><th></th></tr>" + "".join(rows) + "</table>"
         )
 
     def to_dataframe(self) -> pd.DataFrame:
         """Both rankings side by side, one row per datapoint, best (by Bradley–Terry) first."""
-        fit = self.fit if self.fit is not None else self.recompute()
+        fit = self.fit
         frame = pd.DataFrame(
             {
                 "bt_rank": fit.bt.ranks,

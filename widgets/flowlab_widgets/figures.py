@@ -11,15 +11,14 @@ import numpy as np
 import pandas as pd
 from bokeh.models import (
     BasicTicker,
-    ColorBar,
     ColumnDataSource,
     FactorRange,
     HoverTool,
     LinearAxis,
     LinearColorMapper,
     Range1d,
-    Span,
 )
+from bokeh.models.annotations import ColorBar, Span, Title
 from bokeh.palettes import Blues256, Category10_10
 from bokeh.plotting import figure
 
@@ -56,7 +55,7 @@ _MAX_LABELLED_KEYS = 12
 
 def _base_figure(title: str, *, width: int, height: int, sizing_mode: str | None, **kwargs: Any) -> Any:
     opts: dict[str, Any] = {
-        "title": title,
+        "title": Title(text=title, text_font_size="12pt"),
         "height": height,
         "tools": "pan,wheel_zoom,reset,save",
         "toolbar_location": "above",
@@ -69,7 +68,6 @@ def _base_figure(title: str, *, width: int, height: int, sizing_mode: str | None
     fig = figure(**opts)
     fig.toolbar.logo = None
     fig.toolbar.autohide = True
-    fig.title.text_font_size = "12pt"
     return fig
 
 
@@ -537,9 +535,10 @@ def _agreement_color(agreement: float | None) -> str:
 
 
 class RewardCurveChart:
-    """Mean reward per training step with a band (e.g. ± one standard error), plus an optional reference line."""
+    """Mean reward per training step with a band (e.g. a 95 % interval), an optional horizontal reference, and
+    an optional second curve to compare against (say, a quantity only a simulation knows)."""
 
-    _COLUMNS = ("step", "reward", "low", "high")
+    _COLUMNS = ("step", "reward", "low", "high", "compare")
 
     def __init__(
         self,
@@ -550,9 +549,12 @@ class RewardCurveChart:
         height: int = 280,
         sizing_mode: str | None = None,
         reference: float | None = None,
+        label: str = "reward",
+        compare_label: str | None = None,
     ) -> None:
         self.source = ColumnDataSource(_empty(self._COLUMNS))
         self.reference = reference
+        self.compare_label = compare_label
         fig = _base_figure(
             title,
             width=width,
@@ -563,20 +565,42 @@ class RewardCurveChart:
             x_range=Range1d(start=0, end=1),
             y_range=Range1d(start=0, end=1),
         )
-        fig.varea(x="step", y1="low", y2="high", source=self.source, fill_color=Category10_10[2], fill_alpha=0.2)
-        fig.line(x="step", y="reward", source=self.source, line_width=2, color=Category10_10[2])
-        fig.scatter(x="step", y="reward", source=self.source, size=6, color=Category10_10[2])
+        color = Category10_10[2]
+        fig.varea(x="step", y1="low", y2="high", source=self.source, fill_color=color, fill_alpha=0.2)
+        fig.line(x="step", y="reward", source=self.source, line_width=2, color=color, legend_label=label)
+        fig.scatter(x="step", y="reward", source=self.source, size=6, color=color)
+        if compare_label is not None:
+            fig.line(
+                x="step",
+                y="compare",
+                source=self.source,
+                line_width=2,
+                line_dash="dashed",
+                color=Category10_10[4],
+                legend_label=compare_label,
+            )
         if reference is not None:
-            fig.add_layout(Span(location=reference, dimension="width", line_dash="dashed", line_color="#777777"))
+            fig.add_layout(Span(location=reference, dimension="width", line_dash="dotted", line_color="#777777"))
+        fig.legend.location = "bottom_right"
+        fig.legend.background_fill_alpha = 0.6
         self.figure = fig
 
-    def append(self, step: float, reward: float, *, low: float | None = None, high: float | None = None) -> None:
+    def append(
+        self,
+        step: float,
+        reward: float,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+        compare: float | None = None,
+    ) -> None:
         self.source.stream(
             {
                 "step": [step],
                 "reward": [reward],
                 "low": [reward if low is None else low],
                 "high": [reward if high is None else high],
+                "compare": [float("nan") if compare is None else compare],
             }
         )
         self._fit()
@@ -588,12 +612,14 @@ class RewardCurveChart:
         *,
         low: Sequence[float] | None = None,
         high: Sequence[float] | None = None,
+        compare: Sequence[float] | None = None,
     ) -> None:
         self.source.data = {
             "step": list(steps),
             "reward": list(rewards),
             "low": list(low if low is not None else rewards),
             "high": list(high if high is not None else rewards),
+            "compare": list(compare if compare is not None else [float("nan")] * len(steps)),
         }
         self._fit()
 
@@ -603,4 +629,5 @@ class RewardCurveChart:
             return
         _fit(self.figure.x_range, float(min(data["step"])), float(max(data["step"])), pad=0.03)
         ys = [*data["low"], *data["high"], *([self.reference] if self.reference is not None else [])]
+        ys += [c for c in data["compare"] if math.isfinite(c)]
         _fit(self.figure.y_range, float(min(ys)), float(max(ys)))

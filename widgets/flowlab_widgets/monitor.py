@@ -188,15 +188,15 @@ class FlowMonitor(widgets.VBox):
     def fetch(self) -> MonitorSnapshot:
         """Read the flow, its items and the selected item's matrix and results. Blocking; no widget is touched."""
         try:
-            config = self._client.flow.get_flow_by_id(self.flow.id)
+            fresh = self._client.flow.get_flow_by_id(self.flow.id)
         except NotFound:
             return MonitorSnapshot(flow=self.flow.config, statuses=[], item_id=None, deleted=True)
         sent = time.time()
-        items = config.get_flow_items()
+        items = fresh.get_flow_items()
         statuses = [it.last_status for it in items]
         offset = (statuses[-1].server_time - (sent + time.time()) / 2) if statuses else self._clock_offset
         item_id = self._choose_item(statuses)
-        snap = MonitorSnapshot(flow=config.config, statuses=statuses, item_id=item_id, clock_offset=offset)
+        snap = MonitorSnapshot(flow=fresh.config, statuses=statuses, item_id=item_id, clock_offset=offset)
         if item_id is None:
             return snap
         item = next(it for it in items if it.id == item_id)

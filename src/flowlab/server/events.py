@@ -46,7 +46,7 @@ async def item_stream(
     sent_version = last_event_id if resumed and last_event_id is not None else -1
     full = not resumed
     last_sent = 0.0
-    yield ServerSentEventMessage(retry=1000, comment="flowlab item stream")
+    yield ServerSentEventMessage(data=None, retry=1000, comment="flowlab item stream")
     while True:
         if service.items.get(item.id) is not item:
             return  # the flow was deleted
@@ -69,7 +69,7 @@ async def item_stream(
                 return
             continue
         if not await item.changed.wait(KEEPALIVE_SECONDS):
-            yield ServerSentEventMessage(comment="keep-alive")
+            yield ServerSentEventMessage(data=None, comment="keep-alive")
 
 
 async def flow_stream(
@@ -79,7 +79,7 @@ async def flow_stream(
     sent: dict[str, int] = {}
     sent_flow_version = -1
     last_sent = 0.0
-    yield ServerSentEventMessage(retry=1000, comment="flowlab flow stream")
+    yield ServerSentEventMessage(data=None, retry=1000, comment="flowlab flow stream")
     while True:
         if service.flows.get(flow.id) is not flow:
             event = schemas.FlowEvent(
@@ -119,7 +119,7 @@ async def flow_stream(
             yield ServerSentEventMessage(data=_encode(event).decode(), id=event.version, event="flow")
             continue
         if not await flow.changed.wait(KEEPALIVE_SECONDS):
-            yield ServerSentEventMessage(comment="keep-alive")
+            yield ServerSentEventMessage(data=None, comment="keep-alive")
 
 
 async def wait_for_item(service: FlowService, item: ItemRecord, since: int, timeout: float) -> schemas.ItemStatus:
@@ -159,6 +159,6 @@ async def annotator_stream(service: FlowService, who: Principal) -> AsyncIterato
             elif woke:
                 yield ServerSentEventMessage(event="work", data="{}")
             else:
-                yield ServerSentEventMessage(comment="keep-alive")
+                yield ServerSentEventMessage(data=None, comment="keep-alive")
     finally:
         service.annotator_listeners -= 1

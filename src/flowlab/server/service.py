@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import msgspec
 import numpy as np
 
-from flowlab import schemas
+from flowlab import ranking, schemas
 from flowlab.server import lifecycle
 from flowlab.server.auth import KEY_PREFIX, TOKEN_PREFIX, Auth, Principal, digest, new_secret
 from flowlab.server.clock import Clock
@@ -620,8 +620,6 @@ class FlowService:
         )
 
     def _fit(self, item: ItemRecord) -> Any:
-        from flowlab import ranking
-
         if item.fit is not None and item.fit_version == item.version:
             return item.fit
         # Warm-started from the previous fit: a live refit after a few votes is a couple of Newton steps.
@@ -764,8 +762,6 @@ class FlowService:
             return item.pair_queue.next_pair()
         if not item.active_queue:
             # Choose a small batch per fit, so a busy item refits once per batch rather than once per lease.
-            from flowlab import ranking
-
             out = np.array([(lease.a, lease.b) for lease in item.leases.values()], dtype=np.int64).reshape(-1, 2)
             batch = max(2, min(ACTIVE_BATCH, len(item.keys) // 2))
             rng = np.random.default_rng(self.rng.getrandbits(32))
@@ -941,8 +937,6 @@ class FlowService:
         return acks
 
     async def preheat(self) -> schemas.Preheated:
-        from flowlab import ranking
-
         t0 = time.perf_counter()
         # Touch every path the first batch will take: a durable commit, a fit, the JSON encoder.
         await self.store.write([])
