@@ -239,3 +239,61 @@ def test_sdk_maps_server_errors_and_network_failures() -> None:
         pytest.raises(flowlab.ConnectError, match="Is `flowlab serve` running"),
     ):
         client.flow.find_flows()
+
+
+def test_concurrent_deletes_of_one_flow_give_one_204_and_404s(client: Client, flowlab_server: ServerProcess) -> None:
+    import asyncio
+
+    flow = client.flow.create_ranking_flow(name="twice", instruction="Which?", max_response_threshold=3)
+
+    async def delete_thrice() -> list[int]:
+        async with httpx.AsyncClient(
+            base_url=flowlab_server.url, headers={"Authorization": f"Bearer {flowlab_server.api_key}"}
+        ) as http:
+            rs = await asyncio.gather(*(http.delete(f"/v1/flows/{flow.id}") for _ in range(3)))
+        return sorted(r.status_code for r in rs)
+
+    assert asyncio.run(delete_thrice()) == [204, 404, 404]
+
+
+def test_unparseable_urls_and_deep_json_are_4xx(flow: flowlab.Flow, flowlab_server: ServerProcess) -> None:
+    with pytest.raises(flowlab.ValidationError) as err:
+        flow.create_new_flow_batch(datapoints=["ok", {"id": "u", "url": "http://[::1"}])
+    assert err.value.field == "datapoints[1].url"
+    body = '{"datapoints":[{"text":"a"},{"text":"b"}],"private_metadata":{"x":' + "[" * 5000 + "]" * 5000 + "}}"
+    r = raw(flowlab_server).post(
+        f"/v1/flows/{flow.id}/items", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert 400 <= r.status_code < 500
+
+
+def test_malformed_validation_pairs_are_refused_at_creation(client: Client) -> None:
+    with pytest.raises(flowlab.ValidationError) as err:
+        client.flow.create_ranking_flow(
+            name="gold", instruction="Which?", validation_pairs=[({"url": "http://[::1"}, "b", "a")]
+        )
+    assert err.value.field == "validation_pairs[0].a.url"
+
+
+def test_text_that_names_a_local_non_media_file_is_sent_as_text(
+    flow: flowlab.Flow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "notes.txt").write_text("secret")
+    monkeypatch.chdir(tmp_path)
+    item = flow.create_new_flow_batch(datapoints=["notes.txt", "other"])
+    points = item.get_datapoints()
+    assert points[0].kind == "text" and points[0].text == "notes.txt"
+
+
+def test_resuming_an_ended_items_stream_closes_it(client: Client, flowlab_server: ServerProcess) -> None:
+    flow = client.flow.create_ranking_flow(name="ended", instruction="Which?", max_response_threshold=3)
+    item = flow.create_new_flow_batch(datapoints=["a", "b"], time_to_live=60)
+    status = item.stop()
+    with httpx.stream(
+        "GET",
+        f"{flowlab_server.url}/v1/items/{item.id}/events",
+        timeout=5,
+        headers={"Authorization": f"Bearer {flowlab_server.api_key}", "Last-Event-ID": str(status.version)},
+    ) as r:
+        body = r.read()
+    assert b"event: item" not in body

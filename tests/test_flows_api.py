@@ -269,7 +269,7 @@ def test_watch_reconnects_and_resumes_across_a_server_restart(fresh_server: Serv
         restarted = False
         last = None
         for event in item.watch():
-            for w, lo, tie in event.delta:
+            for w, lo, _tie in event.delta:
                 rebuilt[w, lo] += 1.0
             last = event
             if not restarted and event.response_count >= 10:
@@ -339,10 +339,10 @@ def test_exports_preference_pairs_and_rlhf_task_records(client: Client, flowlab_
     assert task["annotations"]["instruction"] == "Which is more helpful?"
 
 
-def test_active_pair_selection_serves_and_covers_every_datapoint(client: Client,
-                                                                  flowlab_server: ServerProcess) -> None:
-    flow = client.flow.create_ranking_flow(name="active", instruction="Which?", max_response_threshold=80,
-                                           pair_selection="active")
+def test_active_pair_selection_serves_and_covers_every_datapoint(client: Client, flowlab_server: ServerProcess) -> None:
+    flow = client.flow.create_ranking_flow(
+        name="active", instruction="Which?", max_response_threshold=80, pair_selection="active"
+    )
     assert flow.config.pair_selection == "active"
     item = flow.create_new_flow_batch(datapoints=scored(10), time_to_live=60)
     with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=6, rate=12_000, seed=13):

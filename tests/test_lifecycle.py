@@ -302,3 +302,79 @@ def test_restart_keeps_votes_and_expires_items_whose_deadline_passed_while_down(
         assert long.response_count == 1
 
     run(second_life, tmp_path, clock)
+
+
+def test_a_repeated_answer_is_not_called_duplicate_before_the_first_is_durable(tmp_path: Path) -> None:
+    async def scenario(service: FlowService, clock: FakeClock) -> None:
+        ann = await annotator(service)
+        await make_item(service)
+        task = service.lease_next(ann)
+        assert task is not None
+        store = service.store
+        real_commit = store._commit
+        committed: list[float] = []
+
+        def slow_commit(batches: Any) -> None:
+            import time
+
+            time.sleep(0.2)
+            real_commit(batches)
+            committed.append(time.monotonic())
+
+        store._commit = slow_commit
+        first = asyncio.ensure_future(service.answer(ann, task.task_id, schemas.Answer(choice="a")))
+        await asyncio.sleep(0.01)  # the first answer is now waiting on its commit
+        retry = await service.answer(ann, task.task_id, schemas.Answer(choice="a"))
+        import time
+
+        assert retry.status == "duplicate"
+        assert committed and committed[0] <= time.monotonic(), "duplicate only once the vote is durable"
+        assert (await first).status == "accepted"
+        assert store.count_votes() == 1
+
+    run(scenario, tmp_path)
+
+
+def test_a_skipped_pair_is_not_handed_straight_back(tmp_path: Path) -> None:
+    async def scenario(service: FlowService, clock: FakeClock) -> None:
+        ann = await annotator(service)
+        await make_item(service, n=6, max_votes=50)
+        task = service.lease_next(ann)
+        assert task is not None
+        skipped = {task.a.ref, task.b.ref}
+        await service.answer(ann, task.task_id, schemas.Answer(choice="skip"))
+        following = []
+        for _ in range(3):
+            t = service.lease_next(ann)
+            assert t is not None
+            following.append({t.a.ref, t.b.ref})
+        assert following[0] != skipped
+        again = await service.answer(ann, task.task_id, schemas.Answer(choice="skip"))
+        assert again.status == "skipped", "a repeated skip is idempotent"
+
+    run(scenario, tmp_path)
+
+
+def test_a_flow_drain_window_never_swallows_a_short_item(tmp_path: Path) -> None:
+    async def scenario(service: FlowService, clock: FakeClock) -> None:
+        ann = await annotator(service)
+        item = await make_item(service, ttl=5, drain_seconds=10)
+        assert service.lease_next(ann) is not None
+        clock.advance(2.6)
+        service.tick()
+        assert item.state == "Stopping"
+
+    run(scenario, tmp_path)
+
+
+def test_datapoint_keys_never_collide(tmp_path: Path) -> None:
+    async def scenario(service: FlowService, clock: FakeClock) -> None:
+        flow = await service.create_flow(RESEARCHER, schemas.FlowCreate(name="k", instruction="?"))
+        texts = [schemas.DatapointIn(text=t) for t in ("x", "x", "x#2")]
+        keys = (await service.create_item(RESEARCHER, flow.id, schemas.ItemCreate(datapoints=texts))).keys
+        assert len(set(keys)) == 3 and keys[0] == "x"
+        mixed = [schemas.DatapointIn(text="foo"), schemas.DatapointIn(id="foo", text="bar")]
+        keys = (await service.create_item(RESEARCHER, flow.id, schemas.ItemCreate(datapoints=mixed))).keys
+        assert keys[1] == "foo" and keys[0] != "foo"
+
+    run(scenario, tmp_path)

@@ -142,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("FLOWLAB_DATA_DIR", "./flowlab-data"),
         help="where the database, media and generated admin key live",
     )
-    serve.add_argument("--db", default=None, help="SQLite file (default: <data-dir>/flowlab.sqlite3), or a postgresql:// URL")
+    serve.add_argument(
+        "--db", default=None, help="SQLite file (default: <data-dir>/flowlab.sqlite3), or a postgresql:// URL"
+    )
     serve.add_argument("--public-url", default=None, help="base URL for join links, if not the request's own")
     serve.add_argument("--max-upload-mb", type=float, default=64.0)
     serve.add_argument("--log-level", default="warning")

@@ -174,7 +174,10 @@ def create_item(
 
 
 def _is_url(s: str) -> bool:
-    return urlsplit(s).scheme in ("http", "https")
+    try:
+        return urlsplit(s).scheme in ("http", "https")
+    except ValueError:
+        return False
 
 
 def _datapoint(d: Any, where: str) -> Op[dict[str, Any]]:
@@ -210,10 +213,20 @@ def _datapoint(d: Any, where: str) -> Op[dict[str, Any]]:
     )
 
 
+MEDIA_SUFFIXES = frozenset({
+    ".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".avif",
+    ".wav", ".mp3", ".ogg", ".oga", ".flac", ".m4a", ".aac",
+    ".mp4", ".webm", ".ogv", ".mov", ".m4v",
+})  # fmt: skip
+
+
 def _looks_like_path(s: str) -> bool:
+    """A string is uploaded only if it names an existing image, audio or video file: a model's text output
+    that happens to name some other local file (notes.txt, ~/.aws/credentials) is sent as text, not read."""
     try:
-        return Path(s).expanduser().is_file()
-    except OSError:
+        path = Path(s).expanduser()
+        return path.suffix.lower() in MEDIA_SUFFIXES and path.is_file()
+    except (OSError, ValueError):
         return False
 
 

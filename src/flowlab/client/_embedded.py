@@ -37,10 +37,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, from the first byte (it holds an API key)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
 def ensure_local_server(timeout: float = 30.0) -> tuple[str, str]:
     """Return (url, api_key) of a running local server, starting one in the background if needed."""
     root = flowlab_home() / "local"
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
     info_path = root / "server.json"
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two kernels starting at once share one server
@@ -59,38 +66,43 @@ def ensure_local_server(timeout: float = 30.0) -> tuple[str, str]:
             ) from exc
         key_path = root / "api_key"
         if not key_path.exists():
-            key_path.write_text("fl_key_" + secrets.token_urlsafe(24))
-            key_path.chmod(0o600)
+            _write_private(key_path, "fl_key_" + secrets.token_urlsafe(24))
         key = key_path.read_text().strip()
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        log = open(root / "server.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flowlab",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(root / "data"),
-            ],
-            env={**os.environ, "FLOWLAB_API_KEY": key},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with open(root / "server.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "flowlab",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--data-dir",
+                    str(root / "data"),
+                ],
+                env={**os.environ, "FLOWLAB_API_KEY": key},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if _healthy(url, key):
-                info_path.write_text(json.dumps({"url": url, "api_key": key, "pid": proc.pid}))
+                _write_private(info_path, json.dumps({"url": url, "api_key": key, "pid": proc.pid}))
                 return url, key
+            if proc.poll() is not None:
+                break
             time.sleep(0.1)
-        raise ConnectError(f"The local flowlab server did not start within {timeout:.0f} s; see {root / 'server.log'}.")
+        proc.terminate()
+        raise ConnectError(
+            f"The local flowlab server did not come up within {timeout:.0f} s; see {root / 'server.log'}. If "
+            f"{key_path} was deleted, the server's database no longer matches it: remove {root / 'data'} too."
+        )
 
 
 def stop_local_server() -> bool:

@@ -19,6 +19,10 @@ class SSEParser:
         self._id: str | None = None
         self.last_id: str | None = None
 
+    def reset(self) -> None:
+        """Forget a half-received message (the connection dropped mid-way); keep the last complete id."""
+        self._data, self._event, self._id = [], "", None
+
     def feed_line(self, line: str) -> SSEMessage | None:
         """Feed one line (without its newline); returns a message when a blank line completes one."""
         if line == "":

@@ -24,11 +24,11 @@ STREAM_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=10.0, pool=10.0)  
 def resolve(url: str | None, api_key: str | None) -> tuple[str, str | None]:
     """Explicit arguments, else FLOWLAB_URL / FLOWLAB_API_KEY, else an embedded local server."""
     url = url or os.environ.get("FLOWLAB_URL")
-    api_key = api_key or os.environ.get("FLOWLAB_API_KEY")
     if not url:
+        # The embedded server has its own key; FLOWLAB_API_KEY belongs with FLOWLAB_URL.
         url, local_key = ensure_local_server()
-        api_key = api_key or local_key
-    return url.rstrip("/"), api_key
+        return url.rstrip("/"), api_key or local_key
+    return url.rstrip("/"), api_key or os.environ.get("FLOWLAB_API_KEY")
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -88,6 +88,7 @@ class SyncTransport:
         parser = SSEParser()
         failures = 0
         while True:
+            parser.reset()
             headers = {"Accept": "text/event-stream"}
             if parser.last_id is not None:
                 headers["Last-Event-ID"] = parser.last_id
@@ -144,6 +145,7 @@ class AsyncTransport:
         parser = SSEParser()
         failures = 0
         while True:
+            parser.reset()
             headers = {"Accept": "text/event-stream"}
             if parser.last_id is not None:
                 headers["Last-Event-ID"] = parser.last_id

@@ -15,7 +15,7 @@ import msgspec
 
 from flowlab import schemas
 from flowlab.client._transport import resolve
-from flowlab.crowd._oracle import datapoint_content, prefer_probability, true_score
+from flowlab.crowd._oracle import content_utility, datapoint_content, prefer_probability, true_score
 
 
 @dataclass
@@ -100,7 +100,7 @@ class SimulatedCrowd:
             AnnotatorProfile(f"{name}-{i:03d}", accuracy, mean, spammer=i < n_spam) for i in range(annotators)
         ]
         self.stats = CrowdStats()
-        self._scores: dict[str, list[float]] = {}
+        self._scores: dict[str, list[float] | None] = {}
         self._gold: dict[str, dict[tuple[str, str], str]] = {}
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -200,7 +200,7 @@ class SimulatedCrowd:
                     pending.append(_task_decoder.decode(r.content))
                 task = pending.pop()
                 started = time.monotonic()
-                choice = await self._choose(http, p, task, rng)
+                choice = await self._choose_or_skip(http, p, task, rng)
                 think = self._think_time(p, rng) - (time.monotonic() - started)
                 if think > 0:
                     await asyncio.sleep(think)
@@ -228,7 +228,7 @@ class SimulatedCrowd:
         if not batch.tasks:
             await asyncio.sleep(batch.poll_interval)
             return
-        answers = [{"task_id": t.task_id, "choice": await self._choose(http, p, t, rng)} for t in batch.tasks]
+        answers = [{"task_id": t.task_id, "choice": await self._choose_or_skip(http, p, t, rng)} for t in batch.tasks]
         await asyncio.sleep(sum(self._think_time(p, rng) for _ in batch.tasks))
         r = await http.post("/v1/tasks/answers", json={"answers": answers}, headers=headers)
         r.raise_for_status()
@@ -254,6 +254,14 @@ class SimulatedCrowd:
 
     # ------------------------------------------------------------ the oracle
 
+    async def _choose_or_skip(
+        self, http: httpx.AsyncClient, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
+    ) -> str:
+        try:
+            return await self._choose(http, p, task, rng)
+        except httpx.HTTPError:
+            return "skip"  # a task once taken is always answered or handed back, never dropped
+
     async def _choose(
         self, http: httpx.AsyncClient, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
     ) -> str:
@@ -263,18 +271,22 @@ class SimulatedCrowd:
         if gold is not None:
             return gold
         scores = await self._item_scores(http, task.item_id)
-        sa = scores[task.a.ref] if 0 <= task.a.ref < len(scores) else 0.0
-        sb = scores[task.b.ref] if 0 <= task.b.ref < len(scores) else 0.0
+        if scores is not None and 0 <= task.a.ref < len(scores) and 0 <= task.b.ref < len(scores):
+            sa, sb = scores[task.a.ref], scores[task.b.ref]
+        else:  # another researcher's item: this key cannot read its metadata, so judge by content
+            sa, sb = content_utility(_view_content(task.a)), content_utility(_view_content(task.b))
         return "a" if rng.random() < prefer_probability(sa, sb) else "b"
 
-    async def _item_scores(self, http: httpx.AsyncClient, item_id: str) -> list[float]:
-        scores = self._scores.get(item_id)
-        if scores is None:
-            r = await http.get(f"/v1/items/{item_id}/detail", headers={"Authorization": f"Bearer {self.api_key}"})
+    async def _item_scores(self, http: httpx.AsyncClient, item_id: str) -> list[float] | None:
+        if item_id in self._scores:
+            return self._scores[item_id]
+        scores = None
+        r = await http.get(f"/v1/items/{item_id}/detail", headers={"Authorization": f"Bearer {self.api_key}"})
+        if r.status_code != 404:
             r.raise_for_status()
             detail = msgspec.json.decode(r.content, type=schemas.ItemDetail)
             scores = [true_score(d.private_metadata, datapoint_content(d)) for d in detail.datapoints]
-            self._scores[item_id] = scores
+        self._scores[item_id] = scores
         return scores
 
     async def _gold_answer(self, http: httpx.AsyncClient, task: schemas.Task) -> str | None:
@@ -283,9 +295,13 @@ class SimulatedCrowd:
             r = await http.get(
                 f"/v1/flows/{task.flow_id}/validation-pairs", headers={"Authorization": f"Bearer {self.api_key}"}
             )
-            r.raise_for_status()
             known = {}
-            for pair in msgspec.json.decode(r.content, type=list[schemas.ValidationPair]):
+            pairs = (
+                []
+                if r.status_code == 404
+                else msgspec.json.decode(r.raise_for_status().content, type=list[schemas.ValidationPair])
+            )
+            for pair in pairs:
                 a, b = _gold_content(pair.a), _gold_content(pair.b)
                 known[(a, b)] = pair.answer
                 known[(b, a)] = {"a": "b", "b": "a"}.get(pair.answer, pair.answer)

@@ -82,6 +82,10 @@ def _store_failed(_: Request, exc: StoreFailed) -> Response[schemas.Problem]:
     )
 
 
+def _too_deep(_: Request, exc: RecursionError) -> Response[schemas.Problem]:
+    return _problem(400, "Bad Request", "The JSON body is nested too deeply; flatten it (private_metadata included).")
+
+
 def _unexpected(_: Request, exc: Exception) -> Response[schemas.Problem]:
     log.exception("unhandled error", exc_info=exc)
     return _problem(
@@ -151,6 +155,7 @@ def create_app(
             ValidationException: _validation_error,
             HTTPException: _http_error,
             StoreFailed: _store_failed,
+            RecursionError: _too_deep,
             Exception: _unexpected,
         },
         openapi_config=OpenAPIConfig(

@@ -50,6 +50,8 @@ async def item_stream(
     while True:
         if service.items.get(item.id) is not item:
             return  # the flow was deleted
+        if sent_version == item.version and lifecycle.is_terminal(item.state):
+            return  # resumed at the very end: nothing more will ever come
         if item.version != sent_version:
             last_sent = await _coalesce(last_sent)
             count = item.response_count
@@ -57,8 +59,8 @@ async def item_stream(
                 item_id=item.id,
                 flow_id=item.flow.id,
                 version=item.version,
-                state=item.state,
-                response_count=count,  # type: ignore[arg-type]
+                state=item.state,  # type: ignore[arg-type]
+                response_count=count,
                 leases_out=item.leases_out,
                 delta=item.votes[sent_votes:count],
                 full=full,

@@ -15,7 +15,8 @@ DEFAULT_MAX_DRAIN = 5.0
 def drain_seconds(item: ItemRecord) -> float:
     """The drain window before the deadline in which no new tasks go out."""
     if item.config.drain_seconds is not None:
-        return min(item.config.drain_seconds, item.ttl)
+        # Capped at half the TTL, so a flow's drain window never swallows a short item whole.
+        return min(item.config.drain_seconds, 0.5 * item.ttl)
     # Short enough not to waste a fast crowd's time, long enough that the last leases can come back.
     return min(DEFAULT_MAX_DRAIN, 0.1 * item.ttl)
 

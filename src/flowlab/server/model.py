@@ -111,6 +111,12 @@ class PairQueue:
             self._refill()
         return self._queue.popleft()
 
+    def defer(self, pair: tuple[int, int]) -> None:
+        """Serve `pair` again, but after at least one fresh round."""
+        if len(self._queue) < 2:
+            self._refill()
+        self._queue.append(pair)
+
     def _refill(self) -> None:
         order = list(range(self.n))
         self._rng.shuffle(order)

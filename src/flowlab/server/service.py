@@ -38,6 +38,7 @@ MAX_LEASE = 3600.0
 FINISHED_MEMORY = 1_000_000  # answered/expired task ids remembered for idempotency and clear refusals
 HOT_SECONDS = 600.0
 ACTIVE_BATCH = 16
+INLINE_FIT_MAX = 200  # datapoints; above this, fits run on a worker thread
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".avif")
 AUDIO_EXT = (".wav", ".mp3", ".ogg", ".oga", ".flac", ".m4a", ".aac")
 VIDEO_EXT = (".mp4", ".webm", ".ogv", ".mov", ".m4v")
@@ -59,8 +60,18 @@ class AnnotatorInfo:
     last_seen: float | None = None
 
 
+def _scheme(url: str) -> str:
+    try:
+        return urlsplit(url).scheme
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        return ""
+
+
 def _kind_from_url(url: str) -> schemas.DatapointKind:
-    path = urlsplit(url).path.lower()
+    try:
+        path = urlsplit(url).path.lower()
+    except ValueError:
+        return "url"
     if path.endswith(IMAGE_EXT):
         return "image"
     if path.endswith(AUDIO_EXT):
@@ -92,6 +103,8 @@ class FlowService:
         self.hot_until = 0.0
         self.annotator_listeners = 0
         self.admin_ids: set[str] = set()
+        self.refitting: set[str] = set()  # items with a background fit running
+        self.committing: dict[str, asyncio.Future[None]] = {}  # task_id -> the commit its vote is waiting on
 
     # ------------------------------------------------------------ start-up
 
@@ -104,9 +117,9 @@ class FlowService:
         self._add_key(key, "admin", admin=True, sync=True)
         if env_key:
             return None
-        path = data_dir / "admin_key"
-        path.write_text(key + "\n")
-        os.chmod(path, 0o600)
+        fd = os.open(data_dir / "admin_key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
         return key
 
     def restore(self, snap: Snapshot) -> None:
@@ -264,8 +277,11 @@ class FlowService:
         info = self.annotators.get(annotator_id)
         if info is None or not (who.role == "admin" or info.principal.owner == who.id):
             raise NotFound(f"No annotator {annotator_id!r} among yours; list them with GET /v1/annotators.")
-        await self.store.write([("UPDATE annotators SET revoked=1 WHERE id=?", (annotator_id,))])
         info.principal.revoked = True
+        for lease in [lease for lease in self.tasks.values() if lease.annotator_id == annotator_id]:
+            self._release(lease, "revoked", requeue=True)
+        self.work.fire()
+        await self.store.write([("UPDATE annotators SET revoked=1 WHERE id=?", (annotator_id,))])
 
     # ------------------------------------------------------------ flows
 
@@ -348,32 +364,36 @@ class FlowService:
         cfg = msgspec.structs.replace(flow.config, **changes, config_version=flow.config.config_version + 1)
         self._check_config(cfg)
         now = self.clock.now()
+        # In memory before the commit, so a concurrent update builds on this one instead of overwriting it.
+        flow.config, flow.updated_at = cfg, now
+        flow.touch()
         await self.store.write(
             [("UPDATE flows SET config=?, updated_at=? WHERE id=?", (_json.encode(cfg).decode(), now, flow.id))]
         )
-        flow.config, flow.updated_at = cfg, now
-        flow.touch()
         return self.flow_view(flow)
 
     async def delete_flow(self, who: Principal, flow_id: str) -> None:
         flow = self.get_flow(who, flow_id)
-        ids = [i.id for i in flow.items]
-        ops: list[Op] = [
-            ("DELETE FROM flows WHERE id=?", (flow.id,)),
-            ("DELETE FROM items WHERE flow_id=?", (flow.id,)),
-        ]
-        ops += [("DELETE FROM votes WHERE item_id=?", (i,)) for i in ids]
-        await self.store.write(ops)
+        # Gone from memory first: a concurrent delete then gets a 404, and a concurrent create notices.
+        del self.flows[flow.id]
         for item in flow.items:
             self._drop_leases(item, "item_ended")
             self.active.pop(item.id, None)
             self.items.pop(item.id, None)
             item.changed.fire()
-        del self.flows[flow.id]
         flow.touch()
+        ops: list[Op] = [
+            ("DELETE FROM flows WHERE id=?", (flow.id,)),
+            ("DELETE FROM items WHERE flow_id=?", (flow.id,)),
+            ("DELETE FROM gold_answers WHERE flow_id=?", (flow.id,)),
+        ]
+        ops += [("DELETE FROM votes WHERE item_id=?", (i.id,)) for i in flow.items]
+        await self.store.write(ops)
 
-    @staticmethod
-    def _check_config(cfg: FlowConfig) -> None:
+    def _check_config(self, cfg: FlowConfig) -> None:
+        for i, pair in enumerate(cfg.validation_pairs):
+            self._content(pair.a, f"validation_pairs[{i}].a")
+            self._content(pair.b, f"validation_pairs[{i}].b")
         if cfg.max_response_threshold < 1:
             raise Invalid(
                 "max_response_threshold must be at least 1 (votes per flow item).", field="max_response_threshold"
@@ -447,6 +467,8 @@ class FlowService:
                 )
             ]
         )
+        if self.flows.get(flow.id) is not flow:
+            raise NotFound(f"Flow {flow.id!r} was deleted while this batch was being created.")
         self.items[item.id] = item
         self.active[item.id] = item
         flow.items.append(item)
@@ -473,20 +495,29 @@ class FlowService:
         )
 
     def _datapoints(self, given: list[schemas.DatapointIn]) -> list[schemas.Datapoint]:
-        out: list[schemas.Datapoint] = []
-        seen: dict[str, int] = {}
+        explicit: set[str] = set()
         for i, d in enumerate(given):
-            field = f"datapoints[{i}]"
-            kind, text, url, media, media_type = self._content(d, field)
-            base = d.id if d.id is not None else (d.name or text or url or media or str(i))
-            if d.id is not None and d.id in seen:
-                raise Invalid(
-                    f"Two datapoints share the id {d.id!r}; ids must be unique within a batch.", field=f"{field}.id"
-                )
-            count = seen.get(base, 0)
-            seen[base] = count + 1
-            # Identical generations are common in RL; they stay apart by a suffix (pass ids to choose keys).
-            key = base if count == 0 else f"{base}#{count + 1}"
+            if d.id is not None:
+                if d.id in explicit:
+                    raise Invalid(
+                        f"Two datapoints share the id {d.id!r}; ids must be unique within a batch.",
+                        field=f"datapoints[{i}].id",
+                    )
+                explicit.add(d.id)
+        out: list[schemas.Datapoint] = []
+        used: set[str] = set()
+        for i, d in enumerate(given):
+            kind, text, url, media, media_type = self._content(d, f"datapoints[{i}]")
+            if d.id is not None:
+                key = d.id
+            else:
+                # Identical generations are common in RL; they stay apart by a suffix (pass ids to choose keys).
+                base = d.name or text or url or media or str(i)
+                key, n = base, 1
+                while key in used or key in explicit:
+                    n += 1
+                    key = f"{base}#{n}"
+            used.add(key)
             out.append(
                 schemas.Datapoint(
                     index=i,
@@ -517,7 +548,7 @@ class FlowService:
                 raise Invalid(f"Text datapoints hold at most {MAX_TEXT_CHARS} characters.", field=f"{field}.text")
             return "text", d.text, None, None, None
         if d.url is not None:
-            if urlsplit(d.url).scheme not in ("http", "https"):
+            if _scheme(d.url) not in ("http", "https"):
                 raise Invalid(
                     f"URL datapoints must be http(s); got {d.url[:80]!r}. Pass local files as paths so "
                     "the SDK uploads them.",
@@ -588,9 +619,11 @@ class FlowService:
             for (w, lo, tie), (t, a, at) in zip(item.votes, item.vote_info, strict=True)
         ]
 
-    def results(self, item: ItemRecord) -> schemas.ItemResults:
-        fit = self._fit(item)
-        wins = item.wins
+    async def results(self, item: ItemRecord) -> schemas.ItemResults:
+        # Snapshot first: votes may land while the fit runs, and the answer must describe one moment.
+        version, count, state = item.version, item.response_count, item.state
+        wins = item.wins.copy()
+        fit = await self._fit_async(item, wins, version)
         played = wins.sum(axis=1) + wins.sum(axis=0)
         won = wins.sum(axis=1)
         dps = [
@@ -604,7 +637,7 @@ class FlowService:
                 rank=int(fit.ranks[i]),
                 rank_low=int(fit.rank_low[i]),
                 rank_high=int(fit.rank_high[i]),
-                votes=int(round(played[i])),
+                votes=round(float(played[i])),
                 wins=float(won[i]),
             )
             for i in range(len(item.keys))
@@ -612,20 +645,42 @@ class FlowService:
         dps.sort(key=lambda d: (d.rank, -d.score))
         return schemas.ItemResults(
             item_id=item.id,
-            state=item.state,  # type: ignore[arg-type]
-            total_votes=item.response_count,
-            partial=not lifecycle.is_terminal(item.state),
+            state=state,  # type: ignore[arg-type]
+            total_votes=count,
+            partial=not lifecycle.is_terminal(state),
             datapoints=dps,
-            version=item.version,
+            version=version,
         )
 
-    def _fit(self, item: ItemRecord) -> Any:
-        if item.fit is not None and item.fit_version == item.version:
+    async def _fit_async(self, item: ItemRecord, wins: np.ndarray, version: int) -> Any:
+        """The item's Bradley–Terry fit at `version`, computed off the event loop: a fit of a large item takes
+        long enough (0.1 s at n = 1,000) that acknowledgements would stall behind it."""
+        if item.fit is not None and item.fit_version == version:
             return item.fit
         # Warm-started from the previous fit: a live refit after a few votes is a couple of Newton steps.
         init = item.fit.scores if item.fit is not None else None
-        item.fit = ranking.fit_bradley_terry(item.wins, len(item.keys), init=init)
-        item.fit_version = item.version
+        if len(item.keys) <= INLINE_FIT_MAX:
+            fit = ranking.fit_bradley_terry(wins, len(item.keys), init=init)
+        else:
+            fit = await asyncio.to_thread(ranking.fit_bradley_terry, wins, len(item.keys), init=init)
+        if version >= item.fit_version:
+            item.fit, item.fit_version = fit, version
+        return fit
+
+    def _fit_for_selection(self, item: ItemRecord) -> Any:
+        """A fit for choosing pairs, never blocking the lease path on a large item: a stale fit is good
+        enough to rank candidate pairs, and a fresh one is computed in the background."""
+        if item.fit is not None and item.fit_version == item.version:
+            return item.fit
+        if len(item.keys) <= INLINE_FIT_MAX:
+            init = item.fit.scores if item.fit is not None else None
+            item.fit = ranking.fit_bradley_terry(item.wins, len(item.keys), init=init)
+            item.fit_version = item.version
+            return item.fit
+        if item.id not in self.refitting:
+            self.refitting.add(item.id)
+            task = asyncio.ensure_future(self._fit_async(item, item.wins.copy(), item.version))
+            task.add_done_callback(lambda _: self.refitting.discard(item.id))
         return item.fit
 
     async def stop_item(self, item: ItemRecord) -> schemas.ItemStatus:
@@ -700,14 +755,19 @@ class FlowService:
         if expired_any:
             self.work.fire()
 
-    def _release(self, lease: Lease, outcome: str, *, requeue: bool) -> None:
+    def _release(self, lease: Lease, outcome: str, *, requeue: bool, defer: bool = False) -> None:
+        """End a lease without a vote. Its pair is served again: next (an expired lease), or after fresh pairs
+        (`defer`, a skip, so the annotator who skipped it is not handed it straight back)."""
         self.tasks.pop(lease.task_id, None)
         self._remember(lease.task_id, outcome, lease.annotator_id)
         if lease.gold is None:
             item = lease.item
             if item.leases.pop(lease.task_id, None) is not None:
                 if requeue and not lifecycle.is_terminal(item.state):
-                    item.requeue.append((lease.a, lease.b))
+                    if not defer:
+                        item.requeue.append((lease.a, lease.b))
+                    elif item.config.pair_selection != "active":  # the active selector re-chooses on its own
+                        item.pair_queue.defer((lease.a, lease.b))
                 item.touch()
 
     def _remember(self, task_id: str, outcome: str, annotator_id: str) -> None:
@@ -765,7 +825,7 @@ class FlowService:
             out = np.array([(lease.a, lease.b) for lease in item.leases.values()], dtype=np.int64).reshape(-1, 2)
             batch = max(2, min(ACTIVE_BATCH, len(item.keys) // 2))
             rng = np.random.default_rng(self.rng.getrandbits(32))
-            pairs = ranking.select_pairs(item.wins, batch, fit=self._fit(item), rng=rng, pending=out)
+            pairs = ranking.select_pairs(item.wins, batch, fit=self._fit_for_selection(item), rng=rng, pending=out)
             item.active_queue.extend((int(a), int(b)) for a, b in pairs)
         return item.active_queue.popleft()
 
@@ -839,16 +899,29 @@ class FlowService:
             tasks.append(task)
         return tasks
 
-    def _answer(self, who: Principal, task_id: str, choice: str, now: float, ops: list[Op]) -> schemas.Ack:
-        """Apply one answer to the model and add its writes to `ops`; the caller acknowledges after the commit."""
+    def _answer(
+        self, who: Principal, task_id: str, choice: str, now: float, ops: list[Op], waits: list[asyncio.Future[None]]
+    ) -> schemas.Ack:
+        """Apply one answer to the model and add its writes to `ops`; the caller acknowledges after the commit.
+
+        A repeated answer whose first copy is still committing adds that commit to `waits`: "duplicate" must not
+        be said of a vote before it is durable."""
         lease = self.tasks.get(task_id)
         if lease is None or lease.annotator_id != who.id:
             prior = self.finished.get(task_id)
             if prior is None or prior[1] != who.id:
-                raise NotFound(f"No task {task_id!r} is out with you; fetch one with POST /v1/tasks/next.")
+                raise NotFound(
+                    f"No task {task_id!r} is out with you (tasks handed out before a server restart are forgotten); "
+                    "fetch one with POST /v1/tasks/next."
+                )
             outcome = prior[0]
             if outcome == "accepted":
+                committing = self.committing.get(task_id)
+                if committing is not None:
+                    waits.append(committing)
                 return schemas.Ack(task_id=task_id, status="duplicate", detail="Already answered; counted once.")
+            if outcome == "skipped" and choice == "skip":
+                return schemas.Ack(task_id=task_id, status="skipped")
             return schemas.Ack(task_id=task_id, status="rejected", code=outcome, detail=_REFUSALS[outcome])
         item = lease.item
         if lease.gold is None and lifecycle.is_terminal(item.state):
@@ -865,7 +938,7 @@ class FlowService:
                 task_id=task_id, status="rejected", code="tie_not_allowed", detail=_REFUSALS["tie_not_allowed"]
             )
         if choice == "skip":
-            self._release(lease, "skipped", requeue=True)
+            self._release(lease, "skipped", requeue=True, defer=True)
             self.work.fire()
             return schemas.Ack(task_id=task_id, status="skipped")
         info = self.annotators.get(who.id)
@@ -908,16 +981,29 @@ class FlowService:
             item.touch()
         return schemas.Ack(task_id=task_id, status="accepted")
 
+    async def _commit_answers(self, ops: list[Op], accepted: list[str], waits: list[asyncio.Future[None]]) -> None:
+        if ops:
+            fut = self.store.submit(ops)
+            for task_id in accepted:
+                self.committing[task_id] = fut
+            try:
+                await asyncio.shield(fut)
+            finally:
+                for task_id in accepted:
+                    self.committing.pop(task_id, None)
+        for w in waits:
+            await asyncio.shield(w)
+
     async def answer(self, who: Principal, task_id: str, req: schemas.Answer) -> schemas.Ack:
         ops: list[Op] = []
-        ack = self._answer(who, task_id, req.choice, self.clock.now(), ops)
-        if ops:
-            await self.store.submit(ops)
-        if ack.status == "rejected" and ack.code in ("item_ended", "lease_expired"):
+        waits: list[asyncio.Future[None]] = []
+        ack = self._answer(who, task_id, req.choice, self.clock.now(), ops, waits)
+        await self._commit_answers(ops, [task_id] if ack.status == "accepted" else [], waits)
+        if ack.status == "rejected" and ack.code in ("item_ended", "lease_expired", "skipped", "revoked"):
             raise Conflict(ack.detail or "", code=ack.code)
         if ack.status == "rejected":
             raise Invalid(ack.detail or "", field="choice", code=ack.code)
-        if req.fetch_next:
+        if req.fetch_next and not who.revoked:
             ack.next = self.lease_next(who)
         return ack
 
@@ -926,14 +1012,14 @@ class FlowService:
             raise Invalid("At most 10,000 answers per request.", field="answers")
         now = self.clock.now()
         ops: list[Op] = []
+        waits: list[asyncio.Future[None]] = []
         acks = []
         for a in answers:
             try:
-                acks.append(self._answer(who, a.task_id, a.choice, now, ops))
+                acks.append(self._answer(who, a.task_id, a.choice, now, ops, waits))
             except NotFound as exc:
                 acks.append(schemas.Ack(task_id=a.task_id, status="rejected", code="unknown_task", detail=exc.detail))
-        if ops:
-            await self.store.submit(ops)
+        await self._commit_answers(ops, [a.task_id for a in acks if a.status == "accepted"], waits)
         return acks
 
     async def preheat(self) -> schemas.Preheated:
@@ -996,6 +1082,7 @@ _REFUSALS = {
     "item_ended": "This flow item has ended (expired, completed or stopped); the answer was not counted. Fetch "
     "the next task.",
     "skipped": "This task was skipped; fetch a new one.",
+    "revoked": "This annotator token was revoked; its tasks went back to the queue.",
     "tie_not_allowed": "This flow does not allow ties; answer 'a' or 'b' (or 'skip').",
 }
 

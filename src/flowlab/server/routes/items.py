@@ -26,7 +26,7 @@ async def item_detail(request: Request, item_id: str) -> schemas.ItemDetail:
 @get("/v1/items/{item_id:str}/results")
 async def item_results(request: Request, item_id: str) -> schemas.ItemResults:
     service, who = researcher(request)
-    return service.results(service.get_item(who, item_id))
+    return await service.results(service.get_item(who, item_id))
 
 
 @get("/v1/items/{item_id:str}/matrix")
