@@ -55,7 +55,7 @@ class Signal:
 
 
 class FlowRecord:
-    __slots__ = ("changed", "config", "created_at", "id", "items", "owner", "updated_at", "version")
+    __slots__ = ("changed", "config", "created_at", "id", "items", "owner", "updated_at")
 
     def __init__(self, id: str, owner: str, config: FlowConfig, created_at: float, updated_at: float) -> None:
         self.id = id
@@ -64,11 +64,15 @@ class FlowRecord:
         self.created_at = created_at
         self.updated_at = updated_at
         self.items: list[ItemRecord] = []
-        self.version = 0
         self.changed = Signal()
 
+    @property
+    def version(self) -> int:
+        # Built only from things that grow and survive a restart (config edits, items, their versions), so a
+        # client's `since` stays meaningful across restarts.
+        return self.config.config_version + len(self.items) + sum(i.version for i in self.items)
+
     def touch(self) -> None:
-        self.version += 1
         self.changed.fire()
 
 
