@@ -158,8 +158,9 @@ def test_demo_runs_end_to_end(flowlab_server: ServerProcess) -> None:
     assert "win-loss matrix" in r.stdout
 
 
-def test_researchers_annotators_work_only_on_that_researchers_flows(client: Client,
-                                                                    flowlab_server: ServerProcess) -> None:
+def test_researchers_annotators_work_only_on_that_researchers_flows(
+    client: Client, flowlab_server: ServerProcess
+) -> None:
     alice_key = client.create_api_key("alice-scope").key
     with Client(url=flowlab_server.url, api_key=alice_key) as alice:
         theirs = alice.flow.create_ranking_flow(name="alice's", instruction="Which?", max_response_threshold=50)
@@ -190,8 +191,12 @@ def test_revoking_ends_a_waiting_long_poll(client: Client, flowlab_server: Serve
     result: dict[str, int] = {}
 
     def wait() -> None:
-        r = httpx.post(f"{flowlab_server.url}/v1/tasks/next", json={"wait": 10}, timeout=20,
-                       headers={"Authorization": f"Bearer {made.token}"})
+        r = httpx.post(
+            f"{flowlab_server.url}/v1/tasks/next",
+            json={"wait": 10},
+            timeout=20,
+            headers={"Authorization": f"Bearer {made.token}"},
+        )
         result["status"] = r.status_code
 
     t = threading.Thread(target=wait)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ import flowlab
 from flowlab.crowd import SimulatedCrowd
 
 ServerProcess = Any  # tests/conftest.py's fixture type
+T = TypeVar("T")
 
 
 def datapoints(n: int, prefix: str = "dp") -> list[dict[str, Any]]:
@@ -28,6 +30,29 @@ def datapoints(n: int, prefix: str = "dp") -> list[dict[str, Any]]:
         {"id": f"{prefix}{i}", "text": f"answer {i} ({prefix})", "private_metadata": {"true_score": 0.6 * i}}
         for i in range(n)
     ]
+
+
+def in_fresh_thread(fn: Callable[[], T]) -> T:
+    """Run `fn` in a new thread, which has no event loop.
+
+    The workbench picks its live mode from the calling thread (a running asyncio loop means a kernel), and
+    a session-scoped Playwright sync API keeps a loop marked as running in the main thread once a browser test
+    has used it; a fresh thread makes these tests independent of which tests ran before them.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # handed back to the test's thread below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(120)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05) -> bool:
@@ -158,7 +183,7 @@ def test_monitor_counts_reach_the_server_count_while_a_crowd_votes(
     flow = client.flow.create_ranking_flow(
         name="monitor count", instruction="Which is better?", max_response_threshold=60, min_response_threshold=10
     )
-    monitor = FlowMonitor(flow, poll_interval=0.1)  # no event loop here: a polling thread
+    monitor = in_fresh_thread(lambda: FlowMonitor(flow, poll_interval=0.1))  # no event loop: a polling thread
     try:
         assert monitor.live.mode == "thread"
         item = flow.create_new_flow_batch(datapoints=datapoints(5), time_to_live=30)
@@ -203,7 +228,7 @@ def test_monitor_follows_the_flow_over_sse_on_the_event_loop(
         monitor.stop()
         return monitor
 
-    monitor = asyncio.run(main())
+    monitor = in_fresh_thread(lambda: asyncio.run(main()))
     assert monitor.live.mode == "off"
     assert monitor.live.events > 0, "the monitor should have heard the flow's server-sent events"
     assert monitor.live.error is None
@@ -230,7 +255,7 @@ def test_monitor_falls_back_to_polling_when_the_stream_fails(client: flowlab.Cli
         monitor.stop()
         return monitor
 
-    monitor = asyncio.run(main())
+    monitor = in_fresh_thread(lambda: asyncio.run(main()))
     assert isinstance(monitor.live.error, flowlab.ConnectError)
     assert monitor.selected_item_id == item.id
     monitor.close()
@@ -387,7 +412,7 @@ def test_dashboard_refresh_shows_the_flow_its_items_and_figures(
         await board.client.aclose()
         return board
 
-    board = asyncio.run(main())
+    board = in_fresh_thread(lambda: asyncio.run(main()))
     assert board.refreshes == 1
     assert board.item_id == item.id
     assert 'class="flowlab-count"' in board.counts.object and ">30<" in board.counts.object

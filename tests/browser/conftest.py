@@ -23,7 +23,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop marked running in the main thread while it is
+# open, which would break asyncio.run() in every test collected after the browser tests.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium not found: `apt-get install chromium` (as .ci/run does) to run the browser tests")

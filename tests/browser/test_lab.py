@@ -23,6 +23,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+LOCAL = ("http://127.0.0.1", "http://localhost", "ws://127.0.0.1", "ws://localhost", "data:", "blob:", "about:")
 
 # Sum of every win-loss heatmap source on the page, read from BokehJS's own documents: the figure data the
 # browser actually draws, not what the kernel thinks it sent.
@@ -134,6 +135,17 @@ def _watch_errors(page: Any) -> list[str]:
 
 def test_quickstart_runs_in_jupyterlab_with_live_widgets(browser: Any, jupyter_lab: Lab, output_dir: Path) -> None:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    outside: list[str] = []
+
+    def only_local(route: Any) -> None:
+        # Offline by construction: BokehJS comes inline from the kernel, everything else from Jupyter.
+        if route.request.url.startswith(LOCAL):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_local)
     page = context.new_page()
     errors = _watch_errors(page)
     try:
@@ -190,5 +202,6 @@ def test_quickstart_runs_in_jupyterlab_with_live_widgets(browser: Any, jupyter_l
         assert len(heatmap_totals) >= 3, f"the heatmap should change live: {heatmap_totals}"
         assert heatmap_totals[-1] == 200
         assert not errors, errors
+        assert not outside, f"the notebook page fetched from outside this machine: {outside}"
     finally:
         context.close()

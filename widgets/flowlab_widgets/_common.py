@@ -20,17 +20,8 @@ def connection_of(obj: Any) -> tuple[str, str | None]:
     The widgets open their own clients on the same server, so their background refreshes never share a
     connection pool with the user's cells.
     """
-    client = getattr(obj, "client", None)
-    if client is not None and hasattr(client, "url"):
-        obj = client
     if hasattr(obj, "url") and hasattr(obj, "api_key"):
         return str(obj.url), obj.api_key
-    transport = getattr(obj, "_transport", None)
-    http = getattr(transport, "http", None)
-    if transport is not None and http is not None:
-        auth = http.headers.get("Authorization", "")
-        key = auth.removeprefix("Bearer ").strip() or None
-        return str(transport.url), key
     raise TypeError(f"cannot tell which flowlab server {obj!r} lives on; pass client=Client(url=..., api_key=...)")
 
 

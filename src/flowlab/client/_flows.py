@@ -39,6 +39,16 @@ class FlowBase:
         self.config = config
 
     @property
+    def url(self) -> str:
+        """The server this object lives on."""
+        return str(self._transport.url)
+
+    @property
+    def api_key(self) -> str | None:
+        """The key this object's requests are made with."""
+        return self._transport.api_key  # type: ignore[no-any-return]
+
+    @property
     def id(self) -> str:
         return self.config.id
 
@@ -69,6 +79,16 @@ class FlowItemBase:
     def __init__(self, transport: Any, status: FlowItemStatus) -> None:
         self._transport = transport
         self.last_status = status
+
+    @property
+    def url(self) -> str:
+        """The server this object lives on."""
+        return str(self._transport.url)
+
+    @property
+    def api_key(self) -> str | None:
+        """The key this object's requests are made with."""
+        return self._transport.api_key  # type: ignore[no-any-return]
 
     @property
     def id(self) -> str:

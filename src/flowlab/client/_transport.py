@@ -61,6 +61,7 @@ class SyncTransport:
         self, url: str, api_key: str | None, timeout: float, transport: httpx.BaseTransport | None = None
     ) -> None:
         self.url = url
+        self.api_key = api_key
         self.http = httpx.Client(base_url=url, headers=_headers(api_key), timeout=timeout, transport=transport)
 
     def send(self, call: core.Call) -> httpx.Response:
@@ -118,6 +119,7 @@ class AsyncTransport:
         self, url: str, api_key: str | None, timeout: float, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.url = url
+        self.api_key = api_key
         self.http = httpx.AsyncClient(base_url=url, headers=_headers(api_key), timeout=timeout, transport=transport)
 
     async def send(self, call: core.Call) -> httpx.Response:

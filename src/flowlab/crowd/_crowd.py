@@ -33,7 +33,6 @@ class AnnotatorProfile:
 @dataclass
 class CrowdStats:
     votes: int = 0
-    gold: int = 0
     rejected: int = 0
     skipped: int = 0
     errors: int = 0
