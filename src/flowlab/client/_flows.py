@@ -31,12 +31,14 @@ def flow_options(
     return options
 
 
-class FlowBase:
-    """A flow: the question shown to annotators and the per-item vote budget."""
+class _Bound:
+    """An object that lives on one server and is identified by its id there."""
 
-    def __init__(self, transport: Any, config: schemas.Flow) -> None:
-        self._transport = transport
-        self.config = config
+    _transport: Any
+
+    @property
+    def id(self) -> str:
+        raise NotImplementedError
 
     @property
     def url(self) -> str:
@@ -47,6 +49,20 @@ class FlowBase:
     def api_key(self) -> str | None:
         """The key this object's requests are made with."""
         return self._transport.api_key  # type: ignore[no-any-return]
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.id == self.id  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+
+class FlowBase(_Bound):
+    """A flow: the question shown to annotators and the per-item vote budget."""
+
+    def __init__(self, transport: Any, config: schemas.Flow) -> None:
+        self._transport = transport
+        self.config = config
 
     @property
     def id(self) -> str:
@@ -66,29 +82,13 @@ class FlowBase:
             f"thresholds={self.config.min_response_threshold}..{self.config.max_response_threshold}>"
         )
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, FlowBase) and other.id == self.id
 
-    def __hash__(self) -> int:
-        return hash(self.id)
-
-
-class FlowItemBase:
+class FlowItemBase(_Bound):
     """One batch of datapoints pushed into a flow, with its own time-to-live and config snapshot."""
 
     def __init__(self, transport: Any, status: FlowItemStatus) -> None:
         self._transport = transport
         self.last_status = status
-
-    @property
-    def url(self) -> str:
-        """The server this object lives on."""
-        return str(self._transport.url)
-
-    @property
-    def api_key(self) -> str | None:
-        """The key this object's requests are made with."""
-        return self._transport.api_key  # type: ignore[no-any-return]
 
     @property
     def id(self) -> str:
@@ -105,9 +105,3 @@ class FlowItemBase:
     def __repr__(self) -> str:
         s = self.last_status
         return f"<{type(self).__name__} {self.id} {s.state.value} votes={s.response_count}/{s.max_response_threshold}>"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, FlowItemBase) and other.id == self.id
-
-    def __hash__(self) -> int:
-        return hash(self.id)

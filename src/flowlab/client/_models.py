@@ -30,29 +30,10 @@ class FlowItemState(enum.StrEnum):
         return self.value in schemas.TERMINAL_STATES
 
 
-class FlowItemStatus(msgspec.Struct):
+class FlowItemStatus(schemas.ItemStatus):
     """A snapshot of an item: state, votes so far, thresholds, deadline. Never waits."""
 
-    id: str
-    flow_id: str
-    state: FlowItemState
-    response_count: int
-    min_response_threshold: int
-    max_response_threshold: int
-    instruction: str
-    config_version: int
-    context: str | None
-    n_datapoints: int
-    keys: list[str]
-    created_at: float
-    started_at: float | None
-    deadline: float
-    ended_at: float | None
-    time_to_live: float
-    leases_out: int
-    version: int
-    server_time: float
-    reason: str | None = None
+    state: FlowItemState  # type: ignore[assignment]  # the wire's string, as the SDK's enum
 
     @property
     def is_terminal(self) -> bool:
@@ -64,15 +45,10 @@ class FlowItemStatus(msgspec.Struct):
         return 0.0 if self.is_terminal else max(0.0, self.deadline - self.server_time)
 
 
-class FlowItemResult(msgspec.Struct):
+class FlowItemResult(schemas.ItemResults):
     """Per-datapoint Bradley–Terry scores, Elo-scale scores, 95 % intervals, ranks and votes."""
 
-    item_id: str
-    state: FlowItemState
-    total_votes: int
-    partial: bool
-    datapoints: list[schemas.DatapointResult]
-    version: int
+    state: FlowItemState  # type: ignore[assignment]
 
     def __getitem__(self, key: str) -> schemas.DatapointResult:
         for d in self.datapoints:
