@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 
 import httpx
@@ -235,6 +238,13 @@ def test_embedded_server_is_started_once_and_reused(monkeypatch: pytest.MonkeyPa
         second = Client()
         assert second.url == first.url
         assert second.flow.get_flow_by_id(flow.id).name == "local"
+        status = subprocess.run(
+            [sys.executable, "-m", "flowlab", "local", "status"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "FLOWLAB_HOME": str(tmp_path)},
+        )
+        assert first.url in status.stdout
     finally:
         assert stop_local_server()
 

@@ -130,6 +130,20 @@ def _dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local(args: argparse.Namespace) -> int:
+    from flowlab.client._embedded import flowlab_home, local_server_info, stop_local_server
+
+    if args.action == "stop":
+        print("stopped the local server" if stop_local_server() else "no local server was running")
+        return 0
+    info = local_server_info()
+    if info is None:
+        print(f"no local server is running (FLOWLAB_HOME={flowlab_home()}); Client() starts one when needed")
+        return 1
+    print(f"local server at {info['url']} (pid {info['pid']}); data in {flowlab_home() / 'local' / 'data'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowlab", description="Keep real humans in the RLHF loop.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(kc)
     kc.add_argument("--name", required=True)
     kc.set_defaults(func=_keys_create)
+
+    local = sub.add_parser("local", help="the embedded local server that Client() starts: status | stop")
+    local.add_argument("action", choices=["status", "stop"])
+    local.set_defaults(func=_local)
 
     ann = sub.add_parser("annotators", help="annotator join links").add_subparsers(dest="ann_command", required=True)
     ac = ann.add_parser("create", help="make an annotator token and print its join link")

@@ -103,5 +103,6 @@ def run_demo(
         )
     print("\nThe win-loss matrix of the first batch (row beat column):")
     print(items[0].get_win_loss_matrix().to_string())
+    print("\nThe server keeps running for your notebooks (`make lab`); `flowlab local stop` stops it.")
     client.close()
     return 0

@@ -105,6 +105,15 @@ def ensure_local_server(timeout: float = 30.0) -> tuple[str, str]:
         )
 
 
+def local_server_info() -> dict[str, object] | None:
+    """The running embedded server's url and pid, or None."""
+    try:
+        info = json.loads((flowlab_home() / "local" / "server.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return {"url": info["url"], "pid": info.get("pid")} if _healthy(info["url"], info["api_key"]) else None
+
+
 def stop_local_server() -> bool:
     """Stop the embedded server this machine's FLOWLAB_HOME points at; True if one was running."""
     info_path = flowlab_home() / "local" / "server.json"
