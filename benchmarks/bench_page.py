@@ -157,7 +157,9 @@ def main() -> None:
                 )
         finally:
             browser.close()
-    write_table("page", f"Annotator page: answer → next pair shown (Chromium {version}, headless, loopback)", rows)
+    write_table(
+        "page", f"Annotator page (issue 5): answer → next pair shown (Chromium {version}, headless, loopback)", rows
+    )
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def tau(a: np.ndarray, b: np.ndarray) -> float:
 # ---------------------------------------------------------------- speed and accuracy
 
 
-def bench_large(rows: list[tuple[str, str, str, bool]], repeat: int) -> None:
+def bench_large(rows: list[tuple[str, str, str, bool | None]], repeat: int) -> None:
     theta = simulate_scores(1000, rng=0)
     comps = simulate_comparisons(theta, 200_000, rng=1)
     fit_time = timed(lambda: fit_bradley_terry(comps), repeat)
@@ -75,9 +75,10 @@ def bench_large(rows: list[tuple[str, str, str, bool]], repeat: int) -> None:
         import choix
     except ImportError:  # choix is a dev-only comparison
         rows.append(("choix.ilsr_pairwise, same data", "choix not installed", "≥ 3× slower", False))
-        choix = None
+        choix = None  # type: ignore[assignment]
     if choix is not None:
-        choix_time = timed(lambda: choix.ilsr_pairwise(1000, comps), max(1, repeat // 3))
+        pairs = [(int(w), int(lo)) for w, lo in comps]  # choix wants a sequence of (winner, loser)
+        choix_time = timed(lambda: choix.ilsr_pairwise(1000, pairs), max(1, repeat // 3))
         speedup = choix_time / fit_time
         rows.append(
             (
@@ -100,7 +101,7 @@ def bench_large(rows: list[tuple[str, str, str, bool]], repeat: int) -> None:
     )
 
 
-def bench_refit(rows: list[tuple[str, str, str, bool]], repeat: int) -> None:
+def bench_refit(rows: list[tuple[str, str, str, bool | None]], repeat: int) -> None:
     theta = simulate_scores(100, rng=2)
     comps = simulate_comparisons(theta, 1_000_000, rng=3)
     fit_time = timed(lambda: fit_bradley_terry(comps), repeat)
@@ -132,7 +133,7 @@ def bench_refit(rows: list[tuple[str, str, str, bool]], repeat: int) -> None:
 # ---------------------------------------------------------------- interval coverage
 
 
-def bench_coverage(rows: list[tuple[str, str, str, bool]], n_sims: int, n_boot_sims: int) -> None:
+def bench_coverage(rows: list[tuple[str, str, str, bool | None]], n_sims: int, n_boot_sims: int) -> None:
     for m in (2000, 20_000):
         for interval, sims in (("wald", n_sims), ("sandwich", n_sims), ("bootstrap", n_boot_sims)):
             hits = []
@@ -173,7 +174,7 @@ def _tau_curve(n: int, budget: int, batch: int, method: str, seed: int, spread: 
     return np.asarray(curve)
 
 
-def bench_active(rows: list[tuple[str, str, str, bool]], seeds: dict[int, int]) -> None:
+def bench_active(rows: list[tuple[str, str, str, bool | None]], seeds: dict[int, int]) -> None:
     cases = [(50, 2.0, True), (100, 2.0, True), (50, 1.0, False)]
     for n, spread, is_target in cases:
         batch = n // 5
@@ -200,10 +201,10 @@ def bench_active(rows: list[tuple[str, str, str, bool]], seeds: dict[int, int]) 
         if is_target:
             rows.append((label, measured, "≥ 25% fewer votes", saving >= 0.25))
         else:
-            rows.append((label + " (informational: close scores)", measured, "—", True))
+            rows.append((label + " (informational: close scores)", measured, "—", None))
 
 
-def bench_select_speed(rows: list[tuple[str, str, str, bool]], repeat: int) -> None:
+def bench_select_speed(rows: list[tuple[str, str, str, bool | None]], repeat: int) -> None:
     theta = simulate_scores(100, rng=4)
     wins = win_matrix(simulate_comparisons(theta, 2000, rng=5), 100)
     fit = fit_bradley_terry(wins)
@@ -215,7 +216,7 @@ def bench_select_speed(rows: list[tuple[str, str, str, bool]], repeat: int) -> N
 # ---------------------------------------------------------------- quality weighting
 
 
-def bench_quality(rows: list[tuple[str, str, str, bool]], n_seeds: int) -> None:
+def bench_quality(rows: list[tuple[str, str, str, bool | None]], n_seeds: int) -> None:
     weighted, plain = [], []
     for seed in range(n_seeds):
         theta = simulate_scores(50, rng=seed)
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and seeds (a smoke run)")
     args = parser.parse_args(argv)
     repeat = 3 if args.quick else 7
-    rows: list[tuple[str, str, str, bool]] = []
+    rows: list[tuple[str, str, str, bool | None]] = []
     started = time.perf_counter()
     bench_large(rows, repeat)
     bench_refit(rows, repeat)
@@ -271,14 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
 
     lines = [
-        "# flowlab.ranking benchmarks",
+        "### Ranking, flowlab.ranking (issue 3)",
         "",
         f"Machine: {machine()}. Total run time {elapsed:.0f} s. Timings are medians after a warm-up.",
         "",
         "| figure | measured | target | pass |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {name} | {value} | {target} | {'pass' if ok else 'FAIL'} |" for name, value, target, ok in rows]
+    verdict = {True: "pass", False: "FAIL", None: "—"}
+    lines += [f"| {name} | {value} | {target} | {verdict[ok]} |" for name, value, target, ok in rows]
     table = "\n".join(lines) + "\n"
     print(table)
     if not args.quick:

@@ -21,7 +21,9 @@ def main(argv: list[str]) -> int:
     for script in scripts:
         print(f"== {script.name}", flush=True)
         failed += subprocess.run([sys.executable, str(script)], cwd=HERE.parent).returncode != 0
-    tables = [p.read_text() for p in sorted((HERE / "results").glob("*.md"))]
+    order = [s.removeprefix("bench_").removesuffix(".py") for s in ORDER]
+    results = sorted((HERE / "results").glob("*.md"), key=lambda p: (order.index(p.stem) if p.stem in order else 99, p))
+    tables = [p.read_text() for p in results]
     text = README.read_text()
     block = "<!-- bench:start -->\n" + "\n".join(tables) + "<!-- bench:end -->"
     README.write_text(re.sub(r"<!-- bench:start -->.*<!-- bench:end -->", lambda _: block, text, flags=re.S))
