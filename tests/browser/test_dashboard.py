@@ -3,10 +3,6 @@ fetches nothing from outside this machine."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +14,8 @@ import httpx
 import pytest
 
 from flowlab.crowd import SimulatedCrowd
+from tests.browser.conftest import stop_process_group, wait_until_serving
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -39,16 +37,10 @@ HEATMAP_TOTAL_JS = """() => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def dashboard_url(flowlab_server: Any, tmp_path: Path) -> Iterator[str]:
     """`flowlab dashboard` (the CLI, as `make dashboard` runs it) on a free port, against the test server."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "dashboard.log"
     cmd = [
         sys.executable,
@@ -66,27 +58,10 @@ def dashboard_url(flowlab_server: Any, tmp_path: Path) -> Iterator[str]:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"flowlab dashboard exited early:\n{log.read_text(errors='replace')}")
-            try:
-                if httpx.get(url + "/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"flowlab dashboard did not come up:\n{log.read_text(errors='replace')}")
-            time.sleep(0.2)
+        wait_until_serving(proc, url + "/", log, "flowlab dashboard")
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_process_group(proc)
         assert "Traceback" not in log.read_text(errors="replace"), log.read_text(errors="replace")
 
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+
+from tests.browser.conftest import stop_process_group, wait_until_serving, watch_errors
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -41,12 +40,6 @@ HEATMAP_TOTALS_JS = """() => {
   }
   return totals;
 }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -80,7 +73,7 @@ def jupyter_lab(flowlab_server: Any, tmp_path: Path) -> Iterator[Lab]:
         "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),  # ignore the user's own Jupyter config
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
     }
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     cmd = [
         sys.executable,
         "-m",
@@ -102,35 +95,10 @@ def jupyter_lab(flowlab_server: Any, tmp_path: Path) -> Iterator[Lab]:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     lab = Lab(f"http://127.0.0.1:{port}", token, proc, log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited early:\n{log.read_text(errors='replace')}")
-            try:
-                if httpx.get(lab.page_url("/api/status"), timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"jupyter lab did not come up:\n{log.read_text(errors='replace')}")
-            time.sleep(0.2)
+        wait_until_serving(proc, lab.page_url("/api/status"), log, "jupyter lab")
         yield lab
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-
-def _watch_errors(page: Any) -> list[str]:
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-    return errors
+        stop_process_group(proc, timeout=15)
 
 
 def test_quickstart_runs_in_jupyterlab_with_live_widgets(browser: Any, jupyter_lab: Lab, output_dir: Path) -> None:
@@ -147,7 +115,7 @@ def test_quickstart_runs_in_jupyterlab_with_live_widgets(browser: Any, jupyter_l
 
     context.route("**/*", only_local)
     page = context.new_page()
-    errors = _watch_errors(page)
+    errors = watch_errors(page)
     try:
         # The launcher has the dashboard tile (jupyter-server-proxy entry point), and it opens the dashboard.
         page.goto(jupyter_lab.page_url("/lab?reset"))
@@ -157,7 +125,7 @@ def test_quickstart_runs_in_jupyterlab_with_live_widgets(browser: Any, jupyter_l
         with context.expect_page(timeout=30_000) as opened:
             tile.click()
         dashboard = opened.value
-        dashboard_errors = _watch_errors(dashboard)
+        dashboard_errors = watch_errors(dashboard)
         dashboard.locator(".flowlab-header").first.wait_for(timeout=60_000)  # its first refresh has landed
         assert "/flowlab-dashboard/" in dashboard.url
         assert dashboard.title() == "flowlab dashboard"
