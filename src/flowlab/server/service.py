@@ -15,15 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 import numpy as np
 
 from flowlab import ranking, schemas
-from flowlab.server import lifecycle
+from flowlab.server import lifecycle, scheduler
 from flowlab.server.auth import KEY_PREFIX, TOKEN_PREFIX, Auth, Principal, digest, new_secret
 from flowlab.server.clock import Clock
+from flowlab.server.datapoints import build_asset, build_datapoints, content, datapoint_view, gold_view
 from flowlab.server.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from flowlab.server.media import MediaStore, classify
 from flowlab.server.model import FlowConfig, FlowRecord, ItemRecord, Lease, Signal
@@ -32,16 +32,11 @@ from flowlab.server.store import Op, Snapshot
 log = logging.getLogger("flowlab.service")
 
 MAX_DATAPOINTS = 1000  # the win-loss matrix is dense, n x n
-MAX_TEXT_CHARS = 200_000
 MAX_TTL = 7 * 24 * 3600.0
 MAX_LEASE = 3600.0
 FINISHED_MEMORY = 1_000_000  # answered/expired task ids remembered for idempotency and clear refusals
 HOT_SECONDS = 600.0
-ACTIVE_BATCH = 16
 INLINE_FIT_MAX = 200  # datapoints; above this, fits run on a worker thread
-IMAGE_EXT = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".avif")
-AUDIO_EXT = (".wav", ".mp3", ".ogg", ".oga", ".flac", ".m4a", ".aac")
-VIDEO_EXT = (".mp4", ".webm", ".ogv", ".mov", ".m4v")
 
 _json = msgspec.json.Encoder()
 
@@ -58,27 +53,6 @@ class AnnotatorInfo:
     gold_answered: int = 0
     gold_correct: int = 0
     last_seen: float | None = None
-
-
-def _scheme(url: str) -> str:
-    try:
-        return urlsplit(url).scheme
-    except ValueError:  # e.g. an unbalanced IPv6 bracket
-        return ""
-
-
-def _kind_from_url(url: str) -> schemas.DatapointKind:
-    try:
-        path = urlsplit(url).path.lower()
-    except ValueError:
-        return "url"
-    if path.endswith(IMAGE_EXT):
-        return "image"
-    if path.endswith(AUDIO_EXT):
-        return "audio"
-    if path.endswith(VIDEO_EXT):
-        return "video"
-    return "url"
 
 
 class FlowService:
@@ -392,8 +366,8 @@ class FlowService:
 
     def _check_config(self, cfg: FlowConfig) -> None:
         for i, pair in enumerate(cfg.validation_pairs):
-            self._content(pair.a, f"validation_pairs[{i}].a")
-            self._content(pair.b, f"validation_pairs[{i}].b")
+            content(pair.a, f"validation_pairs[{i}].a", self.media_index)
+            content(pair.b, f"validation_pairs[{i}].b", self.media_index)
         if cfg.max_response_threshold < 1:
             raise Invalid(
                 "max_response_threshold must be at least 1 (votes per flow item).", field="max_response_threshold"
@@ -451,9 +425,9 @@ class FlowService:
             )
         body = _ItemBody(
             config=flow.config,
-            datapoints=self._datapoints(req.datapoints),
+            datapoints=build_datapoints(req.datapoints, self.media_index),
             context=req.context,
-            context_assets=[self._asset(a, i) for i, a in enumerate(req.context_assets)],
+            context_assets=[build_asset(a, i, self.media_index) for i, a in enumerate(req.context_assets)],
             private_metadata=req.private_metadata,
             ttl=float(req.time_to_live),
         )
@@ -493,84 +467,6 @@ class FlowService:
             rng=random.Random(self.rng.random()),
             **state,
         )
-
-    def _datapoints(self, given: list[schemas.DatapointIn]) -> list[schemas.Datapoint]:
-        explicit: set[str] = set()
-        for i, d in enumerate(given):
-            if d.id is not None:
-                if d.id in explicit:
-                    raise Invalid(
-                        f"Two datapoints share the id {d.id!r}; ids must be unique within a batch.",
-                        field=f"datapoints[{i}].id",
-                    )
-                explicit.add(d.id)
-        out: list[schemas.Datapoint] = []
-        used: set[str] = set()
-        for i, d in enumerate(given):
-            kind, text, url, media, media_type = self._content(d, f"datapoints[{i}]")
-            if d.id is not None:
-                key = d.id
-            else:
-                # Identical generations are common in RL; they stay apart by a suffix (pass ids to choose keys).
-                base = d.name or text or url or media or str(i)
-                key, n = base, 1
-                while key in used or key in explicit:
-                    n += 1
-                    key = f"{base}#{n}"
-            used.add(key)
-            out.append(
-                schemas.Datapoint(
-                    index=i,
-                    key=key,
-                    kind=kind,
-                    text=text,
-                    url=url,
-                    media=media,
-                    media_type=media_type,
-                    name=d.name,
-                    private_metadata=d.private_metadata,
-                )
-            )
-        return out
-
-    def _content(
-        self, d: schemas.DatapointIn | schemas.ContextAsset, field: str
-    ) -> tuple[schemas.DatapointKind, str | None, str | None, str | None, str | None]:
-        given = [x for x in (d.text, d.url, d.media) if x is not None]
-        if len(given) != 1:
-            raise Invalid(
-                "Each datapoint needs exactly one of text, url or media (an uploaded file's sha256); "
-                f"this one has {len(given)}.",
-                field=field,
-            )
-        if d.text is not None:
-            if len(d.text) > MAX_TEXT_CHARS:
-                raise Invalid(f"Text datapoints hold at most {MAX_TEXT_CHARS} characters.", field=f"{field}.text")
-            return "text", d.text, None, None, None
-        if d.url is not None:
-            if _scheme(d.url) not in ("http", "https"):
-                raise Invalid(
-                    f"URL datapoints must be http(s); got {d.url[:80]!r}. Pass local files as paths so "
-                    "the SDK uploads them.",
-                    field=f"{field}.url",
-                )
-            return d.kind or _kind_from_url(d.url), None, d.url, None, d.media_type
-        assert d.media is not None
-        known = self.media_index.get(d.media)
-        if known is None:
-            raise Invalid(
-                f"No uploaded file has sha256 {d.media!r}; upload it first (POST /v1/media; the SDK does "
-                "this for local paths).",
-                field=f"{field}.media",
-            )
-        media_type, kind, _ = known
-        return kind, None, None, d.media, media_type  # type: ignore[return-value]
-
-    def _asset(self, a: schemas.ContextAsset, i: int) -> schemas.ContextAsset:
-        kind, text, url, media, media_type = self._content(a, f"context_assets[{i}]")
-        if media is not None:
-            url = f"/media/{media}"  # what a page needs to show it, as for datapoints
-        return schemas.ContextAsset(kind=kind, text=text, url=url, media=media, media_type=media_type, name=a.name)
 
     def item_status(self, item: ItemRecord) -> schemas.ItemStatus:
         c = item.config
@@ -784,15 +680,9 @@ class FlowService:
     def lease_next(self, who: Principal) -> schemas.Task | None:
         now = self.clock.now()
         self.expire_leases(now)
-        best: ItemRecord | None = None
-        best_key: tuple[int, float, int] | None = None
         # An annotator made with the admin key works on every flow; one made by a researcher, on theirs only.
         scope = None if who.owner in self.admin_ids else who.owner
-        for item in self.active.values():
-            if (scope is None or item.flow.owner == scope) and lifecycle.can_serve(item, now):
-                key = lifecycle.serve_priority(item)
-                if best_key is None or key < best_key:
-                    best, best_key = item, key
+        best = scheduler.choose_item(self.active.values(), now, scope)
         if best is None:
             return None
         info = self.annotators.get(who.id)
@@ -802,7 +692,7 @@ class FlowService:
         flow_cfg = best.flow.config
         if flow_cfg.validation_pairs and self.rng.random() < flow_cfg.gold_rate:
             return self._gold_task(best, who, now)
-        a, b = self._next_pair(best)
+        a, b = scheduler.next_pair(best, self.rng, self._fit_for_selection)
         if self.rng.random() < 0.5:
             a, b = b, a
         lease = Lease(_new_id("task"), best, a, b, who.id, min(now + cfg.lease_seconds, best.deadline))
@@ -815,26 +705,8 @@ class FlowService:
         best.touch()
         return self._task_view(lease, best.datapoints[a], best.datapoints[b], now)
 
-    def _next_pair(self, item: ItemRecord) -> tuple[int, int]:
-        if item.requeue:
-            return item.requeue.popleft()
-        if item.config.pair_selection != "active":
-            return item.pair_queue.next_pair()
-        if not item.active_queue:
-            # Choose a small batch per fit, so a busy item refits once per batch rather than once per lease.
-            out = np.array([(lease.a, lease.b) for lease in item.leases.values()], dtype=np.int64).reshape(-1, 2)
-            batch = max(2, min(ACTIVE_BATCH, len(item.keys) // 2))
-            rng = np.random.default_rng(self.rng.getrandbits(32))
-            pairs = ranking.select_pairs(item.wins, batch, fit=self._fit_for_selection(item), rng=rng, pending=out)
-            item.active_queue.extend((int(a), int(b)) for a, b in pairs)
-        return item.active_queue.popleft()
-
     def _gold_task(self, item: ItemRecord, who: Principal, now: float) -> schemas.Task:
-        pair = self.rng.choice(item.flow.config.validation_pairs)
-        swap = self.rng.random() < 0.5
-        first, second = (pair.b, pair.a) if swap else (pair.a, pair.b)
-        answer = pair.answer if pair.answer == "tie" or not swap else ("b" if pair.answer == "a" else "a")
-        gold = schemas.ValidationPair(a=first, b=second, answer=answer)  # as shown
+        gold = scheduler.pick_gold(item.flow.config.validation_pairs, self.rng)
         lease = Lease(
             _new_id("task"), item, -1, -1, who.id, min(now + item.config.lease_seconds, item.deadline), gold=gold
         )
@@ -843,7 +715,7 @@ class FlowService:
         # Gold views carry ordinary-looking refs so a page cannot tell them apart from real pairs.
         n = len(item.datapoints)
         return self._task_view(
-            lease, _gold_view(first, self.rng.randrange(n)), _gold_view(second, self.rng.randrange(n)), now
+            lease, gold_view(gold.a, self.rng.randrange(n)), gold_view(gold.b, self.rng.randrange(n)), now
         )
 
     def _task_view(self, lease: Lease, a: Any, b: Any, now: float) -> schemas.Task:
@@ -856,8 +728,8 @@ class FlowService:
             instruction=cfg.instruction,
             context=item.context,
             context_assets=item.context_assets,
-            a=_view(a),
-            b=_view(b),
+            a=datapoint_view(a),
+            b=datapoint_view(b),
             allow_ties=cfg.allow_ties,
             render_markdown=cfg.render_markdown,
             lease_expires_at=lease.expires_at,
@@ -1085,21 +957,6 @@ _REFUSALS = {
     "revoked": "This annotator token was revoked; its tasks went back to the queue.",
     "tie_not_allowed": "This flow does not allow ties; answer 'a' or 'b' (or 'skip').",
 }
-
-
-def _view(d: Any) -> schemas.DatapointView:
-    if isinstance(d, schemas.DatapointView):
-        return d
-    url = d.url if d.media is None else f"/media/{d.media}"
-    return schemas.DatapointView(ref=d.index, kind=d.kind, text=d.text, url=url, media_type=d.media_type)
-
-
-def _gold_view(d: schemas.DatapointIn, ref: int) -> schemas.DatapointView:
-    if d.text is not None:
-        return schemas.DatapointView(ref=ref, kind="text", text=d.text)
-    if d.media is not None:
-        return schemas.DatapointView(ref=ref, kind=d.kind or "image", url=f"/media/{d.media}", media_type=d.media_type)
-    return schemas.DatapointView(ref=ref, kind=d.kind or _kind_from_url(d.url or ""), url=d.url)
 
 
 def _log_failure(fut: asyncio.Future[None]) -> None:

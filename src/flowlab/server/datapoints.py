@@ -1,0 +1,134 @@
+"""Datapoints as researchers send them, checked and keyed; and as annotators see them."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flowlab import schemas
+from flowlab.server.errors import Invalid
+
+MAX_TEXT_CHARS = 200_000
+IMAGE_EXT = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".avif")
+AUDIO_EXT = (".wav", ".mp3", ".ogg", ".oga", ".flac", ".m4a", ".aac")
+VIDEO_EXT = (".mp4", ".webm", ".ogv", ".mov", ".m4v")
+MediaIndex = dict[str, tuple[str, str, int]]  # sha256 -> (media type, kind, size)
+Content = tuple[schemas.DatapointKind, str | None, str | None, str | None, str | None]
+
+
+def scheme(url: str) -> str:
+    try:
+        return urlsplit(url).scheme
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        return ""
+
+
+def kind_from_url(url: str) -> schemas.DatapointKind:
+    try:
+        path = urlsplit(url).path.lower()
+    except ValueError:
+        return "url"
+    if path.endswith(IMAGE_EXT):
+        return "image"
+    if path.endswith(AUDIO_EXT):
+        return "audio"
+    if path.endswith(VIDEO_EXT):
+        return "video"
+    return "url"
+
+
+def content(d: schemas.DatapointIn | schemas.ContextAsset, field: str, media_index: MediaIndex) -> Content:
+    """(kind, text, url, media, media_type) of a datapoint, or Invalid naming the field that is wrong."""
+    given = [x for x in (d.text, d.url, d.media) if x is not None]
+    if len(given) != 1:
+        raise Invalid(
+            "Each datapoint needs exactly one of text, url or media (an uploaded file's sha256); "
+            f"this one has {len(given)}.",
+            field=field,
+        )
+    if d.text is not None:
+        if len(d.text) > MAX_TEXT_CHARS:
+            raise Invalid(f"Text datapoints hold at most {MAX_TEXT_CHARS} characters.", field=f"{field}.text")
+        return "text", d.text, None, None, None
+    if d.url is not None:
+        if scheme(d.url) not in ("http", "https"):
+            raise Invalid(
+                f"URL datapoints must be http(s); got {d.url[:80]!r}. Pass local files as paths so "
+                "the SDK uploads them.",
+                field=f"{field}.url",
+            )
+        return d.kind or kind_from_url(d.url), None, d.url, None, d.media_type
+    assert d.media is not None
+    known = media_index.get(d.media)
+    if known is None:
+        raise Invalid(
+            f"No uploaded file has sha256 {d.media!r}; upload it first (POST /v1/media; the SDK does "
+            "this for local paths).",
+            field=f"{field}.media",
+        )
+    media_type, kind, _ = known
+    return kind, None, None, d.media, media_type  # type: ignore[return-value]
+
+
+def build_datapoints(given: list[schemas.DatapointIn], media_index: MediaIndex) -> list[schemas.Datapoint]:
+    """Check every datapoint and give each a key: its id, else its content, made unique by a suffix."""
+    explicit: set[str] = set()
+    for i, d in enumerate(given):
+        if d.id is not None:
+            if d.id in explicit:
+                raise Invalid(
+                    f"Two datapoints share the id {d.id!r}; ids must be unique within a batch.",
+                    field=f"datapoints[{i}].id",
+                )
+            explicit.add(d.id)
+    out: list[schemas.Datapoint] = []
+    used: set[str] = set()
+    for i, d in enumerate(given):
+        kind, text, url, media, media_type = content(d, f"datapoints[{i}]", media_index)
+        if d.id is not None:
+            key = d.id
+        else:
+            # Identical generations are common in RL; they stay apart by a suffix (pass ids to choose keys).
+            base = d.name or text or url or media or str(i)
+            key, n = base, 1
+            while key in used or key in explicit:
+                n += 1
+                key = f"{base}#{n}"
+        used.add(key)
+        out.append(
+            schemas.Datapoint(
+                index=i,
+                key=key,
+                kind=kind,
+                text=text,
+                url=url,
+                media=media,
+                media_type=media_type,
+                name=d.name,
+                private_metadata=d.private_metadata,
+            )
+        )
+    return out
+
+
+def build_asset(a: schemas.ContextAsset, i: int, media_index: MediaIndex) -> schemas.ContextAsset:
+    kind, text, url, media, media_type = content(a, f"context_assets[{i}]", media_index)
+    if media is not None:
+        url = f"/media/{media}"  # what a page needs to show it, as for datapoints
+    return schemas.ContextAsset(kind=kind, text=text, url=url, media=media, media_type=media_type, name=a.name)
+
+
+def datapoint_view(d: Any) -> schemas.DatapointView:
+    """What an annotator is shown: content and a position, never the key or private metadata."""
+    if isinstance(d, schemas.DatapointView):
+        return d
+    url = d.url if d.media is None else f"/media/{d.media}"
+    return schemas.DatapointView(ref=d.index, kind=d.kind, text=d.text, url=url, media_type=d.media_type)
+
+
+def gold_view(d: schemas.DatapointIn, ref: int) -> schemas.DatapointView:
+    if d.text is not None:
+        return schemas.DatapointView(ref=ref, kind="text", text=d.text)
+    if d.media is not None:
+        return schemas.DatapointView(ref=ref, kind=d.kind or "image", url=f"/media/{d.media}", media_type=d.media_type)
+    return schemas.DatapointView(ref=ref, kind=d.kind or kind_from_url(d.url or ""), url=d.url)
