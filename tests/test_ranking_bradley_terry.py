@@ -258,3 +258,13 @@ def test_davidson_recovers_the_tie_parameter():
 def test_davidson_without_ties_and_without_prior_is_refused():
     with pytest.raises(ValueError, match="at least one tie"):
         fit_bradley_terry(np.array([[0, 1, 0], [1, 0, 0]]), ties="davidson", prior=0.0)
+
+
+def test_davidson_mle_with_only_ties_explains_itself() -> None:
+    import pytest
+
+    from flowlab.ranking import fit_bradley_terry
+
+    all_ties = np.array([[0, 1, 1], [1, 2, 1], [2, 0, 1], [0, 1, 1]])
+    with pytest.raises(ValueError, match="decided vote"):
+        fit_bradley_terry(all_ties, 3, ties="davidson", prior=0.0)

@@ -75,3 +75,16 @@ def test_streaming_counter_equals_batch_counts():
     np.testing.assert_array_equal(counter.votes, [2, 3, 1])
     with pytest.raises(ValueError, match="two different datapoints"):
         counter.add(1, 1)
+
+
+def test_a_labelled_integer_3x3_matrix_is_read_as_a_win_matrix() -> None:
+    import pandas as pd
+
+    from flowlab.ranking import fit_bradley_terry
+
+    counts = [[0, 2, 1], [1, 0, 0], [0, 1, 0]]
+    table = pd.DataFrame(counts, index=list("abc"), columns=list("abc"))
+    from_table = fit_bradley_terry(table)
+    from_floats = fit_bradley_terry(np.array(counts, dtype=float))
+    np.testing.assert_allclose(from_table.scores, from_floats.scores)
+    assert from_table.scores[0] > 0.3

@@ -148,7 +148,7 @@ def _pairs_from_data(
     model_ties: bool,
 ) -> _Pairs:
     arr = np.asarray(comparisons)
-    if _is_comparison_array(arr):
+    if _is_comparison_array(arr, comparisons):
         if tie_counts is not None:
             raise ValueError("tie_counts goes with a win matrix; comparisons carry ties in a third column.")
         idx, tie_flags, n = _as_comparisons(arr, n_items)
@@ -619,6 +619,11 @@ def fit_bradley_terry(
         if model_ties and pairs.ties.sum() == 0:
             raise ValueError(
                 "ties='davidson' with prior=0 needs at least one tie (ν would be 0); use ties=None or prior > 0."
+            )
+        if model_ties and (pairs.first_wins + pairs.second_wins).sum() == 0:
+            raise ValueError(
+                "ties='davidson' with prior=0 needs at least one decided vote (with only ties, ν would be "
+                "infinite); use prior > 0."
             )
     wins = np.bincount(pairs.first, pairs.first_wins + pairs.ties / 2, n) + np.bincount(
         pairs.second, pairs.second_wins + pairs.ties / 2, n

@@ -81,10 +81,17 @@ def _as_win_matrix(wins: ArrayLike, n_items: int | None = None) -> np.ndarray:
     return mat
 
 
-def _is_comparison_array(arr: np.ndarray) -> bool:
-    """Integer arrays with 2 or 3 columns are comparisons; any other square array is a win matrix."""
+def _is_comparison_array(arr: np.ndarray, given: object = None) -> bool:
+    """Integer arrays with 2 or 3 columns are comparisons; any other square array is a win matrix.
+
+    A labelled table whose row labels equal its column labels (a pandas DataFrame such as the SDK's
+    ``get_win_loss_matrix()``) is always a win matrix, even a 2 × 2 or 3 × 3 one with integer counts.
+    """
     if arr.ndim != 2:
         return True  # let the comparison validator explain the shape problem
+    index, columns = getattr(given, "index", None), getattr(given, "columns", None)
+    if index is not None and columns is not None and arr.shape[0] == arr.shape[1] and list(index) == list(columns):
+        return False
     if arr.shape[0] == arr.shape[1] and not (np.issubdtype(arr.dtype, np.integer) and arr.shape[1] in (2, 3)):
         return False
     return arr.shape[1] in (2, 3) or arr.shape[0] != arr.shape[1]
@@ -167,7 +174,7 @@ def pair_counts(comparisons: ArrayLike, n_items: int | None = None) -> PairCount
         comparisons carry a tie column; from a matrix they are already folded into the win counts.
     """
     arr = np.asarray(comparisons)
-    if _is_comparison_array(arr):
+    if _is_comparison_array(arr, comparisons):
         idx, tie_flags, n = _as_comparisons(arr, n_items)
         lo = np.minimum(idx[:, 0], idx[:, 1])
         hi = np.maximum(idx[:, 0], idx[:, 1])

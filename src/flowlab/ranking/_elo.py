@@ -152,7 +152,7 @@ def elo_ratings(
         raise ValueError(f"level must be between 0 and 1; got {level!r}.")
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     arr = np.asarray(comparisons)
-    if _is_comparison_array(arr):
+    if _is_comparison_array(arr, comparisons):
         idx, ties, n = _as_comparisons(arr, n_items)
     else:
         mat = _as_win_matrix(arr, n_items)

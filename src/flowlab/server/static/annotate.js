@@ -197,9 +197,12 @@ function leaseLeftMs(entry, now = Date.now()) {
   return entry.deadline - now;
 }
 
-/** A task in hand is worth showing only if a person still has time to answer it. */
+/**
+ * A task in hand is worth showing only if a person still has time to read and answer it: half its lease,
+ * at most 10 s. A pair held back while someone lingers on the current one goes back to the queue.
+ */
 function stillFresh(entry) {
-  const margin = Math.min(1500, entry.task.lease_seconds * 250);
+  const margin = Math.min(entry.task.lease_seconds * 500, 10000);
   return leaseLeftMs(entry) > margin;
 }
 
