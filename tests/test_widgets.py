@@ -436,3 +436,25 @@ def test_proxy_entry_point_launches_the_dashboard() -> None:
     assert config["launcher_entry"]["title"] == "flowlab dashboard"
     assert config["environment"]["FLOWLAB_DASHBOARD_PREFIX"] == "{base_url}flowlab-dashboard"
     assert config["absolute_url"] is True
+
+
+def test_monitor_keeps_an_old_selected_item_and_closes_rows_that_scroll_away(flowlab_server: Any) -> None:
+    from flowlab_widgets import FlowMonitor
+
+    client = flowlab_server.client()
+    flow = client.flow.create_ranking_flow(name="many items", instruction="Which?", max_response_threshold=3)
+    first = flow.create_new_flow_batch(datapoints=["a", "b"], time_to_live=60)
+    flow.create_new_flow_batch(datapoints=["a", "b"], time_to_live=60)  # so `first` is not the latest
+    monitor = FlowMonitor(flow, live=False, max_items=2)
+    try:
+        monitor.select(first)
+        for _ in range(3):
+            flow.create_new_flow_batch(datapoints=["c", "d"], time_to_live=60)
+        monitor.refresh()
+        assert monitor.selected_item_id == first.id
+        assert first.id in [value for _, value in monitor.item_picker.options]
+        assert len(monitor.item_rows) == 2, "rows that scrolled out of the list were closed and dropped"
+    finally:
+        monitor.close()
+        for item in flow.get_flow_items():
+            item.stop()

@@ -127,6 +127,13 @@ class FlowBrowser(widgets.VBox):
         self._say(f"Deleted {esc(chosen.name)}")
         return True
 
+    def close(self) -> None:
+        """Close the browser and the monitor it opened (whose live updates would otherwise keep running)."""
+        if self.monitor is not None:
+            self.monitor.close()
+            self.monitor = None
+        super().close()
+
     def _disarm(self) -> None:
         self._armed_delete = None
         self.delete_button.description = "Delete"

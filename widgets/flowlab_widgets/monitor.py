@@ -62,6 +62,11 @@ class ItemRow(widgets.HBox):
             layout=widgets.Layout(align_items="center"),
         )
 
+    def close(self) -> None:
+        for child in self.children:
+            child.close()
+        super().close()
+
     def show(self, status: Any, *, current_instruction: str, clock_offset: float) -> None:
         state = state_name(status.state)
         self.state_html.value = badge(state)
@@ -240,8 +245,13 @@ class FlowMonitor(widgets.VBox):
             rows.append(row)
         if [r.item_id for r in self.items_box.children] != [r.item_id for r in rows]:
             self.items_box.children = rows
+        # Rows that scrolled out of the list are closed, so a long run does not pile up widget models.
+        for gone in set(self.item_rows) - {r.item_id for r in rows}:
+            self.item_rows.pop(gone).close()
         self.total_responses = sum(int(s.response_count) for s in snap.statuses)
-        options = [(f"{s.id} · {state_name(s.state)} · {s.response_count} votes", s.id) for s in shown]
+        # The picker offers the newest items and always the selected one, even once it is older than those.
+        listed = shown + [s for s in snap.statuses if s.id == snap.item_id and s not in shown]
+        options = [(f"{s.id} · {state_name(s.state)} · {s.response_count} votes", s.id) for s in listed]
         self._set_picker(options, snap.item_id)
         selected = next((s for s in snap.statuses if s.id == snap.item_id), None)
         if selected is None:
@@ -378,6 +388,7 @@ class FlowMonitor(widgets.VBox):
     def close(self) -> None:
         self.live.stop()
         self._client.close()
-        for w in (self.heatmap_widget, self.ranking_widget):
+        for w in (self.heatmap_widget, self.ranking_widget, *self.item_rows.values()):
             w.close()
+        self.item_rows.clear()
         super().close()
