@@ -388,7 +388,9 @@ class FlowMonitor(widgets.VBox):
     def close(self) -> None:
         self.live.stop()
         self._client.close()
-        for w in (self.heatmap_widget, self.ranking_widget, *self.item_rows.values()):
+        for row in self.item_rows.values():
+            row.close()
+        for w in (self.heatmap_widget, self.ranking_widget):
             w.close()
         self.item_rows.clear()
         super().close()
