@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(table)
         print(f"written to {RESULTS}")
-    return 0 if all(ok for *_, ok in rows) else 1
+    return 0 if all(ok is not False for *_, ok in rows) else 1
 
 
 if __name__ == "__main__":
