@@ -312,8 +312,9 @@ async function answer(choice) {
       break;
     } catch (err) {
       problem = err;
-      // Answers are idempotent per task, so a lost request can simply be sent again.
-      if (!(err instanceof NetworkError)) break;
+      // Answers are idempotent per task, so a lost request (or a server hiccup) can simply be sent again.
+      const transient = err instanceof NetworkError || (err instanceof ApiError && err.status >= 500);
+      if (!transient) break;
       await sleep(400 * (attempt + 1));
     }
   }
@@ -330,7 +331,8 @@ async function answer(choice) {
     notify(EXPLAIN[code] || `Your answer was not counted: ${problem.message}`, { kind: "warn" });
   } else if (ack.status === "rejected") {
     notify(EXPLAIN[ack.code] || `Your answer was not counted: ${ack.detail || ack.code}`, { kind: "warn" });
-  } else if (ack.status === "accepted" && choice !== "skip") {
+  } else if ((ack.status === "accepted" || ack.status === "duplicate") && choice !== "skip") {
+    // "duplicate" is a retry whose first attempt was counted but whose reply was lost: still one vote.
     state.votes += 1;
   }
   state.answered += 1;
