@@ -39,12 +39,7 @@ class Call:
     timeout: float | None = None  # None: the client's default
 
 
-@dataclass
-class Sleep:
-    seconds: float
-
-
-Op = Generator[Call | Sleep, Any, T]
+Op = Generator[Call, Any, T]
 
 _encoder = msgspec.json.Encoder()
 

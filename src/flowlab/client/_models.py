@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -101,7 +100,3 @@ def votes_frame(votes: list[schemas.Vote], keys: list[str]) -> pd.DataFrame:
     frame["winner_key"] = [keys[i] for i in frame["winner"]]
     frame["loser_key"] = [keys[i] for i in frame["loser"]]
     return frame
-
-
-def deadline_in(seconds: float | None) -> float | None:
-    return None if seconds is None else time.monotonic() + seconds

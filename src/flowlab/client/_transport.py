@@ -76,12 +76,7 @@ class SyncTransport:
         reply: Any = None
         try:
             while True:
-                step = op.send(reply)
-                if isinstance(step, core.Sleep):
-                    time.sleep(step.seconds)
-                    reply = None
-                else:
-                    reply = self.send(step)
+                reply = self.send(op.send(reply))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -134,12 +129,7 @@ class AsyncTransport:
         reply: Any = None
         try:
             while True:
-                step = op.send(reply)
-                if isinstance(step, core.Sleep):
-                    await asyncio.sleep(step.seconds)
-                    reply = None
-                else:
-                    reply = await self.send(step)
+                reply = await self.send(op.send(reply))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
