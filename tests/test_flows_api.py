@@ -182,6 +182,9 @@ def test_watch_streams_live_counts_and_resumes(client: Client, flowlab_server: S
     with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=6, rate=3000, seed=8):
         for event in item.watch():
             events.append(event)
+            if event.full:  # a first message carries the matrix so far, never the vote history
+                assert event.counts is not None and not event.delta
+                rebuilt = np.array(event.counts)
             for w, lo, tie in event.delta:
                 rebuilt[w, lo] += 0.5 if tie else 1.0
                 rebuilt[lo, w] += 0.5 if tie else 0.0

@@ -42,7 +42,7 @@ def run(
 
 
 async def annotator(service: FlowService, name: str = "ann") -> Principal:
-    made = await service.create_annotator(RESEARCHER, name, "http://x")
+    made = await service.people.create_annotator(RESEARCHER, name, "http://x")
     return service.auth.identify(f"Bearer {made.token}")
 
 
@@ -55,7 +55,7 @@ async def make_item(
     min_votes: int | None = None,
     **flow_options: Any,
 ) -> Any:
-    flow = await service.create_flow(
+    flow = await service.flows.create(
         RESEARCHER,
         schemas.FlowCreate(
             name="f",
@@ -70,13 +70,13 @@ async def make_item(
         flow.id,
         schemas.ItemCreate(datapoints=[schemas.DatapointIn(text=f"t{i}") for i in range(n)], time_to_live=ttl),
     )
-    return service.items[status.id]
+    return service.items.live[status.id]
 
 
 async def vote(service: FlowService, who: Principal, choice: str = "a") -> schemas.Ack:
-    task = service.lease_next(who)
+    task = service.answers.lease_next(who)
     assert task is not None, "expected a task to be served"
-    return await service.answer(who, task.task_id, schemas.Answer(choice=choice))  # type: ignore[arg-type]
+    return await service.answers.answer(who, task.task_id, schemas.Answer(choice=choice))  # type: ignore[arg-type]
 
 
 def test_item_runs_then_drains_then_completes_with_min_votes(tmp_path: Path) -> None:
@@ -90,14 +90,14 @@ def test_item_runs_then_drains_then_completes_with_min_votes(tmp_path: Path) -> 
         clock.advance(94.9)  # the drain window is min(5 s, 10 % of the TTL) = 5 s
         service.tick()
         assert item.state == "Running"
-        task = service.lease_next(ann)
+        task = service.answers.lease_next(ann)
         assert task is not None
         clock.advance(0.2)
         service.tick()
         assert item.state == "Stopping"
-        assert service.lease_next(ann) is None, "no new tasks in the drain window"
+        assert service.answers.lease_next(ann) is None, "no new tasks in the drain window"
         # A lease handed out before the drain window may still be answered during it.
-        ack = await service.answer(ann, task.task_id, schemas.Answer(choice="b"))
+        ack = await service.answers.answer(ann, task.task_id, schemas.Answer(choice="b"))
         assert ack.status == "accepted"
         clock.advance(5.0)
         service.tick()
@@ -138,12 +138,12 @@ def test_reaching_max_completes_at_once_and_later_answers_get_409(tmp_path: Path
     async def scenario(service: FlowService, clock: FakeClock) -> None:
         ann = await annotator(service)
         item = await make_item(service, max_votes=3)
-        tasks = [service.lease_next(ann) for _ in range(4)]
+        tasks = [service.answers.lease_next(ann) for _ in range(4)]
         assert tasks[3] is None, "leases count toward the maximum, so the item is never over-served"
         for t in tasks[:3]:
             assert t is not None
         for t in tasks[:3]:
-            await service.answer(ann, t.task_id, schemas.Answer(choice="a"))  # type: ignore[union-attr]
+            await service.answers.answer(ann, t.task_id, schemas.Answer(choice="a"))  # type: ignore[union-attr]
         assert item.state == "Completed"
         assert item.response_count == 3
 
@@ -154,12 +154,12 @@ def test_stop_refuses_outstanding_answers_with_409(tmp_path: Path) -> None:
     async def scenario(service: FlowService, clock: FakeClock) -> None:
         ann = await annotator(service)
         item = await make_item(service, max_votes=5)
-        task = service.lease_next(ann)
+        task = service.answers.lease_next(ann)
         assert task is not None
-        await service.stop_item(item)
+        await service.items.stop(RESEARCHER, item.id)
         assert item.state == "Stopped"
         with pytest.raises(Conflict) as err:
-            await service.answer(ann, task.task_id, schemas.Answer(choice="a"))
+            await service.answers.answer(ann, task.task_id, schemas.Answer(choice="a"))
         assert err.value.code == "item_ended"
         assert item.response_count == 0
 
@@ -170,17 +170,17 @@ def test_expired_lease_is_served_again_and_late_answer_refused(tmp_path: Path) -
     async def scenario(service: FlowService, clock: FakeClock) -> None:
         first, second = await annotator(service, "a1"), await annotator(service, "a2")
         item = await make_item(service, n=2, max_votes=1, lease_seconds=10)
-        task = service.lease_next(first)
+        task = service.answers.lease_next(first)
         assert task is not None
-        assert service.lease_next(second) is None, "the only vote slot is leased"
+        assert service.answers.lease_next(second) is None, "the only vote slot is leased"
         clock.advance(10.5)
-        again = service.lease_next(second)
+        again = service.answers.lease_next(second)
         assert again is not None, "an expired lease frees its slot"
         assert {again.a.ref, again.b.ref} == {task.a.ref, task.b.ref}, "the same pair is served again"
         with pytest.raises(Conflict) as err:
-            await service.answer(first, task.task_id, schemas.Answer(choice="a"))
+            await service.answers.answer(first, task.task_id, schemas.Answer(choice="a"))
         assert err.value.code == "lease_expired"
-        ack = await service.answer(second, again.task_id, schemas.Answer(choice="a"))
+        ack = await service.answers.answer(second, again.task_id, schemas.Answer(choice="a"))
         assert ack.status == "accepted" and item.response_count == 1
 
     run(scenario, tmp_path)
@@ -190,13 +190,13 @@ def test_second_answer_is_idempotent(tmp_path: Path) -> None:
     async def scenario(service: FlowService, clock: FakeClock) -> None:
         ann = await annotator(service)
         item = await make_item(service)
-        task = service.lease_next(ann)
+        task = service.answers.lease_next(ann)
         assert task is not None
-        first = await service.answer(ann, task.task_id, schemas.Answer(choice="a"))
-        second = await service.answer(ann, task.task_id, schemas.Answer(choice="b"))
+        first = await service.answers.answer(ann, task.task_id, schemas.Answer(choice="a"))
+        second = await service.answers.answer(ann, task.task_id, schemas.Answer(choice="b"))
         assert (first.status, second.status) == ("accepted", "duplicate")
         assert item.response_count == 1
-        assert item.wins.sum() == 1
+        assert item.tally.wins.sum() == 1
 
     run(scenario, tmp_path)
 
@@ -205,15 +205,15 @@ def test_ties_only_where_allowed_and_count_half(tmp_path: Path) -> None:
     async def scenario(service: FlowService, clock: FakeClock) -> None:
         ann = await annotator(service)
         strict = await make_item(service)
-        task = service.lease_next(ann)
+        task = service.answers.lease_next(ann)
         assert task is not None and task.item_id == strict.id
         with pytest.raises(Invalid):
-            await service.answer(ann, task.task_id, schemas.Answer(choice="tie"))
-        await service.stop_item(strict)
+            await service.answers.answer(ann, task.task_id, schemas.Answer(choice="tie"))
+        await service.items.stop(RESEARCHER, strict.id)
         loose = await make_item(service, allow_ties=True)
         await vote(service, ann, "tie")
-        assert loose.wins.sum() == 1.0
-        assert sorted(loose.wins[loose.wins > 0].tolist()) == [0.5, 0.5]
+        assert loose.tally.wins.sum() == 1.0
+        assert sorted(loose.tally.wins[loose.tally.wins > 0].tolist()) == [0.5, 0.5]
 
     run(scenario, tmp_path)
 
@@ -225,10 +225,10 @@ def test_items_below_min_and_nearest_deadline_are_served_first(tmp_path: Path) -
         soon = await make_item(service, ttl=60, max_votes=10, min_votes=2)
         served = []
         for _ in range(4):
-            task = service.lease_next(ann)
+            task = service.answers.lease_next(ann)
             assert task is not None
             served.append(task.item_id)
-            await service.answer(ann, task.task_id, schemas.Answer(choice="a"))
+            await service.answers.answer(ann, task.task_id, schemas.Answer(choice="a"))
         # The near-deadline item is filled to its minimum first, then the other one reaches its minimum
         # before the near one gets anything more.
         assert served == [soon.id, soon.id, late.id, late.id]
@@ -242,7 +242,7 @@ def test_uniform_pairs_cover_every_datapoint_before_repeating(tmp_path: Path) ->
         await make_item(service, n=9, max_votes=100)
         seen: set[int] = set()
         for _ in range(5):  # ceil(9 / 2) tasks show all nine
-            task = service.lease_next(ann)
+            task = service.answers.lease_next(ann)
             assert task is not None
             seen |= {task.a.ref, task.b.ref}
         assert seen == set(range(9))
@@ -253,7 +253,7 @@ def test_uniform_pairs_cover_every_datapoint_before_repeating(tmp_path: Path) ->
 def test_update_config_changes_only_new_items(tmp_path: Path) -> None:
     async def scenario(service: FlowService, clock: FakeClock) -> None:
         old = await make_item(service, max_votes=10)
-        await service.update_flow(
+        await service.flows.update(
             RESEARCHER,
             old.flow.id,
             schemas.FlowConfigUpdate(instruction="Which has fewer errors?", max_response_threshold=20),
@@ -263,15 +263,15 @@ def test_update_config_changes_only_new_items(tmp_path: Path) -> None:
             old.flow.id,
             schemas.ItemCreate(datapoints=[schemas.DatapointIn(text="x"), schemas.DatapointIn(text="y")]),
         )
-        new = service.items[new_status.id]
+        new = service.items.live[new_status.id]
         assert (old.config.instruction, old.config.max_response_threshold) == ("Which is better?", 10)
         assert (new.config.instruction, new.config.max_response_threshold) == ("Which has fewer errors?", 20)
         assert new.config.config_version == old.config.config_version + 1
         ann = await annotator(service)
-        task = service.lease_next(ann)
+        task = service.answers.lease_next(ann)
         assert task is not None and (task.item_id, task.instruction) == (old.id, "Which is better?")
-        await service.stop_item(old)
-        task = service.lease_next(ann)
+        await service.items.stop(RESEARCHER, old.id)
+        task = service.answers.lease_next(ann)
         assert task is not None and (task.item_id, task.instruction) == (new.id, "Which has fewer errors?")
 
     run(scenario, tmp_path)
@@ -292,11 +292,11 @@ def test_restart_keeps_votes_and_expires_items_whose_deadline_passed_while_down(
     clock.advance(60)  # the server is down past the short item's deadline
 
     async def second_life(service: FlowService, clock: FakeClock) -> None:
-        short, long = service.items[short_id], service.items[long_id]
+        short, long = service.items.live[short_id], service.items.live[long_id]
         assert short.state == "Completed", "expired while down with enough votes"
         assert short.ended_at is not None and short.ended_at <= short.deadline + 1e-6
-        assert short.response_count == 2 and short.wins.sum() == 2
-        assert long.state == "Pending" and long.id in service.active
+        assert short.response_count == 2 and short.tally.wins.sum() == 2
+        assert long.state == "Pending" and long.id in service.items.active
         ann = await annotator(service, "again")
         await vote(service, ann)
         assert long.response_count == 1
@@ -308,7 +308,7 @@ def test_a_repeated_answer_is_not_called_duplicate_before_the_first_is_durable(t
     async def scenario(service: FlowService, clock: FakeClock) -> None:
         ann = await annotator(service)
         await make_item(service)
-        task = service.lease_next(ann)
+        task = service.answers.lease_next(ann)
         assert task is not None
         store = service.store
         real_commit = store._commit
@@ -322,9 +322,9 @@ def test_a_repeated_answer_is_not_called_duplicate_before_the_first_is_durable(t
             committed.append(time.monotonic())
 
         store._commit = slow_commit
-        first = asyncio.ensure_future(service.answer(ann, task.task_id, schemas.Answer(choice="a")))
+        first = asyncio.ensure_future(service.answers.answer(ann, task.task_id, schemas.Answer(choice="a")))
         await asyncio.sleep(0.01)  # the first answer is now waiting on its commit
-        retry = await service.answer(ann, task.task_id, schemas.Answer(choice="a"))
+        retry = await service.answers.answer(ann, task.task_id, schemas.Answer(choice="a"))
         import time
 
         assert retry.status == "duplicate"
@@ -339,17 +339,17 @@ def test_a_skipped_pair_is_not_handed_straight_back(tmp_path: Path) -> None:
     async def scenario(service: FlowService, clock: FakeClock) -> None:
         ann = await annotator(service)
         await make_item(service, n=6, max_votes=50)
-        task = service.lease_next(ann)
+        task = service.answers.lease_next(ann)
         assert task is not None
         skipped = {task.a.ref, task.b.ref}
-        await service.answer(ann, task.task_id, schemas.Answer(choice="skip"))
+        await service.answers.answer(ann, task.task_id, schemas.Answer(choice="skip"))
         following = []
         for _ in range(3):
-            t = service.lease_next(ann)
+            t = service.answers.lease_next(ann)
             assert t is not None
             following.append({t.a.ref, t.b.ref})
         assert following[0] != skipped
-        again = await service.answer(ann, task.task_id, schemas.Answer(choice="skip"))
+        again = await service.answers.answer(ann, task.task_id, schemas.Answer(choice="skip"))
         assert again.status == "skipped", "a repeated skip is idempotent"
 
     run(scenario, tmp_path)
@@ -359,7 +359,7 @@ def test_a_flow_drain_window_never_swallows_a_short_item(tmp_path: Path) -> None
     async def scenario(service: FlowService, clock: FakeClock) -> None:
         ann = await annotator(service)
         item = await make_item(service, ttl=5, drain_seconds=10)
-        assert service.lease_next(ann) is not None
+        assert service.answers.lease_next(ann) is not None
         clock.advance(2.6)
         service.tick()
         assert item.state == "Stopping"
@@ -369,7 +369,7 @@ def test_a_flow_drain_window_never_swallows_a_short_item(tmp_path: Path) -> None
 
 def test_datapoint_keys_never_collide(tmp_path: Path) -> None:
     async def scenario(service: FlowService, clock: FakeClock) -> None:
-        flow = await service.create_flow(RESEARCHER, schemas.FlowCreate(name="k", instruction="?"))
+        flow = await service.flows.create(RESEARCHER, schemas.FlowCreate(name="k", instruction="?"))
         texts = [schemas.DatapointIn(text=t) for t in ("x", "x", "x#2")]
         keys = (await service.create_item(RESEARCHER, flow.id, schemas.ItemCreate(datapoints=texts))).keys
         assert len(set(keys)) == 3 and keys[0] == "x"

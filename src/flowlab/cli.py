@@ -29,6 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
         admin_key=os.environ.get("FLOWLAB_API_KEY"),
         public_url=args.public_url,
         max_upload_mb=args.max_upload_mb,
+        retain_ended=args.retain_ended,
     )
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(
@@ -161,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--public-url", default=None, help="base URL for join links, if not the request's own")
     serve.add_argument("--max-upload-mb", type=float, default=64.0)
+    serve.add_argument(
+        "--retain-ended",
+        type=float,
+        default=30.0,
+        help="seconds an ended item stays in memory before reads of it go to the database",
+    )
     serve.add_argument("--log-level", default="warning")
     serve.add_argument("--access-log", action="store_true", help="log every request (tokens never appear in URLs)")
     serve.set_defaults(func=_serve)

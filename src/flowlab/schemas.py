@@ -220,8 +220,11 @@ class ItemEvent(msgspec.Struct):
     state: ItemStateName
     response_count: int
     leases_out: int
-    delta: list[tuple[int, int, int]]
-    full: bool  # True when delta is the item's whole vote history (first message, or resumed too far back)
+    delta: list[tuple[int, int, int]]  # votes since the previous message
+    # True on a subscriber's first message (or a resume from an unknown position): it carries no delta but the
+    # whole win-loss matrix in `counts`, so a new subscriber never receives the vote history.
+    full: bool
+    counts: list[list[float]] | None = None
 
 
 class ItemSummary(msgspec.Struct):

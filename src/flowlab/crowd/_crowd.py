@@ -36,6 +36,7 @@ class CrowdStats:
     rejected: int = 0
     skipped: int = 0
     errors: int = 0
+    unavailable: int = 0  # 503s while the server's database was away; those answers were sent again
     by_annotator: dict[str, int] = field(default_factory=dict)
 
 
@@ -209,6 +210,12 @@ class SimulatedCrowd:
                 if r.status_code == 409:
                     self.stats.rejected += 1
                     continue
+                if r.status_code == 503:  # nothing was counted: answer again, as a person would, while the lease lasts
+                    self.stats.unavailable += 1
+                    await asyncio.sleep(_retry_after(r))
+                    if time.time() < task.lease_expires_at:
+                        pending.append(task)
+                    continue
                 r.raise_for_status()
                 ack = _ack_decoder.decode(r.content)
                 self._count(p, ack)
@@ -230,6 +237,10 @@ class SimulatedCrowd:
         answers = [{"task_id": t.task_id, "choice": await self._choose_or_skip(http, p, t, rng)} for t in batch.tasks]
         await asyncio.sleep(sum(self._think_time(p, rng) for _ in batch.tasks))
         r = await http.post("/v1/tasks/answers", json={"answers": answers}, headers=headers)
+        while r.status_code == 503 and time.time() < min(t.lease_expires_at for t in batch.tasks):
+            self.stats.unavailable += 1
+            await asyncio.sleep(_retry_after(r))
+            r = await http.post("/v1/tasks/answers", json={"answers": answers}, headers=headers)
         r.raise_for_status()
         for ack in _acks_decoder.decode(r.content).results:
             self._count(p, ack)
@@ -308,6 +319,13 @@ class SimulatedCrowd:
         if not known:
             return None
         return known.get((_view_content(task.a), _view_content(task.b)))
+
+
+def _retry_after(r: httpx.Response) -> float:
+    try:
+        return min(5.0, max(0.05, float(r.headers.get("retry-after", "1"))))
+    except ValueError:
+        return 1.0
 
 
 def _gold_content(d: schemas.DatapointIn) -> str:

@@ -18,15 +18,17 @@ from litestar.openapi import OpenAPIConfig
 from flowlab import schemas
 from flowlab.server.clock import Clock, SystemClock
 from flowlab.server.errors import ServiceError
+from flowlab.server.items import RETAIN_ENDED
 from flowlab.server.media import MediaStore
 from flowlab.server.routes import admin, flows, items, pages, tasks
 from flowlab.server.service import FlowService
-from flowlab.server.store import StoreFailed
+from flowlab.server.store import StoreRejected, StoreUnavailable
 from flowlab.server.store._group_commit import GroupCommitStore
 from flowlab.server.store.sqlite import SQLiteStore
 
 log = logging.getLogger("flowlab.server")
 PROBLEM = "application/problem+json"
+RETRY_AFTER = 1  # seconds, on 503s while the database is away
 
 
 def _problem(
@@ -73,12 +75,24 @@ def _http_error(_: Request, exc: HTTPException) -> Response[schemas.Problem]:
     return _problem(exc.status_code, title, str(detail))
 
 
-def _store_failed(_: Request, exc: StoreFailed) -> Response[schemas.Problem]:
-    return _problem(
+def _store_unavailable(_: Request, exc: StoreUnavailable) -> Response[schemas.Problem]:
+    response = _problem(
         503,
         "Service Unavailable",
-        f"{exc}. Nothing in this request was acknowledged; restart the "
-        "server (its database holds everything acknowledged so far) and retry.",
+        f"{exc}. Nothing in this request was kept or counted; the server reconnects by itself, so retry in a "
+        "moment (a retried answer counts once). GET /v1/health says when writes work again.",
+        code="store_unavailable",
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
+
+
+def _store_rejected(_: Request, exc: StoreRejected) -> Response[schemas.Problem]:
+    log.error("write refused by the database: %s", exc)
+    return _problem(
+        500,
+        "Internal Server Error",
+        f"{exc}. Nothing in this request was kept; the server log has the details.",
     )
 
 
@@ -116,6 +130,7 @@ def create_app(
     public_url: str | None = None,
     max_upload_mb: float = 64.0,
     seed: int | None = None,
+    retain_ended: float = RETAIN_ENDED,
 ) -> Litestar:
     """Build the app. The database defaults to `<data_dir>/flowlab.sqlite3`; media live in `<data_dir>/media`."""
     data_dir = Path(data_dir)
@@ -127,7 +142,9 @@ def create_app(
         store = PostgresStore(db)
     else:
         store = SQLiteStore(Path(db) if db else data_dir / "flowlab.sqlite3")
-    service = FlowService(store, MediaStore(data_dir / "media"), clock or SystemClock(), seed=seed)
+    service = FlowService(
+        store, MediaStore(data_dir / "media"), clock or SystemClock(), seed=seed, retain_ended=retain_ended
+    )
     generated = service.bootstrap(data_dir, admin_key)
     if generated:
         print(
@@ -137,6 +154,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await store.start()
+        service.resume()
         ticker = asyncio.create_task(_ticker(service), name="flowlab-lifecycle")
         try:
             yield
@@ -144,6 +162,7 @@ def create_app(
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
+            await service.items.drain()
             await store.close()
 
     return Litestar(
@@ -154,7 +173,8 @@ def create_app(
             ServiceError: _service_error,
             ValidationException: _validation_error,
             HTTPException: _http_error,
-            StoreFailed: _store_failed,
+            StoreUnavailable: _store_unavailable,
+            StoreRejected: _store_rejected,
             RecursionError: _too_deep,
             Exception: _unexpected,
         },

@@ -12,6 +12,7 @@ from litestar.response.sse import ServerSentEventMessage
 from flowlab import schemas
 from flowlab.server import lifecycle
 from flowlab.server.auth import Principal
+from flowlab.server.history import EndedItem
 from flowlab.server.model import FlowRecord, ItemRecord
 from flowlab.server.service import FlowService
 
@@ -38,17 +39,35 @@ async def _coalesce(last_sent: float) -> float:
 
 
 async def item_stream(
-    service: FlowService, item: ItemRecord, last_event_id: int | None
+    service: FlowService, item: ItemRecord | EndedItem, last_event_id: int | None
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """Each message carries the votes since the previous one, so a client can keep a matrix without refetching."""
+    """A first message with the whole win-loss matrix, then each message with the votes since the previous
+    one, so a client keeps the matrix without refetching; a resumed stream carries on from its id."""
+    yield ServerSentEventMessage(data=None, retry=1000, comment="flowlab item stream")
+    if isinstance(item, EndedItem):
+        status = item.record.status
+        if last_event_id is None or last_event_id != status.version:
+            matrix = service.items.ended_counts(item)
+            event = schemas.ItemEvent(
+                item_id=item.id,
+                flow_id=item.flow_id,
+                version=status.version,
+                state=status.state,
+                response_count=status.response_count,
+                leases_out=0,
+                delta=[],
+                full=True,
+                counts=matrix,
+            )
+            yield ServerSentEventMessage(data=_encode(event).decode(), id=event.version, event="item")
+        return
     resumed = last_event_id is not None and 0 <= last_event_id <= item.version
     sent_votes = last_event_id // 8 if resumed and last_event_id is not None else 0
     sent_version = last_event_id if resumed and last_event_id is not None else -1
     full = not resumed
     last_sent = 0.0
-    yield ServerSentEventMessage(data=None, retry=1000, comment="flowlab item stream")
     while True:
-        if service.items.get(item.id) is not item:
+        if service.items.live.get(item.id) is not item and not lifecycle.is_terminal(item.state):
             return  # the flow was deleted
         if sent_version == item.version and lifecycle.is_terminal(item.state):
             return  # resumed at the very end: nothing more will ever come
@@ -62,8 +81,9 @@ async def item_stream(
                 state=item.state,  # type: ignore[arg-type]
                 response_count=count,
                 leases_out=item.leases_out,
-                delta=item.votes[sent_votes:count],
+                delta=[] if full else item.kind.delta(item, sent_votes, count),
                 full=full,
+                counts=item.kind.snapshot(item) if full else None,
             )
             yield ServerSentEventMessage(data=_encode(event).decode(), id=event.version, event="item")
             sent_votes, sent_version, full = count, event.version, False
@@ -77,13 +97,15 @@ async def item_stream(
 async def flow_stream(
     service: FlowService, flow: FlowRecord, last_event_id: int | None
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """Summaries of the items that changed; a (re)connecting subscriber first gets every item."""
+    """Summaries of the items that changed; a (re)connecting subscriber first gets every item, ended ones
+    from the database."""
     sent: dict[str, int] = {}
     sent_flow_version = -1
     last_sent = 0.0
+    first = True
     yield ServerSentEventMessage(data=None, retry=1000, comment="flowlab flow stream")
     while True:
-        if service.flows.get(flow.id) is not flow:
+        if service.flows.flows.get(flow.id) is not flow:
             event = schemas.FlowEvent(
                 flow_id=flow.id,
                 version=flow.version,
@@ -96,53 +118,65 @@ async def flow_stream(
             return
         if flow.version != sent_flow_version:
             last_sent = await _coalesce(last_sent)
-            changed = [i for i in flow.items if sent.get(i.id) != i.version]
+            version = flow.version
+            if first:
+                summaries = await service.items.summaries(flow)
+                first = False
+            else:
+                summaries = [_summary(i) for i in list(flow.items.values()) if sent.get(i.id) != i.version]
             event = schemas.FlowEvent(
                 flow_id=flow.id,
-                version=flow.version,
+                version=version,
                 instruction=flow.config.instruction,
                 config_version=flow.config.config_version,
-                items=[
-                    schemas.ItemSummary(
-                        id=i.id,
-                        state=i.state,  # type: ignore[arg-type]
-                        response_count=i.response_count,
-                        max_response_threshold=i.config.max_response_threshold,
-                        min_response_threshold=i.config.min_response_threshold,
-                        deadline=i.deadline,
-                        version=i.version,
-                    )
-                    for i in changed
-                ],
+                items=summaries,
             )
-            sent_flow_version = flow.version
-            for i in changed:
-                sent[i.id] = i.version
+            sent_flow_version = version
+            # Only live items can change again: what was sent about ended ones need not be remembered.
+            sent = {s.id: s.version for s in summaries if s.id in flow.items} | {
+                k: v for k, v in sent.items() if k in flow.items
+            }
             yield ServerSentEventMessage(data=_encode(event).decode(), id=event.version, event="flow")
             continue
         if not await flow.changed.wait(KEEPALIVE_SECONDS):
             yield ServerSentEventMessage(data=None, comment="keep-alive")
 
 
-async def wait_for_item(service: FlowService, item: ItemRecord, since: int, timeout: float) -> schemas.ItemStatus:
+def _summary(i: ItemRecord) -> schemas.ItemSummary:
+    return schemas.ItemSummary(
+        id=i.id,
+        state=i.state,  # type: ignore[arg-type]
+        response_count=i.response_count,
+        max_response_threshold=i.config.max_response_threshold,
+        min_response_threshold=i.config.min_response_threshold,
+        deadline=i.deadline,
+        version=i.version,
+    )
+
+
+async def wait_for_item(
+    service: FlowService, item: ItemRecord | EndedItem, since: int, timeout: float
+) -> schemas.ItemStatus:
     """Long poll: returns as soon as the item's version passes `since`, or after `timeout` seconds."""
+    if isinstance(item, EndedItem):
+        return service.items.ended_status(item)  # nothing about it will change again
     deadline = time.monotonic() + max(0.0, min(timeout, 60.0))
-    while item.version <= since and service.items.get(item.id) is item:
+    while item.version <= since and service.items.live.get(item.id) is item:
         left = deadline - time.monotonic()
         if left <= 0:
             break
         await item.changed.wait(left)
-    return service.item_status(item)
+    return service.items.status(item)
 
 
 async def wait_for_flow(service: FlowService, flow: FlowRecord, since: int, timeout: float) -> schemas.Flow:
     deadline = time.monotonic() + max(0.0, min(timeout, 60.0))
-    while flow.version <= since and service.flows.get(flow.id) is flow:
+    while flow.version <= since and service.flows.flows.get(flow.id) is flow:
         left = deadline - time.monotonic()
         if left <= 0:
             break
         await flow.changed.wait(left)
-    return service.flow_view(flow)
+    return service.flows.view(flow)
 
 
 async def annotator_stream(service: FlowService, who: Principal) -> AsyncIterator[ServerSentEventMessage]:

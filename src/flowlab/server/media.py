@@ -6,7 +6,10 @@ import hashlib
 import mimetypes
 import os
 import tempfile
+from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from flowlab.server.errors import Unsupported
 
@@ -118,3 +121,35 @@ class MediaStore:
             os.chmod(tmp, 0o644)
             os.replace(tmp, target)
         return digest
+
+
+class MediaCatalog:
+    """Which uploads the database knows, looked up on demand with a bounded cache: the catalogue grows
+    with every upload of a long run, so it is never loaded whole."""
+
+    def __init__(self, store: Any, *, cache_size: int = 4096) -> None:
+        self.store = store
+        self.cache_size = cache_size
+        self._known: OrderedDict[str, tuple[str, str, int]] = OrderedDict()
+
+    def add(self, sha256: str, media_type: str, kind: str, size: int) -> None:
+        self._known[sha256] = (media_type, kind, size)
+        self._known.move_to_end(sha256)
+        while len(self._known) > self.cache_size:
+            self._known.popitem(last=False)
+
+    async def resolve(self, shas: Iterable[str]) -> dict[str, tuple[str, str, int]]:
+        """sha256 -> (media type, kind, size) for each of `shas` the database knows."""
+        wanted = set(shas)
+        found = {s: self._known[s] for s in wanted if s in self._known}
+        missing = sorted(wanted - found.keys())
+        for i in range(0, len(missing), 500):
+            chunk = missing[i : i + 500]
+            rows = await self.store.aread(
+                f"SELECT sha256, media_type, kind, size FROM media WHERE sha256 IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for r in rows:
+                self.add(r["sha256"], r["media_type"], r["kind"], r["size"])
+                found[r["sha256"]] = (r["media_type"], r["kind"], r["size"])
+        return found

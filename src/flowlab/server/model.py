@@ -1,17 +1,18 @@
-"""The in-memory model: flows, items, leases. The hot path reads and writes only this; the store makes it durable."""
+"""The live model: flows, the items that can still take answers, and their leases. The hot path reads and
+writes only this; the store makes it durable, and ended items live in the database alone."""
 
 from __future__ import annotations
 
 import asyncio
-import random
-from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-import numpy as np
 
 from flowlab import schemas
 from flowlab.schemas import STATE_RANK
+
+if TYPE_CHECKING:
+    from flowlab.server.kinds import TaskKind
 
 
 class FlowConfig(msgspec.Struct):
@@ -29,6 +30,7 @@ class FlowConfig(msgspec.Struct):
     gold_rate: float = 0.1
     validation_pairs: list[schemas.ValidationPair] = []
     config_version: int = 1
+    kind: str = "pairwise"  # the task kind: what annotators are asked and how answers aggregate
 
 
 class Signal:
@@ -55,86 +57,75 @@ class Signal:
 
 
 class FlowRecord:
-    __slots__ = ("changed", "config", "created_at", "id", "items", "owner", "updated_at")
+    """A flow and its live items. Ended items leave `items`; what they added to the version stays, in
+    `ended_version`, which the database keeps too."""
 
-    def __init__(self, id: str, owner: str, config: FlowConfig, created_at: float, updated_at: float) -> None:
+    __slots__ = ("changed", "config", "created_at", "ended_version", "id", "item_count", "items", "owner", "updated_at")
+
+    def __init__(
+        self,
+        id: str,
+        owner: str,
+        config: FlowConfig,
+        created_at: float,
+        updated_at: float,
+        *,
+        ended_version: int = 0,
+        item_count: int = 0,
+    ) -> None:
         self.id = id
         self.owner = owner
         self.config = config
         self.created_at = created_at
         self.updated_at = updated_at
-        self.items: list[ItemRecord] = []
+        self.ended_version = ended_version
+        self.item_count = item_count
+        self.items: dict[str, ItemRecord] = {}
         self.changed = Signal()
 
     @property
     def version(self) -> int:
         # Built only from things that grow and survive a restart (config edits, items, their versions), so a
         # client's `since` stays meaningful across restarts.
-        return self.config.config_version + len(self.items) + sum(i.version for i in self.items)
+        return self.config.config_version + self.ended_version + sum(i.flow_share for i in self.items.values())
 
     def touch(self) -> None:
         self.changed.fire()
 
 
 class Lease:
-    """A task out with an annotator: one pair, shown in order (a, b), answerable once until `expires_at`."""
+    """A task out with an annotator: one question, answerable once until `expires_at`.
 
-    __slots__ = ("a", "annotator_id", "b", "expires_at", "gold", "item", "task_id")
+    `question` is the task kind's own (a pair of datapoint indices for pairwise items); `gold` is a check
+    question with a known answer, which counts towards the annotator's agreement and not towards the item.
+    While the answer's transaction commits, `committing` holds its future: the lease neither expires nor
+    takes a second answer meanwhile."""
+
+    __slots__ = ("annotator_id", "committing", "expires_at", "gold", "item", "question", "task_id")
 
     def __init__(
         self,
         task_id: str,
         item: ItemRecord,
-        a: int,
-        b: int,
+        question: Any,
         annotator_id: str,
         expires_at: float,
-        gold: schemas.ValidationPair | None = None,
+        gold: Any = None,
     ) -> None:
         self.task_id = task_id
         self.item = item
-        self.a = a
-        self.b = b
+        self.question = question
         self.annotator_id = annotator_id
         self.expires_at = expires_at
         self.gold = gold
-
-
-class PairQueue:
-    """Uniform pairs in rounds: each round is a random matching that shows every datapoint once."""
-
-    __slots__ = ("_queue", "_rng", "n")
-
-    def __init__(self, n: int, rng: random.Random) -> None:
-        self.n = n
-        self._rng = rng
-        self._queue: deque[tuple[int, int]] = deque()
-
-    def next_pair(self) -> tuple[int, int]:
-        if not self._queue:
-            self._refill()
-        return self._queue.popleft()
-
-    def defer(self, pair: tuple[int, int]) -> None:
-        """Serve `pair` again, but after at least one fresh round."""
-        if len(self._queue) < 2:
-            self._refill()
-        self._queue.append(pair)
-
-    def _refill(self) -> None:
-        order = list(range(self.n))
-        self._rng.shuffle(order)
-        pairs = [(order[i], order[i + 1]) for i in range(0, self.n - 1, 2)]
-        if self.n % 2:
-            last = order[-1]
-            other = self._rng.choice(order[:-1])
-            pairs.append((last, other))
-        self._queue.extend(pairs)
+        self.committing: asyncio.Future[None] | None = None
 
 
 class ItemRecord:
+    """A live item: its snapshot of the flow's config, its datapoints, its counters and leases. `tally` is
+    the task kind's compact aggregate of the answers counted so far (never a list of answer objects)."""
+
     __slots__ = (
-        "active_queue",
         "changed",
         "config",
         "context",
@@ -143,22 +134,19 @@ class ItemRecord:
         "datapoints",
         "deadline",
         "ended_at",
-        "fit",
-        "fit_version",
+        "finalised",
         "flow",
         "id",
         "keys",
+        "kind",
         "leases",
-        "pair_queue",
         "private_metadata",
         "reason",
-        "requeue",
+        "response_count",
         "started_at",
         "state",
+        "tally",
         "ttl",
-        "vote_info",
-        "votes",
-        "wins",
     )
 
     def __init__(
@@ -166,6 +154,7 @@ class ItemRecord:
         *,
         id: str,
         flow: FlowRecord,
+        kind: TaskKind,
         config: FlowConfig,
         datapoints: list[schemas.Datapoint],
         context: str | None,
@@ -173,7 +162,7 @@ class ItemRecord:
         private_metadata: dict[str, Any] | None,
         ttl: float,
         created_at: float,
-        rng: random.Random,
+        seed: float,
         state: str = "Pending",
         started_at: float | None = None,
         ended_at: float | None = None,
@@ -181,6 +170,7 @@ class ItemRecord:
     ) -> None:
         self.id = id
         self.flow = flow
+        self.kind = kind
         self.config = config
         self.datapoints = datapoints
         self.keys = [d.key for d in datapoints]
@@ -194,21 +184,11 @@ class ItemRecord:
         self.started_at = started_at
         self.ended_at = ended_at
         self.reason = reason
-        n = len(datapoints)
-        self.votes: list[tuple[int, int, int]] = []
-        self.vote_info: list[tuple[str, str, float]] = []  # task_id, annotator_id, created_at
-        self.wins = np.zeros((n, n), dtype=np.float64)
+        self.response_count = 0
         self.leases: dict[str, Lease] = {}
-        self.requeue: deque[tuple[int, int]] = deque()
-        self.active_queue: deque[tuple[int, int]] = deque()
-        self.pair_queue = PairQueue(n, rng)
-        self.fit: Any = None
-        self.fit_version = -1
+        self.finalised = False  # its final record is durable; it may leave memory
         self.changed = Signal()
-
-    @property
-    def response_count(self) -> int:
-        return len(self.votes)
+        self.tally: Any = kind.new_tally(self, seed)
 
     @property
     def leases_out(self) -> int:
@@ -216,17 +196,13 @@ class ItemRecord:
 
     @property
     def version(self) -> int:
-        # Votes and states only grow, so this does too; a subscriber's vote position is version // 8.
-        return 8 * len(self.votes) + STATE_RANK[self.state]
+        # Answers and states only grow, so this does too; a subscriber's answer position is version // 8.
+        return 8 * self.response_count + STATE_RANK[self.state]
 
-    def add_vote(self, winner: int, loser: int, tie: bool, task_id: str, annotator_id: str, at: float) -> None:
-        self.votes.append((winner, loser, int(tie)))
-        self.vote_info.append((task_id, annotator_id, at))
-        if tie:
-            self.wins[winner, loser] += 0.5
-            self.wins[loser, winner] += 0.5
-        else:
-            self.wins[winner, loser] += 1.0
+    @property
+    def flow_share(self) -> int:
+        """What this item adds to its flow's version: one for existing, plus its own version."""
+        return 1 + self.version
 
     def touch(self) -> None:
         self.changed.fire()

@@ -1,18 +1,11 @@
-"""Which task an annotator gets next: the item, the pair within it, and now and then a gold pair."""
+"""Which item an annotator is served next; the question within it is the item's task kind's to choose."""
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
-import numpy as np
-
-from flowlab import ranking, schemas
 from flowlab.server import lifecycle
 from flowlab.server.model import ItemRecord
-
-ACTIVE_BATCH = 16  # pairs chosen per fit in active mode
 
 
 def choose_item(items: Iterable[ItemRecord], now: float, owner: str | None) -> ItemRecord | None:
@@ -26,30 +19,3 @@ def choose_item(items: Iterable[ItemRecord], now: float, owner: str | None) -> I
             if best_key is None or key < best_key:
                 best, best_key = item, key
     return best
-
-
-def next_pair(item: ItemRecord, rng: random.Random, fit: Callable[[ItemRecord], Any]) -> tuple[int, int]:
-    """Pairs whose lease expired come first; then covering rounds (uniform) or the ranking's active choice."""
-    if item.requeue:
-        return item.requeue.popleft()
-    if item.config.pair_selection != "active":
-        return item.pair_queue.next_pair()
-    if not item.active_queue:
-        # A small batch per fit, so a busy item refits once per batch rather than once per lease; pairs out on
-        # lease count as pending so the batch does not repeat them.
-        out = np.array([(lease.a, lease.b) for lease in item.leases.values()], dtype=np.int64).reshape(-1, 2)
-        batch = max(2, min(ACTIVE_BATCH, len(item.keys) // 2))
-        pairs = ranking.select_pairs(
-            item.wins, batch, fit=fit(item), rng=np.random.default_rng(rng.getrandbits(32)), pending=out
-        )
-        item.active_queue.extend((int(a), int(b)) for a, b in pairs)
-    return item.active_queue.popleft()
-
-
-def pick_gold(pairs: list[schemas.ValidationPair], rng: random.Random) -> schemas.ValidationPair:
-    """A gold pair in a random order, its answer given for the order shown."""
-    pair = rng.choice(pairs)
-    if rng.random() < 0.5:
-        return pair
-    flipped = {"a": "b", "b": "a"}.get(pair.answer, pair.answer)
-    return schemas.ValidationPair(a=pair.b, b=pair.a, answer=flipped)  # type: ignore[arg-type]

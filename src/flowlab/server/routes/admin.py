@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Request, delete, get, post
 from litestar.response import File
 
@@ -10,8 +12,9 @@ from flowlab.server.routes import researcher, service_of
 
 
 @get("/v1/health")
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+async def health(request: Request) -> dict[str, Any]:
+    """`ok`, or `degraded` with the reason while the database cannot be written (reads keep working)."""
+    return service_of(request).health()
 
 
 @get("/v1/me")
@@ -25,26 +28,26 @@ async def me(request: Request) -> schemas.Me:
 async def annotator_me(request: Request) -> schemas.AnnotatorStats:
     service = service_of(request)
     who = service.auth.annotator(request.headers.get("authorization"))
-    return service.annotator_stats(who.id)
+    return service.people.annotator_stats(who.id)
 
 
 @post("/v1/keys", status_code=201)
 async def create_key(request: Request, data: schemas.KeyCreate) -> schemas.KeyCreated:
     service, who = researcher(request)
-    return await service.create_key(who, data.name)
+    return await service.people.create_key(who, data.name)
 
 
 @post("/v1/annotators", status_code=201)
 async def create_annotator(request: Request, data: schemas.AnnotatorCreate) -> schemas.AnnotatorCreated:
     service, who = researcher(request)
     base = request.app.state.public_url or str(request.base_url)
-    return await service.create_annotator(who, data.name, base)
+    return await service.people.create_annotator(who, data.name, base)
 
 
 @get("/v1/annotators")
 async def list_annotators(request: Request) -> list[schemas.AnnotatorStats]:
     service, who = researcher(request)
-    return service.list_annotators(who)
+    return service.people.list_annotators(who)
 
 
 @delete("/v1/annotators/{annotator_id:str}", status_code=204)
@@ -69,7 +72,7 @@ async def upload_media(request: Request) -> schemas.MediaRef:
 @get("/media/{sha256:str}")
 async def get_media(request: Request, sha256: str) -> File:
     # No auth: the sha256 is the capability, so <img src> and <audio src> work in the annotator page.
-    path, media_type = service_of(request).media_file(sha256)
+    path, media_type = await service_of(request).media_file(sha256)
     return File(
         path,
         media_type=media_type,

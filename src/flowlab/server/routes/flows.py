@@ -15,25 +15,25 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 @post("/v1/flows", status_code=201)
 async def create_flow(request: Request, data: schemas.FlowCreate) -> schemas.Flow:
     service, who = researcher(request)
-    return await service.create_flow(who, data)
+    return await service.flows.create(who, data)
 
 
 @get("/v1/flows")
 async def list_flows(request: Request, limit: int = 10) -> list[schemas.Flow]:
     service, who = researcher(request)
-    return service.list_flows(who, limit)
+    return service.flows.listing(who, limit)
 
 
 @get("/v1/flows/{flow_id:str}")
 async def get_flow(request: Request, flow_id: str) -> schemas.Flow:
     service, who = researcher(request)
-    return service.flow_view(service.get_flow(who, flow_id))
+    return service.flows.view(service.flow_of(who, flow_id))
 
 
 @patch("/v1/flows/{flow_id:str}")
 async def update_flow(request: Request, flow_id: str, data: schemas.FlowConfigUpdate) -> schemas.Flow:
     service, who = researcher(request)
-    return await service.update_flow(who, flow_id, data)
+    return await service.flows.update(who, flow_id, data)
 
 
 @delete("/v1/flows/{flow_id:str}", status_code=204)
@@ -51,25 +51,25 @@ async def create_item(request: Request, flow_id: str, data: schemas.ItemCreate) 
 @get("/v1/flows/{flow_id:str}/items")
 async def list_items(request: Request, flow_id: str) -> list[schemas.ItemStatus]:
     service, who = researcher(request)
-    return service.list_items(who, flow_id)
+    return await service.list_items(who, flow_id)
 
 
 @get("/v1/flows/{flow_id:str}/validation-pairs")
 async def validation_pairs(request: Request, flow_id: str) -> list[schemas.ValidationPair]:
     service, who = researcher(request)
-    return service.get_flow(who, flow_id).config.validation_pairs
+    return service.flow_of(who, flow_id).config.validation_pairs
 
 
 @get("/v1/flows/{flow_id:str}/wait")
 async def wait_flow(request: Request, flow_id: str, since: int = -1, timeout: float = 25.0) -> schemas.Flow:
     service, who = researcher(request)
-    return await events.wait_for_flow(service, service.get_flow(who, flow_id), since, timeout)
+    return await events.wait_for_flow(service, service.flow_of(who, flow_id), since, timeout)
 
 
 @get("/v1/flows/{flow_id:str}/events")
 async def flow_events(request: Request, flow_id: str) -> ServerSentEvent:
     service, who = researcher(request)
-    flow = service.get_flow(who, flow_id)
+    flow = service.flow_of(who, flow_id)
     last = events.parse_last_event_id(request.headers.get("last-event-id"))
     return ServerSentEvent(events.flow_stream(service, flow, last), headers=SSE_HEADERS)
 

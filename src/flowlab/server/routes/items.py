@@ -14,49 +14,49 @@ from flowlab.server.routes.flows import SSE_HEADERS
 @get("/v1/items/{item_id:str}")
 async def item_status(request: Request, item_id: str) -> schemas.ItemStatus:
     service, who = researcher(request)
-    return service.item_status(service.get_item(who, item_id))
+    return await service.items.status_of(who, item_id)
 
 
 @get("/v1/items/{item_id:str}/detail")
 async def item_detail(request: Request, item_id: str) -> schemas.ItemDetail:
     service, who = researcher(request)
-    return service.item_detail(service.get_item(who, item_id))
+    return await service.items.detail_of(who, item_id)
 
 
 @get("/v1/items/{item_id:str}/results")
 async def item_results(request: Request, item_id: str) -> schemas.ItemResults:
     service, who = researcher(request)
-    return await service.results(service.get_item(who, item_id))
+    return await service.items.results_of(who, item_id)
 
 
 @get("/v1/items/{item_id:str}/matrix")
 async def item_matrix(request: Request, item_id: str) -> schemas.WinLossMatrix:
     service, who = researcher(request)
-    return service.matrix(service.get_item(who, item_id))
+    return await service.items.matrix_of(who, item_id)
 
 
 @get("/v1/items/{item_id:str}/votes")
 async def item_votes(request: Request, item_id: str) -> list[schemas.Vote]:
     service, who = researcher(request)
-    return service.votes(service.get_item(who, item_id))
+    return await service.items.votes_of(who, item_id)
 
 
 @post("/v1/items/{item_id:str}/stop", status_code=200)
 async def stop_item(request: Request, item_id: str) -> schemas.ItemStatus:
     service, who = researcher(request)
-    return await service.stop_item(service.get_item(who, item_id))
+    return await service.items.stop(who, item_id)
 
 
 @get("/v1/items/{item_id:str}/wait")
 async def wait_item(request: Request, item_id: str, since: int = -1, timeout: float = 25.0) -> schemas.ItemStatus:
     service, who = researcher(request)
-    return await events.wait_for_item(service, service.get_item(who, item_id), since, timeout)
+    return await events.wait_for_item(service, await service.items.find(who, item_id), since, timeout)
 
 
 @get("/v1/items/{item_id:str}/events")
 async def item_events(request: Request, item_id: str) -> ServerSentEvent:
     service, who = researcher(request)
-    item = service.get_item(who, item_id)
+    item = await service.items.find(who, item_id)
     last = events.parse_last_event_id(request.headers.get("last-event-id"))
     return ServerSentEvent(events.item_stream(service, item, last), headers=SSE_HEADERS)
 

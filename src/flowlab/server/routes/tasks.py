@@ -33,7 +33,7 @@ async def next_task(request: Request, data: schemas.TaskRequest | None = None) -
     service, who = annotator(request)
     wait = data.wait if data else 0.0
     async with hang_up_watch(request, wait) as gone:
-        task = await service.wait_for_task(who, wait, gone)
+        task = await service.answers.wait_for_task(who, wait, gone)
     if task is None:
         return Response(None, status_code=204, headers={"X-Poll-Interval": f"{service.poll_interval:g}"})
     return Response(task)
@@ -43,20 +43,20 @@ async def next_task(request: Request, data: schemas.TaskRequest | None = None) -
 async def next_tasks(request: Request, data: schemas.TaskBatchRequest) -> schemas.TaskBatch:
     service, who = annotator(request)
     async with hang_up_watch(request, data.wait) as gone:
-        tasks = await service.wait_for_tasks(who, data.n, data.wait, gone)
+        tasks = await service.answers.wait_for_tasks(who, data.n, data.wait, gone)
     return schemas.TaskBatch(tasks=tasks, poll_interval=service.poll_interval)
 
 
 @post("/v1/tasks/{task_id:str}/answer", status_code=200)
 async def answer(request: Request, task_id: str, data: schemas.Answer) -> schemas.Ack:
     service, who = annotator(request)
-    return await service.answer(who, task_id, data)
+    return await service.answers.answer(who, task_id, data)
 
 
 @post("/v1/tasks/answers", status_code=200)
 async def answers(request: Request, data: schemas.AnswerBatch) -> schemas.AckBatch:
     service, who = annotator(request)
-    return schemas.AckBatch(results=await service.answer_batch(who, data.answers))
+    return schemas.AckBatch(results=await service.answers.answer_batch(who, data.answers))
 
 
 @get("/v1/annotator/events")

@@ -1,4 +1,5 @@
-"""Durable storage behind a small protocol: the in-memory model is rebuilt from it at start-up."""
+"""Durable storage behind a small protocol: the database is the source of truth for everything but leases
+and live counters, and start-up reads back only what live work needs."""
 
 from __future__ import annotations
 
@@ -10,36 +11,46 @@ from typing import Any, Protocol
 # One write: an SQL statement and its parameters. Statements use SQLite's `?` placeholders; a store for
 # another database translates them.
 Op = tuple[str, Sequence[Any]]
+Row = dict[str, Any]
 
 
 @dataclass
 class Snapshot:
-    """Everything a server needs to rebuild its in-memory state, as plain rows."""
+    """What a server needs at start-up, as plain rows: never the history of ended items."""
 
-    keys: list[dict[str, Any]] = field(default_factory=list)
-    annotators: list[dict[str, Any]] = field(default_factory=list)
-    flows: list[dict[str, Any]] = field(default_factory=list)
-    items: list[dict[str, Any]] = field(default_factory=list)
-    votes: list[dict[str, Any]] = field(default_factory=list)
-    gold_answers: list[dict[str, Any]] = field(default_factory=list)
-    media: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[Row] = field(default_factory=list)
+    annotators: list[Row] = field(default_factory=list)
+    flows: list[Row] = field(default_factory=list)
+    item_counts: dict[str, int] = field(default_factory=dict)  # flow id -> items ever created
+    items: list[Row] = field(default_factory=list)  # live items, and ended ones whose final results are unwritten
+    votes: list[Row] = field(default_factory=list)  # of those items only, in commit order
 
 
-class StoreFailed(RuntimeError):
-    """A commit failed; the server stops accepting writes rather than acknowledge anything it lost."""
+class StoreUnavailable(RuntimeError):
+    """The database cannot be written just now. Nothing of the request was kept; the writer keeps trying to
+    get back and the request can be retried (a retried answer counts once)."""
+
+
+class StoreRejected(RuntimeError):
+    """The database refused one submission (a constraint, a bad statement); the others in its group commit."""
 
 
 class Store(Protocol):
+    degraded: str | None
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
 
-    async def write(self, ops: Sequence[Op]) -> None:
+    async def write(self, ops: Sequence[Op], *, retry: bool = False) -> None:
         """Apply ops in one transaction; returns once that transaction is durable."""
         ...
 
-    def submit(self, ops: Sequence[Op]) -> asyncio.Future[None]:
-        """Queue ops behind every earlier submission; the future resolves once they are durable."""
+    def submit(self, ops: Sequence[Op], *, retry: bool = False) -> asyncio.Future[None]:
+        """Queue ops behind every earlier submission; the future resolves once they are durable.
+
+        With `retry`, the ops are kept and committed once the database is back instead of failing: for writes
+        that nobody waits on but that must land (state changes, final results)."""
         ...
 
     def write_now(self, ops: Sequence[Op]) -> None:
@@ -47,5 +58,12 @@ class Store(Protocol):
         ...
 
     def load(self) -> Snapshot: ...
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Rows of one query, on a connection of its own (never the writer's); blocking, so call it from a
+        worker thread."""
+        ...
+
+    async def aread(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
     def count_votes(self) -> int: ...

@@ -1,42 +1,74 @@
-"""Group commit, shared by every store: one writer thread, many waiters per transaction."""
+"""Group commit, shared by every store: one writer thread, many waiters per transaction, and recovery.
+
+Submissions queue up while the previous transaction commits, then share the next one; each caller's future
+resolves once its transaction is durable, in submission order. When the database cannot be written (a lost
+connection, a lock held past the busy timeout, a full disk) the writer fails the waiting submissions with
+`StoreUnavailable` — nothing of theirs was kept, so nothing is acknowledged — keeps the ones marked `retry`,
+and probes until the database is back; meanwhile `submit` refuses at once and `degraded` says why. A
+submission the database rejects on its own merits fails alone; the rest of its group still commits.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
-from flowlab.server.store import Op, StoreFailed
+from flowlab.server.store import Op, Row, StoreRejected, StoreUnavailable
 
 log = logging.getLogger("flowlab.store")
 
+CLOSE_GRACE = 5.0  # seconds close() waits for queued writes while the database is away
+
+
+@dataclass(slots=True)
+class _Submission:
+    ops: Sequence[Op]
+    future: asyncio.Future[None]
+    retry: bool
+
 
 class GroupCommitStore:
-    """Writes queue up while the previous transaction commits, then share the next one.
-
-    Callers get a future per submission that resolves once its transaction is durable; submissions commit in
-    the order they were made. A failed commit fails every waiter and stops the store, so nothing is ever
-    acknowledged that the database does not hold.
-    """
-
-    def __init__(self, *, max_batch: int = 4096) -> None:
+    def __init__(self, *, max_batch: int = 4096, probe_every: float = 0.25, max_probe_gap: float = 2.0) -> None:
         self.max_batch = max_batch
-        self._pending: deque[tuple[Sequence[Op], asyncio.Future[None]]] = deque()
+        self.probe_every = probe_every
+        self.max_probe_gap = max_probe_gap
+        self._pending: deque[_Submission] = deque()
         self._wake: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowlab-writer")
-        self._failed: BaseException | None = None
+        self.degraded: str | None = None
+        self.degraded_since: float | None = None
         self.commits = 0
+        self.outages = 0
 
-    # Subclasses provide these.
+    # ------------------------------------------------------------ what each database provides
+
     def _commit(self, batches: list[Sequence[Op]]) -> None:
+        """Apply every batch in one transaction; raise on failure, leaving nothing applied."""
+        raise NotImplementedError
+
+    def _probe(self) -> None:
+        """Reconnect if need be and check that a write transaction can start; raise while it cannot."""
+        raise NotImplementedError
+
+    def _transient(self, exc: BaseException) -> bool:
+        """True for failures of the database rather than of the statements: worth waiting out."""
         raise NotImplementedError
 
     def _close_connections(self) -> None:
         raise NotImplementedError
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ the protocol
 
     async def start(self) -> None:
         self._wake = asyncio.Event()
@@ -44,24 +76,29 @@ class GroupCommitStore:
 
     async def close(self) -> None:
         if self._writer is not None:
-            # Let queued writes finish: they may already be promised to someone.
-            while self._pending and self._failed is None:
+            # Let queued writes finish: they may already be promised to someone. Writes marked retry that
+            # cannot land in time are re-derived at the next start (ended items are finalised again).
+            give_up = time.monotonic() + CLOSE_GRACE
+            while self._pending and (self.degraded is None or time.monotonic() < give_up):
                 await asyncio.sleep(0.005)
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+            for sub in self._pending:
+                if not sub.future.done():
+                    sub.future.set_exception(StoreUnavailable("the server is shutting down"))
+            self._pending.clear()
         self._thread.shutdown(wait=True)
         self._close_connections()
 
-    async def write(self, ops: Sequence[Op]) -> None:
-        await self.submit(ops)
+    async def write(self, ops: Sequence[Op], *, retry: bool = False) -> None:
+        await self.submit(ops, retry=retry)
 
-    def submit(self, ops: Sequence[Op]) -> asyncio.Future[None]:
-        """Queue ops for the next commit, in call order; the future resolves once they are durable."""
-        if self._failed is not None:
-            raise StoreFailed(f"the store stopped after a failed commit: {self._failed}")
+    def submit(self, ops: Sequence[Op], *, retry: bool = False) -> asyncio.Future[None]:
+        if self.degraded is not None and not retry:
+            raise StoreUnavailable(f"the database cannot be written just now ({self.degraded})")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((ops, fut))
+        self._pending.append(_Submission(ops, fut, retry))
         assert self._wake is not None, "start() was not called"
         self._wake.set()
         return fut
@@ -70,30 +107,85 @@ class GroupCommitStore:
         """Synchronous write for start-up work that happens before the event loop serves anyone."""
         self._commit([ops])
 
+    async def aread(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await asyncio.to_thread(self.read, sql, params)
+
+    # ------------------------------------------------------------ the writer
+
     async def _run(self) -> None:
         assert self._wake is not None
-        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                batch, n_ops = [], 0
+                batch: list[_Submission] = []
+                n_ops = 0
                 while self._pending and n_ops < self.max_batch:
-                    ops, fut = self._pending.popleft()
-                    batch.append((ops, fut))
-                    n_ops += len(ops)
-                try:
-                    await loop.run_in_executor(self._thread, self._commit, [ops for ops, _ in batch])
-                except Exception as exc:
-                    log.exception("commit failed; refusing further writes")
-                    self._failed = exc
-                    err = StoreFailed(f"the store could not commit: {exc}")
-                    for _, fut in [*batch, *self._pending]:
-                        if not fut.done():
-                            fut.set_exception(err)
-                    self._pending.clear()
+                    sub = self._pending.popleft()
+                    batch.append(sub)
+                    n_ops += len(sub.ops)
+                await self._commit_group(batch)
+
+    async def _commit_group(self, batch: list[_Submission]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._thread, self._commit, [s.ops for s in batch])
+        except Exception as exc:
+            if self._transient(exc):
+                await self._outage(batch, exc)
+            else:
+                await self._one_by_one(batch)
+            return
+        self.commits += 1
+        for sub in batch:
+            if not sub.future.done():
+                sub.future.set_result(None)
+
+    async def _one_by_one(self, batch: list[_Submission]) -> None:
+        """A statement failed: find which submission it belongs to, and commit the others."""
+        loop = asyncio.get_running_loop()
+        for i, sub in enumerate(batch):
+            try:
+                await loop.run_in_executor(self._thread, self._commit, [sub.ops])
+            except Exception as exc:
+                if self._transient(exc):
+                    await self._outage(batch[i:], exc)
                     return
-                self.commits += 1
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_result(None)
+                log.error("the database refused a write: %s", exc)
+                if not sub.future.done():
+                    sub.future.set_exception(StoreRejected(f"the database refused this write: {exc}"))
+                continue
+            self.commits += 1
+            if not sub.future.done():
+                sub.future.set_result(None)
+
+    async def _outage(self, batch: list[_Submission], exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}".strip()
+        log.error("commit failed (%s); answering 503 until the database is back", reason)
+        self.degraded, self.degraded_since = reason, time.time()
+        self.outages += 1
+        err = StoreUnavailable(f"the database could not commit ({reason})")
+        kept: list[_Submission] = []
+        for sub in [*batch, *self._pending]:
+            if sub.retry:
+                kept.append(sub)
+            elif not sub.future.done():
+                sub.future.set_exception(err)
+        self._pending.clear()
+        await self._wait_until_writable()
+        # Writes that must land go first, in their order, ahead of anything submitted since.
+        self._pending.extendleft(reversed(kept))
+        self.degraded, self.degraded_since = None, None
+        log.warning("the database is writable again")
+
+    async def _wait_until_writable(self) -> None:
+        loop = asyncio.get_running_loop()
+        gap = self.probe_every
+        while True:
+            await asyncio.sleep(gap)
+            try:
+                await loop.run_in_executor(self._thread, self._probe)
+                return
+            except Exception as exc:
+                self.degraded = f"{type(exc).__name__}: {exc}".strip()
+                gap = min(self.max_probe_gap, gap * 2)

@@ -2,43 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Sequence
 from typing import Any
 
-from flowlab.server.store import Op, Snapshot
+from flowlab.server.store import Row, Snapshot, StoreUnavailable, schema
 from flowlab.server.store._group_commit import GroupCommitStore
-from flowlab.server.store.sqlite import LOAD_QUERIES
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS keys (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE,
-    admin INTEGER NOT NULL, created_at DOUBLE PRECISION NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS annotators (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, owner TEXT NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS flows (
-    id TEXT PRIMARY KEY, owner TEXT NOT NULL, config TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
-    updated_at DOUBLE PRECISION NOT NULL);
-CREATE TABLE IF NOT EXISTS items (
-    id TEXT PRIMARY KEY, flow_id TEXT NOT NULL, body TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
-    state TEXT NOT NULL, started_at DOUBLE PRECISION, ended_at DOUBLE PRECISION, reason TEXT);
-CREATE INDEX IF NOT EXISTS items_flow ON items(flow_id);
-CREATE TABLE IF NOT EXISTS votes (
-    seq BIGSERIAL PRIMARY KEY, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
-    annotator_id TEXT NOT NULL, winner INTEGER NOT NULL, loser INTEGER NOT NULL, tie INTEGER NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL);
-CREATE INDEX IF NOT EXISTS votes_item ON votes(item_id);
-CREATE TABLE IF NOT EXISTS gold_answers (
-    task_id TEXT PRIMARY KEY, annotator_id TEXT NOT NULL, flow_id TEXT NOT NULL,
-    correct INTEGER NOT NULL, created_at DOUBLE PRECISION NOT NULL);
-CREATE TABLE IF NOT EXISTS media (
-    sha256 TEXT PRIMARY KEY, media_type TEXT NOT NULL, kind TEXT NOT NULL, size INTEGER NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL);
-"""
+log = logging.getLogger("flowlab.store")
 
 _IGNORE = re.compile(r"^INSERT OR IGNORE INTO", re.I)
+CONNECT_TIMEOUT = 3
 
 
 def translate(sql: str) -> str:
@@ -55,32 +31,70 @@ class PostgresStore(GroupCommitStore):
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
             raise RuntimeError("PostgreSQL storage needs the postgres extra: pip install 'flowlab[postgres]'") from exc
         super().__init__(max_batch=max_batch)
+        self._psycopg = psycopg
         self.dsn = dsn
         self._lock = threading.Lock()
-        self._conn = psycopg.connect(dsn, autocommit=True)
-        self._conn.execute(SCHEMA)
+        self._read_lock = threading.Lock()
+        self._conn = self._connect()
+        self._conn.execute(schema.tables(real="DOUBLE PRECISION", serial="BIGSERIAL PRIMARY KEY"))
+        added = schema.migrate(self._columns_of, self._conn.execute, real="DOUBLE PRECISION")
+        if added:
+            log.warning("database upgraded: added %s", ", ".join(f"{t}.{c}" for t, c in added))
+        self._reader = self._connect()
 
-    def _commit(self, batches: list[Sequence[Op]]) -> None:
+    def _connect(self) -> Any:
+        return self._psycopg.connect(self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+
+    def _columns_of(self, table: str) -> set[str]:
+        rows = self._conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+            "AND table_schema = current_schema()",
+            (table,),
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def _commit(self, batches: list[Sequence[Any]]) -> None:
         with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
             for ops in batches:
                 for sql, params in ops:
                     cur.execute(translate(sql), params)
 
+    def _probe(self) -> None:
+        with self._lock:
+            if self._conn.closed or self._conn.broken:
+                self._conn.close()
+                self._conn = self._connect()
+            self._conn.execute("SELECT 1")
+
+    def _transient(self, exc: BaseException) -> bool:
+        # A lost or refused connection (a terminated backend, a restart, a network cut): reconnect and go on.
+        # Constraint and syntax errors are the statements' own.
+        return isinstance(exc, self._psycopg.OperationalError | self._psycopg.InterfaceError)
+
     def _close_connections(self) -> None:
         with self._lock:
             self._conn.close()
+        with self._read_lock:
+            self._reader.close()
 
-    def load(self) -> Snapshot:
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         from psycopg.rows import dict_row
 
-        with self._lock, self._conn.cursor(row_factory=dict_row) as cur:
+        with self._read_lock:
+            for attempt in range(2):
+                try:
+                    if self._reader.closed or self._reader.broken:
+                        self._reader = self._connect()
+                    with self._reader.cursor(row_factory=dict_row) as cur:
+                        return list(cur.execute(translate(sql), params).fetchall())
+                except (self._psycopg.OperationalError, self._psycopg.InterfaceError) as exc:
+                    self._reader.close()
+                    if attempt:
+                        raise StoreUnavailable(f"the database cannot be read just now ({exc})") from exc
+        raise AssertionError("unreachable")
 
-            def rows(sql: str) -> list[dict[str, Any]]:
-                return list(cur.execute(sql).fetchall())
-
-            return Snapshot(**{name: rows(sql) for name, sql in LOAD_QUERIES.items()})
+    def load(self) -> Snapshot:
+        return schema.load(self.read)
 
     def count_votes(self) -> int:
-        with self._lock:
-            row = self._conn.execute("SELECT count(*) FROM votes").fetchone()
-            return int(row[0]) if row else 0
+        return int(self.read("SELECT count(*) AS n FROM votes")[0]["n"])

@@ -2,54 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flowlab.server.store import Op, Snapshot
+from flowlab.server.store import Row, Snapshot, schema
 from flowlab.server.store._group_commit import GroupCommitStore
 
 log = logging.getLogger("flowlab.store")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS keys (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE,
-    admin INTEGER NOT NULL, created_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS annotators (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, owner TEXT NOT NULL,
-    created_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS flows (
-    id TEXT PRIMARY KEY, owner TEXT NOT NULL, config TEXT NOT NULL, created_at REAL NOT NULL,
-    updated_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS items (
-    id TEXT PRIMARY KEY, flow_id TEXT NOT NULL, body TEXT NOT NULL, created_at REAL NOT NULL,
-    state TEXT NOT NULL, started_at REAL, ended_at REAL, reason TEXT);
-CREATE INDEX IF NOT EXISTS items_flow ON items(flow_id);
-CREATE TABLE IF NOT EXISTS votes (
-    seq INTEGER PRIMARY KEY, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
-    annotator_id TEXT NOT NULL, winner INTEGER NOT NULL, loser INTEGER NOT NULL, tie INTEGER NOT NULL,
-    created_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS votes_item ON votes(item_id);
-CREATE TABLE IF NOT EXISTS gold_answers (
-    task_id TEXT PRIMARY KEY, annotator_id TEXT NOT NULL, flow_id TEXT NOT NULL,
-    correct INTEGER NOT NULL, created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS media (
-    sha256 TEXT PRIMARY KEY, media_type TEXT NOT NULL, kind TEXT NOT NULL, size INTEGER NOT NULL,
-    created_at REAL NOT NULL);
-"""
-
-LOAD_QUERIES = {
-    "keys": "SELECT * FROM keys",
-    "annotators": "SELECT * FROM annotators",
-    "flows": "SELECT * FROM flows ORDER BY created_at",
-    "items": "SELECT * FROM items ORDER BY created_at",
-    "votes": "SELECT item_id, task_id, annotator_id, winner, loser, tie, created_at FROM votes ORDER BY seq",
-    "gold_answers": "SELECT * FROM gold_answers",
-    "media": "SELECT * FROM media",
-}
+BUSY_TIMEOUT = 5.0  # seconds a commit waits on another writer's lock before the store counts as unavailable
 
 
 class SQLiteStore(GroupCommitStore):
@@ -61,19 +28,34 @@ class SQLiteStore(GroupCommitStore):
         self.path = Path(path)
         self.checkpoint_every = checkpoint_every
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
         self._closing = threading.Event()
         self._checkpointer: threading.Thread | None = None
         self._conn = self._connect()
+        # Reads of ended items go through their own connection: WAL lets them run beside the writer, and
+        # even while another process holds the write lock.
+        self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._reader.row_factory = sqlite3.Row
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        if not self.path.exists():
+            # Private from the first byte: the database holds key hashes and everything annotators wrote.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         # Checkpoints run on their own thread and connection (below), never inside a commit that someone's
         # acknowledgement is waiting for.
         conn.execute("PRAGMA wal_autocheckpoint=0")
-        conn.executescript(SCHEMA)
+        conn.executescript(schema.tables(real="REAL", serial="INTEGER PRIMARY KEY"))
+        added = schema.migrate(
+            lambda table: {row[1] for row in conn.execute(f"PRAGMA table_info({table})")},
+            conn.execute,
+            real="REAL",
+        )
+        if added:
+            log.warning("database upgraded: added %s", ", ".join(f"{t}.{c}" for t, c in added))
         return conn
 
     async def start(self) -> None:
@@ -89,11 +71,12 @@ class SQLiteStore(GroupCommitStore):
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.OperationalError as exc:  # busy: try again next round
                     log.debug("checkpoint skipped: %s", exc)
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            with contextlib.suppress(sqlite3.OperationalError):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
 
-    def _commit(self, batches: list[Sequence[Op]]) -> None:
+    def _commit(self, batches: list[Sequence[Any]]) -> None:
         with self._lock:
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
@@ -103,8 +86,18 @@ class SQLiteStore(GroupCommitStore):
                         cur.execute(sql, params)
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.rollback()
                 raise
+
+    def _probe(self) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.rollback()
+
+    def _transient(self, exc: BaseException) -> bool:
+        # Locked, busy, full, I/O errors: the database's condition, not the statement's.
+        return isinstance(exc, sqlite3.OperationalError)
 
     def _close_connections(self) -> None:
         self._closing.set()
@@ -112,19 +105,15 @@ class SQLiteStore(GroupCommitStore):
             self._checkpointer.join(10)
         with self._lock:
             self._conn.close()
+        with self._read_lock:
+            self._reader.close()
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        with self._read_lock:
+            return [dict(r) for r in self._reader.execute(sql, params)]
 
     def load(self) -> Snapshot:
-        with self._lock:
-            self._conn.row_factory = sqlite3.Row
-            try:
-
-                def rows(sql: str) -> list[dict[str, Any]]:
-                    return [dict(r) for r in self._conn.execute(sql)]
-
-                return Snapshot(**{name: rows(sql) for name, sql in LOAD_QUERIES.items()})
-            finally:
-                self._conn.row_factory = None
+        return schema.load(self.read)
 
     def count_votes(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM votes").fetchone()[0])
+        return int(self.read("SELECT count(*) AS n FROM votes")[0]["n"])

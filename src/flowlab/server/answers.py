@@ -1,0 +1,251 @@
+"""The annotator protocol: lease the next task, answer it once; an answer counts only once it is durable."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowlab import schemas
+from flowlab.server import lifecycle, scheduler
+from flowlab.server.auth import Principal
+from flowlab.server.clock import Clock
+from flowlab.server.errors import Conflict, Invalid, NotFound, Unauthorized
+from flowlab.server.history import History
+from flowlab.server.items import Items
+from flowlab.server.kinds import Refusal
+from flowlab.server.leases import LeaseBook
+from flowlab.server.model import Lease, Signal
+from flowlab.server.people import People, new_id
+from flowlab.server.store import Op, Store
+
+MAX_WAIT = 60.0
+MAX_BATCH_TASKS = 1000
+MAX_BATCH_ANSWERS = 10_000
+
+REFUSALS = {
+    "lease_expired": "Your lease on this task ran out before the answer arrived, so it went to someone "
+    "else; this answer was not counted. Fetch the next task.",
+    "item_ended": "This flow item has ended (expired, completed or stopped); the answer was not counted. Fetch "
+    "the next task.",
+    "skipped": "This task was skipped; fetch a new one.",
+    "revoked": "This annotator token was revoked; its tasks went back to the queue.",
+}
+UNKNOWN_TASK = (
+    "No task {task_id!r} is out with you (tasks handed out before a server restart are forgotten); "
+    "fetch one with POST /v1/tasks/next."
+)
+
+
+@dataclass
+class _Pending:
+    """The answers of one request that passed their checks, waiting for their common commit."""
+
+    ops: list[Op] = field(default_factory=list)
+    counted: list[tuple[Lease, Any, int]] = field(default_factory=list)  # lease, checked answer, its ack index
+    waits: list[asyncio.Future[None]] = field(default_factory=list)  # earlier commits a duplicate depends on
+
+
+class Answers:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        items: Items,
+        leases: LeaseBook,
+        people: People,
+        history: History,
+        rng: random.Random,
+        work: Signal,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.items = items
+        self.leases = leases
+        self.people = people
+        self.history = history
+        self.rng = rng
+        self.work = work
+
+    # ------------------------------------------------------------ leasing
+
+    def lease_next(self, who: Principal) -> schemas.Task | None:
+        now = self.clock.now()
+        if self.leases.expire(now):
+            self.work.fire()
+        best = scheduler.choose_item(self.items.active.values(), now, self.people.scope(who))
+        if best is None:
+            return None
+        self.people.seen(who.id, now)
+        question, gold = best.kind.ask(best, self.rng)
+        lease = Lease(new_id("task"), best, question, who.id, min(now + best.config.lease_seconds, best.deadline), gold)
+        self.leases.add(lease)
+        if best.state == "Pending":
+            self.items.set_state(best, "Running", now)
+        else:
+            best.touch()
+        return best.kind.task_view(lease, self.rng, now)
+
+    async def wait_for_task(
+        self, who: Principal, wait: float, gone: Callable[[], bool] = lambda: False
+    ) -> schemas.Task | None:
+        """Lease a task, waiting up to `wait` seconds for one. `gone` tells whether the asker hung up: a task
+        leased to a closed connection would sit unanswered until its lease ran out."""
+        deadline = time.monotonic() + max(0.0, min(wait, MAX_WAIT))
+        while not gone():
+            if who.revoked:
+                raise Unauthorized("This annotator token was revoked while it waited for work.")
+            task = self.lease_next(who)
+            if task is not None:
+                return task
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            await self.work.wait(min(left, 1.0))
+        return None
+
+    async def wait_for_tasks(
+        self, who: Principal, n: int, wait: float, gone: Callable[[], bool] = lambda: False
+    ) -> list[schemas.Task]:
+        if not 1 <= n <= MAX_BATCH_TASKS:
+            raise Invalid(f"n must be between 1 and {MAX_BATCH_TASKS} tasks per request.", field="n")
+        first = await self.wait_for_task(who, wait, gone)
+        if first is None:
+            return []
+        tasks = [first]
+        while len(tasks) < n:
+            task = self.lease_next(who)
+            if task is None:
+                break
+            tasks.append(task)
+        return tasks
+
+    # ------------------------------------------------------------ answering
+
+    async def answer(self, who: Principal, task_id: str, req: schemas.Answer) -> schemas.Ack:
+        pending = _Pending()
+        ack = await self._check(who, task_id, req, self.clock.now(), pending, 0)
+        await self._commit(who, pending, [ack])
+        if ack.status == "rejected" and ack.code in ("item_ended", "lease_expired", "skipped", "revoked"):
+            raise Conflict(ack.detail or "", code=ack.code)
+        if ack.status == "rejected":
+            raise Invalid(ack.detail or "", field="choice", code=ack.code)
+        if req.fetch_next and not who.revoked:
+            ack.next = self.lease_next(who)
+        return ack
+
+    async def answer_batch(self, who: Principal, answers: list[schemas.AnswerIn]) -> list[schemas.Ack]:
+        if len(answers) > MAX_BATCH_ANSWERS:
+            raise Invalid(f"At most {MAX_BATCH_ANSWERS:,} answers per request.", field="answers")
+        now = self.clock.now()
+        pending = _Pending()
+        acks: list[schemas.Ack] = []
+        first_of: dict[str, int] = {}
+        for a in answers:
+            if a.task_id in first_of:  # the same task twice in one request: one answer, reported twice
+                acks.append(acks[first_of[a.task_id]])
+                continue
+            first_of[a.task_id] = len(acks)
+            try:
+                req = schemas.Answer(choice=a.choice)
+                acks.append(await self._check(who, a.task_id, req, now, pending, len(acks)))
+            except NotFound as exc:
+                acks.append(schemas.Ack(task_id=a.task_id, status="rejected", code="unknown_task", detail=exc.detail))
+        await self._commit(who, pending, acks)
+        return acks
+
+    async def _check(
+        self, who: Principal, task_id: str, req: schemas.Answer, now: float, pending: _Pending, index: int
+    ) -> schemas.Ack:
+        """Check one answer against its lease; one that can count adds its rows to `pending` and is counted
+        by `_commit`, after they are durable."""
+        lease = self.leases.get(task_id)
+        if lease is None or lease.annotator_id != who.id:
+            return await self._repeat(who, task_id, req, pending)
+        if lease.committing is not None:  # the same answer, sent again while its first copy commits
+            pending.waits.append(lease.committing)
+            return schemas.Ack(task_id=task_id, status="duplicate", detail="Already answered; counted once.")
+        item = lease.item
+        if lease.gold is None and lifecycle.is_terminal(item.state):
+            self.leases.release(lease, "item_ended", requeue=False)
+            return _refused(task_id, "item_ended")
+        if now > lease.expires_at:
+            self.leases.release(lease, "lease_expired", requeue=True)
+            self.work.fire()
+            return _refused(task_id, "lease_expired")
+        if req.choice == "skip":
+            self.leases.release(lease, "skipped", requeue=True, defer=True)
+            self.work.fire()
+            return schemas.Ack(task_id=task_id, status="skipped")
+        try:
+            checked = item.kind.check(lease, req)
+        except Refusal as r:
+            return schemas.Ack(task_id=task_id, status="rejected", code=r.code, detail=r.detail)
+        self.people.seen(who.id, now)
+        pending.ops += item.kind.answer_ops(lease, checked, who.id, now)
+        pending.counted.append((lease, checked, index))
+        return schemas.Ack(task_id=task_id, status="accepted")
+
+    async def _repeat(self, who: Principal, task_id: str, req: schemas.Answer, pending: _Pending) -> schemas.Ack:
+        """An answer to a task that is not out with this annotator: a retry, a late answer, or a mistake."""
+        prior = self.leases.outcome(task_id)
+        if prior is None:
+            if await self.history.accepted_by(task_id) == who.id:
+                prior = ("accepted", who.id)
+            else:
+                raise NotFound(UNKNOWN_TASK.format(task_id=task_id))
+        outcome, annotator_id = prior
+        if annotator_id != who.id:
+            raise NotFound(UNKNOWN_TASK.format(task_id=task_id))
+        if outcome == "accepted":
+            return schemas.Ack(task_id=task_id, status="duplicate", detail="Already answered; counted once.")
+        if outcome == "skipped" and req.choice == "skip":
+            return schemas.Ack(task_id=task_id, status="skipped")
+        return _refused(task_id, outcome)
+
+    async def _commit(self, who: Principal, pending: _Pending, acks: list[schemas.Ack]) -> None:
+        """Make the accepted answers durable, then count them. If the commit fails nothing is counted, the
+        leases stay (a retry in time counts once), and the request fails with 503."""
+        if pending.counted:
+            counted = pending.counted
+            gold = [c for lease, c, _ in counted if lease.gold is not None]
+            votes = len(counted) - len(gold)
+            ops = pending.ops + self.people.tally_ops(who.id, votes, len(gold), sum(gold), self.clock.now())
+            fut = self.store.submit(ops)  # raises StoreUnavailable (503) while the database is away
+            for lease, _, _ in counted:
+                lease.committing = fut
+
+            def settle(done: asyncio.Future[None]) -> None:
+                # In a callback rather than after the await: a caller that hangs up mid-commit must not leave
+                # a durable answer uncounted.
+                ok = not done.cancelled() and done.exception() is None
+                if ok:
+                    self.people.count(who.id, votes, len(gold), sum(gold))
+                for lease, checked, _ in counted:
+                    lease.committing = None
+                    if ok:
+                        self._count(lease, checked)
+
+            fut.add_done_callback(settle)
+            await asyncio.shield(fut)
+        for w in pending.waits:
+            await asyncio.shield(w)
+
+    def _count(self, lease: Lease, checked: Any) -> None:
+        self.leases.close(lease, "accepted")
+        item = lease.item
+        item.kind.count(lease, checked)
+        if lease.gold is not None:
+            return
+        new = lifecycle.next_state(item, self.clock.now())
+        if new is not None:
+            self.items.set_state(item, new, self.clock.now())
+        else:
+            item.touch()
+
+
+def _refused(task_id: str, code: str) -> schemas.Ack:
+    return schemas.Ack(task_id=task_id, status="rejected", code=code, detail=REFUSALS[code])

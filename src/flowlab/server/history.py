@@ -1,0 +1,105 @@
+"""Ended items, read back from the database: their final record, datapoints and votes, with a small cache."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from flowlab import schemas
+from flowlab.server.store import Row, Store
+
+
+class EndedRecord(msgspec.Struct):
+    """What an item leaves behind when it ends, in `items.final`: everything later reads need, so none of
+    them recomputes a fit or touches the votes."""
+
+    kind: str
+    status: schemas.ItemStatus
+    results: msgspec.Raw  # the kind's results, exactly as they are served
+    matrix: msgspec.Raw | None = None
+
+
+class _StatusOnly(msgspec.Struct):
+    status: schemas.ItemStatus
+
+
+@dataclass(slots=True)
+class EndedItem:
+    id: str
+    flow_id: str
+    owner: str
+    record: EndedRecord
+
+
+class History:
+    """Reads of ended items. Results and matrices are final, so a bounded cache can keep the recent ones."""
+
+    def __init__(self, store: Store, *, cache_size: int = 64) -> None:
+        self.store = store
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, EndedItem] = OrderedDict()
+        self._record = msgspec.json.Decoder(EndedRecord)
+        self._status = msgspec.json.Decoder(_StatusOnly)
+
+    async def get(self, item_id: str) -> EndedItem | None:
+        hit = self._cache.get(item_id)
+        if hit is not None:
+            self._cache.move_to_end(item_id)
+            return hit
+        rows = await self.store.aread(
+            "SELECT i.id, i.flow_id, i.final, f.owner FROM items i JOIN flows f ON f.id = i.flow_id "
+            "WHERE i.id = ? AND i.final IS NOT NULL",
+            (item_id,),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        ended = EndedItem(row["id"], row["flow_id"], row["owner"], self._record.decode(row["final"]))
+        self._cache[item_id] = ended
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return ended
+
+    async def body(self, item_id: str) -> str:
+        rows = await self.store.aread("SELECT body FROM items WHERE id = ?", (item_id,))
+        return str(rows[0]["body"])
+
+    async def votes(self, item_id: str) -> list[Row]:
+        """Every durable vote of an item (live or ended), in commit order: the database is their only home."""
+        return await self.store.aread(
+            "SELECT task_id, annotator_id, winner, loser, tie, created_at FROM votes WHERE item_id = ? ORDER BY seq",
+            (item_id,),
+        )
+
+    async def statuses(self, flow_id: str) -> list[schemas.ItemStatus]:
+        rows = await self.store.aread(
+            "SELECT final FROM items WHERE flow_id = ? AND final IS NOT NULL ORDER BY created_at", (flow_id,)
+        )
+        return [self._status.decode(r["final"]).status for r in rows]
+
+    async def accepted_by(self, task_id: str) -> str | None:
+        """The annotator whose answer to `task_id` is durable, if any: how a retry is recognised once the
+        task has left the memory of recent outcomes."""
+        for table in ("votes", "gold_answers"):
+            rows = await self.store.aread(f"SELECT annotator_id FROM {table} WHERE task_id = ?", (task_id,))
+            if rows:
+                return str(rows[0]["annotator_id"])
+        return None
+
+    def forget_flow(self, flow_id: str) -> None:
+        for item_id in [k for k, v in self._cache.items() if v.flow_id == flow_id]:
+            del self._cache[item_id]
+
+
+def encode_record(kind: str, status: schemas.ItemStatus, results: Any, matrix: Any) -> str:
+    enc = msgspec.json.encode
+    record = EndedRecord(
+        kind=kind,
+        status=status,
+        results=msgspec.Raw(enc(results)),
+        matrix=None if matrix is None else msgspec.Raw(enc(matrix)),
+    )
+    return enc(record).decode()

@@ -1,0 +1,452 @@
+"""Flow items: creating them, moving them along their lifecycle, ending them into the database, and reading
+them back, live from memory or ended from their final record."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from typing import Any
+
+import msgspec
+
+from flowlab import schemas
+from flowlab.server import lifecycle
+from flowlab.server.auth import Principal
+from flowlab.server.clock import Clock
+from flowlab.server.datapoints import build_asset, build_datapoints
+from flowlab.server.errors import Invalid, NotFound
+from flowlab.server.flows import Flows
+from flowlab.server.history import EndedItem, History, encode_record
+from flowlab.server.kinds import kind_of
+from flowlab.server.leases import LeaseBook
+from flowlab.server.media import MediaCatalog
+from flowlab.server.model import FlowConfig, FlowRecord, ItemRecord, Signal
+from flowlab.server.people import new_id
+from flowlab.server.store import Op, Row, Store
+
+log = logging.getLogger("flowlab.items")
+
+MAX_DATAPOINTS = 1000  # the win-loss matrix is dense, n x n
+MAX_TTL = 7 * 24 * 3600.0
+RETAIN_ENDED = 30.0  # seconds an ended item stays in memory after its record is durable, for the last readers
+INLINE_FINAL_MAX = 200  # datapoints; above this, the final fit runs on a worker thread
+
+_json = msgspec.json.Encoder()
+
+
+class ItemBody(msgspec.Struct):
+    """What is stored for an item: its config snapshot and everything it was created with."""
+
+    config: FlowConfig
+    datapoints: list[schemas.Datapoint]
+    context: str | None
+    context_assets: list[schemas.ContextAsset]
+    private_metadata: dict[str, Any] | None
+    ttl: float
+
+
+class Items:
+    """Live items in memory (`live`; `active` are those not yet ended); ended ones through `history`.
+
+    An item that ends waits for the answers still committing, writes its final record (results, matrix,
+    status) and, `retain_ended` seconds later, leaves memory: memory follows live work, not history."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        flows: Flows,
+        leases: LeaseBook,
+        history: History,
+        media: MediaCatalog,
+        rng: random.Random,
+        work: Signal,
+        wakeup: Signal,
+        *,
+        retain_ended: float = RETAIN_ENDED,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.flows = flows
+        self.leases = leases
+        self.history = history
+        self.media = media
+        self.rng = rng
+        self.work = work
+        self.wakeup = wakeup
+        self.retain_ended = retain_ended
+        self.live: dict[str, ItemRecord] = {}
+        self.active: dict[str, ItemRecord] = {}
+        self._finalising: dict[str, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------ start-up
+
+    def restore(self, rows: list[Row], votes: list[Row]) -> None:
+        """Rebuild the live items and count their durable votes again; items whose deadline passed while the
+        server was down end now, as they would have then."""
+        failed: list[Op] = []
+        for row in rows:
+            flow = self.flows.flows.get(row["flow_id"])
+            if flow is None:
+                continue
+            try:
+                body = msgspec.json.decode(row["body"], type=ItemBody)
+                item = self._make(row["id"], flow, body, row["created_at"])
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+                log.error("item %s could not be restored: %s", row["id"], exc)
+                failed.append(
+                    (
+                        "UPDATE items SET state='Failed', reason=? WHERE id=?",
+                        (f"could not be restored: {exc}", row["id"]),
+                    )
+                )
+                continue
+            item.state, item.started_at, item.ended_at, item.reason = (
+                row["state"],
+                row["started_at"],
+                row["ended_at"],
+                row["reason"],
+            )
+            self.live[item.id] = item
+            flow.items[item.id] = item
+        by_item: dict[str, list[Row]] = {}
+        for v in votes:
+            by_item.setdefault(v["item_id"], []).append(v)
+        for item_id, item_votes in by_item.items():
+            voted = self.live.get(item_id)
+            if voted is not None:
+                voted.kind.replay(voted, item_votes)
+        now = self.clock.now()
+        for item in self.live.values():
+            if lifecycle.is_terminal(item.state):
+                continue
+            item.state = "Running" if item.state == "Stopping" else item.state
+            new = lifecycle.next_state(item, now)
+            if new is not None and lifecycle.is_terminal(new):
+                item.state = new
+                item.ended_at = min(now, item.deadline)
+            elif new == "Stopping":
+                item.state = new
+            if not lifecycle.is_terminal(item.state):
+                self.active[item.id] = item
+        if failed:
+            self.store.write_now(failed)
+
+    def resume(self) -> None:
+        """Once the writer runs: finish ending the items that ended without a durable final record."""
+        for item in list(self.live.values()):
+            if lifecycle.is_terminal(item.state) and not item.finalised:
+                self._start_finalising(item)
+
+    # ------------------------------------------------------------ creating
+
+    async def create(self, who: Principal, flow: FlowRecord, req: schemas.ItemCreate) -> schemas.ItemStatus:
+        n = len(req.datapoints)
+        if n < 2:
+            raise Invalid(f"A flow batch needs at least 2 datapoints to compare; got {n}.", field="datapoints")
+        if n > MAX_DATAPOINTS:
+            raise Invalid(
+                f"A flow batch holds at most {MAX_DATAPOINTS} datapoints; got {n}. Split it into several batches.",
+                field="datapoints",
+            )
+        if not (
+            isinstance(req.time_to_live, int | float)
+            and math.isfinite(req.time_to_live)
+            and 0 < req.time_to_live <= MAX_TTL
+        ):
+            raise Invalid(
+                f"time_to_live must be a number of seconds above 0 and at most {MAX_TTL:.0f} "
+                f"(7 days); got {req.time_to_live}.",
+                field="time_to_live",
+            )
+        shas = [d.media for d in req.datapoints if d.media] + [a.media for a in req.context_assets if a.media]
+        known = await self.media.resolve(shas)
+        body = ItemBody(
+            config=flow.config,
+            datapoints=build_datapoints(req.datapoints, known),
+            context=req.context,
+            context_assets=[build_asset(a, i, known) for i, a in enumerate(req.context_assets)],
+            private_metadata=req.private_metadata,
+            ttl=float(req.time_to_live),
+        )
+        now = self.clock.now()
+        item = self._make(new_id("item"), flow, body, now)
+        await self.store.write(
+            [
+                (
+                    "INSERT INTO items (id, flow_id, body, created_at, state) VALUES (?,?,?,?,?)",
+                    (item.id, flow.id, _json.encode(body).decode(), now, item.state),
+                )
+            ]
+        )
+        if self.flows.flows.get(flow.id) is not flow:
+            raise NotFound(f"Flow {flow.id!r} was deleted while this batch was being created.")
+        self.live[item.id] = item
+        self.active[item.id] = item
+        flow.items[item.id] = item
+        flow.item_count += 1
+        flow.touch()
+        self.work.fire()
+        self.wakeup.fire()
+        return self.status(item)
+
+    def _make(self, item_id: str, flow: FlowRecord, body: ItemBody, created_at: float) -> ItemRecord:
+        return ItemRecord(
+            id=item_id,
+            flow=flow,
+            kind=kind_of(body.config.kind),
+            config=body.config,
+            datapoints=body.datapoints,
+            context=body.context,
+            context_assets=body.context_assets,
+            private_metadata=body.private_metadata,
+            ttl=body.ttl,
+            created_at=created_at,
+            seed=self.rng.random(),
+        )
+
+    # ------------------------------------------------------------ views
+
+    def status(self, item: ItemRecord) -> schemas.ItemStatus:
+        c = item.config
+        return schemas.ItemStatus(
+            id=item.id,
+            flow_id=item.flow.id,
+            state=item.state,  # type: ignore[arg-type]
+            response_count=item.response_count,
+            min_response_threshold=c.min_response_threshold,
+            max_response_threshold=c.max_response_threshold,
+            instruction=c.instruction,
+            config_version=c.config_version,
+            context=item.context,
+            n_datapoints=len(item.datapoints),
+            keys=item.keys,
+            created_at=item.created_at,
+            started_at=item.started_at,
+            deadline=item.deadline,
+            ended_at=item.ended_at,
+            time_to_live=item.ttl,
+            leases_out=item.leases_out,
+            version=item.version,
+            server_time=self.clock.now(),
+            reason=item.reason,
+        )
+
+    def ended_status(self, ended: EndedItem) -> schemas.ItemStatus:
+        return msgspec.structs.replace(ended.record.status, server_time=self.clock.now())
+
+    # ------------------------------------------------------------ reads, live or ended
+
+    async def find(self, who: Principal, item_id: str) -> ItemRecord | EndedItem:
+        item = self.live.get(item_id)
+        if item is not None:
+            if item.flow.owner == who.id:
+                return item
+        else:
+            ended = await self.history.get(item_id)
+            if ended is not None and ended.owner == who.id and ended.flow_id in self.flows.flows:
+                return ended
+        raise NotFound(
+            f"No flow item {item_id!r} belongs to this API key; list a flow's items with flow.get_flow_items()."
+        )
+
+    async def status_of(self, who: Principal, item_id: str) -> schemas.ItemStatus:
+        found = await self.find(who, item_id)
+        return self.status(found) if isinstance(found, ItemRecord) else self.ended_status(found)
+
+    async def detail_of(self, who: Principal, item_id: str) -> schemas.ItemDetail:
+        found = await self.find(who, item_id)
+        if isinstance(found, ItemRecord):
+            return schemas.ItemDetail(
+                status=self.status(found),
+                datapoints=found.datapoints,
+                context_assets=found.context_assets,
+                private_metadata=found.private_metadata,
+            )
+        body = msgspec.json.decode(await self.history.body(found.id), type=ItemBody)
+        return schemas.ItemDetail(
+            status=self.ended_status(found),
+            datapoints=body.datapoints,
+            context_assets=body.context_assets,
+            private_metadata=body.private_metadata,
+        )
+
+    async def results_of(self, who: Principal, item_id: str) -> schemas.ItemResults:
+        found = await self.find(who, item_id)
+        if isinstance(found, ItemRecord):
+            return await found.kind.results(found)
+        return msgspec.json.decode(found.record.results, type=schemas.ItemResults)
+
+    async def matrix_of(self, who: Principal, item_id: str) -> schemas.WinLossMatrix:
+        found = await self.find(who, item_id)
+        if isinstance(found, ItemRecord):
+            return found.kind.matrix(found)
+        if found.record.matrix is None:
+            raise NotFound(f"Item {item_id!r} is not a pairwise item; it has no win-loss matrix.")
+        return msgspec.json.decode(found.record.matrix, type=schemas.WinLossMatrix)
+
+    def ended_counts(self, ended: EndedItem) -> list[list[float]] | None:
+        if ended.record.matrix is None:
+            return None
+        return msgspec.json.decode(ended.record.matrix, type=schemas.WinLossMatrix).counts
+
+    async def votes_of(self, who: Principal, item_id: str) -> list[schemas.Vote]:
+        found = await self.find(who, item_id)
+        kind = found.kind if isinstance(found, ItemRecord) else kind_of(found.record.kind)
+        # Counted votes are durable ones, so the database has every vote the item counts, live or ended.
+        return kind.votes(await self.history.votes(found.id))
+
+    async def statuses(self, flow: FlowRecord) -> list[schemas.ItemStatus]:
+        statuses = {s.id: s for s in await self.history.statuses(flow.id)}
+        now = self.clock.now()
+        for s in statuses.values():
+            s.server_time = now
+        for item in list(flow.items.values()):
+            statuses[item.id] = self.status(item)
+        return sorted(statuses.values(), key=lambda s: s.created_at)
+
+    async def summaries(self, flow: FlowRecord) -> list[schemas.ItemSummary]:
+        return [
+            schemas.ItemSummary(
+                id=s.id,
+                state=s.state,
+                response_count=s.response_count,
+                max_response_threshold=s.max_response_threshold,
+                min_response_threshold=s.min_response_threshold,
+                deadline=s.deadline,
+                version=s.version,
+            )
+            for s in await self.statuses(flow)
+        ]
+
+    async def stop(self, who: Principal, item_id: str) -> schemas.ItemStatus:
+        found = await self.find(who, item_id)
+        if not isinstance(found, ItemRecord):
+            return self.ended_status(found)
+        if not lifecycle.is_terminal(found.state):
+            # Unlike running out of time or reaching the maximum, a stop cannot be re-derived after a
+            # restart: it is durable before it takes effect (and refused, 503, while the database is away).
+            now, reason = self.clock.now(), "stopped by the researcher"
+            await self.store.write(
+                [("UPDATE items SET state=?, ended_at=?, reason=? WHERE id=?", ("Stopped", now, reason, found.id))]
+            )
+            if not lifecycle.is_terminal(found.state):
+                self.set_state(found, "Stopped", now, reason=reason)
+        return self.status(found)
+
+    # ------------------------------------------------------------ the lifecycle
+
+    def set_state(self, item: ItemRecord, state: str, now: float, *, reason: str | None = None) -> None:
+        item.state = state
+        if reason is not None:
+            item.reason = reason
+        if lifecycle.is_terminal(state):
+            item.ended_at = now
+            self.active.pop(item.id, None)
+            self.leases.drop_item(item, "item_ended")
+            self._start_finalising(item)
+        elif state == "Running" and item.started_at is None:
+            item.started_at = now
+        item.touch()
+        if not lifecycle.is_terminal(state):
+            # Started and draining are re-derivable from the deadline and the votes; they must land all the
+            # same, so the writer keeps them through an outage.
+            self.store.submit([_state_op(item)], retry=True).add_done_callback(_log_failure)
+
+    def tick(self) -> float:
+        """Move items along their lifecycle and let go of ended ones; returns when something next needs doing."""
+        now = self.clock.now()
+        wake = now + 1.0
+        for item in list(self.active.values()):
+            new = lifecycle.next_state(item, now)
+            if new is not None:
+                self.set_state(item, new, now)
+                if new == "Stopping":
+                    # Nothing more will be served from this item: idle annotators should look elsewhere.
+                    self.work.fire()
+            at = lifecycle.next_wakeup(item)
+            if at is not None:
+                wake = min(wake, at)
+        for item in [i for i in self.live.values() if i.finalised]:
+            leave_at = (item.ended_at or now) + self.retain_ended
+            if now >= leave_at:
+                self._evict(item)
+            else:
+                wake = min(wake, leave_at)
+        return wake
+
+    def _start_finalising(self, item: ItemRecord) -> None:
+        if item.id not in self._finalising and not item.finalised:
+            task = asyncio.ensure_future(self._finalise(item))
+            self._finalising[item.id] = task
+            task.add_done_callback(lambda t: self._finished_finalising(item, t))
+
+    def _finished_finalising(self, item: ItemRecord, task: asyncio.Task[None]) -> None:
+        self._finalising.pop(item.id, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("item %s could not be ended: %s", item.id, task.exception())
+
+    async def _finalise(self, item: ItemRecord) -> None:
+        """Write the ended item's final record once every answer still committing has landed or failed."""
+        committing = [lease.committing for lease in item.leases.values() if lease.committing is not None]
+        if committing:
+            await asyncio.gather(*committing, return_exceptions=True)
+        self.leases.drop_item(item, "item_ended")
+        if len(item.keys) <= INLINE_FINAL_MAX:
+            results, matrix = item.kind.final(item)
+        else:
+            results, matrix = await asyncio.to_thread(item.kind.final, item)
+        status = msgspec.structs.replace(self.status(item), leases_out=0, server_time=0.0)
+        record = encode_record(item.kind.name, status, results, matrix)
+        await self.store.write(
+            [
+                (
+                    "UPDATE items SET state=?, started_at=?, ended_at=?, reason=?, final=? WHERE id=?",
+                    (item.state, item.started_at, item.ended_at, item.reason, record, item.id),
+                ),
+                ("UPDATE flows SET ended_version = ended_version + ? WHERE id=?", (item.flow_share, item.flow.id)),
+            ],
+            retry=True,
+        )
+        item.finalised = True
+        self.wakeup.fire()
+
+    def _evict(self, item: ItemRecord) -> None:
+        self.live.pop(item.id, None)
+        flow = item.flow
+        if flow.items.pop(item.id, None) is not None:
+            flow.ended_version += item.flow_share  # the flow's version stays what it was
+
+    def drop_flow(self, flow: FlowRecord) -> list[ItemRecord]:
+        """Forget a deleted flow's live items at once (their rows go with the flow's)."""
+        dropped = list(flow.items.values())
+        for item in dropped:
+            self.leases.drop_item(item, "item_ended")
+            self.active.pop(item.id, None)
+            self.live.pop(item.id, None)
+            task = self._finalising.pop(item.id, None)
+            if task is not None:
+                task.cancel()
+            item.changed.fire()
+        flow.items.clear()
+        self.history.forget_flow(flow.id)
+        return dropped
+
+    async def drain(self) -> None:
+        """At shutdown: let the final records being written land (the writer keeps them through an outage)."""
+        if self._finalising:
+            await asyncio.wait(list(self._finalising.values()), timeout=5.0)
+
+
+def _state_op(item: ItemRecord) -> Op:
+    return (
+        "UPDATE items SET state=?, started_at=?, ended_at=?, reason=? WHERE id=?",
+        (item.state, item.started_at, item.ended_at, item.reason, item.id),
+    )
+
+
+def _log_failure(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("state write failed: %s", fut.exception())

@@ -1,0 +1,352 @@
+"""Pairwise comparison, the first task kind: an annotator sees two datapoints and picks one (or a tie);
+votes aggregate into a win-loss matrix and a Bradley–Terry fit."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from flowlab import ranking, schemas
+from flowlab.server import lifecycle
+from flowlab.server.datapoints import datapoint_view, gold_view
+from flowlab.server.kinds import Refusal
+
+if TYPE_CHECKING:
+    from flowlab.server.model import ItemRecord, Lease
+    from flowlab.server.store import Op, Row
+
+ACTIVE_BATCH = 16  # pairs chosen per fit in active mode
+INLINE_FIT_MAX = 200  # datapoints; above this, fits run on a worker thread
+
+Pair = tuple[int, int]
+
+
+class PairQueue:
+    """Uniform pairs in rounds: each round is a random matching that shows every datapoint once."""
+
+    __slots__ = ("_queue", "_rng", "n")
+
+    def __init__(self, n: int, rng: random.Random) -> None:
+        self.n = n
+        self._rng = rng
+        self._queue: deque[Pair] = deque()
+
+    def next_pair(self) -> Pair:
+        if not self._queue:
+            self._refill()
+        return self._queue.popleft()
+
+    def defer(self, pair: Pair) -> None:
+        """Serve `pair` again, but after at least one fresh round."""
+        if len(self._queue) < 2:
+            self._refill()
+        self._queue.append(pair)
+
+    def _refill(self) -> None:
+        order = list(range(self.n))
+        self._rng.shuffle(order)
+        pairs = [(order[i], order[i + 1]) for i in range(0, self.n - 1, 2)]
+        if self.n % 2:
+            last = order[-1]
+            other = self._rng.choice(order[:-1])
+            pairs.append((last, other))
+        self._queue.extend(pairs)
+
+
+class VoteLog:
+    """Every counted vote of a live item as rows of (winner, loser, tie) in one int32 array: 12 bytes a
+    vote, so a live item's million votes cost 12 MB rather than the ~300 MB of Python tuples. Live event
+    streams read their deltas from it."""
+
+    __slots__ = ("_rows", "n")
+
+    def __init__(self, capacity: int = 64) -> None:
+        self._rows = np.empty((capacity, 3), dtype=np.int32)
+        self.n = 0
+
+    def append(self, winner: int, loser: int, tie: bool) -> None:
+        if self.n == len(self._rows):
+            grown = np.empty((2 * len(self._rows), 3), dtype=np.int32)
+            grown[: self.n] = self._rows
+            self._rows = grown
+        self._rows[self.n] = (winner, loser, int(tie))
+        self.n += 1
+
+    def slice(self, start: int, stop: int) -> list[tuple[int, int, int]]:
+        return [(int(w), int(lo), int(t)) for w, lo, t in self._rows[start:stop]]
+
+
+class PairTally:
+    """A pairwise item's live aggregate: counts, the vote log, the pair queues and a warm fit."""
+
+    __slots__ = ("active_queue", "fit", "fit_version", "log", "pair_queue", "refitting", "requeue", "wins")
+
+    def __init__(self, n: int, rng: random.Random) -> None:
+        self.wins = np.zeros((n, n), dtype=np.float64)
+        self.log = VoteLog()
+        self.requeue: deque[Pair] = deque()
+        self.active_queue: deque[Pair] = deque()
+        self.pair_queue = PairQueue(n, rng)
+        self.fit: Any = None
+        self.fit_version = -1
+        self.refitting = False
+
+    def add(self, winner: int, loser: int, tie: bool) -> None:
+        self.log.append(winner, loser, tie)
+        if tie:
+            self.wins[winner, loser] += 0.5
+            self.wins[loser, winner] += 0.5
+        else:
+            self.wins[winner, loser] += 1.0
+
+
+class Pairwise:
+    name = "pairwise"
+
+    def new_tally(self, item: ItemRecord, seed: float) -> PairTally:
+        return PairTally(len(item.datapoints), random.Random(seed))
+
+    def replay(self, item: ItemRecord, rows: list[Row]) -> None:
+        tally: PairTally = item.tally
+        for v in rows:
+            tally.add(v["winner"], v["loser"], bool(v["tie"]))
+        item.response_count += len(rows)
+
+    # ------------------------------------------------------------ asking
+
+    def ask(self, item: ItemRecord, rng: random.Random) -> tuple[Pair | None, schemas.ValidationPair | None]:
+        flow_cfg = item.flow.config
+        if flow_cfg.validation_pairs and rng.random() < flow_cfg.gold_rate:
+            return None, _pick_gold(flow_cfg.validation_pairs, rng)
+        a, b = self._next_pair(item, rng)
+        if rng.random() < 0.5:
+            a, b = b, a
+        return (a, b), None
+
+    def _next_pair(self, item: ItemRecord, rng: random.Random) -> Pair:
+        """Pairs whose lease expired come first; then covering rounds (uniform) or the ranking's active
+        choice."""
+        tally: PairTally = item.tally
+        if tally.requeue:
+            return tally.requeue.popleft()
+        if item.config.pair_selection != "active":
+            return tally.pair_queue.next_pair()
+        if not tally.active_queue:
+            # A small batch per fit, so a busy item refits once per batch rather than once per lease; pairs
+            # out on lease count as pending so the batch does not repeat them.
+            out = np.array([lease.question for lease in item.leases.values()], dtype=np.int64).reshape(-1, 2)
+            batch = max(2, min(ACTIVE_BATCH, len(item.keys) // 2))
+            pairs = ranking.select_pairs(
+                tally.wins,
+                batch,
+                fit=self._fit_for_selection(item),
+                rng=np.random.default_rng(rng.getrandbits(32)),
+                pending=out,
+            )
+            tally.active_queue.extend((int(a), int(b)) for a, b in pairs)
+        return tally.active_queue.popleft()
+
+    def task_view(self, lease: Lease, rng: random.Random, now: float) -> schemas.Task:
+        item = lease.item
+        cfg = item.config
+        if lease.gold is not None:
+            # Gold views carry ordinary-looking refs so a page cannot tell them apart from real pairs.
+            n = len(item.datapoints)
+            a: Any = gold_view(lease.gold.a, rng.randrange(n))
+            b: Any = gold_view(lease.gold.b, rng.randrange(n))
+        else:
+            a = datapoint_view(item.datapoints[lease.question[0]])
+            b = datapoint_view(item.datapoints[lease.question[1]])
+        return schemas.Task(
+            task_id=lease.task_id,
+            item_id=item.id,
+            flow_id=item.flow.id,
+            instruction=cfg.instruction,
+            context=item.context,
+            context_assets=item.context_assets,
+            a=a,
+            b=b,
+            allow_ties=cfg.allow_ties,
+            render_markdown=cfg.render_markdown,
+            lease_expires_at=lease.expires_at,
+            lease_seconds=cfg.lease_seconds,
+            server_time=now,
+        )
+
+    # ------------------------------------------------------------ answering
+
+    def check(self, lease: Lease, answer: schemas.Answer) -> Any:
+        """A gold answer's correctness (0/1), or the vote (winner, loser, tie)."""
+        choice = answer.choice
+        if choice == "tie" and not lease.item.config.allow_ties:
+            raise Refusal("tie_not_allowed", "This flow does not allow ties; answer 'a' or 'b' (or 'skip').")
+        if lease.gold is not None:
+            return int(choice == lease.gold.answer)
+        a, b = lease.question
+        winner, loser = (b, a) if choice == "b" else (a, b)
+        return (winner, loser, choice == "tie")
+
+    def answer_ops(self, lease: Lease, checked: Any, annotator_id: str, now: float) -> list[Op]:
+        if lease.gold is not None:
+            return [
+                (
+                    "INSERT OR IGNORE INTO gold_answers (task_id, annotator_id, flow_id, correct, created_at) "
+                    "VALUES (?,?,?,?,?)",
+                    (lease.task_id, annotator_id, lease.item.flow.id, checked, now),
+                )
+            ]
+        winner, loser, tie = checked
+        # OR IGNORE: a commit whose outcome was lost with its connection may be retried; it lands once.
+        return [
+            (
+                "INSERT OR IGNORE INTO votes (task_id, item_id, annotator_id, winner, loser, tie, created_at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (lease.task_id, lease.item.id, annotator_id, winner, loser, int(tie), now),
+            )
+        ]
+
+    def count(self, lease: Lease, checked: Any) -> None:
+        if lease.gold is None:
+            winner, loser, tie = checked
+            lease.item.tally.add(winner, loser, tie)
+            lease.item.response_count += 1
+
+    def release(self, lease: Lease, *, defer: bool) -> None:
+        item = lease.item
+        if lease.gold is not None or lifecycle.is_terminal(item.state):
+            return
+        tally: PairTally = item.tally
+        pair = lease.question
+        if not defer:
+            tally.requeue.append(pair)
+        elif item.config.pair_selection != "active":  # the active selector re-chooses on its own
+            tally.pair_queue.defer(pair)
+
+    # ------------------------------------------------------------ aggregates
+
+    def matrix(self, item: ItemRecord) -> schemas.WinLossMatrix:
+        return schemas.WinLossMatrix(
+            keys=item.keys,
+            counts=item.tally.wins.tolist(),
+            response_count=item.response_count,
+            version=item.version,
+        )
+
+    def delta(self, item: ItemRecord, start: int, stop: int) -> list[tuple[int, int, int]]:
+        return item.tally.log.slice(start, stop)
+
+    def snapshot(self, item: ItemRecord) -> list[list[float]]:
+        return item.tally.wins.tolist()  # type: ignore[no-any-return]
+
+    async def results(self, item: ItemRecord) -> schemas.ItemResults:
+        # Snapshot first: votes may land while the fit runs, and the answer must describe one moment.
+        version, count, state = item.version, item.response_count, item.state
+        wins = item.tally.wins.copy()
+        fit = await self._fit_async(item, wins, version)
+        return _results(item, wins, fit, version, count, state)
+
+    def final(self, item: ItemRecord) -> tuple[schemas.ItemResults, schemas.WinLossMatrix]:
+        """Blocking (a fit of a large item takes a while): run it on a worker thread."""
+        tally: PairTally = item.tally
+        fit = tally.fit
+        if fit is None or tally.fit_version != item.version:
+            init = fit.scores if fit is not None else None
+            fit = ranking.fit_bradley_terry(tally.wins, len(item.keys), init=init)
+        return _results(item, tally.wins, fit, item.version, item.response_count, item.state), self.matrix(item)
+
+    def votes(self, rows: list[Row]) -> list[schemas.Vote]:
+        return [
+            schemas.Vote(
+                task_id=r["task_id"],
+                annotator_id=r["annotator_id"],
+                winner=r["winner"],
+                loser=r["loser"],
+                tie=bool(r["tie"]),
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------ fits
+
+    async def _fit_async(self, item: ItemRecord, wins: np.ndarray, version: int) -> Any:
+        """The item's Bradley–Terry fit at `version`, computed off the event loop: a fit of a large item
+        takes long enough (0.1 s at n = 1,000) that acknowledgements would stall behind it."""
+        tally: PairTally = item.tally
+        if tally.fit is not None and tally.fit_version == version:
+            return tally.fit
+        # Warm-started from the previous fit: a live refit after a few votes is a couple of Newton steps.
+        init = tally.fit.scores if tally.fit is not None else None
+        if len(item.keys) <= INLINE_FIT_MAX:
+            fit = ranking.fit_bradley_terry(wins, len(item.keys), init=init)
+        else:
+            fit = await asyncio.to_thread(ranking.fit_bradley_terry, wins, len(item.keys), init=init)
+        if version >= tally.fit_version:
+            tally.fit, tally.fit_version = fit, version
+        return fit
+
+    def _fit_for_selection(self, item: ItemRecord) -> Any:
+        """A fit for choosing pairs, never blocking the lease path on a large item: a stale fit is good
+        enough to rank candidate pairs, and a fresh one is computed in the background."""
+        tally: PairTally = item.tally
+        if tally.fit is not None and tally.fit_version == item.version:
+            return tally.fit
+        if len(item.keys) <= INLINE_FIT_MAX:
+            init = tally.fit.scores if tally.fit is not None else None
+            tally.fit = ranking.fit_bradley_terry(tally.wins, len(item.keys), init=init)
+            tally.fit_version = item.version
+            return tally.fit
+        if not tally.refitting:
+            tally.refitting = True
+
+            def done(_: object) -> None:
+                tally.refitting = False
+
+            asyncio.ensure_future(self._fit_async(item, tally.wins.copy(), item.version)).add_done_callback(done)
+        return tally.fit
+
+
+def _results(item: ItemRecord, wins: np.ndarray, fit: Any, version: int, count: int, state: str) -> schemas.ItemResults:
+    played = wins.sum(axis=1) + wins.sum(axis=0)
+    won = wins.sum(axis=1)
+    dps = [
+        schemas.DatapointResult(
+            key=item.keys[i],
+            index=i,
+            score=float(fit.scores[i]),
+            elo=float(fit.elo[i]),
+            ci_low=float(fit.ci_low[i]),
+            ci_high=float(fit.ci_high[i]),
+            rank=int(fit.ranks[i]),
+            rank_low=int(fit.rank_low[i]),
+            rank_high=int(fit.rank_high[i]),
+            votes=round(float(played[i])),
+            wins=float(won[i]),
+        )
+        for i in range(len(item.keys))
+    ]
+    dps.sort(key=lambda d: (d.rank, -d.score))
+    return schemas.ItemResults(
+        item_id=item.id,
+        state=state,  # type: ignore[arg-type]
+        total_votes=count,
+        partial=not lifecycle.is_terminal(state),
+        datapoints=dps,
+        version=version,
+    )
+
+
+def _pick_gold(pairs: list[schemas.ValidationPair], rng: random.Random) -> schemas.ValidationPair:
+    """A gold pair in a random order, its answer given for the order shown."""
+    pair = rng.choice(pairs)
+    if rng.random() < 0.5:
+        return pair
+    flipped = {"a": "b", "b": "a"}.get(pair.answer, pair.answer)
+    return schemas.ValidationPair(a=pair.b, b=pair.a, answer=flipped)  # type: ignore[arg-type]
+
+
+PAIRWISE = Pairwise()

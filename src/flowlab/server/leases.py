@@ -1,0 +1,85 @@
+"""Leases: the tasks out with annotators, when they expire, and what became of recent ones."""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict
+
+from flowlab.server.model import ItemRecord, Lease
+
+RECENT_OUTCOMES = 100_000  # task ids remembered for clear refusals; accepted ones are also in the database
+COMMIT_RECHECK = 0.5  # seconds: a lease whose answer is committing is looked at again this much later
+
+
+class LeaseBook:
+    """Every lease out, keyed by task id, with a heap of expiry times; live, never stored.
+
+    `outcome` remembers what recently became of a task (accepted, skipped, expired, ...) so a late or
+    repeated answer gets a precise answer; past that memory, an accepted task is found in the database."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, Lease] = {}
+        self._heap: list[tuple[float, str]] = []
+        self._outcomes: OrderedDict[str, tuple[str, str]] = OrderedDict()  # task_id -> (outcome, annotator)
+
+    def add(self, lease: Lease) -> None:
+        self.tasks[lease.task_id] = lease
+        if lease.gold is None:
+            lease.item.leases[lease.task_id] = lease
+        heapq.heappush(self._heap, (lease.expires_at, lease.task_id))
+
+    def get(self, task_id: str) -> Lease | None:
+        return self.tasks.get(task_id)
+
+    def next_expiry(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    def remember(self, task_id: str, outcome: str, annotator_id: str) -> None:
+        self._outcomes[task_id] = (outcome, annotator_id)
+        if len(self._outcomes) > RECENT_OUTCOMES:
+            self._outcomes.popitem(last=False)
+
+    def outcome(self, task_id: str) -> tuple[str, str] | None:
+        return self._outcomes.get(task_id)
+
+    def close(self, lease: Lease, outcome: str) -> None:
+        """The lease is over (answered, or given up): forget it, remember how it ended."""
+        self.tasks.pop(lease.task_id, None)
+        lease.item.leases.pop(lease.task_id, None)
+        self.remember(lease.task_id, outcome, lease.annotator_id)
+
+    def release(self, lease: Lease, outcome: str, *, requeue: bool, defer: bool = False) -> None:
+        """End a lease without an answer. Its question is asked again: next (an expired lease), or after fresh
+        ones (`defer`, a skip, so the annotator who skipped it is not handed it straight back)."""
+        held = lease.gold is None and lease.task_id in lease.item.leases
+        self.close(lease, outcome)
+        if held:
+            if requeue:
+                lease.item.kind.release(lease, defer=defer)
+            lease.item.touch()
+
+    def drop_item(self, item: ItemRecord, outcome: str) -> None:
+        """The item ended: its leases end too, except those whose answer is already committing."""
+        for lease in list(item.leases.values()):
+            if lease.committing is None:
+                self.close(lease, outcome)
+
+    def of_annotator(self, annotator_id: str) -> list[Lease]:
+        return [lease for lease in self.tasks.values() if lease.annotator_id == annotator_id]
+
+    def expire(self, now: float) -> bool:
+        """Release every lease past its expiry; True if any was."""
+        heap = self._heap
+        expired_any = False
+        while heap and heap[0][0] <= now:
+            _, task_id = heapq.heappop(heap)
+            lease = self.tasks.get(task_id)
+            if lease is None or lease.expires_at > now:
+                continue
+            if lease.committing is not None:
+                # Its answer arrived in time and is being made durable: not expired, look again shortly.
+                heapq.heappush(heap, (now + COMMIT_RECHECK, task_id))
+                continue
+            self.release(lease, "lease_expired", requeue=True)
+            expired_any = True
+        return expired_any

@@ -1,0 +1,179 @@
+"""Who may call the server: researchers' API keys, and annotators with their running tallies."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowlab import schemas
+from flowlab.server.auth import KEY_PREFIX, TOKEN_PREFIX, Auth, Principal, digest, new_secret
+from flowlab.server.clock import Clock
+from flowlab.server.errors import Forbidden, Invalid, NotFound
+from flowlab.server.store import Op, Row, Store
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def require_text(value: str, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise Invalid(f"{field} must be a non-empty string.", field=field)
+    return value
+
+
+@dataclass(slots=True)
+class AnnotatorInfo:
+    principal: Principal
+    created_at: float
+    votes: int = 0
+    gold_answered: int = 0
+    gold_correct: int = 0
+    last_seen: float | None = None
+
+    def stats(self) -> schemas.AnnotatorStats:
+        return schemas.AnnotatorStats(
+            id=self.principal.id,
+            name=self.principal.name,
+            created_at=self.created_at,
+            revoked=self.principal.revoked,
+            votes=self.votes,
+            gold_answered=self.gold_answered,
+            gold_correct=self.gold_correct,
+            gold_agreement=(self.gold_correct / self.gold_answered) if self.gold_answered else None,
+            last_seen=self.last_seen,
+        )
+
+
+class People:
+    """Keys and annotators, all held in memory (they are few); their rows, tallies included, are the truth."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.auth = Auth()
+        self.annotators: dict[str, AnnotatorInfo] = {}
+        self.admin_ids: set[str] = set()
+
+    def restore(self, keys: list[Row], annotators: list[Row]) -> None:
+        self.admin_ids |= {row["id"] for row in keys if row["admin"]}
+        for row in keys:
+            p = Principal(
+                row["id"], row["name"], "admin" if row["admin"] else "researcher", revoked=bool(row["revoked"])
+            )
+            self.auth.add(row["key_hash"], p)
+        for row in annotators:
+            p = Principal(row["id"], row["name"], "annotator", owner=row["owner"], revoked=bool(row["revoked"]))
+            self.auth.add(row["token_hash"], p)
+            self.annotators[p.id] = AnnotatorInfo(
+                p,
+                row["created_at"],
+                votes=int(row.get("votes") or 0),
+                gold_answered=int(row.get("gold_answered") or 0),
+                gold_correct=int(row.get("gold_correct") or 0),
+                last_seen=row.get("last_seen"),
+            )
+
+    def ensure_admin(self, data_dir: Path, env_key: str | None) -> str | None:
+        """On an empty database make the first admin key. Returns a newly generated key, if any."""
+        if any(p.role == "admin" for p in self.auth.by_hash.values()):
+            return None
+        key = env_key or new_secret(KEY_PREFIX)
+        _, op = self._add_key(key, "admin", admin=True)
+        self.store.write_now([op])
+        if env_key:
+            return None
+        fd = os.open(data_dir / "admin_key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+        return key
+
+    def _add_key(self, key: str, name: str, *, admin: bool) -> tuple[Principal, Op]:
+        principal = Principal(new_id("key"), name, "admin" if admin else "researcher")
+        h = digest(key)
+        op: Op = (
+            "INSERT INTO keys (id, name, key_hash, admin, created_at) VALUES (?,?,?,?,?)",
+            (principal.id, name, h, int(admin), self.clock.now()),
+        )
+        self.auth.add(h, principal)
+        if admin:
+            self.admin_ids.add(principal.id)
+        return principal, op
+
+    async def create_key(self, who: Principal, name: str) -> schemas.KeyCreated:
+        if who.role != "admin":
+            raise Forbidden("Only the admin key can create API keys; ask whoever runs this server.")
+        name = require_text(name, "name")
+        key = new_secret(KEY_PREFIX)
+        principal = Principal(new_id("key"), name, "researcher")
+        await self.store.write(
+            [
+                (
+                    "INSERT INTO keys (id, name, key_hash, admin, created_at) VALUES (?,?,?,?,?)",
+                    (principal.id, name, digest(key), 0, self.clock.now()),
+                )
+            ]
+        )
+        self.auth.add(digest(key), principal)  # usable only once durable
+        return schemas.KeyCreated(id=principal.id, name=name, key=key, admin=False)
+
+    async def create_annotator(self, who: Principal, name: str, base_url: str) -> schemas.AnnotatorCreated:
+        name = require_text(name, "name")
+        token = new_secret(TOKEN_PREFIX)
+        principal = Principal(new_id("ann"), name, "annotator", owner=who.id)
+        now = self.clock.now()
+        await self.store.write(
+            [
+                (
+                    "INSERT INTO annotators (id, name, token_hash, owner, created_at) VALUES (?,?,?,?,?)",
+                    (principal.id, name, digest(token), who.id, now),
+                )
+            ]
+        )
+        self.auth.add(digest(token), principal)
+        self.annotators[principal.id] = AnnotatorInfo(principal, now)
+        return schemas.AnnotatorCreated(
+            id=principal.id, name=name, token=token, join_url=f"{base_url.rstrip('/')}/annotate#token={token}"
+        )
+
+    def list_annotators(self, who: Principal) -> list[schemas.AnnotatorStats]:
+        return [a.stats() for a in self.annotators.values() if who.role == "admin" or a.principal.owner == who.id]
+
+    def annotator_stats(self, annotator_id: str) -> schemas.AnnotatorStats:
+        return self.annotators[annotator_id].stats()
+
+    def owned_annotator(self, who: Principal, annotator_id: str) -> AnnotatorInfo:
+        info = self.annotators.get(annotator_id)
+        if info is None or not (who.role == "admin" or info.principal.owner == who.id):
+            raise NotFound(f"No annotator {annotator_id!r} among yours; list them with GET /v1/annotators.")
+        return info
+
+    def scope(self, who: Principal) -> str | None:
+        """Whose flows an annotator works on: one made with the admin key, everyone's; else its researcher's."""
+        return None if who.owner in self.admin_ids else who.owner
+
+    def seen(self, annotator_id: str, now: float) -> None:
+        info = self.annotators.get(annotator_id)
+        if info is not None:
+            info.last_seen = now
+
+    def tally_ops(self, annotator_id: str, votes: int, gold: int, gold_correct: int, now: float) -> list[Op]:
+        """The row update that keeps an annotator's tallies in step with the answers committed beside it."""
+        if not (votes or gold):
+            return []
+        return [
+            (
+                "UPDATE annotators SET votes = votes + ?, gold_answered = gold_answered + ?, "
+                "gold_correct = gold_correct + ?, last_seen = ? WHERE id = ?",
+                (votes, gold, gold_correct, now, annotator_id),
+            )
+        ]
+
+    def count(self, annotator_id: str, votes: int, gold: int, gold_correct: int) -> None:
+        info = self.annotators.get(annotator_id)
+        if info is not None:
+            info.votes += votes
+            info.gold_answered += gold
+            info.gold_correct += gold_correct

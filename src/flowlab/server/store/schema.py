@@ -1,0 +1,114 @@
+"""The tables, written once for both databases, and the start-up queries that read back live work only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from flowlab.server.store import Row, Snapshot
+
+# {real} and {serial} differ between SQLite and PostgreSQL; everything else is shared.
+TABLES = """
+CREATE TABLE IF NOT EXISTS keys (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE,
+    admin INTEGER NOT NULL, created_at {real} NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS annotators (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, owner TEXT NOT NULL,
+    created_at {real} NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,
+    votes BIGINT NOT NULL DEFAULT 0, gold_answered BIGINT NOT NULL DEFAULT 0,
+    gold_correct BIGINT NOT NULL DEFAULT 0, last_seen {real});
+CREATE TABLE IF NOT EXISTS flows (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, config TEXT NOT NULL, created_at {real} NOT NULL,
+    updated_at {real} NOT NULL, ended_version BIGINT NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY, flow_id TEXT NOT NULL, body TEXT NOT NULL, created_at {real} NOT NULL,
+    state TEXT NOT NULL, started_at {real}, ended_at {real}, reason TEXT,
+    final TEXT);
+CREATE INDEX IF NOT EXISTS items_flow ON items(flow_id, created_at);
+CREATE TABLE IF NOT EXISTS votes (
+    seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
+    annotator_id TEXT NOT NULL, winner INTEGER NOT NULL, loser INTEGER NOT NULL, tie INTEGER NOT NULL,
+    created_at {real} NOT NULL);
+CREATE INDEX IF NOT EXISTS votes_item ON votes(item_id);
+CREATE TABLE IF NOT EXISTS gold_answers (
+    task_id TEXT PRIMARY KEY, annotator_id TEXT NOT NULL, flow_id TEXT NOT NULL,
+    correct INTEGER NOT NULL, created_at {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS media (
+    sha256 TEXT PRIMARY KEY, media_type TEXT NOT NULL, kind TEXT NOT NULL, size INTEGER NOT NULL,
+    created_at {real} NOT NULL);
+"""
+
+# Columns added since the first release, as in TABLES: (table, column, declaration). A database made before
+# them gets them at start-up, and BACKFILL fills what can be derived.
+ADDED_COLUMNS = [
+    ("flows", "ended_version", "BIGINT NOT NULL DEFAULT 0"),
+    ("items", "final", "TEXT"),
+    ("annotators", "votes", "BIGINT NOT NULL DEFAULT 0"),
+    ("annotators", "gold_answered", "BIGINT NOT NULL DEFAULT 0"),
+    ("annotators", "gold_correct", "BIGINT NOT NULL DEFAULT 0"),
+    ("annotators", "last_seen", "{real}"),
+]
+
+BACKFILL = {
+    # Annotator counters used to be recounted from every vote at start-up; now they are kept in their row.
+    ("annotators", "votes"): [
+        "UPDATE annotators SET votes = (SELECT count(*) FROM votes v WHERE v.annotator_id = annotators.id), "
+        "last_seen = (SELECT max(created_at) FROM votes v WHERE v.annotator_id = annotators.id)",
+        "UPDATE annotators SET "
+        "gold_answered = (SELECT count(*) FROM gold_answers g WHERE g.annotator_id = annotators.id), "
+        "gold_correct = (SELECT coalesce(sum(correct), 0) FROM gold_answers g WHERE g.annotator_id = annotators.id)",
+    ],
+}
+
+# After the added columns exist: the start-up query for live items reads this index, not the history.
+INDEXES = "CREATE INDEX IF NOT EXISTS items_live ON items(created_at) WHERE final IS NULL"
+
+LOAD_QUERIES = {
+    "keys": "SELECT * FROM keys",
+    "annotators": "SELECT * FROM annotators",
+    "flows": "SELECT * FROM flows ORDER BY created_at",
+    "items": "SELECT * FROM items WHERE final IS NULL ORDER BY created_at",
+}
+ITEM_COUNTS = "SELECT flow_id, count(*) AS n FROM items GROUP BY flow_id"
+VOTES_OF = (
+    "SELECT item_id, task_id, annotator_id, winner, loser, tie, created_at FROM votes "
+    "WHERE item_id IN ({marks}) ORDER BY seq"
+)
+
+
+def tables(real: str, serial: str) -> str:
+    return TABLES.format(real=real, serial=serial)
+
+
+def migrate(
+    columns_of: Callable[[str], set[str]], execute: Callable[[str], object], real: str
+) -> list[tuple[str, str]]:
+    """Add the columns a database lacks, backfill them, and make the indexes that need them. Returns what
+    was added."""
+    added = []
+    for table, column, decl in ADDED_COLUMNS:
+        if column not in columns_of(table):
+            execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl.format(real=real)}")
+            added.append((table, column))
+    for column in added:
+        for sql in BACKFILL.get(column, []):
+            execute(sql)
+    execute(INDEXES)
+    return added
+
+
+def load(query: Callable[[str, Sequence[Any]], list[Row]]) -> Snapshot:
+    """Keys, annotators, flows and live items, with the votes of those items only."""
+    q = {name: query(sql, ()) for name, sql in LOAD_QUERIES.items()}
+    snap = Snapshot(keys=q["keys"], annotators=q["annotators"], flows=q["flows"], items=q["items"])
+    snap.item_counts = {r["flow_id"]: int(r["n"]) for r in query(ITEM_COUNTS, ())}
+    ids = [r["id"] for r in snap.items]
+    for chunk in _chunks(ids, 500):
+        # An item's votes all come in one chunk, in commit order: that is the order its vote log needs.
+        snap.votes += query(VOTES_OF.format(marks=",".join("?" * len(chunk))), chunk)
+    return snap
+
+
+def _chunks(values: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
