@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 import flowlab
 
 ADMIN_KEY = "fl_key_test_admin_0123456789abcdef"
+BASE_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def free_port() -> int:
@@ -126,3 +128,56 @@ def fresh_server(tmp_path: Path) -> Iterator[ServerProcess]:
 def client(flowlab_server: ServerProcess) -> Iterator[flowlab.Client]:
     with flowlab_server.client() as c:
         yield c
+
+
+@dataclass
+class PostgresDatabase:
+    """A schema of its own in the machine's PostgreSQL; the server's sessions carry `application_name`."""
+
+    dsn: str
+    application_name: str
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.dsn.replace(self.application_name, "flowlab_test_reader"), autocommit=True) as conn:
+            return list(conn.execute(sql, params).fetchall())
+
+    def terminate_server_sessions(self) -> int:
+        """pg_terminate_backend on every session of the server under test, as an operator or a failover would."""
+        import psycopg
+
+        with psycopg.connect(BASE_DSN, autocommit=True) as conn:  # a session of its own, not one it kills
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                (self.application_name,),
+            ).fetchall()
+        return len(rows)
+
+
+@pytest.fixture
+def pg_db() -> Iterator[PostgresDatabase]:
+    psycopg = pytest.importorskip("psycopg", reason="pip install 'flowlab[postgres]'")
+    token = secrets.token_hex(4)
+    schema = f"flowlab_test_{token}"
+    try:
+        admin = psycopg.connect(BASE_DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at {BASE_DSN} ({exc}); start one to run this test")
+    with admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield PostgresDatabase(
+                f"{BASE_DSN}?options=-csearch_path%3D{schema}&application_name=flowlab_{token}", f"flowlab_{token}"
+            )
+        finally:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                (f"flowlab_{token}",),
+            )
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def pg_dsn(pg_db: PostgresDatabase) -> str:
+    return pg_db.dsn

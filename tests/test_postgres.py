@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from flowlab import FlowItemState
 from flowlab.crowd import SimulatedCrowd
 
 from .conftest import ServerProcess
-
-BASE_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-@pytest.fixture
-def pg_dsn() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg", reason="pip install 'flowlab[postgres]'")
-    schema = f"flowlab_test_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(BASE_DSN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {BASE_DSN} ({exc}); start one to run this test")
-    with admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
-        try:
-            yield f"{BASE_DSN}?options=-csearch_path%3D{schema}"
-        finally:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_postgres_store_keeps_every_acknowledged_vote_across_a_kill(pg_dsn: str, tmp_path: Path) -> None:

@@ -19,7 +19,11 @@ class EndedRecord(msgspec.Struct):
     kind: str
     status: schemas.ItemStatus
     results: msgspec.Raw  # the kind's results, exactly as they are served
-    matrix: msgspec.Raw | None = None
+    matrix: msgspec.Raw  # its win-loss matrix, or null for kinds without one
+
+
+def has_matrix(record: EndedRecord) -> bool:
+    return bytes(record.matrix) != b"null"
 
 
 class _StatusOnly(msgspec.Struct):
@@ -100,6 +104,6 @@ def encode_record(kind: str, status: schemas.ItemStatus, results: Any, matrix: A
         kind=kind,
         status=status,
         results=msgspec.Raw(enc(results)),
-        matrix=None if matrix is None else msgspec.Raw(enc(matrix)),
+        matrix=msgspec.Raw(enc(matrix)),
     )
     return enc(record).decode()

@@ -18,7 +18,7 @@ from flowlab.server.clock import Clock
 from flowlab.server.datapoints import build_asset, build_datapoints
 from flowlab.server.errors import Invalid, NotFound
 from flowlab.server.flows import Flows
-from flowlab.server.history import EndedItem, History, encode_record
+from flowlab.server.history import EndedItem, History, encode_record, has_matrix
 from flowlab.server.kinds import kind_of
 from flowlab.server.leases import LeaseBook
 from flowlab.server.media import MediaCatalog
@@ -283,12 +283,12 @@ class Items:
         found = await self.find(who, item_id)
         if isinstance(found, ItemRecord):
             return found.kind.matrix(found)
-        if found.record.matrix is None:
+        if not has_matrix(found.record):
             raise NotFound(f"Item {item_id!r} is not a pairwise item; it has no win-loss matrix.")
         return msgspec.json.decode(found.record.matrix, type=schemas.WinLossMatrix)
 
     def ended_counts(self, ended: EndedItem) -> list[list[float]] | None:
-        if ended.record.matrix is None:
+        if not has_matrix(ended.record):
             return None
         return msgspec.json.decode(ended.record.matrix, type=schemas.WinLossMatrix).counts
 

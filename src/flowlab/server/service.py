@@ -148,9 +148,11 @@ class FlowService:
 
     def health(self) -> dict[str, Any]:
         degraded = getattr(self.store, "degraded", None)
+        live = {"live_items": len(self.items.live), "leases_out": len(self.leases.tasks)}
         if degraded is None:
-            return {"status": "ok"}
+            return {"status": "ok", **live}
         return {
+            **live,
             "status": "degraded",
             "reason": f"the database cannot be written ({degraded}); writes answer 503 until it is back, "
             "reads of live items keep working",

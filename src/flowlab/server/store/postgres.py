@@ -43,7 +43,9 @@ class PostgresStore(GroupCommitStore):
         self._reader = self._connect()
 
     def _connect(self) -> Any:
-        return self._psycopg.connect(self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+        # Named, so an operator (or a fault test) can find this server's sessions in pg_stat_activity.
+        named = {} if "application_name" in self.dsn else {"application_name": "flowlab"}
+        return self._psycopg.connect(self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **named)
 
     def _columns_of(self, table: str) -> set[str]:
         rows = self._conn.execute(

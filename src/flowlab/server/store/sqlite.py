@@ -23,9 +23,12 @@ class SQLiteStore(GroupCommitStore):
     """`synchronous=FULL` makes every commit durable against power loss, not just a crash of this process;
     the fsync is paid once per group, so throughput comes from batching rather than from weaker durability."""
 
-    def __init__(self, path: Path, *, max_batch: int = 4096, checkpoint_every: float = 1.0) -> None:
+    def __init__(
+        self, path: Path, *, max_batch: int = 4096, checkpoint_every: float = 1.0, busy_timeout: float = BUSY_TIMEOUT
+    ) -> None:
         super().__init__(max_batch=max_batch)
         self.path = Path(path)
+        self.busy_timeout = busy_timeout
         self.checkpoint_every = checkpoint_every
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
@@ -42,7 +45,7 @@ class SQLiteStore(GroupCommitStore):
         if not self.path.exists():
             # Private from the first byte: the database holds key hashes and everything annotators wrote.
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=self.busy_timeout)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         # Checkpoints run on their own thread and connection (below), never inside a commit that someone's
