@@ -9,7 +9,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 README = HERE.parent / "README.md"
-ORDER = ["bench_service.py", "bench_ranking.py", "bench_page.py"]
+ORDER = ["bench_service.py", "bench_history.py", "bench_ranking.py", "bench_page.py"]
 
 
 def main(argv: list[str]) -> int:

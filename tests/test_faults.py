@@ -15,6 +15,7 @@ import httpx
 import pytest
 import uvicorn
 
+import flowlab
 from flowlab.server.app import create_app
 
 from ._load import AnswerLoad
@@ -97,6 +98,8 @@ def test_sqlite_write_lock_past_the_busy_timeout(fresh_server: ServerProcess) ->
             refused = httpx.post(f"{url}/v1/flows", json={"name": "x", "instruction": "?"}, headers=AUTH)
             assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
             assert "retry" in refused.json()["detail"]
+            with fresh_server.client() as client, pytest.raises(flowlab.Unavailable, match="retry"):
+                client.flow.create_ranking_flow(name="x", instruction="?", max_response_threshold=5)
             t0 = time.monotonic()
             assert httpx.get(f"{url}/v1/items/{item}", headers=AUTH).status_code == 200, "reads keep working"
             assert time.monotonic() - t0 < 1.0

@@ -11,6 +11,7 @@ from flowlab.client._errors import (
     FlowlabError,
     NotFound,
     Timeout,
+    Unavailable,
     ValidationError,
 )
 from flowlab.client._models import FlowItemResult, FlowItemState, FlowItemStatus
@@ -32,6 +33,7 @@ __all__ = [
     "FlowlabError",
     "NotFound",
     "Timeout",
+    "Unavailable",
     "ValidationError",
     "__version__",
 ]

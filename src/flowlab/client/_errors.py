@@ -51,6 +51,11 @@ class Conflict(APIError):
     """The request clashes with the resource's state (409), e.g. a vote after the item ended."""
 
 
+class Unavailable(APIError):
+    """The server cannot write to its database just now (503); nothing of the request was kept. It
+    reconnects by itself: retry after a moment (`GET /v1/health` says when it is back)."""
+
+
 def error_for(status: int, problem: dict[str, Any] | None, fallback: str) -> APIError:
     problem = problem or {}
     detail = problem.get("detail") or fallback
@@ -63,4 +68,6 @@ def error_for(status: int, problem: dict[str, Any] | None, fallback: str) -> API
         kind = NotFound
     elif status == 409:
         kind = Conflict
+    elif status == 503:
+        kind = Unavailable
     return kind(status, detail, field=problem.get("field"), code=problem.get("code"), body=problem)

@@ -44,7 +44,7 @@ class PostgresStore(GroupCommitStore):
 
     def _connect(self) -> Any:
         # Named, so an operator (or a fault test) can find this server's sessions in pg_stat_activity.
-        named = {} if "application_name" in self.dsn else {"application_name": "flowlab"}
+        named: dict[str, Any] = {} if "application_name" in self.dsn else {"application_name": "flowlab"}
         return self._psycopg.connect(self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **named)
 
     def _columns_of(self, table: str) -> set[str]:

@@ -90,8 +90,8 @@ def migrate(
         if column not in columns_of(table):
             execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl.format(real=real)}")
             added.append((table, column))
-    for column in added:
-        for sql in BACKFILL.get(column, []):
+    for table_column in added:
+        for sql in BACKFILL.get(table_column, []):
             execute(sql)
     execute(INDEXES)
     return added
