@@ -53,6 +53,7 @@ def build_history(db: Path) -> list[tuple[str, str]]:
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=OFF")
     conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA cache_size=-400000")
     now = time.time() - 86_400
     conn.execute("BEGIN")
     conn.execute(
@@ -108,11 +109,12 @@ def build_history(db: Path) -> list[tuple[str, str]]:
             b = (a + rng.integers(1, N, VOTES_PER_ITEM)) % N
             win = np.where(rng.random(VOTES_PER_ITEM) < 0.5 + 0.02 * (a - b), a, b)
             lose = np.where(win == a, b, a)
-            rows = []
-            for w, lo in zip(win.tolist(), lose.tolist(), strict=True):
-                item.tally.add(w, lo, False)
-                rows.append((seq, f"task_{seq:016x}", item_id, annotators[seq % 50], w, lo, 0, now + k))
-                seq += 1
+            np.add.at(item.tally.wins, (win, lose), 1.0)
+            rows = [
+                (s, f"task_{s:016x}", item_id, annotators[s % 50], w, lo, 0, now + k)
+                for s, w, lo in zip(range(seq, seq + VOTES_PER_ITEM), win.tolist(), lose.tolist(), strict=True)
+            ]
+            seq += VOTES_PER_ITEM
             item.response_count = VOTES_PER_ITEM
             item.state, item.started_at, item.ended_at = "Completed", now + k, now + k + 60
             results, matrix = PAIRWISE.final(item)
@@ -124,10 +126,10 @@ def build_history(db: Path) -> list[tuple[str, str]]:
                 leases_out=0, version=item.version, server_time=0.0,
             )  # fmt: skip
             conn.execute(
-                "INSERT INTO items (id, flow_id, body, created_at, state, started_at, ended_at, final) "
-                "VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO items (id, flow_id, body, created_at, state, started_at, ended_at, final, ended_status) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
                 (item_id, flow_id, msgspec.json.encode(body).decode(), now + k, "Completed", now + k, now + k + 60,
-                 encode_record("pairwise", status, results, matrix)),
+                 encode_record("pairwise", status, results, matrix), msgspec.json.encode(status).decode()),
             )  # fmt: skip
             conn.executemany("INSERT INTO votes VALUES (?,?,?,?,?,?,?,?)", rows)
             ended_version += item.flow_share

@@ -26,10 +26,6 @@ def has_matrix(record: EndedRecord) -> bool:
     return bytes(record.matrix) != b"null"
 
 
-class _StatusOnly(msgspec.Struct):
-    status: schemas.ItemStatus
-
-
 @dataclass(slots=True)
 class EndedItem:
     id: str
@@ -39,20 +35,22 @@ class EndedItem:
 
 
 class History:
-    """Reads of ended items. Results and matrices are final, so a bounded cache can keep the recent ones."""
+    """Reads of ended items. Results and matrices are final, so a cache bounded in bytes (a 1,000-datapoint
+    item's matrix alone is megabytes) keeps the recent ones."""
 
-    def __init__(self, store: Store, *, cache_size: int = 64) -> None:
+    def __init__(self, store: Store, *, cache_bytes: int = 32 * 2**20) -> None:
         self.store = store
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, EndedItem] = OrderedDict()
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[str, tuple[EndedItem, int]] = OrderedDict()
+        self._cached_bytes = 0
         self._record = msgspec.json.Decoder(EndedRecord)
-        self._status = msgspec.json.Decoder(_StatusOnly)
+        self._status = msgspec.json.Decoder(schemas.ItemStatus)
 
     async def get(self, item_id: str) -> EndedItem | None:
         hit = self._cache.get(item_id)
         if hit is not None:
             self._cache.move_to_end(item_id)
-            return hit
+            return hit[0]
         rows = await self.store.aread(
             "SELECT i.id, i.flow_id, i.final, f.owner FROM items i JOIN flows f ON f.id = i.flow_id "
             "WHERE i.id = ? AND i.final IS NOT NULL",
@@ -62,9 +60,12 @@ class History:
             return None
         row = rows[0]
         ended = EndedItem(row["id"], row["flow_id"], row["owner"], self._record.decode(row["final"]))
-        self._cache[item_id] = ended
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        size = len(row["final"])
+        self._cache[item_id] = (ended, size)
+        self._cached_bytes += size
+        while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
+            _, (_, dropped) = self._cache.popitem(last=False)
+            self._cached_bytes -= dropped
         return ended
 
     async def body(self, item_id: str) -> str:
@@ -80,9 +81,9 @@ class History:
 
     async def statuses(self, flow_id: str) -> list[schemas.ItemStatus]:
         rows = await self.store.aread(
-            "SELECT final FROM items WHERE flow_id = ? AND final IS NOT NULL ORDER BY created_at", (flow_id,)
+            "SELECT ended_status FROM items WHERE flow_id = ? AND final IS NOT NULL ORDER BY created_at", (flow_id,)
         )
-        return [self._status.decode(r["final"]).status for r in rows]
+        return [self._status.decode(r["ended_status"]) for r in rows]
 
     async def accepted_by(self, task_id: str) -> str | None:
         """The annotator whose answer to `task_id` is durable, if any: how a retry is recognised once the
@@ -94,8 +95,8 @@ class History:
         return None
 
     def forget_flow(self, flow_id: str) -> None:
-        for item_id in [k for k, v in self._cache.items() if v.flow_id == flow_id]:
-            del self._cache[item_id]
+        for item_id in [k for k, (v, _) in self._cache.items() if v.flow_id == flow_id]:
+            self._cached_bytes -= self._cache.pop(item_id)[1]
 
 
 def encode_record(kind: str, status: schemas.ItemStatus, results: Any, matrix: Any) -> str:

@@ -403,8 +403,16 @@ class Items:
         await self.store.write(
             [
                 (
-                    "UPDATE items SET state=?, started_at=?, ended_at=?, reason=?, final=? WHERE id=?",
-                    (item.state, item.started_at, item.ended_at, item.reason, record, item.id),
+                    "UPDATE items SET state=?, started_at=?, ended_at=?, reason=?, final=?, ended_status=? WHERE id=?",
+                    (
+                        item.state,
+                        item.started_at,
+                        item.ended_at,
+                        item.reason,
+                        record,
+                        _json.encode(status).decode(),
+                        item.id,
+                    ),
                 ),
                 ("UPDATE flows SET ended_version = ended_version + ? WHERE id=?", (item.flow_share, item.flow.id)),
             ],

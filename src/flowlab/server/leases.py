@@ -7,7 +7,7 @@ from collections import OrderedDict
 
 from flowlab.server.model import ItemRecord, Lease
 
-RECENT_OUTCOMES = 100_000  # task ids remembered for clear refusals; accepted ones are also in the database
+RECENT_OUTCOMES = 50_000  # task ids remembered for clear refusals; accepted ones are also in the database
 COMMIT_RECHECK = 0.5  # seconds: a lease whose answer is committing is looked at again this much later
 
 
@@ -27,6 +27,11 @@ class LeaseBook:
         if lease.gold is None:
             lease.item.leases[lease.task_id] = lease
         heapq.heappush(self._heap, (lease.expires_at, lease.task_id))
+        if len(self._heap) > 2 * len(self.tasks) + 1024:
+            # Answered leases leave their entry behind until it would expire: at 30,000 votes/s and 60 s
+            # leases that is millions of entries, so rebuild from the leases still out instead.
+            self._heap = [(lease.expires_at, task_id) for task_id, lease in self.tasks.items()]
+            heapq.heapify(self._heap)
 
     def get(self, task_id: str) -> Lease | None:
         return self.tasks.get(task_id)

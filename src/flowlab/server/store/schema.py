@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS flows (
 CREATE TABLE IF NOT EXISTS items (
     id TEXT PRIMARY KEY, flow_id TEXT NOT NULL, body TEXT NOT NULL, created_at {real} NOT NULL,
     state TEXT NOT NULL, started_at {real}, ended_at {real}, reason TEXT,
-    final TEXT);
+    final TEXT, ended_status TEXT);
 CREATE INDEX IF NOT EXISTS items_flow ON items(flow_id, created_at);
 CREATE TABLE IF NOT EXISTS votes (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS media (
 ADDED_COLUMNS = [
     ("flows", "ended_version", "BIGINT NOT NULL DEFAULT 0"),
     ("items", "final", "TEXT"),
+    ("items", "ended_status", "TEXT"),  # the final record's status alone, so listings never read results
     ("annotators", "votes", "BIGINT NOT NULL DEFAULT 0"),
     ("annotators", "gold_answered", "BIGINT NOT NULL DEFAULT 0"),
     ("annotators", "gold_correct", "BIGINT NOT NULL DEFAULT 0"),
