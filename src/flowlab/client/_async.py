@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import pandas as pd
 
 from flowlab import formats, schemas
 from flowlab.client import _core as core
 from flowlab.client._flows import FlowBase, FlowItemBase, flow_options
 from flowlab.client._models import FlowItemResult, FlowItemStatus, matrix_frame, votes_frame
 from flowlab.client._transport import AsyncTransport, resolve
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class AsyncFlowItem(FlowItemBase):

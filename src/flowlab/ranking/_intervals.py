@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import linalg
-from scipy.special import expit
-from scipy.stats import norm
+from scipy.special import (
+    expit,
+    ndtri,  # the normal quantile; scipy.stats would cost a third of a second to import
+)
 
 __all__ = ["rank_ranges"]
 
@@ -13,7 +15,7 @@ __all__ = ["rank_ranges"]
 def _z_value(level: float) -> float:
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be between 0 and 1 (e.g. 0.95); got {level!r}.")
-    return float(norm.ppf(0.5 + level / 2.0))
+    return float(ndtri(0.5 + level / 2.0))
 
 
 def _laplacian(first: np.ndarray, second: np.ndarray, weight: np.ndarray, n: int) -> np.ndarray:

@@ -7,8 +7,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import expit, log_expit
-from scipy.stats import binom, norm
+from scipy.special import (  # binomial CDF and normal quantile, without importing scipy.stats
+    bdtr,
+    expit,
+    log_expit,
+    ndtri,
+)
 
 from ._bradley_terry import (
     DEFAULT_PRIOR,
@@ -263,7 +267,7 @@ def annotator_quality(
     else:
         g_agree, g_count = gold_agreement(arr, gold, n_ann)
     correct = np.round(np.nan_to_num(g_agree) * g_count)
-    gold_flag = (g_count >= min_gold_votes) & (binom.cdf(correct, g_count, gold_threshold) < alpha)
+    gold_flag = (g_count >= min_gold_votes) & (bdtr(correct, g_count, gold_threshold) < alpha)
     consensus_flag = evidence < math.log(alpha)
     return AnnotatorQuality(count, g_agree, g_count, agreement, evidence, gold_flag | consensus_flag)
 
@@ -412,7 +416,7 @@ def _observed_information_intervals(
     centre = np.eye(n) - 1.0 / n
     cov = centre @ np.linalg.pinv(info, hermitian=True) @ centre
     se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    z = float(norm.ppf(0.5 + level / 2))
+    z = float(ndtri(0.5 + level / 2))
     rank_low, rank_high = rank_ranges(theta, cov, level)
     return replace(
         fit,

@@ -24,7 +24,7 @@ from flowlab.server.leases import LeaseBook
 from flowlab.server.media import MediaCatalog, MediaStore, classify
 from flowlab.server.model import FlowRecord, Signal
 from flowlab.server.people import People
-from flowlab.server.store import Op, Store
+from flowlab.server.store import Op, Store, StoreUnavailable
 
 HOT_SECONDS = 600.0
 
@@ -87,7 +87,10 @@ class FlowService:
 
     async def delete_flow(self, who: Principal, flow_id: str) -> None:
         flow = self.flows.get(who, flow_id)
-        # Gone from memory first: a concurrent delete then gets a 404, and a concurrent create notices.
+        if self.store.degraded is not None:  # refuse now rather than forget a flow the database still holds
+            raise StoreUnavailable(f"the database cannot be written just now ({self.store.degraded})")
+        # Gone from memory first: a concurrent delete then gets a 404, and a concurrent create notices. The
+        # writer keeps the deletion through an outage that starts meanwhile, so it lands all the same.
         del self.flows.flows[flow.id]
         self.items.drop_flow(flow)
         flow.touch()
