@@ -210,8 +210,17 @@ def test_second_answer_counts_once_over_http(client: Client, flow: flowlab.Flow,
     assert item.get_response_count() == 1
     unknown = ann.post("/v1/tasks/task_nope/answer", json={"choice": "a"})
     assert unknown.status_code == 404
-    bad = ann.post(f"/v1/tasks/{task['task_id']}/answer", json={"choice": "c"})
-    assert bad.status_code == 400 and bad.json()["field"] == "choice"
+    fresh = None
+    for _ in range(20):
+        t = ann.post("/v1/tasks/next", json={}).json()
+        if t["item_id"] == item.id:
+            fresh = t
+            break
+        ann.post(f"/v1/tasks/{t['task_id']}/answer", json={"choice": "skip"})
+    assert fresh is not None
+    bad = ann.post(f"/v1/tasks/{fresh['task_id']}/answer", json={"choice": "c"})
+    assert bad.status_code == 422 and bad.json()["field"] == "choice" and bad.json()["code"] == "invalid_choice"
+    assert ann.post(f"/v1/tasks/{fresh['task_id']}/answer", json={"choice": "b"}).json()["status"] == "accepted"
     item.stop()
 
 

@@ -19,8 +19,9 @@ STATE_RANK: dict[str, int] = {
     "Failed": 3,
 }
 DatapointKind = Literal["text", "image", "audio", "video", "url"]
-Choice = Literal["a", "b", "tie", "skip"]
+Choice = Literal["a", "b", "tie", "skip"]  # a pairwise answer; a classify answer is a category's value (or skip)
 PairSelection = Literal["uniform", "active"]
+TaskKindName = Literal["pairwise", "classify"]
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
@@ -37,6 +38,13 @@ class Problem(msgspec.Struct, omit_defaults=True):
 # ---------------------------------------------------------------- flows
 
 
+class Category(msgspec.Struct, forbid_unknown_fields=True):
+    """One answer of a classify flow: what annotators see (`label`) and what results report (`value`)."""
+
+    label: str
+    value: str
+
+
 class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     name: str
     instruction: str
@@ -49,6 +57,8 @@ class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     render_markdown: bool = False
     validation_pairs: list[ValidationPair] = []
     gold_rate: float = 0.1
+    kind: TaskKindName = "pairwise"
+    categories: list[Category] = []  # classify flows: 2 to 8, unique values
 
 
 class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -82,6 +92,8 @@ class Flow(msgspec.Struct):
     updated_at: float
     item_count: int
     owner: str
+    kind: TaskKindName = "pairwise"
+    categories: list[Category] = []
 
 
 # ---------------------------------------------------------------- datapoints and items
@@ -98,6 +110,7 @@ class DatapointIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     kind: DatapointKind | None = None
     name: str | None = None
     private_metadata: dict[str, Any] | None = None
+    context: str | None = None  # classify flows: shown with this datapoint only
 
 
 class ValidationPair(msgspec.Struct, omit_defaults=True):
@@ -120,6 +133,7 @@ class Datapoint(msgspec.Struct, omit_defaults=True):
     media_type: str | None = None
     name: str | None = None
     private_metadata: dict[str, Any] | None = None
+    context: str | None = None
 
 
 class ContextAsset(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -190,6 +204,36 @@ class ItemResults(msgspec.Struct):
     partial: bool
     datapoints: list[DatapointResult]
     version: int
+
+
+class ClassifyDatapointResult(msgspec.Struct):
+    key: str
+    index: int
+    majority_value: str | None  # None while no answer, or on a tie for the most answers
+    distribution: dict[str, int]  # every category's value, zero-filled
+    response_count: int
+    # Beyond a plain majority: annotators weighed by their estimated reliability (one-coin Dawid–Skene).
+    weighted_value: str | None
+    confidence: float | None  # the posterior probability of weighted_value
+
+
+class ClassifyResults(msgspec.Struct):
+    item_id: str
+    state: ItemStateName
+    total_responses: int
+    partial: bool
+    datapoints: list[ClassifyDatapointResult]
+    version: int
+
+
+class Label(msgspec.Struct):
+    """One stored classify answer."""
+
+    task_id: str
+    annotator_id: str
+    datapoint: int
+    value: str
+    created_at: float
 
 
 class WinLossMatrix(msgspec.Struct):
@@ -313,6 +357,7 @@ class DatapointView(msgspec.Struct, omit_defaults=True):
     text: str | None = None
     url: str | None = None
     media_type: str | None = None
+    context: str | None = None
 
 
 class Task(msgspec.Struct):
@@ -323,12 +368,14 @@ class Task(msgspec.Struct):
     context: str | None
     context_assets: list[ContextAsset]
     a: DatapointView
-    b: DatapointView
+    b: DatapointView | None  # None for classify tasks
     allow_ties: bool
     render_markdown: bool
     lease_expires_at: float
     lease_seconds: float
     server_time: float
+    kind: TaskKindName = "pairwise"
+    categories: list[Category] | None = None  # classify tasks: the buttons, in order
 
 
 class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -346,13 +393,14 @@ class TaskBatch(msgspec.Struct):
 
 
 class Answer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    choice: Choice
+    # Pairwise tasks: "a", "b", "tie"; classify tasks: one of the task's category values; any task: "skip".
+    choice: str
     fetch_next: bool = False  # answer and lease the next task in one round trip
 
 
 class AnswerIn(msgspec.Struct, forbid_unknown_fields=True):
     task_id: str
-    choice: Choice
+    choice: str  # as in Answer
 
 
 class AnswerBatch(msgspec.Struct, forbid_unknown_fields=True):

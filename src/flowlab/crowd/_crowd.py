@@ -15,7 +15,13 @@ import msgspec
 
 from flowlab import schemas
 from flowlab.client._transport import resolve
-from flowlab.crowd._oracle import content_utility, datapoint_content, prefer_probability, true_score
+from flowlab.crowd._oracle import (
+    content_utility,
+    datapoint_content,
+    prefer_probability,
+    true_category,
+    true_score,
+)
 
 
 @dataclass
@@ -101,6 +107,7 @@ class SimulatedCrowd:
         ]
         self.stats = CrowdStats()
         self._scores: dict[str, list[float] | None] = {}
+        self._details: dict[str, list[schemas.Datapoint] | None] = {}
         self._gold: dict[str, dict[tuple[str, str], str]] = {}
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -275,6 +282,9 @@ class SimulatedCrowd:
     async def _choose(
         self, http: httpx.AsyncClient, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
     ) -> str:
+        if task.kind == "classify":
+            return await self._classify(http, p, task, rng)
+        assert task.b is not None
         if p.spammer or rng.random() > p.accuracy:
             return rng.choice(("a", "b", "tie") if task.allow_ties else ("a", "b"))
         gold = await self._gold_answer(http, task)
@@ -286,6 +296,34 @@ class SimulatedCrowd:
         else:  # another researcher's item: this key cannot read its metadata, so judge by content
             sa, sb = content_utility(_view_content(task.a)), content_utility(_view_content(task.b))
         return "a" if rng.random() < prefer_probability(sa, sb) else "b"
+
+    async def _classify(
+        self, http: httpx.AsyncClient, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
+    ) -> str:
+        """The true category with the annotator's accuracy, else one of the others at random (so a crowd at
+        80 % accuracy answers right 80 % of the time); spammers pick any category."""
+        values = [c.value for c in task.categories or []]
+        if p.spammer:
+            return rng.choice(values)
+        details = await self._item_detail(http, task.item_id)
+        if details is not None and 0 <= task.a.ref < len(details):
+            d = details[task.a.ref]
+            truth = true_category(d.private_metadata, datapoint_content(d), values)
+        else:  # another researcher's item: judge by content
+            truth = true_category(None, _view_content(task.a), values)
+        if rng.random() < p.accuracy:
+            return truth
+        return rng.choice([v for v in values if v != truth] or values)
+
+    async def _item_detail(self, http: httpx.AsyncClient, item_id: str) -> list[schemas.Datapoint] | None:
+        if item_id not in self._details:
+            r = await http.get(f"/v1/items/{item_id}/detail", headers={"Authorization": f"Bearer {self.api_key}"})
+            if r.status_code == 404:
+                self._details[item_id] = None
+            else:
+                r.raise_for_status()
+                self._details[item_id] = msgspec.json.decode(r.content, type=schemas.ItemDetail).datapoints
+        return self._details[item_id]
 
     async def _item_scores(self, http: httpx.AsyncClient, item_id: str) -> list[float] | None:
         if item_id in self._scores:
@@ -316,7 +354,7 @@ class SimulatedCrowd:
                 known[(a, b)] = pair.answer
                 known[(b, a)] = {"a": "b", "b": "a"}.get(pair.answer, pair.answer)
             self._gold[task.flow_id] = known
-        if not known:
+        if not known or task.b is None:
             return None
         return known.get((_view_content(task.a), _view_content(task.b)))
 

@@ -35,6 +35,16 @@ def true_score(private_metadata: dict[str, Any] | None, content: str) -> float:
     return content_utility(content)
 
 
+def true_category(private_metadata: dict[str, Any] | None, content: str, values: list[str]) -> str:
+    """`true_category` from private metadata when it names one of `values`, else a stable pick by content."""
+    if private_metadata:
+        value = private_metadata.get("true_category")
+        if isinstance(value, str | int) and str(value) in values:
+            return str(value)
+    h = int.from_bytes(hashlib.sha256(content.encode()).digest()[:8], "big")
+    return values[h % len(values)]
+
+
 def datapoint_content(d: schemas.Datapoint | schemas.DatapointView | schemas.DatapointIn) -> str:
     return getattr(d, "text", None) or getattr(d, "url", None) or getattr(d, "media", None) or ""
 

@@ -10,6 +10,7 @@ from ._bradley_terry import DEFAULT_PRIOR, BradleyTerryResult, elo_from_scores, 
 from ._counts import PairCounts, WinLossCounter, comparisons_from_keys, pair_counts, win_matrix
 from ._elo import ARENA_ELO, EloResult, elo_ratings
 from ._intervals import rank_ranges
+from ._labels import LabelConsensus, dawid_skene
 from ._live import LiveBradleyTerry
 from ._quality import (
     AnnotatorQuality,
@@ -29,6 +30,7 @@ __all__ = [
     "BradleyTerryResult",
     "CrowdBradleyTerryResult",
     "EloResult",
+    "LabelConsensus",
     "LiveBradleyTerry",
     "PairAgreement",
     "PairCounts",
@@ -37,6 +39,7 @@ __all__ = [
     "annotator_quality",
     "comparisons_from_keys",
     "consensus_agreement",
+    "dawid_skene",
     "elo_from_scores",
     "elo_ratings",
     "fit_bradley_terry",

@@ -76,11 +76,22 @@ class Answers:
         now = self.clock.now()
         if self.leases.expire(now):
             self.work.fire()
-        best = scheduler.choose_item(self.items.active.values(), now, self.people.scope(who))
+        scope = self.people.scope(who)
+        best = scheduler.choose_item(self.items.active.values(), now, scope)
         if best is None:
             return None
+        question, gold = best.kind.ask(best, self.rng, who.id)
+        if question is None and gold is None:
+            # The first choice has nothing for this annotator (they labelled all it still needs): the others.
+            for other in scheduler.ranked_items(self.items.active.values(), now, scope):
+                if other is not best:
+                    question, gold = other.kind.ask(other, self.rng, who.id)
+                    if question is not None or gold is not None:
+                        best = other
+                        break
+            else:
+                return None
         self.people.seen(who.id, now)
-        question, gold = best.kind.ask(best, self.rng)
         lease = Lease(new_id("task"), best, question, who.id, min(now + best.config.lease_seconds, best.deadline), gold)
         self.leases.add(lease)
         if best.state == "Pending":

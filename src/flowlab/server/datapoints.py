@@ -106,6 +106,7 @@ def build_datapoints(given: list[schemas.DatapointIn], media_index: MediaIndex) 
                 media_type=media_type,
                 name=d.name,
                 private_metadata=d.private_metadata,
+                context=d.context,
             )
         )
     return out
@@ -123,7 +124,9 @@ def datapoint_view(d: Any) -> schemas.DatapointView:
     if isinstance(d, schemas.DatapointView):
         return d
     url = d.url if d.media is None else f"/media/{d.media}"
-    return schemas.DatapointView(ref=d.index, kind=d.kind, text=d.text, url=url, media_type=d.media_type)
+    return schemas.DatapointView(
+        ref=d.index, kind=d.kind, text=d.text, url=url, media_type=d.media_type, context=getattr(d, "context", None)
+    )
 
 
 def gold_view(d: schemas.DatapointIn, ref: int) -> schemas.DatapointView:

@@ -64,6 +64,8 @@ class Flows:
             updated_at=flow.updated_at,
             item_count=flow.item_count,
             owner=flow.owner,
+            kind=c.kind,  # type: ignore[arg-type]
+            categories=c.categories,
         )
 
     def get(self, who: Principal, flow_id: str) -> FlowRecord:
@@ -94,6 +96,8 @@ class Flows:
             render_markdown=req.render_markdown,
             gold_rate=req.gold_rate,
             validation_pairs=req.validation_pairs,
+            kind=req.kind,
+            categories=req.categories,
         )
         await self.check_config(cfg)
         now = self.clock.now()
@@ -140,7 +144,7 @@ class Flows:
         return self.view(flow)
 
     async def check_config(self, cfg: FlowConfig) -> None:
-        kind_of(cfg.kind)
+        kind_of(cfg.kind).check_config(cfg)
         known = await self.media.resolve(
             d.media for pair in cfg.validation_pairs for d in (pair.a, pair.b) if d.media is not None
         )

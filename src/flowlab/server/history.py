@@ -11,6 +11,8 @@ import msgspec
 from flowlab import schemas
 from flowlab.server.store import Row, Store
 
+ANSWER_TABLES = ("votes", "labels")
+
 
 class EndedRecord(msgspec.Struct):
     """What an item leaves behind when it ends, in `items.final`: everything later reads need, so none of
@@ -72,12 +74,11 @@ class History:
         rows = await self.store.aread("SELECT body FROM items WHERE id = ?", (item_id,))
         return str(rows[0]["body"])
 
-    async def votes(self, item_id: str) -> list[Row]:
-        """Every durable vote of an item (live or ended), in commit order: the database is their only home."""
-        return await self.store.aread(
-            "SELECT task_id, annotator_id, winner, loser, tie, created_at FROM votes WHERE item_id = ? ORDER BY seq",
-            (item_id,),
-        )
+    async def answers(self, item_id: str, table: str) -> list[Row]:
+        """Every durable answer of an item (live or ended) from its kind's table, in commit order: the
+        database is their only home."""
+        assert table in ANSWER_TABLES, table
+        return await self.store.aread(f"SELECT * FROM {table} WHERE item_id = ? ORDER BY seq", (item_id,))
 
     async def statuses(self, flow_id: str) -> list[schemas.ItemStatus]:
         rows = await self.store.aread(
@@ -88,7 +89,7 @@ class History:
     async def accepted_by(self, task_id: str) -> str | None:
         """The annotator whose answer to `task_id` is durable, if any: how a retry is recognised once the
         task has left the memory of recent outcomes."""
-        for table in ("votes", "gold_answers"):
+        for table in (*ANSWER_TABLES, "gold_answers"):
             rows = await self.store.aread(f"SELECT annotator_id FROM {table} WHERE task_id = ?", (task_id,))
             if rows:
                 return str(rows[0]["annotator_id"])

@@ -32,6 +32,7 @@ MAX_DATAPOINTS = 1000  # the win-loss matrix is dense, n x n
 MAX_TTL = 7 * 24 * 3600.0
 RETAIN_ENDED = 30.0  # seconds an ended item stays in memory after its record is durable, for the last readers
 INLINE_FINAL_MAX = 200  # datapoints; above this, the final fit runs on a worker thread
+RESULT_TYPES: dict[str, type] = {"pairwise": schemas.ItemResults, "classify": schemas.ClassifyResults}
 
 _json = msgspec.json.Encoder()
 
@@ -144,8 +145,13 @@ class Items:
 
     async def create(self, who: Principal, flow: FlowRecord, req: schemas.ItemCreate) -> schemas.ItemStatus:
         n = len(req.datapoints)
-        if n < 2:
-            raise Invalid(f"A flow batch needs at least 2 datapoints to compare; got {n}.", field="datapoints")
+        least = kind_of(flow.config.kind).min_datapoints
+        if n < least:
+            what = "to compare" if least > 1 else ""
+            raise Invalid(
+                f"A flow batch needs at least {least} datapoints {what}; got {n}.".replace("  ", " "),
+                field="datapoints",
+            )
         if n > MAX_DATAPOINTS:
             raise Invalid(
                 f"A flow batch holds at most {MAX_DATAPOINTS} datapoints; got {n}. Split it into several batches.",
@@ -273,11 +279,12 @@ class Items:
             private_metadata=body.private_metadata,
         )
 
-    async def results_of(self, who: Principal, item_id: str) -> schemas.ItemResults:
+    async def results_of(self, who: Principal, item_id: str) -> schemas.ItemResults | schemas.ClassifyResults:
         found = await self.find(who, item_id)
         if isinstance(found, ItemRecord):
             return await found.kind.results(found)
-        return msgspec.json.decode(found.record.results, type=schemas.ItemResults)
+        kind = RESULT_TYPES.get(found.record.kind, schemas.ItemResults)
+        return msgspec.json.decode(found.record.results, type=kind)  # type: ignore[no-any-return]
 
     async def matrix_of(self, who: Principal, item_id: str) -> schemas.WinLossMatrix:
         found = await self.find(who, item_id)
@@ -292,11 +299,15 @@ class Items:
             return None
         return msgspec.json.decode(ended.record.matrix, type=schemas.WinLossMatrix).counts
 
-    async def votes_of(self, who: Principal, item_id: str) -> list[schemas.Vote]:
+    async def answers_of(self, who: Principal, item_id: str, kind_name: str) -> list[Any]:
+        """Every stored answer of an item of kind `kind_name`: votes of pairwise items, labels of classify
+        ones. Counted answers are durable ones, so the database has every one the item counts."""
         found = await self.find(who, item_id)
         kind = found.kind if isinstance(found, ItemRecord) else kind_of(found.record.kind)
-        # Counted votes are durable ones, so the database has every vote the item counts, live or ended.
-        return kind.votes(await self.history.votes(found.id))
+        if kind.name != kind_name:
+            other = "votes" if kind.name == "pairwise" else "labels"
+            raise NotFound(f"Item {item_id!r} is a {kind.name} item; read its answers at /v1/items/{item_id}/{other}.")
+        return kind.votes(await self.history.answers(found.id, kind.answers_table))
 
     async def statuses(self, flow: FlowRecord) -> list[schemas.ItemStatus]:
         statuses = {s.id: s for s in await self.history.statuses(flow.id)}

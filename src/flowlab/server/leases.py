@@ -50,7 +50,8 @@ class LeaseBook:
     def close(self, lease: Lease, outcome: str) -> None:
         """The lease is over (answered, or given up): forget it, remember how it ended."""
         self.tasks.pop(lease.task_id, None)
-        lease.item.leases.pop(lease.task_id, None)
+        if lease.item.leases.pop(lease.task_id, None) is not None:
+            lease.item.kind.closed(lease)
         self.remember(lease.task_id, outcome, lease.annotator_id)
 
     def release(self, lease: Lease, outcome: str, *, requeue: bool, defer: bool = False) -> None:

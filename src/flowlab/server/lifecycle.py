@@ -33,10 +33,11 @@ def next_state(item: ItemRecord, now: float) -> str | None:
     """The state the item should be in at `now`, or None if it stays where it is."""
     if is_terminal(item.state):
         return None
-    if item.response_count >= item.config.max_response_threshold:
+    # What "enough" means is the task kind's: votes per item for pairs, answers per datapoint for labels.
+    if item.kind.full(item):
         return "Completed"
     if now >= item.deadline:
-        return "Completed" if item.response_count >= item.config.min_response_threshold else "Incomplete"
+        return "Completed" if item.kind.enough(item) else "Incomplete"
     if now >= stopping_at(item) and item.state in ("Pending", "Running"):
         return "Stopping"
     return None
@@ -44,11 +45,7 @@ def next_state(item: ItemRecord, now: float) -> str | None:
 
 def can_serve(item: ItemRecord, now: float) -> bool:
     """True when a new task may be leased from the item: it is live, not draining, and below its maximum."""
-    return (
-        item.state in ("Pending", "Running")
-        and now < stopping_at(item)
-        and item.response_count + item.leases_out < item.config.max_response_threshold
-    )
+    return item.state in ("Pending", "Running") and now < stopping_at(item) and item.kind.room(item)
 
 
 def next_wakeup(item: ItemRecord) -> float | None:
@@ -62,6 +59,5 @@ def next_wakeup(item: ItemRecord) -> float | None:
 
 def serve_priority(item: ItemRecord) -> tuple[int, float, int]:
     """Smaller is served first: items below their minimum, then the nearest deadline, then the largest gap."""
-    committed = item.response_count + item.leases_out
-    gap = item.config.min_response_threshold - committed
+    gap = item.kind.shortfall(item)
     return (0 if gap > 0 else 1, item.deadline, -gap)

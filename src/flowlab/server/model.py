@@ -31,6 +31,7 @@ class FlowConfig(msgspec.Struct):
     validation_pairs: list[schemas.ValidationPair] = []
     config_version: int = 1
     kind: str = "pairwise"  # the task kind: what annotators are asked and how answers aggregate
+    categories: list[schemas.Category] = []  # classify flows
 
 
 class Signal:

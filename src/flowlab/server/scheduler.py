@@ -19,3 +19,9 @@ def choose_item(items: Iterable[ItemRecord], now: float, owner: str | None) -> I
             if best_key is None or key < best_key:
                 best, best_key = item, key
     return best
+
+
+def ranked_items(items: Iterable[ItemRecord], now: float, owner: str | None) -> list[ItemRecord]:
+    """Every item that can take another lease, in the order `choose_item` would pick them."""
+    ok = [i for i in items if (owner is None or i.flow.owner == owner) and lifecycle.can_serve(i, now)]
+    return sorted(ok, key=lifecycle.serve_priority)

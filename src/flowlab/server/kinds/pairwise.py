@@ -16,7 +16,7 @@ from flowlab.server.datapoints import datapoint_view, gold_view
 from flowlab.server.kinds import Refusal
 
 if TYPE_CHECKING:
-    from flowlab.server.model import ItemRecord, Lease
+    from flowlab.server.model import FlowConfig, ItemRecord, Lease
     from flowlab.server.store import Op, Row
 
 ACTIVE_BATCH = 16  # pairs chosen per fit in active mode
@@ -106,6 +106,14 @@ class PairTally:
 
 class Pairwise:
     name = "pairwise"
+    min_datapoints = 2
+    answers_table = "votes"
+
+    def check_config(self, cfg: FlowConfig) -> None:
+        from flowlab.server.errors import Invalid
+
+        if cfg.categories:
+            raise Invalid("categories belong to classify flows; a ranking flow compares pairs.", field="categories")
 
     def new_tally(self, item: ItemRecord, seed: float) -> PairTally:
         return PairTally(len(item.datapoints), random.Random(seed))
@@ -116,9 +124,26 @@ class Pairwise:
             tally.add(v["winner"], v["loser"], bool(v["tie"]))
         item.response_count += len(rows)
 
+    # ------------------------------------------------------------ thresholds: votes per item
+
+    def full(self, item: ItemRecord) -> bool:
+        return item.response_count >= item.config.max_response_threshold
+
+    def enough(self, item: ItemRecord) -> bool:
+        return item.response_count >= item.config.min_response_threshold
+
+    def room(self, item: ItemRecord) -> bool:
+        # Leases out count against the maximum, so an item is never over-served.
+        return item.response_count + item.leases_out < item.config.max_response_threshold
+
+    def shortfall(self, item: ItemRecord) -> int:
+        return item.config.min_response_threshold - item.response_count - item.leases_out
+
     # ------------------------------------------------------------ asking
 
-    def ask(self, item: ItemRecord, rng: random.Random) -> tuple[Pair | None, schemas.ValidationPair | None]:
+    def ask(
+        self, item: ItemRecord, rng: random.Random, annotator_id: str
+    ) -> tuple[Pair | None, schemas.ValidationPair | None]:
         flow_cfg = item.flow.config
         if flow_cfg.validation_pairs and rng.random() < flow_cfg.gold_rate:
             return None, _pick_gold(flow_cfg.validation_pairs, rng)
@@ -149,6 +174,9 @@ class Pairwise:
             )
             tally.active_queue.extend((int(a), int(b)) for a, b in pairs)
         return tally.active_queue.popleft()
+
+    def closed(self, lease: Lease) -> None:
+        pass
 
     def task_view(self, lease: Lease, rng: random.Random, now: float) -> schemas.Task:
         item = lease.item
@@ -182,6 +210,8 @@ class Pairwise:
     def check(self, lease: Lease, answer: schemas.Answer) -> Any:
         """A gold answer's correctness (0/1), or the vote (winner, loser, tie)."""
         choice = answer.choice
+        if choice not in ("a", "b", "tie"):
+            raise Refusal("invalid_choice", f"{choice!r} is not an answer to a pair; answer 'a', 'b', 'tie' or 'skip'.")
         if choice == "tie" and not lease.item.config.allow_ties:
             raise Refusal("tie_not_allowed", "This flow does not allow ties; answer 'a' or 'b' (or 'skip').")
         if lease.gold is not None:

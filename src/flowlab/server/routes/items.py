@@ -24,7 +24,7 @@ async def item_detail(request: Request, item_id: str) -> schemas.ItemDetail:
 
 
 @get("/v1/items/{item_id:str}/results")
-async def item_results(request: Request, item_id: str) -> schemas.ItemResults:
+async def item_results(request: Request, item_id: str) -> schemas.ItemResults | schemas.ClassifyResults:
     service, who = researcher(request)
     return await service.items.results_of(who, item_id)
 
@@ -38,7 +38,13 @@ async def item_matrix(request: Request, item_id: str) -> schemas.WinLossMatrix:
 @get("/v1/items/{item_id:str}/votes")
 async def item_votes(request: Request, item_id: str) -> list[schemas.Vote]:
     service, who = researcher(request)
-    return await service.items.votes_of(who, item_id)
+    return await service.items.answers_of(who, item_id, "pairwise")
+
+
+@get("/v1/items/{item_id:str}/labels")
+async def item_labels(request: Request, item_id: str) -> list[schemas.Label]:
+    service, who = researcher(request)
+    return await service.items.answers_of(who, item_id, "classify")
 
 
 @post("/v1/items/{item_id:str}/stop", status_code=200)
@@ -61,4 +67,14 @@ async def item_events(request: Request, item_id: str) -> ServerSentEvent:
     return ServerSentEvent(events.item_stream(service, item, last), headers=SSE_HEADERS)
 
 
-handlers = [item_status, item_detail, item_results, item_matrix, item_votes, stop_item, wait_item, item_events]
+handlers = [
+    item_status,
+    item_detail,
+    item_results,
+    item_matrix,
+    item_votes,
+    item_labels,
+    stop_item,
+    wait_item,
+    item_events,
+]

@@ -23,7 +23,7 @@ class Snapshot:
     flows: list[Row] = field(default_factory=list)
     item_counts: dict[str, int] = field(default_factory=dict)  # flow id -> items ever created
     items: list[Row] = field(default_factory=list)  # live items, and ended ones whose final results are unwritten
-    votes: list[Row] = field(default_factory=list)  # of those items only, in commit order
+    votes: list[Row] = field(default_factory=list)  # answers of those items only (any kind), in commit order
 
 
 class StoreUnavailable(RuntimeError):

@@ -30,6 +30,10 @@ CREATE TABLE IF NOT EXISTS votes (
     annotator_id TEXT NOT NULL, winner INTEGER NOT NULL, loser INTEGER NOT NULL, tie INTEGER NOT NULL,
     created_at {real} NOT NULL);
 CREATE INDEX IF NOT EXISTS votes_item ON votes(item_id);
+CREATE TABLE IF NOT EXISTS labels (
+    seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
+    annotator_id TEXT NOT NULL, datapoint INTEGER NOT NULL, value TEXT NOT NULL, created_at {real} NOT NULL);
+CREATE INDEX IF NOT EXISTS labels_item ON labels(item_id);
 CREATE TABLE IF NOT EXISTS gold_answers (
     task_id TEXT PRIMARY KEY, annotator_id TEXT NOT NULL, flow_id TEXT NOT NULL,
     correct INTEGER NOT NULL, created_at {real} NOT NULL);
@@ -71,10 +75,12 @@ LOAD_QUERIES = {
     "items": "SELECT * FROM items WHERE final IS NULL ORDER BY created_at",
 }
 ITEM_COUNTS = "SELECT flow_id, count(*) AS n FROM items GROUP BY flow_id"
-VOTES_OF = (
-    "SELECT item_id, task_id, annotator_id, winner, loser, tie, created_at FROM votes "
-    "WHERE item_id IN ({marks}) ORDER BY seq"
-)
+ANSWERS_OF = {  # the answers of live items, by the table each task kind stores them in
+    "votes": "SELECT item_id, task_id, annotator_id, winner, loser, tie, created_at FROM votes "
+    "WHERE item_id IN ({marks}) ORDER BY seq",
+    "labels": "SELECT item_id, task_id, annotator_id, datapoint, value, created_at FROM labels "
+    "WHERE item_id IN ({marks}) ORDER BY seq",
+}
 
 
 def tables(real: str, serial: str) -> str:
@@ -105,8 +111,9 @@ def load(query: Callable[[str, Sequence[Any]], list[Row]]) -> Snapshot:
     snap.item_counts = {r["flow_id"]: int(r["n"]) for r in query(ITEM_COUNTS, ())}
     ids = [r["id"] for r in snap.items]
     for chunk in _chunks(ids, 500):
-        # An item's votes all come in one chunk, in commit order: that is the order its vote log needs.
-        snap.votes += query(VOTES_OF.format(marks=",".join("?" * len(chunk))), chunk)
+        # An item's answers all come in one chunk, in commit order: that is the order its log needs.
+        for sql in ANSWERS_OF.values():
+            snap.votes += query(sql.format(marks=",".join("?" * len(chunk))), chunk)
     return snap
 
 

@@ -1,0 +1,263 @@
+"""Classification, the second task kind: an annotator sees one datapoint and picks one of the flow's
+categories; answers aggregate per datapoint into a majority, a distribution and a reliability-weighted
+consensus. Thresholds count answers per datapoint."""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from flowlab import ranking, schemas
+from flowlab.server.datapoints import datapoint_view
+from flowlab.server.kinds import Refusal
+
+if TYPE_CHECKING:
+    from flowlab.server.model import FlowConfig, ItemRecord, Lease
+    from flowlab.server.store import Op, Row
+
+MIN_CATEGORIES, MAX_CATEGORIES = 2, 8
+
+
+class LabelLog:
+    """Every counted answer of a live item as rows of (datapoint, category, annotator) in one int32 array;
+    the reliability-weighted consensus needs to know who said what."""
+
+    __slots__ = ("_rows", "n")
+
+    def __init__(self, capacity: int = 64) -> None:
+        self._rows = np.empty((capacity, 3), dtype=np.int32)
+        self.n = 0
+
+    def append(self, datapoint: int, category: int, annotator: int) -> None:
+        if self.n == len(self._rows):
+            grown = np.empty((2 * len(self._rows), 3), dtype=np.int32)
+            grown[: self.n] = self._rows
+            self._rows = grown
+        self._rows[self.n] = (datapoint, category, annotator)
+        self.n += 1
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self._rows[: self.n]
+
+
+class LabelTally:
+    """A classify item's live aggregate: answers per datapoint and category, leases out per datapoint, who
+    answered what (so nobody labels a datapoint twice), and the answer log."""
+
+    __slots__ = ("annotators", "counts", "leased", "log", "rng", "seen", "values")
+
+    def __init__(self, n: int, values: list[str], rng: random.Random) -> None:
+        self.values = values
+        self.counts = np.zeros((n, len(values)), dtype=np.int64)
+        self.leased = np.zeros(n, dtype=np.int64)
+        self.log = LabelLog()
+        self.annotators: dict[str, int] = {}
+        self.seen: dict[str, set[int]] = {}
+        self.rng = rng
+
+    @property
+    def answered(self) -> np.ndarray:
+        return self.counts.sum(axis=1)  # type: ignore[no-any-return]
+
+    def add(self, datapoint: int, category: int, annotator_id: str) -> None:
+        self.counts[datapoint, category] += 1
+        j = self.annotators.setdefault(annotator_id, len(self.annotators))
+        self.log.append(datapoint, category, j)
+        self.seen.setdefault(annotator_id, set()).add(datapoint)
+
+
+class Classify:
+    name = "classify"
+    min_datapoints = 1
+    answers_table = "labels"
+
+    def check_config(self, cfg: FlowConfig) -> None:
+        from flowlab.server.errors import Invalid
+
+        cats = cfg.categories
+        if not MIN_CATEGORIES <= len(cats) <= MAX_CATEGORIES:
+            raise Invalid(
+                f"A classify flow needs {MIN_CATEGORIES} to {MAX_CATEGORIES} categories; got {len(cats)}.",
+                field="categories",
+            )
+        values = [c.value for c in cats]
+        if len(set(values)) != len(values):
+            raise Invalid("Category values must be unique; two categories share a value.", field="categories")
+        if any(not c.label.strip() or not c.value.strip() for c in cats):
+            raise Invalid("Every category needs a non-empty label and value.", field="categories")
+        if cfg.min_response_threshold < 1:
+            raise Invalid("min_responses_per_datapoint must be at least 1.", field="min_response_threshold")
+
+    def new_tally(self, item: ItemRecord, seed: float) -> LabelTally:
+        return LabelTally(len(item.datapoints), [c.value for c in item.config.categories], random.Random(seed))
+
+    def replay(self, item: ItemRecord, rows: list[Row]) -> None:
+        tally: LabelTally = item.tally
+        index = {v: i for i, v in enumerate(tally.values)}
+        for r in rows:
+            tally.add(r["datapoint"], index[r["value"]], r["annotator_id"])
+        item.response_count += len(rows)
+
+    # ------------------------------------------------------------ thresholds: answers per datapoint
+
+    def full(self, item: ItemRecord) -> bool:
+        return bool((item.tally.answered >= item.config.max_response_threshold).all())
+
+    def enough(self, item: ItemRecord) -> bool:
+        # As hosted: the minimum is an average per datapoint, so a few hard datapoints do not sink an item.
+        return int(item.response_count) >= item.config.min_response_threshold * len(item.datapoints)
+
+    def room(self, item: ItemRecord) -> bool:
+        tally: LabelTally = item.tally
+        return bool((tally.answered + tally.leased < item.config.max_response_threshold).any())
+
+    def shortfall(self, item: ItemRecord) -> int:
+        tally: LabelTally = item.tally
+        wanted = item.config.min_response_threshold * len(item.datapoints)
+        return max(0, wanted - item.response_count - int(tally.leased.sum()))
+
+    # ------------------------------------------------------------ asking
+
+    def ask(self, item: ItemRecord, rng: random.Random, annotator_id: str) -> tuple[int | None, None]:
+        """The least-answered datapoint (counting leases out) this annotator has not labelled yet."""
+        tally: LabelTally = item.tally
+        load = (tally.answered + tally.leased).astype(float)
+        load[load >= item.config.max_response_threshold] = np.inf
+        for d in tally.seen.get(annotator_id, ()):
+            load[d] = np.inf
+        for lease in item.leases.values():
+            if lease.annotator_id == annotator_id:
+                load[lease.question] = np.inf
+        low = load.min()
+        if not np.isfinite(low):
+            return None, None
+        candidates = np.flatnonzero(load == low)
+        d = int(candidates[rng.randrange(len(candidates))])
+        tally.leased[d] += 1
+        return d, None
+
+    def closed(self, lease: Lease) -> None:
+        lease.item.tally.leased[lease.question] -= 1
+
+    def task_view(self, lease: Lease, rng: random.Random, now: float) -> schemas.Task:
+        item = lease.item
+        cfg = item.config
+        dp = item.datapoints[lease.question]
+        return schemas.Task(
+            task_id=lease.task_id,
+            item_id=item.id,
+            flow_id=item.flow.id,
+            instruction=cfg.instruction,
+            context=dp.context if dp.context is not None else item.context,
+            context_assets=item.context_assets,
+            a=datapoint_view(dp),
+            b=None,
+            allow_ties=False,
+            render_markdown=cfg.render_markdown,
+            lease_expires_at=lease.expires_at,
+            lease_seconds=cfg.lease_seconds,
+            server_time=now,
+            kind="classify",
+            categories=cfg.categories,
+        )
+
+    # ------------------------------------------------------------ answering
+
+    def check(self, lease: Lease, answer: schemas.Answer) -> int:
+        values: list[str] = lease.item.tally.values
+        try:
+            return values.index(answer.choice)
+        except ValueError:
+            raise Refusal(
+                "unknown_category",
+                f"{answer.choice!r} is not a category of this flow; answer one of {values} (or 'skip').",
+            ) from None
+
+    def answer_ops(self, lease: Lease, checked: int, annotator_id: str, now: float) -> list[Op]:
+        value = lease.item.tally.values[checked]
+        return [
+            (
+                "INSERT OR IGNORE INTO labels (task_id, item_id, annotator_id, datapoint, value, created_at) "
+                "VALUES (?,?,?,?,?,?)",
+                (lease.task_id, lease.item.id, annotator_id, lease.question, value, now),
+            )
+        ]
+
+    def count(self, lease: Lease, checked: int) -> None:
+        lease.item.tally.add(lease.question, checked, lease.annotator_id)
+        lease.item.response_count += 1
+
+    def release(self, lease: Lease, *, defer: bool) -> None:
+        pass  # a released datapoint is simply less answered again, so it is asked next
+
+    # ------------------------------------------------------------ aggregates
+
+    def matrix(self, item: ItemRecord) -> schemas.WinLossMatrix:
+        from flowlab.server.errors import NotFound
+
+        raise NotFound(f"Item {item.id!r} is a classify item; it has no win-loss matrix. Read its results.")
+
+    def delta(self, item: ItemRecord, start: int, stop: int) -> list[tuple[int, int, int]]:
+        rows = item.tally.log.rows[start:stop]
+        return [(int(d), int(c), 0) for d, c, _ in rows]
+
+    def snapshot(self, item: ItemRecord) -> list[list[float]]:
+        return item.tally.counts.astype(float).tolist()  # type: ignore[no-any-return]
+
+    async def results(self, item: ItemRecord) -> schemas.ClassifyResults:
+        return self._results(item)
+
+    def final(self, item: ItemRecord) -> tuple[schemas.ClassifyResults, None]:
+        return self._results(item), None
+
+    def _results(self, item: ItemRecord) -> schemas.ClassifyResults:
+        tally: LabelTally = item.tally
+        counts = tally.counts
+        n, k = counts.shape
+        rows = tally.log.rows
+        consensus = ranking.dawid_skene(
+            rows[:, 0], rows[:, 2], rows[:, 1], n, k, n_annotators=max(1, len(tally.annotators))
+        )
+        out = []
+        for i, dp in enumerate(item.datapoints):
+            answered = int(counts[i].sum())
+            top = counts[i].max()
+            leaders = np.flatnonzero(counts[i] == top)
+            best = int(consensus.posterior[i].argmax())
+            out.append(
+                schemas.ClassifyDatapointResult(
+                    key=dp.key,
+                    index=i,
+                    majority_value=tally.values[int(leaders[0])] if answered and len(leaders) == 1 else None,
+                    distribution={v: int(c) for v, c in zip(tally.values, counts[i], strict=True)},
+                    response_count=answered,
+                    weighted_value=tally.values[best] if answered else None,
+                    confidence=float(consensus.posterior[i, best]) if answered else None,
+                )
+            )
+        return schemas.ClassifyResults(
+            item_id=item.id,
+            state=item.state,  # type: ignore[arg-type]
+            total_responses=item.response_count,
+            partial=item.state not in schemas.TERMINAL_STATES,
+            datapoints=out,
+            version=item.version,
+        )
+
+    def votes(self, rows: list[Row]) -> list[Any]:
+        return [
+            schemas.Label(
+                task_id=r["task_id"],
+                annotator_id=r["annotator_id"],
+                datapoint=r["datapoint"],
+                value=r["value"],
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ]
+
+
+CLASSIFY = Classify()
