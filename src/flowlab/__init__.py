@@ -2,7 +2,18 @@
 
 __version__ = "0.1.0"
 
-from flowlab.client import AsyncClient, AsyncFlow, AsyncFlowItem, Client, Flow, FlowItem
+from flowlab.client import (
+    AsyncClassifyFlow,
+    AsyncClassifyFlowItem,
+    AsyncClient,
+    AsyncFlow,
+    AsyncFlowItem,
+    ClassifyFlow,
+    ClassifyFlowItem,
+    Client,
+    Flow,
+    FlowItem,
+)
 from flowlab.client._errors import (
     APIError,
     AuthError,
@@ -14,14 +25,26 @@ from flowlab.client._errors import (
     Unavailable,
     ValidationError,
 )
-from flowlab.client._models import FlowItemResult, FlowItemState, FlowItemStatus
+from flowlab.client._models import (
+    ClassifyDatapointResult,
+    ClassifyFlowItemResult,
+    FlowItemResult,
+    FlowItemState,
+    FlowItemStatus,
+)
 
 __all__ = [
     "APIError",
+    "AsyncClassifyFlow",
+    "AsyncClassifyFlowItem",
     "AsyncClient",
     "AsyncFlow",
     "AsyncFlowItem",
     "AuthError",
+    "ClassifyDatapointResult",
+    "ClassifyFlow",
+    "ClassifyFlowItem",
+    "ClassifyFlowItemResult",
     "Client",
     "Conflict",
     "ConnectError",

@@ -1,6 +1,17 @@
 """The flowlab SDK: sync and async clients over one request-building core."""
 
-from flowlab.client._async import AsyncClient, AsyncFlow, AsyncFlowItem
-from flowlab.client._client import Client, Flow, FlowItem
+from flowlab.client._async import AsyncClassifyFlow, AsyncClassifyFlowItem, AsyncClient, AsyncFlow, AsyncFlowItem
+from flowlab.client._client import ClassifyFlow, ClassifyFlowItem, Client, Flow, FlowItem
 
-__all__ = ["AsyncClient", "AsyncFlow", "AsyncFlowItem", "Client", "Flow", "FlowItem"]
+__all__ = [
+    "AsyncClassifyFlow",
+    "AsyncClassifyFlowItem",
+    "AsyncClient",
+    "AsyncFlow",
+    "AsyncFlowItem",
+    "ClassifyFlow",
+    "ClassifyFlowItem",
+    "Client",
+    "Flow",
+    "FlowItem",
+]

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from flowlab import formats, schemas
 from flowlab.client import _core as core
-from flowlab.client._flows import FlowBase, FlowItemBase, flow_options
-from flowlab.client._models import FlowItemResult, FlowItemStatus, matrix_frame, votes_frame
+from flowlab.client._errors import ValidationError
+from flowlab.client._flows import FlowBase, FlowItemBase, classify_options, flow_options, unsupported
+from flowlab.client._models import (
+    ClassifyFlowItemResult,
+    FlowItemResult,
+    FlowItemStatus,
+    labels_frame,
+    matrix_frame,
+    votes_frame,
+)
 from flowlab.client._transport import AsyncTransport, resolve
 
 if TYPE_CHECKING:
@@ -123,6 +131,90 @@ class AsyncFlow(FlowBase):
         return self._transport.stream(core.flow_stream(self.id))
 
 
+class AsyncClassifyFlowItem(FlowItemBase):
+    async def get_status(self) -> FlowItemStatus:
+        self.last_status = await self._transport.run(core.item_status(self.id))
+        return self.last_status
+
+    async def get_results(self, timeout: float | None = None, *, partial: bool = False) -> ClassifyFlowItemResult:
+        return await self._transport.run(core.wait_for_results(self.id, timeout, partial, core.classify_results))
+
+    async def get_response_count(self) -> int:
+        return (await self.get_status()).response_count
+
+    async def get_win_loss_matrix(self) -> pd.DataFrame:
+        raise ValidationError(422, "The win/loss matrix is only available for ranking flow items.")
+
+    async def get_labels(self) -> pd.DataFrame:
+        return labels_frame(await self._transport.run(core.item_labels(self.id)), self.keys)
+
+    async def get_datapoints(self) -> list[schemas.Datapoint]:
+        return (await self._transport.run(core.item_detail(self.id))).datapoints
+
+    async def stop(self) -> FlowItemStatus:
+        self.last_status = await self._transport.run(core.stop_item(self.id))
+        return self.last_status
+
+    def watch(self) -> AsyncIterator[schemas.ItemEvent]:
+        return self._transport.stream(core.item_stream(self.id))
+
+    async def wait(self, timeout: float | None = None) -> FlowItemStatus:
+        await self.get_results(timeout=timeout, partial=True)
+        return await self.get_status()
+
+
+class AsyncClassifyFlow(FlowBase):
+    async def refresh(self) -> AsyncClassifyFlow:
+        self.config = await self._transport.run(core.get_flow(self.id))
+        return self
+
+    async def create_new_flow_batch(
+        self,
+        datapoints: Sequence[Any],
+        contexts: Sequence[str] | None = None,
+        context_assets: Sequence[Sequence[str]] | None = None,
+        data_type: str = "media",
+        private_metadata: Sequence[Mapping[str, Any]] | None = None,
+        accept_failed_uploads: bool = False,
+        time_to_live: float | None = None,
+    ) -> AsyncClassifyFlowItem:
+        unsupported(context_assets=context_assets, accept_failed_uploads=accept_failed_uploads)
+        status = await self._transport.run(
+            core.create_labelled_item(
+                self.id,
+                datapoints,
+                contexts=contexts,
+                private_metadata=private_metadata,
+                data_type=data_type,
+                time_to_live=time_to_live,
+            )
+        )
+        return AsyncClassifyFlowItem(self._transport, status)
+
+    async def update_config(
+        self, drain_duration: float | None = None, *, instruction: str | None = None, **other: Any
+    ) -> AsyncClassifyFlow:
+        changes = {"drain_seconds": drain_duration, "instruction": instruction, **other}
+        self.config = await self._transport.run(core.update_flow(self.id, changes))
+        return self
+
+    async def get_flow_items(self) -> list[AsyncClassifyFlowItem]:
+        return [AsyncClassifyFlowItem(self._transport, s) for s in await self._transport.run(core.list_items(self.id))]
+
+    async def get_flow_item(self, item_id: str) -> AsyncClassifyFlowItem:
+        return AsyncClassifyFlowItem(self._transport, await self._transport.run(core.item_status(item_id)))
+
+    async def delete(self) -> None:
+        await self._transport.run(core.delete_flow(self.id))
+
+    def watch(self) -> AsyncIterator[schemas.FlowEvent]:
+        return self._transport.stream(core.flow_stream(self.id))
+
+
+def _flow_object(transport: AsyncTransport, config: schemas.Flow) -> AsyncFlow | AsyncClassifyFlow:
+    return AsyncClassifyFlow(transport, config) if config.kind == "classify" else AsyncFlow(transport, config)
+
+
 class AsyncFlowsAPI:
     def __init__(self, transport: AsyncTransport) -> None:
         self._transport = transport
@@ -161,14 +253,39 @@ class AsyncFlowsAPI:
         )
         return AsyncFlow(self._transport, config)
 
+    async def create_classify_flow(
+        self,
+        name: str,
+        instruction: str,
+        categories: Sequence[str] | Sequence[tuple[str, str]],
+        max_responses_per_datapoint: int = 15,
+        min_responses_per_datapoint: int = 10,
+        validation_set_id: str | None = None,
+        settings: Sequence[Any] | None = None,
+        drain_duration: float | None = None,
+        serve_timeout: float | None = None,
+    ) -> AsyncClassifyFlow:
+        options = classify_options(
+            categories,
+            max_responses_per_datapoint,
+            min_responses_per_datapoint,
+            validation_set_id,
+            settings,
+            drain_duration,
+            serve_timeout,
+        )
+        max_votes, min_votes = options.pop("max_response_threshold"), options.pop("min_response_threshold")
+        config = await self._transport.run(core.create_flow(name, instruction, max_votes, min_votes, options))
+        return AsyncClassifyFlow(self._transport, config)
+
     async def preheat(self) -> schemas.Preheated:
         return await self._transport.run(core.preheat())
 
-    async def get_flow_by_id(self, flow_id: str) -> AsyncFlow:
-        return AsyncFlow(self._transport, await self._transport.run(core.get_flow(flow_id)))
+    async def get_flow_by_id(self, flow_id: str) -> AsyncFlow | AsyncClassifyFlow:
+        return _flow_object(self._transport, await self._transport.run(core.get_flow(flow_id)))
 
-    async def find_flows(self, amount: int = 10) -> list[AsyncFlow]:
-        return [AsyncFlow(self._transport, f) for f in await self._transport.run(core.find_flows(amount))]
+    async def find_flows(self, amount: int = 10) -> list[AsyncFlow | AsyncClassifyFlow]:
+        return [_flow_object(self._transport, f) for f in await self._transport.run(core.find_flows(amount))]
 
 
 class AsyncAnnotatorsAPI:

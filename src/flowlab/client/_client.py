@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from flowlab import formats, schemas
 from flowlab.client import _core as core
-from flowlab.client._flows import FlowBase, FlowItemBase, flow_options
-from flowlab.client._models import FlowItemResult, FlowItemStatus, matrix_frame, votes_frame
+from flowlab.client._errors import ValidationError
+from flowlab.client._flows import FlowBase, FlowItemBase, classify_options, flow_options, unsupported
+from flowlab.client._models import (
+    ClassifyFlowItemResult,
+    FlowItemResult,
+    FlowItemStatus,
+    labels_frame,
+    matrix_frame,
+    votes_frame,
+)
 from flowlab.client._transport import SyncTransport, resolve
 
 if TYPE_CHECKING:
@@ -135,6 +143,103 @@ class Flow(FlowBase):
         return self._transport.stream(core.flow_stream(self.id))
 
 
+class ClassifyFlowItem(FlowItemBase):
+    """A batch of a classify flow: each datapoint collects answers until it has the flow's maximum."""
+
+    def get_status(self) -> FlowItemStatus:
+        """State, answers so far, thresholds and deadline. Never blocks."""
+        self.last_status = self._transport.run(core.item_status(self.id))
+        return self.last_status
+
+    def get_results(self, timeout: float | None = None, *, partial: bool = False) -> ClassifyFlowItemResult:
+        """Wait for the item to end, then return each datapoint's majority and distribution; with
+        `partial=True`, return what has arrived at `timeout` instead of raising `Timeout`."""
+        return self._transport.run(core.wait_for_results(self.id, timeout, partial, core.classify_results))
+
+    def get_response_count(self) -> int:
+        return self.get_status().response_count
+
+    def get_win_loss_matrix(self) -> pd.DataFrame:
+        raise ValidationError(422, "The win/loss matrix is only available for ranking flow items.")
+
+    def get_labels(self) -> pd.DataFrame:
+        """Every accepted answer, in order, with the annotator who gave it."""
+        return labels_frame(self._transport.run(core.item_labels(self.id)), self.keys)
+
+    def get_datapoints(self) -> list[schemas.Datapoint]:
+        return self._transport.run(core.item_detail(self.id)).datapoints
+
+    def stop(self) -> FlowItemStatus:
+        self.last_status = self._transport.run(core.stop_item(self.id))
+        return self.last_status
+
+    def watch(self) -> Iterator[schemas.ItemEvent]:
+        """Live updates over SSE; a delta row is (datapoint, category index, 0)."""
+        return self._transport.stream(core.item_stream(self.id))
+
+    def wait(self, timeout: float | None = None) -> FlowItemStatus:
+        self.get_results(timeout=timeout, partial=True)
+        return self.get_status()
+
+
+class ClassifyFlow(FlowBase):
+    """A flow whose annotators put each datapoint into one of its categories."""
+
+    def refresh(self) -> ClassifyFlow:
+        self.config = self._transport.run(core.get_flow(self.id))
+        return self
+
+    def create_new_flow_batch(
+        self,
+        datapoints: Sequence[Any],
+        contexts: Sequence[str] | None = None,
+        context_assets: Sequence[Sequence[str]] | None = None,
+        data_type: str = "media",
+        private_metadata: Sequence[Mapping[str, Any]] | None = None,
+        accept_failed_uploads: bool = False,
+        time_to_live: float | None = None,
+    ) -> ClassifyFlowItem:
+        """Push datapoints to classify, each with its own context and private metadata (lists with one entry
+        per datapoint). `time_to_live=None` takes the server's default. Returns at once."""
+        unsupported(context_assets=context_assets, accept_failed_uploads=accept_failed_uploads)
+        status = self._transport.run(
+            core.create_labelled_item(
+                self.id,
+                datapoints,
+                contexts=contexts,
+                private_metadata=private_metadata,
+                data_type=data_type,
+                time_to_live=time_to_live,
+            )
+        )
+        return ClassifyFlowItem(self._transport, status)
+
+    def update_config(
+        self, drain_duration: float | None = None, *, instruction: str | None = None, **other: Any
+    ) -> ClassifyFlow:
+        """Change the flow's settings; items created from now on use them, existing items keep theirs."""
+        changes = {"drain_seconds": drain_duration, "instruction": instruction, **other}
+        self.config = self._transport.run(core.update_flow(self.id, changes))
+        return self
+
+    def get_flow_items(self) -> list[ClassifyFlowItem]:
+        return [ClassifyFlowItem(self._transport, s) for s in self._transport.run(core.list_items(self.id))]
+
+    def get_flow_item(self, item_id: str) -> ClassifyFlowItem:
+        return ClassifyFlowItem(self._transport, self._transport.run(core.item_status(item_id)))
+
+    def delete(self) -> None:
+        """Delete the flow with its items and answers."""
+        self._transport.run(core.delete_flow(self.id))
+
+    def watch(self) -> Iterator[schemas.FlowEvent]:
+        return self._transport.stream(core.flow_stream(self.id))
+
+
+def _flow_object(transport: SyncTransport, config: schemas.Flow) -> Flow | ClassifyFlow:
+    return ClassifyFlow(transport, config) if config.kind == "classify" else Flow(transport, config)
+
+
 class FlowsAPI:
     """`client.flow`: create, find and warm up flows."""
 
@@ -176,16 +281,44 @@ class FlowsAPI:
         )
         return Flow(self._transport, config)
 
+    def create_classify_flow(
+        self,
+        name: str,
+        instruction: str,
+        categories: Sequence[str] | Sequence[tuple[str, str]],
+        max_responses_per_datapoint: int = 15,
+        min_responses_per_datapoint: int = 10,
+        validation_set_id: str | None = None,
+        settings: Sequence[Any] | None = None,
+        drain_duration: float | None = None,
+        serve_timeout: float | None = None,
+    ) -> ClassifyFlow:
+        """Create a classify flow: 2 to 8 categories, given as labels or (label, value) pairs; each datapoint
+        collects answers until it has `max_responses_per_datapoint`, and an item that runs out of time is
+        Completed when it averages `min_responses_per_datapoint` per datapoint."""
+        options = classify_options(
+            categories,
+            max_responses_per_datapoint,
+            min_responses_per_datapoint,
+            validation_set_id,
+            settings,
+            drain_duration,
+            serve_timeout,
+        )
+        max_votes, min_votes = options.pop("max_response_threshold"), options.pop("min_response_threshold")
+        config = self._transport.run(core.create_flow(name, instruction, max_votes, min_votes, options))
+        return ClassifyFlow(self._transport, config)
+
     def preheat(self) -> schemas.Preheated:
         """Warm the server and wake idle annotators before a high-cadence phase."""
         return self._transport.run(core.preheat())
 
-    def get_flow_by_id(self, flow_id: str) -> Flow:
-        return Flow(self._transport, self._transport.run(core.get_flow(flow_id)))
+    def get_flow_by_id(self, flow_id: str) -> Flow | ClassifyFlow:
+        return _flow_object(self._transport, self._transport.run(core.get_flow(flow_id)))
 
-    def find_flows(self, amount: int = 10) -> list[Flow]:
+    def find_flows(self, amount: int = 10) -> list[Flow | ClassifyFlow]:
         """Your most recent flows, newest first."""
-        return [Flow(self._transport, f) for f in self._transport.run(core.find_flows(amount))]
+        return [_flow_object(self._transport, f) for f in self._transport.run(core.find_flows(amount))]
 
 
 class AnnotatorsAPI:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import time
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +19,7 @@ import msgspec
 
 from flowlab import schemas
 from flowlab.client._errors import Timeout, ValidationError, error_for
-from flowlab.client._models import FlowItemResult, FlowItemStatus
+from flowlab.client._models import ClassifyFlowItemResult, FlowItemResult, FlowItemStatus
 
 T = TypeVar("T")
 
@@ -168,6 +168,48 @@ def create_item(
     return decode(resp.content, FlowItemStatus)
 
 
+def create_labelled_item(
+    flow_id: str,
+    datapoints: Sequence[Any],
+    *,
+    contexts: Sequence[str] | None,
+    private_metadata: Sequence[Mapping[str, Any]] | None,
+    data_type: str,
+    time_to_live: float | None,
+) -> Op[FlowItemStatus]:
+    """A batch whose datapoints each carry their own context and private metadata (hosted's shape: lists with
+    one entry per datapoint)."""
+    if isinstance(datapoints, str | bytes | Mapping):
+        raise ValidationError(422, "datapoints must be a list, not a single value.", field="datapoints")
+    if data_type not in ("media", "text"):
+        raise ValidationError(422, f"data_type is 'media' or 'text'; got {data_type!r}.", field="data_type")
+    n = len(datapoints)
+    for name, given in (("contexts", contexts), ("private_metadata", private_metadata)):
+        if given is not None and (isinstance(given, str | Mapping) or not isinstance(given, Sequence)):
+            raise ValidationError(422, f"{name} must be a list with one entry per datapoint.", field=name)
+        if given and len(given) != n:
+            raise ValidationError(
+                422, f"{name} has {len(given)} entries for {n} datapoints; give one per datapoint.", field=name
+            )
+    points = []
+    for i, d in enumerate(datapoints):
+        point = yield from _datapoint(d, f"datapoints[{i}]", text_only=data_type == "text")
+        if contexts:
+            if not isinstance(contexts[i], str) or not contexts[i]:
+                raise ValidationError(422, f"contexts[{i}] must be a non-empty string.", field=f"contexts[{i}]")
+            point["context"] = contexts[i]
+        if private_metadata:
+            if not isinstance(private_metadata[i], Mapping):
+                raise ValidationError(422, f"private_metadata[{i}] must be a dict.", field=f"private_metadata[{i}]")
+            point["private_metadata"] = dict(private_metadata[i])
+        points.append(point)
+    payload: dict[str, Any] = {"datapoints": points}
+    if time_to_live is not None:
+        payload["time_to_live"] = time_to_live
+    resp = yield Call("POST", f"/v1/flows/{flow_id}/items", json=payload)
+    return decode(resp.content, FlowItemStatus)
+
+
 def _is_url(s: str) -> bool:
     try:
         return urlsplit(s).scheme in ("http", "https")
@@ -175,8 +217,11 @@ def _is_url(s: str) -> bool:
         return False
 
 
-def _datapoint(d: Any, where: str) -> Op[dict[str, Any]]:
-    """A text, a local path (uploaded), a URL, or a dict with `id` and one of text/path/url/media."""
+def _datapoint(d: Any, where: str, *, text_only: bool = False) -> Op[dict[str, Any]]:
+    """A text, a local path (uploaded), a URL, or a dict with `id` and one of text/path/url/media. With
+    `text_only` (hosted's data_type="text") a string is always text."""
+    if text_only and isinstance(d, str):
+        return {"text": d}
     if isinstance(d, os.PathLike):
         return (yield from _upload(Path(d), where))
     if isinstance(d, str):
@@ -190,12 +235,12 @@ def _datapoint(d: Any, where: str) -> Op[dict[str, Any]]:
         if "path" in d:
             up = yield from _upload(Path(d["path"]), where)
             out = {**up, **out}
-        unknown = set(out) - {"id", "text", "url", "media", "media_type", "kind", "name", "private_metadata"}
+        unknown = set(out) - {"id", "text", "url", "media", "media_type", "kind", "name", "private_metadata", "context"}
         if unknown:
             raise ValidationError(
                 422,
                 f"{where} has unknown keys {sorted(unknown)}; a datapoint dict takes id, "
-                "text, path, url, kind, name and private_metadata.",
+                "text, path, url, kind, name, private_metadata and context.",
                 field=where,
             )
         if "id" in out:
@@ -271,8 +316,21 @@ def item_results(item_id: str) -> Op[FlowItemResult]:
     return decode(resp.content, FlowItemResult)
 
 
-def wait_for_results(item_id: str, timeout: float | None, partial: bool) -> Op[FlowItemResult]:
-    """Long-poll until the item ends, then fetch its results; on timeout return partial results if asked."""
+def classify_results(item_id: str) -> Op[ClassifyFlowItemResult]:
+    resp = yield Call("GET", f"/v1/items/{item_id}/results")
+    return ClassifyFlowItemResult.from_wire(decode(resp.content, schemas.ClassifyResults))
+
+
+def item_labels(item_id: str) -> Op[list[schemas.Label]]:
+    resp = yield Call("GET", f"/v1/items/{item_id}/labels")
+    return decode(resp.content, list[schemas.Label])
+
+
+def wait_for_results(
+    item_id: str, timeout: float | None, partial: bool, fetch: Callable[[str], Op[Any]] | None = None
+) -> Op[Any]:
+    """Long-poll until the item ends, then fetch its results (with `fetch`, pairwise results by default); on
+    timeout return partial results if asked."""
     deadline = None if timeout is None else time.monotonic() + timeout
     status = yield from item_status(item_id)
     while not status.is_terminal:
@@ -286,7 +344,7 @@ def wait_for_results(item_id: str, timeout: float | None, partial: bool) -> Op[F
                 "or wait longer."
             )
         status = yield from wait_item(item_id, status.version, min(left, LONG_POLL_SECONDS))
-    return (yield from item_results(item_id))
+    return (yield from (fetch or item_results)(item_id))
 
 
 def item_matrix(item_id: str) -> Op[schemas.WinLossMatrix]:

@@ -35,8 +35,9 @@ class APIError(FlowlabError):
         return f"{self.detail}{where} (HTTP {self.status})"
 
 
-class ValidationError(APIError):
-    """The request was malformed or out of range (400, 413, 415, 422); `field` names the culprit."""
+class ValidationError(APIError, ValueError):
+    """The request was malformed or out of range (400, 413, 415, 422); `field` names the culprit. Also a
+    ValueError, which is what hosted-SDK code catches for bad arguments."""
 
 
 class AuthError(APIError):

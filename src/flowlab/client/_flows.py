@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowlab import schemas
+from flowlab.client._errors import ValidationError
 from flowlab.client._models import FlowItemStatus
 
 
@@ -29,6 +30,60 @@ def flow_options(
     if validation_pairs:
         options["validation_pairs"] = list(validation_pairs)
     return options
+
+
+def classify_options(
+    categories: Any,
+    max_responses_per_datapoint: int,
+    min_responses_per_datapoint: int,
+    validation_set_id: str | None,
+    settings: Any,
+    drain_duration: float | None,
+    serve_timeout: float | None,
+) -> dict[str, Any]:
+    """A classify flow's request body, checked as the hosted SDK checks it (its messages, as ValueErrors)."""
+    pairs = []
+    for c in categories:
+        label, value = (c, c) if isinstance(c, str) else (c[0], c[1])
+        pairs.append({"label": str(label), "value": str(value)})
+    if not 2 <= len(pairs) <= 8:
+        raise ValidationError(422, "Categories must contain between 2 and 8 entries.", field="categories")
+    if len({p["value"] for p in pairs}) != len(pairs):
+        raise ValidationError(422, "Category values must be unique.", field="categories")
+    if min_responses_per_datapoint < 1:
+        raise ValidationError(
+            422, "Min responses per datapoint must be at least 1.", field="min_responses_per_datapoint"
+        )
+    if max_responses_per_datapoint < min_responses_per_datapoint:
+        raise ValidationError(
+            422,
+            "Max responses per datapoint must be at least min responses per datapoint.",
+            field="max_responses_per_datapoint",
+        )
+    unsupported(validation_set_id=validation_set_id, settings=settings)
+    options: dict[str, Any] = {
+        "kind": "classify",
+        "categories": pairs,
+        "max_response_threshold": max_responses_per_datapoint,
+        "min_response_threshold": min_responses_per_datapoint,
+    }
+    if drain_duration is not None:
+        options["drain_seconds"] = drain_duration
+    if serve_timeout is not None:
+        options["lease_seconds"] = serve_timeout
+    return options
+
+
+def unsupported(**given: Any) -> None:
+    """Hosted arguments flowlab does not take yet: refuse them plainly rather than ignore them."""
+    for name, value in given.items():
+        if value:
+            raise ValidationError(
+                422,
+                f"{name} is not supported by flowlab yet; leave it out (validation sets: give gold pairs with "
+                "validation_pairs= on ranking flows).",
+                field=name,
+            )
 
 
 class _Bound:

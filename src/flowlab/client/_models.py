@@ -80,6 +80,45 @@ class FlowItemResult(schemas.ItemResults):
         return pd.DataFrame(rows).set_index("key").sort_values("rank") if rows else pd.DataFrame()
 
 
+class ClassifyDatapointResult(schemas.ClassifyDatapointResult):
+    """One datapoint of a classify item: `majority_value` (None on a tie or without answers), `distribution`
+    (every category's value, zero-filled) and `response_count`, as hosted; plus `weighted_value` and its
+    `confidence`, from annotators weighed by their estimated reliability."""
+
+
+class ClassifyFlowItemResult(msgspec.Struct):
+    """`datapoints` maps each datapoint's key to its `ClassifyDatapointResult`; `total_responses` counts every
+    answer. `partial` is True while the item still runs."""
+
+    item_id: str
+    state: FlowItemState
+    total_responses: int
+    partial: bool
+    datapoints: dict[str, ClassifyDatapointResult]
+    version: int
+
+    @classmethod
+    def from_wire(cls, r: schemas.ClassifyResults) -> ClassifyFlowItemResult:
+        return cls(
+            item_id=r.item_id,
+            state=FlowItemState(r.state),
+            total_responses=r.total_responses,
+            partial=r.partial,
+            datapoints={d.key: ClassifyDatapointResult(**msgspec.structs.asdict(d)) for d in r.datapoints},
+            version=r.version,
+        )
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per datapoint: majority, weighted value and confidence, answers, and a column per category."""
+        import pandas as pd
+
+        rows = []
+        for d in self.datapoints.values():
+            row = {k: v for k, v in msgspec.structs.asdict(d).items() if k != "distribution"}
+            rows.append(row | {f"n_{value}": count for value, count in d.distribution.items()})
+        return pd.DataFrame(rows).set_index("key").sort_values("index") if rows else pd.DataFrame()
+
+
 def matrix_frame(m: schemas.WinLossMatrix) -> pd.DataFrame:
     import pandas as pd
 
@@ -99,4 +138,15 @@ def votes_frame(votes: list[schemas.Vote], keys: list[str]) -> pd.DataFrame:
     )
     frame["winner_key"] = [keys[i] for i in frame["winner"]]
     frame["loser_key"] = [keys[i] for i in frame["loser"]]
+    return frame
+
+
+def labels_frame(labels: list[schemas.Label], keys: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        [msgspec.structs.asdict(v) for v in labels],
+        columns=["task_id", "annotator_id", "datapoint", "value", "created_at"],
+    )
+    frame["key"] = [keys[i] for i in frame["datapoint"]]
     return frame

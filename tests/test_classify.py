@@ -1,0 +1,180 @@
+"""Classify flows, written as hosted-SDK users write them (only the import and the client differ), against a
+real server and the simulated crowd; and the kind's lifecycle in process, with a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+import flowlab
+from flowlab import ClassifyDatapointResult, ClassifyFlowItemResult, FlowItemState, schemas
+from flowlab.crowd import SimulatedCrowd
+from flowlab.server.clock import FakeClock
+from flowlab.server.errors import Invalid
+
+from .conftest import ServerProcess
+from .test_history import _service, _settle
+from .test_lifecycle import RESEARCHER, annotator
+
+ANIMALS = ["cat", "dog", ("Bird", "bird")]
+
+
+def test_a_classify_flow_end_to_end_as_hosted_code_writes_it(flowlab_server: ServerProcess) -> None:
+    client = flowlab.Client(url=flowlab_server.url, api_key=flowlab_server.api_key)  # hosted: RapidataClient()
+    flow = client.flow.create_classify_flow(
+        name="Animals",
+        instruction="Which animal is described?",
+        categories=ANIMALS,
+        max_responses_per_datapoint=5,
+        min_responses_per_datapoint=3,
+    )
+    truth = ["cat", "dog", "bird", "cat", "dog", "bird", "cat", "dog"]
+    texts = [f"description {i} of a {t}" for i, t in enumerate(truth)]
+    item = flow.create_new_flow_batch(
+        datapoints=texts,
+        contexts=[f"photo {i}" for i in range(len(texts))],
+        data_type="text",
+        private_metadata=[{"true_category": t} for t in truth],
+        time_to_live=60,
+    )
+    assert item.get_status().state in (FlowItemState.PENDING, "Pending")
+    seen = []
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=12, rate=3000, accuracy=0.8, seed=3):
+        deadline = time.monotonic() + 30
+        while item.get_response_count() < 40 and time.monotonic() < deadline:
+            seen.append(item.get_response_count())  # live, never blocks
+            time.sleep(0.05)
+        results = item.get_results(timeout=30)
+    assert isinstance(results, ClassifyFlowItemResult)
+    assert results.total_responses == 40 == item.get_response_count()
+    assert item.get_status().state == FlowItemState.COMPLETED
+    assert seen == sorted(seen)
+    assert list(results.datapoints) == texts
+    right = 0
+    for key, r in results.datapoints.items():
+        assert isinstance(r, ClassifyDatapointResult)
+        assert list(r.distribution) == ["cat", "dog", "bird"], "every category, zero-filled, in order"
+        assert sum(r.distribution.values()) == r.response_count == 5
+        top = max(r.distribution.values())
+        if list(r.distribution.values()).count(top) > 1:
+            assert r.majority_value is None, "a tie has no majority"
+        right += r.majority_value == truth[texts.index(key)]
+        assert 0 < (r.confidence or 0) <= 1 and r.weighted_value in ("cat", "dog", "bird")
+    assert right >= 6, f"the majority of an 80 % crowd is right on most datapoints ({right} of 8)"
+    frame = results.to_dataframe()
+    assert list(frame.columns[-3:]) == ["n_cat", "n_dog", "n_bird"] and frame.shape[0] == 8
+    labels = item.get_labels()
+    assert len(labels) == 40 and labels.groupby(["annotator_id", "datapoint"]).size().max() == 1, (
+        "nobody labels a datapoint twice"
+    )
+    with pytest.raises(ValueError, match="only available for ranking"):
+        item.get_win_loss_matrix()
+    again = client.flow.get_flow_by_id(flow.id)
+    assert isinstance(again, flowlab.ClassifyFlow) and again.config.categories[2].label == "Bird"
+    assert [i.id for i in again.get_flow_items()] == [item.id]
+    flow.delete()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"categories": ["only"]}, "between 2 and 8"),
+        ({"categories": [str(i) for i in range(9)]}, "between 2 and 8"),
+        ({"categories": [("A", "x"), ("B", "x")]}, "unique"),
+        ({"categories": ["a", "b"], "min_responses_per_datapoint": 0}, "at least 1"),
+        (
+            {"categories": ["a", "b"], "max_responses_per_datapoint": 2, "min_responses_per_datapoint": 3},
+            "at least min",
+        ),
+        ({"categories": ["a", "b"], "validation_set_id": "vs_1"}, "validation_set_id is not supported"),
+    ],
+)
+def test_classify_flow_arguments_are_checked_as_hosted_checks_them(
+    client: flowlab.Client, kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        client.flow.create_classify_flow(name="bad", instruction="?", **kwargs)  # type: ignore[arg-type]
+
+
+def test_classify_batches_check_their_lists(client: flowlab.Client) -> None:
+    flow = client.flow.create_classify_flow(name="lists", instruction="?", categories=["a", "b"])
+    with pytest.raises(flowlab.ValidationError, match="one per datapoint") as err:
+        flow.create_new_flow_batch(["x", "y"], contexts=["only one"])
+    assert err.value.field == "contexts"
+    with pytest.raises(flowlab.ValidationError, match="one per datapoint"):
+        flow.create_new_flow_batch(["x", "y"], private_metadata=[{"k": "v"}])
+    # A ranking flow given categories straight over HTTP: the server refuses it, naming the field.
+    r = httpx.post(
+        f"{client.url}/v1/flows",
+        json={"name": "r", "instruction": "?", "categories": [{"label": "a", "value": "a"}]},
+        headers={"Authorization": f"Bearer {client.api_key}"},
+    )
+    assert r.status_code == 422 and r.json()["field"] == "categories"
+    flow.delete()
+
+
+def test_classify_lifecycle_with_a_fake_clock(tmp_path: Path) -> None:
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        service, store = await _service(tmp_path, clock)
+        people = [await annotator(service, f"a{i}") for i in range(3)]
+        flow = await service.flows.create(
+            RESEARCHER,
+            schemas.FlowCreate(
+                name="c",
+                instruction="?",
+                kind="classify",
+                categories=[schemas.Category("Yes", "y"), schemas.Category("No", "n")],
+                max_response_threshold=2,
+                min_response_threshold=1,
+            ),
+        )
+        status = await service.create_item(
+            RESEARCHER,
+            flow.id,
+            schemas.ItemCreate(datapoints=[schemas.DatapointIn(text=t) for t in ("p", "q", "r")], time_to_live=60),
+        )
+        item = service.items.live[status.id]
+        served: dict[str, list[int]] = {}
+        for who in people[:2]:
+            for _ in range(3):
+                task = service.answers.lease_next(who)
+                assert task is not None and task.kind == "classify" and task.b is None
+                assert [c.value for c in task.categories or []] == ["y", "n"]
+                served.setdefault(who.id, []).append(task.a.ref)
+                with pytest.raises(Invalid, match="not a category"):
+                    await service.answers.answer(who, task.task_id, schemas.Answer(choice="maybe"))
+                ack = await service.answers.answer(who, task.task_id, schemas.Answer(choice="y"))
+                assert ack.status == "accepted"
+            assert service.answers.lease_next(who) is None, "nothing left this annotator has not labelled"
+        assert all(sorted(refs) == [0, 1, 2] for refs in served.values())
+        assert item.state == "Completed", "every datapoint reached its maximum of 2"
+        assert service.answers.lease_next(people[2]) is None
+        results = await service.items.results_of(RESEARCHER, item.id)
+        assert isinstance(results, schemas.ClassifyResults)
+        assert [d.distribution for d in results.datapoints] == [{"y": 2, "n": 0}] * 3
+        await _settle(service)
+        ended = await service.items.results_of(RESEARCHER, item.id)
+        assert ended == results, "read back from the database as it was"
+
+        # Out of time with 2 answers on 3 datapoints: below the average minimum of 1 per datapoint.
+        short = await service.create_item(
+            RESEARCHER,
+            flow.id,
+            schemas.ItemCreate(datapoints=[schemas.DatapointIn(text=t) for t in ("s", "t", "u")], time_to_live=10),
+        )
+        for who in people[:2]:
+            task = service.answers.lease_next(who)
+            assert task is not None
+            await service.answers.answer(who, task.task_id, schemas.Answer(choice="n" if who is people[0] else "y"))
+        clock.advance(11)
+        service.tick()
+        assert service.items.live[short.id].state == "Incomplete"
+        await store.close()
+
+    asyncio.run(scenario())
