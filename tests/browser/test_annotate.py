@@ -587,3 +587,47 @@ def test_page_loads_media_only_from_http_urls_and_markdown_stays_cheap(fresh_ser
     assert result["video"]["tag"] == "video" and result["asset"]["tag"] == "audio"
     assert result["elapsed"] < 1000, "Markdown rendering must stay linear on hostile input"
     assert result["hostileText"] > 50_000, "hostile Markdown still shows as text"
+
+
+# ---------------------------------------------------------------- classify tasks
+
+
+def test_an_annotator_classifies_by_number_keys(fresh_server, context_factory):
+    client = fresh_server.client()
+    flow = client.flow.create_classify_flow(
+        name="animals",
+        instruction="Which animal is this?",
+        categories=[("Cat", "cat"), ("Dog", "dog"), ("Bird", "bird")],
+        max_responses_per_datapoint=1,
+        min_responses_per_datapoint=1,
+    )
+    texts = ["a purring one", "a barking one", "a singing one"]
+    item = flow.create_new_flow_batch(texts, contexts=[f"photo {i}" for i in range(3)], time_to_live=60)
+    annotator = client.annotators.create("Hedy")
+    tab = Annotator(context_factory(), annotator.join_url)
+    task = tab.wait_for_pair()
+
+    buttons = tab.page.locator("#categories .choice")
+    assert buttons.all_inner_texts() == ["Cat\n1", "Dog\n2", "Bird\n3", "Skip\nS"]
+    assert tab.page.locator("#pane-b").is_hidden() and tab.page.locator("#pair-actions").is_hidden()
+    assert tab.page.locator("#keys-categories").inner_text().endswith("skip")
+    tab.page.keyboard.press("ArrowLeft")  # the pair keys mean nothing here
+    tab.page.keyboard.press("9")  # nor a digit past the last category
+    tab.page.wait_for_timeout(300)
+    assert tab.task_id() == task
+    answers = {"a purring one": "1", "a barking one": "2", "a singing one": "3"}
+    for _ in range(3):
+        shown = tab.page.locator("#body-a").inner_text()
+        assert tab.page.locator("#context").inner_text().startswith("photo")
+        before = tab.task_id()
+        tab.page.keyboard.press(answers[shown])
+        if _ < 2:
+            tab.wait_for_pair(before)
+    results = item.get_results(timeout=10)
+    assert {k: r.majority_value for k, r in results.datapoints.items()} == {
+        "a purring one": "cat",
+        "a barking one": "dog",
+        "a singing one": "bird",
+    }
+    tab.page.wait_for_selector("body[data-screen=wait]")
+    assert not tab.errors and not tab.dialogs

@@ -135,8 +135,8 @@ function prepare(task, receivedAt) {
   return {
     task,
     deadline: task.lease_expires_at * 1000 - skewMs, // in this browser's clock
-    a: renderContent(task.a, { markdown, label: "A" }),
-    b: renderContent(task.b, { markdown, label: "B" }),
+    a: renderContent(task.a, { markdown, label: task.b ? "A" : "" }),
+    b: task.b ? renderContent(task.b, { markdown, label: "B" }) : null, // classify tasks show one datapoint
     shownAt: 0,
   };
 }
@@ -175,15 +175,24 @@ function show(entry) {
   }
   // A detached player keeps playing, so silence the outgoing pair before swapping it out.
   for (const m of $("pair").querySelectorAll("audio, video")) m.pause();
+  const classify = task.kind === "classify";
   $("body-a").replaceChildren(entry.a);
-  $("body-b").replaceChildren(entry.b);
+  $("body-b").replaceChildren(...(entry.b ? [entry.b] : []));
   $("wait-hot").hidden = true;
-  for (const side of ["a", "b"]) {
+  for (const side of classify ? ["a"] : ["a", "b"]) {
     const pane = $(`pane-${side}`);
     pane.dataset.kind = task[side].kind;
     pane.dataset.ref = String(task[side].ref);
     pane.scrollTop = 0;
   }
+  $("pane-b").hidden = classify;
+  $("pane-a-label").hidden = classify;
+  $("pair").dataset.kind = classify ? "classify" : "pairwise";
+  $("pair-actions").hidden = classify;
+  $("keys-pair").hidden = classify;
+  $("categories").hidden = !classify;
+  $("keys-categories").hidden = !classify;
+  if (classify) renderCategories(task.categories || []);
   $("choose-tie").hidden = !task.allow_ties;
   $("keys-tie").hidden = !task.allow_ties;
   const pair = $("pair");
@@ -191,6 +200,37 @@ function show(entry) {
   pair.dataset.itemId = task.item_id;
   if (document.body.dataset.screen !== "vote") showScreen("vote");
   tickLease();
+}
+
+/** A button per category (key 1, 2, …) and skip; rebuilt only when the categories change. */
+function renderCategories(categories) {
+  const box = $("categories");
+  const key = JSON.stringify(categories);
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  const buttons = categories.map((category, i) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "choice category";
+    button.dataset.choice = category.value;
+    button.setAttribute("aria-keyshortcuts", String(i + 1));
+    button.setAttribute("aria-label", `${category.label} (key ${i + 1})`);
+    const label = document.createElement("span");
+    label.setAttribute("aria-hidden", "true");
+    label.textContent = category.label;
+    const kbd = document.createElement("kbd");
+    kbd.setAttribute("aria-hidden", "true");
+    kbd.textContent = String(i + 1);
+    button.append(label, kbd);
+    button.addEventListener("click", onChoiceClick);
+    return button;
+  });
+  const skip = $("choose-skip").cloneNode(true);
+  skip.removeAttribute("id");
+  skip.setAttribute("aria-label", "Skip this one (key S)");
+  skip.addEventListener("click", onChoiceClick);
+  box.replaceChildren(...buttons, skip);
+  $("keys-last").textContent = String(categories.length);
 }
 
 function leaseLeftMs(entry, now = Date.now()) {
@@ -353,7 +393,8 @@ async function answer(choice) {
 }
 
 function flash(choice) {
-  const button = document.querySelector(`.choice[data-choice="${choice}"]`);
+  const scope = $("categories").hidden ? "#pair-actions" : "#categories";
+  const button = document.querySelector(`${scope} .choice[data-choice="${CSS.escape(choice)}"]`);
   if (!button) return;
   button.classList.add("pressed");
   setTimeout(() => button.classList.remove("pressed"), 150);
@@ -372,9 +413,10 @@ function tickLease() {
   const left = leaseLeftMs(entry);
   const total = entry.task.lease_seconds * 1000;
   const lease = $("lease");
+  const what = entry.task.kind === "classify" ? "task" : "pair";
   const text = left > 0
-    ? `${formatLeft(left)} left on this pair`
-    : "Time is up: this pair may have gone to someone else, and an answer now may not count";
+    ? `${formatLeft(left)} left on this ${what}`
+    : `Time is up: this ${what} may have gone to someone else, and an answer now may not count`;
   if ($("lease-text").textContent !== text) $("lease-text").textContent = text;
   $("lease-fill").style.width = `${Math.max(0, Math.min(100, (left / total) * 100)).toFixed(1)}%`;
   lease.dataset.level = left <= 0 ? "expired" : left < Math.min(10000, total * 0.25) ? "low" : "ok";
@@ -398,10 +440,18 @@ function onKey(event) {
   }
   // Arrow keys on a focused player seek within it; the digits still vote.
   if (event.key.startsWith("Arrow") && target instanceof HTMLMediaElement) return;
-  const choice = KEYS[event.key] ?? KEYS[event.code];
+  const choice = state.current?.task.kind === "classify" ? categoryKey(event) : KEYS[event.key] ?? KEYS[event.code];
   if (!choice) return;
   event.preventDefault();
   answer(choice);
+}
+
+/** In a classify task the digits pick the categories in order; S skips; the arrows do nothing. */
+function categoryKey(event) {
+  if (event.key === "s" || event.key === "S") return "skip";
+  const digit = /^(?:Digit|Numpad)([1-9])$/.exec(event.code)?.[1] ?? (/^[1-9]$/.test(event.key) ? event.key : null);
+  const categories = state.current.task.categories || [];
+  return digit && Number(digit) <= categories.length ? categories[Number(digit) - 1].value : null;
 }
 
 function onChoiceClick(event) {
