@@ -24,7 +24,7 @@ DURATION = 10.0
 
 
 async def single_vote_load(
-    port: int, tokens: list[str], *, fetch_next: bool, duration: float, rate: float | None = None
+    port: int, tokens: list[str], *, fetch_next: bool, duration: float, rate: float | None = None, choice: str = "a"
 ) -> tuple[int, list[float], float]:
     """Each annotator: fetch a task, answer it, repeat; paced so the crowd offers `rate` votes/s in all (open
     loop, like people), or as fast as the server answers when `rate` is None (closed loop, saturation).
@@ -32,7 +32,7 @@ async def single_vote_load(
     acknowledged = 0
     latencies: list[float] = []
     stop_at = time.perf_counter() + duration
-    answer_body = b'{"choice":"a","fetch_next":true}' if fetch_next else b'{"choice":"a"}'
+    answer_body = msgspec.json.encode({"choice": choice, "fetch_next": True} if fetch_next else {"choice": choice})
 
     async def annotator(token: str, offset: float) -> None:
         nonlocal acknowledged

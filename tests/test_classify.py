@@ -178,3 +178,45 @@ def test_classify_lifecycle_with_a_fake_clock(tmp_path: Path) -> None:
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_live_classify_item_survives_a_restart(tmp_path: Path) -> None:
+    clock = FakeClock()
+    made: dict[str, str] = {}
+
+    async def first() -> None:
+        service, store = await _service(tmp_path, clock)
+        who = await annotator(service, "ada")
+        made["who"] = who.id
+        flow = await service.flows.create(
+            RESEARCHER,
+            schemas.FlowCreate(
+                name="c",
+                instruction="?",
+                kind="classify",
+                categories=[schemas.Category("Yes", "y"), schemas.Category("No", "n")],
+                max_response_threshold=3,
+                min_response_threshold=1,
+            ),
+        )
+        status = await service.create_item(
+            RESEARCHER, flow.id, schemas.ItemCreate(datapoints=[schemas.DatapointIn(text="p")], time_to_live=60)
+        )
+        made["item"] = status.id
+        task = service.answers.lease_next(who)
+        assert task is not None
+        await service.answers.answer(who, task.task_id, schemas.Answer(choice="n"))
+        await store.close()
+
+    async def second() -> None:
+        service, store = await _service(tmp_path, clock)
+        item = service.items.live[made["item"]]
+        assert item.response_count == 1 and item.tally.counts.tolist() == [[0, 1]]
+        ada = service.people.annotators[made["who"]].principal
+        assert service.answers.lease_next(ada) is None, "ada already labelled the only datapoint"
+        other = await annotator(service, "bo")
+        assert service.answers.lease_next(other) is not None
+        await store.close()
+
+    asyncio.run(first())
+    asyncio.run(second())

@@ -209,6 +209,57 @@ def test_monitor_counts_reach_the_server_count_while_a_crowd_votes(
         monitor.close()
 
 
+def test_monitor_shows_a_classify_item_as_answers_per_category(client: flowlab.Client, crowd: SimulatedCrowd) -> None:
+    flow = client.flow.create_classify_flow(
+        name="monitor classify",
+        instruction="Which animal?",
+        categories=["cat", "dog", "bird"],
+        max_responses_per_datapoint=4,
+        min_responses_per_datapoint=1,
+    )
+    monitor = in_fresh_thread(lambda: FlowMonitor(flow, poll_interval=0.1))
+    try:
+        assert len(monitor.figure_widgets) == 1, "a classify flow has no heatmap or ranking"
+        item = flow.create_new_flow_batch([f"animal {i}" for i in range(5)], time_to_live=30)
+        assert wait_until(lambda: item.get_status().is_terminal and monitor.response_count == 20, timeout=30)
+        assert wait_until(lambda: int(monitor.distribution.to_frame().to_numpy().sum()) == 20)
+        shown = monitor.distribution.to_frame()
+        results = item.get_results()
+        for key, r in results.datapoints.items():
+            assert {v: int(shown.loc[key].get(v, 0)) for v in r.distribution} == r.distribution
+        assert list(monitor.distribution.figure.y_range.factors) == list(reversed(results.datapoints))
+    finally:
+        monitor.close()
+
+
+def test_dashboard_shows_a_classify_item_instead_of_a_heatmap(
+    client: flowlab.Client, crowd: SimulatedCrowd, flowlab_server: ServerProcess
+) -> None:
+    from flowlab_widgets.dashboard import Dashboard
+
+    flow = client.flow.create_classify_flow(
+        name="dashboard classify",
+        instruction="?",
+        categories=["yes", "no"],
+        max_responses_per_datapoint=3,
+        min_responses_per_datapoint=3,
+    )
+    item = flow.create_new_flow_batch(["p", "q", "r"], time_to_live=30)
+    item.get_results(timeout=30)
+
+    async def look() -> Dashboard:
+        dash = Dashboard(flowlab_server.url, flowlab_server.api_key, flow_id=flow.id)
+        try:
+            await dash.refresh()
+        finally:
+            await dash.client.aclose()
+        return dash
+
+    dash = asyncio.run(look())
+    assert dash.classify_row.visible and not dash.pair_row.visible
+    assert int(dash.distribution.to_frame().to_numpy().sum()) == 9 == item.get_response_count()
+
+
 def test_monitor_follows_the_flow_over_sse_on_the_event_loop(
     flowlab_server: ServerProcess, client: flowlab.Client, crowd: SimulatedCrowd
 ) -> None:

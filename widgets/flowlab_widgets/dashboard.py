@@ -14,6 +14,7 @@ from flowlab_widgets._common import badge, esc, fmt_ago, fmt_seconds, state_name
 from flowlab_widgets.figures import (
     AnnotatorActivityChart,
     ItemProgressChart,
+    LabelDistributionChart,
     RankingChart,
     ThroughputChart,
     WinLossHeatmap,
@@ -80,7 +81,20 @@ class Dashboard:
         self.throughput = ThroughputChart(sizing_mode="stretch_width", height=240)
         self.heatmap = WinLossHeatmap(sizing_mode="stretch_width", height=420)
         self.ranking = RankingChart(sizing_mode="stretch_width", height=420)
+        self.distribution = LabelDistributionChart(sizing_mode="stretch_width", height=420)
         self.annotators = AnnotatorActivityChart(sizing_mode="stretch_width", height=300)
+
+        # Pairwise items show a heatmap and a ranking; classify items their answers per category.
+        self.pair_row = pn.Row(
+            pn.pane.Bokeh(self.heatmap.figure, sizing_mode="stretch_width"),
+            pn.pane.Bokeh(self.ranking.figure, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+        self.classify_row = pn.Row(
+            pn.pane.Bokeh(self.distribution.figure, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+            visible=False,
+        )
 
         sidebar = pn.Column(
             pn.pane.HTML("<h2 style='margin:0'>flowlab</h2>"),
@@ -101,11 +115,8 @@ class Dashboard:
                 pn.pane.Bokeh(self.throughput.figure, sizing_mode="stretch_width"),
                 sizing_mode="stretch_width",
             ),
-            pn.Row(
-                pn.pane.Bokeh(self.heatmap.figure, sizing_mode="stretch_width"),
-                pn.pane.Bokeh(self.ranking.figure, sizing_mode="stretch_width"),
-                sizing_mode="stretch_width",
-            ),
+            self.pair_row,
+            self.classify_row,
             pn.pane.Bokeh(self.annotators.figure, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
@@ -157,11 +168,16 @@ class Dashboard:
         item = self._pick_item(items)
         if item is not None:
             version = (item.id, item.last_status.version)
+            classify = getattr(flow.config, "kind", "pairwise") == "classify"
+            self.pair_row.visible, self.classify_row.visible = not classify, classify
             if version != self._version:
-                matrix = await item.get_win_loss_matrix()
-                self.heatmap.update(matrix)
-                with contextlib.suppress(FlowlabError):
-                    self.ranking.update(ranking_rows(await item.get_results(timeout=0, partial=True)))
+                if classify:
+                    self.distribution.update(await item.get_results(timeout=0, partial=True))
+                else:
+                    matrix = await item.get_win_loss_matrix()
+                    self.heatmap.update(matrix)
+                    with contextlib.suppress(FlowlabError):
+                        self.ranking.update(ranking_rows(await item.get_results(timeout=0, partial=True)))
                 self._version = version
         if self.ticks % 5 == 0:
             everyone = await self.client.annotators.list()

@@ -13,7 +13,7 @@ import pandas as pd
 
 from flowlab import AsyncClient, FlowlabError, NotFound
 from flowlab_widgets._common import badge, bokeh_widget, client_for, connection_of, esc, fmt_seconds, state_name
-from flowlab_widgets.figures import RankingChart, WinLossHeatmap, ranking_rows
+from flowlab_widgets.figures import LabelDistributionChart, RankingChart, WinLossHeatmap, ranking_rows
 from flowlab_widgets.live import LiveUpdates, Mode
 
 __all__ = ["FlowMonitor", "ItemRow", "MonitorSnapshot"]
@@ -141,10 +141,13 @@ class FlowMonitor(widgets.VBox):
         self.item_picker.observe(self._on_pick, names="value")
         self.count_html = widgets.HTML()
         self.items_box = widgets.VBox()
+        self.classify = getattr(flow.config, "kind", "pairwise") == "classify"
         self.heatmap = WinLossHeatmap(width=430, height=380)
         self.ranking = RankingChart(width=430, height=380)
-        self.heatmap_widget = bokeh_widget(self.heatmap.figure)
-        self.ranking_widget = bokeh_widget(self.ranking.figure)
+        self.distribution = LabelDistributionChart(width=860, height=380)
+        # A classify flow's items have answers per datapoint and category, not pairs: one chart shows them.
+        shown = [self.distribution] if self.classify else [self.heatmap, self.ranking]
+        self.figure_widgets = [bokeh_widget(chart.figure) for chart in shown]
         self.instruction_input = widgets.Textarea(
             value=flow.instruction, description="Instruction", layout=widgets.Layout(width="640px", height="60px")
         )
@@ -163,7 +166,7 @@ class FlowMonitor(widgets.VBox):
                 widgets.HBox([self.header, self.live_status], layout=widgets.Layout(justify_content="space-between")),
                 widgets.HBox([self.item_picker, self.count_html], layout=widgets.Layout(align_items="center")),
                 self.items_box,
-                widgets.HBox([self.heatmap_widget, self.ranking_widget]),
+                widgets.HBox(self.figure_widgets),
                 widgets.HBox(
                     [self.instruction_input, self.update_button], layout=widgets.Layout(align_items="flex-end")
                 ),
@@ -207,10 +210,11 @@ class FlowMonitor(widgets.VBox):
         item = next(it for it in items if it.id == item_id)
         version = item.last_status.version
         prev = self.snapshot
-        if prev is not None and prev.item_id == item_id and prev.version == version and prev.matrix is not None:
+        if prev is not None and prev.item_id == item_id and prev.version == version and prev.version is not None:
             snap.matrix, snap.result, snap.version = prev.matrix, prev.result, version  # nothing new to read
             return snap
-        snap.matrix = item.get_win_loss_matrix()
+        if not self.classify:
+            snap.matrix = item.get_win_loss_matrix()
         try:
             snap.result = item.get_results(timeout=0, partial=True)
         except FlowlabError as exc:  # a ranking failure should not blank the counts and the heatmap
@@ -263,10 +267,14 @@ class FlowMonitor(widgets.VBox):
             f'<span style="font-size:140%"><b class="flowlab-count">{self.response_count}</b></span> responses '
             f"for this item {badge(state_name(selected.state))} · {self.total_responses} in the flow"
         )
-        if snap.matrix is not None and snap.version is not None and (selected.id, snap.version) != self._shown:
-            self.heatmap.update(snap.matrix)
-            if snap.result is not None:
-                self.ranking.update(ranking_rows(snap.result))
+        if snap.version is not None and (selected.id, snap.version) != self._shown:
+            if self.classify:
+                if snap.result is not None:
+                    self.distribution.update(snap.result)
+            elif snap.matrix is not None:
+                self.heatmap.update(snap.matrix)
+                if snap.result is not None:
+                    self.ranking.update(ranking_rows(snap.result))
             self._shown = (selected.id, snap.version)
         if snap.errors:
             self.message.value = f'<span style="color:#b91c1c">{esc(snap.errors[-1])}</span>'
@@ -390,7 +398,7 @@ class FlowMonitor(widgets.VBox):
         self._client.close()
         for row in self.item_rows.values():
             row.close()
-        for w in (self.heatmap_widget, self.ranking_widget):
+        for w in self.figure_widgets:
             w.close()
         self.item_rows.clear()
         super().close()

@@ -12,7 +12,7 @@ ArrayLike = np.ndarray
 @dataclass(frozen=True)
 class LabelConsensus:
     """`posterior[i, c]`: the probability that datapoint i's true class is c; `accuracy[j]`: annotator j's
-    estimated chance of answering correctly; `prior[c]`: the estimated share of class c."""
+    estimated chance of answering correctly; `prior[c]`: the class shares assumed a priori."""
 
     posterior: np.ndarray
     accuracy: np.ndarray
@@ -32,6 +32,7 @@ def dawid_skene(
     prior_strength: float = 2.0,
     max_iter: int = 100,
     tol: float = 1e-6,
+    accuracy: ArrayLike | None = None,
 ) -> LabelConsensus:
     """One-coin Dawid–Skene: every annotator answers correctly with their own probability, otherwise picks
     one of the other classes uniformly; EM estimates the true classes and the accuracies together.
@@ -44,7 +45,11 @@ def dawid_skene(
         Sizes; datapoints without answers get the class prior as their posterior.
     prior_accuracy, prior_strength
         A Beta prior on each accuracy, worth `prior_strength` answers at `prior_accuracy`, so an annotator
-        with a handful of answers is not judged perfect or useless from them.
+        with a handful of answers is not judged perfect or useless from them. Accuracies are kept above
+        chance (1/n_classes): an annotator is assumed to try, which also keeps EM from the mirror solution
+        where everyone is "reliably wrong". Classes are taken as equally likely a priori.
+    accuracy
+        Known accuracies: skip the estimation and return the posterior they imply.
 
     Returns
     -------
@@ -67,12 +72,13 @@ def dawid_skene(
         raise ValueError("a label or datapoint index is out of range")
     m = int(n_annotators if n_annotators is not None else (a.max() + 1 if len(a) else 0))
     k = n_classes
-    acc = np.full(m, prior_accuracy)
+    floor = 1.0 / k + 1e-3
+    acc = np.full(m, prior_accuracy) if accuracy is None else np.clip(np.asarray(accuracy, float), 1e-9, 1 - 1e-9)
     prior = np.full(k, 1.0 / k)
     answers = np.bincount(a, minlength=m).astype(float)
     post = np.tile(prior, (n_datapoints, 1))
     it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
+    for it in range(1, (1 if accuracy is not None else max_iter) + 1):  # noqa: B007 - the count is reported
         # E-step: every answer adds log(1 - p)/(k - 1) to each class and log p to the class it named.
         log_right = np.log(acc)[a]
         log_wrong = np.log((1.0 - acc) / (k - 1))[a]
@@ -82,12 +88,11 @@ def dawid_skene(
         logp -= logp.max(axis=1, keepdims=True)
         new = np.exp(logp)
         new /= new.sum(axis=1, keepdims=True)
-        # M-step: accuracies from the expected correctness of each answer; class shares from the posteriors.
-        correct = np.bincount(a, weights=new[d, y], minlength=m)
-        acc = np.clip((correct + prior_accuracy * prior_strength) / (answers + prior_strength), 1e-3, 1 - 1e-3)
-        prior = (new.sum(axis=0) + 1.0) / (n_datapoints + k)
         done = np.abs(new - post).max() < tol
         post = new
-        if done:
+        if accuracy is not None or done:
             break
+        # M-step: accuracies from the expected correctness of each answer.
+        correct = np.bincount(a, weights=new[d, y], minlength=m)
+        acc = np.clip((correct + prior_accuracy * prior_strength) / (answers + prior_strength), floor, 1 - 1e-3)
     return LabelConsensus(posterior=post, accuracy=acc, prior=prior, iterations=it)

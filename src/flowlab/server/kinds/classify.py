@@ -44,29 +44,73 @@ class LabelLog:
 
 
 class LabelTally:
-    """A classify item's live aggregate: answers per datapoint and category, leases out per datapoint, who
-    answered what (so nobody labels a datapoint twice), and the answer log."""
+    """A classify item's live aggregate, kept so that every threshold check is O(1) and choosing the next
+    datapoint is one vectorised pass: answers per datapoint and category, leases out per datapoint, how many
+    datapoints are full or still open, which datapoints each annotator already has (so nobody labels one
+    twice), and the answer log."""
 
-    __slots__ = ("annotators", "counts", "leased", "log", "rng", "seen", "values")
+    __slots__ = (
+        "annotators",
+        "answered",
+        "counts",
+        "leased",
+        "leased_total",
+        "log",
+        "max",
+        "n_full",
+        "n_open",
+        "taken",
+        "values",
+    )
 
-    def __init__(self, n: int, values: list[str], rng: random.Random) -> None:
+    def __init__(self, n: int, values: list[str], max_answers: int) -> None:
         self.values = values
+        self.max = max_answers
         self.counts = np.zeros((n, len(values)), dtype=np.int64)
+        self.answered = np.zeros(n, dtype=np.int64)
         self.leased = np.zeros(n, dtype=np.int64)
+        self.leased_total = 0
+        self.n_full = 0  # datapoints with all the answers they need
+        self.n_open = n  # datapoints that can take another lease
         self.log = LabelLog()
         self.annotators: dict[str, int] = {}
-        self.seen: dict[str, set[int]] = {}
-        self.rng = rng
+        self.taken: dict[str, np.ndarray] = {}  # annotator -> datapoints leased to or answered by them
 
-    @property
-    def answered(self) -> np.ndarray:
-        return self.counts.sum(axis=1)  # type: ignore[no-any-return]
+    def _load_changed(self, d: int, before: int) -> None:
+        after = int(self.answered[d] + self.leased[d])
+        if before < self.max <= after:
+            self.n_open -= 1
+        elif after < self.max <= before:
+            self.n_open += 1
 
-    def add(self, datapoint: int, category: int, annotator_id: str) -> None:
-        self.counts[datapoint, category] += 1
-        j = self.annotators.setdefault(annotator_id, len(self.annotators))
-        self.log.append(datapoint, category, j)
-        self.seen.setdefault(annotator_id, set()).add(datapoint)
+    def lease(self, d: int, annotator_id: str) -> None:
+        before = int(self.answered[d] + self.leased[d])
+        self.leased[d] += 1
+        self.leased_total += 1
+        self._load_changed(d, before)
+        self._taken(annotator_id)[d] = True
+
+    def unlease(self, d: int) -> None:
+        before = int(self.answered[d] + self.leased[d])
+        self.leased[d] -= 1
+        self.leased_total -= 1
+        self._load_changed(d, before)
+
+    def add(self, d: int, category: int, annotator_id: str) -> None:
+        before = int(self.answered[d] + self.leased[d])
+        self.counts[d, category] += 1
+        self.answered[d] += 1
+        if self.answered[d] == self.max:
+            self.n_full += 1
+        self._load_changed(d, before)
+        self.log.append(d, category, self.annotators.setdefault(annotator_id, len(self.annotators)))
+        self._taken(annotator_id)[d] = True
+
+    def _taken(self, annotator_id: str) -> np.ndarray:
+        mask = self.taken.get(annotator_id)
+        if mask is None:
+            mask = self.taken[annotator_id] = np.zeros(len(self.answered), dtype=bool)
+        return mask
 
 
 class Classify:
@@ -92,7 +136,8 @@ class Classify:
             raise Invalid("min_responses_per_datapoint must be at least 1.", field="min_response_threshold")
 
     def new_tally(self, item: ItemRecord, seed: float) -> LabelTally:
-        return LabelTally(len(item.datapoints), [c.value for c in item.config.categories], random.Random(seed))
+        cfg = item.config
+        return LabelTally(len(item.datapoints), [c.value for c in cfg.categories], cfg.max_response_threshold)
 
     def replay(self, item: ItemRecord, rows: list[Row]) -> None:
         tally: LabelTally = item.tally
@@ -104,43 +149,40 @@ class Classify:
     # ------------------------------------------------------------ thresholds: answers per datapoint
 
     def full(self, item: ItemRecord) -> bool:
-        return bool((item.tally.answered >= item.config.max_response_threshold).all())
+        return bool(item.tally.n_full == len(item.datapoints))
 
     def enough(self, item: ItemRecord) -> bool:
         # As hosted: the minimum is an average per datapoint, so a few hard datapoints do not sink an item.
-        return int(item.response_count) >= item.config.min_response_threshold * len(item.datapoints)
+        return item.response_count >= item.config.min_response_threshold * len(item.datapoints)
 
     def room(self, item: ItemRecord) -> bool:
-        tally: LabelTally = item.tally
-        return bool((tally.answered + tally.leased < item.config.max_response_threshold).any())
+        return bool(item.tally.n_open > 0)
 
     def shortfall(self, item: ItemRecord) -> int:
-        tally: LabelTally = item.tally
         wanted = item.config.min_response_threshold * len(item.datapoints)
-        return max(0, wanted - item.response_count - int(tally.leased.sum()))
+        return max(0, wanted - item.response_count - int(item.tally.leased_total))
 
     # ------------------------------------------------------------ asking
 
     def ask(self, item: ItemRecord, rng: random.Random, annotator_id: str) -> tuple[int | None, None]:
-        """The least-answered datapoint (counting leases out) this annotator has not labelled yet."""
+        """The least-answered datapoint (counting leases out) this annotator has not had yet."""
         tally: LabelTally = item.tally
-        load = (tally.answered + tally.leased).astype(float)
-        load[load >= item.config.max_response_threshold] = np.inf
-        for d in tally.seen.get(annotator_id, ()):
-            load[d] = np.inf
-        for lease in item.leases.values():
-            if lease.annotator_id == annotator_id:
-                load[lease.question] = np.inf
-        low = load.min()
-        if not np.isfinite(low):
+        load = tally.answered + tally.leased
+        ok = load < tally.max
+        taken = tally.taken.get(annotator_id)
+        if taken is not None:
+            ok &= ~taken
+        if not ok.any():
             return None, None
-        candidates = np.flatnonzero(load == low)
+        low = load[ok].min()
+        candidates = np.flatnonzero(ok & (load == low))
         d = int(candidates[rng.randrange(len(candidates))])
-        tally.leased[d] += 1
+        tally.lease(d, annotator_id)
         return d, None
 
     def closed(self, lease: Lease) -> None:
-        lease.item.tally.leased[lease.question] -= 1
+        # The datapoint stays taken for this annotator even if they skipped it or let it expire.
+        lease.item.tally.unlease(lease.question)
 
     def task_view(self, lease: Lease, rng: random.Random, now: float) -> schemas.Task:
         item = lease.item
