@@ -214,7 +214,7 @@ def bench_long_history(rows: list[tuple[str, str, str, str]]) -> None:
                 matrix = item.get_win_loss_matrix()
                 latencies["matrix"].append((time.perf_counter() - t) * 1000)
                 assert matrix.to_numpy().sum() == VOTES_PER_ITEM
-            listed = client.flow.get_flow_by_id(made[0][0]).get_flow_items()
+            listed = client.flow.get_flow_by_id(made[0][0]).get_flow_items(amount=None)
             assert len(listed) == ITEMS_PER_FLOW
         rss_reads = rss_mb(proc.pid)
         proc.terminate()

@@ -41,7 +41,7 @@ def test_a_classify_flow_end_to_end_as_hosted_code_writes_it(flowlab_server: Ser
         private_metadata=[{"true_category": t} for t in truth],
         time_to_live=60,
     )
-    assert item.get_status().state in (FlowItemState.PENDING, "Pending")
+    assert item.get_progress().state in (FlowItemState.PENDING, "Pending")
     seen = []
     with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=12, rate=3000, accuracy=0.8, seed=3):
         deadline = time.monotonic() + 30
@@ -51,7 +51,7 @@ def test_a_classify_flow_end_to_end_as_hosted_code_writes_it(flowlab_server: Ser
         results = item.get_results(timeout=30)
     assert isinstance(results, ClassifyFlowItemResult)
     assert results.total_responses == 40 == item.get_response_count()
-    assert item.get_status().state == FlowItemState.COMPLETED
+    assert item.get_progress().state == FlowItemState.COMPLETED
     assert seen == sorted(seen)
     assert list(results.datapoints) == texts
     right = 0

@@ -46,7 +46,7 @@ def test_seed_scenario_verbatim(client: Client, flowlab_server: ServerProcess) -
             context="generations from step 12k",
             time_to_live=300,  # seconds
         )
-        status = flow_item.get_status()
+        status = flow_item.get_progress()
         assert status.state in (FlowItemState.PENDING, FlowItemState.RUNNING)
         results = flow_item.get_results(timeout=60)
     matrix = flow_item.get_win_loss_matrix()
@@ -56,16 +56,16 @@ def test_seed_scenario_verbatim(client: Client, flowlab_server: ServerProcess) -
     assert count == results.total_votes == 40
     assert matrix.to_numpy().sum() == count
     assert list(matrix.index) == [f"dp{i}" for i in range(5)]
-    assert sum(d.votes for d in results.datapoints) == 2 * count
-    assert results.datapoints[0].rank == 1
+    assert sum(d.votes for d in results.details) == 2 * count
+    assert results.details[0].rank == 1
     assert results.ranking[0] in ("dp4", "dp3"), "the crowd's oracle favours higher true scores"
-    for d in results.datapoints:
+    for d in results.details:
         assert d.ci_low <= d.score <= d.ci_high
-    assert abs(sum(d.score for d in results.datapoints)) < 1e-6
+    assert abs(sum(d.score for d in results.details)) < 1e-6
 
     flow.update_config(instruction="Which image has higher visual quality?")
     assert flow.instruction == "Which image has higher visual quality?"
-    assert flow_item.get_status().instruction == "Which image looks better?"
+    assert flow_item.get_progress().instruction == "Which image looks better?"
 
     same = client.flow.get_flow_by_id(flow.id)
     assert same.id == flow.id and same.instruction == "Which image has higher visual quality?"
@@ -77,7 +77,7 @@ def test_seed_scenario_verbatim(client: Client, flowlab_server: ServerProcess) -
     with pytest.raises(flowlab.NotFound):
         client.flow.get_flow_by_id(flow.id)
     with pytest.raises(flowlab.NotFound):
-        flow_item.get_status()
+        flow_item.get_progress()
 
 
 def test_ttl_expiry_into_completed_and_incomplete(client: Client, flowlab_server: ServerProcess) -> None:
@@ -92,7 +92,7 @@ def test_ttl_expiry_into_completed_and_incomplete(client: Client, flowlab_server
     started = time.monotonic()
     result = starved.get_results(timeout=30)
     assert time.monotonic() - started < 5
-    assert enough.get_status().state == FlowItemState.COMPLETED
+    assert enough.get_progress().state == FlowItemState.COMPLETED
     assert enough.get_response_count() >= 15
     assert result.state == FlowItemState.INCOMPLETE and result.total_votes == 0
 
@@ -114,7 +114,7 @@ def test_update_config_only_new_items_pick_it_up(client: Client) -> None:
     old = flow.create_new_flow_batch(datapoints=["x", "y"], time_to_live=60)
     flow.update_config(instruction="New question?", max_response_threshold=12, min_response_threshold=4)
     new = flow.create_new_flow_batch(datapoints=["x", "y"], time_to_live=60)
-    o, n = old.get_status(), new.get_status()
+    o, n = old.get_progress(), new.get_progress()
     assert (o.instruction, o.max_response_threshold, o.min_response_threshold) == ("Old question?", 8, 8)
     assert (n.instruction, n.max_response_threshold, n.min_response_threshold) == ("New question?", 12, 4)
     assert n.config_version == o.config_version + 1
@@ -167,10 +167,10 @@ def test_restart_keeps_every_acknowledged_vote(fresh_server: ServerProcess) -> N
     with fresh_server.client() as client:
         flow2 = client.flow.get_flow_by_id(flow.id)
         items = {i.id: i for i in flow2.get_flow_items()}
-        restored = items[item.id].get_status()
+        restored = items[item.id].get_progress()
         assert restored.response_count + items[later.id].get_response_count() == stored
         assert restored.state == FlowItemState.COMPLETED
-        assert items[later.id].get_status().state in (FlowItemState.PENDING, FlowItemState.RUNNING)
+        assert items[later.id].get_progress().state in (FlowItemState.PENDING, FlowItemState.RUNNING)
         assert items[item.id].get_win_loss_matrix().to_numpy().sum() == restored.response_count
 
 
@@ -361,5 +361,5 @@ def test_active_pair_selection_serves_and_covers_every_datapoint(client: Client,
     with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=6, rate=12_000, seed=13):
         results = item.get_results(timeout=60)
     assert results.total_votes == 80
-    assert all(d.votes > 0 for d in results.datapoints), "every datapoint is compared"
+    assert all(d.votes > 0 for d in results.details), "every datapoint is compared"
     assert results.ranking.index("dp9") < 4, "the best datapoint ranks near the top"

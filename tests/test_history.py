@@ -66,7 +66,7 @@ def test_an_ended_item_reads_back_the_same_from_the_database(fresh_server: Serve
         assert [s.id for s in again.get_flow_items()] == listed
         assert again.config.item_count == 1
         ended = again.get_flow_item(item.id)
-        assert ended.get_status().state == FlowItemState.COMPLETED
+        assert ended.get_progress().state == FlowItemState.COMPLETED
         assert ended.get_results().to_dataframe().shape[0] == 4
         events = list(ended.watch())
     assert len(events) == 1 and events[0].full and events[0].response_count == 24
@@ -104,7 +104,7 @@ def test_ended_items_leave_memory_and_their_results_stay_right(tmp_path: Path) -
                 matrix = item.get_win_loss_matrix().to_numpy()
                 np.testing.assert_array_equal(matrix, wins)
             statuses = flow.get_flow_items()
-            assert [s.get_status().state for s in statuses] == ["Completed"] * 3
+            assert [s.get_progress().state for s in statuses] == ["Completed"] * 3
             assert client.flow.get_flow_by_id(flow.id).config.item_count == 3
             flow.delete()
             assert httpx.get(f"{server.url}/v1/items/{items[0].id}", headers=AUTH).status_code == 404

@@ -29,7 +29,7 @@ def test_postgres_store_keeps_every_acknowledged_vote_across_a_kill(pg_dsn: str,
         time.sleep(1.5)
         server.start()
         with server.client() as client:
-            restored = client.flow.get_flow_by_id(flow.id).get_flow_item(item.id).get_status()
+            restored = client.flow.get_flow_by_id(flow.id).get_flow_item(item.id).get_progress()
             assert restored.response_count >= crowd.stats.votes
             assert restored.state == FlowItemState.COMPLETED
     finally:

@@ -191,9 +191,9 @@ def test_monitor_counts_reach_the_server_count_while_a_crowd_votes(
 
         def caught_up() -> bool:
             seen.add(monitor.response_count)
-            return item.get_status().is_terminal and monitor.response_count == item.get_response_count()
+            return item.get_progress().is_terminal and monitor.response_count == item.get_response_count()
 
-        assert wait_until(caught_up, timeout=30), (monitor.response_count, item.get_status())
+        assert wait_until(caught_up, timeout=30), (monitor.response_count, item.get_progress())
         assert monitor.response_count == 60
         assert len(seen) >= 3, f"the count should climb while votes arrive, saw {sorted(seen)}"
         row = monitor.item_rows[item.id]
@@ -221,7 +221,7 @@ def test_monitor_shows_a_classify_item_as_answers_per_category(client: flowlab.C
     try:
         assert len(monitor.figure_widgets) == 1, "a classify flow has no heatmap or ranking"
         item = flow.create_new_flow_batch([f"animal {i}" for i in range(5)], time_to_live=30)
-        assert wait_until(lambda: item.get_status().is_terminal and monitor.response_count == 20, timeout=30)
+        assert wait_until(lambda: item.get_progress().is_terminal and monitor.response_count == 20, timeout=30)
         assert wait_until(lambda: int(monitor.distribution.to_frame().to_numpy().sum()) == 20)
         shown = monitor.distribution.to_frame()
         results = item.get_results()
@@ -327,8 +327,8 @@ def test_instruction_editor_calls_update_config_and_only_new_items_pick_it_up(cl
         assert "config v2" in monitor.message.value and "existing item" in monitor.message.value
 
         new = flow.create_new_flow_batch(datapoints=datapoints(3, "new"), time_to_live=60)
-        assert old.get_status().instruction == "Which is better?"
-        assert new.get_status().instruction == "Which one is more factual?"
+        assert old.get_progress().instruction == "Which is better?"
+        assert new.get_progress().instruction == "Which one is more factual?"
         monitor.refresh()
         assert "older" in monitor.item_rows[old.id].instruction.value
         assert "older" not in monitor.item_rows[new.id].instruction.value
@@ -507,5 +507,5 @@ def test_monitor_keeps_an_old_selected_item_and_closes_rows_that_scroll_away(flo
         assert len(monitor.item_rows) == 2, "rows that scrolled out of the list were closed and dropped"
     finally:
         monitor.close()
-        for item in flow.get_flow_items():
+        for item in flow.get_flow_items(amount=None):
             item.stop()

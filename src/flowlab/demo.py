@@ -79,7 +79,7 @@ def run_demo(
     with SimulatedCrowd(client.url, client.api_key, annotators=20, rate=rate, seed=1):
         lines = 0
         while True:
-            statuses = [i.get_status() for i in items]
+            statuses = [i.get_progress() for i in items]
             if lines:
                 sys.stdout.write(f"\x1b[{lines}A")
             for s in statuses:
@@ -96,7 +96,7 @@ def run_demo(
     print()
     for item in items:
         res = item.get_results()
-        best = res.datapoints[0]
+        best = res.details[0]
         print(
             f"  {item.id}: {res.state.value} with {res.total_votes} votes; best: {best.key} "
             f"(Elo {best.elo:.0f}, 95% CI {best.ci_low:+.2f}..{best.ci_high:+.2f})"

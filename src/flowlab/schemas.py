@@ -59,6 +59,7 @@ class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     gold_rate: float = 0.1
     kind: TaskKindName = "pairwise"
     categories: list[Category] = []  # classify flows: 2 to 8, unique values
+    starting_elo: float = 1200.0  # where the Elo scale of results is centred, as hosted
 
 
 class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -72,6 +73,7 @@ class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults
     render_markdown: bool | None = None
     validation_pairs: list[ValidationPair] | None = None
     gold_rate: float | None = None
+    starting_elo: float | None = None
 
 
 class Flow(msgspec.Struct):
@@ -94,6 +96,7 @@ class Flow(msgspec.Struct):
     owner: str
     kind: TaskKindName = "pairwise"
     categories: list[Category] = []
+    starting_elo: float = 1200.0
 
 
 # ---------------------------------------------------------------- datapoints and items

@@ -161,7 +161,7 @@ class Dashboard:
             return
         first_view = self._flow is None or self._flow.id != flow.id
         self._flow = flow
-        items = await flow.get_flow_items()
+        items = list(reversed(await flow.get_flow_items(amount=None)))  # oldest first: the newest is the last
         self._statuses = [it.last_status for it in items]
         self._show_flow(flow.config, first_view)
         self._show_items(self._statuses)

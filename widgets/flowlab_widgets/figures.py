@@ -217,7 +217,7 @@ def ranking_rows(result: Any, *, scale: str = "bt") -> list[dict[str, Any]]:
     `scale="elo"` puts the Bradley–Terry estimate and interval on the Elo scale of the same result.
     """
     rows = []
-    for dp in getattr(result, "datapoints", result):
+    for dp in getattr(result, "details", None) or getattr(result, "datapoints", result):
         score, low, high = float(dp.score), float(dp.ci_low), float(dp.ci_high)
         if scale == "elo":
             offset = float(dp.elo) - ELO_PER_LOGIT * score

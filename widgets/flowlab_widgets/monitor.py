@@ -200,7 +200,7 @@ class FlowMonitor(widgets.VBox):
         except NotFound:
             return MonitorSnapshot(flow=self.flow.config, statuses=[], item_id=None, deleted=True)
         sent = time.time()
-        items = fresh.get_flow_items()
+        items = list(reversed(fresh.get_flow_items(amount=None)))  # oldest first: the newest is the last
         statuses = [it.last_status for it in items]
         offset = (statuses[-1].server_time - (sent + time.time()) / 2) if statuses else self._clock_offset
         item_id = self._choose_item(statuses)

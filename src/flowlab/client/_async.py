@@ -10,10 +10,11 @@ import httpx
 from flowlab import formats, schemas
 from flowlab.client import _core as core
 from flowlab.client._errors import ValidationError
-from flowlab.client._flows import FlowBase, FlowItemBase, classify_options, flow_options, unsupported
+from flowlab.client._flows import FlowBase, FlowItemBase, classify_options, flow_options, one_of, unsupported
 from flowlab.client._models import (
     ClassifyFlowItemResult,
     FlowItemResult,
+    FlowItemState,
     FlowItemStatus,
     labels_frame,
     matrix_frame,
@@ -26,7 +27,10 @@ if TYPE_CHECKING:
 
 
 class AsyncFlowItem(FlowItemBase):
-    async def get_status(self) -> FlowItemStatus:
+    async def get_status(self) -> FlowItemState:
+        return (await self.get_progress()).state
+
+    async def get_progress(self) -> FlowItemStatus:
         self.last_status = await self._transport.run(core.item_status(self.id))
         return self.last_status
 
@@ -37,7 +41,7 @@ class AsyncFlowItem(FlowItemBase):
         return matrix_frame(await self._transport.run(core.item_matrix(self.id)))
 
     async def get_response_count(self) -> int:
-        return (await self.get_status()).response_count
+        return (await self.get_progress()).response_count
 
     async def get_votes(self) -> pd.DataFrame:
         return votes_frame(await self._transport.run(core.item_votes(self.id)), self.keys)
@@ -54,7 +58,7 @@ class AsyncFlowItem(FlowItemBase):
 
     async def wait(self, timeout: float | None = None) -> FlowItemStatus:
         await self.get_results(timeout=timeout, partial=True)
-        return await self.get_status()
+        return await self.get_progress()
 
     async def to_preference_pairs(self) -> list[dict[str, Any]]:
         """Every decisive vote as a prompt / chosen / rejected record (the item's context is the prompt)."""
@@ -80,46 +84,60 @@ class AsyncFlow(FlowBase):
         self,
         datapoints: Iterable[Any],
         context: str | None = None,
-        time_to_live: float = 300,
-        *,
         context_assets: Iterable[Any] | None = None,
-        private_metadata: Mapping[str, Any] | None = None,
+        data_type: str = "media",
+        private_metadata: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+        accept_failed_uploads: bool = False,
+        time_to_live: float | None = None,
     ) -> AsyncFlowItem:
+        """Push a batch of datapoints (texts, local paths, URLs, or dicts with an `id`), in hosted's argument
+        order; `private_metadata` is a list with one dict per datapoint. Returns at once."""
         status = await self._transport.run(
             core.create_item(
                 self.id,
                 datapoints,
                 context=context,
-                time_to_live=time_to_live,
                 context_assets=context_assets,
+                data_type=data_type,
                 private_metadata=private_metadata,
+                accept_failed_uploads=accept_failed_uploads,
+                time_to_live=time_to_live,
             )
         )
         return AsyncFlowItem(self._transport, status)
 
     async def update_config(
         self,
-        *,
         instruction: str | None = None,
+        starting_elo: float | None = None,
+        min_responses: int | None = None,
+        max_responses: int | None = None,
+        drain_duration: float | None = None,
+        serve_timeout: float | None = None,
+        *,
         min_response_threshold: int | None = None,
         max_response_threshold: int | None = None,
         **other: Any,
     ) -> AsyncFlow:
-        self.config = await self._transport.run(
-            core.update_flow(
-                self.id,
-                {
-                    "instruction": instruction,
-                    "min_response_threshold": min_response_threshold,
-                    "max_response_threshold": max_response_threshold,
-                    **other,
-                },
-            )
-        )
+        """Change the flow's settings (hosted's names, or flowlab's); items created from now on use them,
+        existing items keep theirs."""
+        changes = {
+            "instruction": instruction,
+            "starting_elo": starting_elo,
+            "min_response_threshold": one_of(min_responses, min_response_threshold, "min_responses"),
+            "max_response_threshold": one_of(max_responses, max_response_threshold, "max_responses"),
+            "drain_seconds": one_of(drain_duration, other.pop("drain_seconds", None), "drain_duration"),
+            "lease_seconds": one_of(serve_timeout, other.pop("lease_seconds", None), "serve_timeout"),
+            **other,
+        }
+        self.config = await self._transport.run(core.update_flow(self.id, changes))
         return self
 
-    async def get_flow_items(self) -> list[AsyncFlowItem]:
-        return [AsyncFlowItem(self._transport, s) for s in await self._transport.run(core.list_items(self.id))]
+    async def get_flow_items(self, amount: int | None = 10, page: int = 1) -> list[AsyncFlowItem]:
+        """The flow's items, newest first, `amount` a page (pages count from 1); `amount=None` for all."""
+        return [
+            AsyncFlowItem(self._transport, s) for s in await self._transport.run(core.list_items(self.id, amount, page))
+        ]
 
     async def get_flow_item(self, item_id: str) -> AsyncFlowItem:
         return AsyncFlowItem(self._transport, await self._transport.run(core.item_status(item_id)))
@@ -132,7 +150,10 @@ class AsyncFlow(FlowBase):
 
 
 class AsyncClassifyFlowItem(FlowItemBase):
-    async def get_status(self) -> FlowItemStatus:
+    async def get_status(self) -> FlowItemState:
+        return (await self.get_progress()).state
+
+    async def get_progress(self) -> FlowItemStatus:
         self.last_status = await self._transport.run(core.item_status(self.id))
         return self.last_status
 
@@ -140,7 +161,7 @@ class AsyncClassifyFlowItem(FlowItemBase):
         return await self._transport.run(core.wait_for_results(self.id, timeout, partial, core.classify_results))
 
     async def get_response_count(self) -> int:
-        return (await self.get_status()).response_count
+        return (await self.get_progress()).response_count
 
     async def get_win_loss_matrix(self) -> pd.DataFrame:
         raise ValidationError(422, "The win/loss matrix is only available for ranking flow items.")
@@ -160,7 +181,7 @@ class AsyncClassifyFlowItem(FlowItemBase):
 
     async def wait(self, timeout: float | None = None) -> FlowItemStatus:
         await self.get_results(timeout=timeout, partial=True)
-        return await self.get_status()
+        return await self.get_progress()
 
 
 class AsyncClassifyFlow(FlowBase):
@@ -178,14 +199,15 @@ class AsyncClassifyFlow(FlowBase):
         accept_failed_uploads: bool = False,
         time_to_live: float | None = None,
     ) -> AsyncClassifyFlowItem:
-        unsupported(context_assets=context_assets, accept_failed_uploads=accept_failed_uploads)
+        unsupported(context_assets=context_assets)
         status = await self._transport.run(
-            core.create_labelled_item(
+            core.create_item(
                 self.id,
                 datapoints,
                 contexts=contexts,
                 private_metadata=private_metadata,
                 data_type=data_type,
+                accept_failed_uploads=accept_failed_uploads,
                 time_to_live=time_to_live,
             )
         )
@@ -198,8 +220,12 @@ class AsyncClassifyFlow(FlowBase):
         self.config = await self._transport.run(core.update_flow(self.id, changes))
         return self
 
-    async def get_flow_items(self) -> list[AsyncClassifyFlowItem]:
-        return [AsyncClassifyFlowItem(self._transport, s) for s in await self._transport.run(core.list_items(self.id))]
+    async def get_flow_items(self, amount: int | None = 10, page: int = 1) -> list[AsyncClassifyFlowItem]:
+        """The flow's items, newest first, `amount` a page (pages count from 1); `amount=None` for all."""
+        return [
+            AsyncClassifyFlowItem(self._transport, s)
+            for s in await self._transport.run(core.list_items(self.id, amount, page))
+        ]
 
     async def get_flow_item(self, item_id: str) -> AsyncClassifyFlowItem:
         return AsyncClassifyFlowItem(self._transport, await self._transport.run(core.item_status(item_id)))
@@ -225,31 +251,35 @@ class AsyncFlowsAPI:
         instruction: str,
         max_response_threshold: int = 100,
         min_response_threshold: int | None = None,
+        validation_set_id: str | None = None,
+        settings: Sequence[Any] | None = None,
+        drain_duration: float | None = None,
+        serve_timeout: float | None = None,
         *,
         allow_ties: bool = False,
         pair_selection: str = "uniform",
-        lease_seconds: float = 60.0,
+        lease_seconds: float | None = None,
         drain_seconds: float | None = None,
         render_markdown: bool = False,
         validation_pairs: Iterable[Any] | None = None,
         gold_rate: float = 0.1,
+        starting_elo: float = 1200.0,
     ) -> AsyncFlow:
+        """Create a pairwise ranking flow, with hosted's arguments in hosted's order (`drain_duration` and
+        `serve_timeout` are flowlab's `drain_seconds` and `lease_seconds`). `min_response_threshold` defaults
+        to the maximum."""
+        unsupported(validation_set_id=validation_set_id, settings=settings)
+        options = flow_options(
+            allow_ties,
+            pair_selection,
+            one_of(serve_timeout, lease_seconds, "serve_timeout") or 60.0,
+            one_of(drain_duration, drain_seconds, "drain_duration"),
+            render_markdown,
+            validation_pairs,
+            gold_rate,
+        ) | {"starting_elo": starting_elo}
         config = await self._transport.run(
-            core.create_flow(
-                name,
-                instruction,
-                max_response_threshold,
-                min_response_threshold,
-                flow_options(
-                    allow_ties,
-                    pair_selection,
-                    lease_seconds,
-                    drain_seconds,
-                    render_markdown,
-                    validation_pairs,
-                    gold_rate,
-                ),
-            )
+            core.create_flow(name, instruction, max_response_threshold, min_response_threshold, options)
         )
         return AsyncFlow(self._transport, config)
 
@@ -284,8 +314,10 @@ class AsyncFlowsAPI:
     async def get_flow_by_id(self, flow_id: str) -> AsyncFlow | AsyncClassifyFlow:
         return _flow_object(self._transport, await self._transport.run(core.get_flow(flow_id)))
 
-    async def find_flows(self, amount: int = 10) -> list[AsyncFlow | AsyncClassifyFlow]:
-        return [_flow_object(self._transport, f) for f in await self._transport.run(core.find_flows(amount))]
+    async def find_flows(self, name: str = "", amount: int = 10, page: int = 1) -> list[AsyncFlow | AsyncClassifyFlow]:
+        """Your flows whose name contains `name`, newest first, `amount` a page (pages count from 1)."""
+        flows = await self._transport.run(core.find_flows(amount, page, name))
+        return [_flow_object(self._transport, f) for f in flows]
 
 
 class AsyncAnnotatorsAPI:

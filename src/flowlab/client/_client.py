@@ -10,10 +10,11 @@ import httpx
 from flowlab import formats, schemas
 from flowlab.client import _core as core
 from flowlab.client._errors import ValidationError
-from flowlab.client._flows import FlowBase, FlowItemBase, classify_options, flow_options, unsupported
+from flowlab.client._flows import FlowBase, FlowItemBase, classify_options, flow_options, one_of, unsupported
 from flowlab.client._models import (
     ClassifyFlowItemResult,
     FlowItemResult,
+    FlowItemState,
     FlowItemStatus,
     labels_frame,
     matrix_frame,
@@ -26,8 +27,13 @@ if TYPE_CHECKING:
 
 
 class FlowItem(FlowItemBase):
-    def get_status(self) -> FlowItemStatus:
-        """State, votes so far, thresholds and deadline. Never blocks."""
+    def get_status(self) -> FlowItemState:
+        """The item's state, as hosted: a string enum (`== FlowItemState.COMPLETED`, `== "Completed"`). Never
+        blocks; `get_progress()` has the counts, thresholds and time left."""
+        return self.get_progress().state
+
+    def get_progress(self) -> FlowItemStatus:
+        """State, votes so far, thresholds, deadline and time left. Never blocks."""
         self.last_status = self._transport.run(core.item_status(self.id))
         return self.last_status
 
@@ -41,7 +47,7 @@ class FlowItem(FlowItemBase):
         return matrix_frame(self._transport.run(core.item_matrix(self.id)))
 
     def get_response_count(self) -> int:
-        return self.get_status().response_count
+        return self.get_progress().response_count
 
     def get_votes(self) -> pd.DataFrame:
         """Every accepted vote, in order, with the annotator who cast it."""
@@ -62,7 +68,7 @@ class FlowItem(FlowItemBase):
     def wait(self, timeout: float | None = None) -> FlowItemStatus:
         """Block until the item ends (or `timeout`), returning its status."""
         self.get_results(timeout=timeout, partial=True)
-        return self.get_status()
+        return self.get_progress()
 
     def to_preference_pairs(self) -> list[dict[str, Any]]:
         """Every decisive vote as a prompt / chosen / rejected record (the item's context is the prompt)."""
@@ -88,48 +94,58 @@ class Flow(FlowBase):
         self,
         datapoints: Iterable[Any],
         context: str | None = None,
-        time_to_live: float = 300,
-        *,
         context_assets: Iterable[Any] | None = None,
-        private_metadata: Mapping[str, Any] | None = None,
+        data_type: str = "media",
+        private_metadata: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+        accept_failed_uploads: bool = False,
+        time_to_live: float | None = None,
     ) -> FlowItem:
-        """Push a batch of datapoints (texts, local paths, URLs, or dicts with an `id`). Returns at once."""
+        """Push a batch of datapoints (texts, local paths, URLs, or dicts with an `id`), in hosted's argument
+        order; `private_metadata` is a list with one dict per datapoint. Returns at once."""
         status = self._transport.run(
             core.create_item(
                 self.id,
                 datapoints,
                 context=context,
-                time_to_live=time_to_live,
                 context_assets=context_assets,
+                data_type=data_type,
                 private_metadata=private_metadata,
+                accept_failed_uploads=accept_failed_uploads,
+                time_to_live=time_to_live,
             )
         )
         return FlowItem(self._transport, status)
 
     def update_config(
         self,
-        *,
         instruction: str | None = None,
+        starting_elo: float | None = None,
+        min_responses: int | None = None,
+        max_responses: int | None = None,
+        drain_duration: float | None = None,
+        serve_timeout: float | None = None,
+        *,
         min_response_threshold: int | None = None,
         max_response_threshold: int | None = None,
         **other: Any,
     ) -> Flow:
-        """Change the flow's settings; items created from now on use them, existing items keep theirs."""
-        self.config = self._transport.run(
-            core.update_flow(
-                self.id,
-                {
-                    "instruction": instruction,
-                    "min_response_threshold": min_response_threshold,
-                    "max_response_threshold": max_response_threshold,
-                    **other,
-                },
-            )
-        )
+        """Change the flow's settings (hosted's names, or flowlab's); items created from now on use them,
+        existing items keep theirs."""
+        changes = {
+            "instruction": instruction,
+            "starting_elo": starting_elo,
+            "min_response_threshold": one_of(min_responses, min_response_threshold, "min_responses"),
+            "max_response_threshold": one_of(max_responses, max_response_threshold, "max_responses"),
+            "drain_seconds": one_of(drain_duration, other.pop("drain_seconds", None), "drain_duration"),
+            "lease_seconds": one_of(serve_timeout, other.pop("lease_seconds", None), "serve_timeout"),
+            **other,
+        }
+        self.config = self._transport.run(core.update_flow(self.id, changes))
         return self
 
-    def get_flow_items(self) -> list[FlowItem]:
-        return [FlowItem(self._transport, s) for s in self._transport.run(core.list_items(self.id))]
+    def get_flow_items(self, amount: int | None = 10, page: int = 1) -> list[FlowItem]:
+        """The flow's items, newest first, `amount` a page (pages count from 1); `amount=None` for all."""
+        return [FlowItem(self._transport, s) for s in self._transport.run(core.list_items(self.id, amount, page))]
 
     def get_flow_item(self, item_id: str) -> FlowItem:
         return FlowItem(self._transport, self._transport.run(core.item_status(item_id)))
@@ -146,8 +162,12 @@ class Flow(FlowBase):
 class ClassifyFlowItem(FlowItemBase):
     """A batch of a classify flow: each datapoint collects answers until it has the flow's maximum."""
 
-    def get_status(self) -> FlowItemStatus:
-        """State, answers so far, thresholds and deadline. Never blocks."""
+    def get_status(self) -> FlowItemState:
+        """The item's state, as hosted. Never blocks; `get_progress()` has the counts and time left."""
+        return self.get_progress().state
+
+    def get_progress(self) -> FlowItemStatus:
+        """State, answers so far, thresholds, deadline and time left. Never blocks."""
         self.last_status = self._transport.run(core.item_status(self.id))
         return self.last_status
 
@@ -157,7 +177,7 @@ class ClassifyFlowItem(FlowItemBase):
         return self._transport.run(core.wait_for_results(self.id, timeout, partial, core.classify_results))
 
     def get_response_count(self) -> int:
-        return self.get_status().response_count
+        return self.get_progress().response_count
 
     def get_win_loss_matrix(self) -> pd.DataFrame:
         raise ValidationError(422, "The win/loss matrix is only available for ranking flow items.")
@@ -179,7 +199,7 @@ class ClassifyFlowItem(FlowItemBase):
 
     def wait(self, timeout: float | None = None) -> FlowItemStatus:
         self.get_results(timeout=timeout, partial=True)
-        return self.get_status()
+        return self.get_progress()
 
 
 class ClassifyFlow(FlowBase):
@@ -201,14 +221,15 @@ class ClassifyFlow(FlowBase):
     ) -> ClassifyFlowItem:
         """Push datapoints to classify, each with its own context and private metadata (lists with one entry
         per datapoint). `time_to_live=None` takes the server's default. Returns at once."""
-        unsupported(context_assets=context_assets, accept_failed_uploads=accept_failed_uploads)
+        unsupported(context_assets=context_assets)
         status = self._transport.run(
-            core.create_labelled_item(
+            core.create_item(
                 self.id,
                 datapoints,
                 contexts=contexts,
                 private_metadata=private_metadata,
                 data_type=data_type,
+                accept_failed_uploads=accept_failed_uploads,
                 time_to_live=time_to_live,
             )
         )
@@ -222,8 +243,11 @@ class ClassifyFlow(FlowBase):
         self.config = self._transport.run(core.update_flow(self.id, changes))
         return self
 
-    def get_flow_items(self) -> list[ClassifyFlowItem]:
-        return [ClassifyFlowItem(self._transport, s) for s in self._transport.run(core.list_items(self.id))]
+    def get_flow_items(self, amount: int | None = 10, page: int = 1) -> list[ClassifyFlowItem]:
+        """The flow's items, newest first, `amount` a page (pages count from 1); `amount=None` for all."""
+        return [
+            ClassifyFlowItem(self._transport, s) for s in self._transport.run(core.list_items(self.id, amount, page))
+        ]
 
     def get_flow_item(self, item_id: str) -> ClassifyFlowItem:
         return ClassifyFlowItem(self._transport, self._transport.run(core.item_status(item_id)))
@@ -252,32 +276,35 @@ class FlowsAPI:
         instruction: str,
         max_response_threshold: int = 100,
         min_response_threshold: int | None = None,
+        validation_set_id: str | None = None,
+        settings: Sequence[Any] | None = None,
+        drain_duration: float | None = None,
+        serve_timeout: float | None = None,
         *,
         allow_ties: bool = False,
         pair_selection: str = "uniform",
-        lease_seconds: float = 60.0,
+        lease_seconds: float | None = None,
         drain_seconds: float | None = None,
         render_markdown: bool = False,
         validation_pairs: Iterable[Any] | None = None,
         gold_rate: float = 0.1,
+        starting_elo: float = 1200.0,
     ) -> Flow:
-        """Create a pairwise ranking flow. `min_response_threshold` defaults to the maximum."""
+        """Create a pairwise ranking flow, with hosted's arguments in hosted's order (`drain_duration` and
+        `serve_timeout` are flowlab's `drain_seconds` and `lease_seconds`). `min_response_threshold` defaults
+        to the maximum."""
+        unsupported(validation_set_id=validation_set_id, settings=settings)
+        options = flow_options(
+            allow_ties,
+            pair_selection,
+            one_of(serve_timeout, lease_seconds, "serve_timeout") or 60.0,
+            one_of(drain_duration, drain_seconds, "drain_duration"),
+            render_markdown,
+            validation_pairs,
+            gold_rate,
+        ) | {"starting_elo": starting_elo}
         config = self._transport.run(
-            core.create_flow(
-                name,
-                instruction,
-                max_response_threshold,
-                min_response_threshold,
-                flow_options(
-                    allow_ties,
-                    pair_selection,
-                    lease_seconds,
-                    drain_seconds,
-                    render_markdown,
-                    validation_pairs,
-                    gold_rate,
-                ),
-            )
+            core.create_flow(name, instruction, max_response_threshold, min_response_threshold, options)
         )
         return Flow(self._transport, config)
 
@@ -316,9 +343,10 @@ class FlowsAPI:
     def get_flow_by_id(self, flow_id: str) -> Flow | ClassifyFlow:
         return _flow_object(self._transport, self._transport.run(core.get_flow(flow_id)))
 
-    def find_flows(self, amount: int = 10) -> list[Flow | ClassifyFlow]:
-        """Your most recent flows, newest first."""
-        return [_flow_object(self._transport, f) for f in self._transport.run(core.find_flows(amount))]
+    def find_flows(self, name: str = "", amount: int = 10, page: int = 1) -> list[Flow | ClassifyFlow]:
+        """Your flows whose name contains `name`, newest first, `amount` a page (pages count from 1)."""
+        flows = self._transport.run(core.find_flows(amount, page, name))
+        return [_flow_object(self._transport, f) for f in flows]
 
 
 class AnnotatorsAPI:

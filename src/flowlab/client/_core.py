@@ -9,6 +9,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import time
+import warnings
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from flowlab import schemas
-from flowlab.client._errors import Timeout, ValidationError, error_for
+from flowlab.client._errors import APIError, Timeout, ValidationError, error_for
 from flowlab.client._models import ClassifyFlowItemResult, FlowItemResult, FlowItemStatus
 
 T = TypeVar("T")
@@ -100,8 +101,11 @@ def get_flow(flow_id: str) -> Op[schemas.Flow]:
     return decode(resp.content, schemas.Flow)
 
 
-def find_flows(amount: int) -> Op[list[schemas.Flow]]:
-    resp = yield Call("GET", "/v1/flows", params={"limit": amount})
+def find_flows(amount: int, page: int = 1, name: str = "") -> Op[list[schemas.Flow]]:
+    if amount < 1 or page < 1:
+        raise ValidationError(422, "amount and page must be at least 1 (pages count from 1).", field="amount")
+    params = {"limit": amount, "offset": (page - 1) * amount, "name": name}
+    resp = yield Call("GET", "/v1/flows", params=params)
     return decode(resp.content, list[schemas.Flow])
 
 
@@ -121,8 +125,14 @@ def delete_flow(flow_id: str) -> Op[None]:
     yield Call("DELETE", f"/v1/flows/{flow_id}")
 
 
-def list_items(flow_id: str) -> Op[list[FlowItemStatus]]:
-    resp = yield Call("GET", f"/v1/flows/{flow_id}/items")
+def list_items(flow_id: str, amount: int | None = None, page: int = 1) -> Op[list[FlowItemStatus]]:
+    """A page of `amount` items, newest first, as hosted pages them; `amount=None`: every item."""
+    params: dict[str, Any] = {"order": "newest"}
+    if amount is not None:
+        if amount < 1 or page < 1:
+            raise ValidationError(422, "amount and page must be at least 1 (pages count from 1).", field="amount")
+        params |= {"limit": amount, "offset": (page - 1) * amount}
+    resp = yield Call("GET", f"/v1/flows/{flow_id}/items", params=params)
     return decode(resp.content, list[FlowItemStatus])
 
 
@@ -138,18 +148,60 @@ def create_item(
     flow_id: str,
     datapoints: Iterable[Any],
     *,
-    context: str | None,
-    time_to_live: float,
-    context_assets: Iterable[Any] | None,
-    private_metadata: Mapping[str, Any] | None,
+    context: str | None = None,
+    contexts: Sequence[str] | None = None,
+    context_assets: Iterable[Any] | None = None,
+    data_type: str = "media",
+    private_metadata: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+    accept_failed_uploads: bool = False,
+    time_to_live: float | None = None,
 ) -> Op[FlowItemStatus]:
+    """A batch, in hosted's shape: `private_metadata` and `contexts` are lists with one entry per datapoint
+    (a single dict of `private_metadata` is flowlab's item-level metadata); `data_type="text"` sends strings
+    as text; with `accept_failed_uploads` datapoints whose file cannot be uploaded are left out, with a
+    warning; `time_to_live=None` takes the server's default."""
     if isinstance(datapoints, str | bytes | Mapping):
         raise ValidationError(
             422, "datapoints must be a list (of texts, paths, URLs or dicts), not a single value.", field="datapoints"
         )
+    if data_type not in ("media", "text"):
+        raise ValidationError(422, f"data_type is 'media' or 'text'; got {data_type!r}.", field="data_type")
+    given = list(datapoints)
+    item_metadata = private_metadata if isinstance(private_metadata, Mapping) else None
+    per_datapoint = None if isinstance(private_metadata, Mapping) else private_metadata
+    for name, values in (("contexts", contexts), ("private_metadata", per_datapoint)):
+        if values is not None and (isinstance(values, str) or not isinstance(values, Sequence)):
+            raise ValidationError(422, f"{name} must be a list with one entry per datapoint.", field=name)
+        if values and len(values) != len(given):
+            raise ValidationError(
+                422,
+                f"{name} has {len(values)} entries for {len(given)} datapoints; give one per datapoint.",
+                field=name,
+            )
     points = []
-    for i, d in enumerate(datapoints):
-        points.append((yield from _datapoint(d, f"datapoints[{i}]")))
+    failed = []
+    for i, d in enumerate(given):
+        try:
+            point = yield from _datapoint(d, f"datapoints[{i}]", text_only=data_type == "text")
+        except (ValidationError, APIError) as exc:
+            if not accept_failed_uploads or not _is_upload(d):
+                raise
+            failed.append(f"datapoints[{i}]: {exc}")
+            continue
+        if contexts:
+            if not isinstance(contexts[i], str) or not contexts[i]:
+                raise ValidationError(422, f"contexts[{i}] must be a non-empty string.", field=f"contexts[{i}]")
+            point["context"] = contexts[i]
+        if per_datapoint:
+            if not isinstance(per_datapoint[i], Mapping):
+                raise ValidationError(422, f"private_metadata[{i}] must be a dict.", field=f"private_metadata[{i}]")
+            point["private_metadata"] = dict(per_datapoint[i])
+        points.append(point)
+    if failed:
+        warnings.warn(
+            f"{len(failed)} of {len(given)} datapoints could not be uploaded and were left out: " + "; ".join(failed),
+            stacklevel=4,
+        )
     assets = []
     for i, a in enumerate(context_assets or ()):
         dp = yield from _datapoint(a, f"context_assets[{i}]")
@@ -157,57 +209,25 @@ def create_item(
             {k: v for k, v in dp.items() if k in ("kind", "text", "url", "media", "media_type", "name")}
             | {"kind": dp.get("kind") or "text"}
         )
-    payload: dict[str, Any] = {"datapoints": points, "time_to_live": time_to_live}
+    payload: dict[str, Any] = {"datapoints": points}
+    if time_to_live is not None:
+        payload["time_to_live"] = time_to_live
     if context is not None:
         payload["context"] = context
     if assets:
         payload["context_assets"] = assets
-    if private_metadata is not None:
-        payload["private_metadata"] = dict(private_metadata)
+    if item_metadata is not None:
+        payload["private_metadata"] = dict(item_metadata)
     resp = yield Call("POST", f"/v1/flows/{flow_id}/items", json=payload)
     return decode(resp.content, FlowItemStatus)
 
 
-def create_labelled_item(
-    flow_id: str,
-    datapoints: Sequence[Any],
-    *,
-    contexts: Sequence[str] | None,
-    private_metadata: Sequence[Mapping[str, Any]] | None,
-    data_type: str,
-    time_to_live: float | None,
-) -> Op[FlowItemStatus]:
-    """A batch whose datapoints each carry their own context and private metadata (hosted's shape: lists with
-    one entry per datapoint)."""
-    if isinstance(datapoints, str | bytes | Mapping):
-        raise ValidationError(422, "datapoints must be a list, not a single value.", field="datapoints")
-    if data_type not in ("media", "text"):
-        raise ValidationError(422, f"data_type is 'media' or 'text'; got {data_type!r}.", field="data_type")
-    n = len(datapoints)
-    for name, given in (("contexts", contexts), ("private_metadata", private_metadata)):
-        if given is not None and (isinstance(given, str | Mapping) or not isinstance(given, Sequence)):
-            raise ValidationError(422, f"{name} must be a list with one entry per datapoint.", field=name)
-        if given and len(given) != n:
-            raise ValidationError(
-                422, f"{name} has {len(given)} entries for {n} datapoints; give one per datapoint.", field=name
-            )
-    points = []
-    for i, d in enumerate(datapoints):
-        point = yield from _datapoint(d, f"datapoints[{i}]", text_only=data_type == "text")
-        if contexts:
-            if not isinstance(contexts[i], str) or not contexts[i]:
-                raise ValidationError(422, f"contexts[{i}] must be a non-empty string.", field=f"contexts[{i}]")
-            point["context"] = contexts[i]
-        if private_metadata:
-            if not isinstance(private_metadata[i], Mapping):
-                raise ValidationError(422, f"private_metadata[{i}] must be a dict.", field=f"private_metadata[{i}]")
-            point["private_metadata"] = dict(private_metadata[i])
-        points.append(point)
-    payload: dict[str, Any] = {"datapoints": points}
-    if time_to_live is not None:
-        payload["time_to_live"] = time_to_live
-    resp = yield Call("POST", f"/v1/flows/{flow_id}/items", json=payload)
-    return decode(resp.content, FlowItemStatus)
+def _is_upload(d: Any) -> bool:
+    return (
+        isinstance(d, os.PathLike)
+        or (isinstance(d, Mapping) and "path" in d)
+        or (isinstance(d, str) and not _is_url(d) and "\n" not in d and Path(d).suffix.lower() in MEDIA_SUFFIXES)
+    )
 
 
 def _is_url(s: str) -> bool:
@@ -313,7 +333,7 @@ def wait_item(item_id: str, since: int, timeout: float) -> Op[FlowItemStatus]:
 
 def item_results(item_id: str) -> Op[FlowItemResult]:
     resp = yield Call("GET", f"/v1/items/{item_id}/results")
-    return decode(resp.content, FlowItemResult)
+    return FlowItemResult.from_wire(decode(resp.content, schemas.ItemResults))
 
 
 def classify_results(item_id: str) -> Op[ClassifyFlowItemResult]:

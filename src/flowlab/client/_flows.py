@@ -74,6 +74,15 @@ def classify_options(
     return options
 
 
+def one_of(hosted: Any, own: Any, name: str) -> Any:
+    """A setting given by its hosted name or by flowlab's, not both."""
+    if hosted is not None and own is not None and hosted != own:
+        raise ValidationError(
+            422, f"{name} and flowlab's name for it were both given, with different values.", field=name
+        )
+    return hosted if hosted is not None else own
+
+
 def unsupported(**given: Any) -> None:
     """Hosted arguments flowlab does not take yet: refuse them plainly rather than ignore them."""
     for name, value in given.items():

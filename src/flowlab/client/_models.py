@@ -44,24 +44,46 @@ class FlowItemStatus(schemas.ItemStatus):
         return 0.0 if self.is_terminal else max(0.0, self.deadline - self.server_time)
 
 
-class FlowItemResult(schemas.ItemResults):
-    """Per-datapoint Bradley–Terry scores, Elo-scale scores, 95 % intervals, ranks and votes."""
+class FlowItemResult(msgspec.Struct):
+    """A ranking item's results. As hosted: `datapoints` maps each datapoint's key to its Elo-scale score
+    (the flow's `starting_elo`, 1200 by default, plus 400/ln 10 per Bradley–Terry logit) and `total_votes`
+    counts the votes. Beyond hosted: `details` has each datapoint's Bradley–Terry score, 95 % interval, rank
+    range, votes and wins (best first); `results[key]` is one of them; `to_dataframe()`, `rewards()`."""
 
-    state: FlowItemState  # type: ignore[assignment]
+    item_id: str
+    state: FlowItemState
+    total_votes: int
+    partial: bool
+    datapoints: dict[str, float]
+    details: list[schemas.DatapointResult]
+    version: int
+
+    @classmethod
+    def from_wire(cls, r: schemas.ItemResults) -> FlowItemResult:
+        return cls(
+            item_id=r.item_id,
+            state=FlowItemState(r.state),
+            total_votes=r.total_votes,
+            partial=r.partial,
+            datapoints={d.key: d.elo for d in r.datapoints},
+            details=r.datapoints,
+            version=r.version,
+        )
 
     def __getitem__(self, key: str) -> schemas.DatapointResult:
-        for d in self.datapoints:
+        for d in self.details:
             if d.key == key:
                 return d
-        raise KeyError(f"no datapoint with key {key!r}; keys are {[d.key for d in self.datapoints]}")
+        raise KeyError(f"no datapoint with key {key!r}; keys are {[d.key for d in self.details]}")
 
     @property
     def ranking(self) -> list[str]:
         """Datapoint keys, best first."""
-        return [d.key for d in sorted(self.datapoints, key=lambda d: (d.rank, -d.score))]
+        return [d.key for d in sorted(self.details, key=lambda d: (d.rank, -d.score))]
 
     def scores(self) -> dict[str, float]:
-        return {d.key: d.score for d in self.datapoints}
+        """Bradley–Terry scores (logits, centred) by key."""
+        return {d.key: d.score for d in self.details}
 
     def rewards(self, **options: Any) -> dict[str, float]:
         """Per-datapoint rewards for RL from these results; options go to `flowlab.ranking.rewards_from_scores`."""
@@ -69,14 +91,14 @@ class FlowItemResult(schemas.ItemResults):
 
         from flowlab import ranking
 
-        ordered = sorted(self.datapoints, key=lambda d: d.index)
+        ordered = sorted(self.details, key=lambda d: d.index)
         values = ranking.rewards_from_scores(np.array([d.score for d in ordered]), **options)
         return {d.key: float(v) for d, v in zip(ordered, values, strict=True)}
 
     def to_dataframe(self) -> pd.DataFrame:
         import pandas as pd
 
-        rows = [msgspec.structs.asdict(d) for d in self.datapoints]
+        rows = [msgspec.structs.asdict(d) for d in self.details]
         return pd.DataFrame(rows).set_index("key").sort_values("rank") if rows else pd.DataFrame()
 
 

@@ -74,9 +74,16 @@ class SyncTransport:
 
     def run(self, op: core.Op[T]) -> T:
         reply: Any = None
+        error: FlowlabError | None = None
         try:
             while True:
-                reply = self.send(op.send(reply))
+                # A failed request is raised inside the operation, which may handle it (a failed upload
+                # it was told to tolerate) or let it propagate from here.
+                call = op.send(reply) if error is None else op.throw(error)
+                try:
+                    reply, error = self.send(call), None
+                except FlowlabError as exc:
+                    reply, error = None, exc
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -127,9 +134,14 @@ class AsyncTransport:
 
     async def run(self, op: core.Op[T]) -> T:
         reply: Any = None
+        error: FlowlabError | None = None
         try:
             while True:
-                reply = await self.send(op.send(reply))
+                call = op.send(reply) if error is None else op.throw(error)
+                try:
+                    reply, error = await self.send(call), None
+                except FlowlabError as exc:
+                    reply, error = None, exc
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 

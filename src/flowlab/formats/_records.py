@@ -41,9 +41,10 @@ def rlhf_task(
     """An RLHF task record: the user prompt, each response with its `source_id` (the datapoint key) and its
     ranking annotations, and turn-level annotations naming the preferred response.
 
-    `results` is a `FlowItemResult` (or anything with `.datapoints` of `DatapointResult` and `.total_votes`).
+    `results` is a `FlowItemResult` (its `details`), or anything with `.datapoints` of `DatapointResult`.
     """
-    by_key = {r.key: r for r in results.datapoints}
+    rows = _details(results)
+    by_key = {r.key: r for r in rows}
     messages: list[dict[str, Any]] = [{"role": "user", "content": prompt or ""}]
     for d in datapoints:
         r = by_key[d.key]
@@ -62,12 +63,12 @@ def rlhf_task(
                 },
             }
         )
-    best = min(results.datapoints, key=lambda r: (r.rank, -r.score)) if results.datapoints else None
+    best = min(rows, key=lambda r: (r.rank, -r.score)) if rows else None
     return {
         "messages": messages,
         "annotations": {
             "selected_model_id": best.key if best else None,
-            "ranking": [r.key for r in sorted(results.datapoints, key=lambda r: (r.rank, -r.score))],
+            "ranking": [r.key for r in sorted(rows, key=lambda r: (r.rank, -r.score))],
             "total_votes": results.total_votes,
             "instruction": instruction,
             "justification": (
@@ -75,3 +76,9 @@ def rlhf_task(
             ),
         },
     }
+
+
+def _details(results: Any) -> list[Any]:
+    """The per-datapoint results: an SDK result's `details`, or the wire's `datapoints` list."""
+    details = getattr(results, "details", None)
+    return list(details if details is not None else results.datapoints)

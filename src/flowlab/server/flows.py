@@ -66,6 +66,7 @@ class Flows:
             owner=flow.owner,
             kind=c.kind,  # type: ignore[arg-type]
             categories=c.categories,
+            starting_elo=c.starting_elo,
         )
 
     def get(self, who: Principal, flow_id: str) -> FlowRecord:
@@ -74,12 +75,15 @@ class Flows:
             raise NotFound(f"No flow {flow_id!r} belongs to this API key; list yours with client.flow.find_flows().")
         return flow
 
-    def listing(self, who: Principal, limit: int) -> list[schemas.Flow]:
+    def listing(self, who: Principal, limit: int, *, offset: int = 0, name: str = "") -> list[schemas.Flow]:
+        """The key's flows, newest first, whose name contains `name`: `limit` of them from `offset`."""
         if limit < 1:
             raise Invalid("limit must be at least 1.", field="limit")
-        mine = [f for f in self.flows.values() if f.owner == who.id]
+        if offset < 0:
+            raise Invalid("offset cannot be negative.", field="offset")
+        mine = [f for f in self.flows.values() if f.owner == who.id and name in f.config.name]
         mine.sort(key=lambda f: f.created_at, reverse=True)
-        return [self.view(f) for f in mine[:limit]]
+        return [self.view(f) for f in mine[offset : offset + limit]]
 
     async def create(self, who: Principal, req: schemas.FlowCreate) -> schemas.Flow:
         cfg = FlowConfig(
@@ -98,6 +102,7 @@ class Flows:
             validation_pairs=req.validation_pairs,
             kind=req.kind,
             categories=req.categories,
+            starting_elo=req.starting_elo,
         )
         await self.check_config(cfg)
         now = self.clock.now()

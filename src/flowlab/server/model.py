@@ -32,6 +32,7 @@ class FlowConfig(msgspec.Struct):
     config_version: int = 1
     kind: str = "pairwise"  # the task kind: what annotators are asked and how answers aggregate
     categories: list[schemas.Category] = []  # classify flows
+    starting_elo: float = 1200.0  # pairwise results: the Elo scale's centre
 
 
 class Signal:

@@ -14,7 +14,6 @@ from flowlab.server.clock import Clock
 from flowlab.server.errors import Forbidden, Invalid, NotFound
 from flowlab.server.store import Op, Row, Store
 
-
 # Ids name things; they grant nothing (tokens and keys are the secrets, made by `new_secret`), so a fast
 # generator seeded from the OS is enough, and spares a system call on every task handed out.
 _ids = random.Random(secrets.randbits(128))

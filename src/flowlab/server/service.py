@@ -106,8 +106,17 @@ class FlowService:
     async def create_item(self, who: Principal, flow_id: str, req: schemas.ItemCreate) -> schemas.ItemStatus:
         return await self.items.create(who, self.flows.get(who, flow_id), req)
 
-    async def list_items(self, who: Principal, flow_id: str) -> list[schemas.ItemStatus]:
-        return await self.items.statuses(self.flows.get(who, flow_id))
+    async def list_items(
+        self, who: Principal, flow_id: str, *, limit: int | None = None, offset: int = 0, order: str = "oldest"
+    ) -> list[schemas.ItemStatus]:
+        if order not in ("oldest", "newest"):
+            raise Invalid("order is 'oldest' or 'newest'.", field="order")
+        if (limit is not None and limit < 1) or offset < 0:
+            raise Invalid("limit must be at least 1 and offset at least 0.", field="limit" if offset >= 0 else "offset")
+        statuses = await self.items.statuses(self.flows.get(who, flow_id))
+        if order == "newest":
+            statuses.reverse()
+        return statuses[offset : None if limit is None else offset + limit]
 
     # ------------------------------------------------------------ annotators
 

@@ -285,7 +285,9 @@ class Pairwise:
         fit = tally.fit
         if fit is None or tally.fit_version != item.version:
             init = fit.scores if fit is not None else None
-            fit = ranking.fit_bradley_terry(tally.wins, len(item.keys), init=init)
+            fit = ranking.fit_bradley_terry(
+                tally.wins, len(item.keys), init=init, starting_elo=item.config.starting_elo
+            )
         return _results(item, tally.wins, fit, item.version, item.response_count, item.state), self.matrix(item)
 
     def votes(self, rows: list[Row]) -> list[schemas.Vote]:
@@ -312,9 +314,11 @@ class Pairwise:
         # Warm-started from the previous fit: a live refit after a few votes is a couple of Newton steps.
         init = tally.fit.scores if tally.fit is not None else None
         if len(item.keys) <= INLINE_FIT_MAX:
-            fit = ranking.fit_bradley_terry(wins, len(item.keys), init=init)
+            fit = ranking.fit_bradley_terry(wins, len(item.keys), init=init, starting_elo=item.config.starting_elo)
         else:
-            fit = await asyncio.to_thread(ranking.fit_bradley_terry, wins, len(item.keys), init=init)
+            fit = await asyncio.to_thread(
+                ranking.fit_bradley_terry, wins, len(item.keys), init=init, starting_elo=item.config.starting_elo
+            )
         if version >= tally.fit_version:
             tally.fit, tally.fit_version = fit, version
         return fit
@@ -327,7 +331,9 @@ class Pairwise:
             return tally.fit
         if len(item.keys) <= INLINE_FIT_MAX:
             init = tally.fit.scores if tally.fit is not None else None
-            tally.fit = ranking.fit_bradley_terry(tally.wins, len(item.keys), init=init)
+            tally.fit = ranking.fit_bradley_terry(
+                tally.wins, len(item.keys), init=init, starting_elo=item.config.starting_elo
+            )
             tally.fit_version = item.version
             return tally.fit
         if not tally.refitting:

@@ -19,9 +19,10 @@ async def create_flow(request: Request, data: schemas.FlowCreate) -> schemas.Flo
 
 
 @get("/v1/flows")
-async def list_flows(request: Request, limit: int = 10) -> list[schemas.Flow]:
+async def list_flows(request: Request, limit: int = 10, offset: int = 0, name: str = "") -> list[schemas.Flow]:
+    """Newest first; `name` keeps the flows whose name contains it."""
     service, who = researcher(request)
-    return service.flows.listing(who, limit)
+    return service.flows.listing(who, limit, offset=offset, name=name)
 
 
 @get("/v1/flows/{flow_id:str}")
@@ -49,9 +50,12 @@ async def create_item(request: Request, flow_id: str, data: schemas.ItemCreate) 
 
 
 @get("/v1/flows/{flow_id:str}/items")
-async def list_items(request: Request, flow_id: str) -> list[schemas.ItemStatus]:
+async def list_items(
+    request: Request, flow_id: str, limit: int | None = None, offset: int = 0, order: str = "oldest"
+) -> list[schemas.ItemStatus]:
+    """Every item, oldest first; or a page of `limit` from `offset`, in `order` ("oldest" or "newest")."""
     service, who = researcher(request)
-    return await service.list_items(who, flow_id)
+    return await service.list_items(who, flow_id, limit=limit, offset=offset, order=order)
 
 
 @get("/v1/flows/{flow_id:str}/validation-pairs")

@@ -1,0 +1,125 @@
+"""Code written for the hosted Flows SDK runs on flowlab with only the import and the client changed.
+
+Every test below is written the way hosted users write it (`from rapidata import RapidataClient` becomes
+`from flowlab import Client`), against a real server and the simulated crowd."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flowlab import Client, FlowItemResult, FlowItemState  # hosted: from rapidata import ...
+from flowlab.crowd import SimulatedCrowd
+
+from .conftest import ServerProcess
+
+
+@pytest.fixture
+def rapi(flowlab_server: ServerProcess) -> Client:
+    return Client(url=flowlab_server.url, api_key=flowlab_server.api_key)  # hosted: RapidataClient()
+
+
+def test_status_is_the_state_and_results_map_keys_to_elo(rapi: Client, flowlab_server: ServerProcess) -> None:
+    flow = rapi.flow.create_ranking_flow(
+        "Image Quality Ranking", "Which image looks better?", 30, 20, None, None, 2, 30
+    )  # hosted's positional order: thresholds, validation set, settings, drain_duration, serve_timeout
+    assert flow.config.drain_seconds == 2 and flow.config.lease_seconds == 30
+    item = flow.create_new_flow_batch(
+        ["a sunny beach", "a grey car park", "a mountain lake"],
+        "which place would you rather be?",
+        None,
+        "text",
+        [{"true_score": "5"}, {"true_score": "-5"}, {"true_score": "0"}],
+        False,
+        60,
+    )
+    status = item.get_status()
+    assert status == FlowItemState.PENDING and status == "Pending" and status in ["Pending", "Running"]
+    assert status.value == "Pending" and isinstance(status, str)
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=6, rate=6000, seed=11):
+        results = item.get_results()
+    assert item.get_status() == FlowItemState.COMPLETED
+    assert isinstance(results, FlowItemResult)
+    assert results.total_votes == 30
+    assert set(results.datapoints) == {"a sunny beach", "a grey car park", "a mountain lake"}
+    by_elo = sorted(results.datapoints.items(), key=lambda kv: -kv[1])
+    assert by_elo[0][0] == "a sunny beach"
+    assert abs(sum(results.datapoints.values()) / 3 - 1200) < 1e-6, "centred on the flow's starting Elo"
+    json.dumps(results.datapoints)
+    assert results["a sunny beach"].ci_low <= results["a sunny beach"].score <= results["a sunny beach"].ci_high
+    assert results.to_dataframe().shape[0] == 3 and set(results.rewards()) == set(results.datapoints)
+    detail = item.get_datapoints()
+    assert [d.private_metadata for d in detail] == [{"true_score": "5"}, {"true_score": "-5"}, {"true_score": "0"}]
+    progress = item.get_progress()  # flowlab's richer snapshot, under a call of its own
+    assert progress.state == FlowItemState.COMPLETED and progress.response_count == 30
+    assert item.get_response_count() == 30 == item.get_win_loss_matrix().to_numpy().sum()
+
+
+def test_batch_arguments_as_hosted_checks_them(rapi: Client) -> None:
+    flow = rapi.flow.create_ranking_flow(name="lists", instruction="?", max_response_threshold=5)
+    with pytest.raises(ValueError, match="one per datapoint"):
+        flow.create_new_flow_batch(["x", "y"], private_metadata=[{"k": "v"}])
+    item = flow.create_new_flow_batch(["notes.txt", "https://example.invalid/a.png"], data_type="text")
+    assert [d.kind for d in item.get_datapoints()] == ["text", "text"], "data_type='text' forces text"
+    default_ttl = flow.create_new_flow_batch(["p", "q"]).get_progress()
+    assert default_ttl.time_to_live == 300, "time_to_live=None takes the server's default"
+    flow.delete()
+
+
+def test_failed_uploads_are_left_out_only_when_accepted(rapi: Client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pathlib
+
+    fake = tmp_path / "not-really.png"
+    fake.write_bytes(b"this is not a png")  # the server refuses it: its bytes are no image
+    flow = rapi.flow.create_ranking_flow(name="uploads", instruction="?", max_response_threshold=5)
+    with pytest.raises(ValueError):
+        flow.create_new_flow_batch(["one", "two", pathlib.Path(fake)])
+    with pytest.warns(UserWarning, match="1 of 3 datapoints could not be uploaded"):
+        item = flow.create_new_flow_batch(["one", "two", pathlib.Path(fake)], accept_failed_uploads=True)
+    assert item.keys == ["one", "two"]
+    flow.delete()
+
+
+def test_update_config_with_hosted_names_and_only_new_items_see_it(rapi: Client) -> None:
+    flow = rapi.flow.create_ranking_flow(name="cfg", instruction="Old?", max_response_threshold=10)
+    old = flow.create_new_flow_batch(["a", "b"], time_to_live=60)
+    flow.update_config("New?", starting_elo=1500, min_responses=3, max_responses=8, drain_duration=1, serve_timeout=20)
+    c = flow.config
+    assert (c.instruction, c.starting_elo, c.min_response_threshold, c.max_response_threshold) == ("New?", 1500, 3, 8)
+    assert (c.drain_seconds, c.lease_seconds) == (1, 20)
+    flow.update_config(max_response_threshold=9)  # flowlab's own names keep working
+    new = flow.create_new_flow_batch(["a", "b"], time_to_live=60)
+    assert old.get_progress().instruction == "Old?" and new.get_progress().instruction == "New?"
+    assert new.get_progress().max_response_threshold == 9
+    with pytest.raises(ValueError, match="both given"):
+        flow.update_config(min_responses=2, min_response_threshold=4)
+    for item in (old, new):
+        item.stop()
+    flow.delete()
+
+
+def test_find_flows_and_flow_items_page_newest_first(rapi: Client) -> None:
+    tag = "paging-7c1e"
+    flows = [
+        rapi.flow.create_ranking_flow(name=f"{tag} {i}", instruction="?", max_response_threshold=5) for i in range(5)
+    ]
+    newest = [f.id for f in reversed(flows)]
+    assert [f.id for f in rapi.flow.find_flows(tag, 2, 1)] == newest[:2]
+    assert [f.id for f in rapi.flow.find_flows(name=tag, amount=2, page=3)] == newest[4:]
+    assert rapi.flow.find_flows(name=f"{tag} 3")[0].id == flows[3].id
+    assert rapi.flow.find_flows(name="no flow is called this") == []
+    items = [flows[0].create_new_flow_batch([f"x{i}", f"y{i}"], time_to_live=60) for i in range(12)]
+    page1 = flows[0].get_flow_items()
+    assert [i.id for i in page1] == [i.id for i in reversed(items)][:10], "amount=10, page=1 by default"
+    assert [i.id for i in flows[0].get_flow_items(amount=5, page=3)] == [items[1].id, items[0].id]
+    assert len(flows[0].get_flow_items(amount=None)) == 12
+    for f in flows:
+        f.delete()
+
+
+def test_unsupported_hosted_arguments_are_refused_plainly(rapi: Client) -> None:
+    with pytest.raises(ValueError, match="validation_set_id is not supported"):
+        rapi.flow.create_ranking_flow(name="v", instruction="?", validation_set_id="vs_123")
+    with pytest.raises(ValueError, match="settings is not supported"):
+        rapi.flow.create_ranking_flow(name="v", instruction="?", settings=[object()])
