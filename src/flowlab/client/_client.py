@@ -10,7 +10,15 @@ import httpx
 from flowlab import formats, schemas
 from flowlab.client import _core as core
 from flowlab.client._errors import ValidationError
-from flowlab.client._flows import FlowBase, FlowItemBase, classify_options, flow_options, one_of, unsupported
+from flowlab.client._flows import (
+    FlowBase,
+    FlowItemBase,
+    classify_options,
+    flow_options,
+    lease_or_default,
+    one_of,
+    unsupported,
+)
 from flowlab.client._models import (
     ClassifyFlowItemResult,
     FlowItemResult,
@@ -297,7 +305,7 @@ class FlowsAPI:
         options = flow_options(
             allow_ties,
             pair_selection,
-            one_of(serve_timeout, lease_seconds, "serve_timeout") or 60.0,
+            lease_or_default(one_of(serve_timeout, lease_seconds, "serve_timeout")),
             one_of(drain_duration, drain_seconds, "drain_duration"),
             render_markdown,
             validation_pairs,

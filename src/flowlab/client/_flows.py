@@ -83,6 +83,11 @@ def one_of(hosted: Any, own: Any, name: str) -> Any:
     return hosted if hosted is not None else own
 
 
+def lease_or_default(seconds: float | None) -> float:
+    """A task's lease: the flow's serve timeout, 60 s unless given."""
+    return 60.0 if seconds is None else seconds
+
+
 def unsupported(**given: Any) -> None:
     """Hosted arguments flowlab does not take yet: refuse them plainly rather than ignore them."""
     for name, value in given.items():
