@@ -311,3 +311,77 @@ def test_a_database_from_before_is_upgraded_in_place(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert SQLiteStore(tmp_path / "db.sqlite3").load().items == []
+
+
+def test_a_batch_waiting_on_the_database_cannot_let_an_answer_count_twice(tmp_path: Path) -> None:
+    """A batch that must look a task up in the database does so before it checks any lease: a second copy
+    of one of its answers, arriving meanwhile, finds the lease committing (or counted), never free."""
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        service, store = await _service(tmp_path, clock)
+        ann = await annotator(service)
+        item = await make_item(service, max_votes=10)
+        task = service.answers.lease_next(ann)
+        assert task is not None
+        batch = asyncio.ensure_future(
+            service.answers.answer_batch(
+                ann,
+                [
+                    schemas.AnswerIn(task_id=task.task_id, choice="a"),
+                    schemas.AnswerIn(task_id="task_from_long_ago", choice="a"),  # only the database can say
+                ],
+            )
+        )
+        await asyncio.sleep(0)
+        single = await service.answers.answer(ann, task.task_id, schemas.Answer(choice="a"))
+        acks = await batch
+        assert sorted([single.status, acks[0].status]) == ["accepted", "duplicate"]
+        assert acks[1].code == "unknown_task"
+        assert item.response_count == 1 and item.tally.wins.sum() == 1
+        assert store.count_votes() == 1
+        assert store.read("SELECT votes FROM annotators WHERE id = ?", (ann.id,))[0]["votes"] == 1
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_commit_whose_outcome_was_lost_counts_once_when_retried(tmp_path: Path) -> None:
+    """The one injected fault: the transaction commits but its connection fails before the server hears
+    so (a cut connection during COMMIT cannot be produced on demand). The retry lands once, tallies too."""
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        service, store = await _service(tmp_path, clock)
+        store.probe_every = 0.02
+        ann = await annotator(service)
+        item = await make_item(service, max_votes=10)
+        task = service.answers.lease_next(ann)
+        assert task is not None
+        real_commit = store._commit
+        armed = [True]
+
+        def commit_then_lose(batches: list) -> None:  # type: ignore[type-arg]
+            real_commit(batches)
+            if armed[0]:
+                armed[0] = False
+                raise sqlite3.OperationalError("disk I/O error (after COMMIT)")
+
+        store._commit = commit_then_lose  # type: ignore[method-assign]
+        try:
+            await service.answers.answer(ann, task.task_id, schemas.Answer(choice="a"))
+            raise AssertionError("acknowledged although the server never heard the commit succeed")
+        except StoreUnavailable:
+            pass
+        assert item.response_count == 0, "not counted: the server cannot know it landed"
+        for _ in range(100):
+            if store.degraded is None:
+                break
+            await asyncio.sleep(0.02)
+        ack = await service.answers.answer(ann, task.task_id, schemas.Answer(choice="a"))
+        assert ack.status == "accepted" and item.response_count == 1
+        assert store.count_votes() == 1
+        assert store.read("SELECT votes FROM annotators WHERE id = ?", (ann.id,))[0]["votes"] == 1
+        await store.close()
+
+    asyncio.run(scenario())

@@ -45,7 +45,7 @@ class _Pending:
     """The answers of one request that passed their checks, waiting for their common commit."""
 
     ops: list[Op] = field(default_factory=list)
-    counted: list[tuple[Lease, Any, int]] = field(default_factory=list)  # lease, checked answer, its ack index
+    counted: list[tuple[Lease, Any]] = field(default_factory=list)  # a lease and its checked answer
     waits: list[asyncio.Future[None]] = field(default_factory=list)  # earlier commits a duplicate depends on
 
 
@@ -137,8 +137,11 @@ class Answers:
     # ------------------------------------------------------------ answering
 
     async def answer(self, who: Principal, task_id: str, req: schemas.Answer) -> schemas.Ack:
+        durable = await self._durable_owners([task_id])
+        # From here to the submit nothing awaits: a lease checked is a lease marked as committing, so no other
+        # request, tick or item end can slip in between.
         pending = _Pending()
-        ack = await self._check(who, task_id, req, self.clock.now(), pending, 0)
+        ack = self._check(who, task_id, req, self.clock.now(), pending, durable)
         await self._commit(who, pending, [ack])
         if ack.status == "rejected" and ack.code in ("item_ended", "lease_expired", "skipped", "revoked"):
             raise Conflict(ack.detail or "", code=ack.code)
@@ -151,6 +154,8 @@ class Answers:
     async def answer_batch(self, who: Principal, answers: list[schemas.AnswerIn]) -> list[schemas.Ack]:
         if len(answers) > MAX_BATCH_ANSWERS:
             raise Invalid(f"At most {MAX_BATCH_ANSWERS:,} answers per request.", field="answers")
+        durable = await self._durable_owners([a.task_id for a in answers])
+        # No await from the first check to the submit (see `answer`).
         now = self.clock.now()
         pending = _Pending()
         acks: list[schemas.Ack] = []
@@ -162,20 +167,26 @@ class Answers:
             first_of[a.task_id] = len(acks)
             try:
                 req = schemas.Answer(choice=a.choice)
-                acks.append(await self._check(who, a.task_id, req, now, pending, len(acks)))
+                acks.append(self._check(who, a.task_id, req, now, pending, durable))
             except NotFound as exc:
                 acks.append(schemas.Ack(task_id=a.task_id, status="rejected", code="unknown_task", detail=exc.detail))
         await self._commit(who, pending, acks)
         return acks
 
-    async def _check(
-        self, who: Principal, task_id: str, req: schemas.Answer, now: float, pending: _Pending, index: int
+    async def _durable_owners(self, task_ids: list[str]) -> dict[str, str]:
+        """Who answered those of `task_ids` that are neither out nor remembered: only the database knows (a
+        retry of an answer counted long ago, or before a restart). Read before any lease is checked."""
+        unknown = [t for t in task_ids if self.leases.get(t) is None and self.leases.outcome(t) is None]
+        return await self.history.accepted_by(unknown) if unknown else {}
+
+    def _check(
+        self, who: Principal, task_id: str, req: schemas.Answer, now: float, pending: _Pending, durable: dict[str, str]
     ) -> schemas.Ack:
         """Check one answer against its lease; one that can count adds its rows to `pending` and is counted
         by `_commit`, after they are durable."""
         lease = self.leases.get(task_id)
         if lease is None or lease.annotator_id != who.id:
-            return await self._repeat(who, task_id, req, pending)
+            return self._repeat(who, task_id, req, durable)
         if lease.committing is not None:  # the same answer, sent again while its first copy commits
             pending.waits.append(lease.committing)
             return schemas.Ack(task_id=task_id, status="duplicate", detail="Already answered; counted once.")
@@ -197,14 +208,14 @@ class Answers:
             return schemas.Ack(task_id=task_id, status="rejected", code=r.code, detail=r.detail)
         self.people.seen(who.id, now)
         pending.ops += item.kind.answer_ops(lease, checked, who.id, now)
-        pending.counted.append((lease, checked, index))
+        pending.counted.append((lease, checked))
         return schemas.Ack(task_id=task_id, status="accepted")
 
-    async def _repeat(self, who: Principal, task_id: str, req: schemas.Answer, pending: _Pending) -> schemas.Ack:
+    def _repeat(self, who: Principal, task_id: str, req: schemas.Answer, durable: dict[str, str]) -> schemas.Ack:
         """An answer to a task that is not out with this annotator: a retry, a late answer, or a mistake."""
         prior = self.leases.outcome(task_id)
         if prior is None:
-            if await self.history.accepted_by(task_id) == who.id:
+            if durable.get(task_id) == who.id:
                 prior = ("accepted", who.id)
             else:
                 raise NotFound(UNKNOWN_TASK.format(task_id=task_id))
@@ -222,11 +233,17 @@ class Answers:
         leases stay (a retry in time counts once), and the request fails with 503."""
         if pending.counted:
             counted = pending.counted
-            gold = [c for lease, c, _ in counted if lease.gold is not None]
+            gold = [c for lease, c in counted if lease.gold is not None]
             votes = len(counted) - len(gold)
-            ops = pending.ops + self.people.tally_ops(who.id, votes, len(gold), sum(gold), self.clock.now())
+            tables: dict[str, list[str]] = {}
+            for lease, _ in counted:
+                if lease.gold is None:
+                    tables.setdefault(lease.item.kind.answers_table, []).append(lease.task_id)
+            golds = [(lease.task_id, c) for lease, c in counted if lease.gold is not None]
+            # The tallies first: they subtract whatever of these answers is already stored.
+            ops = self.people.tally_ops(who.id, tables, golds, self.clock.now()) + pending.ops
             fut = self.store.submit(ops)  # raises StoreUnavailable (503) while the database is away
-            for lease, _, _ in counted:
+            for lease, _ in counted:
                 lease.committing = fut
 
             def settle(done: asyncio.Future[None]) -> None:
@@ -235,7 +252,7 @@ class Answers:
                 ok = not done.cancelled() and done.exception() is None
                 if ok:
                     self.people.count(who.id, votes, len(gold), sum(gold))
-                for lease, checked, _ in counted:
+                for lease, checked in counted:
                     lease.committing = None
                     if ok:
                         self._count(lease, checked)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import msgspec
@@ -30,6 +31,7 @@ class Flows:
         self.clock = clock
         self.media = media
         self.flows: dict[str, FlowRecord] = {}
+        self._edit_locks: dict[str, asyncio.Lock] = {}
 
     def restore(self, rows: list[Row], item_counts: dict[str, int]) -> None:
         for row in rows:
@@ -123,30 +125,34 @@ class Flows:
         changes = {f: getattr(req, f) for f in req.__struct_fields__ if getattr(req, f) is not None}
         if "instruction" in changes:
             changes["instruction"] = require_text(changes["instruction"], "instruction")
-        if (
-            "max_response_threshold" in changes
-            and "min_response_threshold" not in changes
-            and flow.config.min_response_threshold > changes["max_response_threshold"]
-        ):
-            changes["min_response_threshold"] = changes["max_response_threshold"]
-        cfg = msgspec.structs.replace(flow.config, **changes, config_version=flow.config.config_version + 1)
-        await self.check_config(cfg)
-        # Re-read after the await: a concurrent update builds on the config it finds, never overwrites it.
-        cfg = msgspec.structs.replace(flow.config, **changes, config_version=flow.config.config_version + 1)
-        check_thresholds(cfg, Invalid)
-        now = self.clock.now()
-        previous = flow.config, flow.updated_at
-        flow.config, flow.updated_at = cfg, now
-        try:
+        # One edit of a flow at a time, each durable before anyone sees it: a concurrent edit builds on this
+        # one instead of overwriting it, and a refused write (503) leaves nothing behind.
+        async with self._edit_lock(flow.id):
+            current = flow.config
+            if (
+                "max_response_threshold" in changes
+                and "min_response_threshold" not in changes
+                and current.min_response_threshold > changes["max_response_threshold"]
+            ):
+                changes["min_response_threshold"] = changes["max_response_threshold"]
+            cfg = msgspec.structs.replace(current, **changes, config_version=current.config_version + 1)
+            await self.check_config(cfg)
+            now = self.clock.now()
             await self.store.write(
                 [("UPDATE flows SET config=?, updated_at=? WHERE id=?", (_json.encode(cfg).decode(), now, flow.id))]
             )
-        except BaseException:
-            if flow.config is cfg:  # nothing built on it meanwhile: the edit did not happen
-                flow.config, flow.updated_at = previous
-            raise
+            flow.config, flow.updated_at = cfg, now
         flow.touch()
         return self.view(flow)
+
+    def forget(self, flow_id: str) -> None:
+        self._edit_locks.pop(flow_id, None)
+
+    def _edit_lock(self, flow_id: str) -> asyncio.Lock:
+        lock = self._edit_locks.get(flow_id)
+        if lock is None:
+            lock = self._edit_locks[flow_id] = asyncio.Lock()
+        return lock
 
     async def check_config(self, cfg: FlowConfig) -> None:
         kind_of(cfg.kind).check_config(cfg)

@@ -70,9 +70,9 @@ class History:
             self._cached_bytes -= dropped
         return ended
 
-    async def body(self, item_id: str) -> str:
+    async def body(self, item_id: str) -> str | None:
         rows = await self.store.aread("SELECT body FROM items WHERE id = ?", (item_id,))
-        return str(rows[0]["body"])
+        return str(rows[0]["body"]) if rows else None
 
     async def answers(self, item_id: str, table: str) -> list[Row]:
         """Every durable answer of an item (live or ended) from its kind's table, in commit order: the
@@ -86,14 +86,19 @@ class History:
         )
         return [self._status.decode(r["ended_status"]) for r in rows]
 
-    async def accepted_by(self, task_id: str) -> str | None:
-        """The annotator whose answer to `task_id` is durable, if any: how a retry is recognised once the
-        task has left the memory of recent outcomes."""
-        for table in (*ANSWER_TABLES, "gold_answers"):
-            rows = await self.store.aread(f"SELECT annotator_id FROM {table} WHERE task_id = ?", (task_id,))
-            if rows:
-                return str(rows[0]["annotator_id"])
-        return None
+    async def accepted_by(self, task_ids: list[str]) -> dict[str, str]:
+        """task id -> the annotator whose answer to it is durable, for those of `task_ids` answered: how a
+        retry is recognised once the task has left the memory of recent outcomes."""
+        found: dict[str, str] = {}
+        for i in range(0, len(task_ids), 500):
+            chunk = task_ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for table in (*ANSWER_TABLES, "gold_answers"):
+                rows = await self.store.aread(
+                    f"SELECT task_id, annotator_id FROM {table} WHERE task_id IN ({marks})", chunk
+                )
+                found |= {r["task_id"]: r["annotator_id"] for r in rows}
+        return found
 
     def forget_flow(self, flow_id: str) -> None:
         for item_id in [k for k, (v, _) in self._cache.items() if v.flow_id == flow_id]:

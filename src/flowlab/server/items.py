@@ -271,7 +271,10 @@ class Items:
                 context_assets=found.context_assets,
                 private_metadata=found.private_metadata,
             )
-        body = msgspec.json.decode(await self.history.body(found.id), type=ItemBody)
+        stored = await self.history.body(found.id)
+        if stored is None:
+            raise NotFound(f"Flow item {item_id!r} was deleted with its flow.")
+        body = msgspec.json.decode(stored, type=ItemBody)
         return schemas.ItemDetail(
             status=self.ended_status(found),
             datapoints=body.datapoints,
@@ -411,21 +414,19 @@ class Items:
             results, matrix = await asyncio.to_thread(item.kind.final, item)
         status = msgspec.structs.replace(self.status(item), leases_out=0, server_time=0.0)
         record = encode_record(item.kind.name, status, results, matrix)
+        ended_status = _json.encode(status).decode()
         await self.store.write(
             [
+                # The flow's version takes the item's share once: a replayed commit finds `final` written.
+                (
+                    "UPDATE flows SET ended_version = ended_version + ? WHERE id = ? "
+                    "AND EXISTS (SELECT 1 FROM items WHERE id = ? AND final IS NULL)",
+                    (item.flow_share, item.flow.id, item.id),
+                ),
                 (
                     "UPDATE items SET state=?, started_at=?, ended_at=?, reason=?, final=?, ended_status=? WHERE id=?",
-                    (
-                        item.state,
-                        item.started_at,
-                        item.ended_at,
-                        item.reason,
-                        record,
-                        _json.encode(status).decode(),
-                        item.id,
-                    ),
+                    (item.state, item.started_at, item.ended_at, item.reason, record, ended_status, item.id),
                 ),
-                ("UPDATE flows SET ended_version = ended_version + ? WHERE id=?", (item.flow_share, item.flow.id)),
             ],
             retry=True,
         )

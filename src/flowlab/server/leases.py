@@ -65,8 +65,12 @@ class LeaseBook:
             lease.item.touch()
 
     def drop_item(self, item: ItemRecord, outcome: str) -> None:
-        """The item ended: its leases end too, except those whose answer is already committing."""
+        """The item ended: its leases end too, gold ones included, except those whose answer is already
+        committing."""
         for lease in list(item.leases.values()):
+            if lease.committing is None:
+                self.close(lease, outcome)
+        for lease in [g for g in self.tasks.values() if g.item is item and g.gold is not None]:
             if lease.committing is None:
                 self.close(lease, outcome)
 

@@ -7,6 +7,7 @@ import random
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flowlab import schemas
 from flowlab.server.auth import KEY_PREFIX, TOKEN_PREFIX, Auth, Principal, digest, new_secret
@@ -164,17 +165,36 @@ class People:
         if info is not None:
             info.last_seen = now
 
-    def tally_ops(self, annotator_id: str, votes: int, gold: int, gold_correct: int, now: float) -> list[Op]:
-        """The row update that keeps an annotator's tallies in step with the answers committed beside it."""
-        if not (votes or gold):
-            return []
-        return [
-            (
-                "UPDATE annotators SET votes = votes + ?, gold_answered = gold_answered + ?, "
-                "gold_correct = gold_correct + ?, last_seen = ? WHERE id = ?",
-                (votes, gold, gold_correct, now, annotator_id),
+    def tally_ops(
+        self, annotator_id: str, answers: dict[str, list[str]], gold: list[tuple[str, int]], now: float
+    ) -> list[Op]:
+        """The row updates that keep an annotator's tallies in step with the answers committed beside them,
+        to run before those answers' inserts: `answers` maps each answer table to the task ids going into it,
+        `gold` lists (task id, correct). Answers already stored (a commit replayed after its outcome was lost
+        with its connection) are subtracted, so a tally counts each answer once, as the rows do."""
+        ops: list[Op] = []
+        for table, task_ids in answers.items():
+            for chunk in _chunks(task_ids):
+                marks = ",".join("?" * len(chunk))
+                ops.append(
+                    (
+                        f"UPDATE annotators SET votes = votes + ? - (SELECT count(*) FROM {table} "
+                        f"WHERE task_id IN ({marks})), last_seen = ? WHERE id = ?",
+                        (len(chunk), *chunk, now, annotator_id),
+                    )
+                )
+        for chunk_g in _chunks(gold):
+            ids = [t for t, _ in chunk_g]
+            marks = ",".join("?" * len(ids))
+            ops.append(
+                (
+                    f"UPDATE annotators SET gold_answered = gold_answered + ? - (SELECT count(*) FROM gold_answers "
+                    f"WHERE task_id IN ({marks})), gold_correct = gold_correct + ? - (SELECT coalesce(sum(correct), 0) "
+                    f"FROM gold_answers WHERE task_id IN ({marks})), last_seen = ? WHERE id = ?",
+                    (len(ids), *ids, sum(c for _, c in chunk_g), *ids, now, annotator_id),
+                )
             )
-        ]
+        return ops
 
     def count(self, annotator_id: str, votes: int, gold: int, gold_correct: int) -> None:
         info = self.annotators.get(annotator_id)
@@ -182,3 +202,7 @@ class People:
             info.votes += votes
             info.gold_answered += gold
             info.gold_correct += gold_correct
+
+
+def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]

@@ -92,6 +92,7 @@ class FlowService:
         # Gone from memory first: a concurrent delete then gets a 404, and a concurrent create notices. The
         # writer keeps the deletion through an outage that starts meanwhile, so it lands all the same.
         del self.flows.flows[flow.id]
+        self.flows.forget(flow.id)
         self.items.drop_flow(flow)
         flow.touch()
         ops: list[Op] = [

@@ -130,6 +130,10 @@ class Classify:
         values = [c.value for c in cats]
         if len(set(values)) != len(values):
             raise Invalid("Category values must be unique; two categories share a value.", field="categories")
+        if "skip" in values:
+            raise Invalid(
+                "'skip' is how an annotator passes on a task; give that category another value.", field="categories"
+            )
         if any(not c.label.strip() or not c.value.strip() for c in cats):
             raise Invalid("Every category needs a non-empty label and value.", field="categories")
         if cfg.min_response_threshold < 1:

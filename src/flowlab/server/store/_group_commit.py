@@ -47,6 +47,10 @@ class GroupCommitStore:
         self.degraded_since: float | None = None
         self.commits = 0
         self.outages = 0
+        self._inflight: list[_Submission] = []  # the group being committed now
+        self._kept: list[_Submission] = []  # writes marked retry, held through an outage
+        self._last_outage_end = 0.0
+        self._gap = probe_every
 
     # ------------------------------------------------------------ what each database provides
 
@@ -76,18 +80,20 @@ class GroupCommitStore:
 
     async def close(self) -> None:
         if self._writer is not None:
-            # Let queued writes finish: they may already be promised to someone. Writes marked retry that
-            # cannot land in time are re-derived at the next start (ended items are finalised again).
-            give_up = time.monotonic() + CLOSE_GRACE
-            while self._pending and (self.degraded is None or time.monotonic() < give_up):
+            # Let queued, committing and kept writes finish: they may already be promised to someone. What
+            # cannot land in time is failed, never left hanging; writes marked retry are re-derived at the
+            # next start (ended items are finalised again).
+            give_up = time.monotonic() + (CLOSE_GRACE if self.degraded else 6 * CLOSE_GRACE)
+            while (self._pending or self._inflight or self._kept) and time.monotonic() < give_up:
                 await asyncio.sleep(0.005)
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
-            for sub in self._pending:
+            for sub in [*self._inflight, *self._kept, *self._pending]:
                 if not sub.future.done():
                     sub.future.set_exception(StoreUnavailable("the server is shutting down"))
             self._pending.clear()
+            self._inflight, self._kept = [], []
         self._thread.shutdown(wait=True)
         self._close_connections()
 
@@ -128,6 +134,7 @@ class GroupCommitStore:
 
     async def _commit_group(self, batch: list[_Submission]) -> None:
         loop = asyncio.get_running_loop()
+        self._inflight = batch
         try:
             await loop.run_in_executor(self._thread, self._commit, [s.ops for s in batch])
         except Exception as exc:
@@ -136,6 +143,8 @@ class GroupCommitStore:
             else:
                 await self._one_by_one(batch)
             return
+        finally:
+            self._inflight = []
         self.commits += 1
         for sub in batch:
             if not sub.future.done():
@@ -165,26 +174,31 @@ class GroupCommitStore:
         self.degraded, self.degraded_since = reason, time.time()
         self.outages += 1
         err = StoreUnavailable(f"the database could not commit ({reason})")
-        kept: list[_Submission] = []
+        self._inflight = []
+        self._kept = [sub for sub in [*self._kept, *batch, *self._pending] if sub.retry]
         for sub in [*batch, *self._pending]:
-            if sub.retry:
-                kept.append(sub)
-            elif not sub.future.done():
+            if not sub.retry and not sub.future.done():
                 sub.future.set_exception(err)
         self._pending.clear()
         await self._wait_until_writable()
         # Writes that must land go first, in their order, ahead of anything submitted since.
-        self._pending.extendleft(reversed(kept))
+        self._pending.extendleft(reversed(self._kept))
+        self._kept = []
         self.degraded, self.degraded_since = None, None
+        self._last_outage_end = time.monotonic()
         log.warning("the database is writable again")
 
     async def _wait_until_writable(self) -> None:
         loop = asyncio.get_running_loop()
-        gap = self.probe_every
+        # An outage right after the last one (a disk still full: the probe can pass while real writes fail)
+        # carries on its backoff instead of probing from scratch, so the state does not flap.
+        recent = time.monotonic() - self._last_outage_end < 2 * self.max_probe_gap
+        gap = min(self.max_probe_gap, 2 * self._gap) if recent else self.probe_every
         while True:
             await asyncio.sleep(gap)
             try:
                 await loop.run_in_executor(self._thread, self._probe)
+                self._gap = gap
                 return
             except Exception as exc:
                 self.degraded = f"{type(exc).__name__}: {exc}".strip()

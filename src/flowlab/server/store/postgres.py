@@ -15,6 +15,9 @@ log = logging.getLogger("flowlab.store")
 
 _IGNORE = re.compile(r"^INSERT OR IGNORE INTO", re.I)
 CONNECT_TIMEOUT = 3
+# A commit must not wait forever on another session's lock or on a peer gone silent: past these it fails as
+# an outage (503 and reconnect), as SQLite's busy timeout does. TCP keepalives find a dead peer in ~25 s.
+KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 
 
 def translate(sql: str) -> str:
@@ -45,7 +48,9 @@ class PostgresStore(GroupCommitStore):
     def _connect(self) -> Any:
         # Named, so an operator (or a fault test) can find this server's sessions in pg_stat_activity.
         named: dict[str, Any] = {} if "application_name" in self.dsn else {"application_name": "flowlab"}
-        return self._psycopg.connect(self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **named)
+        conn = self._psycopg.connect(self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **KEEPALIVES, **named)
+        conn.execute("SELECT set_config('lock_timeout', '5s', false), set_config('statement_timeout', '30s', false)")
+        return conn
 
     def _columns_of(self, table: str) -> set[str]:
         rows = self._conn.execute(

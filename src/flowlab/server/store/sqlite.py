@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flowlab.server.store import Row, Snapshot, schema
+from flowlab.server.store import Row, Snapshot, StoreUnavailable, schema
 from flowlab.server.store._group_commit import GroupCommitStore
 
 log = logging.getLogger("flowlab.store")
@@ -113,7 +113,10 @@ class SQLiteStore(GroupCommitStore):
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._read_lock:
-            return [dict(r) for r in self._reader.execute(sql, params)]
+            try:
+                return [dict(r) for r in self._reader.execute(sql, params)]
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"the database cannot be read just now ({exc})") from exc
 
     def load(self) -> Snapshot:
         return schema.load(self.read)
