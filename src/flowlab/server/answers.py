@@ -241,7 +241,8 @@ class Answers:
                     tables.setdefault(lease.item.kind.answers_table, []).append(lease.task_id)
             golds = [(lease.task_id, c) for lease, c in counted if lease.gold is not None]
             # The tallies first: they subtract whatever of these answers is already stored.
-            ops = self.people.tally_ops(who.id, tables, golds, self.clock.now()) + pending.ops
+            replayed = any(lease.maybe_landed for lease, _ in counted)
+            ops = self.people.tally_ops(who.id, tables, golds, self.clock.now(), replayed=replayed) + pending.ops
             fut = self.store.submit(ops)  # raises StoreUnavailable (503) while the database is away
             for lease, _ in counted:
                 lease.committing = fut
@@ -254,6 +255,7 @@ class Answers:
                     self.people.count(who.id, votes, len(gold), sum(gold))
                 for lease, checked in counted:
                     lease.committing = None
+                    lease.maybe_landed |= not ok
                     if ok:
                         self._count(lease, checked)
 

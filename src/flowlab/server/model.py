@@ -103,7 +103,7 @@ class Lease:
     While the answer's transaction commits, `committing` holds its future: the lease neither expires nor
     takes a second answer meanwhile."""
 
-    __slots__ = ("annotator_id", "committing", "expires_at", "gold", "item", "question", "task_id")
+    __slots__ = ("annotator_id", "committing", "expires_at", "gold", "item", "maybe_landed", "question", "task_id")
 
     def __init__(
         self,
@@ -121,6 +121,7 @@ class Lease:
         self.expires_at = expires_at
         self.gold = gold
         self.committing: asyncio.Future[None] | None = None
+        self.maybe_landed = False  # its answer's commit failed in a way that may have committed it after all
 
 
 class ItemRecord:

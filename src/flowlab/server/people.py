@@ -166,12 +166,30 @@ class People:
             info.last_seen = now
 
     def tally_ops(
-        self, annotator_id: str, answers: dict[str, list[str]], gold: list[tuple[str, int]], now: float
+        self,
+        annotator_id: str,
+        answers: dict[str, list[str]],
+        gold: list[tuple[str, int]],
+        now: float,
+        *,
+        replayed: bool = False,
     ) -> list[Op]:
         """The row updates that keep an annotator's tallies in step with the answers committed beside them,
         to run before those answers' inserts: `answers` maps each answer table to the task ids going into it,
-        `gold` lists (task id, correct). Answers already stored (a commit replayed after its outcome was lost
-        with its connection) are subtracted, so a tally counts each answer once, as the rows do."""
+        `gold` lists (task id, correct). With `replayed` (some of these answers were in a commit whose outcome
+        was lost with its connection) the answers already stored are subtracted, so a tally counts each answer
+        once, as the rows do; otherwise one plain increment, which keeps the hot path cheap."""
+        if not replayed:
+            votes = sum(len(ids) for ids in answers.values())
+            if not (votes or gold):
+                return []
+            return [
+                (
+                    "UPDATE annotators SET votes = votes + ?, gold_answered = gold_answered + ?, "
+                    "gold_correct = gold_correct + ?, last_seen = ? WHERE id = ?",
+                    (votes, len(gold), sum(c for _, c in gold), now, annotator_id),
+                )
+            ]
         ops: list[Op] = []
         for table, task_ids in answers.items():
             for chunk in _chunks(task_ids):
