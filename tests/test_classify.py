@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -117,23 +118,28 @@ def test_classify_batches_check_their_lists(client: flowlab.Client) -> None:
     flow.delete()
 
 
+async def yes_no_flow(service: Any, *, max_answers: int) -> schemas.Flow:
+    """An in-process classify flow with categories y/n, at least one answer per datapoint on average."""
+    return await service.flows.create(  # type: ignore[no-any-return]
+        RESEARCHER,
+        schemas.FlowCreate(
+            name="c",
+            instruction="?",
+            kind="classify",
+            categories=[schemas.Category("Yes", "y"), schemas.Category("No", "n")],
+            max_response_threshold=max_answers,
+            min_response_threshold=1,
+        ),
+    )
+
+
 def test_classify_lifecycle_with_a_fake_clock(tmp_path: Path) -> None:
     clock = FakeClock()
 
     async def scenario() -> None:
         service, store = await _service(tmp_path, clock)
         people = [await annotator(service, f"a{i}") for i in range(3)]
-        flow = await service.flows.create(
-            RESEARCHER,
-            schemas.FlowCreate(
-                name="c",
-                instruction="?",
-                kind="classify",
-                categories=[schemas.Category("Yes", "y"), schemas.Category("No", "n")],
-                max_response_threshold=2,
-                min_response_threshold=1,
-            ),
-        )
+        flow = await yes_no_flow(service, max_answers=2)
         status = await service.create_item(
             RESEARCHER,
             flow.id,
@@ -188,17 +194,7 @@ def test_a_live_classify_item_survives_a_restart(tmp_path: Path) -> None:
         service, store = await _service(tmp_path, clock)
         who = await annotator(service, "ada")
         made["who"] = who.id
-        flow = await service.flows.create(
-            RESEARCHER,
-            schemas.FlowCreate(
-                name="c",
-                instruction="?",
-                kind="classify",
-                categories=[schemas.Category("Yes", "y"), schemas.Category("No", "n")],
-                max_response_threshold=3,
-                min_response_threshold=1,
-            ),
-        )
+        flow = await yes_no_flow(service, max_answers=3)
         status = await service.create_item(
             RESEARCHER, flow.id, schemas.ItemCreate(datapoints=[schemas.DatapointIn(text="p")], time_to_live=60)
         )

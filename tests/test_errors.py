@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -193,31 +194,27 @@ def test_duplicate_contents_get_distinct_keys(flow: flowlab.Flow) -> None:
     assert item.keys == ["same", "same#2", "other", "mine"]
 
 
+def task_of(ann: httpx.Client, item_id: str) -> dict[str, Any]:
+    """The next task of `item_id`: other tests' items may be served first; those are skipped."""
+    for _ in range(20):
+        t = ann.post("/v1/tasks/next", json={}).json()
+        if t["item_id"] == item_id:
+            return t  # type: ignore[no-any-return]
+        ann.post(f"/v1/tasks/{t['task_id']}/answer", json={"choice": "skip"})
+    raise AssertionError(f"no task of {item_id} was served")
+
+
 def test_second_answer_counts_once_over_http(client: Client, flow: flowlab.Flow, flowlab_server: ServerProcess) -> None:
     item = flow.create_new_flow_batch(datapoints=["a", "b"], time_to_live=60)
     ann = raw(flowlab_server, client.annotators.create("twice").token)
-    task = None
-    for _ in range(20):  # other tests' items may be served first; skip those
-        t = ann.post("/v1/tasks/next", json={}).json()
-        if t["item_id"] == item.id:
-            task = t
-            break
-        ann.post(f"/v1/tasks/{t['task_id']}/answer", json={"choice": "skip"})
-    assert task is not None
+    task = task_of(ann, item.id)
     first = ann.post(f"/v1/tasks/{task['task_id']}/answer", json={"choice": "a"}).json()
     second = ann.post(f"/v1/tasks/{task['task_id']}/answer", json={"choice": "b"}).json()
     assert (first["status"], second["status"]) == ("accepted", "duplicate")
     assert item.get_response_count() == 1
     unknown = ann.post("/v1/tasks/task_nope/answer", json={"choice": "a"})
     assert unknown.status_code == 404
-    fresh = None
-    for _ in range(20):
-        t = ann.post("/v1/tasks/next", json={}).json()
-        if t["item_id"] == item.id:
-            fresh = t
-            break
-        ann.post(f"/v1/tasks/{t['task_id']}/answer", json={"choice": "skip"})
-    assert fresh is not None
+    fresh = task_of(ann, item.id)
     bad = ann.post(f"/v1/tasks/{fresh['task_id']}/answer", json={"choice": "c"})
     assert bad.status_code == 422 and bad.json()["field"] == "choice" and bad.json()["code"] == "invalid_choice"
     assert ann.post(f"/v1/tasks/{fresh['task_id']}/answer", json={"choice": "b"}).json()["status"] == "accepted"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 
@@ -34,7 +34,12 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-class AsyncFlowItem(FlowItemBase):
+class _AsyncItemCalls(FlowItemBase):
+    """What every kind of flow item answers the same way: state, progress, datapoints, stop, watch, wait."""
+
+    async def get_results(self, timeout: float | None = None, *, partial: bool = False) -> Any:
+        raise NotImplementedError
+
     async def get_status(self) -> FlowItemState:
         return (await self.get_progress()).state
 
@@ -42,17 +47,8 @@ class AsyncFlowItem(FlowItemBase):
         self.last_status = await self._transport.run(core.item_status(self.id))
         return self.last_status
 
-    async def get_results(self, timeout: float | None = None, *, partial: bool = False) -> FlowItemResult:
-        return await self._transport.run(core.wait_for_results(self.id, timeout, partial))
-
-    async def get_win_loss_matrix(self) -> pd.DataFrame:
-        return matrix_frame(await self._transport.run(core.item_matrix(self.id)))
-
     async def get_response_count(self) -> int:
         return (await self.get_progress()).response_count
-
-    async def get_votes(self) -> pd.DataFrame:
-        return votes_frame(await self._transport.run(core.item_votes(self.id)), self.keys)
 
     async def get_datapoints(self) -> list[schemas.Datapoint]:
         return (await self._transport.run(core.item_detail(self.id))).datapoints
@@ -67,6 +63,17 @@ class AsyncFlowItem(FlowItemBase):
     async def wait(self, timeout: float | None = None) -> FlowItemStatus:
         await self.get_results(timeout=timeout, partial=True)
         return await self.get_progress()
+
+
+class AsyncFlowItem(_AsyncItemCalls):
+    async def get_results(self, timeout: float | None = None, *, partial: bool = False) -> FlowItemResult:
+        return await self._transport.run(core.wait_for_results(self.id, timeout, partial))
+
+    async def get_win_loss_matrix(self) -> pd.DataFrame:
+        return matrix_frame(await self._transport.run(core.item_matrix(self.id)))
+
+    async def get_votes(self) -> pd.DataFrame:
+        return votes_frame(await self._transport.run(core.item_votes(self.id)), self.keys)
 
     async def to_preference_pairs(self) -> list[dict[str, Any]]:
         """Every decisive vote as a prompt / chosen / rejected record (the item's context is the prompt)."""
@@ -83,7 +90,27 @@ class AsyncFlowItem(FlowItemBase):
         )
 
 
-class AsyncFlow(FlowBase):
+ItemT = TypeVar("ItemT", bound=FlowItemBase)
+
+
+class _AsyncFlowCalls(FlowBase, Generic[ItemT]):
+    """What every kind of flow does the same way: look an item up, delete, watch."""
+
+    _item_type: type[ItemT]
+
+    async def get_flow_item(self, item_id: str) -> ItemT:
+        return self._item_type(self._transport, await self._transport.run(core.item_status(item_id)))
+
+    async def delete(self) -> None:
+        await self._transport.run(core.delete_flow(self.id))
+
+    def watch(self) -> AsyncIterator[schemas.FlowEvent]:
+        return self._transport.stream(core.flow_stream(self.id))
+
+
+class AsyncFlow(_AsyncFlowCalls[AsyncFlowItem]):
+    _item_type = AsyncFlowItem
+
     async def refresh(self) -> AsyncFlow:
         self.config = await self._transport.run(core.get_flow(self.id))
         return self
@@ -147,29 +174,10 @@ class AsyncFlow(FlowBase):
             AsyncFlowItem(self._transport, s) for s in await self._transport.run(core.list_items(self.id, amount, page))
         ]
 
-    async def get_flow_item(self, item_id: str) -> AsyncFlowItem:
-        return AsyncFlowItem(self._transport, await self._transport.run(core.item_status(item_id)))
 
-    async def delete(self) -> None:
-        await self._transport.run(core.delete_flow(self.id))
-
-    def watch(self) -> AsyncIterator[schemas.FlowEvent]:
-        return self._transport.stream(core.flow_stream(self.id))
-
-
-class AsyncClassifyFlowItem(FlowItemBase):
-    async def get_status(self) -> FlowItemState:
-        return (await self.get_progress()).state
-
-    async def get_progress(self) -> FlowItemStatus:
-        self.last_status = await self._transport.run(core.item_status(self.id))
-        return self.last_status
-
+class AsyncClassifyFlowItem(_AsyncItemCalls):
     async def get_results(self, timeout: float | None = None, *, partial: bool = False) -> ClassifyFlowItemResult:
         return await self._transport.run(core.wait_for_results(self.id, timeout, partial, core.classify_results))
-
-    async def get_response_count(self) -> int:
-        return (await self.get_progress()).response_count
 
     async def get_win_loss_matrix(self) -> pd.DataFrame:
         raise ValidationError(422, "The win/loss matrix is only available for ranking flow items.")
@@ -177,22 +185,10 @@ class AsyncClassifyFlowItem(FlowItemBase):
     async def get_labels(self) -> pd.DataFrame:
         return labels_frame(await self._transport.run(core.item_labels(self.id)), self.keys)
 
-    async def get_datapoints(self) -> list[schemas.Datapoint]:
-        return (await self._transport.run(core.item_detail(self.id))).datapoints
 
-    async def stop(self) -> FlowItemStatus:
-        self.last_status = await self._transport.run(core.stop_item(self.id))
-        return self.last_status
+class AsyncClassifyFlow(_AsyncFlowCalls[AsyncClassifyFlowItem]):
+    _item_type = AsyncClassifyFlowItem
 
-    def watch(self) -> AsyncIterator[schemas.ItemEvent]:
-        return self._transport.stream(core.item_stream(self.id))
-
-    async def wait(self, timeout: float | None = None) -> FlowItemStatus:
-        await self.get_results(timeout=timeout, partial=True)
-        return await self.get_progress()
-
-
-class AsyncClassifyFlow(FlowBase):
     async def refresh(self) -> AsyncClassifyFlow:
         self.config = await self._transport.run(core.get_flow(self.id))
         return self
@@ -234,15 +230,6 @@ class AsyncClassifyFlow(FlowBase):
             AsyncClassifyFlowItem(self._transport, s)
             for s in await self._transport.run(core.list_items(self.id, amount, page))
         ]
-
-    async def get_flow_item(self, item_id: str) -> AsyncClassifyFlowItem:
-        return AsyncClassifyFlowItem(self._transport, await self._transport.run(core.item_status(item_id)))
-
-    async def delete(self) -> None:
-        await self._transport.run(core.delete_flow(self.id))
-
-    def watch(self) -> AsyncIterator[schemas.FlowEvent]:
-        return self._transport.stream(core.flow_stream(self.id))
 
 
 def _flow_object(transport: AsyncTransport, config: schemas.Flow) -> AsyncFlow | AsyncClassifyFlow:

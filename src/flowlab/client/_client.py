@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 
@@ -34,7 +34,12 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-class FlowItem(FlowItemBase):
+class _ItemCalls(FlowItemBase):
+    """What every kind of flow item answers the same way: state, progress, datapoints, stop, watch, wait."""
+
+    def get_results(self, timeout: float | None = None, *, partial: bool = False) -> Any:
+        raise NotImplementedError
+
     def get_status(self) -> FlowItemState:
         """The item's state, as hosted: a string enum (`== FlowItemState.COMPLETED`, `== "Completed"`). Never
         blocks; `get_progress()` has the counts, thresholds and time left."""
@@ -45,21 +50,8 @@ class FlowItem(FlowItemBase):
         self.last_status = self._transport.run(core.item_status(self.id))
         return self.last_status
 
-    def get_results(self, timeout: float | None = None, *, partial: bool = False) -> FlowItemResult:
-        """Wait for the item to end, then return its rankings; with `partial=True`, return what has arrived at
-        `timeout` instead of raising `Timeout`."""
-        return self._transport.run(core.wait_for_results(self.id, timeout, partial))
-
-    def get_win_loss_matrix(self) -> pd.DataFrame:
-        """Cell [a, b] counts votes for a over b (a tie counts half to each); the matrix sums to the response count."""
-        return matrix_frame(self._transport.run(core.item_matrix(self.id)))
-
     def get_response_count(self) -> int:
         return self.get_progress().response_count
-
-    def get_votes(self) -> pd.DataFrame:
-        """Every accepted vote, in order, with the annotator who cast it."""
-        return votes_frame(self._transport.run(core.item_votes(self.id)), self.keys)
 
     def get_datapoints(self) -> list[schemas.Datapoint]:
         return self._transport.run(core.item_detail(self.id)).datapoints
@@ -78,6 +70,21 @@ class FlowItem(FlowItemBase):
         self.get_results(timeout=timeout, partial=True)
         return self.get_progress()
 
+
+class FlowItem(_ItemCalls):
+    def get_results(self, timeout: float | None = None, *, partial: bool = False) -> FlowItemResult:
+        """Wait for the item to end, then return its rankings; with `partial=True`, return what has arrived at
+        `timeout` instead of raising `Timeout`."""
+        return self._transport.run(core.wait_for_results(self.id, timeout, partial))
+
+    def get_win_loss_matrix(self) -> pd.DataFrame:
+        """Cell [a, b] counts votes for a over b (a tie counts half to each); the matrix sums to the response count."""
+        return matrix_frame(self._transport.run(core.item_matrix(self.id)))
+
+    def get_votes(self) -> pd.DataFrame:
+        """Every accepted vote, in order, with the annotator who cast it."""
+        return votes_frame(self._transport.run(core.item_votes(self.id)), self.keys)
+
     def to_preference_pairs(self) -> list[dict[str, Any]]:
         """Every decisive vote as a prompt / chosen / rejected record (the item's context is the prompt)."""
         detail = self._transport.run(core.item_detail(self.id))
@@ -93,7 +100,29 @@ class FlowItem(FlowItemBase):
         )
 
 
-class Flow(FlowBase):
+ItemT = TypeVar("ItemT", bound=FlowItemBase)
+
+
+class _FlowCalls(FlowBase, Generic[ItemT]):
+    """What every kind of flow does the same way: look an item up, delete, watch."""
+
+    _item_type: type[ItemT]
+
+    def get_flow_item(self, item_id: str) -> ItemT:
+        return self._item_type(self._transport, self._transport.run(core.item_status(item_id)))
+
+    def delete(self) -> None:
+        """Delete the flow with its items and votes."""
+        self._transport.run(core.delete_flow(self.id))
+
+    def watch(self) -> Iterator[schemas.FlowEvent]:
+        """Live summaries of the flow's items over SSE; ends if the flow is deleted."""
+        return self._transport.stream(core.flow_stream(self.id))
+
+
+class Flow(_FlowCalls[FlowItem]):
+    _item_type = FlowItem
+
     def refresh(self) -> Flow:
         self.config = self._transport.run(core.get_flow(self.id))
         return self
@@ -155,37 +184,14 @@ class Flow(FlowBase):
         """The flow's items, newest first, `amount` a page (pages count from 1); `amount=None` for all."""
         return [FlowItem(self._transport, s) for s in self._transport.run(core.list_items(self.id, amount, page))]
 
-    def get_flow_item(self, item_id: str) -> FlowItem:
-        return FlowItem(self._transport, self._transport.run(core.item_status(item_id)))
 
-    def delete(self) -> None:
-        """Delete the flow with its items and votes."""
-        self._transport.run(core.delete_flow(self.id))
-
-    def watch(self) -> Iterator[schemas.FlowEvent]:
-        """Live summaries of the flow's items over SSE; ends if the flow is deleted."""
-        return self._transport.stream(core.flow_stream(self.id))
-
-
-class ClassifyFlowItem(FlowItemBase):
+class ClassifyFlowItem(_ItemCalls):
     """A batch of a classify flow: each datapoint collects answers until it has the flow's maximum."""
-
-    def get_status(self) -> FlowItemState:
-        """The item's state, as hosted. Never blocks; `get_progress()` has the counts and time left."""
-        return self.get_progress().state
-
-    def get_progress(self) -> FlowItemStatus:
-        """State, answers so far, thresholds, deadline and time left. Never blocks."""
-        self.last_status = self._transport.run(core.item_status(self.id))
-        return self.last_status
 
     def get_results(self, timeout: float | None = None, *, partial: bool = False) -> ClassifyFlowItemResult:
         """Wait for the item to end, then return each datapoint's majority and distribution; with
         `partial=True`, return what has arrived at `timeout` instead of raising `Timeout`."""
         return self._transport.run(core.wait_for_results(self.id, timeout, partial, core.classify_results))
-
-    def get_response_count(self) -> int:
-        return self.get_progress().response_count
 
     def get_win_loss_matrix(self) -> pd.DataFrame:
         raise ValidationError(422, "The win/loss matrix is only available for ranking flow items.")
@@ -194,24 +200,11 @@ class ClassifyFlowItem(FlowItemBase):
         """Every accepted answer, in order, with the annotator who gave it."""
         return labels_frame(self._transport.run(core.item_labels(self.id)), self.keys)
 
-    def get_datapoints(self) -> list[schemas.Datapoint]:
-        return self._transport.run(core.item_detail(self.id)).datapoints
 
-    def stop(self) -> FlowItemStatus:
-        self.last_status = self._transport.run(core.stop_item(self.id))
-        return self.last_status
-
-    def watch(self) -> Iterator[schemas.ItemEvent]:
-        """Live updates over SSE; a delta row is (datapoint, category index, 0)."""
-        return self._transport.stream(core.item_stream(self.id))
-
-    def wait(self, timeout: float | None = None) -> FlowItemStatus:
-        self.get_results(timeout=timeout, partial=True)
-        return self.get_progress()
-
-
-class ClassifyFlow(FlowBase):
+class ClassifyFlow(_FlowCalls[ClassifyFlowItem]):
     """A flow whose annotators put each datapoint into one of its categories."""
+
+    _item_type = ClassifyFlowItem
 
     def refresh(self) -> ClassifyFlow:
         self.config = self._transport.run(core.get_flow(self.id))
@@ -256,16 +249,6 @@ class ClassifyFlow(FlowBase):
         return [
             ClassifyFlowItem(self._transport, s) for s in self._transport.run(core.list_items(self.id, amount, page))
         ]
-
-    def get_flow_item(self, item_id: str) -> ClassifyFlowItem:
-        return ClassifyFlowItem(self._transport, self._transport.run(core.item_status(item_id)))
-
-    def delete(self) -> None:
-        """Delete the flow with its items and answers."""
-        self._transport.run(core.delete_flow(self.id))
-
-    def watch(self) -> Iterator[schemas.FlowEvent]:
-        return self._transport.stream(core.flow_stream(self.id))
 
 
 def _flow_object(transport: SyncTransport, config: schemas.Flow) -> Flow | ClassifyFlow:

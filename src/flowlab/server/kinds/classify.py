@@ -12,35 +12,13 @@ import numpy as np
 from flowlab import ranking, schemas
 from flowlab.server.datapoints import datapoint_view
 from flowlab.server.kinds import Refusal
+from flowlab.server.kinds._log import AnswerLog
 
 if TYPE_CHECKING:
     from flowlab.server.model import FlowConfig, ItemRecord, Lease
     from flowlab.server.store import Op, Row
 
 MIN_CATEGORIES, MAX_CATEGORIES = 2, 8
-
-
-class LabelLog:
-    """Every counted answer of a live item as rows of (datapoint, category, annotator) in one int32 array;
-    the reliability-weighted consensus needs to know who said what."""
-
-    __slots__ = ("_rows", "n")
-
-    def __init__(self, capacity: int = 64) -> None:
-        self._rows = np.empty((capacity, 3), dtype=np.int32)
-        self.n = 0
-
-    def append(self, datapoint: int, category: int, annotator: int) -> None:
-        if self.n == len(self._rows):
-            grown = np.empty((2 * len(self._rows), 3), dtype=np.int32)
-            grown[: self.n] = self._rows
-            self._rows = grown
-        self._rows[self.n] = (datapoint, category, annotator)
-        self.n += 1
-
-    @property
-    def rows(self) -> np.ndarray:
-        return self._rows[: self.n]
 
 
 class LabelTally:
@@ -72,7 +50,7 @@ class LabelTally:
         self.leased_total = 0
         self.n_full = 0  # datapoints with all the answers they need
         self.n_open = n  # datapoints that can take another lease
-        self.log = LabelLog()
+        self.log = AnswerLog()  # (datapoint, category, annotator): who said what, for the consensus
         self.annotators: dict[str, int] = {}
         self.taken: dict[str, np.ndarray] = {}  # annotator -> datapoints leased to or answered by them
 

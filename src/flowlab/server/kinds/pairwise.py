@@ -14,6 +14,7 @@ from flowlab import ranking, schemas
 from flowlab.server import lifecycle
 from flowlab.server.datapoints import datapoint_view, gold_view
 from flowlab.server.kinds import Refusal
+from flowlab.server.kinds._log import AnswerLog
 
 if TYPE_CHECKING:
     from flowlab.server.model import FlowConfig, ItemRecord, Lease
@@ -57,29 +58,6 @@ class PairQueue:
         self._queue.extend(pairs)
 
 
-class VoteLog:
-    """Every counted vote of a live item as rows of (winner, loser, tie) in one int32 array: 12 bytes a
-    vote, so a live item's million votes cost 12 MB rather than the ~300 MB of Python tuples. Live event
-    streams read their deltas from it."""
-
-    __slots__ = ("_rows", "n")
-
-    def __init__(self, capacity: int = 64) -> None:
-        self._rows = np.empty((capacity, 3), dtype=np.int32)
-        self.n = 0
-
-    def append(self, winner: int, loser: int, tie: bool) -> None:
-        if self.n == len(self._rows):
-            grown = np.empty((2 * len(self._rows), 3), dtype=np.int32)
-            grown[: self.n] = self._rows
-            self._rows = grown
-        self._rows[self.n] = (winner, loser, int(tie))
-        self.n += 1
-
-    def slice(self, start: int, stop: int) -> list[tuple[int, int, int]]:
-        return [(int(w), int(lo), int(t)) for w, lo, t in self._rows[start:stop]]
-
-
 class PairTally:
     """A pairwise item's live aggregate: counts, the vote log, the pair queues and a warm fit."""
 
@@ -87,7 +65,7 @@ class PairTally:
 
     def __init__(self, n: int, rng: random.Random) -> None:
         self.wins = np.zeros((n, n), dtype=np.float64)
-        self.log = VoteLog()
+        self.log = AnswerLog()  # (winner, loser, tie): 12 bytes a vote; live streams read deltas from it
         self.requeue: deque[Pair] = deque()
         self.active_queue: deque[Pair] = deque()
         self.pair_queue = PairQueue(n, rng)
@@ -96,7 +74,7 @@ class PairTally:
         self.refitting = False
 
     def add(self, winner: int, loser: int, tie: bool) -> None:
-        self.log.append(winner, loser, tie)
+        self.log.append(winner, loser, int(tie))
         if tie:
             self.wins[winner, loser] += 0.5
             self.wins[loser, winner] += 0.5
