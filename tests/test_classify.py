@@ -91,7 +91,7 @@ def test_a_classify_flow_end_to_end_as_hosted_code_writes_it(flowlab_server: Ser
             {"categories": ["a", "b"], "max_responses_per_datapoint": 2, "min_responses_per_datapoint": 3},
             "at least min",
         ),
-        ({"categories": ["a", "b"], "validation_set_id": "vs_1"}, "validation_set_id is not supported"),
+        ({"categories": ["a", "b"], "validation_set_id": "vs_1"}, "classify flows have no gold questions"),
     ],
 )
 def test_classify_flow_arguments_are_checked_as_hosted_checks_them(

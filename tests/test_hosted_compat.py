@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+import flowlab
 from flowlab import Client, FlowItemResult, FlowItemState  # hosted: from rapidata import ...
 from flowlab.crowd import SimulatedCrowd
 
@@ -118,8 +119,24 @@ def test_find_flows_and_flow_items_page_newest_first(rapi: Client) -> None:
         f.delete()
 
 
+def test_validation_sets_are_made_once_and_referred_to_by_id(rapi: Client, flowlab_server: ServerProcess) -> None:
+    vset = rapi.flow.create_validation_set(
+        "obvious", [("a clear, correct answer", "asdf qwer zxcv", "a"), ("noise !!!", "a careful reply", "b")]
+    )
+    assert vset.pair_count == 2 and vset.id.startswith("vset_")
+    flow = rapi.flow.create_ranking_flow("gold", "Which is better?", 40, 40, vset.id, gold_rate=0.5)  # hosted order
+    assert flow.config.validation_pair_count == 2
+    item = flow.create_new_flow_batch(["x", "y", "z"], time_to_live=60)
+    annotators_before = {a.id: a.gold_answered for a in rapi.annotators.list()}
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=4, rate=6000, seed=12):
+        item.get_results(timeout=30)
+    answered = [a for a in rapi.annotators.list() if a.gold_answered > annotators_before.get(a.id, 0)]
+    assert answered, "the set's gold pairs were mixed into the tasks"
+    with pytest.raises(flowlab.NotFound, match="No validation set 'vset_nope'"):
+        rapi.flow.create_ranking_flow(name="v", instruction="?", validation_set_id="vset_nope")
+    flow.delete()
+
+
 def test_unsupported_hosted_arguments_are_refused_plainly(rapi: Client) -> None:
-    with pytest.raises(ValueError, match="validation_set_id is not supported"):
-        rapi.flow.create_ranking_flow(name="v", instruction="?", validation_set_id="vs_123")
     with pytest.raises(ValueError, match="settings is not supported"):
         rapi.flow.create_ranking_flow(name="v", instruction="?", settings=[object()])

@@ -60,6 +60,7 @@ class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     kind: TaskKindName = "pairwise"
     categories: list[Category] = []  # classify flows: 2 to 8, unique values
     starting_elo: float = 1200.0  # where the Elo scale of results is centred, as hosted
+    validation_set_id: str | None = None  # its gold pairs join `validation_pairs` (ranking flows)
 
 
 class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -122,6 +123,20 @@ class ValidationPair(msgspec.Struct, omit_defaults=True):
     a: DatapointIn
     b: DatapointIn
     answer: Literal["a", "b", "tie"]
+
+
+class ValidationSetCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Gold pairs kept under an id, for flows to refer to (`FlowCreate.validation_set_id`)."""
+
+    name: str
+    pairs: list[ValidationPair]
+
+
+class ValidationSet(msgspec.Struct):
+    id: str
+    name: str
+    pair_count: int
+    created_at: float
 
 
 class Datapoint(msgspec.Struct, omit_defaults=True):

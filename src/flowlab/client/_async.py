@@ -263,7 +263,7 @@ class AsyncFlowsAPI:
         """Create a pairwise ranking flow, with hosted's arguments in hosted's order (`drain_duration` and
         `serve_timeout` are flowlab's `drain_seconds` and `lease_seconds`). `min_response_threshold` defaults
         to the maximum."""
-        unsupported(validation_set_id=validation_set_id, settings=settings)
+        unsupported(settings=settings)
         options = flow_options(
             allow_ties,
             pair_selection,
@@ -273,6 +273,8 @@ class AsyncFlowsAPI:
             validation_pairs,
             gold_rate,
         ) | {"starting_elo": starting_elo}
+        if validation_set_id is not None:
+            options["validation_set_id"] = validation_set_id
         config = await self._transport.run(
             core.create_flow(name, instruction, max_response_threshold, min_response_threshold, options)
         )
@@ -302,6 +304,11 @@ class AsyncFlowsAPI:
         max_votes, min_votes = options.pop("max_response_threshold"), options.pop("min_response_threshold")
         config = await self._transport.run(core.create_flow(name, instruction, max_votes, min_votes, options))
         return AsyncClassifyFlow(self._transport, config)
+
+    async def create_validation_set(self, name: str, pairs: Iterable[Any]) -> schemas.ValidationSet:
+        """Keep gold pairs under an id — `(a, b, answer)` tuples or dicts, `answer` "a", "b" or "tie" — for
+        `create_ranking_flow(validation_set_id=...)`; each flow copies the pairs when it is created."""
+        return await self._transport.run(core.create_validation_set(name, pairs))
 
     async def preheat(self) -> schemas.Preheated:
         return await self._transport.run(core.preheat())

@@ -284,7 +284,7 @@ class FlowsAPI:
         """Create a pairwise ranking flow, with hosted's arguments in hosted's order (`drain_duration` and
         `serve_timeout` are flowlab's `drain_seconds` and `lease_seconds`). `min_response_threshold` defaults
         to the maximum."""
-        unsupported(validation_set_id=validation_set_id, settings=settings)
+        unsupported(settings=settings)
         options = flow_options(
             allow_ties,
             pair_selection,
@@ -294,6 +294,8 @@ class FlowsAPI:
             validation_pairs,
             gold_rate,
         ) | {"starting_elo": starting_elo}
+        if validation_set_id is not None:
+            options["validation_set_id"] = validation_set_id
         config = self._transport.run(
             core.create_flow(name, instruction, max_response_threshold, min_response_threshold, options)
         )
@@ -326,6 +328,11 @@ class FlowsAPI:
         max_votes, min_votes = options.pop("max_response_threshold"), options.pop("min_response_threshold")
         config = self._transport.run(core.create_flow(name, instruction, max_votes, min_votes, options))
         return ClassifyFlow(self._transport, config)
+
+    def create_validation_set(self, name: str, pairs: Iterable[Any]) -> schemas.ValidationSet:
+        """Keep gold pairs under an id — `(a, b, answer)` tuples or dicts, `answer` "a", "b" or "tie" — for
+        `create_ranking_flow(validation_set_id=...)`; each flow copies the pairs when it is created."""
+        return self._transport.run(core.create_validation_set(name, pairs))
 
     def preheat(self) -> schemas.Preheated:
         """Warm the server and wake idle annotators before a high-cadence phase."""

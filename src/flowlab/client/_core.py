@@ -96,6 +96,12 @@ def create_flow(
     return decode(resp.content, schemas.Flow)
 
 
+def create_validation_set(name: str, pairs: Iterable[Any]) -> Op[schemas.ValidationSet]:
+    body = {"name": name, "pairs": (yield from _validation_pairs(pairs))}
+    resp = yield Call("POST", "/v1/validation-sets", json=body)
+    return decode(resp.content, schemas.ValidationSet)
+
+
 def get_flow(flow_id: str) -> Op[schemas.Flow]:
     resp = yield Call("GET", f"/v1/flows/{flow_id}")
     return decode(resp.content, schemas.Flow)

@@ -60,7 +60,13 @@ def classify_options(
             "Max responses per datapoint must be at least min responses per datapoint.",
             field="max_responses_per_datapoint",
         )
-    unsupported(validation_set_id=validation_set_id, settings=settings)
+    unsupported(settings=settings)
+    if validation_set_id is not None:
+        raise ValidationError(
+            422,
+            "Validation sets hold gold pairs, for ranking flows; classify flows have no gold questions yet.",
+            field="validation_set_id",
+        )
     options: dict[str, Any] = {
         "kind": "classify",
         "categories": pairs,
@@ -94,8 +100,7 @@ def unsupported(**given: Any) -> None:
         if value:
             raise ValidationError(
                 422,
-                f"{name} is not supported by flowlab yet; leave it out (validation sets: give gold pairs with "
-                "validation_pairs= on ranking flows).",
+                f"{name} is not supported by flowlab yet; leave it out.",
                 field=name,
             )
 

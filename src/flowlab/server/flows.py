@@ -87,7 +87,47 @@ class Flows:
         mine.sort(key=lambda f: f.created_at, reverse=True)
         return [self.view(f) for f in mine[offset : offset + limit]]
 
+    async def create_validation_set(self, who: Principal, req: schemas.ValidationSetCreate) -> schemas.ValidationSet:
+        name = require_text(req.name, "name")
+        if not req.pairs:
+            raise Invalid("A validation set needs at least one gold pair.", field="pairs")
+        await self._check_pairs(req.pairs, "pairs")
+        made = schemas.ValidationSet(
+            id=new_id("vset"), name=name, pair_count=len(req.pairs), created_at=self.clock.now()
+        )
+        await self.store.write(
+            [
+                (
+                    "INSERT INTO validation_sets (id, owner, name, pairs, created_at) VALUES (?,?,?,?,?)",
+                    (made.id, who.id, name, _json.encode(req.pairs).decode(), made.created_at),
+                )
+            ]
+        )
+        return made
+
+    async def validation_set(
+        self, who: Principal, set_id: str
+    ) -> tuple[schemas.ValidationSet, list[schemas.ValidationPair]]:
+        rows = await self.store.aread("SELECT * FROM validation_sets WHERE id = ? AND owner = ?", (set_id, who.id))
+        if not rows:
+            raise NotFound(
+                f"No validation set {set_id!r} belongs to this API key; make one with "
+                "client.flow.create_validation_set(name, pairs).",
+                field="validation_set_id",
+            )
+        row = rows[0]
+        pairs = msgspec.json.decode(row["pairs"], type=list[schemas.ValidationPair])
+        return schemas.ValidationSet(row["id"], row["name"], len(pairs), row["created_at"]), pairs
+
     async def create(self, who: Principal, req: schemas.FlowCreate) -> schemas.Flow:
+        gold = list(req.validation_pairs)
+        if req.validation_set_id is not None:
+            if req.kind != "pairwise":
+                raise Invalid(
+                    "Validation sets hold gold pairs, for ranking flows; classify flows have no gold questions yet.",
+                    field="validation_set_id",
+                )
+            gold += (await self.validation_set(who, req.validation_set_id))[1]
         cfg = FlowConfig(
             name=require_text(req.name, "name"),
             instruction=require_text(req.instruction, "instruction"),
@@ -101,7 +141,7 @@ class Flows:
             drain_seconds=req.drain_seconds,
             render_markdown=req.render_markdown,
             gold_rate=req.gold_rate,
-            validation_pairs=req.validation_pairs,
+            validation_pairs=gold,
             kind=req.kind,
             categories=req.categories,
             starting_elo=req.starting_elo,
@@ -154,14 +194,15 @@ class Flows:
             lock = self._edit_locks[flow_id] = asyncio.Lock()
         return lock
 
+    async def _check_pairs(self, pairs: list[schemas.ValidationPair], field: str) -> None:
+        known = await self.media.resolve(d.media for pair in pairs for d in (pair.a, pair.b) if d.media is not None)
+        for i, pair in enumerate(pairs):
+            content(pair.a, f"{field}[{i}].a", known)
+            content(pair.b, f"{field}[{i}].b", known)
+
     async def check_config(self, cfg: FlowConfig) -> None:
         kind_of(cfg.kind).check_config(cfg)
-        known = await self.media.resolve(
-            d.media for pair in cfg.validation_pairs for d in (pair.a, pair.b) if d.media is not None
-        )
-        for i, pair in enumerate(cfg.validation_pairs):
-            content(pair.a, f"validation_pairs[{i}].a", known)
-            content(pair.b, f"validation_pairs[{i}].b", known)
+        await self._check_pairs(cfg.validation_pairs, "validation_pairs")
         check_thresholds(cfg, Invalid)
         if not 0 < cfg.lease_seconds <= MAX_LEASE:
             raise Invalid(f"lease_seconds must be in (0, {MAX_LEASE:.0f}].", field="lease_seconds")

@@ -64,6 +64,18 @@ async def validation_pairs(request: Request, flow_id: str) -> list[schemas.Valid
     return service.flow_of(who, flow_id).config.validation_pairs
 
 
+@post("/v1/validation-sets", status_code=201)
+async def create_validation_set(request: Request, data: schemas.ValidationSetCreate) -> schemas.ValidationSet:
+    service, who = researcher(request)
+    return await service.flows.create_validation_set(who, data)
+
+
+@get("/v1/validation-sets/{set_id:str}")
+async def get_validation_set(request: Request, set_id: str) -> schemas.ValidationSet:
+    service, who = researcher(request)
+    return (await service.flows.validation_set(who, set_id))[0]
+
+
 @get("/v1/flows/{flow_id:str}/wait")
 async def wait_flow(request: Request, flow_id: str, since: int = -1, timeout: float = 25.0) -> schemas.Flow:
     service, who = researcher(request)
@@ -87,6 +99,8 @@ handlers = [
     create_item,
     list_items,
     validation_pairs,
+    create_validation_set,
+    get_validation_set,
     wait_flow,
     flow_events,
 ]

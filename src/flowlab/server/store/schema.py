@@ -37,6 +37,8 @@ CREATE INDEX IF NOT EXISTS labels_item ON labels(item_id);
 CREATE TABLE IF NOT EXISTS gold_answers (
     task_id TEXT PRIMARY KEY, annotator_id TEXT NOT NULL, flow_id TEXT NOT NULL,
     correct INTEGER NOT NULL, created_at {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS validation_sets (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, pairs TEXT NOT NULL, created_at {real} NOT NULL);
 CREATE TABLE IF NOT EXISTS media (
     sha256 TEXT PRIMARY KEY, media_type TEXT NOT NULL, kind TEXT NOT NULL, size INTEGER NOT NULL,
     created_at {real} NOT NULL);
