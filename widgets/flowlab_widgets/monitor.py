@@ -11,7 +11,7 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from flowlab import AsyncClient, FlowlabError, NotFound
+from flowlab import AsyncClient, FlowItem, FlowlabError, NotFound
 from flowlab_widgets._common import badge, bokeh_widget, client_for, connection_of, esc, fmt_seconds, state_name
 from flowlab_widgets.figures import LabelDistributionChart, RankingChart, WinLossHeatmap, ranking_rows
 from flowlab_widgets.live import LiveUpdates, Mode
@@ -146,8 +146,8 @@ class FlowMonitor(widgets.VBox):
         self.ranking = RankingChart(width=430, height=380)
         self.distribution = LabelDistributionChart(width=860, height=380)
         # A classify flow's items have answers per datapoint and category, not pairs: one chart shows them.
-        shown = [self.distribution] if self.classify else [self.heatmap, self.ranking]
-        self.figure_widgets = [bokeh_widget(chart.figure) for chart in shown]
+        figures = [self.distribution.figure] if self.classify else [self.heatmap.figure, self.ranking.figure]
+        self.figure_widgets = [bokeh_widget(figure) for figure in figures]
         self.instruction_input = widgets.Textarea(
             value=flow.instruction, description="Instruction", layout=widgets.Layout(width="640px", height="60px")
         )
@@ -213,7 +213,7 @@ class FlowMonitor(widgets.VBox):
         if prev is not None and prev.item_id == item_id and prev.version == version and prev.version is not None:
             snap.matrix, snap.result, snap.version = prev.matrix, prev.result, version  # nothing new to read
             return snap
-        if not self.classify:
+        if isinstance(item, FlowItem):  # a ranking item; a classify item has no win-loss matrix
             snap.matrix = item.get_win_loss_matrix()
         try:
             snap.result = item.get_results(timeout=0, partial=True)
