@@ -142,7 +142,7 @@ class Answers:
         # request, tick or item end can slip in between.
         pending = _Pending()
         ack = self._check(who, task_id, req, self.clock.now(), pending, durable)
-        await self._commit(who, pending, [ack])
+        await self._commit(who, pending)
         if ack.status == "rejected" and ack.code in ("item_ended", "lease_expired", "skipped", "revoked"):
             raise Conflict(ack.detail or "", code=ack.code)
         if ack.status == "rejected":
@@ -170,7 +170,7 @@ class Answers:
                 acks.append(self._check(who, a.task_id, req, now, pending, durable))
             except NotFound as exc:
                 acks.append(schemas.Ack(task_id=a.task_id, status="rejected", code="unknown_task", detail=exc.detail))
-        await self._commit(who, pending, acks)
+        await self._commit(who, pending)
         return acks
 
     async def _durable_owners(self, task_ids: list[str]) -> dict[str, str]:
@@ -228,7 +228,7 @@ class Answers:
             return schemas.Ack(task_id=task_id, status="skipped")
         return _refused(task_id, outcome)
 
-    async def _commit(self, who: Principal, pending: _Pending, acks: list[schemas.Ack]) -> None:
+    async def _commit(self, who: Principal, pending: _Pending) -> None:
         """Make the accepted answers durable, then count them. If the commit fails nothing is counted, the
         leases stay (a retry in time counts once), and the request fails with 503."""
         if pending.counted:

@@ -31,7 +31,6 @@ log = logging.getLogger("flowlab.items")
 MAX_DATAPOINTS = 1000  # the win-loss matrix is dense, n x n
 MAX_TTL = 7 * 24 * 3600.0
 RETAIN_ENDED = 30.0  # seconds an ended item stays in memory after its record is durable, for the last readers
-INLINE_FINAL_MAX = 200  # datapoints; above this, the final fit runs on a worker thread
 RESULT_TYPES: dict[str, type] = {"pairwise": schemas.ItemResults, "classify": schemas.ClassifyResults}
 
 _json = msgspec.json.Encoder()
@@ -408,10 +407,8 @@ class Items:
         if committing:
             await asyncio.gather(*committing, return_exceptions=True)
         self.leases.drop_item(item, "item_ended")
-        if len(item.keys) <= INLINE_FINAL_MAX:
-            results, matrix = item.kind.final(item)
-        else:
-            results, matrix = await asyncio.to_thread(item.kind.final, item)
+        # A final fit of a large item takes a while: off the event loop (no answer can change it now).
+        results, matrix = await asyncio.to_thread(item.kind.final, item)
         status = msgspec.structs.replace(self.status(item), leases_out=0, server_time=0.0)
         record = encode_record(item.kind.name, status, results, matrix)
         ended_status = _json.encode(status).decode()

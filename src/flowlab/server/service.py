@@ -22,7 +22,7 @@ from flowlab.server.history import History
 from flowlab.server.items import RETAIN_ENDED, Items
 from flowlab.server.leases import LeaseBook
 from flowlab.server.media import MediaCatalog, MediaStore, classify
-from flowlab.server.model import FlowRecord, Signal
+from flowlab.server.model import Signal
 from flowlab.server.people import People
 from flowlab.server.store import Op, Store, StoreUnavailable
 
@@ -197,6 +197,3 @@ class FlowService:
         if known is None:
             raise NotFound(f"No uploaded file has sha256 {sha256!r}.")
         return self.media.path(sha256), known[0]
-
-    def flow_of(self, who: Principal, flow_id: str) -> FlowRecord:
-        return self.flows.get(who, flow_id)

@@ -38,10 +38,6 @@ class Refusal(Exception):
         self.detail = detail
 
 
-class Question(Protocol):
-    """What one lease asks; a kind's own type."""
-
-
 class TaskKind(Protocol):
     @property
     def name(self) -> str: ...

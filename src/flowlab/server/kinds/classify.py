@@ -11,6 +11,7 @@ import numpy as np
 
 from flowlab import ranking, schemas
 from flowlab.server.datapoints import datapoint_view
+from flowlab.server.errors import Invalid, NotFound
 from flowlab.server.kinds import Refusal
 from flowlab.server.kinds._log import AnswerLog
 
@@ -97,8 +98,6 @@ class Classify:
     answers_table = "labels"
 
     def check_config(self, cfg: FlowConfig) -> None:
-        from flowlab.server.errors import Invalid
-
         cats = cfg.categories
         if not MIN_CATEGORIES <= len(cats) <= MAX_CATEGORIES:
             raise Invalid(
@@ -220,8 +219,6 @@ class Classify:
     # ------------------------------------------------------------ aggregates
 
     def matrix(self, item: ItemRecord) -> schemas.WinLossMatrix:
-        from flowlab.server.errors import NotFound
-
         raise NotFound(f"Item {item.id!r} is a classify item; it has no win-loss matrix. Read its results.")
 
     def delta(self, item: ItemRecord, start: int, stop: int) -> list[tuple[int, int, int]]:

@@ -13,6 +13,7 @@ import numpy as np
 from flowlab import ranking, schemas
 from flowlab.server import lifecycle
 from flowlab.server.datapoints import datapoint_view, gold_view
+from flowlab.server.errors import Invalid
 from flowlab.server.kinds import Refusal
 from flowlab.server.kinds._log import AnswerLog
 
@@ -88,8 +89,6 @@ class Pairwise:
     answers_table = "votes"
 
     def check_config(self, cfg: FlowConfig) -> None:
-        from flowlab.server.errors import Invalid
-
         if cfg.categories:
             raise Invalid("categories belong to classify flows; a ranking flow compares pairs.", field="categories")
 

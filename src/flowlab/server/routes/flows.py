@@ -28,7 +28,7 @@ async def list_flows(request: Request, limit: int = 10, offset: int = 0, name: s
 @get("/v1/flows/{flow_id:str}")
 async def get_flow(request: Request, flow_id: str) -> schemas.Flow:
     service, who = researcher(request)
-    return service.flows.view(service.flow_of(who, flow_id))
+    return service.flows.view(service.flows.get(who, flow_id))
 
 
 @patch("/v1/flows/{flow_id:str}")
@@ -61,7 +61,7 @@ async def list_items(
 @get("/v1/flows/{flow_id:str}/validation-pairs")
 async def validation_pairs(request: Request, flow_id: str) -> list[schemas.ValidationPair]:
     service, who = researcher(request)
-    return service.flow_of(who, flow_id).config.validation_pairs
+    return service.flows.get(who, flow_id).config.validation_pairs
 
 
 @post("/v1/validation-sets", status_code=201)
@@ -79,13 +79,13 @@ async def get_validation_set(request: Request, set_id: str) -> schemas.Validatio
 @get("/v1/flows/{flow_id:str}/wait")
 async def wait_flow(request: Request, flow_id: str, since: int = -1, timeout: float = 25.0) -> schemas.Flow:
     service, who = researcher(request)
-    return await events.wait_for_flow(service, service.flow_of(who, flow_id), since, timeout)
+    return await events.wait_for_flow(service, service.flows.get(who, flow_id), since, timeout)
 
 
 @get("/v1/flows/{flow_id:str}/events")
 async def flow_events(request: Request, flow_id: str) -> ServerSentEvent:
     service, who = researcher(request)
-    flow = service.flow_of(who, flow_id)
+    flow = service.flows.get(who, flow_id)
     last = events.parse_last_event_id(request.headers.get("last-event-id"))
     return ServerSentEvent(events.flow_stream(service, flow, last), headers=SSE_HEADERS)
 
