@@ -23,10 +23,10 @@ from flowlab.crowd import SimulatedCrowd
 from .conftest import ServerProcess
 
 
-def scored(n: int, prefix: str = "dp") -> list[dict[str, object]]:
+def scored(n: int, prefix: str = "dp", spread: float = 1.5) -> list[dict[str, object]]:
     """Datapoints whose hidden quality rises with their index, so the crowd's ranking is checkable."""
     return [
-        {"id": f"{prefix}{i}", "text": f"{prefix} answer {i}", "private_metadata": {"true_score": i * 1.5}}
+        {"id": f"{prefix}{i}", "text": f"{prefix} answer {i}", "private_metadata": {"true_score": i * spread}}
         for i in range(n)
     ]
 
@@ -39,8 +39,11 @@ def test_seed_scenario_verbatim(client: Client, flowlab_server: ServerProcess) -
         max_response_threshold=40,
         min_response_threshold=10,
     )
-    rollouts = scored(5)
-    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=8, rate=3000, seed=3):
+    # 40 votes over 10 pairs is four a pair, and which pairs get them depends on timing; a wide spread and an
+    # attentive crowd make "a top-two datapoint ranks first" all but certain (the odds of dp2 beating dp3 are 95 %).
+    rollouts = scored(5, spread=3.0)
+    crowd = SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=8, rate=3000, accuracy=1.0, seed=3)
+    with crowd:
         flow_item = flow.create_new_flow_batch(
             datapoints=rollouts,  # urls, paths, or text
             context="generations from step 12k",

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 
+import httpx
+import msgspec
 import pytest
 
 import flowlab
-from flowlab import Client, FlowItemResult, FlowItemState  # hosted: from rapidata import ...
+from flowlab import Client, FlowItemResult, FlowItemState, schemas  # hosted: from rapidata import ...
 from flowlab.crowd import SimulatedCrowd
 
 from .conftest import ServerProcess
@@ -137,6 +139,57 @@ def test_validation_sets_are_made_once_and_referred_to_by_id(rapi: Client, flowl
     flow.delete()
 
 
-def test_unsupported_hosted_arguments_are_refused_plainly(rapi: Client) -> None:
-    with pytest.raises(ValueError, match="settings is not supported"):
+def test_settings_take_hosted_setting_objects_and_the_page_gets_them(rapi: Client) -> None:
+    from flowlab import AllowNeitherBothSetting, CustomSetting, MarkdownSetting, NoShuffleSetting
+
+    with pytest.warns(UserWarning, match="does not act on them.*x_hosted_flag"):
+        flow = rapi.flow.create_ranking_flow(
+            "settings",
+            "Which is better?",
+            settings=[
+                NoShuffleSetting(),
+                AllowNeitherBothSetting(250),
+                MarkdownSetting(),
+                CustomSetting("x_hosted_flag", "1"),
+            ],
+        )
+    assert flow.config.settings == {
+        "no_shuffle": "true",
+        "compare_unsure": "250",
+        "use_main_text_markdown": "true",
+        "x_hosted_flag": "1",
+    }
+    assert flow.config.allow_ties and flow.config.render_markdown, "settings that are flowlab options set them"
+    flow.create_new_flow_batch([f"answer {i}" for i in range(6)], data_type="text", time_to_live=60)
+    ann = rapi.annotators.create("settings-viewer")
+    r = httpx.post(f"{rapi.url}/v1/tasks/next-batch", json={"n": 15}, headers={"Authorization": f"Bearer {ann.token}"})
+    tasks = msgspec.json.decode(r.content, type=schemas.TaskBatch).tasks
+    assert len(tasks) == 15 and all(t.settings == flow.config.settings for t in tasks)
+    assert all(t.b is not None and t.a.ref < t.b.ref for t in tasks), "no_shuffle: A is the earlier datapoint"
+    with pytest.raises(ValueError, match="between 0 and 95"):
+        flowlab.PlayPercentageVideoSetting(120)
+    with pytest.raises(ValueError, match="is not a setting"):
         rapi.flow.create_ranking_flow(name="v", instruction="?", settings=[object()])
+    with pytest.raises(flowlab.ValidationError, match="whole number") as err:
+        rapi.flow.create_ranking_flow(name="v", instruction="?", settings={"media_played_percentage": "most"})
+    assert err.value.field == "settings"
+    flow.delete()
+
+
+def test_compare_sets_in_hosted_calls(rapi: Client) -> None:
+    vset = rapi.validation.create_compare_set(
+        name="obvious pairs",
+        instruction="Which is better?",
+        datapoints=[["a careful reply", "zxcv"], ["!!!", "a clear answer"]],
+        truths=["a careful reply", "a clear answer"],
+        data_type="text",
+        explanation=["The other is noise.", None],
+    )
+    assert vset.pair_count == 2 and vset.kind == "pairwise"
+    flow = rapi.flow.create_ranking_flow("gold pairs", "Which is better?", validation_set_id=vset.id)
+    assert flow.config.validation_pair_count == 2
+    with pytest.raises(ValueError, match="must be one of the two datapoints"):
+        rapi.validation.create_compare_set("bad", "?", [["x", "y"]], ["z"])
+    with pytest.raises(ValueError, match="leave contexts and media_contexts out"):
+        rapi.validation.create_compare_set("bad", "?", [["x", "y"]], ["x"], contexts=["c"])
+    flow.delete()

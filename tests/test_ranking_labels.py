@@ -69,3 +69,20 @@ def test_reliable_annotators_outweigh_spammers() -> None:
 def test_bad_input_is_explained(args: tuple, match: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError, match=match):
         ranking.dawid_skene(*args)
+
+
+def test_gold_records_weigh_annotators_where_agreement_cannot() -> None:
+    # Three annotators on 30 datapoints: two always agree with each other and are wrong (they label 1),
+    # one always says 0. Agreement alone sides with the pair; a gold record that shows the pair failing
+    # and the lone annotator passing turns the consensus round.
+    n = 30
+    d = np.repeat(np.arange(n), 3)
+    a = np.tile([0, 1, 2], n)
+    y = np.tile([1, 1, 0], n)
+    plain = ranking.dawid_skene(d, a, y, n, 2)
+    assert (plain.posterior.argmax(axis=1) == 1).all()
+    gold = ranking.dawid_skene(d, a, y, n, 2, gold_answered=np.array([40, 40, 40]), gold_correct=np.array([4, 4, 40]))
+    assert (gold.posterior.argmax(axis=1) == 0).all()
+    assert gold.accuracy[2] > 0.9 > 0.6 > gold.accuracy[0]
+    with pytest.raises(ValueError, match="one count per annotator"):
+        ranking.dawid_skene(d, a, y, n, 2, gold_answered=np.array([1, 1]), gold_correct=np.array([0, 0]))

@@ -60,7 +60,9 @@ class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     kind: TaskKindName = "pairwise"
     categories: list[Category] = []  # classify flows: 2 to 8, unique values
     starting_elo: float = 1200.0  # where the Elo scale of results is centred, as hosted
-    validation_set_id: str | None = None  # its gold pairs join `validation_pairs` (ranking flows)
+    validation_set_id: str | None = None  # its gold questions join `validation_pairs` or `validation_labels`
+    validation_labels: list[ValidationLabel] = []  # classify flows' gold
+    settings: dict[str, str] = {}  # hosted's feature flags, by key (flowlab.settings): what the page honours
 
 
 class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -75,6 +77,8 @@ class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults
     validation_pairs: list[ValidationPair] | None = None
     gold_rate: float | None = None
     starting_elo: float | None = None
+    validation_labels: list[ValidationLabel] | None = None
+    settings: dict[str, str] | None = None
 
 
 class Flow(msgspec.Struct):
@@ -98,9 +102,20 @@ class Flow(msgspec.Struct):
     kind: TaskKindName = "pairwise"
     categories: list[Category] = []
     starting_elo: float = 1200.0
+    validation_label_count: int = 0
+    settings: dict[str, str] = {}
 
 
 # ---------------------------------------------------------------- datapoints and items
+
+
+class ContextAsset(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    kind: DatapointKind
+    text: str | None = None
+    url: str | None = None
+    media: str | None = None
+    media_type: str | None = None
+    name: str | None = None
 
 
 class DatapointIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -115,6 +130,7 @@ class DatapointIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     name: str | None = None
     private_metadata: dict[str, Any] | None = None
     context: str | None = None  # classify flows: shown with this datapoint only
+    context_assets: list[ContextAsset] | None = None  # classify flows: media shown with this datapoint only
 
 
 class ValidationPair(msgspec.Struct, omit_defaults=True):
@@ -123,13 +139,26 @@ class ValidationPair(msgspec.Struct, omit_defaults=True):
     a: DatapointIn
     b: DatapointIn
     answer: Literal["a", "b", "tie"]
+    explanation: str | None = None  # shown to an annotator who answers otherwise
+
+
+class ValidationLabel(msgspec.Struct, omit_defaults=True):
+    """A gold datapoint of a classify flow: the category values that count as right, and what to tell an
+    annotator who answers otherwise."""
+
+    datapoint: DatapointIn
+    truths: list[str]
+    explanation: str | None = None
 
 
 class ValidationSetCreate(msgspec.Struct, forbid_unknown_fields=True):
-    """Gold pairs kept under an id, for flows to refer to (`FlowCreate.validation_set_id`)."""
+    """Gold questions kept under an id, for flows to refer to (`FlowCreate.validation_set_id`): gold pairs
+    for ranking flows, or gold labels for classify flows."""
 
     name: str
-    pairs: list[ValidationPair]
+    pairs: list[ValidationPair] = []
+    labels: list[ValidationLabel] = []
+    instruction: str | None = None  # as hosted: what the set's questions ask; flows use their own
 
 
 class ValidationSet(msgspec.Struct):
@@ -137,6 +166,8 @@ class ValidationSet(msgspec.Struct):
     name: str
     pair_count: int
     created_at: float
+    label_count: int = 0
+    kind: TaskKindName = "pairwise"  # the flows it serves: pairwise (gold pairs) or classify (gold labels)
 
 
 class Datapoint(msgspec.Struct, omit_defaults=True):
@@ -152,15 +183,7 @@ class Datapoint(msgspec.Struct, omit_defaults=True):
     name: str | None = None
     private_metadata: dict[str, Any] | None = None
     context: str | None = None
-
-
-class ContextAsset(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    kind: DatapointKind
-    text: str | None = None
-    url: str | None = None
-    media: str | None = None
-    media_type: str | None = None
-    name: str | None = None
+    context_assets: list[ContextAsset] | None = None
 
 
 class ItemCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -394,6 +417,7 @@ class Task(msgspec.Struct):
     server_time: float
     kind: TaskKindName = "pairwise"
     categories: list[Category] | None = None  # classify tasks: the buttons, in order
+    settings: dict[str, str] = {}  # the flow's feature flags (flowlab.settings) for the page to honour
 
 
 class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -431,6 +455,7 @@ class Ack(msgspec.Struct, omit_defaults=True):
     detail: str | None = None
     code: str | None = None
     next: Task | None = None
+    explanation: str | None = None  # a gold question answered wrong, where its set explains the answer
 
 
 class AckBatch(msgspec.Struct):

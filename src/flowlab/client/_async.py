@@ -17,7 +17,7 @@ from flowlab.client._flows import (
     flow_options,
     lease_or_default,
     one_of,
-    unsupported,
+    settings_option,
 )
 from flowlab.client._models import (
     ClassifyFlowItemResult,
@@ -203,12 +203,12 @@ class AsyncClassifyFlow(_AsyncFlowCalls[AsyncClassifyFlowItem]):
         accept_failed_uploads: bool = False,
         time_to_live: float | None = None,
     ) -> AsyncClassifyFlowItem:
-        unsupported(context_assets=context_assets)
         status = await self._transport.run(
             core.create_item(
                 self.id,
                 datapoints,
                 contexts=contexts,
+                datapoint_assets=context_assets,
                 private_metadata=private_metadata,
                 data_type=data_type,
                 accept_failed_uploads=accept_failed_uploads,
@@ -263,7 +263,6 @@ class AsyncFlowsAPI:
         """Create a pairwise ranking flow, with hosted's arguments in hosted's order (`drain_duration` and
         `serve_timeout` are flowlab's `drain_seconds` and `lease_seconds`). `min_response_threshold` defaults
         to the maximum."""
-        unsupported(settings=settings)
         options = flow_options(
             allow_ties,
             pair_selection,
@@ -272,7 +271,7 @@ class AsyncFlowsAPI:
             render_markdown,
             validation_pairs,
             gold_rate,
-        ) | {"starting_elo": starting_elo}
+        ) | {"starting_elo": starting_elo, **settings_option(settings, stacklevel=3)}
         if validation_set_id is not None:
             options["validation_set_id"] = validation_set_id
         config = await self._transport.run(
@@ -291,6 +290,8 @@ class AsyncFlowsAPI:
         settings: Sequence[Any] | None = None,
         drain_duration: float | None = None,
         serve_timeout: float | None = None,
+        *,
+        gold_rate: float = 0.1,
     ) -> AsyncClassifyFlow:
         options = classify_options(
             categories,
@@ -300,7 +301,7 @@ class AsyncFlowsAPI:
             settings,
             drain_duration,
             serve_timeout,
-        )
+        ) | {"gold_rate": gold_rate}
         max_votes, min_votes = options.pop("max_response_threshold"), options.pop("min_response_threshold")
         config = await self._transport.run(core.create_flow(name, instruction, max_votes, min_votes, options))
         return AsyncClassifyFlow(self._transport, config)
@@ -336,6 +337,65 @@ class AsyncAnnotatorsAPI:
         await self._transport.run(core.revoke_annotator(annotator_id))
 
 
+class AsyncValidationAPI:
+    """The asyncio twin of `ValidationAPI` (`client.validation`)."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def create_classification_set(
+        self,
+        name: str,
+        instruction: str,
+        answer_options: Sequence[str],
+        datapoints: Sequence[Any],
+        truths: Sequence[Sequence[str]],
+        data_type: str = "media",
+        contexts: Sequence[str] | None = None,
+        media_contexts: Sequence[Sequence[Any]] | None = None,
+        explanations: Sequence[str | None] | None = None,
+        dimensions: Sequence[str] = (),
+    ) -> schemas.ValidationSet:
+        """Gold labels for classify flows: each datapoint with the answer options that count as right, and
+        what an annotator who answers otherwise is told."""
+        return await self._transport.run(
+            core.classification_set(
+                name,
+                instruction,
+                answer_options,
+                datapoints,
+                truths,
+                data_type,
+                contexts,
+                media_contexts,
+                explanations,
+                dimensions,
+            )
+        )
+
+    async def create_compare_set(
+        self,
+        name: str,
+        instruction: str,
+        datapoints: Sequence[Sequence[Any]],
+        truths: Sequence[Any],
+        data_type: str = "media",
+        contexts: Sequence[str] | None = None,
+        media_contexts: Sequence[Sequence[Any]] | None = None,
+        explanation: Sequence[str | None] | None = None,
+        dimensions: Sequence[str] = (),
+    ) -> schemas.ValidationSet:
+        """Gold pairs for ranking flows: each comparison's two datapoints and the better of them."""
+        return await self._transport.run(
+            core.compare_set(
+                name, instruction, datapoints, truths, data_type, contexts, media_contexts, explanation, dimensions
+            )
+        )
+
+    async def get_validation_set_by_id(self, validation_set_id: str) -> schemas.ValidationSet:
+        return await self._transport.run(core.get_validation_set(validation_set_id))
+
+
 class AsyncClient:
     """The asyncio twin of `Client`."""
 
@@ -352,6 +412,7 @@ class AsyncClient:
         self.url, self.api_key = resolve(url, api_key)
         self._transport = AsyncTransport(self.url, self.api_key, timeout, transport)
         self.flow = AsyncFlowsAPI(self._transport)
+        self.validation = AsyncValidationAPI(self._transport)
         self.annotators = AsyncAnnotatorsAPI(self._transport)
 
     async def create_api_key(self, name: str) -> schemas.KeyCreated:

@@ -17,7 +17,7 @@ from flowlab.client._flows import (
     flow_options,
     lease_or_default,
     one_of,
-    unsupported,
+    settings_option,
 )
 from flowlab.client._models import (
     ClassifyFlowItemResult,
@@ -220,14 +220,15 @@ class ClassifyFlow(_FlowCalls[ClassifyFlowItem]):
         accept_failed_uploads: bool = False,
         time_to_live: float | None = None,
     ) -> ClassifyFlowItem:
-        """Push datapoints to classify, each with its own context and private metadata (lists with one entry
-        per datapoint). `time_to_live=None` takes the server's default. Returns at once."""
-        unsupported(context_assets=context_assets)
+        """Push datapoints to classify, each with its own context, context assets (a list of texts, paths or
+        URLs) and private metadata: lists with one entry per datapoint. `time_to_live=None` takes the server's
+        default. Returns at once."""
         status = self._transport.run(
             core.create_item(
                 self.id,
                 datapoints,
                 contexts=contexts,
+                datapoint_assets=context_assets,
                 private_metadata=private_metadata,
                 data_type=data_type,
                 accept_failed_uploads=accept_failed_uploads,
@@ -284,7 +285,6 @@ class FlowsAPI:
         """Create a pairwise ranking flow, with hosted's arguments in hosted's order (`drain_duration` and
         `serve_timeout` are flowlab's `drain_seconds` and `lease_seconds`). `min_response_threshold` defaults
         to the maximum."""
-        unsupported(settings=settings)
         options = flow_options(
             allow_ties,
             pair_selection,
@@ -293,7 +293,7 @@ class FlowsAPI:
             render_markdown,
             validation_pairs,
             gold_rate,
-        ) | {"starting_elo": starting_elo}
+        ) | {"starting_elo": starting_elo, **settings_option(settings, stacklevel=3)}
         if validation_set_id is not None:
             options["validation_set_id"] = validation_set_id
         config = self._transport.run(
@@ -312,10 +312,13 @@ class FlowsAPI:
         settings: Sequence[Any] | None = None,
         drain_duration: float | None = None,
         serve_timeout: float | None = None,
+        *,
+        gold_rate: float = 0.1,
     ) -> ClassifyFlow:
         """Create a classify flow: 2 to 8 categories, given as labels or (label, value) pairs; each datapoint
         collects answers until it has `max_responses_per_datapoint`, and an item that runs out of time is
-        Completed when it averages `min_responses_per_datapoint` per datapoint."""
+        Completed when it averages `min_responses_per_datapoint` per datapoint. With a validation set, a
+        `gold_rate` share of tasks are its gold labels."""
         options = classify_options(
             categories,
             max_responses_per_datapoint,
@@ -324,7 +327,7 @@ class FlowsAPI:
             settings,
             drain_duration,
             serve_timeout,
-        )
+        ) | {"gold_rate": gold_rate}
         max_votes, min_votes = options.pop("max_response_threshold"), options.pop("min_response_threshold")
         config = self._transport.run(core.create_flow(name, instruction, max_votes, min_votes, options))
         return ClassifyFlow(self._transport, config)
@@ -363,6 +366,67 @@ class AnnotatorsAPI:
         self._transport.run(core.revoke_annotator(annotator_id))
 
 
+class ValidationAPI:
+    """`client.validation`: gold questions kept under an id, in hosted's calls. Flows refer to a set by id
+    (`create_ranking_flow(validation_set_id=...)`, `create_classify_flow(validation_set_id=...)`) and copy
+    its questions when they are created; a flow mixes them into its tasks at its `gold_rate`."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def create_classification_set(
+        self,
+        name: str,
+        instruction: str,
+        answer_options: Sequence[str],
+        datapoints: Sequence[Any],
+        truths: Sequence[Sequence[str]],
+        data_type: str = "media",
+        contexts: Sequence[str] | None = None,
+        media_contexts: Sequence[Sequence[Any]] | None = None,
+        explanations: Sequence[str | None] | None = None,
+        dimensions: Sequence[str] = (),
+    ) -> schemas.ValidationSet:
+        """Gold labels for classify flows: each datapoint with the answer options that count as right, and
+        what an annotator who answers otherwise is told."""
+        return self._transport.run(
+            core.classification_set(
+                name,
+                instruction,
+                answer_options,
+                datapoints,
+                truths,
+                data_type,
+                contexts,
+                media_contexts,
+                explanations,
+                dimensions,
+            )
+        )
+
+    def create_compare_set(
+        self,
+        name: str,
+        instruction: str,
+        datapoints: Sequence[Sequence[Any]],
+        truths: Sequence[Any],
+        data_type: str = "media",
+        contexts: Sequence[str] | None = None,
+        media_contexts: Sequence[Sequence[Any]] | None = None,
+        explanation: Sequence[str | None] | None = None,
+        dimensions: Sequence[str] = (),
+    ) -> schemas.ValidationSet:
+        """Gold pairs for ranking flows: each comparison's two datapoints and the better of them."""
+        return self._transport.run(
+            core.compare_set(
+                name, instruction, datapoints, truths, data_type, contexts, media_contexts, explanation, dimensions
+            )
+        )
+
+    def get_validation_set_by_id(self, validation_set_id: str) -> schemas.ValidationSet:
+        return self._transport.run(core.get_validation_set(validation_set_id))
+
+
 class Client:
     """Talks to a flowlab server: `url`/`api_key`, else FLOWLAB_URL/FLOWLAB_API_KEY, else an embedded local one."""
 
@@ -379,6 +443,7 @@ class Client:
         self.url, self.api_key = resolve(url, api_key)
         self._transport = SyncTransport(self.url, self.api_key, timeout, transport)
         self.flow = FlowsAPI(self._transport)
+        self.validation = ValidationAPI(self._transport)
         self.annotators = AnnotatorsAPI(self._transport)
 
     def create_api_key(self, name: str) -> schemas.KeyCreated:

@@ -102,6 +102,125 @@ def create_validation_set(name: str, pairs: Iterable[Any]) -> Op[schemas.Validat
     return decode(resp.content, schemas.ValidationSet)
 
 
+def get_validation_set(set_id: str) -> Op[schemas.ValidationSet]:
+    resp = yield Call("GET", f"/v1/validation-sets/{set_id}")
+    return decode(resp.content, schemas.ValidationSet)
+
+
+def _same_length(name: str, values: Sequence[Any] | None, n: int) -> None:
+    if values is not None and len(values) != n:
+        raise ValidationError(
+            422, f"{name} has {len(values)} entries for {n} datapoints; give one per datapoint.", field=name
+        )
+
+
+def _one_set_of_dimensions(dimensions: Sequence[str]) -> None:
+    if dimensions:
+        raise ValidationError(
+            422,
+            "flowlab tracks every annotator over all their gold answers; validation dimensions are hosted only. "
+            "Leave dimensions out.",
+            field="dimensions",
+        )
+
+
+def classification_set(
+    name: str,
+    instruction: str,
+    answer_options: Sequence[str],
+    datapoints: Sequence[Any],
+    truths: Sequence[Sequence[str]],
+    data_type: str = "media",
+    contexts: Sequence[str] | None = None,
+    media_contexts: Sequence[Sequence[Any]] | None = None,
+    explanations: Sequence[str | None] | None = None,
+    dimensions: Sequence[str] = (),
+) -> Op[schemas.ValidationSet]:
+    """Gold labels for classify flows, checked as hosted's `create_classification_set` checks them."""
+    if not datapoints:
+        raise ValidationError(422, "Datapoints cannot be empty", field="datapoints")
+    if len(datapoints) != len(truths):
+        raise ValidationError(422, "The number of datapoints and truths must be equal", field="truths")
+    if not all(isinstance(t, list | tuple) for t in truths):
+        raise ValidationError(422, "Truths must be a list of lists or tuples", field="truths")
+    for name_of, values in (("contexts", contexts), ("media_contexts", media_contexts), ("explanations", explanations)):
+        _same_length(name_of, values, len(datapoints))
+    _one_set_of_dimensions(dimensions)
+    options = set(answer_options)
+    labels = []
+    for i, d in enumerate(datapoints):
+        wrong = [t for t in truths[i] if t not in options]
+        if not truths[i] or wrong:
+            raise ValidationError(
+                422,
+                f"truths[{i}] must name one or more of answer_options {list(answer_options)}.",
+                field=f"truths[{i}]",
+            )
+        point = yield from _datapoint(d, f"datapoints[{i}]", text_only=data_type == "text")
+        if contexts is not None:
+            point["context"] = contexts[i]
+        if media_contexts is not None:
+            point["context_assets"] = own = []
+            for j, a in enumerate(media_contexts[i]):
+                own.append((yield from _asset(a, f"media_contexts[{i}][{j}]")))
+        label: dict[str, Any] = {"datapoint": point, "truths": [str(t) for t in truths[i]]}
+        if explanations is not None and explanations[i]:
+            label["explanation"] = explanations[i]
+        labels.append(label)
+    body = {"name": name, "instruction": instruction, "labels": labels}
+    resp = yield Call("POST", "/v1/validation-sets", json=body)
+    return decode(resp.content, schemas.ValidationSet)
+
+
+def compare_set(
+    name: str,
+    instruction: str,
+    datapoints: Sequence[Sequence[Any]],
+    truths: Sequence[Any],
+    data_type: str = "media",
+    contexts: Sequence[str] | None = None,
+    media_contexts: Sequence[Sequence[Any]] | None = None,
+    explanation: Sequence[str | None] | None = None,
+    dimensions: Sequence[str] = (),
+) -> Op[schemas.ValidationSet]:
+    """Gold pairs for ranking flows, from hosted's `create_compare_set` arguments: each truth is the better
+    of its comparison's two datapoints."""
+    if not datapoints:
+        raise ValidationError(422, "Datapoints cannot be empty", field="datapoints")
+    if len(datapoints) != len(truths):
+        raise ValidationError(422, "The number of datapoints and truths must be equal", field="truths")
+    if not all(isinstance(t, str) for t in truths):
+        raise ValidationError(422, "Truths must be a list of strings", field="truths")
+    _same_length("explanation", explanation, len(datapoints))
+    _one_set_of_dimensions(dimensions)
+    if contexts or media_contexts:
+        raise ValidationError(
+            422,
+            "flowlab shows a gold pair under the context of the item it is mixed into, so annotators cannot tell "
+            "it from the real pairs; leave contexts and media_contexts out.",
+            field="contexts" if contexts else "media_contexts",
+        )
+    pairs = []
+    for i, (pair, truth) in enumerate(zip(datapoints, truths, strict=True)):
+        if isinstance(pair, str) or len(pair) != 2:
+            raise ValidationError(
+                422, f"datapoints[{i}] must hold the two datapoints compared.", field=f"datapoints[{i}]"
+            )
+        if truth not in pair:
+            raise ValidationError(
+                422, f"truths[{i}] must be one of the two datapoints of datapoints[{i}].", field=f"truths[{i}]"
+            )
+        a = yield from _datapoint(pair[0], f"datapoints[{i}][0]", text_only=data_type == "text")
+        b = yield from _datapoint(pair[1], f"datapoints[{i}][1]", text_only=data_type == "text")
+        gold: dict[str, Any] = {"a": a, "b": b, "answer": "a" if truth == pair[0] else "b"}
+        if explanation is not None and explanation[i]:
+            gold["explanation"] = explanation[i]
+        pairs.append(gold)
+    body = {"name": name, "instruction": instruction, "pairs": pairs}
+    resp = yield Call("POST", "/v1/validation-sets", json=body)
+    return decode(resp.content, schemas.ValidationSet)
+
+
 def get_flow(flow_id: str) -> Op[schemas.Flow]:
     resp = yield Call("GET", f"/v1/flows/{flow_id}")
     return decode(resp.content, schemas.Flow)
@@ -157,6 +276,7 @@ def create_item(
     context: str | None = None,
     contexts: Sequence[str] | None = None,
     context_assets: Iterable[Any] | None = None,
+    datapoint_assets: Sequence[Sequence[Any]] | None = None,
     data_type: str = "media",
     private_metadata: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
     accept_failed_uploads: bool = False,
@@ -175,7 +295,11 @@ def create_item(
     given = list(datapoints)
     item_metadata = private_metadata if isinstance(private_metadata, Mapping) else None
     per_datapoint = None if isinstance(private_metadata, Mapping) else private_metadata
-    for name, values in (("contexts", contexts), ("private_metadata", per_datapoint)):
+    for name, values in (
+        ("contexts", contexts),
+        ("private_metadata", per_datapoint),
+        ("context_assets", datapoint_assets),
+    ):
         if values is not None and (isinstance(values, str) or not isinstance(values, Sequence)):
             raise ValidationError(422, f"{name} must be a list with one entry per datapoint.", field=name)
         if values and len(values) != len(given):
@@ -202,6 +326,15 @@ def create_item(
             if not isinstance(per_datapoint[i], Mapping):
                 raise ValidationError(422, f"private_metadata[{i}] must be a dict.", field=f"private_metadata[{i}]")
             point["private_metadata"] = dict(per_datapoint[i])
+        if datapoint_assets:
+            given_assets = datapoint_assets[i]
+            if isinstance(given_assets, str | bytes | Mapping) or not isinstance(given_assets, Sequence):
+                raise ValidationError(
+                    422, f"context_assets[{i}] must be a list (of texts, paths or URLs).", field=f"context_assets[{i}]"
+                )
+            point["context_assets"] = own = []
+            for j, a in enumerate(given_assets):
+                own.append((yield from _asset(a, f"context_assets[{i}][{j}]")))
         points.append(point)
     if failed:
         warnings.warn(
@@ -210,11 +343,7 @@ def create_item(
         )
     assets = []
     for i, a in enumerate(context_assets or ()):
-        dp = yield from _datapoint(a, f"context_assets[{i}]")
-        assets.append(
-            {k: v for k, v in dp.items() if k in ("kind", "text", "url", "media", "media_type", "name")}
-            | {"kind": dp.get("kind") or "text"}
-        )
+        assets.append((yield from _asset(a, f"context_assets[{i}]")))
     payload: dict[str, Any] = {"datapoints": points}
     if time_to_live is not None:
         payload["time_to_live"] = time_to_live
@@ -226,6 +355,14 @@ def create_item(
         payload["private_metadata"] = dict(item_metadata)
     resp = yield Call("POST", f"/v1/flows/{flow_id}/items", json=payload)
     return decode(resp.content, FlowItemStatus)
+
+
+def _asset(a: Any, where: str) -> Op[dict[str, Any]]:
+    """A context asset (text, path or URL) as the server takes it."""
+    dp = yield from _datapoint(a, where)
+    return {k: v for k, v in dp.items() if k in ("kind", "text", "url", "media", "media_type", "name")} | {
+        "kind": dp.get("kind") or "text"
+    }
 
 
 def _is_upload(d: Any) -> bool:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from flowlab import schemas
 from flowlab.client._errors import ValidationError
 from flowlab.client._models import FlowItemStatus
+from flowlab.settings import as_flags, unhonoured
 
 
 def flow_options(
@@ -60,19 +62,15 @@ def classify_options(
             "Max responses per datapoint must be at least min responses per datapoint.",
             field="max_responses_per_datapoint",
         )
-    unsupported(settings=settings)
-    if validation_set_id is not None:
-        raise ValidationError(
-            422,
-            "Validation sets hold gold pairs, for ranking flows; classify flows have no gold questions yet.",
-            field="validation_set_id",
-        )
     options: dict[str, Any] = {
         "kind": "classify",
         "categories": pairs,
         "max_response_threshold": max_responses_per_datapoint,
         "min_response_threshold": min_responses_per_datapoint,
+        **settings_option(settings),
     }
+    if validation_set_id is not None:
+        options["validation_set_id"] = validation_set_id
     if drain_duration is not None:
         options["drain_seconds"] = drain_duration
     if serve_timeout is not None:
@@ -92,6 +90,23 @@ def one_of(hosted: Any, own: Any, name: str) -> Any:
 def lease_or_default(seconds: float | None) -> float:
     """A task's lease: the flow's serve timeout, 60 s unless given."""
     return 60.0 if seconds is None else seconds
+
+
+def settings_option(settings: Any, *, stacklevel: int = 4) -> dict[str, Any]:
+    """`{"settings": flags}` for a request body (nothing when there are none), with a warning naming the
+    flags flowlab keeps but does not act on."""
+    try:
+        flags = as_flags(settings)
+    except ValueError as exc:
+        raise ValidationError(422, str(exc), field="settings") from None
+    ignored = unhonoured(flags)
+    if ignored:
+        warnings.warn(
+            f"flowlab keeps these settings with the flow but does not act on them (features or task types it does "
+            f"not have): {', '.join(ignored)}. See flowlab.settings.HONOURED for those it does.",
+            stacklevel=stacklevel,
+        )
+    return {"settings": flags} if flags else {}
 
 
 def unsupported(**given: Any) -> None:

@@ -109,6 +109,7 @@ class SimulatedCrowd:
         self._scores: dict[str, list[float] | None] = {}
         self._details: dict[str, list[schemas.Datapoint] | None] = {}
         self._gold: dict[str, dict[tuple[str, str], str]] = {}
+        self._gold_labels_of: dict[str, dict[str, list[str]]] = {}
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -305,8 +306,12 @@ class SimulatedCrowd:
         values = [c.value for c in task.categories or []]
         if p.spammer:
             return rng.choice(values)
+        gold = await self._gold_labels(http, task.flow_id)
         details = await self._item_detail(http, task.item_id)
-        if details is not None and 0 <= task.a.ref < len(details):
+        if _view_content(task.a) in gold:  # a gold question: the set says what is right (by value or label)
+            truths = gold[_view_content(task.a)]
+            truth = next(c.value for c in task.categories or [] if c.value in truths or c.label in truths)
+        elif details is not None and 0 <= task.a.ref < len(details):
             d = details[task.a.ref]
             truth = true_category(d.private_metadata, datapoint_content(d), values)
         else:  # another researcher's item: judge by content
@@ -336,6 +341,21 @@ class SimulatedCrowd:
             scores = [true_score(d.private_metadata, datapoint_content(d)) for d in detail.datapoints]
         self._scores[item_id] = scores
         return scores
+
+    async def _gold_labels(self, http: httpx.AsyncClient, flow_id: str) -> dict[str, list[str]]:
+        """Content -> its right answers, for the gold labels of a classify flow (empty for another's flow)."""
+        known = self._gold_labels_of.get(flow_id)
+        if known is None:
+            r = await http.get(
+                f"/v1/flows/{flow_id}/validation-labels", headers={"Authorization": f"Bearer {self.api_key}"}
+            )
+            labels = (
+                []
+                if r.status_code == 404
+                else msgspec.json.decode(r.raise_for_status().content, type=list[schemas.ValidationLabel])
+            )
+            known = self._gold_labels_of[flow_id] = {_gold_content(g.datapoint): g.truths for g in labels}
+        return known
 
     async def _gold_answer(self, http: httpx.AsyncClient, task: schemas.Task) -> str | None:
         known = self._gold.get(task.flow_id)

@@ -33,6 +33,8 @@ def dawid_skene(
     max_iter: int = 100,
     tol: float = 1e-6,
     accuracy: ArrayLike | None = None,
+    gold_answered: ArrayLike | None = None,
+    gold_correct: ArrayLike | None = None,
 ) -> LabelConsensus:
     """One-coin Dawid–Skene: every annotator answers correctly with their own probability, otherwise picks
     one of the other classes uniformly; EM estimates the true classes and the accuracies together.
@@ -50,6 +52,10 @@ def dawid_skene(
         where everyone is "reliably wrong". Classes are taken as equally likely a priori.
     accuracy
         Known accuracies: skip the estimation and return the posterior they imply.
+    gold_answered, gold_correct
+        Per annotator, gold questions answered and answered right: they count in each accuracy's estimate
+        beside the expected correctness of the ordinary answers, so an annotator who fails gold is trusted
+        less even where the crowd agrees with them too rarely to tell.
 
     Returns
     -------
@@ -76,6 +82,13 @@ def dawid_skene(
     acc = np.full(m, prior_accuracy) if accuracy is None else np.clip(np.asarray(accuracy, float), 1e-9, 1 - 1e-9)
     prior = np.full(k, 1.0 / k)
     answers = np.bincount(a, minlength=m).astype(float)
+    g_n = np.zeros(m) if gold_answered is None else np.asarray(gold_answered, dtype=float)
+    g_c = np.zeros(m) if gold_correct is None else np.asarray(gold_correct, dtype=float)
+    if g_n.shape != (m,) or g_c.shape != (m,) or (g_c > g_n).any() or (g_c < 0).any():
+        raise ValueError("gold_answered and gold_correct need one count per annotator, with correct <= answered")
+    if accuracy is None and g_n.any():
+        # Start from what gold says, so the first E-step already weighs annotators by it.
+        acc = np.clip((g_c + prior_accuracy * prior_strength) / (g_n + prior_strength), floor, 1 - 1e-3)
     post = np.tile(prior, (n_datapoints, 1))
     it = 0
     for it in range(1, (1 if accuracy is not None else max_iter) + 1):  # noqa: B007 - the count is reported
@@ -94,5 +107,7 @@ def dawid_skene(
             break
         # M-step: accuracies from the expected correctness of each answer.
         correct = np.bincount(a, weights=new[d, y], minlength=m)
-        acc = np.clip((correct + prior_accuracy * prior_strength) / (answers + prior_strength), floor, 1 - 1e-3)
+        acc = np.clip(
+            (correct + g_c + prior_accuracy * prior_strength) / (answers + g_n + prior_strength), floor, 1 - 1e-3
+        )
     return LabelConsensus(posterior=post, accuracy=acc, prior=prior, iterations=it)

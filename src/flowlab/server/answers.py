@@ -209,6 +209,8 @@ class Answers:
         self.people.seen(who.id, now)
         pending.ops += item.kind.answer_ops(lease, checked, who.id, now)
         pending.counted.append((lease, checked))
+        if lease.gold is not None and not checked:  # a gold question answered wrong: say why, if the set can
+            return schemas.Ack(task_id=task_id, status="accepted", explanation=lease.gold.explanation)
         return schemas.Ack(task_id=task_id, status="accepted")
 
     def _repeat(self, who: Principal, task_id: str, req: schemas.Answer, durable: dict[str, str]) -> schemas.Ack:

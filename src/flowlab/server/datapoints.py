@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
+
 from flowlab import schemas
 from flowlab.server.errors import Invalid
 
@@ -107,13 +109,21 @@ def build_datapoints(given: list[schemas.DatapointIn], media_index: MediaIndex) 
                 name=d.name,
                 private_metadata=d.private_metadata,
                 context=d.context,
+                context_assets=(
+                    None
+                    if d.context_assets is None
+                    else [
+                        build_asset(a, f"datapoints[{i}].context_assets[{j}]", media_index)
+                        for j, a in enumerate(d.context_assets)
+                    ]
+                ),
             )
         )
     return out
 
 
-def build_asset(a: schemas.ContextAsset, i: int, media_index: MediaIndex) -> schemas.ContextAsset:
-    kind, text, url, media, media_type = content(a, f"context_assets[{i}]", media_index)
+def build_asset(a: schemas.ContextAsset, field: str, media_index: MediaIndex) -> schemas.ContextAsset:
+    kind, text, url, media, media_type = content(a, field, media_index)
     if media is not None:
         url = f"/media/{media}"  # what a page needs to show it, as for datapoints
     return schemas.ContextAsset(kind=kind, text=text, url=url, media=media, media_type=media_type, name=a.name)
@@ -127,6 +137,13 @@ def datapoint_view(d: Any) -> schemas.DatapointView:
     return schemas.DatapointView(
         ref=d.index, kind=d.kind, text=d.text, url=url, media_type=d.media_type, context=getattr(d, "context", None)
     )
+
+
+def asset_view(a: schemas.ContextAsset) -> schemas.ContextAsset:
+    """A context asset as a page loads it: an uploaded file by its /media/ path."""
+    if a.media is not None and a.url is None:
+        return msgspec.structs.replace(a, url=f"/media/{a.media}")
+    return a
 
 
 def gold_view(d: schemas.DatapointIn, ref: int) -> schemas.DatapointView:

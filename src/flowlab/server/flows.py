@@ -17,6 +17,7 @@ from flowlab.server.media import MediaCatalog
 from flowlab.server.model import FlowConfig, FlowRecord
 from flowlab.server.people import new_id, require_text
 from flowlab.server.store import Row, Store
+from flowlab.settings import check_flags
 
 MAX_LEASE = 3600.0
 
@@ -69,6 +70,8 @@ class Flows:
             kind=c.kind,  # type: ignore[arg-type]
             categories=c.categories,
             starting_elo=c.starting_elo,
+            validation_label_count=len(c.validation_labels),
+            settings=c.settings,
         )
 
     def get(self, who: Principal, flow_id: str) -> FlowRecord:
@@ -89,17 +92,36 @@ class Flows:
 
     async def create_validation_set(self, who: Principal, req: schemas.ValidationSetCreate) -> schemas.ValidationSet:
         name = require_text(req.name, "name")
-        if not req.pairs:
-            raise Invalid("A validation set needs at least one gold pair.", field="pairs")
-        await self._check_pairs(req.pairs, "pairs")
+        if bool(req.pairs) == bool(req.labels):
+            raise Invalid(
+                "A validation set holds gold pairs (for ranking flows) or gold labels (for classify flows): "
+                "give one of pairs or labels, not both or neither.",
+                field="labels" if req.labels else "pairs",
+            )
+        await self._check_gold(req.pairs, req.labels)
+        for i, label in enumerate(req.labels):
+            if not label.truths or not all(isinstance(t, str) and t for t in label.truths):
+                raise Invalid("Each gold label needs one or more true category values.", field=f"labels[{i}].truths")
         made = schemas.ValidationSet(
-            id=new_id("vset"), name=name, pair_count=len(req.pairs), created_at=self.clock.now()
+            id=new_id("vset"),
+            name=name,
+            pair_count=len(req.pairs),
+            created_at=self.clock.now(),
+            label_count=len(req.labels),
+            kind="pairwise" if req.pairs else "classify",
         )
         await self.store.write(
             [
                 (
-                    "INSERT INTO validation_sets (id, owner, name, pairs, created_at) VALUES (?,?,?,?,?)",
-                    (made.id, who.id, name, _json.encode(req.pairs).decode(), made.created_at),
+                    "INSERT INTO validation_sets (id, owner, name, pairs, created_at, labels) VALUES (?,?,?,?,?,?)",
+                    (
+                        made.id,
+                        who.id,
+                        name,
+                        _json.encode(req.pairs).decode(),
+                        made.created_at,
+                        _json.encode(req.labels).decode(),
+                    ),
                 )
             ]
         )
@@ -107,27 +129,45 @@ class Flows:
 
     async def validation_set(
         self, who: Principal, set_id: str
-    ) -> tuple[schemas.ValidationSet, list[schemas.ValidationPair]]:
+    ) -> tuple[schemas.ValidationSet, list[schemas.ValidationPair], list[schemas.ValidationLabel]]:
         rows = await self.store.aread("SELECT * FROM validation_sets WHERE id = ? AND owner = ?", (set_id, who.id))
         if not rows:
             raise NotFound(
                 f"No validation set {set_id!r} belongs to this API key; make one with "
-                "client.flow.create_validation_set(name, pairs).",
+                "client.validation.create_compare_set(...) or create_classification_set(...).",
                 field="validation_set_id",
             )
         row = rows[0]
         pairs = msgspec.json.decode(row["pairs"], type=list[schemas.ValidationPair])
-        return schemas.ValidationSet(row["id"], row["name"], len(pairs), row["created_at"]), pairs
+        labels = msgspec.json.decode(row.get("labels") or "[]", type=list[schemas.ValidationLabel])
+        made = schemas.ValidationSet(
+            id=row["id"],
+            name=row["name"],
+            pair_count=len(pairs),
+            created_at=row["created_at"],
+            label_count=len(labels),
+            kind="classify" if labels else "pairwise",
+        )
+        return made, pairs, labels
 
     async def create(self, who: Principal, req: schemas.FlowCreate) -> schemas.Flow:
-        gold = list(req.validation_pairs)
+        gold, gold_labels = list(req.validation_pairs), list(req.validation_labels)
         if req.validation_set_id is not None:
-            if req.kind != "pairwise":
+            found, pairs, labels = await self.validation_set(who, req.validation_set_id)
+            if found.kind != req.kind:
+                wanted = "gold pairs (client.validation.create_compare_set)"
+                if req.kind == "classify":
+                    wanted = "gold labels (client.validation.create_classification_set)"
                 raise Invalid(
-                    "Validation sets hold gold pairs, for ranking flows; classify flows have no gold questions yet.",
+                    f"Validation set {found.id!r} serves {found.kind} flows; a {req.kind} flow needs one of {wanted}.",
                     field="validation_set_id",
                 )
-            gold += (await self.validation_set(who, req.validation_set_id))[1]
+            gold += pairs
+            gold_labels += labels
+        try:
+            flags = check_flags(req.settings)
+        except ValueError as exc:
+            raise Invalid(str(exc), field="settings") from None
         cfg = FlowConfig(
             name=require_text(req.name, "name"),
             instruction=require_text(req.instruction, "instruction"),
@@ -145,7 +185,9 @@ class Flows:
             kind=req.kind,
             categories=req.categories,
             starting_elo=req.starting_elo,
+            validation_labels=gold_labels,
         )
+        cfg = with_settings(cfg, flags)
         await self.check_config(cfg)
         now = self.clock.now()
         flow = FlowRecord(new_id("flow"), who.id, cfg, now, now)
@@ -165,6 +207,12 @@ class Flows:
         changes = {f: getattr(req, f) for f in req.__struct_fields__ if getattr(req, f) is not None}
         if "instruction" in changes:
             changes["instruction"] = require_text(changes["instruction"], "instruction")
+        flags = changes.pop("settings", None)
+        if flags is not None:
+            try:
+                flags = check_flags(flags)
+            except ValueError as exc:
+                raise Invalid(str(exc), field="settings") from None
         # One edit of a flow at a time, each durable before anyone sees it: a concurrent edit builds on this
         # one instead of overwriting it, and a refused write (503) leaves nothing behind.
         async with self._edit_lock(flow.id):
@@ -176,6 +224,8 @@ class Flows:
             ):
                 changes["min_response_threshold"] = changes["max_response_threshold"]
             cfg = msgspec.structs.replace(current, **changes, config_version=current.config_version + 1)
+            if flags is not None:
+                cfg = with_settings(cfg, flags)
             await self.check_config(cfg)
             now = self.clock.now()
             await self.store.write(
@@ -194,15 +244,31 @@ class Flows:
             lock = self._edit_locks[flow_id] = asyncio.Lock()
         return lock
 
-    async def _check_pairs(self, pairs: list[schemas.ValidationPair], field: str) -> None:
-        known = await self.media.resolve(d.media for pair in pairs for d in (pair.a, pair.b) if d.media is not None)
+    async def _check_gold(
+        self,
+        pairs: list[schemas.ValidationPair],
+        labels: list[schemas.ValidationLabel],
+        pairs_field: str = "pairs",
+        labels_field: str = "labels",
+    ) -> None:
+        points: list[schemas.DatapointIn | schemas.ContextAsset] = [d for pair in pairs for d in (pair.a, pair.b)]
+        points += [g.datapoint for g in labels] + [a for g in labels for a in g.datapoint.context_assets or ()]
+        known = await self.media.resolve(d.media for d in points if d.media is not None)
         for i, pair in enumerate(pairs):
-            content(pair.a, f"{field}[{i}].a", known)
-            content(pair.b, f"{field}[{i}].b", known)
+            content(pair.a, f"{pairs_field}[{i}].a", known)
+            content(pair.b, f"{pairs_field}[{i}].b", known)
+        for i, label in enumerate(labels):
+            content(label.datapoint, f"{labels_field}[{i}].datapoint", known)
+            for j, asset in enumerate(label.datapoint.context_assets or ()):
+                content(asset, f"{labels_field}[{i}].datapoint.context_assets[{j}]", known)
 
     async def check_config(self, cfg: FlowConfig) -> None:
         kind_of(cfg.kind).check_config(cfg)
-        await self._check_pairs(cfg.validation_pairs, "validation_pairs")
+        if cfg.kind != "classify" and cfg.validation_labels:
+            raise Invalid(
+                "Gold labels are for classify flows; ranking flows take gold pairs.", field="validation_labels"
+            )
+        await self._check_gold(cfg.validation_pairs, cfg.validation_labels, "validation_pairs", "validation_labels")
         check_thresholds(cfg, Invalid)
         if not 0 < cfg.lease_seconds <= MAX_LEASE:
             raise Invalid(f"lease_seconds must be in (0, {MAX_LEASE:.0f}].", field="lease_seconds")
@@ -215,6 +281,16 @@ class Flows:
                 "A validation pair answers 'tie' but the flow does not allow ties; set allow_ties=True.",
                 field="validation_pairs",
             )
+
+
+def with_settings(cfg: FlowConfig, flags: dict[str, str]) -> FlowConfig:
+    """The flow with these settings; those that are flowlab options too turn them on."""
+    return msgspec.structs.replace(
+        cfg,
+        settings=flags,
+        allow_ties=cfg.allow_ties or "compare_unsure" in flags,
+        render_markdown=cfg.render_markdown or flags.get("use_main_text_markdown") == "true",
+    )
 
 
 def check_thresholds(cfg: FlowConfig, error: Callable[..., Exception]) -> None:

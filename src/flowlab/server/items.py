@@ -166,13 +166,23 @@ class Items:
                 f"(7 days); got {req.time_to_live}.",
                 field="time_to_live",
             )
-        shas = [d.media for d in req.datapoints if d.media] + [a.media for a in req.context_assets if a.media]
+        per_datapoint = [a for d in req.datapoints for a in d.context_assets or ()]
+        if per_datapoint and flow.config.kind != "classify":
+            i = next(i for i, d in enumerate(req.datapoints) if d.context_assets)
+            raise Invalid(
+                "Context assets per datapoint are for classify flows; a ranking batch shares one list of "
+                "context_assets, given with the batch.",
+                field=f"datapoints[{i}].context_assets",
+            )
+        shas = [d.media for d in req.datapoints if d.media] + [
+            a.media for a in (*req.context_assets, *per_datapoint) if a.media
+        ]
         known = await self.media.resolve(shas)
         body = ItemBody(
             config=flow.config,
             datapoints=build_datapoints(req.datapoints, known),
             context=req.context,
-            context_assets=[build_asset(a, i, known) for i, a in enumerate(req.context_assets)],
+            context_assets=[build_asset(a, f"context_assets[{i}]", known) for i, a in enumerate(req.context_assets)],
             private_metadata=req.private_metadata,
             ttl=float(req.time_to_live),
         )

@@ -33,6 +33,8 @@ class FlowConfig(msgspec.Struct):
     kind: str = "pairwise"  # the task kind: what annotators are asked and how answers aggregate
     categories: list[schemas.Category] = []  # classify flows
     starting_elo: float = 1200.0  # pairwise results: the Elo scale's centre
+    validation_labels: list[schemas.ValidationLabel] = []  # classify flows' gold
+    settings: dict[str, str] = {}  # hosted's feature flags (flowlab.settings)
 
 
 class Signal:

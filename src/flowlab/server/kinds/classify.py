@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from flowlab import ranking, schemas
-from flowlab.server.datapoints import datapoint_view
+from flowlab.server.datapoints import asset_view, datapoint_view, gold_view
 from flowlab.server.errors import Invalid, NotFound
 from flowlab.server.kinds import Refusal
 from flowlab.server.kinds._log import AnswerLog
@@ -32,6 +32,7 @@ class LabelTally:
         "annotators",
         "answered",
         "counts",
+        "gold",
         "leased",
         "leased_total",
         "log",
@@ -54,6 +55,7 @@ class LabelTally:
         self.log = AnswerLog()  # (datapoint, category, annotator): who said what, for the consensus
         self.annotators: dict[str, int] = {}
         self.taken: dict[str, np.ndarray] = {}  # annotator -> datapoints leased to or answered by them
+        self.gold: dict[int, list[int]] = {}  # annotator index -> [gold answered, gold correct] in this item
 
     def _load_changed(self, d: int, before: int) -> None:
         after = int(self.answered[d] + self.leased[d])
@@ -85,6 +87,17 @@ class LabelTally:
         self.log.append(d, category, self.annotators.setdefault(annotator_id, len(self.annotators)))
         self._taken(annotator_id)[d] = True
 
+    def add_gold(self, annotator_id: str, correct: int) -> None:
+        record = self.gold.setdefault(self.annotators.setdefault(annotator_id, len(self.annotators)), [0, 0])
+        record[0] += 1
+        record[1] += correct
+
+    def gold_arrays(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        answered, correct = np.zeros(m), np.zeros(m)
+        for a, (n, c) in self.gold.items():
+            answered[a], correct[a] = n, c
+        return answered, correct
+
     def _taken(self, annotator_id: str) -> np.ndarray:
         mask = self.taken.get(annotator_id)
         if mask is None:
@@ -115,6 +128,23 @@ class Classify:
             raise Invalid("Every category needs a non-empty label and value.", field="categories")
         if cfg.min_response_threshold < 1:
             raise Invalid("min_responses_per_datapoint must be at least 1.", field="min_response_threshold")
+        if cfg.validation_pairs:
+            raise Invalid(
+                "Gold pairs are for ranking flows; classify flows take gold labels.", field="validation_pairs"
+            )
+        for i, gold in enumerate(cfg.validation_labels):
+            if not gold.truths or not truth_values(gold, cats):
+                raise Invalid(
+                    f"Gold label {i} names no category of this flow as its truth ({gold.truths}); give category "
+                    f"values or labels from {values}.",
+                    field=f"validation_labels[{i}].truths",
+                )
+            unknown = [t for t in gold.truths if t not in values and t not in {c.label for c in cats}]
+            if unknown:
+                raise Invalid(
+                    f"Gold label {i} has truths that are not categories of this flow: {unknown}.",
+                    field=f"validation_labels[{i}].truths",
+                )
 
     def new_tally(self, item: ItemRecord, seed: float) -> LabelTally:
         cfg = item.config
@@ -124,8 +154,11 @@ class Classify:
         tally: LabelTally = item.tally
         index = {v: i for i, v in enumerate(tally.values)}
         for r in rows:
+            if "correct" in r:  # a gold answer given while this item was served
+                tally.add_gold(r["annotator_id"], int(r["correct"]))
+                continue
             tally.add(r["datapoint"], index[r["value"]], r["annotator_id"])
-        item.response_count += len(rows)
+            item.response_count += 1
 
     # ------------------------------------------------------------ thresholds: answers per datapoint
 
@@ -145,8 +178,14 @@ class Classify:
 
     # ------------------------------------------------------------ asking
 
-    def ask(self, item: ItemRecord, rng: random.Random, annotator_id: str) -> tuple[int | None, None]:
-        """The least-answered datapoint (counting leases out) this annotator has not had yet."""
+    def ask(
+        self, item: ItemRecord, rng: random.Random, annotator_id: str
+    ) -> tuple[int | None, schemas.ValidationLabel | None]:
+        """Now and then a gold label (at the flow's gold rate); else the least-answered datapoint (counting
+        leases out) this annotator has not had yet."""
+        gold = item.flow.config.validation_labels
+        if gold and rng.random() < item.flow.config.gold_rate:
+            return None, gold[rng.randrange(len(gold))]
         tally: LabelTally = item.tally
         load = tally.answered + tally.leased
         ok = load < tally.max
@@ -163,20 +202,32 @@ class Classify:
 
     def closed(self, lease: Lease) -> None:
         # The datapoint stays taken for this annotator even if they skipped it or let it expire.
-        lease.item.tally.unlease(lease.question)
+        if lease.gold is None:
+            lease.item.tally.unlease(lease.question)
 
     def task_view(self, lease: Lease, rng: random.Random, now: float) -> schemas.Task:
         item = lease.item
         cfg = item.config
-        dp = item.datapoints[lease.question]
+        if lease.gold is not None:
+            # Looks like any other datapoint of the item: a ref of the item's, the item's context unless the
+            # gold question has its own.
+            given: schemas.DatapointIn = lease.gold.datapoint
+            view = gold_view(given, rng.randrange(len(item.datapoints)))
+            context = given.context if given.context is not None else item.context
+            assets = [asset_view(a) for a in given.context_assets] if given.context_assets else item.context_assets
+        else:
+            dp = item.datapoints[lease.question]
+            view = datapoint_view(dp)
+            context = dp.context if dp.context is not None else item.context
+            assets = dp.context_assets if dp.context_assets is not None else item.context_assets
         return schemas.Task(
             task_id=lease.task_id,
             item_id=item.id,
             flow_id=item.flow.id,
             instruction=cfg.instruction,
-            context=dp.context if dp.context is not None else item.context,
-            context_assets=item.context_assets,
-            a=datapoint_view(dp),
+            context=context,
+            context_assets=assets,
+            a=view,
             b=None,
             allow_ties=False,
             render_markdown=cfg.render_markdown,
@@ -185,21 +236,34 @@ class Classify:
             server_time=now,
             kind="classify",
             categories=cfg.categories,
+            settings=cfg.settings,
         )
 
     # ------------------------------------------------------------ answering
 
     def check(self, lease: Lease, answer: schemas.Answer) -> int:
+        """The category's index; for a gold label, whether it is right (0/1)."""
         values: list[str] = lease.item.tally.values
         try:
-            return values.index(answer.choice)
+            index = values.index(answer.choice)
         except ValueError:
             raise Refusal(
                 "unknown_category",
                 f"{answer.choice!r} is not a category of this flow; answer one of {values} (or 'skip').",
             ) from None
+        if lease.gold is not None:
+            return int(answer.choice in truth_values(lease.gold, lease.item.config.categories))
+        return index
 
     def answer_ops(self, lease: Lease, checked: int, annotator_id: str, now: float) -> list[Op]:
+        if lease.gold is not None:
+            return [
+                (
+                    "INSERT OR IGNORE INTO gold_answers (task_id, annotator_id, flow_id, correct, created_at, item_id) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (lease.task_id, annotator_id, lease.item.flow.id, checked, now, lease.item.id),
+                )
+            ]
         value = lease.item.tally.values[checked]
         return [
             (
@@ -210,6 +274,9 @@ class Classify:
         ]
 
     def count(self, lease: Lease, checked: int) -> None:
+        if lease.gold is not None:
+            lease.item.tally.add_gold(lease.annotator_id, checked)
+            return
         lease.item.tally.add(lease.question, checked, lease.annotator_id)
         lease.item.response_count += 1
 
@@ -239,8 +306,17 @@ class Classify:
         counts = tally.counts
         n, k = counts.shape
         rows = tally.log.rows
+        m = max(1, len(tally.annotators))
+        gold_answered, gold_correct = tally.gold_arrays(m)
         consensus = ranking.dawid_skene(
-            rows[:, 0], rows[:, 2], rows[:, 1], n, k, n_annotators=max(1, len(tally.annotators))
+            rows[:, 0],
+            rows[:, 2],
+            rows[:, 1],
+            n,
+            k,
+            n_annotators=m,
+            gold_answered=gold_answered,
+            gold_correct=gold_correct,
         )
         out = []
         for i, dp in enumerate(item.datapoints):
@@ -279,6 +355,12 @@ class Classify:
             )
             for r in rows
         ]
+
+
+def truth_values(gold: schemas.ValidationLabel, categories: list[schemas.Category]) -> set[str]:
+    """The category values a gold label accepts; its truths may name categories by value or by label."""
+    truths = set(gold.truths)
+    return {c.value for c in categories if c.value in truths or c.label in truths}
 
 
 CLASSIFY = Classify()

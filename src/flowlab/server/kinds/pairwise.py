@@ -123,9 +123,11 @@ class Pairwise:
     ) -> tuple[Pair | None, schemas.ValidationPair | None]:
         flow_cfg = item.flow.config
         if flow_cfg.validation_pairs and rng.random() < flow_cfg.gold_rate:
-            return None, _pick_gold(flow_cfg.validation_pairs, rng)
+            return None, _pick_gold(flow_cfg.validation_pairs, rng, shuffle="no_shuffle" not in item.config.settings)
         a, b = self._next_pair(item, rng)
-        if rng.random() < 0.5:
+        if "no_shuffle" in item.config.settings:
+            a, b = min(a, b), max(a, b)  # in the order the datapoints were given
+        elif rng.random() < 0.5:
             a, b = b, a
         return (a, b), None
 
@@ -180,6 +182,7 @@ class Pairwise:
             lease_expires_at=lease.expires_at,
             lease_seconds=cfg.lease_seconds,
             server_time=now,
+            settings=cfg.settings,
         )
 
     # ------------------------------------------------------------ answering
@@ -353,13 +356,13 @@ def _results(item: ItemRecord, wins: np.ndarray, fit: Any, version: int, count: 
     )
 
 
-def _pick_gold(pairs: list[schemas.ValidationPair], rng: random.Random) -> schemas.ValidationPair:
-    """A gold pair in a random order, its answer given for the order shown."""
+def _pick_gold(pairs: list[schemas.ValidationPair], rng: random.Random, *, shuffle: bool) -> schemas.ValidationPair:
+    """A gold pair in a random order (unless the flow asks for none), its answer given for the order shown."""
     pair = rng.choice(pairs)
-    if rng.random() < 0.5:
+    if not shuffle or rng.random() < 0.5:
         return pair
     flipped = {"a": "b", "b": "a"}.get(pair.answer, pair.answer)
-    return schemas.ValidationPair(a=pair.b, b=pair.a, answer=flipped)  # type: ignore[arg-type]
+    return schemas.ValidationPair(a=pair.b, b=pair.a, answer=flipped, explanation=pair.explanation)  # type: ignore[arg-type]
 
 
 PAIRWISE = Pairwise()

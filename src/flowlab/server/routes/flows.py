@@ -64,6 +64,12 @@ async def validation_pairs(request: Request, flow_id: str) -> list[schemas.Valid
     return service.flows.get(who, flow_id).config.validation_pairs
 
 
+@get("/v1/flows/{flow_id:str}/validation-labels")
+async def validation_labels(request: Request, flow_id: str) -> list[schemas.ValidationLabel]:
+    service, who = researcher(request)
+    return service.flows.get(who, flow_id).config.validation_labels
+
+
 @post("/v1/validation-sets", status_code=201)
 async def create_validation_set(request: Request, data: schemas.ValidationSetCreate) -> schemas.ValidationSet:
     service, who = researcher(request)
@@ -99,6 +105,7 @@ handlers = [
     create_item,
     list_items,
     validation_pairs,
+    validation_labels,
     create_validation_set,
     get_validation_set,
     wait_flow,

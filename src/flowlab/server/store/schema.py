@@ -36,9 +36,10 @@ CREATE TABLE IF NOT EXISTS labels (
 CREATE INDEX IF NOT EXISTS labels_item ON labels(item_id);
 CREATE TABLE IF NOT EXISTS gold_answers (
     task_id TEXT PRIMARY KEY, annotator_id TEXT NOT NULL, flow_id TEXT NOT NULL,
-    correct INTEGER NOT NULL, created_at {real} NOT NULL);
+    correct INTEGER NOT NULL, created_at {real} NOT NULL, item_id TEXT);
 CREATE TABLE IF NOT EXISTS validation_sets (
-    id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, pairs TEXT NOT NULL, created_at {real} NOT NULL);
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, pairs TEXT NOT NULL, created_at {real} NOT NULL,
+    labels TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS media (
     sha256 TEXT PRIMARY KEY, media_type TEXT NOT NULL, kind TEXT NOT NULL, size INTEGER NOT NULL,
     created_at {real} NOT NULL);
@@ -54,6 +55,9 @@ ADDED_COLUMNS = [
     ("annotators", "gold_answered", "BIGINT NOT NULL DEFAULT 0"),
     ("annotators", "gold_correct", "BIGINT NOT NULL DEFAULT 0"),
     ("annotators", "last_seen", "{real}"),
+    # Classify flows' gold answers belong to the item they were asked in: its consensus weighs them.
+    ("gold_answers", "item_id", "TEXT"),
+    ("validation_sets", "labels", "TEXT NOT NULL DEFAULT '[]'"),
 ]
 
 BACKFILL = {
@@ -68,7 +72,10 @@ BACKFILL = {
 }
 
 # After the added columns exist: the start-up query for live items reads this index, not the history.
-INDEXES = "CREATE INDEX IF NOT EXISTS items_live ON items(created_at) WHERE final IS NULL"
+INDEXES = [
+    "CREATE INDEX IF NOT EXISTS items_live ON items(created_at) WHERE final IS NULL",
+    "CREATE INDEX IF NOT EXISTS gold_item ON gold_answers(item_id) WHERE item_id IS NOT NULL",
+]
 
 LOAD_QUERIES = {
     "keys": "SELECT * FROM keys",
@@ -82,6 +89,8 @@ ANSWERS_OF = {  # the answers of live items, by the table each task kind stores 
     "WHERE item_id IN ({marks}) ORDER BY seq",
     "labels": "SELECT item_id, task_id, annotator_id, datapoint, value, created_at FROM labels "
     "WHERE item_id IN ({marks}) ORDER BY seq",
+    "gold_answers": "SELECT item_id, task_id, annotator_id, correct, created_at FROM gold_answers "
+    "WHERE item_id IN ({marks})",
 }
 
 
@@ -102,7 +111,8 @@ def migrate(
     for table_column in added:
         for sql in BACKFILL.get(table_column, []):
             execute(sql)
-    execute(INDEXES)
+    for sql in INDEXES:
+        execute(sql)
     return added
 
 
