@@ -108,10 +108,61 @@ def bench_majority(rows: list[tuple[str, str, str, str]]) -> None:
         )
 
 
+def bench_gold(rows: list[tuple[str, str, str, str]]) -> None:
+    """A crowd with 40 % spammers (random answers) and careful annotators at 90 %, 5 answers per datapoint:
+    the reliability-weighted consensus from agreement alone, and with a gold set mixed in at 20 %."""
+    n = 300
+    truth = [CATEGORIES[(7 * i) % 3] for i in range(n)]
+    with Server() as server, Client(url=server.url, api_key=KEY) as client:
+        gold = client.validation.create_classification_set(
+            "gold",
+            "Which animal?",
+            CATEGORIES,
+            [f"gold animal {i}" for i in range(30)],
+            [[CATEGORIES[i % 3]] for i in range(30)],
+            data_type="text",
+        )
+        for label, set_id in (("agreement only", None), ("agreement + gold at 20 %", gold.id)):
+            flow = client.flow.create_classify_flow(
+                f"gold {label}", "Which animal?", CATEGORIES, 5, 5, set_id, gold_rate=0.2 if set_id else 0.0
+            )
+            item = flow.create_new_flow_batch(
+                [f"animal {i}" for i in range(n)],
+                data_type="text",
+                private_metadata=[{"true_category": t} for t in truth],
+                time_to_live=600,
+            )
+            crowd = SimulatedCrowd(
+                server.url,
+                KEY,
+                annotators=20,
+                rate=60_000,
+                accuracy=0.9,
+                spammer_fraction=0.4,
+                seed=11,
+                name=f"g{bool(set_id):d}",
+            )
+            with crowd:
+                res = item.get_results(timeout=300)
+            values = list(res.datapoints.values())
+            majority = sum(r.majority_value == t for r, t in zip(values, truth, strict=True)) / n
+            weighted = sum(r.weighted_value == t for r, t in zip(values, truth, strict=True)) / n
+            rows.append(
+                (
+                    f"classify, 40 % spammers, careful annotators at 90 %, 5 answers per datapoint ({n} "
+                    f"datapoints), {label}: majority right / reliability-weighted right",
+                    f"{majority:.1%} / {weighted:.1%}",
+                    "(informational)",
+                    "-",
+                )
+            )
+
+
 def main() -> None:
     rows: list[tuple[str, str, str, str]] = []
     bench_answers(rows)
     bench_majority(rows)
+    bench_gold(rows)
     write_table("classify", "Classify flows (issue 9)", rows)
 
 

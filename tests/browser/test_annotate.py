@@ -631,3 +631,48 @@ def test_an_annotator_classifies_by_number_keys(fresh_server, context_factory):
     }
     tab.page.wait_for_selector("body[data-screen=wait]")
     assert not tab.errors and not tab.dialogs
+
+
+def test_hosted_settings_and_a_gold_explanation_reach_the_page(fresh_server, context_factory):
+    import flowlab
+
+    client = fresh_server.client()
+    gold = client.validation.create_compare_set(
+        "obvious",
+        "Which is better?",
+        [["a careful reply", "zxcv"]],
+        ["a careful reply"],
+        data_type="text",
+        explanation=["The other one is noise."],
+    )
+    flow = client.flow.create_ranking_flow(
+        "settings on the page",
+        "Which answer is better?",
+        10,
+        validation_set_id=gold.id,
+        settings=[
+            flowlab.NoInstructionDisplaySetting(),
+            flowlab.AllowNeitherBothSetting(delay_ms=700),
+            flowlab.SwapContextInstructionSetting(),
+            flowlab.NoShuffleSetting(),
+        ],
+        gold_rate=1.0,
+    )
+    flow.create_new_flow_batch(["first", "second"], context="the prompt", data_type="text", time_to_live=60)
+    tab = Annotator(context_factory(), client.annotators.create("Ida").join_url)
+    first = tab.wait_for_pair()
+    page = tab.page
+    assert page.locator("#instruction").is_hidden(), "NoInstructionDisplaySetting"
+    assert page.locator("#prompt > :first-child").get_attribute("id") == "context", "context above instruction"
+    assert page.locator("#choose-tie").is_hidden(), "the Unsure button waits for its delay"
+    page.keyboard.press("t")
+    page.wait_for_timeout(100)
+    assert tab.task_id() == first, "T does nothing before the Unsure button shows"
+    page.wait_for_selector("#choose-tie:visible", timeout=3000)
+    assert page.locator("#choose-tie").inner_text().startswith("Unsure")
+    # Every task is the gold pair, A first (no shuffle): answering B is wrong, and the set says why.
+    assert page.locator("#body-a").inner_text() == "a careful reply"
+    page.keyboard.press("2")
+    page.wait_for_selector("#notice:visible")
+    assert "The other one is noise." in page.locator("#notice-text").inner_text()
+    assert not tab.errors and not tab.dialogs

@@ -135,20 +135,82 @@ function prepare(task, receivedAt) {
   return {
     task,
     deadline: task.lease_expires_at * 1000 - skewMs, // in this browser's clock
-    a: renderContent(task.a, { markdown, label: task.b ? "A" : "" }),
-    b: task.b ? renderContent(task.b, { markdown, label: "B" }) : null, // classify tasks show one datapoint
+    a: withSettings(renderContent(task.a, { markdown, label: task.b ? "A" : "" }), task),
+    b: task.b ? withSettings(renderContent(task.b, { markdown, label: "B" }), task) : null, // classify: one
     shownAt: 0,
   };
 }
 
+/** The flow's settings (flowlab.settings) that act on a rendered datapoint: muted videos. */
+function withSettings(node, task) {
+  if ((task.settings || {}).mute_video_asset === "true") {
+    for (const video of node.querySelectorAll("video")) video.muted = true;
+  }
+  return node;
+}
+
+/** With `media_played_percentage`, answers wait until every player of the task has played that much. */
+function watchPlayback(entry) {
+  const percent = Number((entry.task.settings || {}).media_played_percentage || 0);
+  const players = [entry.a, entry.b].filter(Boolean).flatMap((n) => [...n.querySelectorAll("audio, video")]);
+  entry.blocked = percent > 0 && players.length > 0;
+  if (!entry.blocked) return;
+  const played = () => players.every((m) => m.duration > 0 && (100 * m.currentTime) / m.duration >= percent);
+  const check = () => {
+    if (!entry.blocked || !played()) return;
+    entry.blocked = false;
+    if (state.current === entry) renderBlocked(entry);
+  };
+  for (const m of players) m.addEventListener("timeupdate", check);
+}
+
+function renderBlocked(entry) {
+  const percent = (entry.task.settings || {}).media_played_percentage;
+  for (const button of document.querySelectorAll("#pair-actions .choice, #categories .choice")) {
+    if (button.dataset.choice !== "skip") button.disabled = Boolean(entry.blocked);
+  }
+  $("playback-hint").textContent = entry.blocked ? `Play each clip to ${percent}% to answer (or skip).` : "";
+  $("playback-hint").hidden = !entry.blocked;
+}
+
+/** With `compare_unsure`, the tie button says "Unsure" and appears after the given delay. */
+function renderTie(entry) {
+  const { task } = entry;
+  const unsure = (task.settings || {}).compare_unsure;
+  const tie = $("choose-tie");
+  tie.querySelector("span").textContent = unsure != null ? "Unsure" : "Tie";
+  tie.setAttribute("aria-label", unsure != null ? "Unsure: neither or both (key T)" : "Tie: both equally good (key T)");
+  const delay = unsure != null ? Number(unsure) || 0 : 0;
+  entry.tieAt = entry.shownAt + delay;
+  const visible = () => task.allow_ties && performance.now() >= entry.tieAt;
+  tie.hidden = !visible();
+  $("keys-tie").hidden = tie.hidden;
+  if (task.allow_ties && tie.hidden) {
+    setTimeout(() => {
+      if (state.current === entry) {
+        tie.hidden = false;
+        $("keys-tie").hidden = false;
+      }
+    }, delay);
+  }
+}
+
 function promptKey(task) {
-  return JSON.stringify([task.item_id, task.instruction, task.context, task.render_markdown]);
+  const settings = task.settings || {};
+  return JSON.stringify([task.item_id, task.instruction, task.context, task.render_markdown,
+    settings.no_aux_text, settings.swap_question_and_prompt, task.context_assets]);
 }
 
 function renderPrompt(task) {
   const markdown = Boolean(task.render_markdown);
-  $("instruction").replaceChildren(renderText(task.instruction, { markdown, className: "instruction-text" }));
+  const settings = task.settings || {};
+  const instruction = $("instruction");
+  instruction.replaceChildren(renderText(task.instruction, { markdown, className: "instruction-text" }));
+  instruction.hidden = settings.no_aux_text === "true";
   const context = $("context");
+  // swap_question_and_prompt: the context above the instruction.
+  if (settings.swap_question_and_prompt === "true") $("prompt").prepend(context);
+  else instruction.after(context);
   if (task.context) {
     context.replaceChildren(renderText(task.context, { markdown, className: "context-text" }));
     context.hidden = false;
@@ -193,8 +255,9 @@ function show(entry) {
   $("categories").hidden = !classify;
   $("keys-categories").hidden = !classify;
   if (classify) renderCategories(task.categories || []);
-  $("choose-tie").hidden = !task.allow_ties;
-  $("keys-tie").hidden = !task.allow_ties;
+  renderTie(entry);
+  if (entry.blocked === undefined) watchPlayback(entry);
+  renderBlocked(entry);
   const pair = $("pair");
   pair.dataset.taskId = task.task_id;
   pair.dataset.itemId = task.item_id;
@@ -326,7 +389,8 @@ async function answer(choice) {
   const entry = state.current;
   if (!entry || entry.answered || !state.session) return;
   const { task } = entry;
-  if (choice === "tie" && !task.allow_ties) return;
+  if (choice === "tie" && (!task.allow_ties || performance.now() < entry.tieAt)) return;
+  if (entry.blocked && choice !== "skip") return;
   entry.answered = true;
   flash(choice);
 
@@ -374,6 +438,8 @@ async function answer(choice) {
   } else if ((ack.status === "accepted" || ack.status === "duplicate") && choice !== "skip") {
     // "duplicate" is a retry whose first attempt was counted but whose reply was lost: still one vote.
     state.votes += 1;
+    // A check question answered otherwise than its set says, with the set's reason.
+    if (ack.explanation) notify(`Not quite: that one was a check question. ${ack.explanation}`, { kind: "info" });
   }
   state.answered += 1;
   if (ack?.next) receive(ack.next, Date.now());
