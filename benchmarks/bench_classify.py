@@ -109,9 +109,10 @@ def bench_majority(rows: list[tuple[str, str, str, str]]) -> None:
 
 
 def bench_gold(rows: list[tuple[str, str, str, str]]) -> None:
-    """A crowd with 40 % spammers (random answers) and careful annotators at 90 %, 5 answers per datapoint:
-    the reliability-weighted consensus from agreement alone, and with a gold set mixed in at 20 %."""
-    n = 300
+    """A crowd with 40 % spammers (random answers) and careful annotators at 90 %, 3 answers per datapoint
+    from 40 annotators (so each gives only a few): the reliability-weighted consensus from agreement alone,
+    and with a gold set mixed in at 30 %."""
+    n, m = 120, 3
     truth = [CATEGORIES[(7 * i) % 3] for i in range(n)]
     with Server() as server, Client(url=server.url, api_key=KEY) as client:
         gold = client.validation.create_classification_set(
@@ -122,9 +123,9 @@ def bench_gold(rows: list[tuple[str, str, str, str]]) -> None:
             [[CATEGORIES[i % 3]] for i in range(30)],
             data_type="text",
         )
-        for label, set_id in (("agreement only", None), ("agreement + gold at 20 %", gold.id)):
+        for label, set_id in (("agreement only", None), ("agreement + gold at 30 %", gold.id)):
             flow = client.flow.create_classify_flow(
-                f"gold {label}", "Which animal?", CATEGORIES, 5, 5, set_id, gold_rate=0.2 if set_id else 0.0
+                f"gold {label}", "Which animal?", CATEGORIES, m, m, set_id, gold_rate=0.3 if set_id else 0.0
             )
             item = flow.create_new_flow_batch(
                 [f"animal {i}" for i in range(n)],
@@ -149,7 +150,7 @@ def bench_gold(rows: list[tuple[str, str, str, str]]) -> None:
             weighted = sum(r.weighted_value == t for r, t in zip(values, truth, strict=True)) / n
             rows.append(
                 (
-                    f"classify, 40 % spammers, careful annotators at 90 %, 5 answers per datapoint ({n} "
+                    f"classify, 40 annotators (40 % spammers, the rest at 90 %), {m} answers per datapoint ({n} "
                     f"datapoints), {label}: majority right / reliability-weighted right",
                     f"{majority:.1%} / {weighted:.1%}",
                     "(informational)",
