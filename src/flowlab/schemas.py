@@ -18,10 +18,12 @@ STATE_RANK: dict[str, int] = {
     "Stopped": 3,
     "Failed": 3,
 }
-DatapointKind = Literal["text", "image", "audio", "video", "url"]
+DatapointKind = Literal["text", "image", "audio", "video", "url", "conversation"]  # conversation: an RLHF task
 Choice = Literal["a", "b", "tie", "skip"]  # a pairwise answer; a classify answer is a category's value (or skip)
 PairSelection = Literal["uniform", "active"]
-TaskKindName = Literal["pairwise", "classify"]
+TaskKindName = Literal["pairwise", "classify", "rlhf"]
+RatingType = Literal["scale", "boolean", "category", "text"]
+Requirement = Literal["off", "optional", "required"]
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
@@ -45,6 +47,104 @@ class Category(msgspec.Struct, forbid_unknown_fields=True):
     value: str
 
 
+class Dimension(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One thing an RLHF annotator rates about every response: an integer scale (with wording for its ends or
+    for every point), yes/no, one of a few categories, or free text; optionally "not applicable"."""
+
+    key: str
+    label: str = ""  # what annotators read; defaults to the key
+    description: str = ""  # guidance shown beside it
+    type: RatingType = "scale"
+    min: int = 1  # scale
+    max: int = 5  # scale
+    anchors: list[str] = []  # scale: a label for every point from min to max, or two (for min and max)
+    options: list[str] = []  # category: 2 to 12 choices
+    allow_na: bool = False  # annotators may answer "not applicable"
+    required: bool = True  # text dimensions are often optional
+
+
+def default_dimensions() -> list[Dimension]:
+    """The seed's four dimensions, on a 1-5 scale."""
+    ends = ["Very poor", "Excellent"]
+    return [
+        Dimension("instruction_following", "Instruction following", "Does it do what the prompt asks?", anchors=ends),
+        Dimension("truthfulness", "Truthfulness", "Is it honest about what it knows and does not?", anchors=ends),
+        Dimension("factuality", "Factuality", "Are its claims correct?", anchors=ends),
+        Dimension("tone", "Tone", "Is its tone right for the prompt?", anchors=ends),
+    ]
+
+
+class RlhfSpec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """What an RLHF flow asks of each annotator, per task: a rating per dimension per response, maybe a
+    rewrite of a response, then the preferred response, how strongly (a Likert scale) and why."""
+
+    dimensions: list[Dimension] = msgspec.field(default_factory=default_dimensions)
+    rewrite: Requirement = "optional"
+    likert_scale: int = 7  # points between "first much better" and "second much better"; 0: not asked
+    justification: Requirement = "required"
+    justification_min_chars: int = 20
+    max_rewrite_chars: int = 20_000
+
+
+class ChatMessage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ResponseIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One model response of an RLHF task: who made it, and exactly one of text, url or media."""
+
+    source_id: str
+    text: str | None = None
+    url: str | None = None
+    media: str | None = None
+    media_type: str | None = None
+    kind: DatapointKind | None = None
+    private_metadata: dict[str, Any] | None = None
+
+
+class Response(msgspec.Struct, omit_defaults=True):
+    """A stored response, as the researcher sees it."""
+
+    source_id: str
+    kind: DatapointKind
+    text: str | None = None
+    url: str | None = None
+    media: str | None = None
+    media_type: str | None = None
+    private_metadata: dict[str, Any] | None = None
+
+
+class ResponseView(msgspec.Struct, omit_defaults=True):
+    """A response as an annotator sees it: content only, never its source."""
+
+    kind: DatapointKind
+    text: str | None = None
+    url: str | None = None
+    media_type: str | None = None
+
+
+class RlhfTaskView(msgspec.Struct):
+    """An RLHF task on the page: the conversation so far, the responses in a shuffled order, and the form."""
+
+    prompt: list[ChatMessage]
+    responses: list[ResponseView]
+    spec: RlhfSpec
+
+
+RatingValue = int | bool | str | None  # None: not applicable
+
+
+class RlhfAnswer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """An annotator's work on an RLHF task; responses are referred to by their position as shown."""
+
+    ratings: list[dict[str, RatingValue]]  # one mapping of dimension key -> value per response
+    rewrites: list[str | None] = []  # per response; None or absent: not rewritten
+    selected: int | None = None  # the preferred response's position
+    likert: int | None = None  # 1 = the first shown much better ... likert_scale = the second much better
+    justification: str | None = None
+
+
 class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     name: str
     instruction: str
@@ -63,6 +163,7 @@ class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     validation_set_id: str | None = None  # its gold questions join `validation_pairs` or `validation_labels`
     validation_labels: list[ValidationLabel] = []  # classify flows' gold
     settings: dict[str, str] = {}  # hosted's feature flags, by key (flowlab.settings): what the page honours
+    rlhf: RlhfSpec | None = None  # RLHF flows: what annotators rate, rewrite and justify
 
 
 class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -104,6 +205,7 @@ class Flow(msgspec.Struct):
     starting_elo: float = 1200.0
     validation_label_count: int = 0
     settings: dict[str, str] = {}
+    rlhf: RlhfSpec | None = None
 
 
 # ---------------------------------------------------------------- datapoints and items
@@ -131,6 +233,8 @@ class DatapointIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     private_metadata: dict[str, Any] | None = None
     context: str | None = None  # classify flows: shown with this datapoint only
     context_assets: list[ContextAsset] | None = None  # classify flows: media shown with this datapoint only
+    prompt: str | list[ChatMessage] | None = None  # RLHF tasks: the prompt, or the conversation so far
+    responses: list[ResponseIn] | None = None  # RLHF tasks: two or more model responses
 
 
 class ValidationPair(msgspec.Struct, omit_defaults=True):
@@ -184,6 +288,8 @@ class Datapoint(msgspec.Struct, omit_defaults=True):
     private_metadata: dict[str, Any] | None = None
     context: str | None = None
     context_assets: list[ContextAsset] | None = None
+    prompt: list[ChatMessage] | None = None  # RLHF tasks
+    responses: list[Response] | None = None  # RLHF tasks
 
 
 class ItemCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -265,6 +371,73 @@ class ClassifyResults(msgspec.Struct):
     partial: bool
     datapoints: list[ClassifyDatapointResult]
     version: int
+
+
+class DimensionStat(msgspec.Struct):
+    """One dimension's ratings of one response (or of one model over an item's tasks): the mean with a 95 %
+    t-interval (scale and yes/no, as 0/1), and how often each value was given."""
+
+    dimension: str
+    n: int  # ratings given, "not applicable" excluded
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    distribution: dict[str, int]  # value -> count, every value of the dimension, zero-filled
+    not_applicable: int = 0
+
+
+class ResponseResult(msgspec.Struct):
+    source_id: str
+    ratings: list[DimensionStat]
+    selected: int  # annotators who preferred this response
+    selected_share: float | None
+    rewrites: list[str]  # what annotators rewrote it to, as they wrote it (text, never HTML)
+
+
+class RlhfTaskResult(msgspec.Struct):
+    key: str
+    index: int
+    annotations: int
+    responses: list[ResponseResult]  # in the order the researcher gave them
+    likert_mean: float | None  # oriented to that order: 1 = the first response much better
+    likert_distribution: dict[str, int]
+    justifications: list[str]
+
+
+class ModelSummary(msgspec.Struct):
+    """One source over every task of the item: how often it was preferred and how it was rated."""
+
+    source_id: str
+    tasks: int
+    selected: int
+    selected_share: float | None
+    ratings: list[DimensionStat]
+
+
+class RlhfResults(msgspec.Struct):
+    item_id: str
+    state: ItemStateName
+    total_responses: int  # completed annotations
+    partial: bool
+    tasks: list[RlhfTaskResult]
+    models: list[ModelSummary]
+    agreement: dict[str, float | None]  # Krippendorff's alpha per dimension (None: too little overlap)
+    version: int
+
+
+class Annotation(msgspec.Struct):
+    """One stored RLHF annotation: everything one annotator said about one task, responses by source."""
+
+    task_id: str
+    annotator_id: str
+    datapoint: int
+    order: list[str]  # source ids in the order this annotator saw them
+    ratings: dict[str, dict[str, RatingValue]]  # source id -> dimension key -> value (None: not applicable)
+    rewrites: dict[str, str]  # source id -> rewritten text
+    selected: str | None
+    likert: int | None  # as answered: 1 = order[0] much better
+    justification: str | None
+    created_at: float
 
 
 class Label(msgspec.Struct):
@@ -418,6 +591,7 @@ class Task(msgspec.Struct):
     kind: TaskKindName = "pairwise"
     categories: list[Category] | None = None  # classify tasks: the buttons, in order
     settings: dict[str, str] = {}  # the flow's feature flags (flowlab.settings) for the page to honour
+    rlhf: RlhfTaskView | None = None  # RLHF tasks: the conversation, the responses and the form
 
 
 class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -438,6 +612,7 @@ class Answer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     # Pairwise tasks: "a", "b", "tie"; classify tasks: one of the task's category values; any task: "skip".
     choice: str
     fetch_next: bool = False  # answer and lease the next task in one round trip
+    rlhf: RlhfAnswer | None = None  # RLHF tasks: choice "submit" with the annotation, or "skip"
 
 
 class AnswerIn(msgspec.Struct, forbid_unknown_fields=True):
