@@ -8,11 +8,15 @@ from flowlab.client import (
     AsyncClient,
     AsyncFlow,
     AsyncFlowItem,
+    AsyncRlhfFlow,
+    AsyncRlhfFlowItem,
     ClassifyFlow,
     ClassifyFlowItem,
     Client,
     Flow,
     FlowItem,
+    RlhfFlow,
+    RlhfFlowItem,
 )
 from flowlab.client._errors import (
     APIError,
@@ -31,6 +35,7 @@ from flowlab.client._models import (
     FlowItemResult,
     FlowItemState,
     FlowItemStatus,
+    RlhfFlowItemResult,
 )
 from flowlab.settings import (
     AllowNeitherBothSetting,
@@ -67,6 +72,8 @@ __all__ = [
     "AsyncClient",
     "AsyncFlow",
     "AsyncFlowItem",
+    "AsyncRlhfFlow",
+    "AsyncRlhfFlowItem",
     "AuthError",
     "ClassifyDatapointResult",
     "ClassifyEquirectangularSetting",
@@ -101,6 +108,9 @@ __all__ = [
     "PinContextMediaSetting",
     "PlayPercentageVideoSetting",
     "ReferenceOverlaySetting",
+    "RlhfFlow",
+    "RlhfFlowItem",
+    "RlhfFlowItemResult",
     "Setting",
     "Settings",
     "SwapContextInstructionSetting",

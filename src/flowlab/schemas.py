@@ -180,6 +180,7 @@ class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults
     starting_elo: float | None = None
     validation_labels: list[ValidationLabel] | None = None
     settings: dict[str, str] | None = None
+    rlhf: RlhfSpec | None = None
 
 
 class Flow(msgspec.Struct):
@@ -631,6 +632,7 @@ class Ack(msgspec.Struct, omit_defaults=True):
     code: str | None = None
     next: Task | None = None
     explanation: str | None = None  # a gold question answered wrong, where its set explains the answer
+    field: str | None = None  # a rejected RLHF annotation: the part that is missing or wrong
 
 
 class AckBatch(msgspec.Struct):

@@ -1,7 +1,15 @@
 """The flowlab SDK: sync and async clients over one request-building core."""
 
-from flowlab.client._async import AsyncClassifyFlow, AsyncClassifyFlowItem, AsyncClient, AsyncFlow, AsyncFlowItem
-from flowlab.client._client import ClassifyFlow, ClassifyFlowItem, Client, Flow, FlowItem
+from flowlab.client._async import (
+    AsyncClassifyFlow,
+    AsyncClassifyFlowItem,
+    AsyncClient,
+    AsyncFlow,
+    AsyncFlowItem,
+    AsyncRlhfFlow,
+    AsyncRlhfFlowItem,
+)
+from flowlab.client._client import ClassifyFlow, ClassifyFlowItem, Client, Flow, FlowItem, RlhfFlow, RlhfFlowItem
 
 __all__ = [
     "AsyncClassifyFlow",
@@ -9,9 +17,13 @@ __all__ = [
     "AsyncClient",
     "AsyncFlow",
     "AsyncFlowItem",
+    "AsyncRlhfFlow",
+    "AsyncRlhfFlowItem",
     "ClassifyFlow",
     "ClassifyFlowItem",
     "Client",
     "Flow",
     "FlowItem",
+    "RlhfFlow",
+    "RlhfFlowItem",
 ]

@@ -17,6 +17,7 @@ from flowlab.client._flows import (
     flow_options,
     lease_or_default,
     one_of,
+    rlhf_options,
     settings_option,
 )
 from flowlab.client._models import (
@@ -24,6 +25,7 @@ from flowlab.client._models import (
     FlowItemResult,
     FlowItemState,
     FlowItemStatus,
+    RlhfFlowItemResult,
     labels_frame,
     matrix_frame,
     votes_frame,
@@ -252,7 +254,100 @@ class ClassifyFlow(_FlowCalls[ClassifyFlowItem]):
         ]
 
 
-def _flow_object(transport: SyncTransport, config: schemas.Flow) -> Flow | ClassifyFlow:
+class RlhfFlowItem(_ItemCalls):
+    """A batch of RLHF tasks: each task collects annotations (ratings, rewrites, a choice, its strength and
+    why) until it has the flow's maximum."""
+
+    def get_results(self, timeout: float | None = None, *, partial: bool = False) -> RlhfFlowItemResult:
+        """Wait for the item to end, then return the aggregated annotations; with `partial=True`, return what
+        has arrived at `timeout` instead of raising `Timeout`."""
+        return self._transport.run(core.wait_for_results(self.id, timeout, partial, core.rlhf_results))
+
+    def get_win_loss_matrix(self) -> pd.DataFrame:
+        raise ValidationError(422, "The win/loss matrix is only available for ranking flow items.")
+
+    def get_annotations(self) -> list[schemas.Annotation]:
+        """Every completed annotation, in order: each annotator's ratings, rewrites, choice, strength and why."""
+        return self._transport.run(core.item_annotations(self.id))
+
+    def _material(self) -> tuple[schemas.ItemDetail, list[schemas.Annotation], schemas.Flow]:
+        detail = self._transport.run(core.item_detail(self.id))
+        return detail, self.get_annotations(), self._transport.run(core.get_flow(self.flow_id))
+
+    def to_rlhf_records(self) -> list[dict[str, Any]]:
+        """One record per completed annotation in the shape of the expanded RLHF task output (threads, turns,
+        messages with `{key, value}` annotations; `selected_model_id`, `likert_value`, `justification`)."""
+        detail, annotations, flow = self._material()
+        names = {a.id: a.name for a in self._transport.run(core.list_annotators())}
+        return formats.rlhf_records(
+            detail.datapoints,
+            annotations,
+            item_id=self.id,
+            spec=flow.rlhf or schemas.RlhfSpec(),
+            contributors=names,
+            metadata={"flow_id": self.flow_id, "instruction": detail.status.instruction},
+        )
+
+    def to_preference_pairs(self) -> list[dict[str, Any]]:
+        """Preference rows (`prompt`, `chosen`, `rejected`, `margin`) for DPO and reward-model trainers."""
+        detail, annotations, flow = self._material()
+        return formats.preference_rows(detail.datapoints, annotations, spec=flow.rlhf or schemas.RlhfSpec())
+
+    def to_sft_rows(self) -> list[dict[str, Any]]:
+        """Prompt-completion rows from the rewrites, for supervised fine-tuning."""
+        detail, annotations, flow = self._material()
+        return formats.sft_rows(detail.datapoints, annotations, spec=flow.rlhf or schemas.RlhfSpec())
+
+    def to_kto_rows(self) -> list[dict[str, Any]]:
+        """Unpaired rows (`prompt`, `completion`, `label`) from the ratings, for KTO."""
+        detail, annotations, flow = self._material()
+        return formats.kto_rows(detail.datapoints, annotations, spec=flow.rlhf or schemas.RlhfSpec())
+
+
+class RlhfFlow(_FlowCalls[RlhfFlowItem]):
+    """A flow of RLHF tasks: a prompt and several model responses, annotated on the flow's form."""
+
+    _item_type = RlhfFlowItem
+
+    def refresh(self) -> RlhfFlow:
+        self.config = self._transport.run(core.get_flow(self.id))
+        return self
+
+    def create_new_flow_batch(
+        self,
+        datapoints: Iterable[Mapping[str, Any]],
+        context: str | None = None,
+        private_metadata: Mapping[str, Any] | None = None,
+        time_to_live: float | None = None,
+    ) -> RlhfFlowItem:
+        """Push RLHF tasks: `{"id", "prompt": str or [{role, content}, ...], "responses": [{"source_id",
+        "content", "private_metadata"}, ...]}`, content as text, a local path or a URL. Returns at once."""
+        status = self._transport.run(
+            core.create_item(
+                self.id,
+                datapoints,
+                context=context,
+                private_metadata=private_metadata,
+                time_to_live=time_to_live,
+                rlhf=True,
+            )
+        )
+        return RlhfFlowItem(self._transport, status)
+
+    def update_config(self, instruction: str | None = None, **changes: Any) -> RlhfFlow:
+        """Change the flow's settings (e.g. `instruction`, `max_response_threshold`, `rlhf`); items created from
+        now on use them, existing items keep theirs."""
+        self.config = self._transport.run(core.update_flow(self.id, {"instruction": instruction, **changes}))
+        return self
+
+    def get_flow_items(self, amount: int | None = 10, page: int = 1) -> list[RlhfFlowItem]:
+        """The flow's items, newest first, `amount` a page (pages count from 1); `amount=None` for all."""
+        return [RlhfFlowItem(self._transport, s) for s in self._transport.run(core.list_items(self.id, amount, page))]
+
+
+def _flow_object(transport: SyncTransport, config: schemas.Flow) -> Flow | ClassifyFlow | RlhfFlow:
+    if config.kind == "rlhf":
+        return RlhfFlow(transport, config)
     return ClassifyFlow(transport, config) if config.kind == "classify" else Flow(transport, config)
 
 
@@ -332,6 +427,46 @@ class FlowsAPI:
         config = self._transport.run(core.create_flow(name, instruction, max_votes, min_votes, options))
         return ClassifyFlow(self._transport, config)
 
+    def create_rlhf_flow(
+        self,
+        name: str,
+        instruction: str,
+        dimensions: Sequence[Any] | None = None,
+        rewrite: str = "optional",
+        likert_scale: int = 7,
+        justification: str = "required",
+        max_response_threshold: int = 3,
+        min_response_threshold: int | None = None,
+        *,
+        justification_min_chars: int = 20,
+        max_rewrite_chars: int = 20_000,
+        lease_seconds: float | None = None,
+        drain_seconds: float | None = None,
+        settings: Sequence[Any] | None = None,
+    ) -> RlhfFlow:
+        """Create an RLHF flow (seed 001): annotators rate each response of a task on `dimensions` (None: the
+        seed's four on a 1-5 scale; or keys, dicts, `schemas.Dimension`s: scale, boolean, category or text,
+        optionally "not applicable"), may rewrite responses (`rewrite`: off, optional, required — the chosen
+        one), pick the better one, say how strongly on a `likert_scale` (points; 0: not asked; tasks with two
+        responses) and why (`justification`: off, optional, required, at least `justification_min_chars`).
+        Thresholds count completed annotations per task; `min_response_threshold` defaults to the maximum.
+        Leases last 10 minutes unless `lease_seconds` says otherwise."""
+        options = rlhf_options(
+            dimensions,
+            rewrite,
+            likert_scale,
+            justification,
+            justification_min_chars,
+            max_rewrite_chars,
+            lease_seconds,
+            drain_seconds,
+            settings,
+        )
+        config = self._transport.run(
+            core.create_flow(name, instruction, max_response_threshold, min_response_threshold, options)
+        )
+        return RlhfFlow(self._transport, config)
+
     def create_validation_set(self, name: str, pairs: Iterable[Any]) -> schemas.ValidationSet:
         """Keep gold pairs under an id — `(a, b, answer)` tuples or dicts, `answer` "a", "b" or "tie" — for
         `create_ranking_flow(validation_set_id=...)`; each flow copies the pairs when it is created."""
@@ -341,10 +476,10 @@ class FlowsAPI:
         """Warm the server and wake idle annotators before a high-cadence phase."""
         return self._transport.run(core.preheat())
 
-    def get_flow_by_id(self, flow_id: str) -> Flow | ClassifyFlow:
+    def get_flow_by_id(self, flow_id: str) -> Flow | ClassifyFlow | RlhfFlow:
         return _flow_object(self._transport, self._transport.run(core.get_flow(flow_id)))
 
-    def find_flows(self, name: str = "", amount: int = 10, page: int = 1) -> list[Flow | ClassifyFlow]:
+    def find_flows(self, name: str = "", amount: int = 10, page: int = 1) -> list[Flow | ClassifyFlow | RlhfFlow]:
         """Your flows whose name contains `name`, newest first, `amount` a page (pages count from 1)."""
         flows = self._transport.run(core.find_flows(amount, page, name))
         return [_flow_object(self._transport, f) for f in flows]

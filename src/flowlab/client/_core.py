@@ -20,7 +20,7 @@ import msgspec
 
 from flowlab import schemas
 from flowlab.client._errors import APIError, Timeout, ValidationError, error_for
-from flowlab.client._models import ClassifyFlowItemResult, FlowItemResult, FlowItemStatus
+from flowlab.client._models import ClassifyFlowItemResult, FlowItemResult, FlowItemStatus, RlhfFlowItemResult
 
 T = TypeVar("T")
 
@@ -281,6 +281,7 @@ def create_item(
     private_metadata: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
     accept_failed_uploads: bool = False,
     time_to_live: float | None = None,
+    rlhf: bool = False,
 ) -> Op[FlowItemStatus]:
     """A batch, in hosted's shape: `private_metadata` and `contexts` are lists with one entry per datapoint
     (a single dict of `private_metadata` is flowlab's item-level metadata); `data_type="text"` sends strings
@@ -311,6 +312,9 @@ def create_item(
     points = []
     failed = []
     for i, d in enumerate(given):
+        if rlhf:
+            points.append((yield from rlhf_task(d, f"datapoints[{i}]")))
+            continue
         try:
             point = yield from _datapoint(d, f"datapoints[{i}]", text_only=data_type == "text")
         except (ValidationError, APIError) as exc:
@@ -482,6 +486,61 @@ def item_results(item_id: str) -> Op[FlowItemResult]:
 def classify_results(item_id: str) -> Op[ClassifyFlowItemResult]:
     resp = yield Call("GET", f"/v1/items/{item_id}/results")
     return ClassifyFlowItemResult.from_wire(decode(resp.content, schemas.ClassifyResults))
+
+
+def rlhf_results(item_id: str) -> Op[RlhfFlowItemResult]:
+    resp = yield Call("GET", f"/v1/items/{item_id}/results")
+    return RlhfFlowItemResult.from_wire(decode(resp.content, schemas.RlhfResults))
+
+
+def item_annotations(item_id: str) -> Op[list[schemas.Annotation]]:
+    resp = yield Call("GET", f"/v1/items/{item_id}/annotations")
+    return decode(resp.content, list[schemas.Annotation])
+
+
+def rlhf_task(d: Any, where: str) -> Op[dict[str, Any]]:
+    """An RLHF task as the server takes it: `{"id", "prompt", "responses": [{"source_id", "content"}, ...]}`;
+    a response's `content` is text, a local path (uploaded) or a URL, as datapoints are."""
+    if not isinstance(d, Mapping):
+        raise ValidationError(
+            422, f"{where}: an RLHF task is a dict with a prompt and responses, not {type(d).__name__}.", field=where
+        )
+    unknown = set(d) - {"id", "prompt", "responses", "private_metadata", "name"}
+    if unknown:
+        raise ValidationError(
+            422,
+            f"{where} has unknown keys {sorted(unknown)}; a task takes id, prompt, responses, private_metadata.",
+            field=where,
+        )
+    responses = d.get("responses")
+    if not isinstance(responses, Sequence) or isinstance(responses, str | bytes):
+        raise ValidationError(422, f"{where}.responses must be a list of responses.", field=f"{where}.responses")
+    out = []
+    for j, r in enumerate(responses):
+        at = f"{where}.responses[{j}]"
+        if not isinstance(r, Mapping) or "source_id" not in r:
+            raise ValidationError(422, f"{at} is a dict with a source_id and its content.", field=at)
+        extra = set(r) - {"source_id", "content", "text", "url", "path", "private_metadata"}
+        if extra:
+            raise ValidationError(
+                422,
+                f"{at} has unknown keys {sorted(extra)}; a response takes source_id, content, private_metadata.",
+                field=at,
+            )
+        given = r.get("content", {k: v for k, v in r.items() if k in ("text", "url", "path")})
+        if not given:
+            raise ValidationError(422, f"{at} needs its content: text, a local path or a URL.", field=at)
+        body = yield from _datapoint(given, at)
+        body = {k: v for k, v in body.items() if k in ("text", "url", "media", "media_type", "kind")}
+        response: dict[str, Any] = {"source_id": str(r["source_id"]), **body}
+        if r.get("private_metadata") is not None:
+            response["private_metadata"] = dict(r["private_metadata"])
+        out.append(response)
+    task: dict[str, Any] = {"prompt": d.get("prompt"), "responses": out}
+    for k in ("id", "private_metadata", "name"):
+        if d.get(k) is not None:
+            task[k] = str(d[k]) if k == "id" else d[k]
+    return task
 
 
 def item_labels(item_id: str) -> Op[list[schemas.Label]]:

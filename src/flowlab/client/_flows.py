@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
+
+import msgspec
 
 from flowlab import schemas
 from flowlab.client._errors import ValidationError
@@ -90,6 +93,58 @@ def one_of(hosted: Any, own: Any, name: str) -> Any:
 def lease_or_default(seconds: float | None) -> float:
     """A task's lease: the flow's serve timeout, 60 s unless given."""
     return 60.0 if seconds is None else seconds
+
+
+RLHF_LEASE_SECONDS = 600.0  # reading, rating and rewriting takes minutes, not seconds
+
+
+def rlhf_options(
+    dimensions: Any,
+    rewrite: str,
+    likert_scale: int,
+    justification: str,
+    justification_min_chars: int,
+    max_rewrite_chars: int,
+    lease_seconds: float | None,
+    drain_seconds: float | None,
+    settings: Any,
+) -> dict[str, Any]:
+    """An RLHF flow's request body. `dimensions`: None for the seed's four (1-5), or a list of dimension keys
+    (1-5 scales), dicts or `schemas.Dimension`s."""
+    spec: dict[str, Any] = {
+        "rewrite": rewrite,
+        "likert_scale": likert_scale,
+        "justification": justification,
+        "justification_min_chars": justification_min_chars,
+        "max_rewrite_chars": max_rewrite_chars,
+    }
+    if dimensions is not None:
+        if isinstance(dimensions, str | Mapping):
+            raise ValidationError(422, "dimensions is a list of dimensions.", field="dimensions")
+        spec["dimensions"] = [_dimension(d, i) for i, d in enumerate(dimensions)]
+    options: dict[str, Any] = {
+        "kind": "rlhf",
+        "rlhf": spec,
+        "lease_seconds": RLHF_LEASE_SECONDS if lease_seconds is None else lease_seconds,
+        **settings_option(settings),
+    }
+    if drain_seconds is not None:
+        options["drain_seconds"] = drain_seconds
+    return options
+
+
+def _dimension(d: Any, i: int) -> dict[str, Any]:
+    if isinstance(d, str):
+        return {"key": d}
+    if isinstance(d, schemas.Dimension):
+        return msgspec.structs.asdict(d)
+    if isinstance(d, Mapping):
+        return dict(d)
+    raise ValidationError(
+        422,
+        f"dimensions[{i}] is a key, a dict or a flowlab.schemas.Dimension; got {type(d).__name__}.",
+        field=f"dimensions[{i}]",
+    )
 
 
 def settings_option(settings: Any, *, stacklevel: int = 4) -> dict[str, Any]:

@@ -141,6 +141,76 @@ class ClassifyFlowItemResult(msgspec.Struct):
         return pd.DataFrame(rows).set_index("key").sort_values("index") if rows else pd.DataFrame()
 
 
+class RlhfFlowItemResult(msgspec.Struct):
+    """An RLHF item's results, aggregated over annotators: per task (`tasks`, or `results[key]`) each
+    response's ratings per dimension (mean, 95 % interval, distribution), how often it was chosen, the mean
+    Likert value, the rewrites and the justifications; per model over the item (`models`); and Krippendorff's
+    alpha per dimension (`agreement`). `total_responses` counts completed annotations."""
+
+    item_id: str
+    state: FlowItemState
+    total_responses: int
+    partial: bool
+    tasks: list[schemas.RlhfTaskResult]
+    models: list[schemas.ModelSummary]
+    agreement: dict[str, float | None]
+    version: int
+
+    @classmethod
+    def from_wire(cls, r: schemas.RlhfResults) -> RlhfFlowItemResult:
+        fields = msgspec.structs.asdict(r) | {"state": FlowItemState(r.state)}
+        return cls(**fields)
+
+    def __getitem__(self, key: str) -> schemas.RlhfTaskResult:
+        for t in self.tasks:
+            if t.key == key:
+                return t
+        raise KeyError(f"no task with key {key!r}; keys are {[t.key for t in self.tasks]}")
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per task, response and dimension: n, mean, interval, not-applicable count, and the
+        response's share of the choices."""
+        import pandas as pd
+
+        rows = [
+            {
+                "key": t.key,
+                "source_id": r.source_id,
+                "dimension": s.dimension,
+                "n": s.n,
+                "mean": s.mean,
+                "ci_low": s.ci_low,
+                "ci_high": s.ci_high,
+                "not_applicable": s.not_applicable,
+                "selected_share": r.selected_share,
+            }
+            for t in self.tasks
+            for r in t.responses
+            for s in r.ratings
+        ]
+        return pd.DataFrame(rows)
+
+    def models_frame(self) -> pd.DataFrame:
+        """One row per model and dimension, over every task of the item."""
+        import pandas as pd
+
+        rows = [
+            {
+                "source_id": m.source_id,
+                "tasks": m.tasks,
+                "selected_share": m.selected_share,
+                "dimension": s.dimension,
+                "n": s.n,
+                "mean": s.mean,
+                "ci_low": s.ci_low,
+                "ci_high": s.ci_high,
+            }
+            for m in self.models
+            for s in m.ratings
+        ]
+        return pd.DataFrame(rows)
+
+
 def matrix_frame(m: schemas.WinLossMatrix) -> pd.DataFrame:
     import pandas as pd
 

@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import msgspec
@@ -22,6 +23,7 @@ from flowlab.crowd._oracle import (
     true_category,
     true_score,
 )
+from flowlab.crowd._rlhf import annotate, response_scores
 
 
 @dataclass
@@ -213,7 +215,7 @@ class SimulatedCrowd:
                 if think > 0:
                     await asyncio.sleep(think)
                 r = await http.post(
-                    f"/v1/tasks/{task.task_id}/answer", json={"choice": choice, "fetch_next": True}, headers=headers
+                    f"/v1/tasks/{task.task_id}/answer", json=_answer_body(choice, fetch_next=True), headers=headers
                 )
                 if r.status_code == 409:
                     self.stats.rejected += 1
@@ -242,8 +244,20 @@ class SimulatedCrowd:
         if not batch.tasks:
             await asyncio.sleep(batch.poll_interval)
             return
-        answers = [{"task_id": t.task_id, "choice": await self._choose_or_skip(http, p, t, rng)} for t in batch.tasks]
+        answers = []
+        for t in batch.tasks:
+            choice = await self._choose_or_skip(http, p, t, rng)
+            if isinstance(choice, dict):  # an RLHF annotation goes by the single-answer route
+                r = await http.post(f"/v1/tasks/{t.task_id}/answer", json=_answer_body(choice), headers=headers)
+                if r.status_code == 200:
+                    self._count(p, _ack_decoder.decode(r.content))
+                else:
+                    self.stats.rejected += 1
+                continue
+            answers.append({"task_id": t.task_id, "choice": choice})
         await asyncio.sleep(sum(self._think_time(p, rng) for _ in batch.tasks))
+        if not answers:
+            return
         r = await http.post("/v1/tasks/answers", json={"answers": answers}, headers=headers)
         while r.status_code == 503 and time.time() < min(t.lease_expires_at for t in batch.tasks):
             self.stats.unavailable += 1
@@ -274,7 +288,7 @@ class SimulatedCrowd:
 
     async def _choose_or_skip(
         self, http: httpx.AsyncClient, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
-    ) -> str:
+    ) -> str | dict[str, Any]:
         try:
             return await self._choose(http, p, task, rng)
         except httpx.HTTPError:
@@ -282,9 +296,11 @@ class SimulatedCrowd:
 
     async def _choose(
         self, http: httpx.AsyncClient, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
-    ) -> str:
+    ) -> str | dict[str, Any]:
         if task.kind == "classify":
             return await self._classify(http, p, task, rng)
+        if task.kind == "rlhf":
+            return await self._rlhf(http, p, task, rng)
         assert task.b is not None
         if p.spammer or rng.random() > p.accuracy:
             return rng.choice(("a", "b", "tie") if task.allow_ties else ("a", "b"))
@@ -319,6 +335,22 @@ class SimulatedCrowd:
         if rng.random() < p.accuracy:
             return truth
         return rng.choice([v for v in values if v != truth] or values)
+
+    async def _rlhf(
+        self, http: httpx.AsyncClient, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
+    ) -> dict[str, Any]:
+        """The `rlhf` body of an answer, from the true scores of the responses shown (found by content in the
+        item's detail; another researcher's item is judged by content alone)."""
+        assert task.rlhf is not None
+        dims = task.rlhf.spec.dimensions
+        details = await self._item_detail(http, task.item_id)
+        given: list[schemas.Response] = []
+        if details is not None and 0 <= task.a.ref < len(details):
+            given = details[task.a.ref].responses or []
+        by_content = {(r.text, r.url or (f"/media/{r.media}" if r.media else None)): r for r in given}
+        shown = [by_content.get((v.text, v.url), v) for v in task.rlhf.responses]
+        scores = [response_scores(r, dims) for r in shown]
+        return annotate(task.rlhf, scores, p.accuracy, p.spammer, rng)
 
     async def _item_detail(self, http: httpx.AsyncClient, item_id: str) -> list[schemas.Datapoint] | None:
         if item_id not in self._details:
@@ -377,6 +409,12 @@ class SimulatedCrowd:
         if not known or task.b is None:
             return None
         return known.get((_view_content(task.a), _view_content(task.b)))
+
+
+def _answer_body(choice: str | dict[str, Any], *, fetch_next: bool = False) -> dict[str, Any]:
+    if isinstance(choice, dict):
+        return {"choice": "submit", "rlhf": choice, "fetch_next": fetch_next}
+    return {"choice": choice, "fetch_next": fetch_next}
 
 
 def _retry_after(r: httpx.Response) -> float:

@@ -1,5 +1,7 @@
-"""Export formats: preference pairs (prompt / chosen / rejected) and RLHF task records (messages + annotations)."""
+"""Export formats: preference pairs (prompt / chosen / rejected), RLHF task records (threads, turns, messages and
+annotations) and the rows TRL's trainers read (preference, prompt-completion, unpaired preference)."""
 
 from flowlab.formats._records import preference_pairs, rlhf_task
+from flowlab.formats._rlhf import kto_rows, preference_rows, rlhf_records, sft_rows
 
-__all__ = ["preference_pairs", "rlhf_task"]
+__all__ = ["kto_rows", "preference_pairs", "preference_rows", "rlhf_records", "rlhf_task", "sft_rows"]

@@ -71,9 +71,7 @@ def rlhf_task(
             "ranking": [r.key for r in sorted(rows, key=lambda r: (r.rank, -r.score))],
             "total_votes": results.total_votes,
             "instruction": instruction,
-            "justification": (
-                f"Preferred by {results.total_votes} pairwise human votes (Bradley–Terry fit)." if best else None
-            ),
+            # No justification: nobody wrote one. RLHF flows collect justifications people write.
         },
     }
 

@@ -10,6 +10,7 @@ from ._bradley_terry import DEFAULT_PRIOR, BradleyTerryResult, elo_from_scores, 
 from ._counts import PairCounts, WinLossCounter, comparisons_from_keys, pair_counts, win_matrix
 from ._elo import ARENA_ELO, EloResult, elo_ratings
 from ._intervals import rank_ranges
+from ._krippendorff import krippendorff_alpha
 from ._labels import LabelConsensus, dawid_skene
 from ._live import LiveBradleyTerry
 from ._quality import (
@@ -45,6 +46,7 @@ __all__ = [
     "fit_bradley_terry",
     "fit_crowd_bradley_terry",
     "gold_agreement",
+    "krippendorff_alpha",
     "pair_counts",
     "pair_utilities",
     "rank_ranges",

@@ -146,7 +146,7 @@ class Answers:
         if ack.status == "rejected" and ack.code in ("item_ended", "lease_expired", "skipped", "revoked"):
             raise Conflict(ack.detail or "", code=ack.code)
         if ack.status == "rejected":
-            raise Invalid(ack.detail or "", field="choice", code=ack.code)
+            raise Invalid(ack.detail or "", field=ack.field or "choice", code=ack.code)
         if req.fetch_next and not who.revoked:
             ack.next = self.lease_next(who)
         return ack
@@ -205,7 +205,7 @@ class Answers:
         try:
             checked = item.kind.check(lease, req)
         except Refusal as r:
-            return schemas.Ack(task_id=task_id, status="rejected", code=r.code, detail=r.detail)
+            return schemas.Ack(task_id=task_id, status="rejected", code=r.code, detail=r.detail, field=r.field)
         self.people.seen(who.id, now)
         pending.ops += item.kind.answer_ops(lease, checked, who.id, now)
         pending.counted.append((lease, checked))

@@ -86,16 +86,14 @@ def build_datapoints(given: list[schemas.DatapointIn], media_index: MediaIndex) 
     out: list[schemas.Datapoint] = []
     used: set[str] = set()
     for i, d in enumerate(given):
+        if d.responses is not None:
+            conversation = build_conversation(d, i, media_index)
+            conversation.key = _unique_key(d.name or f"task {i}", used, explicit, given_id=d.id)
+            used.add(conversation.key)
+            out.append(conversation)
+            continue
         kind, text, url, media, media_type = content(d, f"datapoints[{i}]", media_index)
-        if d.id is not None:
-            key = d.id
-        else:
-            # Identical generations are common in RL; they stay apart by a suffix (pass ids to choose keys).
-            base = d.name or text or url or media or str(i)
-            key, n = base, 1
-            while key in used or key in explicit:
-                n += 1
-                key = f"{base}#{n}"
+        key = _unique_key(d.name or text or url or media or str(i), used, explicit, given_id=d.id)
         used.add(key)
         out.append(
             schemas.Datapoint(
@@ -120,6 +118,85 @@ def build_datapoints(given: list[schemas.DatapointIn], media_index: MediaIndex) 
             )
         )
     return out
+
+
+MAX_RESPONSES = 8
+MAX_TURNS = 100
+
+
+def build_conversation(d: schemas.DatapointIn, i: int, media_index: MediaIndex) -> schemas.Datapoint:
+    """An RLHF task: the prompt (a string, or the conversation so far ending with the user) and two or more
+    responses with distinct sources, each one text, URL or uploaded file."""
+    field = f"datapoints[{i}]"
+    if any(x is not None for x in (d.text, d.url, d.media)):
+        raise Invalid("An RLHF task has a prompt and responses, not text, url or media of its own.", field=field)
+    if d.prompt is None:
+        raise Invalid(
+            "An RLHF task needs a prompt: a string, or a list of {role, content} messages.", field=f"{field}.prompt"
+        )
+    turns = [schemas.ChatMessage("user", d.prompt)] if isinstance(d.prompt, str) else list(d.prompt)
+    if not turns or len(turns) > MAX_TURNS:
+        raise Invalid(f"The prompt holds 1 to {MAX_TURNS} messages.", field=f"{field}.prompt")
+    if turns[-1].role != "user":
+        raise Invalid(
+            "The conversation must end with the user's message, which the responses answer.", field=f"{field}.prompt"
+        )
+    for j, m in enumerate(turns):
+        if not m.content.strip() or len(m.content) > MAX_TEXT_CHARS:
+            raise Invalid(
+                f"Every message needs text, at most {MAX_TEXT_CHARS} characters.", field=f"{field}.prompt[{j}].content"
+            )
+    given = d.responses or []
+    if not 2 <= len(given) <= MAX_RESPONSES:
+        raise Invalid(
+            f"An RLHF task needs 2 to {MAX_RESPONSES} responses to compare; got {len(given)}.",
+            field=f"{field}.responses",
+        )
+    sources = [r.source_id for r in given]
+    if any(not s.strip() for s in sources):
+        raise Invalid("Every response needs a source_id naming the model that made it.", field=f"{field}.responses")
+    if len(set(sources)) != len(sources):
+        dup = next(s for s in sources if sources.count(s) > 1)
+        raise Invalid(f"Two responses share the source_id {dup!r}; each must be unique.", field=f"{field}.responses")
+    responses = []
+    for j, r in enumerate(given):
+        kind, text, url, media, media_type = content(r, f"{field}.responses[{j}]", media_index)  # type: ignore[arg-type]
+        responses.append(
+            schemas.Response(
+                source_id=r.source_id,
+                kind=kind,
+                text=text,
+                url=url,
+                media=media,
+                media_type=media_type,
+                private_metadata=r.private_metadata,
+            )
+        )
+    return schemas.Datapoint(
+        index=i,
+        key="",
+        kind="conversation",
+        name=d.name,
+        private_metadata=d.private_metadata,
+        prompt=turns,
+        responses=responses,
+    )
+
+
+def _unique_key(base: str, used: set[str], explicit: set[str], *, given_id: str | None) -> str:
+    """The datapoint's id; else `base`, made unique by a suffix (identical generations are common in RL)."""
+    if given_id is not None:
+        return given_id
+    key, n = base, 1
+    while key in used or key in explicit:
+        n += 1
+        key = f"{base}#{n}"
+    return key
+
+
+def response_view(r: schemas.Response) -> schemas.ResponseView:
+    url = r.url if r.media is None else f"/media/{r.media}"
+    return schemas.ResponseView(kind=r.kind, text=r.text, url=url, media_type=r.media_type)
 
 
 def build_asset(a: schemas.ContextAsset, field: str, media_index: MediaIndex) -> schemas.ContextAsset:

@@ -72,6 +72,7 @@ class Flows:
             starting_elo=c.starting_elo,
             validation_label_count=len(c.validation_labels),
             settings=c.settings,
+            rlhf=c.rlhf,
         )
 
     def get(self, who: Principal, flow_id: str) -> FlowRecord:
@@ -186,6 +187,7 @@ class Flows:
             categories=req.categories,
             starting_elo=req.starting_elo,
             validation_labels=gold_labels,
+            rlhf=req.rlhf if req.rlhf is not None or req.kind != "rlhf" else schemas.RlhfSpec(),
         )
         cfg = with_settings(cfg, flags)
         await self.check_config(cfg)
@@ -264,6 +266,8 @@ class Flows:
 
     async def check_config(self, cfg: FlowConfig) -> None:
         kind_of(cfg.kind).check_config(cfg)
+        if cfg.kind != "rlhf" and cfg.rlhf is not None:
+            raise Invalid("An rlhf form is for RLHF flows (kind 'rlhf').", field="rlhf")
         if cfg.kind != "classify" and cfg.validation_labels:
             raise Invalid(
                 "Gold labels are for classify flows; ranking flows take gold pairs.", field="validation_labels"

@@ -11,7 +11,7 @@ import msgspec
 from flowlab import schemas
 from flowlab.server.store import Row, Store
 
-ANSWER_TABLES = ("votes", "labels")
+ANSWER_TABLES = ("votes", "labels", "annotations")
 
 
 class EndedRecord(msgspec.Struct):

@@ -31,7 +31,11 @@ log = logging.getLogger("flowlab.items")
 MAX_DATAPOINTS = 1000  # the win-loss matrix is dense, n x n
 MAX_TTL = 7 * 24 * 3600.0
 RETAIN_ENDED = 30.0  # seconds an ended item stays in memory after its record is durable, for the last readers
-RESULT_TYPES: dict[str, type] = {"pairwise": schemas.ItemResults, "classify": schemas.ClassifyResults}
+RESULT_TYPES: dict[str, type] = {
+    "pairwise": schemas.ItemResults,
+    "classify": schemas.ClassifyResults,
+    "rlhf": schemas.RlhfResults,
+}
 
 _json = msgspec.json.Encoder()
 
@@ -166,6 +170,18 @@ class Items:
                 f"(7 days); got {req.time_to_live}.",
                 field="time_to_live",
             )
+        rlhf = flow.config.kind == "rlhf"
+        for i, d in enumerate(req.datapoints):
+            if rlhf and d.responses is None:
+                raise Invalid(
+                    "Each datapoint of an RLHF flow is a task: {id, prompt, responses: [{source_id, content}, ...]}.",
+                    field=f"datapoints[{i}].responses",
+                )
+            if not rlhf and (d.responses is not None or d.prompt is not None):
+                raise Invalid(
+                    "Prompts with responses are RLHF tasks; push them to a flow made with create_rlhf_flow().",
+                    field=f"datapoints[{i}].responses",
+                )
         per_datapoint = [a for d in req.datapoints for a in d.context_assets or ()]
         if per_datapoint and flow.config.kind != "classify":
             i = next(i for i, d in enumerate(req.datapoints) if d.context_assets)
@@ -174,9 +190,11 @@ class Items:
                 "context_assets, given with the batch.",
                 field=f"datapoints[{i}].context_assets",
             )
-        shas = [d.media for d in req.datapoints if d.media] + [
-            a.media for a in (*req.context_assets, *per_datapoint) if a.media
-        ]
+        shas = (
+            [d.media for d in req.datapoints if d.media]
+            + [r.media for d in req.datapoints for r in d.responses or () if r.media]
+            + [a.media for a in (*req.context_assets, *per_datapoint) if a.media]
+        )
         known = await self.media.resolve(shas)
         body = ItemBody(
             config=flow.config,
@@ -317,7 +335,7 @@ class Items:
         found = await self.find(who, item_id)
         kind = found.kind if isinstance(found, ItemRecord) else kind_of(found.record.kind)
         if kind.name != kind_name:
-            other = "votes" if kind.name == "pairwise" else "labels"
+            other = {"pairwise": "votes", "classify": "labels", "rlhf": "annotations"}[kind.name]
             raise NotFound(f"Item {item_id!r} is a {kind.name} item; read its answers at /v1/items/{item_id}/{other}.")
         return kind.votes(await self.history.answers(found.id, kind.answers_table))
 

@@ -35,6 +35,7 @@ class FlowConfig(msgspec.Struct):
     starting_elo: float = 1200.0  # pairwise results: the Elo scale's centre
     validation_labels: list[schemas.ValidationLabel] = []  # classify flows' gold
     settings: dict[str, str] = {}  # hosted's feature flags (flowlab.settings)
+    rlhf: schemas.RlhfSpec | None = None  # RLHF flows: the form
 
 
 class Signal:

@@ -32,10 +32,11 @@ if TYPE_CHECKING:
 class Refusal(Exception):
     """An answer that cannot count, with the code and sentence the annotator gets."""
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: str, detail: str, field: str | None = None) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.field = field  # the part of the answer that is wrong, when it is not the choice itself
 
 
 class TaskKind(Protocol):
@@ -106,8 +107,9 @@ class TaskKind(Protocol):
 def kind_of(name: str) -> TaskKind:
     from flowlab.server.kinds.classify import CLASSIFY
     from flowlab.server.kinds.pairwise import PAIRWISE
+    from flowlab.server.kinds.rlhf import RLHF
 
-    kinds: dict[str, TaskKind] = {PAIRWISE.name: PAIRWISE, CLASSIFY.name: CLASSIFY}
+    kinds: dict[str, TaskKind] = {PAIRWISE.name: PAIRWISE, CLASSIFY.name: CLASSIFY, RLHF.name: RLHF}
     try:
         return kinds[name]
     except KeyError:

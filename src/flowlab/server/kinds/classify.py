@@ -13,6 +13,7 @@ from flowlab import ranking, schemas
 from flowlab.server.datapoints import asset_view, datapoint_view, gold_view
 from flowlab.server.errors import Invalid, NotFound
 from flowlab.server.kinds import Refusal
+from flowlab.server.kinds._assign import Assignments
 from flowlab.server.kinds._log import AnswerLog
 
 if TYPE_CHECKING:
@@ -22,73 +23,26 @@ if TYPE_CHECKING:
 MIN_CATEGORIES, MAX_CATEGORIES = 2, 8
 
 
-class LabelTally:
-    """A classify item's live aggregate, kept so that every threshold check is O(1) and choosing the next
-    datapoint is one vectorised pass: answers per datapoint and category, leases out per datapoint, how many
-    datapoints are full or still open, which datapoints each annotator already has (so nobody labels one
-    twice), and the answer log."""
+class LabelTally(Assignments):
+    """A classify item's live aggregate: who answers what (`Assignments`), answers per datapoint and
+    category, the answer log (who said what, for the consensus), and the gold record of each annotator
+    within this item."""
 
-    __slots__ = (
-        "annotators",
-        "answered",
-        "counts",
-        "gold",
-        "leased",
-        "leased_total",
-        "log",
-        "max",
-        "n_full",
-        "n_open",
-        "taken",
-        "values",
-    )
+    __slots__ = ("counts", "gold", "log", "values")
 
     def __init__(self, n: int, values: list[str], max_answers: int) -> None:
+        super().__init__(n, max_answers)
         self.values = values
-        self.max = max_answers
         self.counts = np.zeros((n, len(values)), dtype=np.int64)
-        self.answered = np.zeros(n, dtype=np.int64)
-        self.leased = np.zeros(n, dtype=np.int64)
-        self.leased_total = 0
-        self.n_full = 0  # datapoints with all the answers they need
-        self.n_open = n  # datapoints that can take another lease
-        self.log = AnswerLog()  # (datapoint, category, annotator): who said what, for the consensus
-        self.annotators: dict[str, int] = {}
-        self.taken: dict[str, np.ndarray] = {}  # annotator -> datapoints leased to or answered by them
+        self.log = AnswerLog()  # (datapoint, category, annotator)
         self.gold: dict[int, list[int]] = {}  # annotator index -> [gold answered, gold correct] in this item
 
-    def _load_changed(self, d: int, before: int) -> None:
-        after = int(self.answered[d] + self.leased[d])
-        if before < self.max <= after:
-            self.n_open -= 1
-        elif after < self.max <= before:
-            self.n_open += 1
-
-    def lease(self, d: int, annotator_id: str) -> None:
-        before = int(self.answered[d] + self.leased[d])
-        self.leased[d] += 1
-        self.leased_total += 1
-        self._load_changed(d, before)
-        self._taken(annotator_id)[d] = True
-
-    def unlease(self, d: int) -> None:
-        before = int(self.answered[d] + self.leased[d])
-        self.leased[d] -= 1
-        self.leased_total -= 1
-        self._load_changed(d, before)
-
     def add(self, d: int, category: int, annotator_id: str) -> None:
-        before = int(self.answered[d] + self.leased[d])
         self.counts[d, category] += 1
-        self.answered[d] += 1
-        if self.answered[d] == self.max:
-            self.n_full += 1
-        self._load_changed(d, before)
-        self.log.append(d, category, self.annotators.setdefault(annotator_id, len(self.annotators)))
-        self._taken(annotator_id)[d] = True
+        self.log.append(d, category, self.answer(d, annotator_id))
 
     def add_gold(self, annotator_id: str, correct: int) -> None:
-        record = self.gold.setdefault(self.annotators.setdefault(annotator_id, len(self.annotators)), [0, 0])
+        record = self.gold.setdefault(self.annotator(annotator_id), [0, 0])
         record[0] += 1
         record[1] += correct
 
@@ -97,12 +51,6 @@ class LabelTally:
         for a, (n, c) in self.gold.items():
             answered[a], correct[a] = n, c
         return answered, correct
-
-    def _taken(self, annotator_id: str) -> np.ndarray:
-        mask = self.taken.get(annotator_id)
-        if mask is None:
-            mask = self.taken[annotator_id] = np.zeros(len(self.answered), dtype=bool)
-        return mask
 
 
 class Classify:
@@ -186,19 +134,7 @@ class Classify:
         gold = item.flow.config.validation_labels
         if gold and rng.random() < item.flow.config.gold_rate:
             return None, gold[rng.randrange(len(gold))]
-        tally: LabelTally = item.tally
-        load = tally.answered + tally.leased
-        ok = load < tally.max
-        taken = tally.taken.get(annotator_id)
-        if taken is not None:
-            ok &= ~taken
-        if not ok.any():
-            return None, None
-        low = load[ok].min()
-        candidates = np.flatnonzero(ok & (load == low))
-        d = int(candidates[rng.randrange(len(candidates))])
-        tally.lease(d, annotator_id)
-        return d, None
+        return item.tally.next_for(annotator_id, rng), None
 
     def closed(self, lease: Lease) -> None:
         # The datapoint stays taken for this annotator even if they skipped it or let it expire.

@@ -24,7 +24,9 @@ async def item_detail(request: Request, item_id: str) -> schemas.ItemDetail:
 
 
 @get("/v1/items/{item_id:str}/results")
-async def item_results(request: Request, item_id: str) -> schemas.ItemResults | schemas.ClassifyResults:
+async def item_results(
+    request: Request, item_id: str
+) -> schemas.ItemResults | schemas.ClassifyResults | schemas.RlhfResults:
     service, who = researcher(request)
     return await service.items.results_of(who, item_id)
 
@@ -45,6 +47,12 @@ async def item_votes(request: Request, item_id: str) -> list[schemas.Vote]:
 async def item_labels(request: Request, item_id: str) -> list[schemas.Label]:
     service, who = researcher(request)
     return await service.items.answers_of(who, item_id, "classify")
+
+
+@get("/v1/items/{item_id:str}/annotations")
+async def item_annotations(request: Request, item_id: str) -> list[schemas.Annotation]:
+    service, who = researcher(request)
+    return await service.items.answers_of(who, item_id, "rlhf")
 
 
 @post("/v1/items/{item_id:str}/stop", status_code=200)
@@ -74,6 +82,7 @@ handlers = [
     item_matrix,
     item_votes,
     item_labels,
+    item_annotations,
     stop_item,
     wait_item,
     item_events,

@@ -34,6 +34,10 @@ CREATE TABLE IF NOT EXISTS labels (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
     annotator_id TEXT NOT NULL, datapoint INTEGER NOT NULL, value TEXT NOT NULL, created_at {real} NOT NULL);
 CREATE INDEX IF NOT EXISTS labels_item ON labels(item_id);
+CREATE TABLE IF NOT EXISTS annotations (
+    seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
+    annotator_id TEXT NOT NULL, datapoint INTEGER NOT NULL, body TEXT NOT NULL, created_at {real} NOT NULL);
+CREATE INDEX IF NOT EXISTS annotations_item ON annotations(item_id);
 CREATE TABLE IF NOT EXISTS gold_answers (
     task_id TEXT PRIMARY KEY, annotator_id TEXT NOT NULL, flow_id TEXT NOT NULL,
     correct INTEGER NOT NULL, created_at {real} NOT NULL, item_id TEXT);
@@ -88,6 +92,8 @@ ANSWERS_OF = {  # the answers of live items, by the table each task kind stores 
     "votes": "SELECT item_id, task_id, annotator_id, winner, loser, tie, created_at FROM votes "
     "WHERE item_id IN ({marks}) ORDER BY seq",
     "labels": "SELECT item_id, task_id, annotator_id, datapoint, value, created_at FROM labels "
+    "WHERE item_id IN ({marks}) ORDER BY seq",
+    "annotations": "SELECT item_id, task_id, annotator_id, datapoint, body, created_at FROM annotations "
     "WHERE item_id IN ({marks}) ORDER BY seq",
     "gold_answers": "SELECT item_id, task_id, annotator_id, correct, created_at FROM gold_answers "
     "WHERE item_id IN ({marks})",

@@ -1,0 +1,77 @@
+"""Who is answering what, for kinds whose thresholds count answers per datapoint (classify, RLHF): answers
+and leases out per datapoint, how many datapoints are full or can take another lease, and which datapoints
+each annotator already has, so that nobody answers one twice and every threshold check is O(1)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+
+class Assignments:
+    __slots__ = ("annotators", "answered", "leased", "leased_total", "max", "n_full", "n_open", "taken")
+
+    def __init__(self, n: int, max_answers: int) -> None:
+        self.max = max_answers
+        self.answered = np.zeros(n, dtype=np.int64)
+        self.leased = np.zeros(n, dtype=np.int64)
+        self.leased_total = 0
+        self.n_full = 0  # datapoints with all the answers they need
+        self.n_open = n  # datapoints that can take another lease
+        self.annotators: dict[str, int] = {}  # annotator id -> a small index, in order of first answer
+        self.taken: dict[str, np.ndarray] = {}  # annotator -> datapoints leased to or answered by them
+
+    def annotator(self, annotator_id: str) -> int:
+        return self.annotators.setdefault(annotator_id, len(self.annotators))
+
+    def next_for(self, annotator_id: str, rng: random.Random) -> int | None:
+        """The least-answered datapoint (counting leases out) this annotator has not had yet, leased to them."""
+        load = self.answered + self.leased
+        ok = load < self.max
+        taken = self.taken.get(annotator_id)
+        if taken is not None:
+            ok &= ~taken
+        if not ok.any():
+            return None
+        low = load[ok].min()
+        candidates = np.flatnonzero(ok & (load == low))
+        d = int(candidates[rng.randrange(len(candidates))])
+        self.lease(d, annotator_id)
+        return d
+
+    def lease(self, d: int, annotator_id: str) -> None:
+        before = int(self.answered[d] + self.leased[d])
+        self.leased[d] += 1
+        self.leased_total += 1
+        self._load_changed(d, before)
+        self._taken(annotator_id)[d] = True
+
+    def unlease(self, d: int) -> None:
+        before = int(self.answered[d] + self.leased[d])
+        self.leased[d] -= 1
+        self.leased_total -= 1
+        self._load_changed(d, before)
+
+    def answer(self, d: int, annotator_id: str) -> int:
+        """Count an answer to datapoint `d`; returns the annotator's index."""
+        before = int(self.answered[d] + self.leased[d])
+        self.answered[d] += 1
+        if self.answered[d] == self.max:
+            self.n_full += 1
+        self._load_changed(d, before)
+        self._taken(annotator_id)[d] = True
+        return self.annotator(annotator_id)
+
+    def _load_changed(self, d: int, before: int) -> None:
+        after = int(self.answered[d] + self.leased[d])
+        if before < self.max <= after:
+            self.n_open -= 1
+        elif after < self.max <= before:
+            self.n_open += 1
+
+    def _taken(self, annotator_id: str) -> np.ndarray:
+        mask = self.taken.get(annotator_id)
+        if mask is None:
+            mask = self.taken[annotator_id] = np.zeros(len(self.answered), dtype=bool)
+        return mask

@@ -1,0 +1,579 @@
+"""RLHF tasks, the third task kind (seed 001): an annotator reads a prompt (or a conversation) and two or
+more model responses, shown anonymised in a shuffled order; rates every response on the flow's dimensions,
+may rewrite responses, then picks the better one, says how strongly (a Likert scale) and why. Thresholds count
+completed annotations per task, as classify flows count answers per datapoint.
+
+A live item keeps numeric ratings, choices and Likert values in flat numpy columns, so that aggregating an item
+of thousands of annotations is a few `bincount`s; the annotations themselves (rewrites, justifications) are
+kept as stored, for results and records.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+import numpy as np
+from scipy import stats
+
+from flowlab import ranking, schemas
+from flowlab.server.datapoints import datapoint_view, response_view
+from flowlab.server.errors import Invalid, NotFound
+from flowlab.server.kinds import Refusal
+from flowlab.server.kinds._assign import Assignments
+from flowlab.server.kinds._log import AnswerLog
+
+if TYPE_CHECKING:
+    from flowlab.server.model import FlowConfig, ItemRecord, Lease
+    from flowlab.server.store import Op, Row
+
+MAX_DIMENSIONS = 20
+MAX_OPTIONS = 12
+MAX_SCALE_POINTS = 11
+MAX_JUSTIFICATION_CHARS = 10_000
+MAX_TEXT_RATING_CHARS = 5_000
+_json = msgspec.json.Encoder()
+_annotation = msgspec.json.Decoder(schemas.Annotation)
+
+
+def numeric(dim: schemas.Dimension) -> bool:
+    return dim.type != "text"
+
+
+def value_names(dim: schemas.Dimension) -> list[str]:
+    """The values of a numeric dimension, in order, as results name them."""
+    if dim.type == "scale":
+        return [str(v) for v in range(dim.min, dim.max + 1)]
+    if dim.type == "boolean":
+        return ["false", "true"]
+    return list(dim.options)
+
+
+def as_number(dim: schemas.Dimension, value: Any) -> float:
+    """A checked rating as the number aggregates use: the scale point, 0/1, or the option's index."""
+    if value is None:
+        return math.nan
+    if dim.type == "boolean":
+        return float(bool(value))
+    if dim.type == "category":
+        return float(dim.options.index(value))
+    return float(value)
+
+
+class Columns:
+    """Growable float64 columns, appended a row at a time: the numeric ratings of a live item."""
+
+    __slots__ = ("_data", "n")
+
+    def __init__(self, width: int, capacity: int = 256) -> None:
+        self._data = np.empty((capacity, width))
+        self.n = 0
+
+    def extend(self, rows: Sequence[tuple[float, ...]]) -> None:
+        need = self.n + len(rows)
+        if need > len(self._data):
+            grown = np.empty((max(need, 2 * len(self._data)), self._data.shape[1]))
+            grown[: self.n] = self._data[: self.n]
+            self._data = grown
+        if rows:
+            self._data[self.n : need] = rows
+        self.n = need
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self._data[: self.n]
+
+
+class RlhfTally(Assignments):
+    """A live RLHF item: who annotates what, the numeric ratings as (task, response, dimension, value) rows,
+    the choices as (task, response, annotator) rows, the Likert values oriented to the researcher's order, and
+    the annotations as stored."""
+
+    __slots__ = ("choices", "likert", "ratings", "records", "spec")
+
+    def __init__(self, n: int, spec: schemas.RlhfSpec, max_answers: int) -> None:
+        super().__init__(n, max_answers)
+        self.spec = spec
+        self.ratings = Columns(4)
+        self.choices = AnswerLog()
+        self.likert = Columns(2)  # (task, value with 1 = the first given response much better)
+        self.records: list[schemas.Annotation] = []
+
+    def add(self, record: schemas.Annotation, responses: list[schemas.Response]) -> None:
+        index = {r.source_id: j for j, r in enumerate(responses)}
+        d = record.datapoint
+        rows: list[tuple[float, ...]] = []
+        for k, dim in enumerate(self.spec.dimensions):
+            if not numeric(dim):
+                continue
+            for source, given in record.ratings.items():
+                if dim.key in given:
+                    rows.append((d, index[source], k, as_number(dim, given[dim.key])))
+        self.ratings.extend(rows)
+        annotator = self.answer(d, record.annotator_id)
+        if record.selected is not None:
+            self.choices.append(d, index[record.selected], annotator)
+        if record.likert is not None:
+            # As answered, 1 means the first shown much better; in the researcher's order it may be the second.
+            value = record.likert if index[record.order[0]] == 0 else self.spec.likert_scale + 1 - record.likert
+            self.likert.extend([(d, value)])
+        self.records.append(record)
+
+
+class Rlhf:
+    name = "rlhf"
+    min_datapoints = 1
+    answers_table = "annotations"
+
+    def check_config(self, cfg: FlowConfig) -> None:
+        spec = cfg.rlhf
+        if spec is None:
+            raise Invalid(
+                "An RLHF flow needs its form (dimensions, rewrite, likert_scale, justification).", field="rlhf"
+            )
+        check_spec(spec)
+        if cfg.min_response_threshold < 1:
+            raise Invalid(
+                "min_response_threshold must be at least 1 annotation per task.", field="min_response_threshold"
+            )
+        if cfg.validation_pairs or cfg.validation_labels:
+            raise Invalid("RLHF flows have no gold questions.", field="validation_set_id")
+
+    def new_tally(self, item: ItemRecord, seed: float) -> RlhfTally:
+        spec = item.config.rlhf
+        assert spec is not None
+        return RlhfTally(len(item.datapoints), spec, item.config.max_response_threshold)
+
+    def replay(self, item: ItemRecord, rows: list[Row]) -> None:
+        for r in rows:
+            self._add(item, _annotation.decode(r["body"]))
+
+    def _add(self, item: ItemRecord, record: schemas.Annotation) -> None:
+        item.tally.add(record, item.datapoints[record.datapoint].responses or [])
+        item.response_count += 1
+
+    # ------------------------------------------------------------ thresholds: annotations per task
+
+    def full(self, item: ItemRecord) -> bool:
+        return bool(item.tally.n_full == len(item.datapoints))
+
+    def enough(self, item: ItemRecord) -> bool:
+        return item.response_count >= item.config.min_response_threshold * len(item.datapoints)
+
+    def room(self, item: ItemRecord) -> bool:
+        return bool(item.tally.n_open > 0)
+
+    def shortfall(self, item: ItemRecord) -> int:
+        wanted = item.config.min_response_threshold * len(item.datapoints)
+        return max(0, wanted - item.response_count - int(item.tally.leased_total))
+
+    # ------------------------------------------------------------ asking
+
+    def ask(
+        self, item: ItemRecord, rng: random.Random, annotator_id: str
+    ) -> tuple[tuple[int, tuple[int, ...]] | None, None]:
+        """The least-annotated task this annotator has not had, with the order its responses are shown in."""
+        d = item.tally.next_for(annotator_id, rng)
+        if d is None:
+            return None, None
+        order = list(range(len(item.datapoints[d].responses or ())))
+        if "no_shuffle" not in item.config.settings:
+            rng.shuffle(order)
+        return (d, tuple(order)), None
+
+    def closed(self, lease: Lease) -> None:
+        lease.item.tally.unlease(lease.question[0])
+
+    def task_view(self, lease: Lease, rng: random.Random, now: float) -> schemas.Task:
+        item = lease.item
+        cfg = item.config
+        d, order = lease.question
+        dp = item.datapoints[d]
+        responses = dp.responses or []
+        assert cfg.rlhf is not None
+        return schemas.Task(
+            task_id=lease.task_id,
+            item_id=item.id,
+            flow_id=item.flow.id,
+            instruction=cfg.instruction,
+            context=item.context,
+            context_assets=item.context_assets,
+            a=datapoint_view(dp),
+            b=None,
+            allow_ties=False,
+            render_markdown=cfg.render_markdown,
+            lease_expires_at=lease.expires_at,
+            lease_seconds=cfg.lease_seconds,
+            server_time=now,
+            kind="rlhf",
+            settings=cfg.settings,
+            rlhf=schemas.RlhfTaskView(
+                prompt=dp.prompt or [], responses=[response_view(responses[j]) for j in order], spec=cfg.rlhf
+            ),
+        )
+
+    # ------------------------------------------------------------ answering
+
+    def check(self, lease: Lease, answer: schemas.Answer) -> schemas.Annotation:
+        if answer.choice != "submit" or answer.rlhf is None:
+            raise Refusal(
+                "invalid_annotation",
+                "Answer an RLHF task with choice 'submit' and the annotation in 'rlhf' (or choice 'skip').",
+                "rlhf",
+            )
+        item = lease.item
+        d, order = lease.question
+        responses = item.datapoints[d].responses or []
+        assert item.config.rlhf is not None
+        return check_answer(item.config.rlhf, answer.rlhf, [responses[j].source_id for j in order], d, lease)
+
+    def answer_ops(self, lease: Lease, checked: schemas.Annotation, annotator_id: str, now: float) -> list[Op]:
+        record = msgspec.structs.replace(checked, annotator_id=annotator_id, created_at=now)
+        return [
+            (
+                "INSERT OR IGNORE INTO annotations (task_id, item_id, annotator_id, datapoint, body, created_at) "
+                "VALUES (?,?,?,?,?,?)",
+                (lease.task_id, lease.item.id, annotator_id, record.datapoint, _json.encode(record).decode(), now),
+            )
+        ]
+
+    def count(self, lease: Lease, checked: schemas.Annotation) -> None:
+        self._add(lease.item, checked)
+
+    def release(self, lease: Lease, *, defer: bool) -> None:
+        pass  # a released task is simply less annotated again, so it is asked next
+
+    # ------------------------------------------------------------ aggregates
+
+    def matrix(self, item: ItemRecord) -> schemas.WinLossMatrix:
+        raise NotFound(f"Item {item.id!r} is an RLHF item; it has no win-loss matrix. Read its results.")
+
+    def delta(self, item: ItemRecord, start: int, stop: int) -> list[tuple[int, int, int]]:
+        rows = item.tally.choices.rows[start:stop]
+        return [(int(d), int(r), 0) for d, r, _ in rows]
+
+    def snapshot(self, item: ItemRecord) -> list[list[float]]:
+        counts = np.zeros((len(item.datapoints), max(len(d.responses or ()) for d in item.datapoints)))
+        rows = item.tally.choices.rows
+        np.add.at(counts, (rows[:, 0], rows[:, 1]), 1)
+        return counts.tolist()  # type: ignore[no-any-return]
+
+    async def results(self, item: ItemRecord) -> schemas.RlhfResults:
+        return aggregate(item)
+
+    def final(self, item: ItemRecord) -> tuple[schemas.RlhfResults, None]:
+        return aggregate(item), None
+
+    def votes(self, rows: list[Row]) -> list[schemas.Annotation]:
+        return [_annotation.decode(r["body"]) for r in rows]
+
+
+# ---------------------------------------------------------------- the form
+
+
+def check_spec(spec: schemas.RlhfSpec) -> None:
+    """Refuse, naming the field, a form annotators could not fill in."""
+    dims = spec.dimensions
+    if not 1 <= len(dims) <= MAX_DIMENSIONS:
+        raise Invalid(f"An RLHF flow rates 1 to {MAX_DIMENSIONS} dimensions; got {len(dims)}.", field="rlhf.dimensions")
+    keys = [d.key for d in dims]
+    if len(set(keys)) != len(keys):
+        raise Invalid("Dimension keys must be unique.", field="rlhf.dimensions")
+    for i, dim in enumerate(dims):
+        where = f"rlhf.dimensions[{i}]"
+        if not dim.key.strip() or dim.key in ("rewrite", "selected_model_id", "likert_value", "justification"):
+            raise Invalid(
+                "Every dimension needs a key, and not one the record uses itself (rewrite, selected_model_id, "
+                "likert_value, justification).",
+                field=f"{where}.key",
+            )
+        if dim.type == "scale":
+            points = dim.max - dim.min + 1
+            if not 2 <= points <= MAX_SCALE_POINTS:
+                raise Invalid(
+                    f"A scale runs over 2 to {MAX_SCALE_POINTS} points (e.g. min 1, max 5); got {dim.min}..{dim.max}.",
+                    field=f"{where}.max",
+                )
+            if dim.anchors and len(dim.anchors) not in (2, points):
+                raise Invalid(
+                    f"Anchors name the two ends of the scale or all {points} points; got {len(dim.anchors)}.",
+                    field=f"{where}.anchors",
+                )
+        elif dim.type == "category":
+            if not 2 <= len(dim.options) <= MAX_OPTIONS or len(set(dim.options)) != len(dim.options):
+                raise Invalid(
+                    f"A category dimension needs 2 to {MAX_OPTIONS} distinct options.", field=f"{where}.options"
+                )
+        elif dim.options or dim.anchors:
+            raise Invalid(f"A {dim.type} dimension takes no options or anchors.", field=f"{where}.options")
+    if spec.likert_scale != 0 and not 2 <= spec.likert_scale <= MAX_SCALE_POINTS:
+        raise Invalid(
+            f"likert_scale is the number of points (2 to {MAX_SCALE_POINTS}, e.g. 7), or 0 to not ask for strength.",
+            field="rlhf.likert_scale",
+        )
+    if not 0 <= spec.justification_min_chars <= 2000:
+        raise Invalid("justification_min_chars is 0 to 2000.", field="rlhf.justification_min_chars")
+    if not 1 <= spec.max_rewrite_chars <= 200_000:
+        raise Invalid("max_rewrite_chars is 1 to 200000.", field="rlhf.max_rewrite_chars")
+
+
+def check_answer(
+    spec: schemas.RlhfSpec, given: schemas.RlhfAnswer, shown: list[str], d: int, lease: Lease
+) -> schemas.Annotation:
+    """The annotation as stored (responses by source id), or a Refusal naming what is missing or wrong."""
+
+    def refuse(field: str, detail: str) -> Refusal:
+        return Refusal("invalid_annotation", detail, f"rlhf.{field}")
+
+    k = len(shown)
+    if len(given.ratings) != k:
+        raise refuse("ratings", f"Rate each of the {k} responses: ratings needs {k} entries, got {len(given.ratings)}.")
+    ratings: dict[str, dict[str, schemas.RatingValue]] = {}
+    known = {dim.key for dim in spec.dimensions}
+    for j, (source, answer) in enumerate(zip(shown, given.ratings, strict=True)):
+        extra = sorted(set(answer) - known)
+        if extra:
+            raise refuse(f"ratings[{j}]", f"Response {j + 1}: {extra} are not dimensions of this flow.")
+        out: dict[str, schemas.RatingValue] = {}
+        for dim in spec.dimensions:
+            where = f"ratings[{j}].{dim.key}"
+            value = answer.get(dim.key)
+            label = dim.label or dim.key
+            if value is None:
+                if dim.key in answer and dim.allow_na:
+                    out[dim.key] = None  # "not applicable", said explicitly
+                elif dim.required:
+                    raise refuse(where, f"Response {j + 1}: rate {label}.")
+                continue
+            out[dim.key] = _check_value(dim, value, f"Response {j + 1}: {label}", lambda msg, w=where: refuse(w, msg))
+        ratings[source] = out
+    rewrites: dict[str, str] = {}
+    if len(given.rewrites) > k:
+        raise refuse("rewrites", f"There are {k} responses; rewrites has {len(given.rewrites)} entries.")
+    if spec.rewrite == "off" and any(r for r in given.rewrites):
+        raise refuse("rewrites", "This flow asks for no rewrites.")
+    for j, text in enumerate(given.rewrites):
+        if text is None or not text.strip():
+            continue
+        if len(text) > spec.max_rewrite_chars:
+            raise refuse(f"rewrites[{j}]", f"A rewrite holds at most {spec.max_rewrite_chars:,} characters.")
+        rewrites[shown[j]] = text
+    if given.selected is None or not 0 <= given.selected < k:
+        raise refuse("selected", f"Choose the better response (1 to {k}).")
+    selected = shown[given.selected]
+    if spec.rewrite == "required" and selected not in rewrites:
+        raise refuse(f"rewrites[{given.selected}]", "Rewrite the response you chose (this flow needs a rewrite of it).")
+    likert = given.likert
+    asks_likert = spec.likert_scale > 0 and k == 2
+    if asks_likert:
+        scale = spec.likert_scale
+        if likert is None or isinstance(likert, bool) or not 1 <= likert <= scale:
+            raise refuse("likert", f"Say how much better, from 1 (the first much better) to {scale} (the second).")
+        middle = (scale + 1) / 2
+        if (given.selected == 0 and likert > middle) or (given.selected == 1 and likert < middle):
+            raise refuse("likert", "The strength leans toward the other response than the one you chose.")
+    elif likert is not None:
+        raise refuse("likert", "This task asks no preference strength; leave likert out.")
+    justification = (given.justification or "").strip() or None
+    if spec.justification == "off" and justification:
+        raise refuse("justification", "This flow asks for no justification.")
+    if justification is not None and len(justification) > MAX_JUSTIFICATION_CHARS:
+        raise refuse("justification", f"A justification holds at most {MAX_JUSTIFICATION_CHARS:,} characters.")
+    if spec.justification == "required" and len(justification or "") < spec.justification_min_chars:
+        raise refuse("justification", f"Say why, in at least {spec.justification_min_chars} characters.")
+    return schemas.Annotation(
+        task_id=lease.task_id,
+        annotator_id=lease.annotator_id,
+        datapoint=d,
+        order=shown,
+        ratings=ratings,
+        rewrites=rewrites,
+        selected=selected,
+        likert=likert if asks_likert else None,
+        justification=justification,
+        created_at=0.0,
+    )
+
+
+def _check_value(dim: schemas.Dimension, value: Any, label: str, refuse: Any) -> schemas.RatingValue:
+    if dim.type == "scale":
+        if isinstance(value, bool) or not isinstance(value, int) or not dim.min <= value <= dim.max:
+            raise refuse(f"{label}: a whole number from {dim.min} to {dim.max}.")
+    elif dim.type == "boolean":
+        if not isinstance(value, bool):
+            raise refuse(f"{label}: yes or no (true or false).")
+    elif dim.type == "category":
+        if value not in dim.options:
+            raise refuse(f"{label}: one of {dim.options}.")
+    else:
+        if not isinstance(value, str) or len(value) > MAX_TEXT_RATING_CHARS:
+            raise refuse(f"{label}: text of at most {MAX_TEXT_RATING_CHARS:,} characters.")
+        if dim.required and not value.strip():
+            raise refuse(f"{label}: write something.")
+    return value  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------- aggregation
+
+
+def aggregate(item: ItemRecord) -> schemas.RlhfResults:
+    """Per task, response and dimension: mean, 95 % t-interval and distribution; who was chosen how often; the
+    mean Likert value; per model over the item; Krippendorff's alpha per dimension; rewrites and why."""
+    tally: RlhfTally = item.tally
+    spec = tally.spec
+    n = len(item.datapoints)
+    width = max(len(d.responses or ()) for d in item.datapoints)
+    groups = n * width
+    rows = tally.ratings.rows
+    d, r, k, v = (rows[:, c] for c in range(4))
+    g = (d * width + r).astype(np.int64)
+    # Every (task, response) gets a global source index, so models are summarised across tasks.
+    sources: list[str] = []
+    code: dict[str, int] = {}
+    source_of = np.full(groups, -1, dtype=np.int64)
+    for i, dp in enumerate(item.datapoints):
+        for j, resp in enumerate(dp.responses or ()):
+            c = code.get(resp.source_id)
+            if c is None:
+                c = code[resp.source_id] = len(sources)
+                sources.append(resp.source_id)
+            source_of[i * width + j] = c
+    per_group: list[list[schemas.DimensionStat]] = [[] for _ in range(groups)]
+    per_model: list[list[schemas.DimensionStat]] = [[] for _ in sources]
+    agreement: dict[str, float | None] = {}
+    for dk, dim in enumerate(spec.dimensions):
+        if not numeric(dim):
+            continue
+        mine = k == dk
+        gd, vd = g[mine], v[mine]
+        rated = ~np.isnan(vd)
+        names = value_names(dim)
+        offset = dim.min if dim.type == "scale" else 0
+        for stats_list, keys, size in ((per_group, gd, groups), (per_model, source_of[gd], len(sources))):
+            for idx, stat in enumerate(_dimension_stats(dim.key, keys, vd, rated, size, names, offset)):
+                stats_list[idx].append(stat)
+        level: Literal["interval", "nominal"] = "interval" if dim.type == "scale" else "nominal"
+        agreement[dim.key] = ranking.krippendorff_alpha(gd[rated], vd[rated], level=level)
+    answered = tally.answered
+    chosen = np.bincount(
+        (tally.choices.rows[:, 0].astype(np.int64) * width + tally.choices.rows[:, 1]), minlength=groups
+    )
+    rewrites: dict[tuple[int, str], list[str]] = {}
+    why: list[list[str]] = [[] for _ in range(n)]
+    for rec in tally.records:
+        for source, text in rec.rewrites.items():
+            rewrites.setdefault((rec.datapoint, source), []).append(text)
+        if rec.justification:
+            why[rec.datapoint].append(rec.justification)
+    lk = tally.likert.rows
+    likert_n = np.bincount(lk[:, 0].astype(np.int64), minlength=n)
+    likert_sum = np.bincount(lk[:, 0].astype(np.int64), weights=lk[:, 1], minlength=n)
+    likert_counts = np.zeros((n, max(spec.likert_scale, 1)), dtype=np.int64)
+    if len(lk):
+        np.add.at(likert_counts, (lk[:, 0].astype(np.int64), lk[:, 1].astype(np.int64) - 1), 1)
+    tasks = []
+    for i, dp in enumerate(item.datapoints):
+        a = int(answered[i])
+        out = []
+        for j, resp in enumerate(dp.responses or ()):
+            c = int(chosen[i * width + j])
+            out.append(
+                schemas.ResponseResult(
+                    source_id=resp.source_id,
+                    ratings=per_group[i * width + j],
+                    selected=c,
+                    selected_share=c / a if a else None,
+                    rewrites=rewrites.get((i, resp.source_id), []),
+                )
+            )
+        two = len(dp.responses or ()) == 2 and spec.likert_scale > 0
+        tasks.append(
+            schemas.RlhfTaskResult(
+                key=dp.key,
+                index=i,
+                annotations=a,
+                responses=out,
+                likert_mean=float(likert_sum[i] / likert_n[i]) if likert_n[i] else None,
+                likert_distribution=(
+                    {str(p + 1): int(x) for p, x in enumerate(likert_counts[i][: spec.likert_scale])} if two else {}
+                ),
+                justifications=why[i],
+            )
+        )
+    models = _models(item, sources, source_of, chosen, answered, width, per_model)
+    return schemas.RlhfResults(
+        item_id=item.id,
+        state=item.state,  # type: ignore[arg-type]
+        total_responses=item.response_count,
+        partial=item.state not in schemas.TERMINAL_STATES,
+        tasks=tasks,
+        models=models,
+        agreement=agreement,
+        version=item.version,
+    )
+
+
+def _dimension_stats(
+    key: str, groups: np.ndarray, values: np.ndarray, rated: np.ndarray, size: int, names: list[str], offset: int
+) -> list[schemas.DimensionStat]:
+    """One DimensionStat per group, from the ratings of one dimension, vectorised over the groups."""
+    gr, vr = groups[rated], values[rated]
+    count = np.bincount(gr, minlength=size)
+    total = np.bincount(gr, weights=vr, minlength=size)
+    squares = np.bincount(gr, weights=vr * vr, minlength=size)
+    na = np.bincount(groups[~rated], minlength=size)
+    width = len(names)
+    dist = np.bincount(gr * width + (vr - offset).astype(np.int64), minlength=size * width).reshape(size, width)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+        var = np.maximum(squares - count * mean * mean, 0.0) / (count - 1)
+        half = stats.t.ppf(0.975, np.maximum(count - 1, 1)) * np.sqrt(var / count)
+    out = []
+    for i in range(size):
+        c = int(count[i])
+        m = float(mean[i]) if c else None
+        h = float(half[i]) if c >= 2 else None
+        out.append(
+            schemas.DimensionStat(
+                dimension=key,
+                n=c,
+                mean=m,
+                ci_low=m - h if m is not None and h is not None else None,
+                ci_high=m + h if m is not None and h is not None else None,
+                distribution=dict(zip(names, dist[i].tolist(), strict=True)),
+                not_applicable=int(na[i]),
+            )
+        )
+    return out
+
+
+def _models(
+    item: ItemRecord,
+    sources: list[str],
+    source_of: np.ndarray,
+    chosen: np.ndarray,
+    answered: np.ndarray,
+    width: int,
+    ratings: list[list[schemas.DimensionStat]],
+) -> list[schemas.ModelSummary]:
+    present = source_of >= 0
+    task_of = np.arange(len(source_of)) // width
+    tasks = np.bincount(source_of[present], minlength=len(sources))
+    selected = np.bincount(source_of[present], weights=chosen[present], minlength=len(sources))
+    offered = np.bincount(source_of[present], weights=answered[task_of[present]], minlength=len(sources))
+    return [
+        schemas.ModelSummary(
+            source_id=s,
+            tasks=int(tasks[i]),
+            selected=int(selected[i]),
+            selected_share=float(selected[i] / offered[i]) if offered[i] else None,
+            ratings=ratings[i],
+        )
+        for i, s in enumerate(sources)
+    ]
+
+
+RLHF = Rlhf()
