@@ -260,6 +260,77 @@ def test_dashboard_shows_a_classify_item_instead_of_a_heatmap(
     assert int(dash.distribution.to_frame().to_numpy().sum()) == 9 == item.get_response_count()
 
 
+XSS_WHY = '<img src=x onerror="window.pwned=1"> is worse'
+
+
+def rlhf_tasks(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"task {i}",
+            "prompt": f"Question {i}?",
+            "responses": [
+                {"source_id": "strong", "content": f"A careful answer to {i}.", "private_metadata": {"true_score": 2}},
+                {"source_id": "weak", "content": f"no idea {i}", "private_metadata": {"true_score": -2}},
+            ],
+        }
+        for i in range(n)
+    ]
+
+
+def test_monitor_and_dashboard_show_an_rlhf_item(
+    client: flowlab.Client, crowd: SimulatedCrowd, flowlab_server: ServerProcess
+) -> None:
+    from flowlab_widgets.dashboard import Dashboard
+
+    flow = client.flow.create_rlhf_flow("monitor rlhf", "Which answer is better?", max_response_threshold=2)
+    monitor = in_fresh_thread(lambda: FlowMonitor(flow, poll_interval=0.1))
+    try:
+        assert len(monitor.figure_widgets) == 3, "ratings per model, choices, Likert"
+        item = flow.create_new_flow_batch(rlhf_tasks(4), time_to_live=30)
+        assert wait_until(lambda: item.get_progress().is_terminal and monitor.response_count == 8, timeout=30)
+        results = item.get_results()
+        assert wait_until(lambda: sum(monitor.rlhf.share_source.data["chosen"]) == 8)
+        shares = dict(zip(monitor.rlhf.share_source.data["model"], monitor.rlhf.share_source.data["share"]))
+        assert shares == {m.source_id: m.selected_share for m in results.models}
+        rows = monitor.rlhf.ratings_source.data
+        assert len(rows["mean"]) == 2 * 4, "two models, the default four dimensions"
+        assert all(lo <= m <= hi for lo, m, hi in zip(rows["low"], rows["mean"], rows["high"], strict=True))
+        assert sum(monitor.rlhf.likert_source.data["count"]) == 8
+        assert monitor.justifications.value.count("flowlab-why") == 5, "the latest five, as text"
+    finally:
+        monitor.close()
+
+    async def look() -> Dashboard:
+        dash = Dashboard(flowlab_server.url, flowlab_server.api_key, flow_id=flow.id)
+        try:
+            await dash.refresh()
+        finally:
+            await dash.client.aclose()
+        return dash
+
+    dash = asyncio.run(look())
+    assert dash.rlhf_row.visible and not dash.pair_row.visible and not dash.classify_row.visible
+    assert sum(dash.rlhf.share_source.data["chosen"]) == 8
+
+
+def test_rlhf_text_reaches_the_widgets_escaped() -> None:
+    from flowlab_widgets.figures import RlhfCharts
+
+    from flowlab import schemas
+    from flowlab.client._models import FlowItemState, RlhfFlowItemResult
+
+    task = schemas.RlhfTaskResult(
+        key="t", index=0, annotations=1, responses=[], likert_mean=None, likert_distribution={}, justifications=[XSS_WHY]
+    )
+    result = RlhfFlowItemResult("i", FlowItemState.COMPLETED, 1, False, [task], [], {}, 1)
+    charts = RlhfCharts()
+    charts.update(result)
+    assert charts.latest_justifications == [XSS_WHY], "handed back as plain text"
+    from flowlab_widgets._common import esc
+
+    assert "<img" not in esc(XSS_WHY) and "&lt;img" in esc(XSS_WHY)
+
+
 def test_monitor_follows_the_flow_over_sse_on_the_event_loop(
     flowlab_server: ServerProcess, client: flowlab.Client, crowd: SimulatedCrowd
 ) -> None:

@@ -16,6 +16,7 @@ from flowlab_widgets.figures import (
     ItemProgressChart,
     LabelDistributionChart,
     RankingChart,
+    RlhfCharts,
     ThroughputChart,
     WinLossHeatmap,
     ranking_rows,
@@ -95,6 +96,16 @@ class Dashboard:
             sizing_mode="stretch_width",
             visible=False,
         )
+        self.rlhf = RlhfCharts(sizing_mode="stretch_width", height=380)
+        self.justifications = pn.pane.HTML("", sizing_mode="stretch_width")  # escaped text, never markup
+        self.rlhf_row = pn.Column(
+            pn.Row(
+                *(pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in self.rlhf.figures), sizing_mode="stretch_width"
+            ),
+            self.justifications,
+            sizing_mode="stretch_width",
+            visible=False,
+        )
 
         sidebar = pn.Column(
             pn.pane.HTML("<h2 style='margin:0'>flowlab</h2>"),
@@ -117,6 +128,7 @@ class Dashboard:
             ),
             self.pair_row,
             self.classify_row,
+            self.rlhf_row,
             pn.pane.Bokeh(self.annotators.figure, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
@@ -168,10 +180,16 @@ class Dashboard:
         item = self._pick_item(items)
         if item is not None:
             version = (item.id, item.last_status.version)
-            classify = getattr(flow.config, "kind", "pairwise") == "classify"
-            self.pair_row.visible, self.classify_row.visible = not classify, classify
+            kind = getattr(flow.config, "kind", "pairwise")
+            self.pair_row.visible = kind == "pairwise"
+            self.classify_row.visible, self.rlhf_row.visible = kind == "classify", kind == "rlhf"
             if version != self._version:
-                if classify:
+                if kind == "rlhf":
+                    self.rlhf.update(await item.get_results(timeout=0, partial=True))
+                    self.justifications.object = "".join(
+                        f'<p class="flowlab-why">“{esc(text)}”</p>' for text in self.rlhf.latest_justifications
+                    )
+                elif kind == "classify":
                     self.distribution.update(await item.get_results(timeout=0, partial=True))
                 else:
                     matrix = await item.get_win_loss_matrix()

@@ -13,7 +13,7 @@ import pandas as pd
 
 from flowlab import AsyncClient, FlowItem, FlowlabError, NotFound
 from flowlab_widgets._common import badge, bokeh_widget, client_for, connection_of, esc, fmt_seconds, state_name
-from flowlab_widgets.figures import LabelDistributionChart, RankingChart, WinLossHeatmap, ranking_rows
+from flowlab_widgets.figures import LabelDistributionChart, RankingChart, RlhfCharts, WinLossHeatmap, ranking_rows
 from flowlab_widgets.live import LiveUpdates, Mode
 
 __all__ = ["FlowMonitor", "ItemRow", "MonitorSnapshot"]
@@ -141,13 +141,20 @@ class FlowMonitor(widgets.VBox):
         self.item_picker.observe(self._on_pick, names="value")
         self.count_html = widgets.HTML()
         self.items_box = widgets.VBox()
-        self.classify = getattr(flow.config, "kind", "pairwise") == "classify"
+        self.kind = getattr(flow.config, "kind", "pairwise")
+        self.classify = self.kind == "classify"
         self.heatmap = WinLossHeatmap(width=430, height=380)
         self.ranking = RankingChart(width=430, height=380)
         self.distribution = LabelDistributionChart(width=860, height=380)
-        # A classify flow's items have answers per datapoint and category, not pairs: one chart shows them.
-        figures = [self.distribution.figure] if self.classify else [self.heatmap.figure, self.ranking.figure]
+        self.rlhf = RlhfCharts(width=300, height=340)
+        # Each kind shows its own figures: pairs a heatmap and a ranking, classify answers per category, RLHF
+        # ratings per model, choices and Likert strength.
+        figures = {
+            "classify": [self.distribution.figure],
+            "rlhf": self.rlhf.figures,
+        }.get(self.kind, [self.heatmap.figure, self.ranking.figure])
         self.figure_widgets = [bokeh_widget(figure) for figure in figures]
+        self.justifications = widgets.HTML()  # RLHF: the latest justifications, as text
         self.instruction_input = widgets.Textarea(
             value=flow.instruction, description="Instruction", layout=widgets.Layout(width="640px", height="60px")
         )
@@ -167,6 +174,7 @@ class FlowMonitor(widgets.VBox):
                 widgets.HBox([self.item_picker, self.count_html], layout=widgets.Layout(align_items="center")),
                 self.items_box,
                 widgets.HBox(self.figure_widgets),
+                self.justifications,
                 widgets.HBox(
                     [self.instruction_input, self.update_button], layout=widgets.Layout(align_items="flex-end")
                 ),
@@ -268,7 +276,13 @@ class FlowMonitor(widgets.VBox):
             f"for this item {badge(state_name(selected.state))} · {self.total_responses} in the flow"
         )
         if snap.version is not None and (selected.id, snap.version) != self._shown:
-            if self.classify:
+            if self.kind == "rlhf":
+                if snap.result is not None:
+                    self.rlhf.update(snap.result)
+                    self.justifications.value = "".join(
+                        f'<div class="flowlab-why">“{esc(text)}”</div>' for text in self.rlhf.latest_justifications
+                    )
+            elif self.classify:
                 if snap.result is not None:
                     self.distribution.update(snap.result)
             elif snap.matrix is not None:
