@@ -290,7 +290,8 @@ def test_monitor_and_dashboard_show_an_rlhf_item(
         assert wait_until(lambda: item.get_progress().is_terminal and monitor.response_count == 8, timeout=30)
         results = item.get_results()
         assert wait_until(lambda: sum(monitor.rlhf.share_source.data["chosen"]) == 8)
-        shares = dict(zip(monitor.rlhf.share_source.data["model"], monitor.rlhf.share_source.data["share"]))
+        shown = monitor.rlhf.share_source.data
+        shares = dict(zip(shown["model"], shown["share"], strict=True))
         assert shares == {m.source_id: m.selected_share for m in results.models}
         rows = monitor.rlhf.ratings_source.data
         assert len(rows["mean"]) == 2 * 4, "two models, the default four dimensions"
@@ -320,8 +321,9 @@ def test_rlhf_text_reaches_the_widgets_escaped() -> None:
     from flowlab.client._models import FlowItemState, RlhfFlowItemResult
 
     task = schemas.RlhfTaskResult(
-        key="t", index=0, annotations=1, responses=[], likert_mean=None, likert_distribution={}, justifications=[XSS_WHY]
+        key="t", index=0, annotations=1, responses=[], likert_mean=None, likert_distribution={}, justifications=[]
     )
+    task.justifications.append(XSS_WHY)
     result = RlhfFlowItemResult("i", FlowItemState.COMPLETED, 1, False, [task], [], {}, 1)
     charts = RlhfCharts()
     charts.update(result)
