@@ -35,8 +35,7 @@ CHAT_TEMPLATE = (
 SPECIALS = ["<pad>", "<eos>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>"]
 
 
-@pytest.fixture(scope="module")
-def tokenizer() -> Any:
+def char_tokenizer() -> Any:
     """One token per printable ASCII character, plus the special tokens the chat template uses."""
     vocab = {t: i for i, t in enumerate(SPECIALS + list(string.printable[:95]))}
     tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<unk>"))
@@ -47,6 +46,11 @@ def tokenizer() -> Any:
     fast.add_special_tokens({"additional_special_tokens": SPECIALS[3:]})
     fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    return char_tokenizer()
 
 
 def tiny_llama(tokenizer: Any, *, num_labels: int | None = None) -> Any:

@@ -231,7 +231,8 @@ class Rlhf:
         return check_answer(item.config.rlhf, answer.rlhf, [responses[j].source_id for j in order], d, lease)
 
     def answer_ops(self, lease: Lease, checked: schemas.Annotation, annotator_id: str, now: float) -> list[Op]:
-        record = msgspec.structs.replace(checked, annotator_id=annotator_id, created_at=now)
+        checked.annotator_id, checked.created_at = annotator_id, now  # counted as stored
+        record = checked
         return [
             (
                 "INSERT OR IGNORE INTO annotations (task_id, item_id, annotator_id, datapoint, body, created_at) "
