@@ -1,42 +1,60 @@
-"""flowlab's trainer rows go into TRL's trainers as they are: `preference_rows` into DPOTrainer and RewardTrainer,
-`sft_rows` into SFTTrainer, `kto_rows` into KTOTrainer, in both the plain-string and the conversational form.
+"""flowlab's trainer rows go into TRL's trainers as they are: `preference_rows` into DPOTrainer and RewardTrainer
+(which reads `margin`), `sft_rows` into SFTTrainer, `kto_rows` into KTOTrainer, in both the plain-string and the
+conversational form.
 
 Each trainer runs one optimisation step on CPU with a tiny randomly initialised Llama and a character-level
 tokenizer built here, so nothing is downloaded. The rows go in with their metadata columns (`annotator_id`, `key`,
-the source ids, `score`): the trainers keep only the columns they read and drop the rest."""
+the source ids, `score`) and no `remove_columns` call: with `remove_unused_columns=True` (the default) the trainers
+drop what they do not read, and with `False` their collators ignore it."""
 
 from __future__ import annotations
 
 import copy
 import math
-import os
 import string
+from pathlib import Path
 from typing import Any
 
 import pytest
-
-os.environ["HF_HUB_OFFLINE"] = "1"  # nothing here may reach a hub; set before the Hugging Face libraries load
 
 torch = pytest.importorskip("torch")
 trl = pytest.importorskip("trl")
 transformers = pytest.importorskip("transformers")
 datasets = pytest.importorskip("datasets")
 tokenizers = pytest.importorskip("tokenizers")
+huggingface_hub = pytest.importorskip("huggingface_hub")
 
 from flowlab import formats, schemas  # noqa: E402
 
 from .test_formats_rlhf import SPEC, annotation, multi_turn, single_turn  # noqa: E402
 
-# A chat template whose prompt (with the generation prompt) is a prefix of prompt + completion, as TRL expects.
+pytestmark = pytest.mark.filterwarnings(
+    # TRL's configs default `gradient_checkpointing`, which transformers is renaming.
+    "ignore:`(is_)?gradient_checkpointing` is deprecated:FutureWarning"
+)
+
+# A chat template whose prompt with the generation prompt is a prefix of prompt + completion, as TRL expects.
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<eos>{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 SPECIALS = ["<pad>", "<eos>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>"]
+METADATA = {
+    "preference": ["chosen_source_id", "rejected_source_id", "annotator_id", "key"],
+    "sft": ["source_id", "annotator_id", "key"],
+    "kto": ["score", "source_id", "annotator_id", "key"],
+}
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No hub: the libraries are already imported, so set their offline flag as well as the variable."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
 
 def char_tokenizer() -> Any:
-    """One token per printable ASCII character, plus the special tokens the chat template uses."""
+    """One token per printable ASCII character (101 in all with the special tokens), with a chat template."""
     vocab = {t: i for i, t in enumerate(SPECIALS + list(string.printable[:95]))}
     tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = tokenizers.pre_tokenizers.Split(tokenizers.Regex("."), behavior="isolated")
@@ -53,7 +71,8 @@ def tokenizer() -> Any:
     return char_tokenizer()
 
 
-def tiny_llama(tokenizer: Any, *, num_labels: int | None = None) -> Any:
+def tiny_llama(tokenizer: Any, *, reward: bool = False) -> Any:
+    """A 2-layer Llama with hidden size 16: a causal LM, or a one-label sequence classifier for reward modelling."""
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
         vocab_size=len(tokenizer),
@@ -65,24 +84,21 @@ def tiny_llama(tokenizer: Any, *, num_labels: int | None = None) -> Any:
         max_position_embeddings=256,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        num_labels=1,
     )
-    if num_labels is None:
-        return transformers.LlamaForCausalLM(config)
-    config.num_labels = num_labels
-    return transformers.LlamaForSequenceClassification(config)
+    return transformers.LlamaForSequenceClassification(config) if reward else transformers.LlamaForCausalLM(config)
 
 
 def export(conversational: bool) -> tuple[list[schemas.Datapoint], list[schemas.Annotation]]:
-    """Two single-turn tasks for the plain-string form; a multi-turn task with media responses joins them for the
-    conversational form. Every annotation selects, rates and rewrites, so every kind of row has several rows."""
-    first = single_turn()
+    """Two single-turn tasks, whose rows are plain strings; for the conversational form, a multi-turn task with
+    media responses joins them. Every annotation selects, rates and rewrites, so every kind of row has a few rows."""
     second = single_turn()
     second.index, second.key, second.prompt = 2, "q2", [schemas.ChatMessage("user", "Name a colour.")]
     second.responses = [
         schemas.Response("model-a", "text", text="Blue."),
         schemas.Response("model-b", "text", text="Seven."),
     ]
-    points = [first, second]
+    points = [single_turn(), second]
     ratings: dict[str, dict[str, schemas.RatingValue]] = {
         "model-a": {"helpful": 5, "safe": True},
         "model-b": {"helpful": 1, "safe": None},
@@ -97,7 +113,8 @@ def export(conversational: bool) -> tuple[list[schemas.Datapoint], list[schemas.
             annotation(
                 1,
                 order=["model-b", "model-a", "model-c"],
-                ratings={"model-a": {"helpful": 4}, "model-b": {"helpful": 2}, "model-c": {"helpful": 1}},
+                # model-c has no numeric rating: its KTO row is labelled by the selection, with score None
+                ratings={"model-a": {"helpful": 4}, "model-b": {"helpful": 2}, "model-c": {"tone": "formal"}},
                 rewrites={"model-c": "Woof."},
                 selected="model-a",
                 task_id="t1",
@@ -106,14 +123,15 @@ def export(conversational: bool) -> tuple[list[schemas.Datapoint], list[schemas.
     return points, annotations
 
 
-def rows_dataset(rows: list[dict[str, Any]], conversational: bool) -> Any:
+def load(rows: list[dict[str, Any]], kind: str, conversational: bool) -> Any:
     ds = datasets.Dataset.from_list(rows)
     assert ds.num_rows >= 2
+    assert set(METADATA[kind]) <= set(ds.column_names)  # no column is removed before training
     assert isinstance(ds[0]["prompt"], list) == conversational
     return ds
 
 
-def common_args(tmp_path: Any) -> dict[str, Any]:
+def config_kwargs(tmp_path: Path, remove_unused_columns: bool) -> dict[str, Any]:
     return {
         "output_dir": str(tmp_path),
         "max_steps": 1,
@@ -122,14 +140,14 @@ def common_args(tmp_path: Any) -> dict[str, Any]:
         "report_to": [],
         "save_strategy": "no",
         "use_cpu": True,
-        "bf16": False,
-        "gradient_checkpointing": False,
-        "dataloader_num_workers": 0,
+        "bf16": False,  # TRL's configs default to bf16
+        "gradient_checkpointing": False,  # TRL's configs default to True; nothing to save on a tiny model
         "disable_tqdm": True,
+        "remove_unused_columns": remove_unused_columns,
     }
 
 
-def assert_trained(trainer: Any) -> None:
+def assert_trains(trainer: Any) -> None:
     trainer.train()
     assert trainer.state.global_step >= 1
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
@@ -137,60 +155,82 @@ def assert_trained(trainer: Any) -> None:
 
 
 FORMS = pytest.mark.parametrize("conversational", [False, True], ids=["plain", "conversational"])
+EXTRA_COLUMNS = pytest.mark.parametrize("remove_unused", [True, False], ids=["drop-unused", "keep-unused"])
 
 
 @FORMS
-def test_dpo_trainer_accepts_preference_rows(tokenizer: Any, tmp_path: Any, conversational: bool) -> None:
+@EXTRA_COLUMNS
+def test_dpo_trainer_accepts_preference_rows(
+    tokenizer: Any, tmp_path: Path, conversational: bool, remove_unused: bool
+) -> None:
     points, annotations = export(conversational)
-    rows = formats.preference_rows(points, annotations, spec=SPEC)
-    ds = rows_dataset(rows, conversational)
+    ds = load(formats.preference_rows(points, annotations, spec=SPEC), "preference", conversational)
     model = tiny_llama(tokenizer)
-    args = trl.DPOConfig(**common_args(tmp_path), max_length=128)
     trainer = trl.DPOTrainer(
         model=model,
-        ref_model=copy.deepcopy(model),  # DPO would otherwise load the reference by the model's (absent) hub name
-        args=args,
+        # Without one, DPO loads the reference by the model's hub name, which a model built from a config lacks.
+        ref_model=copy.deepcopy(model),
+        args=trl.DPOConfig(**config_kwargs(tmp_path, remove_unused), max_length=128),
         train_dataset=ds,
         processing_class=tokenizer,
     )
-    assert_trained(trainer)
+    assert_trains(trainer)
 
 
 @FORMS
+@EXTRA_COLUMNS
 def test_reward_trainer_accepts_preference_rows_and_reads_the_margin(
-    tokenizer: Any, tmp_path: Any, conversational: bool
+    tokenizer: Any, tmp_path: Path, conversational: bool, remove_unused: bool
 ) -> None:
     points, annotations = export(conversational)
     rows = formats.preference_rows(points, annotations, spec=SPEC)
-    ds = rows_dataset(rows, conversational)
-    args = trl.RewardConfig(**common_args(tmp_path), max_length=256)
+    ds = load(rows, "preference", conversational)
     trainer = trl.RewardTrainer(
-        model=tiny_llama(tokenizer, num_labels=1), args=args, train_dataset=ds, processing_class=tokenizer
+        model=tiny_llama(tokenizer, reward=True),
+        args=trl.RewardConfig(**config_kwargs(tmp_path, remove_unused), max_length=256),
+        train_dataset=ds,
+        processing_class=tokenizer,
     )
+    assert trainer.train_dataset.num_rows == len(rows)  # none is filtered out as too long
     batch = next(iter(trainer.get_train_dataloader()))
-    assert "margin" in batch  # the margin column reaches the loss
-    assert_trained(trainer)
+    assert batch["margin"].dtype == torch.float32  # the margin reaches the loss
+    margins = [r["margin"] for r in rows]
+    assert all(any(m == pytest.approx(want) for want in margins) for m in batch["margin"].tolist())
+    assert_trains(trainer)
 
 
 @FORMS
-def test_sft_trainer_accepts_sft_rows(tokenizer: Any, tmp_path: Any, conversational: bool) -> None:
+@EXTRA_COLUMNS
+def test_sft_trainer_accepts_sft_rows(
+    tokenizer: Any, tmp_path: Path, conversational: bool, remove_unused: bool
+) -> None:
     points, annotations = export(conversational)
-    rows = formats.sft_rows(points, annotations, spec=SPEC)
-    ds = rows_dataset(rows, conversational)
-    args = trl.SFTConfig(**common_args(tmp_path), max_length=128)
-    trainer = trl.SFTTrainer(model=tiny_llama(tokenizer), args=args, train_dataset=ds, processing_class=tokenizer)
-    assert_trained(trainer)
-
-
-@FORMS
-def test_kto_trainer_accepts_kto_rows(tokenizer: Any, tmp_path: Any, conversational: bool) -> None:
-    points, annotations = export(conversational)
-    rows = formats.kto_rows(points, annotations, spec=SPEC)
-    ds = rows_dataset(rows, conversational)
-    assert set(ds["label"]) == {True, False}
-    model = tiny_llama(tokenizer)
-    args = trl.KTOConfig(**common_args(tmp_path), max_length=128)
-    trainer = trl.KTOTrainer(
-        model=model, ref_model=copy.deepcopy(model), args=args, train_dataset=ds, processing_class=tokenizer
+    ds = load(formats.sft_rows(points, annotations, spec=SPEC), "sft", conversational)
+    trainer = trl.SFTTrainer(
+        model=tiny_llama(tokenizer),
+        args=trl.SFTConfig(**config_kwargs(tmp_path, remove_unused), max_length=128),
+        train_dataset=ds,
+        processing_class=tokenizer,
     )
-    assert_trained(trainer)
+    assert trainer.completion_only_loss  # a prompt-completion dataset: the loss covers the rewrite only
+    assert_trains(trainer)
+
+
+@FORMS
+@EXTRA_COLUMNS
+def test_kto_trainer_accepts_kto_rows(
+    tokenizer: Any, tmp_path: Path, conversational: bool, remove_unused: bool
+) -> None:
+    points, annotations = export(conversational)
+    ds = load(formats.kto_rows(points, annotations, spec=SPEC), "kto", conversational)
+    assert set(ds["label"]) == {True, False}
+    assert (None in ds["score"]) == conversational  # a nullable float column does not get in the way
+    model = tiny_llama(tokenizer)
+    trainer = trl.KTOTrainer(
+        model=model,
+        ref_model=copy.deepcopy(model),  # as for DPO
+        args=trl.KTOConfig(**config_kwargs(tmp_path, remove_unused), max_length=128),
+        train_dataset=ds,
+        processing_class=tokenizer,
+    )
+    assert_trains(trainer)
