@@ -407,3 +407,51 @@ def test_rlhf_lifecycle_and_restart_with_a_fake_clock(tmp_path: Path) -> None:
     asyncio.run(first())
     asyncio.run(live_restart())
     asyncio.run(after())
+
+
+def test_media_responses_are_uploaded_and_the_form_can_change_for_new_items(
+    client: flowlab.Client, tmp_path: Path
+) -> None:
+    import struct
+    import zlib
+
+    def png(rgb: tuple[int, int, int]) -> bytes:
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+        header = struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0)
+        rows = (b"\x00" + bytes(rgb) * 4) * 4
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+    red, blue = tmp_path / "red.png", tmp_path / "blue.png"
+    red.write_bytes(png((255, 0, 0)))
+    blue.write_bytes(png((0, 0, 255)))
+    flow = client.flow.create_rlhf_flow("images", "Which image fits the caption?", likert_scale=0)
+    item = flow.create_new_flow_batch(
+        [
+            {
+                "id": "caption",
+                "prompt": "Draw a red square.",
+                "responses": [{"source_id": "m1", "content": str(red)}, {"source_id": "m2", "content": blue}],
+            }
+        ]
+    )
+    (task,) = item.get_datapoints()
+    assert task.kind == "conversation" and [r.kind for r in task.responses or []] == ["image", "image"]
+    assert all(r.media and r.url is None for r in task.responses or [])
+    ann = client.annotators.create("image-viewer")
+    r = httpx.post(f"{client.url}/v1/tasks/next", json={}, headers={"Authorization": f"Bearer {ann.token}"})
+    shown = msgspec.json.decode(r.content, type=schemas.Task)
+    assert shown.rlhf is not None and all(v.url and v.url.startswith("/media/") for v in shown.rlhf.responses)
+    assert shown.rlhf.spec.likert_scale == 0 and shown.rlhf.prompt[0].content == "Draw a red square."
+    # Only new items see a changed form.
+    flow.update_config(rlhf={"dimensions": [{"key": "fits", "type": "boolean"}], "justification": "off"})
+    later = flow.create_new_flow_batch(
+        [{"prompt": "Again.", "responses": [{"source_id": "m1", "content": "x"}, {"source_id": "m2", "content": "y"}]}]
+    )
+    r = httpx.post(f"{client.url}/v1/tasks/next", json={}, headers={"Authorization": f"Bearer {ann.token}"})
+    newer = msgspec.json.decode(r.content, type=schemas.Task)
+    assert newer.item_id == later.id and newer.rlhf is not None
+    assert [d.key for d in newer.rlhf.spec.dimensions] == ["fits"] and newer.rlhf.spec.justification == "off"
+    assert [d.key for d in shown.rlhf.spec.dimensions][0] == "instruction_following"
+    flow.delete()

@@ -5,6 +5,7 @@
 
 import { AnnotatorApi, ApiError, NetworkError, sleep } from "./api.js";
 import { renderContent, renderText } from "./render.js";
+import { RlhfView, takeParked } from "./rlhf.js";
 
 const TOKEN_KEY = "flowlab.annotator.token";
 const HOLD = 2; // tasks held at once: the one shown and one ready behind it
@@ -20,6 +21,8 @@ const EXPLAIN = {
   tie_not_allowed: "This flow does not allow ties, so that answer was not counted; choose A or B.",
   unknown_task: "The server no longer knows that pair (it may have restarted), so your answer was not counted.",
   unreachable: "Your answer could not be sent because the server could not be reached, so it was not counted.",
+  unsent: "The server could not be reached, so this was not sent. Everything you entered is still here: "
+    + "submit again in a moment.",
 };
 
 const $ = (id) => document.getElementById(id);
@@ -128,17 +131,26 @@ async function refreshStats() {
 
 // ---------------------------------------------------------------- tasks
 
-/** Renders a task off-screen so showing it later is a node swap. `receivedAt` corrects for clock skew. */
-function prepare(task, receivedAt) {
+/**
+ * Renders a task off-screen so showing it later is a node swap. `receivedAt` corrects for clock skew; `form` is
+ * an RLHF draft to restore.
+ */
+function prepare(task, receivedAt, form = null) {
   const skewMs = task.server_time * 1000 - receivedAt;
   const markdown = Boolean(task.render_markdown);
-  return {
-    task,
-    deadline: task.lease_expires_at * 1000 - skewMs, // in this browser's clock
-    a: withSettings(renderContent(task.a, { markdown, label: task.b ? "A" : "" }), task),
-    b: task.b ? withSettings(renderContent(task.b, { markdown, label: "B" }), task) : null, // classify: one
-    shownAt: 0,
-  };
+  const entry = { task, deadline: task.lease_expires_at * 1000 - skewMs, shownAt: 0 }; // deadline: this clock's
+  if (task.kind === "rlhf") {
+    entry.view = new RlhfView(task, {
+      markdown, form, owner: state.me?.id, receivedAt, deadline: entry.deadline,
+      submit: (annotation) => state.current === entry && answer("submit", annotation),
+      skip: () => state.current === entry && answer("skip"),
+    });
+    withSettings(entry.view.node, task);
+    return entry;
+  }
+  entry.a = withSettings(renderContent(task.a, { markdown, label: task.b ? "A" : "" }), task);
+  entry.b = task.b ? withSettings(renderContent(task.b, { markdown, label: "B" }), task) : null; // classify: one
+  return entry;
 }
 
 /** The flow's settings (flowlab.settings) that act on a rendered datapoint: muted videos. */
@@ -152,7 +164,8 @@ function withSettings(node, task) {
 /** With `media_played_percentage`, answers wait until every player of the task has played that much. */
 function watchPlayback(entry) {
   const percent = Number((entry.task.settings || {}).media_played_percentage || 0);
-  const players = [entry.a, entry.b].filter(Boolean).flatMap((n) => [...n.querySelectorAll("audio, video")]);
+  const players = [entry.a, entry.b, entry.view?.node].filter(Boolean)
+    .flatMap((n) => [...n.querySelectorAll("audio, video")]);
   entry.blocked = percent > 0 && players.length > 0;
   if (!entry.blocked) return;
   const played = () => players.every((m) => m.duration > 0 && (100 * m.currentTime) / m.duration >= percent);
@@ -171,6 +184,7 @@ function renderBlocked(entry) {
   }
   $("playback-hint").textContent = entry.blocked ? `Play each clip to ${percent}% to answer (or skip).` : "";
   $("playback-hint").hidden = !entry.blocked;
+  entry.view?.block(Boolean(entry.blocked));
 }
 
 /** With `compare_unsure`, the tie button says "Unsure" and appears after the given delay. */
@@ -235,12 +249,32 @@ function show(entry) {
     renderPrompt(task);
     $("prompt").dataset.key = key;
   }
-  // A detached player keeps playing, so silence the outgoing pair before swapping it out.
-  for (const m of $("pair").querySelectorAll("audio, video")) m.pause();
+  // A detached player keeps playing, so silence the outgoing task before swapping it out.
+  for (const m of document.querySelectorAll("#pair audio, #pair video, #rlhf audio, #rlhf video")) m.pause();
+  if (entry.view) showRlhf(entry);
+  else showPanes(entry);
+  $("wait-hot").hidden = true;
+  renderTie(entry);
+  if (entry.blocked === undefined) watchPlayback(entry);
+  renderBlocked(entry);
+  const pair = $("pair");
+  pair.dataset.taskId = task.task_id;
+  pair.dataset.itemId = task.item_id;
+  if (document.body.dataset.screen !== "vote") showScreen("vote");
+  tickLease();
+  entry.view?.shown();
+}
+
+/** A pair (two panes and the answer buttons) or a classify task (one pane and a button per category). */
+function showPanes(entry) {
+  const { task } = entry;
   const classify = task.kind === "classify";
+  $("rlhf").replaceChildren();
+  $("rlhf").hidden = true;
+  $("keys-rlhf").hidden = true;
+  $("pair").hidden = false;
   $("body-a").replaceChildren(entry.a);
   $("body-b").replaceChildren(...(entry.b ? [entry.b] : []));
-  $("wait-hot").hidden = true;
   for (const side of classify ? ["a"] : ["a", "b"]) {
     const pane = $(`pane-${side}`);
     pane.dataset.kind = task[side].kind;
@@ -255,14 +289,16 @@ function show(entry) {
   $("categories").hidden = !classify;
   $("keys-categories").hidden = !classify;
   if (classify) renderCategories(task.categories || []);
-  renderTie(entry);
-  if (entry.blocked === undefined) watchPlayback(entry);
-  renderBlocked(entry);
-  const pair = $("pair");
-  pair.dataset.taskId = task.task_id;
-  pair.dataset.itemId = task.item_id;
-  if (document.body.dataset.screen !== "vote") showScreen("vote");
-  tickLease();
+}
+
+/** An RLHF task: its own form (rlhf.js) in place of the panes and the answer buttons. */
+function showRlhf(entry) {
+  for (const id of ["pair", "pair-actions", "keys-pair", "categories", "keys-categories"]) $(id).hidden = true;
+  $("body-a").replaceChildren();
+  $("body-b").replaceChildren();
+  $("rlhf").replaceChildren(entry.view.node);
+  $("rlhf").hidden = false;
+  $("keys-rlhf").hidden = false;
 }
 
 /** A button per category (key 1, 2, …) and skip; rebuilt only when the categories change. */
@@ -320,12 +356,15 @@ function takeNext() {
 
 function release(entries) {
   // Skipping hands the pair straight back to the queue instead of making it wait out the lease.
-  for (const e of entries) state.api?.answer(e.task.task_id, "skip", false).catch(() => {});
+  for (const e of entries) {
+    e.view?.discard();
+    state.api?.answer(e.task.task_id, "skip", false).catch(() => {});
+  }
 }
 
-function receive(task, receivedAt) {
+function receive(task, receivedAt, form = null) {
   if (!state.session) return;
-  const entry = prepare(task, receivedAt);
+  const entry = prepare(task, receivedAt, form);
   if (!state.current) {
     show(entry);
   } else {
@@ -334,8 +373,13 @@ function receive(task, receivedAt) {
   }
 }
 
-function wanted() {
-  return HOLD - (state.current ? 1 : 0) - state.buffer.length - (state.session?.inflight ?? 0);
+/**
+ * How many more tasks to fetch while `shown` is on screen. An RLHF task takes minutes, long enough for a task
+ * held behind it to go stale, so none is: its submit fetches the next.
+ */
+function wanted(shown = state.current) {
+  const hold = shown?.task.kind === "rlhf" ? 1 : HOLD;
+  return hold - (shown ? 1 : 0) - state.buffer.length - (state.session?.inflight ?? 0);
 }
 
 /** Keeps HOLD tasks in hand, long-polling while there is no work. One loop at a time. */
@@ -385,7 +429,8 @@ async function fill() {
   }
 }
 
-async function answer(choice) {
+/** Answers the task on screen: a choice, or "submit" with an RLHF `annotation`. */
+async function answer(choice, annotation = null) {
   const entry = state.current;
   if (!entry || entry.answered || !state.session) return;
   const { task } = entry;
@@ -394,24 +439,30 @@ async function answer(choice) {
   entry.answered = true;
   flash(choice);
 
-  // Show the next pair first; the answer travels behind it.
-  state.current = null;
-  const next = takeNext();
-  if (next) {
-    show(next);
+  // An annotation stays on screen until the server has it, so one it refuses can be fixed and sent again.
+  // Anything else shows the next task first, and the answer travels behind it.
+  const holding = annotation !== null;
+  if (holding) {
+    entry.view.sending(true);
   } else {
-    state.idle = false;
-    showIdle();
+    state.current = null;
+    const next = takeNext();
+    if (next) {
+      show(next);
+    } else {
+      state.idle = false;
+      showIdle();
+    }
   }
 
   const session = state.session;
-  const fetchNext = wanted() > 0;
+  const fetchNext = wanted(holding ? null : state.current) > 0;
   if (fetchNext) session.inflight += 1;
   let ack = null;
   let problem = null;
   for (let attempt = 0; attempt < 3; attempt += 1) {
     try {
-      ack = await state.api.answer(task.task_id, choice, fetchNext);
+      ack = await state.api.answer(task.task_id, choice, fetchNext, annotation);
       problem = null;
       break;
     } catch (err) {
@@ -424,6 +475,14 @@ async function answer(choice) {
   }
   if (fetchNext) session.inflight -= 1;
   if (state.session !== session) return; // the annotator left (or lost access) meanwhile
+
+  if (holding && keepsForm(problem)) {
+    entry.answered = false; // the lease stays: fix it (or wait for the server) and submit again
+    entry.view.refused(problem instanceof NetworkError ? EXPLAIN.unsent : problem.message, problem.problem?.field);
+    return;
+  }
+  entry.view?.discard();
+  if (holding && state.current === entry) state.current = null;
 
   if (problem) {
     if (problem instanceof ApiError && (problem.status === 401 || problem.status === 403)) {
@@ -458,6 +517,12 @@ async function answer(choice) {
   fill();
 }
 
+/** A refused annotation (422) or one that never got through stays on screen to be sent again. */
+function keepsForm(problem) {
+  if (problem instanceof NetworkError) return true;
+  return problem instanceof ApiError && (problem.status === 422 || problem.status >= 500);
+}
+
 function flash(choice) {
   const scope = $("categories").hidden ? "#pair-actions" : "#categories";
   const button = document.querySelector(`${scope} .choice[data-choice="${CSS.escape(choice)}"]`);
@@ -479,7 +544,7 @@ function tickLease() {
   const left = leaseLeftMs(entry);
   const total = entry.task.lease_seconds * 1000;
   const lease = $("lease");
-  const what = entry.task.kind === "classify" ? "task" : "pair";
+  const what = entry.task.kind === "pairwise" ? "pair" : "task";
   const text = left > 0
     ? `${formatLeft(left)} left on this ${what}`
     : `Time is up: this ${what} may have gone to someone else, and an answer now may not count`;
@@ -498,6 +563,11 @@ const KEYS = {
 };
 
 function onKey(event) {
+  // An RLHF form is typed into: there only its own keys count (Ctrl+Enter submits), never the single keys.
+  if (state.current?.view && document.body.dataset.screen === "vote") {
+    state.current.view.onKey(event);
+    return;
+  }
   if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey || event.repeat) return;
   if (document.body.dataset.screen !== "vote") return;
   const target = event.target;
@@ -542,10 +612,16 @@ function readToken() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
-function endSession() {
+/**
+ * Ends the joined session, handing back the tasks in hand. With `park` (the page is closing), an RLHF task the
+ * annotator has started keeps its lease and its draft instead, for the page to resume when it loads again.
+ */
+function endSession({ park = false } = {}) {
   state.session?.stop.abort();
   state.session = null;
-  const held = [state.current, ...state.buffer].filter((e) => e && !e.answered);
+  const parked = park && state.current?.view?.park() ? state.current : null;
+  const held = [state.current, ...state.buffer].filter((e) => e && !e.answered && e !== parked);
+  for (const e of held) e.view?.discard();
   if (held.length && state.api) state.api.releaseOnExit(held.map((e) => e.task.task_id));
   for (const m of document.querySelectorAll("audio, video")) m.pause();
   state.current = null;
@@ -590,6 +666,9 @@ async function start() {
   showIdle();
   refreshStats();
   state.api.listen(onEvent, state.session.stop.signal);
+  // The RLHF task this annotator was in the middle of when the page last closed, if its lease still runs.
+  const parked = takeParked(me.id);
+  if (parked) receive(parked.task, parked.receivedAt, parked.form);
   fill();
 }
 
@@ -636,7 +715,7 @@ function init() {
   window.addEventListener("hashchange", () => {
     if (new URLSearchParams(window.location.hash.slice(1)).has("token")) start();
   });
-  window.addEventListener("pagehide", () => endSession());
+  window.addEventListener("pagehide", () => endSession({ park: true }));
   window.addEventListener("pageshow", (event) => {
     if (event.persisted) start(); // back from the back-forward cache with nothing in hand
   });

@@ -61,8 +61,11 @@ export class AnnotatorApi {
     return r.status === 204 ? null : r.body;
   }
 
-  answer(taskId, choice, fetchNext) {
-    const body = fetchNext ? { choice, fetch_next: true } : { choice };
+  /** Answers a task: a choice, or "submit" with an RLHF task's annotation (`rlhf`, a schemas.RlhfAnswer). */
+  answer(taskId, choice, fetchNext, rlhf = null) {
+    const body = { choice };
+    if (rlhf) body.rlhf = rlhf;
+    if (fetchNext) body.fetch_next = true;
     return this.request("POST", `/v1/tasks/${encodeURIComponent(taskId)}/answer`, body).then((r) => r.body);
   }
 
