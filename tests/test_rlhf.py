@@ -453,5 +453,5 @@ def test_media_responses_are_uploaded_and_the_form_can_change_for_new_items(
     newer = msgspec.json.decode(r.content, type=schemas.Task)
     assert newer.item_id == later.id and newer.rlhf is not None
     assert [d.key for d in newer.rlhf.spec.dimensions] == ["fits"] and newer.rlhf.spec.justification == "off"
-    assert [d.key for d in shown.rlhf.spec.dimensions][0] == "instruction_following"
+    assert shown.rlhf.spec.dimensions[0].key == "instruction_following"
     flow.delete()

@@ -299,6 +299,16 @@ class ItemCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     context: str | None = None
     context_assets: list[ContextAsset] = []
     private_metadata: dict[str, Any] | None = None
+    # Ranking items: compare exactly these pairs of datapoint positions, in covering rounds (e.g. OnlineDPO's
+    # pairs); the flow's pair selection is not used.
+    pairs: list[tuple[int, int]] | None = None
+
+
+class ItemsWait(msgspec.Struct, forbid_unknown_fields=True):
+    """Wait for several items at once: the answer comes when all have ended, or at the timeout."""
+
+    item_ids: list[str]
+    timeout: float = 25.0
 
 
 class ItemStatus(msgspec.Struct):

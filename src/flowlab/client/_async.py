@@ -106,6 +106,10 @@ class _AsyncFlowCalls(FlowBase, Generic[ItemT]):
     async def delete(self) -> None:
         await self._transport.run(core.delete_flow(self.id))
 
+    async def wait_items(self, items: Iterable[Any], timeout: float | None = None) -> list[FlowItemStatus]:
+        """The asyncio twin of `Flow.wait_items`."""
+        return await self._transport.run(core.wait_items([i if isinstance(i, str) else i.id for i in items], timeout))
+
     def watch(self) -> AsyncIterator[schemas.FlowEvent]:
         return self._transport.stream(core.flow_stream(self.id))
 
@@ -126,9 +130,12 @@ class AsyncFlow(_AsyncFlowCalls[AsyncFlowItem]):
         private_metadata: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
         accept_failed_uploads: bool = False,
         time_to_live: float | None = None,
+        *,
+        pairs: Sequence[tuple[int, int]] | None = None,
     ) -> AsyncFlowItem:
         """Push a batch of datapoints (texts, local paths, URLs, or dicts with an `id`), in hosted's argument
-        order; `private_metadata` is a list with one dict per datapoint. Returns at once."""
+        order; `private_metadata` is a list with one dict per datapoint; `pairs` (flowlab's) lists the only
+        pairs of positions to compare, e.g. each prompt's two completions for OnlineDPO. Returns at once."""
         status = await self._transport.run(
             core.create_item(
                 self.id,
@@ -139,6 +146,7 @@ class AsyncFlow(_AsyncFlowCalls[AsyncFlowItem]):
                 private_metadata=private_metadata,
                 accept_failed_uploads=accept_failed_uploads,
                 time_to_live=time_to_live,
+                pairs=pairs,
             )
         )
         return AsyncFlowItem(self._transport, status)
@@ -442,6 +450,11 @@ class AsyncFlowsAPI:
         """Keep gold pairs under an id — `(a, b, answer)` tuples or dicts, `answer` "a", "b" or "tie" — for
         `create_ranking_flow(validation_set_id=...)`; each flow copies the pairs when it is created."""
         return await self._transport.run(core.create_validation_set(name, pairs))
+
+    async def wait_items(self, items: Iterable[Any], timeout: float | None = None) -> list[FlowItemStatus]:
+        """The asyncio twin of `Client.flow.wait_items`."""
+        ids = [i if isinstance(i, str) else i.id for i in items]
+        return await self._transport.run(core.wait_items(ids, timeout))
 
     async def preheat(self) -> schemas.Preheated:
         return await self._transport.run(core.preheat())

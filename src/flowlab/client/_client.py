@@ -117,6 +117,10 @@ class _FlowCalls(FlowBase, Generic[ItemT]):
         """Delete the flow with its items and votes."""
         self._transport.run(core.delete_flow(self.id))
 
+    def wait_items(self, items: Iterable[Any], timeout: float | None = None) -> list[FlowItemStatus]:
+        """Wait for several items (or ids) at once until all have ended or `timeout` passes; one long poll."""
+        return self._transport.run(core.wait_items([i if isinstance(i, str) else i.id for i in items], timeout))
+
     def watch(self) -> Iterator[schemas.FlowEvent]:
         """Live summaries of the flow's items over SSE; ends if the flow is deleted."""
         return self._transport.stream(core.flow_stream(self.id))
@@ -138,9 +142,12 @@ class Flow(_FlowCalls[FlowItem]):
         private_metadata: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
         accept_failed_uploads: bool = False,
         time_to_live: float | None = None,
+        *,
+        pairs: Sequence[tuple[int, int]] | None = None,
     ) -> FlowItem:
         """Push a batch of datapoints (texts, local paths, URLs, or dicts with an `id`), in hosted's argument
-        order; `private_metadata` is a list with one dict per datapoint. Returns at once."""
+        order; `private_metadata` is a list with one dict per datapoint; `pairs` (flowlab's) lists the only
+        pairs of positions to compare, e.g. each prompt's two completions for OnlineDPO. Returns at once."""
         status = self._transport.run(
             core.create_item(
                 self.id,
@@ -151,6 +158,7 @@ class Flow(_FlowCalls[FlowItem]):
                 private_metadata=private_metadata,
                 accept_failed_uploads=accept_failed_uploads,
                 time_to_live=time_to_live,
+                pairs=pairs,
             )
         )
         return FlowItem(self._transport, status)
@@ -471,6 +479,12 @@ class FlowsAPI:
         """Keep gold pairs under an id — `(a, b, answer)` tuples or dicts, `answer` "a", "b" or "tie" — for
         `create_ranking_flow(validation_set_id=...)`; each flow copies the pairs when it is created."""
         return self._transport.run(core.create_validation_set(name, pairs))
+
+    def wait_items(self, items: Iterable[Any], timeout: float | None = None) -> list[FlowItemStatus]:
+        """Wait for several items (or their ids) at once until every one has ended or `timeout` passes; their
+        statuses, in order. One long poll for all of them, not one per item."""
+        ids = [i if isinstance(i, str) else i.id for i in items]
+        return self._transport.run(core.wait_items(ids, timeout))
 
     def preheat(self) -> schemas.Preheated:
         """Warm the server and wake idle annotators before a high-cadence phase."""

@@ -282,6 +282,7 @@ def create_item(
     accept_failed_uploads: bool = False,
     time_to_live: float | None = None,
     rlhf: bool = False,
+    pairs: Sequence[tuple[int, int]] | None = None,
 ) -> Op[FlowItemStatus]:
     """A batch, in hosted's shape: `private_metadata` and `contexts` are lists with one entry per datapoint
     (a single dict of `private_metadata` is flowlab's item-level metadata); `data_type="text"` sends strings
@@ -357,6 +358,8 @@ def create_item(
         payload["context_assets"] = assets
     if item_metadata is not None:
         payload["private_metadata"] = dict(item_metadata)
+    if pairs is not None:
+        payload["pairs"] = [[int(a), int(b)] for a, b in pairs]
     resp = yield Call("POST", f"/v1/flows/{flow_id}/items", json=payload)
     return decode(resp.content, FlowItemStatus)
 
@@ -546,6 +549,21 @@ def rlhf_task(d: Any, where: str) -> Op[dict[str, Any]]:
 def item_labels(item_id: str) -> Op[list[schemas.Label]]:
     resp = yield Call("GET", f"/v1/items/{item_id}/labels")
     return decode(resp.content, list[schemas.Label])
+
+
+def wait_items(item_ids: Sequence[str], timeout: float | None) -> Op[list[FlowItemStatus]]:
+    """Long-poll until every item has ended or `timeout` passes (None: no limit); their statuses, in order.
+    One request waits on all of them, so a training step's groups cost one round trip, not one each."""
+    ids = list(item_ids)
+    if not ids:
+        return []
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = LONG_POLL_SECONDS if deadline is None else max(0.0, min(LONG_POLL_SECONDS, deadline - time.monotonic()))
+        resp = yield Call("POST", "/v1/items/wait", json={"item_ids": ids, "timeout": left}, timeout=left + 30.0)
+        statuses = decode(resp.content, list[FlowItemStatus])
+        if all(s.is_terminal for s in statuses) or (deadline is not None and time.monotonic() >= deadline):
+            return statuses
 
 
 def wait_for_results(

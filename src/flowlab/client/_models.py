@@ -85,15 +85,21 @@ class FlowItemResult(msgspec.Struct):
         """Bradley–Terry scores (logits, centred) by key."""
         return {d.key: d.score for d in self.details}
 
-    def rewards(self, **options: Any) -> dict[str, float]:
-        """Per-datapoint rewards for RL from these results; options go to `flowlab.ranking.rewards_from_scores`."""
+    def rewards(self, *, unvoted_as_none: bool = False, **options: Any) -> dict[str, float | None]:
+        """Per-datapoint rewards for RL from these results; options go to `flowlab.ranking.rewards_from_scores`.
+        With `unvoted_as_none`, a datapoint no one voted on gets None (and stays out of the normalisation)
+        instead of the reward of an average datapoint."""
         import numpy as np
 
         from flowlab import ranking
 
         ordered = sorted(self.details, key=lambda d: d.index)
-        values = ranking.rewards_from_scores(np.array([d.score for d in ordered]), **options)
-        return {d.key: float(v) for d, v in zip(ordered, values, strict=True)}
+        counted = [d for d in ordered if d.votes > 0] if unvoted_as_none else ordered
+        out: dict[str, float | None] = {d.key: None for d in ordered}
+        if counted:
+            values = ranking.rewards_from_scores(np.array([d.score for d in counted]), **options)
+            out.update({d.key: float(v) for d, v in zip(counted, values, strict=True)})
+        return out
 
     def to_dataframe(self) -> pd.DataFrame:
         import pandas as pd

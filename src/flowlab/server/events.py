@@ -169,6 +169,27 @@ async def wait_for_item(
     return service.items.status(item)
 
 
+MAX_WAIT_ITEMS = 1_000
+
+
+async def wait_for_items(
+    service: FlowService, items: list[ItemRecord | EndedItem], timeout: float
+) -> list[schemas.ItemStatus]:
+    """Long poll on several items: returns once every one has ended, or after `timeout` seconds, with their
+    statuses in the order asked."""
+    deadline = time.monotonic() + max(0.0, min(timeout, 60.0))
+    for item in items:
+        while isinstance(item, ItemRecord) and not lifecycle.is_terminal(item.state):
+            left = deadline - time.monotonic()
+            if left <= 0 or service.items.live.get(item.id) is not item:
+                break
+            await item.changed.wait(left)
+    return [
+        service.items.ended_status(item) if isinstance(item, EndedItem) else service.items.status(item)
+        for item in items
+    ]
+
+
 async def wait_for_flow(service: FlowService, flow: FlowRecord, since: int, timeout: float) -> schemas.Flow:
     deadline = time.monotonic() + max(0.0, min(timeout, 60.0))
     while flow.version <= since and service.flows.flows.get(flow.id) is flow:

@@ -49,6 +49,7 @@ class ItemBody(msgspec.Struct):
     context_assets: list[schemas.ContextAsset]
     private_metadata: dict[str, Any] | None
     ttl: float
+    pairs: list[tuple[int, int]] | None = None  # ranking items that compare only these pairs
 
 
 class Items:
@@ -203,6 +204,7 @@ class Items:
             context_assets=[build_asset(a, f"context_assets[{i}]", known) for i, a in enumerate(req.context_assets)],
             private_metadata=req.private_metadata,
             ttl=float(req.time_to_live),
+            pairs=check_pairs(req.pairs, n, flow.config.kind),
         )
         now = self.clock.now()
         item = self._make(new_id("item"), flow, body, now)
@@ -236,6 +238,7 @@ class Items:
             context_assets=body.context_assets,
             private_metadata=body.private_metadata,
             ttl=body.ttl,
+            pairs=body.pairs,
             created_at=created_at,
             seed=self.rng.random(),
         )
@@ -495,3 +498,27 @@ def _state_op(item: ItemRecord) -> Op:
 def _log_failure(fut: asyncio.Future[None]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         log.error("state write failed: %s", fut.exception())
+
+
+MAX_GIVEN_PAIRS = 10_000
+
+
+def check_pairs(pairs: list[tuple[int, int]] | None, n: int, kind: str) -> list[tuple[int, int]] | None:
+    """Given pairs of a ranking item: positions of two different datapoints, each pair once."""
+    if pairs is None:
+        return None
+    if kind != "pairwise":
+        raise Invalid("pairs are for ranking flows: they say which datapoints to compare.", field="pairs")
+    if not 1 <= len(pairs) <= MAX_GIVEN_PAIRS:
+        raise Invalid(f"Give 1 to {MAX_GIVEN_PAIRS:,} pairs, or none for the flow's own pair selection.", field="pairs")
+    seen: set[tuple[int, int]] = set()
+    for i, (a, b) in enumerate(pairs):
+        if not (0 <= a < n and 0 <= b < n) or a == b:
+            raise Invalid(
+                f"pairs[{i}] = ({a}, {b}): two different datapoint positions from 0 to {n - 1}.", field=f"pairs[{i}]"
+            )
+        key = (min(a, b), max(a, b))
+        if key in seen:
+            raise Invalid(f"pairs[{i}] = ({a}, {b}) is given twice.", field=f"pairs[{i}]")
+        seen.add(key)
+    return [(int(a), int(b)) for a, b in pairs]

@@ -146,6 +146,7 @@ class ItemRecord:
         "keys",
         "kind",
         "leases",
+        "pairs",
         "private_metadata",
         "reason",
         "response_count",
@@ -169,6 +170,7 @@ class ItemRecord:
         ttl: float,
         created_at: float,
         seed: float,
+        pairs: list[tuple[int, int]] | None = None,
         state: str = "Pending",
         started_at: float | None = None,
         ended_at: float | None = None,
@@ -184,6 +186,7 @@ class ItemRecord:
         self.context_assets = context_assets
         self.private_metadata = private_metadata
         self.ttl = ttl
+        self.pairs = pairs  # a ranking item that compares only these pairs
         self.created_at = created_at
         self.deadline = created_at + ttl
         self.state = state

@@ -30,11 +30,12 @@ Pair = tuple[int, int]
 class PairQueue:
     """Uniform pairs in rounds: each round is a random matching that shows every datapoint once."""
 
-    __slots__ = ("_queue", "_rng", "n")
+    __slots__ = ("_given", "_queue", "_rng", "n")
 
-    def __init__(self, n: int, rng: random.Random) -> None:
+    def __init__(self, n: int, rng: random.Random, given: list[Pair] | None = None) -> None:
         self.n = n
         self._rng = rng
+        self._given = given  # when set, each round is these pairs, shuffled
         self._queue: deque[Pair] = deque()
 
     def next_pair(self) -> Pair:
@@ -49,6 +50,11 @@ class PairQueue:
         self._queue.append(pair)
 
     def _refill(self) -> None:
+        if self._given is not None:
+            pairs = list(self._given)
+            self._rng.shuffle(pairs)
+            self._queue.extend(pairs)
+            return
         order = list(range(self.n))
         self._rng.shuffle(order)
         pairs = [(order[i], order[i + 1]) for i in range(0, self.n - 1, 2)]
@@ -64,12 +70,12 @@ class PairTally:
 
     __slots__ = ("active_queue", "fit", "fit_version", "log", "pair_queue", "refitting", "requeue", "wins")
 
-    def __init__(self, n: int, rng: random.Random) -> None:
+    def __init__(self, n: int, rng: random.Random, given: list[Pair] | None = None) -> None:
         self.wins = np.zeros((n, n), dtype=np.float64)
         self.log = AnswerLog()  # (winner, loser, tie): 12 bytes a vote; live streams read deltas from it
         self.requeue: deque[Pair] = deque()
         self.active_queue: deque[Pair] = deque()
-        self.pair_queue = PairQueue(n, rng)
+        self.pair_queue = PairQueue(n, rng, given)
         self.fit: Any = None
         self.fit_version = -1
         self.refitting = False
@@ -93,7 +99,7 @@ class Pairwise:
             raise Invalid("categories belong to classify flows; a ranking flow compares pairs.", field="categories")
 
     def new_tally(self, item: ItemRecord, seed: float) -> PairTally:
-        return PairTally(len(item.datapoints), random.Random(seed))
+        return PairTally(len(item.datapoints), random.Random(seed), item.pairs)
 
     def replay(self, item: ItemRecord, rows: list[Row]) -> None:
         tally: PairTally = item.tally
@@ -137,7 +143,7 @@ class Pairwise:
         tally: PairTally = item.tally
         if tally.requeue:
             return tally.requeue.popleft()
-        if item.config.pair_selection != "active":
+        if item.config.pair_selection != "active" or item.pairs is not None:
             return tally.pair_queue.next_pair()
         if not tally.active_queue:
             # A small batch per fit, so a busy item refits once per batch rather than once per lease; pairs
@@ -233,7 +239,7 @@ class Pairwise:
         pair = lease.question
         if not defer:
             tally.requeue.append(pair)
-        elif item.config.pair_selection != "active":  # the active selector re-chooses on its own
+        elif item.config.pair_selection != "active" or item.pairs is not None:  # active re-chooses on its own
             tally.pair_queue.defer(pair)
 
     # ------------------------------------------------------------ aggregates

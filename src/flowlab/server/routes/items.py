@@ -7,6 +7,7 @@ from litestar.response import ServerSentEvent
 
 from flowlab import schemas
 from flowlab.server import events
+from flowlab.server.errors import Invalid
 from flowlab.server.routes import researcher
 from flowlab.server.routes.flows import SSE_HEADERS
 
@@ -67,6 +68,16 @@ async def wait_item(request: Request, item_id: str, since: int = -1, timeout: fl
     return await events.wait_for_item(service, await service.items.find(who, item_id), since, timeout)
 
 
+@post("/v1/items/wait", status_code=200)
+async def wait_items(request: Request, data: schemas.ItemsWait) -> list[schemas.ItemStatus]:
+    """Wait for several items at once (e.g. every prompt group of a training step): one long poll."""
+    service, who = researcher(request)
+    if not 1 <= len(data.item_ids) <= events.MAX_WAIT_ITEMS:
+        raise Invalid(f"Wait for 1 to {events.MAX_WAIT_ITEMS} items at a time.", field="item_ids")
+    found = [await service.items.find(who, item_id) for item_id in data.item_ids]
+    return await events.wait_for_items(service, found, data.timeout)
+
+
 @get("/v1/items/{item_id:str}/events")
 async def item_events(request: Request, item_id: str) -> ServerSentEvent:
     service, who = researcher(request)
@@ -85,5 +96,6 @@ handlers = [
     item_annotations,
     stop_item,
     wait_item,
+    wait_items,
     item_events,
 ]

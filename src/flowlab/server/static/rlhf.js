@@ -104,7 +104,8 @@ function diffMiddle(ops, x, y) {
   const lcs = new Uint32Array((n + 1) * w); // lcs[i * w + j]: of x[i..] and y[j..]
   for (let i = n - 1; i >= 0; i -= 1) {
     for (let j = m - 1; j >= 0; j -= 1) {
-      lcs[i * w + j] = x[i] === y[j] ? lcs[(i + 1) * w + j + 1] + 1 : Math.max(lcs[(i + 1) * w + j], lcs[i * w + j + 1]);
+      const here = i * w + j;
+      lcs[here] = x[i] === y[j] ? lcs[here + w + 1] + 1 : Math.max(lcs[here + w], lcs[here + 1]);
     }
   }
   let i = 0;
@@ -579,7 +580,8 @@ export class RlhfView {
         if (value === undefined && dim.required) {
           out.push({ name, text: `Response ${j + 1}: ${dim.type === "text" ? "fill in" : "rate"} ${labelOf(dim)}` });
         } else if (typeof value === "string" && dim.type === "text" && chars(value) > MAX_TEXT_RATING_CHARS) {
-          out.push({ name, text: `Response ${j + 1}: ${labelOf(dim)} holds at most ${MAX_TEXT_RATING_CHARS} characters` });
+          const most = MAX_TEXT_RATING_CHARS.toLocaleString();
+          out.push({ name, text: `Response ${j + 1}: ${labelOf(dim)} holds at most ${most} characters` });
         }
       });
       const rewrite = this.rewriteText(j);
@@ -618,9 +620,11 @@ export class RlhfView {
       const n = chars(this.justificationText());
       const min = this.spec.justification_min_chars;
       if (this.spec.justification === "required" && n < Math.max(1, min)) {
-        out.push({ name: "why", text: min > 1 ? `Justification: at least ${min} characters` : "Justification: say why" });
+        const text = min > 1 ? `Justification: at least ${min} characters` : "Justification: say why";
+        out.push({ name: "why", text });
       } else if (n > MAX_JUSTIFICATION_CHARS) {
-        out.push({ name: "why", text: `Justification: at most ${MAX_JUSTIFICATION_CHARS.toLocaleString()} characters` });
+        const most = MAX_JUSTIFICATION_CHARS.toLocaleString();
+        out.push({ name: "why", text: `Justification: at most ${most} characters` });
       }
     }
     return out;
