@@ -5,6 +5,7 @@ many times it says "e" (handed to it through `metadata=`)."""
 from __future__ import annotations
 
 import copy
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -171,4 +172,17 @@ def test_given_pairs_are_the_only_pairs_asked(client: flowlab.Client, flowlab_se
     assert err.value.field == "pairs[0]"
     statuses = client.flow.wait_items([item.id], timeout=1)
     assert statuses[0].is_terminal
+
+    async def twin() -> list[Any]:
+        async with flowlab.AsyncClient(url=client.url, api_key=client.api_key) as aclient:
+            again = await aclient.flow.get_flow_by_id(flow.id)
+            return await again.wait_items([item], timeout=1)
+
+    import asyncio
+
+    assert [s.id for s in asyncio.run(twin())] == [item.id]
+    open_item = flow.create_new_flow_batch(["p", "q"], data_type="text", time_to_live=60)
+    started = time.monotonic()
+    (still,) = client.flow.wait_items([open_item], timeout=0.5)
+    assert not still.is_terminal and 0.4 < time.monotonic() - started < 5, "returns at the timeout"
     flow.delete()
