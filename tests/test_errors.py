@@ -303,3 +303,42 @@ def test_resuming_an_ended_items_stream_closes_it(client: Client, flowlab_server
     ) as r:
         body = r.read()
     assert b"event: item" not in body
+
+
+def test_static_paths_name_files_or_get_404(flowlab_server: Any) -> None:
+    for path in ("/static/%00", "/static/annotate.js%00", "/static/..%2fpages.py", "/static/nope.js"):
+        r = httpx.get(flowlab_server.url + path)
+        assert r.status_code == 404, (path, r.status_code)
+    r = httpx.get(flowlab_server.url + "/static/annotate.js")
+    assert r.status_code == 200 and r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["content-type"].startswith("text/javascript")
+
+
+def test_join_links_never_come_from_the_host_header(flowlab_server: Any) -> None:
+    r = httpx.post(
+        flowlab_server.url + "/v1/annotators",
+        json={"name": "host-check"},
+        headers={"Authorization": f"Bearer {flowlab_server.api_key}", "Host": "evil.example"},
+    )
+    assert r.status_code == 201
+    link = r.json()["join_url"]
+    assert "evil.example" not in link and link.startswith(flowlab_server.url), link
+
+
+def test_head_of_media_gives_its_headers(flowlab_server: Any) -> None:
+    data = png_bytes()
+    r = httpx.post(
+        flowlab_server.url + "/v1/media",
+        content=data,
+        headers={
+            "Authorization": f"Bearer {flowlab_server.api_key}",
+            "Content-Type": "image/png",
+            "X-Filename": "a.png",
+        },
+    )
+    sha = r.json()["sha256"]
+    got = httpx.get(f"{flowlab_server.url}/media/{sha}")
+    head = httpx.head(f"{flowlab_server.url}/media/{sha}")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers["content-length"] == str(len(data))

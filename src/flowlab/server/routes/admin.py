@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, delete, get, post
+from litestar import Request, delete, get, head, post
 from litestar.response import File
 
 from flowlab import schemas
@@ -40,8 +40,18 @@ async def create_key(request: Request, data: schemas.KeyCreate) -> schemas.KeyCr
 @post("/v1/annotators", status_code=201)
 async def create_annotator(request: Request, data: schemas.AnnotatorCreate) -> schemas.AnnotatorCreated:
     service, who = researcher(request)
-    base = request.app.state.public_url or str(request.base_url)
-    return await service.people.create_annotator(who, data.name, base)
+    return await service.people.create_annotator(who, data.name, link_base(request))
+
+
+def link_base(request: Request) -> str:
+    """Where annotators reach this server: `--public-url`, else the address this server is bound to. Never
+    the request's Host header, which any client can set (a join link to a host of their choosing)."""
+    configured: str | None = request.app.state.public_url
+    if configured:
+        return configured
+    host, port = request.scope.get("server") or ("127.0.0.1", 8787)
+    host = f"[{host}]" if ":" in str(host) else host
+    return f"http://{host}:{port}"
 
 
 @get("/v1/annotators")
@@ -72,6 +82,16 @@ async def upload_media(request: Request) -> schemas.MediaRef:
 @get("/media/{sha256:str}")
 async def get_media(request: Request, sha256: str) -> File:
     # No auth: the sha256 is the capability, so <img src> and <audio src> work in the annotator page.
+    return await _media(request, sha256)
+
+
+@head("/media/{sha256:str}")
+async def head_media(request: Request, sha256: str) -> File:
+    """The headers of GET /media/{sha256} (type, length), without the body: players and caches ask first."""
+    return await _media(request, sha256)
+
+
+async def _media(request: Request, sha256: str) -> File:
     path, media_type = await service_of(request).media_file(sha256)
     return File(
         path,
@@ -95,5 +115,6 @@ handlers = [
     revoke_annotator,
     preheat,
     upload_media,
+    head_media,
     get_media,
 ]

@@ -7,7 +7,8 @@ from typing import Any
 
 from litestar import get
 from litestar.response import File
-from litestar.static_files import create_static_files_router
+
+from flowlab.server.errors import NotFound
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 PAGE_HEADERS = {
@@ -36,5 +37,23 @@ async def index() -> dict[str, str]:
     return {"service": "flowlab", "api": "/schema/swagger", "annotate": "/annotate", "health": "/v1/health"}
 
 
-static_router = create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False)
-handlers: list[Any] = [annotate_page, index, static_router]
+STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+# The page's own files, fixed when the server starts: a request names one of them or gets 404, so no path
+# (with `..`, a NUL byte or anything else) ever reaches the file system.
+STATIC_FILES = {p.name: p for p in STATIC_DIR.iterdir() if p.suffix in STATIC_TYPES}
+
+
+@get("/static/{name:str}", include_in_schema=False)
+async def static_file(name: str) -> File:
+    path = STATIC_FILES.get(name)
+    if path is None:
+        raise NotFound(f"No static file {name[:80]!r}; the annotator page is at /annotate.")
+    return File(
+        path,
+        media_type=STATIC_TYPES[path.suffix],
+        content_disposition_type="inline",
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+handlers: list[Any] = [annotate_page, index, static_file]
