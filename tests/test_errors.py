@@ -342,3 +342,21 @@ def test_head_of_media_gives_its_headers(flowlab_server: Any) -> None:
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-type"] == got.headers["content-type"]
     assert head.headers["content-length"] == str(len(data))
+
+
+def test_authentication_comes_before_the_body(flowlab_server: Any) -> None:
+    # A broken body from nobody in particular: 401, not a 400 that describes the body.
+    r = httpx.post(flowlab_server.url + "/v1/flows", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 401
+    # A large one is refused before it is read (the server never holds it).
+    big = b"x" * (40 * 2**20)
+    r = httpx.post(flowlab_server.url + "/v1/media", content=big, headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401
+    # An authenticated JSON body above the JSON limit is 413, naming the limit.
+    r = httpx.post(
+        flowlab_server.url + "/v1/flows",
+        content=b'{"name": "' + b"x" * (33 * 2**20) + b'"}',
+        headers={"Authorization": f"Bearer {flowlab_server.api_key}", "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413 and "larger than this server accepts" in r.json()["detail"]
+    assert httpx.get(flowlab_server.url + "/v1/health").status_code == 200, "health needs no key"

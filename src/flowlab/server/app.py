@@ -109,6 +109,17 @@ def _unexpected(_: Request, exc: Exception) -> Response[schemas.Problem]:
     )
 
 
+JSON_BODY_MAX = 32 * 1024 * 1024  # a batch of long texts fits; media uploads have their own limit (--max-upload-mb)
+
+
+async def _authenticate(request: Request) -> None:
+    """Every API route but health needs a known key or token, checked before anything reads the body: an
+    anonymous client gets 401 however big or broken its body, and the server never buffers it."""
+    path = request.url.path
+    if path.startswith("/v1/") and path != "/v1/health":
+        request.app.state.service.auth.identify(request.headers.get("authorization"))
+
+
 async def _ticker(service: FlowService) -> None:
     """Wakes at the next deadline, drain window or lease expiry (or when a new item arrives)."""
     while True:
@@ -168,7 +179,8 @@ def create_app(
     return Litestar(
         route_handlers=[*flows.handlers, *items.handlers, *tasks.handlers, *admin.handlers, *pages.handlers],
         lifespan=[lifespan],
-        state=State({"service": service, "public_url": public_url}),
+        state=State({"service": service, "public_url": public_url, "max_upload_bytes": int(max_upload_mb * 2**20)}),
+        before_request=_authenticate,
         exception_handlers={
             ServiceError: _service_error,
             ValidationException: _validation_error,
@@ -181,6 +193,6 @@ def create_app(
         openapi_config=OpenAPIConfig(
             title="flowlab", version="1.0", description="Continuous human feedback for RLHF: flows, items, votes."
         ),
-        request_max_body_size=int(max_upload_mb * 1024 * 1024),
+        request_max_body_size=JSON_BODY_MAX,
         debug=False,
     )

@@ -8,6 +8,7 @@ from litestar import Request, delete, get, head, post
 from litestar.response import File
 
 from flowlab import schemas
+from flowlab.server.errors import TooLarge
 from flowlab.server.routes import researcher, service_of
 
 
@@ -72,11 +73,28 @@ async def preheat(request: Request) -> schemas.Preheated:
     return await service.preheat()
 
 
-@post("/v1/media", status_code=201)
+@post("/v1/media", status_code=201, request_max_body_size=None)
 async def upload_media(request: Request) -> schemas.MediaRef:
     service, _ = researcher(request)
-    data = await request.body()
+    limit: int = request.app.state.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(_too_large(limit))
+    chunks, size = [], 0
+    async for chunk in request.stream():  # counted as it arrives: an oversized upload is never held whole
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(_too_large(limit))
+        chunks.append(chunk)
+    data = b"".join(chunks)
     return await service.put_media(data, request.headers.get("content-type"), request.headers.get("x-filename"))
+
+
+def _too_large(limit: int) -> str:
+    return (
+        f"The upload is larger than this server accepts ({limit / 2**20:.2g} MB; flowlab serve --max-upload-mb); "
+        "send a smaller file."
+    )
 
 
 @get("/media/{sha256:str}")
