@@ -206,3 +206,44 @@ def test_revoking_ends_a_waiting_long_poll(client: Client, flowlab_server: Serve
     client.flow.preheat()  # wakes every waiter, which then notices the revocation
     t.join(15)
     assert result["status"] == 401
+
+
+def test_keys_are_listed_revoked_and_rotated(fresh_server: ServerProcess) -> None:
+    admin = Client(url=fresh_server.url, api_key=fresh_server.api_key)
+    alice = admin.keys.create("alice")
+    with Client(url=fresh_server.url, api_key=alice.key) as as_alice:
+        flow = as_alice.flow.create_ranking_flow("alice's", "?")
+        assert [k.name for k in as_alice.keys.list()] == ["alice"], "a researcher sees their own key"
+        with pytest.raises(Exception, match="Only the admin key can revoke"):
+            as_alice.keys.revoke(alice.id)
+        rotated = as_alice.keys.rotate(alice.id)  # a researcher may rotate their own
+    assert rotated.id == alice.id and rotated.key != alice.key
+    with Client(url=fresh_server.url, api_key=alice.key) as old, pytest.raises(Exception, match="not valid"):
+        old.me()
+    with Client(url=fresh_server.url, api_key=rotated.key) as new:
+        assert new.flow.get_flow_by_id(flow.id).id == flow.id, "everything stays with the key"
+    listed = cli("keys", "list", server=fresh_server)
+    assert listed.returncode == 0 and "alice" in listed.stdout and "admin" in listed.stdout
+    revoked = cli("keys", "revoke", alice.id, server=fresh_server)
+    assert revoked.returncode == 0, revoked.stderr
+    r = httpx.get(f"{fresh_server.url}/v1/me", headers={"Authorization": f"Bearer {rotated.key}"})
+    assert r.status_code == 401
+    assert next(k for k in admin.keys.list() if k.id == alice.id).revoked
+    admin_id = next(k.id for k in admin.keys.list() if k.admin)
+    with pytest.raises(Exception, match="cannot be revoked"):
+        admin.keys.revoke(admin_id)
+    new_admin = cli("keys", "rotate", admin_id, server=fresh_server)
+    assert new_admin.returncode == 0, new_admin.stderr
+    secret = new_admin.stdout.strip().splitlines()[-1].strip()
+    old_admin = httpx.get(f"{fresh_server.url}/v1/me", headers={"Authorization": f"Bearer {fresh_server.api_key}"})
+    assert old_admin.status_code == 401
+    with Client(url=fresh_server.url, api_key=secret) as again:
+        assert again.me().role == "admin"
+    admin.close()
+
+
+def test_a_mismatched_env_key_is_warned_about_at_start(fresh_server: ServerProcess) -> None:
+    fresh_server.stop()
+    fresh_server.api_key = "fl_key_not_this_databases"
+    fresh_server.start()
+    assert "FLOWLAB_API_KEY is not a key of this database" in fresh_server.log()

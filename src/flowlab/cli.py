@@ -64,8 +64,33 @@ def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def _keys_create(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        made = client.create_api_key(args.name)
+        made = client.keys.create(args.name)
     print(f"API key for {made.name!r} (shown once; export it as FLOWLAB_API_KEY):\n  {made.key}")
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        keys = client.keys.list()
+    print(f"{'id':<22} {'name':<20} {'role':<10} state")
+    for k in keys:
+        print(
+            f"{k.id:<22} {k.name:<20} {'admin' if k.admin else 'researcher':<10} {'revoked' if k.revoked else 'active'}"
+        )
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.keys.revoke(args.key_id)
+    print(f"Revoked {args.key_id}: it no longer works; its flows stay.")
+    return 0
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        made = client.keys.rotate(args.key_id)
+    print(f"New secret for {made.name!r} ({made.id}); the old one no longer works. Shown once:\n  {made.key}")
     return 0
 
 
@@ -202,6 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(kc)
     kc.add_argument("--name", required=True)
     kc.set_defaults(func=_keys_create)
+    kl = keys.add_parser("list", help="list keys (the admin sees every key, a researcher their own)")
+    _client_args(kl)
+    kl.set_defaults(func=_keys_list)
+    kr = keys.add_parser("revoke", help="stop a researcher's key working (needs the admin key)")
+    _client_args(kr)
+    kr.add_argument("key_id", help="the key's id, from `flowlab keys list`")
+    kr.set_defaults(func=_keys_revoke)
+    kt = keys.add_parser("rotate", help="give a key a new secret (the admin's, or your own); the old one stops")
+    _client_args(kt)
+    kt.add_argument("key_id", help="the key's id, from `flowlab keys list`")
+    kt.set_defaults(func=_keys_rotate)
 
     local = sub.add_parser("local", help="the embedded local server that Client() starts: status | stop")
     local.add_argument("action", choices=["status", "stop"])

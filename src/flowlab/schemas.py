@@ -529,6 +529,16 @@ class KeyCreated(msgspec.Struct):
     admin: bool
 
 
+class KeyInfo(msgspec.Struct):
+    """A researcher API key as listed: never the secret, which is kept only as a hash."""
+
+    id: str
+    name: str
+    admin: bool
+    created_at: float
+    revoked: bool
+
+
 class AnnotatorCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: str
 

@@ -377,3 +377,121 @@ def test_a_late_rlhf_submit_is_explained_and_its_draft_dropped(fresh_server, con
     assert drafts(page) == []
     assert item.get_annotations() == []
     assert tab.dialogs == [] and tab.errors == []
+
+
+# ---------------------------------------------------------------- the form's other shapes
+
+
+FORM_VARIANTS = """async () => {
+  const { RlhfView, likertLabel, wordDiff } = await import("/static/rlhf.js");
+  const task = { task_id: "task_variants", rlhf: {
+    prompt: [{ role: "user", content: "Which is it?" }],
+    responses: [{ kind: "text", text: "one two three" }, { kind: "text", text: "b" },
+                { kind: "image", url: "https://example.invalid/a.png" }],
+    spec: { dimensions: [
+              { key: "kind", type: "category", options: ["a", "b", "c", "d", "e", "f", "g", "h"], allow_na: true },
+              { key: "why", label: "Reason", type: "text", allow_na: true },
+              { key: "ok", type: "boolean", required: false }],
+            rewrite: "required", likert_scale: 5, justification: "off" } } };
+  let sent = null;
+  const view = new RlhfView(task, { markdown: false, submit: (a) => { sent = a; }, skip() {} });
+  document.body.append(view.node);
+  const q = (s) => view.node.querySelector(s);
+  const out = {
+    selectOptions: [...q('select[name="r0:0"]').options].map((o) => o.text),
+    likert: Boolean(q('[name="lk"]')), justification: Boolean(q('[name="why"]')),
+    toggles: [...view.node.querySelectorAll(".rlhf-rewrite-toggle")].map((b) => b.textContent),
+    titles: [...view.node.querySelectorAll(".rlhf-response-title")].map((t) => t.textContent),
+    first: view.problems().map((p) => p.text),
+  };
+  q('select[name="r0:0"]').value = "1";
+  q('select[name="r1:0"]').value = "na";
+  q('select[name="r2:0"]').value = "7";
+  q('textarea[name="r0:1"]').value = "because";
+  const na = q('input[name="r1:1:na"]');
+  na.checked = true;
+  na.dispatchEvent(new Event("change", { bubbles: true }));
+  q('textarea[name="r2:1"]').value = "a picture";
+  q('input[name="sel"][value="2"]').checked = true;
+  out.imageChosen = view.problems().map((p) => p.text);
+  q('input[name="sel"][value="0"]').checked = true;
+  out.needsRewrite = view.problems().map((p) => p.text);
+  out.textDisabled = q('textarea[name="r1:1"]').disabled;
+  q(".rlhf-rewrite-toggle").click();
+  q('textarea[name="w0"]').value = "one 2 three";
+  view.renderDiff(0);
+  out.diff = [...q(".rlhf-diff").childNodes].map((n) => [n.nodeName, n.textContent]);
+  view.trySubmit();
+  out.sent = sent;
+  out.field = view.nameOfField("rlhf.ratings[1].why");
+  out.labels = Object.fromEntries([2, 4, 5, 7].map((n) =>
+    [n, Array.from({ length: n }, (_, i) => likertLabel(i + 1, n))]));
+  out.wordDiff = wordDiff("the cat sat", "the dog sat down");
+  view.discard();
+  return out;
+}"""
+
+
+def test_the_form_fits_each_kind_of_dimension_and_task(fresh_server, context_factory):
+    tab = Annotator(context_factory(), f"{fresh_server.url}/annotate")
+    tab.page.wait_for_selector("body[data-screen=join]")
+    out = tab.page.evaluate(FORM_VARIANTS)
+    assert out["selectOptions"] == ["Choose…", *"abcdefgh", "Not applicable"], "many categories: a drop-down"
+    assert not out["likert"], "three responses: no Likert question"
+    assert not out["justification"], "justification off: no text box"
+    assert out["toggles"] == ["Rewrite Response 1", "Rewrite Response 2"], "only text responses are rewritten"
+    assert out["titles"] == ["Response 1", "Response 2", "Response 3"]
+    assert out["first"] == [
+        "Response 1: rate kind",
+        "Response 1: fill in Reason",
+        "Response 2: rate kind",
+        "Response 2: fill in Reason",
+        "Response 3: rate kind",
+        "Response 3: fill in Reason",
+        "Choose the better response",
+    ]
+    assert out["imageChosen"] == [
+        "Response 3 cannot be rewritten here, but this task needs a rewrite of the one you choose"
+    ]
+    assert out["needsRewrite"] == ["Response 1: rewrite it (this task needs a rewrite of the response you choose)"]
+    assert out["textDisabled"] is True
+    assert out["diff"] == [["#text", "one "], ["DEL", "two"], ["INS", "2"], ["#text", " three"]]
+    assert out["sent"] == {
+        "ratings": [{"kind": "b", "why": "because"}, {"kind": None, "why": None}, {"kind": "h", "why": "a picture"}],
+        "selected": 0,
+        "rewrites": ["one 2 three", None, None],
+    }
+    assert out["field"] == "r1:1"
+    assert out["labels"] == {
+        "2": ["Response 1 much better", "Response 2 much better"],
+        "4": [
+            "Response 1 much better",
+            "Response 1 slightly better",
+            "Response 2 slightly better",
+            "Response 2 much better",
+        ],
+        "5": [
+            "Response 1 much better",
+            "Response 1 slightly better",
+            "About the same",
+            "Response 2 slightly better",
+            "Response 2 much better",
+        ],
+        "7": [
+            "Response 1 much better",
+            "Response 1 better",
+            "Response 1 slightly better",
+            "About the same",
+            "Response 2 slightly better",
+            "Response 2 better",
+            "Response 2 much better",
+        ],
+    }
+    assert out["wordDiff"] == [
+        {"type": "same", "text": "the "},
+        {"type": "del", "text": "cat"},
+        {"type": "ins", "text": "dog"},
+        {"type": "same", "text": " sat"},
+        {"type": "ins", "text": " down"},
+    ]
+    assert tab.errors == [] and tab.dialogs == []

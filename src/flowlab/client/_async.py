@@ -470,6 +470,28 @@ class AsyncFlowsAPI:
         return [_flow_object(self._transport, f) for f in flows]
 
 
+class AsyncKeysAPI:
+    """`client.keys`: researcher API keys. The admin sees and manages every key; a researcher their own."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def create(self, name: str) -> schemas.KeyCreated:
+        """Make another researcher key (admin key only); its secret is shown only here."""
+        return await self._transport.run(core.create_key(name))
+
+    async def list(self) -> list[schemas.KeyInfo]:
+        return await self._transport.run(core.list_keys())
+
+    async def revoke(self, key_id: str) -> None:
+        """Stop a researcher's key working (admin key only); its flows stay."""
+        await self._transport.run(core.revoke_key(key_id))
+
+    async def rotate(self, key_id: str) -> schemas.KeyCreated:
+        """A new secret for a key (the admin's, or your own); the old one stops working at once."""
+        return await self._transport.run(core.rotate_key(key_id))
+
+
 class AsyncAnnotatorsAPI:
     def __init__(self, transport: AsyncTransport) -> None:
         self._transport = transport
@@ -560,6 +582,7 @@ class AsyncClient:
         self._transport = AsyncTransport(self.url, self.api_key, timeout, transport)
         self.flow = AsyncFlowsAPI(self._transport)
         self.validation = AsyncValidationAPI(self._transport)
+        self.keys = AsyncKeysAPI(self._transport)
         self.annotators = AsyncAnnotatorsAPI(self._transport)
 
     async def create_api_key(self, name: str) -> schemas.KeyCreated:

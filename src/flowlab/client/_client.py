@@ -499,6 +499,28 @@ class FlowsAPI:
         return [_flow_object(self._transport, f) for f in flows]
 
 
+class KeysAPI:
+    """`client.keys`: researcher API keys. The admin sees and manages every key; a researcher their own."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def create(self, name: str) -> schemas.KeyCreated:
+        """Make another researcher key (admin key only); its secret is shown only here."""
+        return self._transport.run(core.create_key(name))
+
+    def list(self) -> list[schemas.KeyInfo]:
+        return self._transport.run(core.list_keys())
+
+    def revoke(self, key_id: str) -> None:
+        """Stop a researcher's key working (admin key only); its flows stay."""
+        self._transport.run(core.revoke_key(key_id))
+
+    def rotate(self, key_id: str) -> schemas.KeyCreated:
+        """A new secret for a key (the admin's, or your own); the old one stops working at once."""
+        return self._transport.run(core.rotate_key(key_id))
+
+
 class AnnotatorsAPI:
     """`client.annotators`: join links for people, and their quality."""
 
@@ -593,6 +615,7 @@ class Client:
         self._transport = SyncTransport(self.url, self.api_key, timeout, transport)
         self.flow = FlowsAPI(self._transport)
         self.validation = ValidationAPI(self._transport)
+        self.keys = KeysAPI(self._transport)
         self.annotators = AnnotatorsAPI(self._transport)
 
     def create_api_key(self, name: str) -> schemas.KeyCreated:

@@ -620,6 +620,20 @@ def create_annotator(name: str) -> Op[schemas.AnnotatorCreated]:
     return decode(resp.content, schemas.AnnotatorCreated)
 
 
+def list_keys() -> Op[list[schemas.KeyInfo]]:
+    resp = yield Call("GET", "/v1/keys")
+    return decode(resp.content, list[schemas.KeyInfo])
+
+
+def revoke_key(key_id: str) -> Op[None]:
+    yield Call("DELETE", f"/v1/keys/{key_id}")
+
+
+def rotate_key(key_id: str) -> Op[schemas.KeyCreated]:
+    resp = yield Call("POST", f"/v1/keys/{key_id}/rotate")
+    return decode(resp.content, schemas.KeyCreated)
+
+
 def list_annotators() -> Op[list[schemas.AnnotatorStats]]:
     resp = yield Call("GET", "/v1/annotators")
     return decode(resp.content, list[schemas.AnnotatorStats])

@@ -42,6 +42,12 @@ class Auth:
     def add(self, secret_hash: str, principal: Principal) -> None:
         self.by_hash[secret_hash] = principal
 
+    def replace(self, principal: Principal, secret_hash: str) -> None:
+        """The principal's secret is now this one; the old one stops working."""
+        for old in [h for h, p in self.by_hash.items() if p is principal]:
+            del self.by_hash[old]
+        self.by_hash[secret_hash] = principal
+
     def identify(self, authorization: str | None) -> Principal:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise Unauthorized(

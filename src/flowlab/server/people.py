@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import secrets
@@ -14,6 +15,8 @@ from flowlab.server.auth import KEY_PREFIX, TOKEN_PREFIX, Auth, Principal, diges
 from flowlab.server.clock import Clock
 from flowlab.server.errors import Forbidden, Invalid, NotFound
 from flowlab.server.store import Op, Row, Store
+
+log = logging.getLogger("flowlab.server")
 
 # Ids name things; they grant nothing (tokens and keys are the secrets, made by `new_secret`), so a fast
 # generator seeded from the OS is enough, and spares a system call on every task handed out.
@@ -62,6 +65,7 @@ class People:
         self.auth = Auth()
         self.annotators: dict[str, AnnotatorInfo] = {}
         self.admin_ids: set[str] = set()
+        self.keys: dict[str, tuple[Principal, float]] = {}  # key id -> (who, created at)
 
     def restore(self, keys: list[Row], annotators: list[Row]) -> None:
         self.admin_ids |= {row["id"] for row in keys if row["admin"]}
@@ -70,6 +74,7 @@ class People:
                 row["id"], row["name"], "admin" if row["admin"] else "researcher", revoked=bool(row["revoked"])
             )
             self.auth.add(row["key_hash"], p)
+            self.keys[p.id] = (p, row["created_at"])
         for row in annotators:
             p = Principal(row["id"], row["name"], "annotator", owner=row["owner"], revoked=bool(row["revoked"]))
             self.auth.add(row["token_hash"], p)
@@ -83,8 +88,17 @@ class People:
             )
 
     def ensure_admin(self, data_dir: Path, env_key: str | None) -> str | None:
-        """On an empty database make the first admin key. Returns a newly generated key, if any."""
+        """On an empty database make the first admin key. Returns a newly generated key, if any. On a database
+        that has one, an env key that is none of its keys is ignored, and said so loudly."""
         if any(p.role == "admin" for p in self.auth.by_hash.values()):
+            known = self.auth.by_hash.get(digest(env_key)) if env_key else None
+            if env_key and (known is None or known.revoked or not known.is_researcher):
+                log.warning(
+                    "FLOWLAB_API_KEY is not a key of this database, so it grants nothing here: the admin key is "
+                    "the one made when the database was created (%s, if it was generated). Use that key, or an "
+                    "admin can give this database a new one with `flowlab keys rotate`.",
+                    data_dir / "admin_key",
+                )
             return None
         key = env_key or new_secret(KEY_PREFIX)
         _, op = self._add_key(key, "admin", admin=True)
@@ -104,6 +118,7 @@ class People:
             (principal.id, name, h, int(admin), self.clock.now()),
         )
         self.auth.add(h, principal)
+        self.keys[principal.id] = (principal, self.clock.now())
         if admin:
             self.admin_ids.add(principal.id)
         return principal, op
@@ -123,7 +138,43 @@ class People:
             ]
         )
         self.auth.add(digest(key), principal)  # usable only once durable
+        self.keys[principal.id] = (principal, self.clock.now())
         return schemas.KeyCreated(id=principal.id, name=name, key=key, admin=False)
+
+    def list_keys(self, who: Principal) -> list[schemas.KeyInfo]:
+        """Every key for the admin; a researcher sees their own."""
+        return [
+            schemas.KeyInfo(id=p.id, name=p.name, admin=p.role == "admin", created_at=at, revoked=p.revoked)
+            for p, at in sorted(self.keys.values(), key=lambda k: k[1])
+            if who.role == "admin" or p.id == who.id
+        ]
+
+    def _key(self, who: Principal, key_id: str) -> Principal:
+        found = self.keys.get(key_id)
+        if found is None or (who.role != "admin" and found[0].id != who.id):
+            raise NotFound(f"No API key {key_id!r} that this key may manage; list them with `flowlab keys list`.")
+        return found[0]
+
+    async def revoke_key(self, who: Principal, key_id: str) -> None:
+        """The admin revokes a researcher's key: it stops working at once; its flows stay."""
+        if who.role != "admin":
+            raise Forbidden("Only the admin key can revoke API keys; a researcher can rotate their own.")
+        target = self._key(who, key_id)
+        if target.role == "admin":
+            raise Forbidden("The admin key cannot be revoked (nobody could manage the server); rotate it instead.")
+        await self.store.write([("UPDATE keys SET revoked=1 WHERE id=?", (target.id,))])
+        target.revoked = True
+
+    async def rotate_key(self, who: Principal, key_id: str) -> schemas.KeyCreated:
+        """A new secret for the key (the admin's, or a researcher's own): the old one stops working once the
+        new one is durable. Everything the key owns stays with it."""
+        target = self._key(who, key_id)
+        if target.revoked:
+            raise Forbidden(f"API key {key_id!r} is revoked; make a new one with `flowlab keys create`.")
+        key = new_secret(KEY_PREFIX)
+        await self.store.write([("UPDATE keys SET key_hash=? WHERE id=?", (digest(key), target.id))])
+        self.auth.replace(target, digest(key))
+        return schemas.KeyCreated(id=target.id, name=target.name, key=key, admin=target.role == "admin")
 
     async def create_annotator(self, who: Principal, name: str, base_url: str) -> schemas.AnnotatorCreated:
         name = require_text(name, "name")

@@ -98,6 +98,7 @@ class FlowService:
         ops: list[Op] = [
             ("DELETE FROM votes WHERE item_id IN (SELECT id FROM items WHERE flow_id=?)", (flow.id,)),
             ("DELETE FROM labels WHERE item_id IN (SELECT id FROM items WHERE flow_id=?)", (flow.id,)),
+            ("DELETE FROM annotations WHERE item_id IN (SELECT id FROM items WHERE flow_id=?)", (flow.id,)),
             ("DELETE FROM gold_answers WHERE flow_id=?", (flow.id,)),
             ("DELETE FROM items WHERE flow_id=?", (flow.id,)),
             ("DELETE FROM flows WHERE id=?", (flow.id,)),

@@ -38,6 +38,24 @@ async def create_key(request: Request, data: schemas.KeyCreate) -> schemas.KeyCr
     return await service.people.create_key(who, data.name)
 
 
+@get("/v1/keys")
+async def list_keys(request: Request) -> list[schemas.KeyInfo]:
+    service, who = researcher(request)
+    return service.people.list_keys(who)
+
+
+@delete("/v1/keys/{key_id:str}", status_code=204)
+async def revoke_key(request: Request, key_id: str) -> None:
+    service, who = researcher(request)
+    await service.people.revoke_key(who, key_id)
+
+
+@post("/v1/keys/{key_id:str}/rotate", status_code=200)
+async def rotate_key(request: Request, key_id: str) -> schemas.KeyCreated:
+    service, who = researcher(request)
+    return await service.people.rotate_key(who, key_id)
+
+
 @post("/v1/annotators", status_code=201)
 async def create_annotator(request: Request, data: schemas.AnnotatorCreate) -> schemas.AnnotatorCreated:
     service, who = researcher(request)
@@ -128,6 +146,9 @@ handlers = [
     me,
     annotator_me,
     create_key,
+    list_keys,
+    revoke_key,
+    rotate_key,
     create_annotator,
     list_annotators,
     revoke_annotator,
