@@ -455,3 +455,27 @@ def test_media_responses_are_uploaded_and_the_form_can_change_for_new_items(
     assert [d.key for d in newer.rlhf.spec.dimensions] == ["fits"] and newer.rlhf.spec.justification == "off"
     assert shown.rlhf.spec.dimensions[0].key == "instruction_following"
     flow.delete()
+
+
+def test_rewrite_and_justification_edge_cases(tmp_path: Path, client: flowlab.Client) -> None:
+    r = post(client, "/v1/flows", {"name": "rest", "instruction": "?", "kind": "rlhf"})
+    assert r.status_code == 201 and r.json()["lease_seconds"] == 600, "the form takes minutes: a long lease"
+    assert r.json()["rlhf"]["likert_scale"] == 7, "the whole form, defaults included"
+
+    async def scenario() -> None:
+        service, store = await _service(tmp_path, FakeClock())
+        flow = await rlhf_flow(service, rewrite="required", justification_min_chars=0)
+        await service.create_item(RESEARCHER, flow.id, items_of(1))
+        who = await annotator(service, "ann")
+        task = service.answers.lease_next(who)
+        assert task is not None and task.rlhf is not None
+        first = task.rlhf.responses[0].text
+        with pytest.raises(Invalid, match="Rewrite the response you chose"):  # unchanged is no rewrite
+            await service.answers.answer(who, task.task_id, good_answer(rewrites=[first, None]))
+        with pytest.raises(Invalid, match="Say why"):  # required means at least something
+            await service.answers.answer(who, task.task_id, good_answer(justification=" "))
+        ack = await service.answers.answer(who, task.task_id, good_answer(justification="ok"))
+        assert ack.status == "accepted"
+        await store.close()
+
+    asyncio.run(scenario())

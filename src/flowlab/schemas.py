@@ -47,7 +47,7 @@ class Category(msgspec.Struct, forbid_unknown_fields=True):
     value: str
 
 
-class Dimension(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class Dimension(msgspec.Struct, forbid_unknown_fields=True):
     """One thing an RLHF annotator rates about every response: an integer scale (with wording for its ends or
     for every point), yes/no, one of a few categories, or free text; optionally "not applicable"."""
 
@@ -74,7 +74,7 @@ def default_dimensions() -> list[Dimension]:
     ]
 
 
-class RlhfSpec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class RlhfSpec(msgspec.Struct, forbid_unknown_fields=True):
     """What an RLHF flow asks of each annotator, per task: a rating per dimension per response, maybe a
     rewrite of a response, then the preferred response, how strongly (a Likert scale) and why."""
 
@@ -152,7 +152,7 @@ class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     min_response_threshold: int | None = None  # defaults to max
     allow_ties: bool = False
     pair_selection: PairSelection = "uniform"
-    lease_seconds: float = 60.0
+    lease_seconds: float | None = None  # default 60 s; RLHF flows 600 s (the form takes minutes)
     drain_seconds: float | None = None  # default: min(5 s, 10 % of the item's TTL)
     render_markdown: bool = False
     validation_pairs: list[ValidationPair] = []

@@ -95,9 +95,6 @@ def lease_or_default(seconds: float | None) -> float:
     return 60.0 if seconds is None else seconds
 
 
-RLHF_LEASE_SECONDS = 600.0  # reading, rating and rewriting takes minutes, not seconds
-
-
 def rlhf_options(
     dimensions: Any,
     rewrite: str,
@@ -125,9 +122,10 @@ def rlhf_options(
     options: dict[str, Any] = {
         "kind": "rlhf",
         "rlhf": spec,
-        "lease_seconds": RLHF_LEASE_SECONDS if lease_seconds is None else lease_seconds,
         **settings_option(settings),
     }
+    if lease_seconds is not None:  # else the server's default for RLHF tasks, 10 minutes
+        options["lease_seconds"] = lease_seconds
     if drain_seconds is not None:
         options["drain_seconds"] = drain_seconds
     return options

@@ -20,6 +20,7 @@ from flowlab.server.store import Row, Store
 from flowlab.settings import check_flags
 
 MAX_LEASE = 3600.0
+DEFAULT_LEASE = {"rlhf": 600.0}  # seconds an annotator holds a task; 60 for the quick kinds
 
 _json = msgspec.json.Encoder()
 
@@ -178,7 +179,7 @@ class Flows:
             ),
             allow_ties=req.allow_ties,
             pair_selection=req.pair_selection,
-            lease_seconds=req.lease_seconds,
+            lease_seconds=req.lease_seconds if req.lease_seconds is not None else DEFAULT_LEASE.get(req.kind, 60.0),
             drain_seconds=req.drain_seconds,
             render_markdown=req.render_markdown,
             gold_rate=req.gold_rate,

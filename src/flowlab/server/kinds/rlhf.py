@@ -228,7 +228,7 @@ class Rlhf:
         d, order = lease.question
         responses = item.datapoints[d].responses or []
         assert item.config.rlhf is not None
-        return check_answer(item.config.rlhf, answer.rlhf, [responses[j].source_id for j in order], d, lease)
+        return check_answer(item.config.rlhf, answer.rlhf, [responses[j] for j in order], d, lease)
 
     def answer_ops(self, lease: Lease, checked: schemas.Annotation, annotator_id: str, now: float) -> list[Op]:
         checked.annotator_id, checked.created_at = annotator_id, now  # counted as stored
@@ -322,13 +322,15 @@ def check_spec(spec: schemas.RlhfSpec) -> None:
 
 
 def check_answer(
-    spec: schemas.RlhfSpec, given: schemas.RlhfAnswer, shown: list[str], d: int, lease: Lease
+    spec: schemas.RlhfSpec, given: schemas.RlhfAnswer, responses: list[schemas.Response], d: int, lease: Lease
 ) -> schemas.Annotation:
-    """The annotation as stored (responses by source id), or a Refusal naming what is missing or wrong."""
+    """The annotation as stored (responses by source id), or a Refusal naming what is missing or wrong.
+    `responses` are the task's responses in the order the annotator saw them."""
 
     def refuse(field: str, detail: str) -> Refusal:
         return Refusal("invalid_annotation", detail, f"rlhf.{field}")
 
+    shown = [r.source_id for r in responses]
     k = len(shown)
     if len(given.ratings) != k:
         raise refuse("ratings", f"Rate each of the {k} responses: ratings needs {k} entries, got {len(given.ratings)}.")
@@ -357,15 +359,17 @@ def check_answer(
     if spec.rewrite == "off" and any(r for r in given.rewrites):
         raise refuse("rewrites", "This flow asks for no rewrites.")
     for j, text in enumerate(given.rewrites):
-        if text is None or not text.strip():
+        if text is None or not text.strip() or text == responses[j].text:  # unchanged is not a rewrite
             continue
+        if responses[j].kind != "text":
+            raise refuse(f"rewrites[{j}]", "Only text responses can be rewritten.")
         if len(text) > spec.max_rewrite_chars:
             raise refuse(f"rewrites[{j}]", f"A rewrite holds at most {spec.max_rewrite_chars:,} characters.")
         rewrites[shown[j]] = text
     if given.selected is None or not 0 <= given.selected < k:
         raise refuse("selected", f"Choose the better response (1 to {k}).")
     selected = shown[given.selected]
-    if spec.rewrite == "required" and selected not in rewrites:
+    if spec.rewrite == "required" and selected not in rewrites and responses[given.selected].kind == "text":
         raise refuse(f"rewrites[{given.selected}]", "Rewrite the response you chose (this flow needs a rewrite of it).")
     likert = given.likert
     asks_likert = spec.likert_scale > 0 and k == 2
@@ -383,7 +387,7 @@ def check_answer(
         raise refuse("justification", "This flow asks for no justification.")
     if justification is not None and len(justification) > MAX_JUSTIFICATION_CHARS:
         raise refuse("justification", f"A justification holds at most {MAX_JUSTIFICATION_CHARS:,} characters.")
-    if spec.justification == "required" and len(justification or "") < spec.justification_min_chars:
+    if spec.justification == "required" and len(justification or "") < max(1, spec.justification_min_chars):
         raise refuse("justification", f"Say why, in at least {spec.justification_min_chars} characters.")
     return schemas.Annotation(
         task_id=lease.task_id,
