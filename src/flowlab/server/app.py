@@ -115,7 +115,7 @@ JSON_BODY_MAX = 32 * 1024 * 1024  # a batch of long texts fits; media uploads ha
 async def _authenticate(request: Request) -> None:
     """Every API route but health needs a known key or token, checked before anything reads the body: an
     anonymous client gets 401 however big or broken its body, and the server never buffers it."""
-    path = request.url.path
+    path = request.scope["path"]
     if path.startswith("/v1/") and path != "/v1/health":
         request.app.state.service.auth.identify(request.headers.get("authorization"))
 
