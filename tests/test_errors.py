@@ -360,3 +360,67 @@ def test_authentication_comes_before_the_body(flowlab_server: Any) -> None:
     )
     assert r.status_code == 413 and "larger than this server accepts" in r.json()["detail"]
     assert httpx.get(flowlab_server.url + "/v1/health").status_code == 200, "health needs no key"
+
+
+FLOW = {"name": "n", "instruction": "Which?"}
+HOSTILE = [
+    # (path template, body, status, field): every one refused naming the field
+    ("/v1/flows", {**FLOW, "max_response_threshold": 2**70}, 422, "max_response_threshold"),
+    ("/v1/flows", {**FLOW, "max_response_threshold": 2_000_000}, 422, "max_response_threshold"),
+    ("/v1/flows", {**FLOW, "name": "x" * 10_000}, 422, "name"),
+    ("/v1/flows", {**FLOW, "instruction": "x" * 20_000}, 422, "instruction"),
+    ("/v1/flows", {**FLOW, "max_response_threshold": "300"}, 400, "max_response_threshold"),
+    ("/v1/flows", {**FLOW, "allow_ties": "true"}, 400, "allow_ties"),
+    ("/v1/flows", {"instruction": "no name"}, 400, "name"),
+    ("/v1/flows/{flow}/items", {"datapoints": [{"text": "a"}, {"text": "b"}], "context": "x" * 60_000}, 422, "context"),
+    (
+        "/v1/flows/{flow}/items",
+        {"datapoints": [{"text": "a"}, {"text": "b"}], "time_to_live": 1e-300},
+        422,
+        "time_to_live",
+    ),
+    (
+        "/v1/flows/{flow}/items",
+        {"datapoints": [{"text": "a"}, {"text": "b"}], "time_to_live": "60"},
+        400,
+        "time_to_live",
+    ),
+    ("/v1/flows/{flow}/items", {"datapoints": [{"text": "a"}, {"txt": "b"}]}, 400, "datapoints[1].txt"),
+    ("/v1/keys", {"name": "k" * 1000}, 422, "name"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "field"), HOSTILE)
+def test_hostile_input_is_refused_naming_the_field(
+    flowlab_server: ServerProcess, flow: flowlab.Flow, path: str, body: dict[str, Any], status: int, field: str
+) -> None:
+    r = raw(flowlab_server).post(path.format(flow=flow.id), json=body)
+    assert r.status_code == status, r.text
+    assert r.json()["field"] == field, r.json()
+    assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_an_out_of_range_number_names_its_field(flowlab_server: ServerProcess) -> None:
+    body = b'{"name": "n", "instruction": "i", "lease_seconds": 1e400}'  # not JSON's to hold: infinity
+    r = raw(flowlab_server).post("/v1/flows", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code in (400, 422) and r.json()["field"] == "lease_seconds", r.text
+
+
+def test_a_json_body_must_say_it_is_json(flowlab_server: ServerProcess) -> None:
+    r = raw(flowlab_server).post(
+        "/v1/flows", content=b'{"name": "n", "instruction": "i"}', headers={"Content-Type": "text/plain"}
+    )
+    assert r.status_code == 415 and "application/json" in r.json()["detail"]
+
+
+def test_a_batch_of_tasks_stays_a_few_megabytes(client: Client, flowlab_server: ServerProcess) -> None:
+    flow = client.flow.create_ranking_flow("big texts", "Which?", max_response_threshold=100)
+    big = "x" * 190_000
+    flow.create_new_flow_batch([big + str(i) for i in range(12)], context="c" * 40_000, data_type="text")
+    token = client.annotators.create("batcher").token
+    r = httpx.post(
+        f"{flowlab_server.url}/v1/tasks/next-batch", json={"n": 100}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert r.status_code == 200 and 1 <= len(r.json()["tasks"]) < 100
+    assert len(r.content) < 6_000_000, f"{len(r.content):,} bytes"
+    flow.delete()

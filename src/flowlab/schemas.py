@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+# Limits of what requests may carry (docs/http-api.md lists them); above them a request is refused, naming the
+# field, rather than stored.
+MAX_NAME_CHARS = 200
+MAX_INSTRUCTION_CHARS = 10_000
+MAX_CONTEXT_CHARS = 50_000
+MAX_TEXT_CHARS = 200_000
+MAX_COUNT = 1_000_000  # thresholds
+Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)]
+Instruction = Annotated[str, msgspec.Meta(max_length=MAX_INSTRUCTION_CHARS)]
+Context = Annotated[str, msgspec.Meta(max_length=MAX_CONTEXT_CHARS)]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
+Count = Annotated[int, msgspec.Meta(le=MAX_COUNT)]
 
 ItemStateName = Literal["Pending", "Running", "Stopping", "Completed", "Incomplete", "Stopped", "Failed"]
 TERMINAL_STATES: frozenset[str] = frozenset({"Completed", "Incomplete", "Stopped", "Failed"})
@@ -146,10 +159,10 @@ class RlhfAnswer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
 
 
 class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    name: str
-    instruction: str
-    max_response_threshold: int = 100
-    min_response_threshold: int | None = None  # defaults to max
+    name: Name
+    instruction: Instruction
+    max_response_threshold: Count = 100
+    min_response_threshold: Count | None = None  # defaults to max
     allow_ties: bool = False
     pair_selection: PairSelection = "uniform"
     lease_seconds: float | None = None  # default 60 s; RLHF flows 600 s (the form takes minutes)
@@ -167,9 +180,9 @@ class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
 
 
 class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    instruction: str | None = None
-    min_response_threshold: int | None = None
-    max_response_threshold: int | None = None
+    instruction: Instruction | None = None
+    min_response_threshold: Count | None = None
+    max_response_threshold: Count | None = None
     allow_ties: bool | None = None
     pair_selection: PairSelection | None = None
     lease_seconds: float | None = None
@@ -232,7 +245,7 @@ class DatapointIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     kind: DatapointKind | None = None
     name: str | None = None
     private_metadata: dict[str, Any] | None = None
-    context: str | None = None  # classify flows: shown with this datapoint only
+    context: Context | None = None  # classify flows: shown with this datapoint only
     context_assets: list[ContextAsset] | None = None  # classify flows: media shown with this datapoint only
     prompt: str | list[ChatMessage] | None = None  # RLHF tasks: the prompt, or the conversation so far
     responses: list[ResponseIn] | None = None  # RLHF tasks: two or more model responses
@@ -260,7 +273,7 @@ class ValidationSetCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Gold questions kept under an id, for flows to refer to (`FlowCreate.validation_set_id`): gold pairs
     for ranking flows, or gold labels for classify flows."""
 
-    name: str
+    name: Name
     pairs: list[ValidationPair] = []
     labels: list[ValidationLabel] = []
     instruction: str | None = None  # as hosted: what the set's questions ask; flows use their own
@@ -296,7 +309,7 @@ class Datapoint(msgspec.Struct, omit_defaults=True):
 class ItemCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     datapoints: list[DatapointIn]
     time_to_live: float = 300.0
-    context: str | None = None
+    context: Context | None = None
     context_assets: list[ContextAsset] = []
     private_metadata: dict[str, Any] | None = None
     # Ranking items: compare exactly these pairs of datapoint positions, in covering rounds (e.g. OnlineDPO's
@@ -519,7 +532,7 @@ class FlowEvent(msgspec.Struct):
 
 
 class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
+    name: Name
 
 
 class KeyCreated(msgspec.Struct):
@@ -540,7 +553,7 @@ class KeyInfo(msgspec.Struct):
 
 
 class AnnotatorCreate(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
+    name: Name
 
 
 class AnnotatorCreated(msgspec.Struct):

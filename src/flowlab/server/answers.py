@@ -40,6 +40,18 @@ UNKNOWN_TASK = (
 )
 
 
+MAX_BATCH_CHARS = 4_000_000  # a batch of tasks stops growing past this much text: responses stay a few MB
+
+
+def task_chars(task: schemas.Task) -> int:
+    """About how much text a task carries, for bounding a batch (URLs and ids are small beside it)."""
+    texts = [task.instruction, task.context, task.a.text, task.b.text if task.b else None]
+    texts += [a.text for a in task.context_assets]
+    if task.rlhf is not None:
+        texts += [m.content for m in task.rlhf.prompt] + [r.text for r in task.rlhf.responses]
+    return sum(len(t) for t in texts if t)
+
+
 @dataclass
 class _Pending:
     """The answers of one request that passed their checks, waiting for their common commit."""
@@ -127,11 +139,13 @@ class Answers:
         if first is None:
             return []
         tasks = [first]
-        while len(tasks) < n:
+        size = task_chars(first)
+        while len(tasks) < n and size < MAX_BATCH_CHARS:
             task = self.lease_next(who)
             if task is None:
                 break
             tasks.append(task)
+            size += task_chars(task)
         return tasks
 
     # ------------------------------------------------------------ answering

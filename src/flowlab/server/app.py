@@ -9,7 +9,9 @@ import re
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
+import msgspec
 from litestar import Litestar, Request, Response
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
@@ -17,7 +19,7 @@ from litestar.openapi import OpenAPIConfig
 
 from flowlab import schemas
 from flowlab.server.clock import Clock, SystemClock
-from flowlab.server.errors import ServiceError
+from flowlab.server.errors import BadRequest, Invalid, ServiceError, Unsupported
 from flowlab.server.items import RETAIN_ENDED
 from flowlab.server.media import MediaStore
 from flowlab.server.routes import admin, flows, items, pages, tasks
@@ -112,12 +114,67 @@ def _unexpected(_: Request, exc: Exception) -> Response[schemas.Problem]:
 JSON_BODY_MAX = 32 * 1024 * 1024  # a batch of long texts fits; media uploads have their own limit (--max-upload-mb)
 
 
-async def _authenticate(request: Request) -> None:
-    """Every API route but health needs a known key or token, checked before anything reads the body: an
-    anonymous client gets 401 however big or broken its body, and the server never buffers it."""
+async def _before(request: Request) -> None:
+    """Before any handler runs: every API route but health needs a known key or token, checked before anything
+    reads the body (an anonymous client gets 401 however big or broken its body, and the server never buffers
+    it); then a JSON body is checked strictly against its schema (no "300" for a number, no "true" for a
+    boolean), so a bad one is refused naming the field."""
     path = request.scope["path"]
-    if path.startswith("/v1/") and path != "/v1/health":
-        request.app.state.service.auth.identify(request.headers.get("authorization"))
+    if not path.startswith("/v1/") or path == "/v1/health":
+        return
+    request.app.state.service.auth.identify(request.headers.get("authorization"))
+    decoder = _body_decoder(request.route_handler)
+    if decoder is None:
+        return
+    body = await request.body()
+    if not body:
+        return  # a missing body is the handler's (Litestar's) to report
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise Unsupported(
+            f"Send the request body as JSON with 'Content-Type: application/json' (got {media_type or 'none'!r}).",
+            field="body",
+        )
+    try:
+        decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise _invalid_body(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"The body is not valid JSON ({exc}); send a JSON object.", field="body") from None
+
+
+_DECODERS: dict[int, msgspec.json.Decoder[Any] | None] = {}
+_AT = re.compile(r" - at `\$\.?(.*)`$")
+_CONSTRAINT = re.compile(r"Expected `[^`]+` (of length )?(>=|<=|>|<)")
+
+
+def _body_decoder(handler: Any) -> msgspec.json.Decoder[Any] | None:
+    """A strict decoder for the handler's `data` body, made once per handler (None when it takes none)."""
+    key = id(handler)
+    if key not in _DECODERS:
+        data = handler.parsed_fn_signature.parameters.get("data")
+        _DECODERS[key] = None if data is None else msgspec.json.Decoder(data.annotation, strict=True)
+    return _DECODERS[key]
+
+
+def _invalid_body(message: str) -> ServiceError:
+    """msgspec's complaint as a problem naming the field: 422 for a value out of its range, 400 otherwise."""
+    at = _AT.search(message)
+    field = at.group(1) if at else None
+    text = _AT.sub("", message)
+    missing = re.search(r"missing required field `([^`]+)`", text)
+    unknown = re.search(r"unknown field `([^`]+)`", text)
+    if missing:
+        field = f"{field}.{missing.group(1)}" if field else missing.group(1)
+        text = "this field is required"
+    elif unknown:
+        field = f"{field}.{unknown.group(1)}" if field else unknown.group(1)
+        text = f"unknown field (misspelt, or not part of this request); remove {unknown.group(1)!r}"
+    where = f"Field {field!r}" if field else "The request body"
+    detail = f"{where}: {text}. Fix it and send the request again (limits: docs/http-api.md)."
+    if _CONSTRAINT.search(text):
+        return Invalid(detail, field=field)
+    return BadRequest(detail, field=field)
 
 
 async def _ticker(service: FlowService) -> None:
@@ -180,7 +237,7 @@ def create_app(
         route_handlers=[*flows.handlers, *items.handlers, *tasks.handlers, *admin.handlers, *pages.handlers],
         lifespan=[lifespan],
         state=State({"service": service, "public_url": public_url, "max_upload_bytes": int(max_upload_mb * 2**20)}),
-        before_request=_authenticate,
+        before_request=_before,
         exception_handlers={
             ServiceError: _service_error,
             ValidationException: _validation_error,

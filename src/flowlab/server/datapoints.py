@@ -10,7 +10,7 @@ import msgspec
 from flowlab import schemas
 from flowlab.server.errors import Invalid
 
-MAX_TEXT_CHARS = 200_000
+MAX_TEXT_CHARS = schemas.MAX_TEXT_CHARS
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".avif")
 AUDIO_EXT = (".wav", ".mp3", ".ogg", ".oga", ".flac", ".m4a", ".aac")
 VIDEO_EXT = (".mp4", ".webm", ".ogv", ".mov", ".m4v")

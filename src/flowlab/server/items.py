@@ -30,6 +30,7 @@ log = logging.getLogger("flowlab.items")
 
 MAX_DATAPOINTS = 1000  # the win-loss matrix is dense, n x n
 MAX_TTL = 7 * 24 * 3600.0
+MIN_TTL = 0.1
 RETAIN_ENDED = 30.0  # seconds an ended item stays in memory after its record is durable, for the last readers
 RESULT_TYPES: dict[str, type] = {
     "pairwise": schemas.ItemResults,
@@ -164,10 +165,10 @@ class Items:
         if not (
             isinstance(req.time_to_live, int | float)
             and math.isfinite(req.time_to_live)
-            and 0 < req.time_to_live <= MAX_TTL
+            and MIN_TTL <= req.time_to_live <= MAX_TTL
         ):
             raise Invalid(
-                f"time_to_live must be a number of seconds above 0 and at most {MAX_TTL:.0f} "
+                f"time_to_live must be a number of seconds from {MIN_TTL} to {MAX_TTL:.0f} "
                 f"(7 days); got {req.time_to_live}.",
                 field="time_to_live",
             )
