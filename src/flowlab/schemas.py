@@ -13,8 +13,8 @@ MAX_INSTRUCTION_CHARS = 10_000
 MAX_CONTEXT_CHARS = 50_000
 MAX_TEXT_CHARS = 200_000
 MAX_COUNT = 1_000_000  # thresholds
-Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)]
-Instruction = Annotated[str, msgspec.Meta(max_length=MAX_INSTRUCTION_CHARS)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_CHARS, pattern=r"\S")]  # not blank
+Instruction = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_INSTRUCTION_CHARS, pattern=r"\S")]
 Context = Annotated[str, msgspec.Meta(max_length=MAX_CONTEXT_CHARS)]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
 Count = Annotated[int, msgspec.Meta(le=MAX_COUNT)]
@@ -320,7 +320,7 @@ class ItemCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
 class ItemsWait(msgspec.Struct, forbid_unknown_fields=True):
     """Wait for several items at once: the answer comes when all have ended, or at the timeout."""
 
-    item_ids: list[str]
+    item_ids: Annotated[list[str], msgspec.Meta(min_length=1, max_length=1000)]
     timeout: float = 25.0
 
 
@@ -629,12 +629,12 @@ class Task(msgspec.Struct):
 
 
 class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    wait: float = 0.0  # seconds to wait for work before answering 204
+    wait: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.0  # seconds to wait for work before answering 204
 
 
 class TaskBatchRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     n: int = 50
-    wait: float = 0.0
+    wait: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.0
 
 
 class TaskBatch(msgspec.Struct):

@@ -13,11 +13,13 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, Response
+from litestar._openapi.plugin import OpenAPIPlugin  # the generated document, to complete it
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 
 from flowlab import schemas
+from flowlab.server import openapi
 from flowlab.server.clock import Clock, SystemClock
 from flowlab.server.errors import BadRequest, Invalid, ServiceError, Unsupported
 from flowlab.server.items import RETAIN_ENDED
@@ -74,7 +76,10 @@ def _http_error(_: Request, exc: HTTPException) -> Response[schemas.Problem]:
         title = HTTPStatus(exc.status_code).phrase
     except ValueError:
         title = type(exc).__name__
-    return _problem(exc.status_code, title, str(detail))
+    response = _problem(exc.status_code, title, str(detail))
+    for name, value in (exc.headers or {}).items():  # e.g. the Allow header of a 405
+        response.headers[name] = value
+    return response
 
 
 def _store_unavailable(_: Request, exc: StoreUnavailable) -> Response[schemas.Problem]:
@@ -114,21 +119,23 @@ def _unexpected(_: Request, exc: Exception) -> Response[schemas.Problem]:
 JSON_BODY_MAX = 32 * 1024 * 1024  # a batch of long texts fits; media uploads have their own limit (--max-upload-mb)
 
 
-async def _before(request: Request) -> None:
+async def _before(request: Request) -> Response[None] | None:
     """Before any handler runs: every API route but health needs a known key or token, checked before anything
     reads the body (an anonymous client gets 401 however big or broken its body, and the server never buffers
     it); then a JSON body is checked strictly against its schema (no "300" for a number, no "true" for a
     boolean), so a bad one is refused naming the field."""
+    if request.method == "OPTIONS":
+        return _options(request)
     path = request.scope["path"]
     if not path.startswith("/v1/") or path == "/v1/health":
-        return
+        return None
     request.app.state.service.auth.identify(request.headers.get("authorization"))
     decoder = _body_decoder(request.route_handler)
     if decoder is None:
-        return
+        return None
     body = await request.body()
     if not body:
-        return  # a missing body is the handler's (Litestar's) to report
+        return None  # a missing body is the handler's (Litestar's) to report
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json":
         raise Unsupported(
@@ -138,9 +145,36 @@ async def _before(request: Request) -> None:
     try:
         decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise _invalid_body(str(exc)) from None
+        if "got `float`" not in str(exc):
+            raise _invalid_body(str(exc)) from None
+        # JSON Schema counts 5.0 as an integer; so does this server (but not "5", nor 5.5).
+        try:
+            msgspec.convert(_integral(msgspec.json.decode(body)), decoder.type, strict=True)
+        except msgspec.ValidationError as again:
+            raise _invalid_body(str(again)) from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"The body is not valid JSON ({exc}); send a JSON object.", field="body") from None
+    return None
+
+
+def _integral(value: Any) -> Any:
+    """`value` with every whole-number float made an int, at any depth."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    return value
+
+
+def _options(request: Request) -> Response[None]:
+    """Every method of the path in `Allow` (Litestar's own answer lists only those of the first handler
+    registered for a path)."""
+    methods: set[str] = set()
+    for path in request.route_handler.paths:
+        methods |= set(request.app.route_handler_method_map.get(path, {}))
+    return Response(None, status_code=204, headers={"Allow": ", ".join(sorted(methods | {"OPTIONS"}))})
 
 
 _DECODERS: dict[int, msgspec.json.Decoder[Any] | None] = {}
@@ -221,6 +255,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        openapi.complete(app.plugins.get(OpenAPIPlugin).provide_openapi_schema())  # before anyone reads it
         await store.start()
         service.resume()
         ticker = asyncio.create_task(_ticker(service), name="flowlab-lifecycle")

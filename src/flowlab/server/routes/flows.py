@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from litestar import Request, delete, get, patch, post
+from litestar.params import Parameter
 from litestar.response import ServerSentEvent
 
 from flowlab import schemas
@@ -19,7 +22,12 @@ async def create_flow(request: Request, data: schemas.FlowCreate) -> schemas.Flo
 
 
 @get("/v1/flows")
-async def list_flows(request: Request, limit: int = 10, offset: int = 0, name: str = "") -> list[schemas.Flow]:
+async def list_flows(
+    request: Request,
+    limit: Annotated[int, Parameter(ge=1, le=1000)] = 10,
+    offset: Annotated[int, Parameter(ge=0)] = 0,
+    name: str = "",
+) -> list[schemas.Flow]:
     """Newest first; `name` keeps the flows whose name contains it."""
     service, who = researcher(request)
     return service.flows.listing(who, limit, offset=offset, name=name)
@@ -51,7 +59,11 @@ async def create_item(request: Request, flow_id: str, data: schemas.ItemCreate) 
 
 @get("/v1/flows/{flow_id:str}/items")
 async def list_items(
-    request: Request, flow_id: str, limit: int | None = None, offset: int = 0, order: str = "oldest"
+    request: Request,
+    flow_id: str,
+    limit: Annotated[int | None, Parameter(ge=1)] = None,
+    offset: Annotated[int, Parameter(ge=0)] = 0,
+    order: Literal["oldest", "newest"] = "oldest",
 ) -> list[schemas.ItemStatus]:
     """Every item, oldest first; or a page of `limit` from `offset`, in `order` ("oldest" or "newest")."""
     service, who = researcher(request)
