@@ -385,3 +385,41 @@ def test_a_commit_whose_outcome_was_lost_counts_once_when_retried(tmp_path: Path
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_stream_far_behind_gets_a_snapshot_not_every_vote(tmp_path: Path) -> None:
+    from flowlab.server import events
+
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        service, store = await _service(tmp_path, clock)
+        flow = await service.flows.create(
+            RESEARCHER, schemas.FlowCreate(name="f", instruction="?", max_response_threshold=100_000)
+        )
+        status = await service.create_item(
+            RESEARCHER,
+            flow.id,
+            schemas.ItemCreate(datapoints=[schemas.DatapointIn(text=t) for t in "abcd"], time_to_live=600),
+        )
+        item = service.items.live[status.id]
+        stream = events.item_stream(service, item, None)
+        await anext(stream)  # the retry hint
+        first = msgspec.json.decode((await anext(stream)).data, type=schemas.ItemEvent)
+        assert first.full and first.delta == []
+        for _ in range(3):  # a few votes: the next message carries just them
+            item.tally.add(0, 1, False)
+            item.response_count += 1
+        item.touch()
+        small = msgspec.json.decode((await anext(stream)).data, type=schemas.ItemEvent)
+        assert not small.full and len(small.delta) == 3
+        for _ in range(events.MAX_DELTA_ROWS + 1):  # a subscriber that stopped reading for a long time
+            item.tally.add(2, 3, False)
+            item.response_count += 1
+        item.touch()
+        big = msgspec.json.decode((await anext(stream)).data, type=schemas.ItemEvent)
+        assert big.full and big.delta == [] and big.counts is not None and big.counts[2][3] == events.MAX_DELTA_ROWS + 1
+        await stream.aclose()
+        await store.close()
+
+    asyncio.run(scenario())

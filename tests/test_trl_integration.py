@@ -104,8 +104,12 @@ def test_grpo_learns_from_human_votes_and_falls_back_when_nobody_votes(
 
 def test_rewards_relative_to_a_reference_and_deferred_collection(flowlab_server: ServerProcess) -> None:
     client = flowlab.Client(url=flowlab_server.url, api_key=flowlab_server.api_key)
-    flow = client.flow.create_ranking_flow("reference", "Which says more?", max_response_threshold=20)
-    reward = human_reward(flow, wait=20, metadata=e_count, reference="e")
+    flow = client.flow.create_ranking_flow("reference", "Which says more?", max_response_threshold=40)
+
+    def sharp(prompt: Any, completion: Any) -> dict[str, Any]:  # a clear preference, so 40 votes settle the order
+        return {"true_score": 3 * as_text(completion).count("e")}
+
+    reward = human_reward(flow, wait=20, metadata=sharp, reference="e")
     batch = ["P:"] * 3
     pending = reward.submit(batch, ["eeeee", "eee", ""], step=7)
     assert [len(item.keys) for item in pending.items] == [4], "three completions and the reference"

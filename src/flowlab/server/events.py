@@ -18,6 +18,7 @@ from flowlab.server.service import FlowService
 
 COALESCE_SECONDS = 0.1  # at most ten messages a second per subscriber
 KEEPALIVE_SECONDS = 15.0
+MAX_DELTA_ROWS = 5_000  # votes in one message; past this a stream sends a snapshot instead
 
 _encode = msgspec.json.Encoder().encode
 
@@ -74,6 +75,9 @@ async def item_stream(
         if item.version != sent_version:
             last_sent = await _coalesce(last_sent)
             count = item.response_count
+            # A subscriber this far behind gets the counts again, not every vote it missed: no message grows
+            # with how long a client stopped reading.
+            full = full or count - sent_votes > MAX_DELTA_ROWS
             event = schemas.ItemEvent(
                 item_id=item.id,
                 flow_id=item.flow.id,
