@@ -479,3 +479,15 @@ def test_rewrite_and_justification_edge_cases(tmp_path: Path, client: flowlab.Cl
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_importing_flowlab_and_its_trl_bridge_imports_no_framework() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, flowlab, flowlab.integrations.trl; "
+        "print(sorted({'torch', 'trl', 'transformers'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
