@@ -18,8 +18,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Root (CI machines, containers) needs --allow-root; the config saves notebooks without outputs.
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ --config=notebooks/jupyter_server_config.py $(if $(filter 0,$(shell id -u)),--allow-root)
 
 dashboard: $(STAMP)
 	$(BIN)/flowlab dashboard

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import shutil
 import signal
@@ -52,7 +53,11 @@ def test_binder_files_are_what_repo2docker_expects() -> None:
         for line in (BINDER / "requirements.txt").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    assert requirements == ["-e .[server,lab]"]
+    assert requirements[0] == "-e .[server,lab]"
+    pins = dict(line.split("==") for line in requirements[1:])
+    assert {"jupyterlab", "ipywidgets", "bokeh", "jupyter_bokeh", "panel"} <= set(pins), "the front-end stack is pinned"
+    tested = {name: importlib.metadata.version(name) for name in pins}
+    assert pins == tested, "binder/requirements.txt pins the versions these tests ran with"
     assert (BINDER / "runtime.txt").read_text().strip() == "python-3.11"
     for script in ("postBuild", "start"):
         path = BINDER / script

@@ -62,3 +62,27 @@ def test_notebook_runs_top_to_bottom(
         if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
     ]
     assert widget_views, f"{name} should show at least one workbench widget"
+
+
+def test_make_lab_saves_notebooks_without_outputs(tmp_path: Path) -> None:
+    """JupyterLab (and its autosave) saves through the contents manager; with `make lab`'s config the outputs
+    never reach the file. `make lab` also passes --allow-root where it runs as root."""
+    import json
+    import os
+    import subprocess
+
+    from jupyter_server.services.contents.filemanager import FileContentsManager
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("jupyter_server_config.py", path=str(NOTEBOOKS)).load_config()
+    manager = FileContentsManager(root_dir=str(tmp_path), config=config)
+    book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1", execution_count=3)])
+    book.cells[0].outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "2"}, execution_count=3)]
+    book.metadata["widgets"] = {"state": {}}
+    manager.save({"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(book))}, "a.ipynb")
+    saved = json.loads((tmp_path / "a.ipynb").read_text())
+    assert saved["cells"][0]["outputs"] == [] and saved["cells"][0]["execution_count"] is None
+    assert "widgets" not in saved["metadata"]
+    dry = subprocess.run(["make", "-n", "lab"], cwd=NOTEBOOKS.parent, capture_output=True, text=True, check=True)
+    assert "--config=notebooks/jupyter_server_config.py" in dry.stdout
+    assert ("--allow-root" in dry.stdout) == (os.geteuid() == 0)

@@ -439,7 +439,7 @@ def test_flow_browser_lists_opens_and_deletes(client: flowlab.Client) -> None:
     try:
         assert flow.id in [value for _label, value in browser.flow_list.options]
         browser.flow_list.value = flow.id
-        browser.open_button.click()
+        browser.open_button.click()  # FlowBrowser.open_flow(): `open()` is ipywidgets' own, which opens the comm
         assert isinstance(browser.monitor, FlowMonitor) and browser.monitor.flow.id == flow.id
         assert browser.monitor_area.children == (browser.monitor,)
 
@@ -582,3 +582,23 @@ def test_monitor_keeps_an_old_selected_item_and_closes_rows_that_scroll_away(flo
         monitor.close()
         for item in flow.get_flow_items(amount=None):
             item.stop()
+
+
+def test_no_workbench_widget_shadows_an_ipywidgets_method() -> None:
+    """A widget that redefines one of ipywidgets' own methods breaks it in the frontend: FlowBrowser.open()
+    replaced Widget.open(), which creates the comm, and JupyterLab then said "model not found". Only close()
+    may be extended (each one calls super().close())."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import flowlab_widgets
+    import ipywidgets
+
+    base = {name for cls in (ipywidgets.DOMWidget, ipywidgets.Box) for name in dir(cls)} - {"close"}
+    for info in pkgutil.iter_modules(flowlab_widgets.__path__):
+        module = importlib.import_module(f"flowlab_widgets.{info.name}")
+        for cls in vars(module).values():
+            if inspect.isclass(cls) and issubclass(cls, ipywidgets.Widget) and cls.__module__ == module.__name__:
+                own = {name for name, value in vars(cls).items() if callable(value) and not name.startswith("__")}
+                assert not own & base, f"{cls.__name__} redefines ipywidgets' {sorted(own & base)}"

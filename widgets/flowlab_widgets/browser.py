@@ -31,7 +31,7 @@ class FlowBrowser(widgets.VBox):
         self.open_button = widgets.Button(description="Open", button_style="primary", icon="eye")
         self.delete_button = widgets.Button(description="Delete", button_style="danger", icon="trash")
         self.refresh_button.on_click(lambda _b: self.refresh())
-        self.open_button.on_click(lambda _b: self.open())
+        self.open_button.on_click(lambda _b: self.open_flow())
         self.delete_button.on_click(lambda _b: self.delete())
         self.status = widgets.HTML()
         self.monitor_area = widgets.VBox()
@@ -84,7 +84,7 @@ class FlowBrowser(widgets.VBox):
     def select(self, flow: Any) -> None:
         self.flow_list.value = getattr(flow, "id", flow)
 
-    def open(self, flow: Any = None) -> Any:
+    def open_flow(self, flow: Any = None) -> Any:
         """Show the selected (or given) flow in a FlowMonitor below the list; returns the monitor."""
         from flowlab_widgets.monitor import FlowMonitor
 
