@@ -78,6 +78,7 @@ def bench_subscribers(rows: list[tuple[str, str, str, str]]) -> None:
         assert server.proc is not None
         flow = client.flow.create_ranking_flow("subscribers", "Which?", max_response_threshold=1_000_000)
         item = flow.create_new_flow_batch([f"text {i}" for i in range(50)], data_type="text", time_to_live=3600)
+
         async def crowd_alone() -> list[float]:
             with SimulatedCrowd(server.url, KEY, annotators=40, rate=60_000, bulk=True, seed=2):
                 return await health_times(server.url, 10)
