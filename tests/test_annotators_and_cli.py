@@ -247,3 +247,24 @@ def test_a_mismatched_env_key_is_warned_about_at_start(fresh_server: ServerProce
     fresh_server.api_key = "fl_key_not_this_databases"
     fresh_server.start()
     assert "FLOWLAB_API_KEY is not a key of this database" in fresh_server.log()
+
+
+def test_client_commands_talk_to_the_running_serve_and_say_so(fresh_server: ServerProcess) -> None:
+    """After `flowlab serve`, the next commands reach that server without FLOWLAB_URL, and every client
+    command says on stderr which server it talks to."""
+    env = {k: v for k, v in os.environ.items() if k != "FLOWLAB_URL"}
+    env["FLOWLAB_API_KEY"] = fresh_server.api_key
+    made = subprocess.run(
+        [sys.executable, "-m", "flowlab", "annotators", "create", "--name", "after-serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    assert f"talking to {fresh_server.url}, the `flowlab serve` of" in made.stderr
+    assert made.stdout.strip().splitlines()[-1].strip().startswith(f"{fresh_server.url}/annotate#token=")
+    fresh_server.stop()
+    from flowlab.cli import _served
+
+    assert _served() is None, "a stopped serve is no longer announced"

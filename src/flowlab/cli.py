@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -32,26 +34,92 @@ def _serve(args: argparse.Namespace) -> int:
         retain_ended=args.retain_ended,
     )
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    print(
-        f"flowlab: serving on http://{shown}:{args.port}  (API docs: /schema/swagger, annotators: /annotate)",
-        flush=True,
-    )
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=args.access_log,
-        timeout_graceful_shutdown=3,
-    )
+    url = f"http://{shown}:{args.port}"
+    print(f"flowlab: serving on {url}  (API docs: /schema/swagger, annotators: /annotate)", flush=True)
+    announced = _announce(url, data_dir)
+    if announced is not None:
+        print(
+            "flowlab: `flowlab annotators create`, `flowlab crowd` and the other client commands in this account "
+            "now talk to this server (unless given --url or FLOWLAB_URL).",
+            flush=True,
+        )
+    try:
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=args.access_log,
+            timeout_graceful_shutdown=3,
+        )
+    finally:
+        if announced is not None:
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(announced.read_text()).get("pid") == os.getpid():
+                    announced.unlink()
     return 0
+
+
+# ------------------------------------------------------------------ which server a client command talks to
+
+
+def _serving_file() -> Path:
+    from flowlab.client._embedded import flowlab_home
+
+    return flowlab_home() / "serving.json"
+
+
+def _announce(url: str, data_dir: Path) -> Path | None:
+    """Say where this `flowlab serve` is, for the client commands that follow it (not for the embedded
+    server that Client() starts, which keeps its own record)."""
+    from flowlab.client._embedded import flowlab_home
+
+    if data_dir.resolve().is_relative_to((flowlab_home() / "local").resolve()):
+        return None
+    path = _serving_file()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    record = {"url": url, "pid": os.getpid(), "data_dir": str(data_dir.resolve())}
+    path.write_text(json.dumps(record))
+    return path
+
+
+def _served() -> dict[str, str] | None:
+    """The `flowlab serve` of this account that is still running, if any."""
+    try:
+        record = json.loads(_serving_file().read_text())
+        os.kill(int(record["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {k: str(v) for k, v in record.items()}
+
+
+def _target(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(url, key) for a client command, and a line on stderr saying which server that is: --url or
+    FLOWLAB_URL; else the running `flowlab serve` (with its generated admin key unless a key is given); else
+    the embedded local server."""
+    if args.url:
+        print(f"flowlab: talking to {args.url} (--url or FLOWLAB_URL)", file=sys.stderr)
+        return args.url, args.api_key
+    served = _served()
+    if served is not None:
+        key = args.api_key
+        key_file = Path(served["data_dir"]) / "admin_key"
+        if key is None and key_file.is_file():
+            key = key_file.read_text().strip()
+        print(f"flowlab: talking to {served['url']}, the `flowlab serve` of {served['data_dir']}", file=sys.stderr)
+        return served["url"], key
+    print(
+        "flowlab: talking to the embedded local server (no `flowlab serve` is running here and FLOWLAB_URL is not set)",
+        file=sys.stderr,
+    )
+    return None, args.api_key
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--url",
         default=os.environ.get("FLOWLAB_URL"),
-        help="server URL (default: $FLOWLAB_URL, else the embedded local server)",
+        help="server URL (default: $FLOWLAB_URL, else the `flowlab serve` running here, else the embedded one)",
     )
     p.add_argument("--api-key", default=os.environ.get("FLOWLAB_API_KEY"), help="default: $FLOWLAB_API_KEY")
 
@@ -59,7 +127,8 @@ def _client_args(p: argparse.ArgumentParser) -> None:
 def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from flowlab import Client
 
-    return Client(url=args.url, api_key=args.api_key)
+    url, key = _target(args)
+    return Client(url=url, api_key=key)
 
 
 def _keys_create(args: argparse.Namespace) -> int:
@@ -117,9 +186,10 @@ def _annotators_list(args: argparse.Namespace) -> int:
 def _crowd(args: argparse.Namespace) -> int:
     from flowlab.crowd import SimulatedCrowd
 
+    url, key = _target(args)
     crowd = SimulatedCrowd(
-        args.url,
-        args.api_key,
+        url,
+        key,
         annotators=args.annotators,
         rate=args.rate,
         accuracy=args.accuracy,
@@ -143,7 +213,8 @@ def _crowd(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from flowlab.demo import run_demo
 
-    return run_demo(url=args.url, api_key=args.api_key, batches=args.batches, ttl=args.ttl, rate=args.rate)
+    url, key = _target(args)
+    return run_demo(url=url, api_key=key, batches=args.batches, ttl=args.ttl, rate=args.rate)
 
 
 def _dashboard(args: argparse.Namespace) -> int:
@@ -152,7 +223,8 @@ def _dashboard(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"flowlab dashboard needs the lab extra: pip install 'flowlab[server,lab]' ({exc})", file=sys.stderr)
         return 2
-    serve(args.url, args.api_key, args.port, show=args.show, address=args.address)
+    url, key = _target(args)
+    serve(url, key, args.port, show=args.show, address=args.address)
     return 0
 
 
