@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 
 import flowlab
@@ -21,6 +20,7 @@ from flowlab.server.errors import Invalid
 from .conftest import ServerProcess
 from .test_history import _service, _settle
 from .test_lifecycle import RESEARCHER, annotator
+from .test_rlhf import task_of
 
 ANIMALS = ["cat", "dog", ("Bird", "bird")]
 
@@ -232,8 +232,7 @@ def test_each_datapoint_brings_its_own_context_assets(client: flowlab.Client) ->
     ann = client.annotators.create("assets-viewer")
     seen = {}
     for _ in range(2):
-        r = httpx.post(f"{client.url}/v1/tasks/next", json={}, headers={"Authorization": f"Bearer {ann.token}"})
-        task = msgspec.json.decode(r.content, type=schemas.Task)
+        task = task_of(client, ann.token, item.id)
         seen[task.a.text] = [a.url or a.text for a in task.context_assets]
     assert seen == {"x": ["https://example.org/ref-x.png", "a caption"], "y": []}
     # A ranking batch shares one list of context assets; per datapoint is refused, naming the datapoint.
@@ -287,7 +286,7 @@ def test_classify_gold_is_asked_checked_explained_and_survives_a_restart(tmp_pat
         made["item"] = status.id
         careless, careful = await annotator(service, "careless"), await annotator(service, "careful")
         made["careless"], made["careful"] = careless.id, careful.id
-        for who, choice in ((careless, "n"), (careful, "y"), (careful, "y")):
+        for who, choice in ((careless, "n"), (careful, "y")):
             task = service.answers.lease_next(who)
             assert task is not None and task.a.text == "a cat", "every task is gold at gold_rate 1"
             assert 0 <= task.a.ref < 1, "a gold task carries a ref of the item, like any other"
@@ -296,7 +295,7 @@ def test_classify_gold_is_asked_checked_explained_and_survives_a_restart(tmp_pat
             assert ack.explanation == ("It is a cat." if choice == "n" else None), "explained only when wrong"
         item = service.items.live[status.id]
         assert item.response_count == 0, "gold answers are not the item's answers"
-        assert {i: tuple(g) for i, g in item.tally.gold.items()} == {0: (1, 0), 1: (2, 2)}
+        assert {i: tuple(g) for i, g in item.tally.gold.items()} == {0: (1, 0), 1: (1, 1)}
         assert service.people.annotators[careless.id].gold_answered == 1
         await store.close()
 
@@ -304,7 +303,7 @@ def test_classify_gold_is_asked_checked_explained_and_survives_a_restart(tmp_pat
         service, store = await _service(tmp_path, clock)
         item = service.items.live[made["item"]]
         gold = {name: item.tally.gold[item.tally.annotators[made[name]]] for name in ("careless", "careful")}
-        assert gold == {"careless": [1, 0], "careful": [2, 2]}, "replayed from the database, per item"
+        assert gold == {"careless": [1, 0], "careful": [1, 1]}, "replayed from the database, per item"
         await store.close()
 
     asyncio.run(first())
@@ -381,3 +380,24 @@ def test_classify_gold_from_a_hosted_classification_set(flowlab_server: ServerPr
         client.flow.create_classify_flow("wrong set", "?", ["a", "b"], validation_set_id=pairs.id)
     assert err.value.field == "validation_set_id"
     flow.delete()
+
+
+def test_gold_goes_only_with_work_and_once_per_annotator(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        service, store = await _service(tmp_path, FakeClock())
+        flow = await gold_flow(service, gold_rate=1.0)
+        status = await service.create_item(
+            RESEARCHER, flow.id, schemas.ItemCreate(datapoints=[schemas.DatapointIn(text="p")], time_to_live=60)
+        )
+        who = await annotator(service, "once")
+        first = service.answers.lease_next(who)
+        assert first is not None and first.a.text == "a cat", "gold first, at gold_rate 1"
+        await service.answers.answer(who, first.task_id, schemas.Answer(choice="y"))
+        real = service.answers.lease_next(who)
+        assert real is not None and real.a.text == "p", "the one gold label was asked already: real work"
+        await service.answers.answer(who, real.task_id, schemas.Answer(choice="n"))
+        assert service.answers.lease_next(who) is None, "done with the item: no more gold either"
+        assert service.items.live[status.id].state in ("Running", "Completed")
+        await store.close()
+
+    asyncio.run(scenario())

@@ -423,3 +423,19 @@ def test_a_stream_far_behind_gets_a_snapshot_not_every_vote(tmp_path: Path) -> N
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_rotating_a_generated_admin_key_rewrites_its_file(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SQLiteStore(tmp_path / "db.sqlite3")
+        service = FlowService(store, MediaStore(tmp_path / "media"), FakeClock(), seed=1)
+        generated = service.bootstrap(tmp_path, None)
+        await store.start()
+        assert generated and (tmp_path / "admin_key").read_text().strip() == generated
+        admin = service.auth.identify(f"Bearer {generated}")
+        made = await service.people.rotate_key(admin, admin.id)
+        assert (tmp_path / "admin_key").read_text().strip() == made.key, "the file follows the rotation"
+        assert (tmp_path / "admin_key").stat().st_mode & 0o777 == 0o600
+        await store.close()
+
+    asyncio.run(scenario())

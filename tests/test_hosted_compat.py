@@ -139,8 +139,10 @@ def test_validation_sets_are_made_once_and_referred_to_by_id(rapi: Client, flowl
     flow.delete()
 
 
-def test_settings_take_hosted_setting_objects_and_the_page_gets_them(rapi: Client) -> None:
+def test_settings_take_hosted_setting_objects_and_the_page_gets_them(fresh_server: ServerProcess) -> None:
     from flowlab import AllowNeitherBothSetting, CustomSetting, MarkdownSetting, NoShuffleSetting
+
+    rapi = Client(url=fresh_server.url, api_key=fresh_server.api_key)  # a server with only this flow's work
 
     with pytest.warns(UserWarning, match="does not act on them.*x_hosted_flag"):
         flow = rapi.flow.create_ranking_flow(
@@ -166,6 +168,8 @@ def test_settings_take_hosted_setting_objects_and_the_page_gets_them(rapi: Clien
     tasks = msgspec.json.decode(r.content, type=schemas.TaskBatch).tasks
     assert len(tasks) == 15 and all(t.settings == flow.config.settings for t in tasks)
     assert all(t.b is not None and t.a.ref < t.b.ref for t in tasks), "no_shuffle: A is the earlier datapoint"
+    calmer = flow.update_config(settings={"no_shuffle": "true"})  # Unsure and Markdown taken away again
+    assert not calmer.config.allow_ties and not calmer.config.render_markdown
     with pytest.raises(ValueError, match="between 0 and 95"):
         flowlab.PlayPercentageVideoSetting(120)
     with pytest.raises(ValueError, match="is not a setting"):

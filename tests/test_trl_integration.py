@@ -190,3 +190,29 @@ def test_given_pairs_are_the_only_pairs_asked(client: flowlab.Client, flowlab_se
     (still,) = client.flow.wait_items([open_item], timeout=0.5)
     assert not still.is_terminal and 0.4 < time.monotonic() - started < 5, "returns at the timeout"
     flow.delete()
+
+
+def test_the_fallback_is_called_as_trl_calls_reward_functions(flowlab_server: ServerProcess) -> None:
+    client = flowlab.Client(url=flowlab_server.url, api_key=flowlab_server.api_key)
+    flow = client.flow.create_ranking_flow("fallback calls", "Which?", max_response_threshold=4)
+    seen: dict[str, Any] = {}
+
+    def accuracy(completions: list[Any], solution: list[str], completion_ids: Any, **kwargs: Any) -> list[float]:
+        seen.update(solution=solution, ids=completion_ids, step="step" in kwargs)
+        return [float(c == s) for c, s in zip(completions, solution, strict=True)]
+
+    reward = human_reward(flow, wait=0.3, fallback=accuracy)
+    before = len(flow.get_flow_items(amount=None))
+    out = reward(
+        ["alone", "pair", "pair"],
+        ["4", "x", "4"],
+        [[1], [2], [3]],
+        solution=["4", "4", "4"],
+        step=[1, 2, 3],  # a dataset column may be called anything, `step` included
+    )
+    assert out == [1.0, 0.0, 1.0], "nobody voted: the fallback's rewards, from the dataset's own column"
+    assert seen == {"solution": ["4", "4", "4"], "ids": [[1], [2], [3]], "step": True}
+    assert len(flow.get_flow_items(amount=None)) == before + 1, "a lone completion gets no item of its own"
+    # A reference nobody compared: nothing to be relative to, so the group counts as unvoted.
+    assert human_reward(flow, wait=0.3, reference="ref")(["p", "p"], ["a", "b"]) == [None, None]
+    flow.delete()

@@ -6,8 +6,11 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 
 def _db_arg(db: str | None) -> Path | str | None:
@@ -202,12 +205,41 @@ def _crowd(args: argparse.Namespace) -> int:
         " (Ctrl-C to stop)",
         flush=True,
     )
+    # SIGTERM (kill, a service manager) ends the crowd as Ctrl-C does, with its summary.
+    signal.signal(signal.SIGTERM, _interrupt)
+    started, cpu = time.monotonic(), time.process_time()
     try:
         stats = crowd.run(args.duration if args.duration else 10**9)
     except KeyboardInterrupt:
         stats = crowd.stats
-    print(f"flowlab crowd: {stats.votes} votes, {stats.rejected} refused, {stats.errors} errors")
+    print(crowd_summary(stats, args.rate, time.monotonic() - started, time.process_time() - cpu), flush=True)
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def crowd_summary(stats: Any, requested: float, seconds: float, cpu_seconds: float) -> str:
+    """What the crowd did: votes, the rate it reached against the one asked and, below it, the likely reason;
+    refusals and errors with their causes."""
+    achieved = stats.votes / seconds * 60 if seconds > 0 else 0.0
+    lines = [
+        f"flowlab crowd: {stats.votes:,} votes in {seconds:.1f} s: {achieved:,.0f} votes/min of the "
+        f"{requested:,.0f} asked; {stats.rejected} refused, {stats.skipped} skipped, {stats.errors} errors"
+    ]
+    if achieved < 0.9 * requested and seconds >= 5:
+        busy = cpu_seconds / seconds
+        if stats.idle_polls:
+            why = f"the server had no work for it {stats.idle_polls:,} times (push more items, or raise thresholds)"
+        elif busy > 0.8:
+            why = f"this process was busy {busy:.0%} of the time (run several crowds, or use --bulk)"
+        else:
+            why = "the server answered slower than the crowd asked (it may be the bottleneck)"
+        lines.append(f"  below the rate asked: {why}")
+    for cause, n in sorted(stats.error_causes.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {n} × {cause}")
+    return "\n".join(lines)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -226,7 +226,7 @@ class Flow(msgspec.Struct):
 
 
 class ContextAsset(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    kind: DatapointKind
+    kind: DatapointKind | None = None  # given by the server: text, or the media kind of a URL or upload
     text: str | None = None
     url: str | None = None
     media: str | None = None

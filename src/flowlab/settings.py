@@ -264,6 +264,8 @@ def as_flags(settings: Iterable[Any] | Mapping[str, Any] | None) -> dict[str, st
     for key, value in pairs:
         if not isinstance(key, str) or not key:
             raise ValueError(f"A setting's key is a non-empty string; got {key!r}.")
+        if value is False or value is None or str(value).lower() == "false":
+            continue  # a flag turned off is a flag not given
         flags[key] = "true" if value is True else str(value)
     return check_flags(flags)
 
@@ -277,7 +279,9 @@ def _pair(s: Any) -> tuple[Any, Any]:
 
 
 def check_flags(flags: Mapping[str, str]) -> dict[str, str]:
-    """The server's check of stored flags: bounded, and the values flowlab acts on well formed."""
+    """The server's check of stored flags: bounded, and the values flowlab acts on well formed. A flag whose
+    value is "false" is dropped: turned off is the same as not given."""
+    flags = {k: v for k, v in flags.items() if str(v).lower() != "false"}
     if len(flags) > MAX_SETTINGS:
         raise ValueError(f"A flow takes at most {MAX_SETTINGS} settings; got {len(flags)}.")
     for key, value in flags.items():

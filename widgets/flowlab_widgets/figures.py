@@ -729,12 +729,12 @@ class RewardCurveChart:
 
 
 class RlhfCharts:
-    """An RLHF item at a glance: each model's mean rating per dimension with its 95 % interval, how often
-    annotators chose each model, and the distribution of the Likert strength.
+    """An RLHF item at a glance: each model's mean rating per scale dimension with its 95 % interval, how
+    often annotators chose each model, and the distribution of the Likert strength.
 
     `figures` lists the three figures; `update(result)` takes an `RlhfFlowItemResult` and refills their
-    sources in place. Rewrites and justifications are not drawn; `latest_justifications` hands them back as
-    plain text for the caller to show escaped.
+    sources in place. Rewrites and justifications are not drawn; `latest_justifications` hands back a few
+    (those of the last tasks) as plain text for the caller to show escaped.
     """
 
     _RATING_COLUMNS = ("row", "model", "dimension", "mean", "low", "high", "n", "color")
@@ -799,7 +799,8 @@ class RlhfCharts:
         low_all, high_all = [], []
         for m in result.models:
             for stat in m.ratings:
-                if stat.mean is None:
+                # Scales only: a category's mean index or a yes-share has no place on a rating axis.
+                if stat.mean is None or not all(v.lstrip("-").isdigit() for v in stat.distribution):
                     continue
                 low = stat.ci_low if stat.ci_low is not None else stat.mean
                 high = stat.ci_high if stat.ci_high is not None else stat.mean

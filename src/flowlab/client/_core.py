@@ -25,6 +25,7 @@ from flowlab.client._models import ClassifyFlowItemResult, FlowItemResult, FlowI
 T = TypeVar("T")
 
 LONG_POLL_SECONDS = 25.0
+WAIT_CHUNK = 1000
 
 
 @dataclass
@@ -160,6 +161,10 @@ def classification_set(
         if contexts is not None:
             point["context"] = contexts[i]
         if media_contexts is not None:
+            if isinstance(media_contexts[i], str | bytes) or not isinstance(media_contexts[i], Sequence):
+                raise ValidationError(
+                    422, f"media_contexts[{i}] must be a list of paths or URLs.", field=f"media_contexts[{i}]"
+                )
             point["context_assets"] = own = []
             for j, a in enumerate(media_contexts[i]):
                 own.append((yield from _asset(a, f"media_contexts[{i}][{j}]")))
@@ -341,6 +346,13 @@ def create_item(
             for j, a in enumerate(given_assets):
                 own.append((yield from _asset(a, f"context_assets[{i}][{j}]")))
         points.append(point)
+    if failed and pairs is not None:
+        raise ValidationError(
+            422,
+            "pairs name datapoint positions, which leaving out failed uploads would shift; fix the uploads "
+            "or leave out pairs: " + "; ".join(failed),
+            field="pairs",
+        )
     if failed:
         warnings.warn(
             f"{len(failed)} of {len(given)} datapoints could not be uploaded and were left out: " + "; ".join(failed),
@@ -367,9 +379,8 @@ def create_item(
 def _asset(a: Any, where: str) -> Op[dict[str, Any]]:
     """A context asset (text, path or URL) as the server takes it."""
     dp = yield from _datapoint(a, where)
-    return {k: v for k, v in dp.items() if k in ("kind", "text", "url", "media", "media_type", "name")} | {
-        "kind": dp.get("kind") or "text"
-    }
+    # A URL's kind (image, audio, video, a page) is the server's to tell from the URL; text is text.
+    return {k: v for k, v in dp.items() if k in ("kind", "text", "url", "media", "media_type", "name")}
 
 
 def _is_upload(d: Any) -> bool:
@@ -530,8 +541,8 @@ def rlhf_task(d: Any, where: str) -> Op[dict[str, Any]]:
                 f"{at} has unknown keys {sorted(extra)}; a response takes source_id, content, private_metadata.",
                 field=at,
             )
-        given = r.get("content", {k: v for k, v in r.items() if k in ("text", "url", "path")})
-        if not given:
+        given = r.get("content", {k: v for k, v in r.items() if k in ("text", "url", "path")} or None)
+        if given is None:
             raise ValidationError(422, f"{at} needs its content: text, a local path or a URL.", field=at)
         body = yield from _datapoint(given, at)
         body = {k: v for k, v in body.items() if k in ("text", "url", "media", "media_type", "kind")}
@@ -557,6 +568,13 @@ def wait_items(item_ids: Sequence[str], timeout: float | None) -> Op[list[FlowIt
     ids = list(item_ids)
     if not ids:
         return []
+    if len(ids) > WAIT_CHUNK:  # the server waits on at most 1,000 at a time
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out: list[FlowItemStatus] = []
+        for i in range(0, len(ids), WAIT_CHUNK):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            out += yield from wait_items(ids[i : i + WAIT_CHUNK], left)
+        return out
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         left = LONG_POLL_SECONDS if deadline is None else max(0.0, min(LONG_POLL_SECONDS, deadline - time.monotonic()))

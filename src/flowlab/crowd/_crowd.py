@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import math
 import random
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,7 +46,14 @@ class CrowdStats:
     skipped: int = 0
     errors: int = 0
     unavailable: int = 0  # 503s while the server's database was away; those answers were sent again
+    idle_polls: int = 0  # asked for work and found none
     by_annotator: dict[str, int] = field(default_factory=dict)
+    error_causes: dict[str, int] = field(default_factory=dict)  # what went wrong, with how often
+
+    def error(self, exc: BaseException) -> None:
+        self.errors += 1
+        cause = f"{type(exc).__name__}: {str(exc)[:120]}" if str(exc) else type(exc).__name__
+        self.error_causes[cause] = self.error_causes.get(cause, 0) + 1
 
 
 _task_decoder = msgspec.json.Decoder(schemas.Task)
@@ -112,6 +120,7 @@ class SimulatedCrowd:
         self._details: dict[str, list[schemas.Datapoint] | None] = {}
         self._gold: dict[str, dict[tuple[str, str], str]] = {}
         self._gold_labels_of: dict[str, dict[str, list[str]]] = {}
+        self._tls: ssl.SSLContext | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -169,7 +178,7 @@ class SimulatedCrowd:
 
     async def arun(self, stop: asyncio.Event, *, ready: threading.Event | None = None) -> None:
         """Run every annotator on the current event loop until `stop` is set."""
-        limits = httpx.Limits(max_connections=len(self.profiles) + 8, max_keepalive_connections=len(self.profiles) + 8)
+        limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)  # sign-up and the oracle's lookups
         async with httpx.AsyncClient(base_url=self.url, limits=limits, timeout=30.0) as http:
             research = {"Authorization": f"Bearer {self.api_key}"}
             for p in self.profiles:
@@ -191,6 +200,18 @@ class SimulatedCrowd:
     # ------------------------------------------------------------ one annotator
 
     async def _annotate(self, http: httpx.AsyncClient, p: AnnotatorProfile, stop: asyncio.Event) -> None:
+        # Each person has a connection of their own, as a browser would: one pool shared by the whole crowd
+        # scans every connection on every request, which capped a crowd near 250 votes/s.
+        limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+        if self._tls is None:  # made once: loading the CA bundle costs ~30 ms a client
+            self._tls = ssl.create_default_context()
+        async with httpx.AsyncClient(base_url=self.url, limits=limits, timeout=30.0, verify=self._tls) as own:
+            await self._work(own, http, p, stop)
+
+    async def _work(
+        self, own: httpx.AsyncClient, http: httpx.AsyncClient, p: AnnotatorProfile, stop: asyncio.Event
+    ) -> None:
+        """One annotator's loop: tasks over `own` connection, the oracle's lookups over the shared `http`."""
         headers = {"Authorization": f"Bearer {p.token}"}
         rng = random.Random(self.rng.random())
         # Stagger the start so the crowd does not arrive in lockstep.
@@ -199,11 +220,12 @@ class SimulatedCrowd:
         while not stop.is_set():
             try:
                 if self.bulk:
-                    await self._bulk_round(http, p, headers, rng)
+                    await self._bulk_round(own, http, p, headers, rng)
                     continue
                 if not pending:
-                    r = await http.post("/v1/tasks/next", json={"wait": 2.0}, headers=headers)
+                    r = await own.post("/v1/tasks/next", json={"wait": 2.0}, headers=headers)
                     if r.status_code == 204:
+                        self.stats.idle_polls += 1
                         await asyncio.sleep(float(r.headers.get("x-poll-interval", "0.5")) * rng.uniform(0.5, 1.0))
                         continue
                     r.raise_for_status()
@@ -214,11 +236,14 @@ class SimulatedCrowd:
                 think = self._think_time(p, rng) - (time.monotonic() - started)
                 if think > 0:
                     await asyncio.sleep(think)
-                r = await http.post(
+                r = await own.post(
                     f"/v1/tasks/{task.task_id}/answer", json=_answer_body(choice, fetch_next=True), headers=headers
                 )
-                if r.status_code == 409:
+                if r.status_code in (409, 422):  # too late, or an answer the server refuses: hand the task back
                     self.stats.rejected += 1
+                    if r.status_code == 422:
+                        self.stats.error(RuntimeError(f"refused: {r.text[:200]}"))
+                        await own.post(f"/v1/tasks/{task.task_id}/answer", json={"choice": "skip"}, headers=headers)
                     continue
                 if r.status_code == 503:  # nothing was counted: answer again, as a person would, while the lease lasts
                     self.stats.unavailable += 1
@@ -231,14 +256,19 @@ class SimulatedCrowd:
                 self._count(p, ack)
                 if ack.next is not None:
                     pending.append(ack.next)
-            except (httpx.HTTPError, msgspec.DecodeError):
-                self.stats.errors += 1
+            except (httpx.HTTPError, msgspec.DecodeError) as exc:
+                self.stats.error(exc)
                 await asyncio.sleep(0.2)
 
     async def _bulk_round(
-        self, http: httpx.AsyncClient, p: AnnotatorProfile, headers: dict[str, str], rng: random.Random
+        self,
+        own: httpx.AsyncClient,
+        http: httpx.AsyncClient,
+        p: AnnotatorProfile,
+        headers: dict[str, str],
+        rng: random.Random,
     ) -> None:
-        r = await http.post("/v1/tasks/next-batch", json={"n": self.batch_size, "wait": 2.0}, headers=headers)
+        r = await own.post("/v1/tasks/next-batch", json={"n": self.batch_size, "wait": 2.0}, headers=headers)
         r.raise_for_status()
         batch = _batch_decoder.decode(r.content)
         if not batch.tasks:
@@ -248,7 +278,7 @@ class SimulatedCrowd:
         for t in batch.tasks:
             choice = await self._choose_or_skip(http, p, t, rng)
             if isinstance(choice, dict):  # an RLHF annotation goes by the single-answer route
-                r = await http.post(f"/v1/tasks/{t.task_id}/answer", json=_answer_body(choice), headers=headers)
+                r = await own.post(f"/v1/tasks/{t.task_id}/answer", json=_answer_body(choice), headers=headers)
                 if r.status_code == 200:
                     self._count(p, _ack_decoder.decode(r.content))
                 else:
@@ -258,11 +288,11 @@ class SimulatedCrowd:
         await asyncio.sleep(sum(self._think_time(p, rng) for _ in batch.tasks))
         if not answers:
             return
-        r = await http.post("/v1/tasks/answers", json={"answers": answers}, headers=headers)
+        r = await own.post("/v1/tasks/answers", json={"answers": answers}, headers=headers)
         while r.status_code == 503 and time.time() < min(t.lease_expires_at for t in batch.tasks):
             self.stats.unavailable += 1
             await asyncio.sleep(_retry_after(r))
-            r = await http.post("/v1/tasks/answers", json={"answers": answers}, headers=headers)
+            r = await own.post("/v1/tasks/answers", json={"answers": answers}, headers=headers)
         r.raise_for_status()
         for ack in _acks_decoder.decode(r.content).results:
             self._count(p, ack)

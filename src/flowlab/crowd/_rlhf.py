@@ -12,6 +12,9 @@ from typing import Any
 from flowlab import schemas
 from flowlab.crowd._oracle import content_utility, prefer_probability
 
+MAX_JUSTIFICATION = 10_000  # what the server takes
+MAX_SCORE = 50.0  # true scores are clamped to this, so a wild value in metadata cannot break the arithmetic
+
 
 def response_scores(
     response: schemas.Response | schemas.ResponseView, dims: list[schemas.Dimension]
@@ -26,9 +29,10 @@ def response_scores(
     for dim in dims:
         v = value.get(dim.key, value.get("overall")) if isinstance(value, dict) else value
         try:
-            out[dim.key] = float(v) if v is not None else base
-        except (TypeError, ValueError):
-            out[dim.key] = base
+            score = float(v) if v is not None else base
+        except (TypeError, ValueError, OverflowError):
+            score = base
+        out[dim.key] = min(MAX_SCORE, max(-MAX_SCORE, score)) if math.isfinite(score) else base
     return out
 
 
@@ -58,8 +62,9 @@ def annotate(
         body["likert"] = _likert(spec.likert_scale, selected, abs(totals[0] - totals[1]))
     if spec.rewrite == "required" or (spec.rewrite == "optional" and rng.random() < 0.3):
         text = view.responses[selected].text
-        if text is not None:
-            body["rewrites"] = [rewrite(text) if j == selected else None for j in range(k)]
+        edited = rewrite(text, spec.max_rewrite_chars) if text is not None else None
+        if edited is not None:
+            body["rewrites"] = [edited if j == selected else None for j in range(k)]
     if spec.justification != "off":
         body["justification"] = _justify(spec, selected, k)
     return body
@@ -96,18 +101,22 @@ def _likert(scale: int, selected: int, gap: float) -> int:
     return first_side if selected == 0 else scale + 1 - first_side
 
 
-def rewrite(text: str) -> str:
+def rewrite(text: str, limit: int = 20_000) -> str | None:
     """A deterministic edit: tidy spacing, capitalise the first letter, end with a full stop, and add a
-    closing sentence, so a rewrite always differs from the original."""
+    closing sentence, so a rewrite always differs from the original; within `limit` characters (cut short if
+    need be), or None when no edit of that length differs from the original."""
     tidy = " ".join(text.split())
     if tidy:
         tidy = tidy[0].upper() + tidy[1:]
         if tidy[-1] not in ".!?":
             tidy += "."
-    return f"{tidy} I hope this helps."
+    edited = f"{tidy} I hope this helps."
+    if len(edited) > limit:
+        edited = edited[: max(0, limit - 1)].rstrip() + "…"
+    return edited if edited != text and edited.strip() and len(edited) <= limit else None
 
 
 def _justify(spec: schemas.RlhfSpec, selected: int, k: int) -> str:
-    names = ", ".join((d.label or d.key).lower() for d in spec.dimensions[:2])
+    names = ", ".join((d.label or d.key).lower()[:60] for d in spec.dimensions[:2])
     why = f"Response {selected + 1} of {k} is better overall, judged on {names} and the rest of the form."
-    return why.ljust(spec.justification_min_chars, ".")
+    return why.ljust(spec.justification_min_chars, ".")[:MAX_JUSTIFICATION]

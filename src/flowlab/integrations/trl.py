@@ -54,7 +54,7 @@ def _key(prompt: Any) -> str:
 class _Group:
     prompt: Any
     positions: list[int]
-    item: FlowItem
+    item: FlowItem | None  # None: a lone completion, with nothing to be compared with
 
 
 @dataclass
@@ -66,11 +66,28 @@ class PendingRewards:
     groups: list[_Group]
     submitted_at: float
     step: int | None
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, Any] = field(default_factory=dict)  # what TRL passed besides prompts and completions
 
     @property
     def items(self) -> list[FlowItem]:
-        return [g.item for g in self.groups]
+        return [g.item for g in self.groups if g.item is not None]
+
+
+def call_fallback(fallback: RewardFunc, positions: list[int], n: int, pending: PendingRewards) -> list[float | None]:
+    """The fallback reward function on the completions at `positions`, called as TRL calls reward functions:
+    the same keyword arguments, every per-completion column cut to those positions."""
+    columns = {
+        k: [v[j] for j in positions] if isinstance(v, list | tuple) and len(v) == n else v
+        for k, v in pending.columns.items()
+    }
+    columns.setdefault("completion_ids", None)
+    return list(
+        fallback(
+            prompts=[pending.prompts[j] for j in positions],
+            completions=[pending.completions[j] for j in positions],
+            **columns,
+        )
+    )
 
 
 class HumanReward:
@@ -139,16 +156,25 @@ class HumanReward:
         log_metric: Callable[[str, float], None] | None = None,
         **kwargs: Any,
     ) -> list[float | None]:
-        step = getattr(trainer_state, "global_step", None)
-        pending = self.submit(prompts, completions, step=step, **kwargs)
+        columns = {"completion_ids": completion_ids, "trainer_state": trainer_state, **kwargs}
+        if log_metric is not None:
+            columns["log_metric"] = log_metric
+        pending = self.submit(prompts, completions, step=getattr(trainer_state, "global_step", None), columns=columns)
         return self.collect(pending, log_metric=log_metric)
 
     # ------------------------------------------------------------ submit now, collect later
 
     def submit(
-        self, prompts: Sequence[Any], completions: Sequence[Any], *, step: int | None = None, **kwargs: Any
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        *,
+        step: int | None = None,
+        columns: dict[str, Any] | None = None,
     ) -> PendingRewards:
-        """Create one item per prompt group (consecutive completions of the same prompt) and return at once."""
+        """Create one item per prompt group (consecutive completions of the same prompt) and return at once.
+        `columns` are TRL's other reward-function arguments, kept for the fallback. A lone completion (a group
+        of one, e.g. split across processes) has nothing to be compared with: it is left to the fallback."""
         if len(prompts) != len(completions):
             raise ValueError(
                 f"{len(prompts)} prompts for {len(completions)} completions; give one prompt per completion."
@@ -158,11 +184,11 @@ class HumanReward:
         for i in range(1, len(prompts) + 1):
             if i == len(prompts) or _key(prompts[i]) != _key(prompts[start]):
                 positions = list(range(start, i))
-                groups.append(
-                    _Group(prompts[start], positions, self._create(prompts, completions, positions, step, len(groups)))
-                )
+                comparable = len(positions) >= 2 or self.reference is not None
+                item = self._create(prompts, completions, positions, step, len(groups)) if comparable else None
+                groups.append(_Group(prompts[start], positions, item))
                 start = i
-        return PendingRewards(list(prompts), list(completions), groups, time.monotonic(), step, kwargs)
+        return PendingRewards(list(prompts), list(completions), groups, time.monotonic(), step, dict(columns or {}))
 
     def _create(
         self, prompts: Sequence[Any], completions: Sequence[Any], positions: list[int], step: int | None, group: int
@@ -188,6 +214,10 @@ class HumanReward:
             time_to_live=self.wait + 30.0,  # the reward function stops it at `wait`; the TTL is a backstop
         )
 
+    def _centred(self, result: Any, counted: set[str]) -> dict[str, float | None]:
+        """The group's rewards among the completions with enough votes (the reference, if any, aside)."""
+        return _ranked(result, {k for k in counted if k != REFERENCE_KEY}, self.reward_options)
+
     def collect(
         self,
         pending: PendingRewards,
@@ -198,36 +228,33 @@ class HumanReward:
         """Wait for the batch's groups (until `wait` after submitting, or `timeout` from now), stop those still
         open, and return one reward per completion: None (or the fallback's) where too few votes came."""
         left = self.wait - (time.monotonic() - pending.submitted_at) if timeout is None else timeout
-        statuses = self.flow.wait_items(pending.items, timeout=max(0.0, left))
-        for group, status in zip(pending.groups, statuses, strict=True):
+        items = pending.items
+        statuses = self.flow.wait_items(items, timeout=max(0.0, left)) if items else []
+        for item, status in zip(items, statuses, strict=True):
             if not status.is_terminal:
-                group.item.stop()
+                item.stop()
         rewards: list[float | None] = [None] * len(pending.completions)
         votes = 0
         for group in pending.groups:
+            if group.item is None:
+                continue
             result = group.item.get_results(timeout=0, partial=True)
             votes += result.total_votes
             by_key = {d.key: d for d in result.details}
-            if self.reference is not None and REFERENCE_KEY in by_key:
-                base = by_key[REFERENCE_KEY].score
-                values = {d.key: d.score - base if d.votes else None for d in result.details}
+            counted = {d.key for d in result.details if d.votes >= self.min_votes}
+            if self.reference is not None:
+                ref = by_key.get(REFERENCE_KEY)
+                if ref is None or not ref.votes:  # nothing to be relative to: the group is unvoted
+                    continue
+                values: dict[str, float | None] = {d.key: d.score - ref.score for d in result.details}
             else:
-                values = result.rewards(unvoted_as_none=True, **self.reward_options)
+                values = self._centred(result, counted)
             for j in group.positions:
-                d = by_key.get(f"c{j}")
-                if d is not None and d.votes >= self.min_votes:
-                    rewards[j] = values.get(d.key)
+                if f"c{j}" in counted:
+                    rewards[j] = values.get(f"c{j}")
         unvoted = [j for j, r in enumerate(rewards) if r is None]
         if unvoted and self.fallback is not None:
-            backup = self.fallback(
-                prompts=[pending.prompts[j] for j in unvoted],
-                completions=[pending.completions[j] for j in unvoted],
-                **{
-                    k: [v[j] for j in unvoted] if isinstance(v, list) and len(v) == len(rewards) else v
-                    for k, v in pending.kwargs.items()
-                },
-            )
-            for j, r in zip(unvoted, backup, strict=True):
+            for j, r in zip(unvoted, call_fallback(self.fallback, unvoted, len(rewards), pending), strict=True):
                 rewards[j] = r
         waited = time.monotonic() - pending.submitted_at
         stats = {"votes": float(votes), "wait_seconds": waited, "unvoted_share": len(unvoted) / max(1, len(rewards))}
@@ -236,6 +263,19 @@ class HumanReward:
             for name, value in stats.items():
                 log_metric(f"human/{name}", value)
         return rewards
+
+
+def _ranked(result: Any, keys: set[str], options: dict[str, Any]) -> dict[str, float | None]:
+    """Rewards for the completions in `keys` only, normalised among themselves."""
+    import numpy as np
+
+    from flowlab import ranking
+
+    rows = [d for d in result.details if d.key in keys]
+    if not rows:
+        return {}
+    values = ranking.rewards_from_scores(np.array([d.score for d in rows]), **options)
+    return {d.key: float(v) for d, v in zip(rows, values, strict=True)}
 
 
 def human_reward(flow: Flow, **options: Any) -> HumanReward:
@@ -309,8 +349,9 @@ class HumanPairReward:
             rewards[i], rewards[i + half] = share, 1.0 - share
         if unjudged and self.fallback is not None:
             idx = [j for i in unjudged for j in (i, i + half)]
-            backup = self.fallback(prompts=[prompts[j] for j in idx], completions=[completions[j] for j in idx])
-            for j, r in zip(idx, backup, strict=True):
+            columns = {"completion_ids": completion_ids, "trainer_state": trainer_state, **kwargs}
+            pending = PendingRewards(list(prompts), list(completions), [], started, step, columns)
+            for j, r in zip(idx, call_fallback(self.fallback, idx, n, pending), strict=True):
                 rewards[j] = r
         elif unjudged:
             if self.on_unjudged == "raise":

@@ -10,7 +10,7 @@ import msgspec
 from flowlab import schemas
 from flowlab.server.auth import Principal
 from flowlab.server.clock import Clock
-from flowlab.server.datapoints import content
+from flowlab.server.datapoints import build_asset, content
 from flowlab.server.errors import Invalid, NotFound
 from flowlab.server.kinds import kind_of
 from flowlab.server.media import MediaCatalog
@@ -56,11 +56,11 @@ class Flows:
             instruction=c.instruction,
             max_response_threshold=c.max_response_threshold,
             min_response_threshold=c.min_response_threshold,
-            allow_ties=c.allow_ties,
+            allow_ties=c.ties_allowed,
             pair_selection=c.pair_selection,
             lease_seconds=c.lease_seconds,
             drain_seconds=c.drain_seconds,
-            render_markdown=c.render_markdown,
+            render_markdown=c.markdown,
             gold_rate=c.gold_rate,
             validation_pair_count=len(c.validation_pairs),
             config_version=c.config_version,
@@ -262,8 +262,11 @@ class Flows:
             content(pair.b, f"{pairs_field}[{i}].b", known)
         for i, label in enumerate(labels):
             content(label.datapoint, f"{labels_field}[{i}].datapoint", known)
-            for j, asset in enumerate(label.datapoint.context_assets or ()):
-                content(asset, f"{labels_field}[{i}].datapoint.context_assets[{j}]", known)
+            if label.datapoint.context_assets:  # kept as annotators are shown them: kind, media type, URL
+                label.datapoint.context_assets = [
+                    build_asset(a, f"{labels_field}[{i}].datapoint.context_assets[{j}]", known)
+                    for j, a in enumerate(label.datapoint.context_assets)
+                ]
 
     async def check_config(self, cfg: FlowConfig) -> None:
         kind_of(cfg.kind).check_config(cfg)
@@ -281,7 +284,7 @@ class Flows:
             raise Invalid("drain_seconds cannot be negative.", field="drain_seconds")
         if not 0.0 <= cfg.gold_rate <= 1.0:
             raise Invalid("gold_rate is a probability: give a number from 0 to 1.", field="gold_rate")
-        if cfg.allow_ties is False and any(p.answer == "tie" for p in cfg.validation_pairs):
+        if not cfg.ties_allowed and any(p.answer == "tie" for p in cfg.validation_pairs):
             raise Invalid(
                 "A validation pair answers 'tie' but the flow does not allow ties; set allow_ties=True.",
                 field="validation_pairs",
@@ -289,13 +292,9 @@ class Flows:
 
 
 def with_settings(cfg: FlowConfig, flags: dict[str, str]) -> FlowConfig:
-    """The flow with these settings; those that are flowlab options too turn them on."""
-    return msgspec.structs.replace(
-        cfg,
-        settings=flags,
-        allow_ties=cfg.allow_ties or "compare_unsure" in flags,
-        render_markdown=cfg.render_markdown or flags.get("use_main_text_markdown") == "true",
-    )
+    """The flow with these settings (those that are flowlab options too turn them on while they are set:
+    `FlowConfig.ties_allowed`, `FlowConfig.markdown`)."""
+    return msgspec.structs.replace(cfg, settings=flags)
 
 
 def check_thresholds(cfg: FlowConfig, error: Callable[..., Exception]) -> None:

@@ -37,6 +37,15 @@ class FlowConfig(msgspec.Struct):
     settings: dict[str, str] = {}  # hosted's feature flags (flowlab.settings)
     rlhf: schemas.RlhfSpec | None = None  # RLHF flows: the form
 
+    # Options a setting can also turn on (AllowNeitherBothSetting, MarkdownSetting), for as long as it is set.
+    @property
+    def ties_allowed(self) -> bool:
+        return self.allow_ties or "compare_unsure" in self.settings
+
+    @property
+    def markdown(self) -> bool:
+        return self.render_markdown or self.settings.get("use_main_text_markdown") == "true"
+
 
 class Signal:
     """Wakes every coroutine waiting on it; costs nothing when nobody waits."""

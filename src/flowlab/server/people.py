@@ -66,6 +66,7 @@ class People:
         self.annotators: dict[str, AnnotatorInfo] = {}
         self.admin_ids: set[str] = set()
         self.keys: dict[str, tuple[Principal, float]] = {}  # key id -> (who, created at)
+        self.key_file: Path | None = None  # where `flowlab serve` saved a generated admin key
 
     def restore(self, keys: list[Row], annotators: list[Row]) -> None:
         self.admin_ids |= {row["id"] for row in keys if row["admin"]}
@@ -88,6 +89,10 @@ class People:
             )
 
     def ensure_admin(self, data_dir: Path, env_key: str | None) -> str | None:
+        self.key_file = data_dir / "admin_key"
+        return self._ensure_admin(data_dir, env_key)
+
+    def _ensure_admin(self, data_dir: Path, env_key: str | None) -> str | None:
         """On an empty database make the first admin key. Returns a newly generated key, if any. On a database
         that has one, an env key that is none of its keys is ignored, and said so loudly."""
         if any(p.role == "admin" for p in self.auth.by_hash.values()):
@@ -105,9 +110,7 @@ class People:
         self.store.write_now([op])
         if env_key:
             return None
-        fd = os.open(data_dir / "admin_key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key + "\n")
+        _write_secret(data_dir / "admin_key", key)
         return key
 
     def _add_key(self, key: str, name: str, *, admin: bool) -> tuple[Principal, Op]:
@@ -173,7 +176,12 @@ class People:
             raise Forbidden(f"API key {key_id!r} is revoked; make a new one with `flowlab keys create`.")
         key = new_secret(KEY_PREFIX)
         await self.store.write([("UPDATE keys SET key_hash=? WHERE id=?", (digest(key), target.id))])
+        old = next((h for h, p in self.auth.by_hash.items() if p is target), None)
         self.auth.replace(target, digest(key))
+        # The key file `flowlab serve` wrote when it made the admin key follows the rotation.
+        kept = self.key_file
+        if kept is not None and old is not None and kept.is_file() and digest(kept.read_text().strip()) == old:
+            _write_secret(kept, key)
         return schemas.KeyCreated(id=target.id, name=target.name, key=key, admin=target.role == "admin")
 
     async def create_annotator(self, who: Principal, name: str, base_url: str) -> schemas.AnnotatorCreated:
@@ -275,3 +283,9 @@ class People:
 
 def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
     return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def _write_secret(path: Path, secret: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")

@@ -25,6 +25,12 @@ class Assignments:
     def annotator(self, annotator_id: str) -> int:
         return self.annotators.setdefault(annotator_id, len(self.annotators))
 
+    def has_work_for(self, annotator_id: str) -> bool:
+        """Whether some datapoint could still be leased to this annotator."""
+        ok = (self.answered + self.leased) < self.max
+        taken = self.taken.get(annotator_id)
+        return bool((ok & ~taken).any() if taken is not None else ok.any())
+
     def next_for(self, annotator_id: str, rng: random.Random) -> int | None:
         """The least-answered datapoint (counting leases out) this annotator has not had yet, leased to them."""
         load = self.answered + self.leased

@@ -28,7 +28,7 @@ class LabelTally(Assignments):
     category, the answer log (who said what, for the consensus), and the gold record of each annotator
     within this item."""
 
-    __slots__ = ("counts", "gold", "log", "values")
+    __slots__ = ("counts", "gold", "gold_asked", "log", "values")
 
     def __init__(self, n: int, values: list[str], max_answers: int) -> None:
         super().__init__(n, max_answers)
@@ -36,6 +36,7 @@ class LabelTally(Assignments):
         self.counts = np.zeros((n, len(values)), dtype=np.int64)
         self.log = AnswerLog()  # (datapoint, category, annotator)
         self.gold: dict[int, list[int]] = {}  # annotator index -> [gold answered, gold correct] in this item
+        self.gold_asked: dict[str, set[int]] = {}  # annotator -> the gold labels already put to them here
 
     def add(self, d: int, category: int, annotator_id: str) -> None:
         self.counts[d, category] += 1
@@ -131,10 +132,18 @@ class Classify:
     ) -> tuple[int | None, schemas.ValidationLabel | None]:
         """Now and then a gold label (at the flow's gold rate); else the least-answered datapoint (counting
         leases out) this annotator has not had yet."""
+        tally: LabelTally = item.tally
         gold = item.flow.config.validation_labels
-        if gold and rng.random() < item.flow.config.gold_rate:
-            return None, gold[rng.randrange(len(gold))]
-        return item.tally.next_for(annotator_id, rng), None
+        if gold and tally.has_work_for(annotator_id) and rng.random() < item.flow.config.gold_rate:
+            # Only beside real work (an annotator who is done gets no more questions), and each gold label
+            # once per annotator and item, so an answer cannot be remembered.
+            asked = tally.gold_asked.setdefault(annotator_id, set())
+            fresh = [i for i in range(len(gold)) if i not in asked]
+            if fresh:
+                pick = fresh[rng.randrange(len(fresh))]
+                asked.add(pick)
+                return None, gold[pick]
+        return tally.next_for(annotator_id, rng), None
 
     def closed(self, lease: Lease) -> None:
         # The datapoint stays taken for this annotator even if they skipped it or let it expire.
@@ -166,7 +175,7 @@ class Classify:
             a=view,
             b=None,
             allow_ties=False,
-            render_markdown=cfg.render_markdown,
+            render_markdown=cfg.markdown,
             lease_expires_at=lease.expires_at,
             lease_seconds=cfg.lease_seconds,
             server_time=now,

@@ -183,8 +183,8 @@ class Pairwise:
             context_assets=item.context_assets,
             a=a,
             b=b,
-            allow_ties=cfg.allow_ties,
-            render_markdown=cfg.render_markdown,
+            allow_ties=cfg.ties_allowed,
+            render_markdown=cfg.markdown,
             lease_expires_at=lease.expires_at,
             lease_seconds=cfg.lease_seconds,
             server_time=now,
@@ -198,7 +198,7 @@ class Pairwise:
         choice = answer.choice
         if choice not in ("a", "b", "tie"):
             raise Refusal("invalid_choice", f"{choice!r} is not an answer to a pair; answer 'a', 'b', 'tie' or 'skip'.")
-        if choice == "tie" and not lease.item.config.allow_ties:
+        if choice == "tie" and not lease.item.config.ties_allowed:
             raise Refusal("tie_not_allowed", "This flow does not allow ties; answer 'a' or 'b' (or 'skip').")
         if lease.gold is not None:
             return int(choice == lease.gold.answer)

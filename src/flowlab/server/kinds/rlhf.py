@@ -204,7 +204,7 @@ class Rlhf:
             a=datapoint_view(dp),
             b=None,
             allow_ties=False,
-            render_markdown=cfg.render_markdown,
+            render_markdown=cfg.markdown,
             lease_expires_at=lease.expires_at,
             lease_seconds=cfg.lease_seconds,
             server_time=now,
@@ -356,7 +356,12 @@ def check_answer(
     rewrites: dict[str, str] = {}
     if len(given.rewrites) > k:
         raise refuse("rewrites", f"There are {k} responses; rewrites has {len(given.rewrites)} entries.")
-    if spec.rewrite == "off" and any(r for r in given.rewrites):
+    changed = (
+        [j for j, r in enumerate(given.rewrites) if r is not None and r.strip() and r != responses[j].text]
+        if len(given.rewrites) <= k
+        else []
+    )
+    if spec.rewrite == "off" and changed:
         raise refuse("rewrites", "This flow asks for no rewrites.")
     for j, text in enumerate(given.rewrites):
         if text is None or not text.strip() or text == responses[j].text:  # unchanged is not a rewrite
@@ -457,8 +462,11 @@ def aggregate(item: ItemRecord) -> schemas.RlhfResults:
         rated = ~np.isnan(vd)
         names = value_names(dim)
         offset = dim.min if dim.type == "scale" else 0
+        averaged = dim.type != "category"  # a mean of option indices would mean nothing
         for stats_list, keys, size in ((per_group, gd, groups), (per_model, source_of[gd], len(sources))):
             for idx, stat in enumerate(_dimension_stats(dim.key, keys, vd, rated, size, names, offset)):
+                if not averaged:
+                    stat.mean = stat.ci_low = stat.ci_high = None
                 stats_list[idx].append(stat)
         level: Literal["interval", "nominal"] = "interval" if dim.type == "scale" else "nominal"
         agreement[dim.key] = ranking.krippendorff_alpha(gd[rated], vd[rated], level=level)
