@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -268,3 +269,29 @@ def test_client_commands_talk_to_the_running_serve_and_say_so(fresh_server: Serv
     from flowlab.cli import _served
 
     assert _served() is None, "a stopped serve is no longer announced"
+
+
+def test_the_crowd_reports_its_rate_and_why_it_fell_short(fresh_server: ServerProcess) -> None:
+    import signal
+
+    # No work at all: the summary says the rate asked was not reached, and why.
+    idle = cli("crowd", "--annotators", "3", "--rate", "600", "--duration", "6", server=fresh_server)
+    assert idle.returncode == 0, idle.stderr
+    assert "0 votes in" in idle.stdout and "the server had no work for it" in idle.stdout
+    # Work, then SIGTERM: the crowd stops with its summary, as on Ctrl-C.
+    with fresh_server.client() as client:
+        flow = client.flow.create_ranking_flow("crowd", "Which?", max_response_threshold=100_000)
+        flow.create_new_flow_batch([f"t{i}" for i in range(20)], data_type="text", time_to_live=120)
+    env = {**os.environ, "FLOWLAB_URL": fresh_server.url, "FLOWLAB_API_KEY": fresh_server.api_key}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowlab", "crowd", "--annotators", "8", "--rate", "6000"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    summary = re.search(r"flowlab crowd: ([\d,]+) votes in [\d.]+ s: ([\d,]+) votes/min of the 6,000 asked", out)
+    assert summary and int(summary.group(1).replace(",", "")) > 0, out
