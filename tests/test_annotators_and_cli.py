@@ -279,9 +279,9 @@ def test_the_crowd_reports_its_rate_and_why_it_fell_short(fresh_server: ServerPr
     assert idle.returncode == 0, idle.stderr
     assert "0 votes in" in idle.stdout and "the server had no work for it" in idle.stdout
     # Work, then SIGTERM: the crowd stops with its summary, as on Ctrl-C.
-    with fresh_server.client() as client:
-        flow = client.flow.create_ranking_flow("crowd", "Which?", max_response_threshold=100_000)
-        flow.create_new_flow_batch([f"t{i}" for i in range(20)], data_type="text", time_to_live=120)
+    client = fresh_server.client()
+    flow = client.flow.create_ranking_flow("crowd", "Which?", max_response_threshold=100_000)
+    item = flow.create_new_flow_batch([f"t{i}" for i in range(20)], data_type="text", time_to_live=300)
     env = {**os.environ, "FLOWLAB_URL": fresh_server.url, "FLOWLAB_API_KEY": fresh_server.api_key}
     proc = subprocess.Popen(
         [sys.executable, "-m", "flowlab", "crowd", "--annotators", "8", "--rate", "6000"],
@@ -290,8 +290,11 @@ def test_the_crowd_reports_its_rate_and_why_it_fell_short(fresh_server: ServerPr
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(5)
+    deadline = time.monotonic() + 60
+    while item.get_response_count() < 5 and time.monotonic() < deadline:  # it is voting
+        time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
+    out, _ = proc.communicate(timeout=120)
+    client.close()
     summary = re.search(r"flowlab crowd: ([\d,]+) votes in [\d.]+ s: ([\d,]+) votes/min of the 6,000 asked", out)
     assert summary and int(summary.group(1).replace(",", "")) > 0, out

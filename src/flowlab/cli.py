@@ -206,7 +206,7 @@ def _crowd(args: argparse.Namespace) -> int:
         flush=True,
     )
     # SIGTERM (kill, a service manager) ends the crowd as Ctrl-C does, with its summary.
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: crowd.interrupt())
     started, cpu = time.monotonic(), time.process_time()
     try:
         stats = crowd.run(args.duration if args.duration else 10**9)
@@ -214,10 +214,6 @@ def _crowd(args: argparse.Namespace) -> int:
         stats = crowd.stats
     print(crowd_summary(stats, args.rate, time.monotonic() - started, time.process_time() - cpu), flush=True)
     return 0
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def crowd_summary(stats: Any, requested: float, seconds: float, cpu_seconds: float) -> str:

@@ -121,6 +121,7 @@ class SimulatedCrowd:
         self._gold: dict[str, dict[tuple[str, str], str]] = {}
         self._gold_labels_of: dict[str, dict[str, list[str]]] = {}
         self._tls: ssl.SSLContext | None = None
+        self._interrupted = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -154,15 +155,21 @@ class SimulatedCrowd:
         self.stop()
 
     def run(self, duration: float) -> CrowdStats:
-        """Vote for `duration` seconds in the foreground."""
+        """Vote for `duration` seconds in the foreground (or until `interrupt()`, e.g. from a signal handler)."""
 
         async def main() -> None:
-            stop = asyncio.Event()
-            asyncio.get_running_loop().call_later(duration, stop.set)
-            await self.arun(stop)
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            self._loop.call_later(0 if self._interrupted else duration, self._stop.set)
+            await self.arun(self._stop)
 
         asyncio.run(main())
         return self.stats
+
+    def interrupt(self) -> None:
+        """End a foreground `run()` early, cleanly; safe to call from a signal handler."""
+        self._interrupted = True  # in case the run has not started its loop yet
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
 
     def _thread_main(self) -> None:
         async def main() -> None:
