@@ -162,16 +162,6 @@ def settings_option(settings: Any, *, stacklevel: int = 4) -> dict[str, Any]:
     return {"settings": flags} if flags else {}
 
 
-def unsupported(**given: Any) -> None:
-    """Hosted arguments flowlab does not take yet: refuse them plainly rather than ignore them."""
-    for name, value in given.items():
-        if value:
-            raise ValidationError(
-                422,
-                f"{name} is not supported by flowlab yet; leave it out.",
-                field=name,
-            )
-
 
 class _Bound:
     """An object that lives on one server and is identified by its id there."""

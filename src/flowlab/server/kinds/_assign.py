@@ -5,8 +5,12 @@ each annotator already has, so that nobody answers one twice and every threshold
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from flowlab.server.model import ItemRecord
 
 
 class Assignments:
@@ -81,3 +85,21 @@ class Assignments:
         if mask is None:
             mask = self.taken[annotator_id] = np.zeros(len(self.answered), dtype=bool)
         return mask
+
+
+class PerDatapointThresholds:
+    """The thresholds of a kind whose tally is `Assignments`: a datapoint is full at the maximum; an item is
+    enough when it averages the minimum per datapoint (as hosted: a few hard datapoints do not sink it)."""
+
+    def full(self, item: ItemRecord) -> bool:
+        return bool(item.tally.n_full == len(item.datapoints))
+
+    def enough(self, item: ItemRecord) -> bool:
+        return item.response_count >= item.config.min_response_threshold * len(item.datapoints)
+
+    def room(self, item: ItemRecord) -> bool:
+        return bool(item.tally.n_open > 0)
+
+    def shortfall(self, item: ItemRecord) -> int:
+        wanted = item.config.min_response_threshold * len(item.datapoints)
+        return max(0, wanted - item.response_count - int(item.tally.leased_total))

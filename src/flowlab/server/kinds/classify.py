@@ -13,7 +13,7 @@ from flowlab import ranking, schemas
 from flowlab.server.datapoints import asset_view, datapoint_view, gold_view
 from flowlab.server.errors import Invalid, NotFound
 from flowlab.server.kinds import Refusal
-from flowlab.server.kinds._assign import Assignments
+from flowlab.server.kinds._assign import Assignments, PerDatapointThresholds
 from flowlab.server.kinds._log import AnswerLog
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class LabelTally(Assignments):
         return answered, correct
 
 
-class Classify:
+class Classify(PerDatapointThresholds):
     name = "classify"
     min_datapoints = 1
     answers_table = "labels"
@@ -108,22 +108,6 @@ class Classify:
                 continue
             tally.add(r["datapoint"], index[r["value"]], r["annotator_id"])
             item.response_count += 1
-
-    # ------------------------------------------------------------ thresholds: answers per datapoint
-
-    def full(self, item: ItemRecord) -> bool:
-        return bool(item.tally.n_full == len(item.datapoints))
-
-    def enough(self, item: ItemRecord) -> bool:
-        # As hosted: the minimum is an average per datapoint, so a few hard datapoints do not sink an item.
-        return item.response_count >= item.config.min_response_threshold * len(item.datapoints)
-
-    def room(self, item: ItemRecord) -> bool:
-        return bool(item.tally.n_open > 0)
-
-    def shortfall(self, item: ItemRecord) -> int:
-        wanted = item.config.min_response_threshold * len(item.datapoints)
-        return max(0, wanted - item.response_count - int(item.tally.leased_total))
 
     # ------------------------------------------------------------ asking
 

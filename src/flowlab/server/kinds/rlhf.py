@@ -23,7 +23,7 @@ from flowlab import ranking, schemas
 from flowlab.server.datapoints import datapoint_view, response_view
 from flowlab.server.errors import Invalid, NotFound
 from flowlab.server.kinds import Refusal
-from flowlab.server.kinds._assign import Assignments
+from flowlab.server.kinds._assign import Assignments, PerDatapointThresholds
 from flowlab.server.kinds._log import AnswerLog
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ class RlhfTally(Assignments):
         self.records.append(record)
 
 
-class Rlhf:
+class Rlhf(PerDatapointThresholds):
     name = "rlhf"
     min_datapoints = 1
     answers_table = "annotations"
@@ -154,21 +154,6 @@ class Rlhf:
     def _add(self, item: ItemRecord, record: schemas.Annotation) -> None:
         item.tally.add(record, item.datapoints[record.datapoint].responses or [])
         item.response_count += 1
-
-    # ------------------------------------------------------------ thresholds: annotations per task
-
-    def full(self, item: ItemRecord) -> bool:
-        return bool(item.tally.n_full == len(item.datapoints))
-
-    def enough(self, item: ItemRecord) -> bool:
-        return item.response_count >= item.config.min_response_threshold * len(item.datapoints)
-
-    def room(self, item: ItemRecord) -> bool:
-        return bool(item.tally.n_open > 0)
-
-    def shortfall(self, item: ItemRecord) -> int:
-        wanted = item.config.min_response_threshold * len(item.datapoints)
-        return max(0, wanted - item.response_count - int(item.tally.leased_total))
 
     # ------------------------------------------------------------ asking
 
@@ -232,12 +217,11 @@ class Rlhf:
 
     def answer_ops(self, lease: Lease, checked: schemas.Annotation, annotator_id: str, now: float) -> list[Op]:
         checked.annotator_id, checked.created_at = annotator_id, now  # counted as stored
-        record = checked
         return [
             (
                 "INSERT OR IGNORE INTO annotations (task_id, item_id, annotator_id, datapoint, body, created_at) "
                 "VALUES (?,?,?,?,?,?)",
-                (lease.task_id, lease.item.id, annotator_id, record.datapoint, _json.encode(record).decode(), now),
+                (lease.task_id, lease.item.id, annotator_id, checked.datapoint, _json.encode(checked).decode(), now),
             )
         ]
 
