@@ -162,7 +162,6 @@ def settings_option(settings: Any, *, stacklevel: int = 4) -> dict[str, Any]:
     return {"settings": flags} if flags else {}
 
 
-
 class _Bound:
     """An object that lives on one server and is identified by its id there."""
 
