@@ -268,3 +268,28 @@ def test_davidson_mle_with_only_ties_explains_itself() -> None:
     all_ties = np.array([[0, 1, 1], [1, 2, 1], [2, 0, 1], [0, 1, 1]])
     with pytest.raises(ValueError, match="decided vote"):
         fit_bradley_terry(all_ties, 3, ties="davidson", prior=0.0)
+
+
+def test_auto_prior_finds_the_spread_of_the_scores():
+    """Empirical Bayes: the fitted prior's variance is close to the variance of the true scores."""
+    for spread in (0.5, 2.0):
+        theta = np.random.default_rng(1).normal(0, spread, 40)
+        votes = simulate_comparisons(theta, 8000, rng=2)
+        fit = fit_bradley_terry(votes, 40, prior="auto")
+        assert 1.0 / fit.prior == pytest.approx(np.var(theta, ddof=1), rel=0.3)
+
+
+def test_auto_prior_without_votes_is_the_default_and_widens_for_its_own_uncertainty():
+    empty = fit_bradley_terry(np.zeros((0, 2), dtype=np.int64), 4, prior="auto")
+    assert empty.prior == DEFAULT_PRIOR
+    votes = simulate_comparisons(np.linspace(-1, 1, 10), 400, rng=5)
+    auto = fit_bradley_terry(votes, 10, prior="auto")
+    plug_in = fit_bradley_terry(votes, 10, prior=auto.prior)
+    np.testing.assert_allclose(auto.scores, plug_in.scores, atol=1e-5)
+    assert np.all(auto.std_errors >= plug_in.std_errors - 1e-12)
+    assert np.max(auto.std_errors - plug_in.std_errors) > 1e-3, "the prior's own uncertainty adds width"
+
+
+def test_auto_prior_is_checked():
+    with pytest.raises(ValueError, match="or 'auto'"):
+        fit_bradley_terry([[0, 1]], prior="fitted")  # type: ignore[arg-type]

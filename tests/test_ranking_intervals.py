@@ -127,3 +127,47 @@ def test_very_large_items_fall_back_to_diagonal_intervals(monkeypatch):
     from flowlab.ranking import select_pairs, win_matrix
 
     assert select_pairs(win_matrix(comps, 40), 4, fit=approx, rng=0).shape == (4, 2)
+
+
+def _davidson_replicates(n_sims: int, interval: str):
+    theta = np.linspace(-1.5, 1.5, 12)
+    theta -= theta.mean()
+    fits = [
+        fit_bradley_terry(
+            simulate_comparisons(theta, 1500, tie_strength=0.8, rng=seed),
+            12,
+            interval=interval,  # type: ignore[arg-type]
+            n_bootstrap=60,
+            rng=seed,
+        )
+        for seed in range(n_sims)
+    ]
+    estimates = np.array([f.scores for f in fits])
+    errors = np.array([f.std_errors for f in fits])
+    return float(np.mean(errors.mean(axis=0) / estimates.std(axis=0))), fits
+
+
+@pytest.mark.parametrize("interval", ["sandwich", "bootstrap"])
+def test_ties_counted_half_keep_sandwich_and_bootstrap_errors_honest(interval):
+    """About a quarter of the votes are ties. Counted as two half votes apiece, the sandwich's meat and the
+    bootstrap's resamples saw 1.2× the real spread; as one vote each, their errors match the estimates'
+    spread over replicate data sets."""
+    ratio, _ = _davidson_replicates(40, interval)
+    assert 0.88 < ratio < 1.12
+
+
+def test_with_known_ties_the_default_interval_is_the_sandwich():
+    votes = simulate_comparisons(np.linspace(-1, 1, 6), 600, tie_strength=0.8, rng=3)
+    assert fit_bradley_terry(votes, 6).interval == "sandwich"
+    assert fit_bradley_terry(votes[:, :2], 6).interval == "wald", "no tie column, no ties"
+    assert fit_bradley_terry(votes, 6, ties="davidson").interval == "wald", "ties modelled: the model's information"
+
+
+def test_bootstrap_gives_an_unvoted_datapoint_the_prior_width():
+    votes = simulate_comparisons(np.array([1.0, 0.0, -1.0, 0.0]), 300, rng=1)
+    votes = votes[(votes[:, 0] != 3) & (votes[:, 1] != 3)]
+    boot = fit_bradley_terry(votes, 4, interval="bootstrap", rng=0)
+    wald = fit_bradley_terry(votes, 4)
+    width = boot.ci_high - boot.ci_low
+    assert width[3] > 2.5 * width[:3].max(), "nothing is known about datapoint 3 but the prior"
+    assert width[3] == pytest.approx(wald.ci_high[3] - wald.ci_low[3], rel=0.25)

@@ -34,6 +34,7 @@ STATE_RANK: dict[str, int] = {
 DatapointKind = Literal["text", "image", "audio", "video", "url", "conversation"]  # conversation: an RLHF task
 Choice = Literal["a", "b", "tie", "skip"]  # a pairwise answer; a classify answer is a category's value (or skip)
 PairSelection = Literal["uniform", "active"]
+StopRule = Literal["top", "top_k", "order", "never"]
 TaskKindName = Literal["pairwise", "classify", "rlhf"]
 RatingType = Literal["scale", "boolean", "category", "text"]
 Requirement = Literal["off", "optional", "required"]
@@ -158,6 +159,18 @@ class RlhfAnswer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     justification: str | None = None
 
 
+class StopWhen(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """End a ranking item as soon as its question is answered with the asked confidence.
+
+    `top`: the best datapoint is above every other; `top_k`: the best `k` are above the rest; `order`:
+    every datapoint is above the next one down. `never` (in an update) turns stopping off again.
+    """
+
+    rule: StopRule
+    k: Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)] = 1  # the size of the top set, for top_k
+    confidence: Annotated[float, msgspec.Meta(gt=0.5, lt=1.0)] = 0.95
+
+
 class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     name: Name
     instruction: Instruction
@@ -177,6 +190,7 @@ class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     validation_labels: list[ValidationLabel] = []  # classify flows' gold
     settings: dict[str, str] = {}  # hosted's feature flags, by key (flowlab.settings): what the page honours
     rlhf: RlhfSpec | None = None  # RLHF flows: what annotators rate, rewrite and justify
+    stop_when: StopWhen | None = None  # ranking flows: end an item once its question is settled
 
 
 class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -194,6 +208,7 @@ class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults
     validation_labels: list[ValidationLabel] | None = None
     settings: dict[str, str] | None = None
     rlhf: RlhfSpec | None = None
+    stop_when: StopWhen | None = None  # {"rule": "never"} turns stopping off
 
 
 class Flow(msgspec.Struct):
@@ -220,6 +235,7 @@ class Flow(msgspec.Struct):
     validation_label_count: int = 0
     settings: dict[str, str] = {}
     rlhf: RlhfSpec | None = None
+    stop_when: StopWhen | None = None
 
 
 # ---------------------------------------------------------------- datapoints and items

@@ -61,9 +61,10 @@ class RankingExplorer(widgets.VBox):
 
     Left: Bradley–Terry scores with 95 % intervals (Wald; with quality weighting on, Crowd-BT, which fits a
     reliability per annotator so random clickers stop counting). Right: online Elo ratings with an
-    order-bootstrap interval (Elo depends on vote order; BT does not). Sliders set Elo's K-factor and the
-    Bradley–Terry prior precision; both charts list datapoints in Bradley–Terry order so disagreements stand
-    out. A table shows per-annotator quality: votes, consensus agreement, reliability and spammer flags.
+    interval from a bootstrap of the votes, resampled and replayed in random order (Elo depends on vote
+    order, BT does not). Sliders set Elo's K-factor and the Bradley–Terry prior precision; both charts
+    list datapoints in Bradley–Terry order so disagreements stand out. A table shows per-annotator quality:
+    votes, consensus agreement, reliability and spammer flags.
     """
 
     fit: ExplorerFit  # the latest fit; set by recompute(), which the constructor runs
@@ -119,7 +120,7 @@ class RankingExplorer(widgets.VBox):
             title="Bradley–Terry (95 % interval)", x_axis_label="score (logit)", width=420, height=360, y_range=shared
         )
         self.elo_chart = RankingChart(
-            title="Elo (order-bootstrap interval)",
+            title="Elo (bootstrap interval)",
             x_axis_label="rating",
             width=420,
             height=360,

@@ -19,6 +19,7 @@ from flowlab.client._flows import (
     one_of,
     rlhf_options,
     settings_option,
+    stop_option,
 )
 from flowlab.client._models import (
     ClassifyFlowItemResult,
@@ -384,10 +385,18 @@ class FlowsAPI:
         validation_pairs: Iterable[Any] | None = None,
         gold_rate: float = 0.1,
         starting_elo: float = 1200.0,
+        stop_when: str | None = None,
+        stop_k: int = 1,
+        stop_confidence: float = 0.95,
     ) -> Flow:
         """Create a pairwise ranking flow, with hosted's arguments in hosted's order (`drain_duration` and
         `serve_timeout` are flowlab's `drain_seconds` and `lease_seconds`). `min_response_threshold` defaults
-        to the maximum."""
+        to the maximum, or to 0 with a stopping rule.
+
+        `stop_when` ends each item as soon as its question is answered at `stop_confidence` instead of
+        spending votes up to the maximum: `"top"` (the best datapoint is above every other), `"top_k"` (the
+        best `stop_k` are above the rest) or `"order"` (every datapoint is above the next). The item then
+        completes and its status's `reason` says when and why."""
         options = flow_options(
             allow_ties,
             pair_selection,
@@ -396,7 +405,11 @@ class FlowsAPI:
             render_markdown,
             validation_pairs,
             gold_rate,
-        ) | {"starting_elo": starting_elo, **settings_option(settings, stacklevel=3)}
+        ) | {
+            "starting_elo": starting_elo,
+            **settings_option(settings, stacklevel=3),
+            **stop_option(stop_when, stop_k, stop_confidence),
+        }
         if validation_set_id is not None:
             options["validation_set_id"] = validation_set_id
         config = self._transport.run(

@@ -37,6 +37,21 @@ def flow_options(
     return options
 
 
+def stop_option(stop_when: str | None, stop_k: int, stop_confidence: float) -> dict[str, Any]:
+    """A ranking flow's stopping rule as the request carries it (checked here, so a typo fails at once)."""
+    if stop_when is None:
+        return {}
+    rules = ("top", "top_k", "order")
+    if stop_when not in rules:
+        raise ValidationError(
+            422,
+            f"stop_when must be one of {', '.join(map(repr, rules))} (or None to run to the maximum); "
+            f"got {stop_when!r}.",
+            field="stop_when",
+        )
+    return {"stop_when": {"rule": stop_when, "k": stop_k, "confidence": stop_confidence}}
+
+
 def classify_options(
     categories: Any,
     max_responses_per_datapoint: int,

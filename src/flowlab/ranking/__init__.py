@@ -1,4 +1,5 @@
-"""Win-loss counts, Bradley–Terry and Elo rankings, intervals, active pairs, annotator quality and rewards.
+"""Win-loss counts, Bradley–Terry and Elo rankings, intervals, active pairs, annotator quality, rewards and
+stopping rules.
 
 numpy and scipy only. Every function takes votes as an (m, 2) array of ``(winner, loser)`` datapoint
 indices (an optional third column flags ties) or as an n × n win matrix, and returns numpy arrays.
@@ -23,10 +24,12 @@ from ._quality import (
 )
 from ._rewards import rewards_from_result, rewards_from_scores, rewards_from_wins
 from ._simulate import simulate_comparisons, simulate_crowd_votes, simulate_scores
+from ._stopping import STOP_RULES, Settlement, settlement
 
 __all__ = [
     "ARENA_ELO",
     "DEFAULT_PRIOR",
+    "STOP_RULES",
     "AnnotatorQuality",
     "BradleyTerryResult",
     "CrowdBradleyTerryResult",
@@ -35,6 +38,7 @@ __all__ = [
     "LiveBradleyTerry",
     "PairAgreement",
     "PairCounts",
+    "Settlement",
     "Transitivity",
     "WinLossCounter",
     "annotator_quality",
@@ -56,6 +60,7 @@ __all__ = [
     "rewards_from_wins",
     "select_pairs",
     "select_pairs_uniform",
+    "settlement",
     "simulate_comparisons",
     "simulate_crowd_votes",
     "simulate_scores",

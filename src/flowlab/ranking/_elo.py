@@ -1,4 +1,4 @@
-"""Online Elo ratings over an ordered vote stream, with an order bootstrap."""
+"""Online Elo ratings over an ordered vote stream, with a bootstrap interval."""
 
 from __future__ import annotations
 
@@ -27,10 +27,11 @@ class EloResult:
     ranks : ndarray of int
         1 = best, from ``ratings``.
     ci_low, ci_high : ndarray
-        Percentile interval of the ratings over random vote orders (the order bootstrap), or equal to
-        ``ratings`` when ``n_bootstrap = 0``.
+        Bootstrap interval around ``ratings`` (see :func:`elo_ratings`); equal to ``ratings`` when
+        ``n_bootstrap = 0``. It always contains ``ratings``.
     bootstrap_median : ndarray
-        Median rating over random vote orders (``ratings`` when there is no bootstrap).
+        Median rating over the bootstrap replays (``ratings`` when there is no bootstrap): what Elo gives
+        on an ordinary order of such votes, where ``ratings`` depends on the order they came in.
     k, base, scale, initial_rating : float
         Settings used.
     """
@@ -107,8 +108,16 @@ def elo_ratings(
     ``E = 1 / (1 + base^((r_loser − r_winner) / scale))`` and ``s`` is 1 for a win and 0.5 for a tie.
     Elo depends on the order of the votes, and with a small ``k`` it forgets slowly, so the last votes
     of a stream weigh more than the first; :func:`fit_bradley_terry` has neither problem and is
-    flowlab's default. The order bootstrap reruns Elo over random permutations of the votes, the
-    remedy used by the Chatbot Arena leaderboard (Chiang et al. 2024).
+    flowlab's default.
+
+    The interval comes from a bootstrap that draws the votes with replacement, in random order, and
+    replays Elo on each draw. That is what FastChat's Arena notebook does for its online Elo; it measures
+    both the sampling noise of the votes and Elo's dependence on their order, which together are the
+    error of ``ratings``. A percentile interval of those replays is centred on their median, which an
+    unusual arrival order (a time-sorted log, a stream with drift) can move away from ``ratings``: the
+    interval around an estimate it did not contain is of no use. So the replays' spread is used around
+    ``ratings`` itself: ``[r − (median − q_low), r + (q_high − median)]``. A permutation-only bootstrap
+    (shuffling without resampling) would measure the order effect alone and come out too narrow.
 
     Parameters
     ----------
@@ -125,9 +134,9 @@ def elo_ratings(
     initial_rating : float
         Everyone's rating before the first vote.
     n_bootstrap : int
-        Random vote orders for the interval (0 for none).
+        Bootstrap replays for the interval (0 for none).
     level : float
-        Coverage of the percentile interval.
+        Coverage of the interval.
     rng : numpy.random.Generator or int, optional
         Randomness for the bootstrap and for replaying a win matrix.
 
@@ -161,7 +170,8 @@ def elo_ratings(
     outcome = np.where(ties, 0.5, 1.0)
     ratings = _elo_pass(idx[:, 0], idx[:, 1], outcome, initial_rating, n, k, base, scale)
     if n_bootstrap:
-        orders = np.stack([gen.permutation(len(idx)) for _ in range(n_bootstrap)], axis=1) if len(idx) else None
+        # Draw t of replay b is vote orders[t, b]: indices drawn with replacement come in random order too.
+        orders = gen.integers(0, len(idx), (len(idx), n_bootstrap)) if len(idx) else None
         boot = np.full((n, n_bootstrap), float(initial_rating))
         if orders is not None:
             # Replay all orders side by side: vote t of order b is idx[orders[t, b]].
@@ -175,8 +185,8 @@ def elo_ratings(
                 boot[w, cols] = rw + delta
                 boot[lose, cols] = rl - delta
         alpha = (1.0 - level) / 2.0
-        ci_low, ci_high = np.quantile(boot, [alpha, 1.0 - alpha], axis=1)
-        median = np.median(boot, axis=1)
+        q_low, median, q_high = np.quantile(boot, [alpha, 0.5, 1.0 - alpha], axis=1)
+        ci_low, ci_high = ratings - (median - q_low), ratings + (q_high - median)
     else:
         ci_low = ci_high = median = ratings.copy()
     order = np.sort(-ratings)

@@ -44,15 +44,24 @@ def _inverse_from_cholesky(factor: tuple[np.ndarray, bool]) -> np.ndarray:
 
 
 def _sandwich_meat(
-    first: np.ndarray, second: np.ndarray, first_wins: np.ndarray, second_wins: np.ndarray, theta: np.ndarray
+    first: np.ndarray,
+    second: np.ndarray,
+    first_wins: np.ndarray,
+    second_wins: np.ndarray,
+    theta: np.ndarray,
+    folded_ties: np.ndarray | None = None,
 ) -> np.ndarray:
     """Sum over votes of the outer product of per-vote score vectors, from aggregated counts.
 
     A vote for ``first`` over ``second`` has score ``(1 - p)(e_first - e_second)``, the reverse
-    ``-p (e_first - e_second)``; summing their squares per pair gives a Laplacian.
+    ``-p (e_first - e_second)``; summing their squares per pair gives a Laplacian. A tie folded into the
+    wins as half a win each way is one vote with score ``(½ − p)(e_first − e_second)``; counted as two
+    half votes it would add ``½(1 − p)² + ½p²``, which is exactly ¼ more than ``(½ − p)²``.
     """
     p = expit(theta[first] - theta[second])
     weight = first_wins * (1.0 - p) ** 2 + second_wins * p**2
+    if folded_ties is not None:
+        weight = weight - 0.25 * folded_ties
     return _laplacian(first, second, weight, len(theta))
 
 

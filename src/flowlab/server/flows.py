@@ -74,6 +74,7 @@ class Flows:
             validation_label_count=len(c.validation_labels),
             settings=c.settings,
             rlhf=c.rlhf,
+            stop_when=c.stop_when,
         )
 
     def get(self, who: Principal, flow_id: str) -> FlowRecord:
@@ -174,8 +175,12 @@ class Flows:
             name=require_text(req.name, "name"),
             instruction=require_text(req.instruction, "instruction"),
             max_response_threshold=req.max_response_threshold,
+            # The minimum is what an item needs to count as complete; it defaults to the maximum, unless
+            # the item may stop early, where any number of votes can settle it.
             min_response_threshold=(
-                req.max_response_threshold if req.min_response_threshold is None else req.min_response_threshold
+                (0 if req.stop_when is not None else req.max_response_threshold)
+                if req.min_response_threshold is None
+                else req.min_response_threshold
             ),
             allow_ties=req.allow_ties,
             pair_selection=req.pair_selection,
@@ -189,6 +194,7 @@ class Flows:
             starting_elo=req.starting_elo,
             validation_labels=gold_labels,
             rlhf=req.rlhf if req.rlhf is not None or req.kind != "rlhf" else schemas.RlhfSpec(),
+            stop_when=_stop_rule(req.stop_when),
         )
         cfg = with_settings(cfg, flags)
         await self.check_config(cfg)
@@ -210,6 +216,8 @@ class Flows:
         changes = {f: getattr(req, f) for f in req.__struct_fields__ if getattr(req, f) is not None}
         if "instruction" in changes:
             changes["instruction"] = require_text(changes["instruction"], "instruction")
+        if "stop_when" in changes:
+            changes["stop_when"] = _stop_rule(changes["stop_when"])
         flags = changes.pop("settings", None)
         if flags is not None:
             try:
@@ -269,6 +277,10 @@ class Flows:
                 ]
 
     async def check_config(self, cfg: FlowConfig) -> None:
+        if cfg.kind != "pairwise" and cfg.stop_when is not None:
+            raise Invalid(
+                "stop_when is for ranking flows: it stops an item once its ranking is settled.", field="stop_when"
+            )
         kind_of(cfg.kind).check_config(cfg)
         if cfg.kind != "rlhf" and cfg.rlhf is not None:
             raise Invalid("An rlhf form is for RLHF flows (kind 'rlhf').", field="rlhf")
@@ -309,3 +321,8 @@ def check_thresholds(cfg: FlowConfig, error: Callable[..., Exception]) -> None:
             "the maximum.",
             field="min_response_threshold",
         )
+
+
+def _stop_rule(rule: schemas.StopWhen | None) -> schemas.StopWhen | None:
+    """The rule as a flow keeps it: `never` is no rule."""
+    return None if rule is None or rule.rule == "never" else rule

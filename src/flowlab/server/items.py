@@ -162,6 +162,13 @@ class Items:
                 f"A flow batch holds at most {MAX_DATAPOINTS} datapoints; got {n}. Split it into several batches.",
                 field="datapoints",
             )
+        rule = flow.config.stop_when
+        if rule is not None and rule.rule == "top_k" and rule.k >= n:
+            raise Invalid(
+                f"The flow stops once its top {rule.k} are settled, but this batch has {n} datapoints: give it "
+                "more, or lower the flow's stop_when k with flow.update_config().",
+                field="datapoints",
+            )
         if not (
             isinstance(req.time_to_live, int | float)
             and math.isfinite(req.time_to_live)

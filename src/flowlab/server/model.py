@@ -36,6 +36,7 @@ class FlowConfig(msgspec.Struct):
     validation_labels: list[schemas.ValidationLabel] = []  # classify flows' gold
     settings: dict[str, str] = {}  # hosted's feature flags (flowlab.settings)
     rlhf: schemas.RlhfSpec | None = None  # RLHF flows: the form
+    stop_when: schemas.StopWhen | None = None  # ranking flows: end an item once its question is settled
 
     # Options a setting can also turn on (AllowNeitherBothSetting, MarkdownSetting), for as long as it is set.
     @property
@@ -159,6 +160,7 @@ class ItemRecord:
         "private_metadata",
         "reason",
         "response_count",
+        "settled",
         "started_at",
         "state",
         "tally",
@@ -205,6 +207,7 @@ class ItemRecord:
         self.response_count = 0
         self.leases: dict[str, Lease] = {}
         self.finalised = False  # its final record is durable; it may leave memory
+        self.settled = False  # the flow's stopping rule found its question answered (the reason says how)
         self.changed = Signal()
         self.tally: Any = kind.new_tally(self, seed)
 

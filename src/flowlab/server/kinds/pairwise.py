@@ -68,23 +68,46 @@ class PairQueue:
 class PairTally:
     """A pairwise item's live aggregate: counts, the vote log, the pair queues and a warm fit."""
 
-    __slots__ = ("active_queue", "fit", "fit_version", "log", "pair_queue", "refitting", "requeue", "wins")
+    __slots__ = (
+        "active_queue",
+        "fit",
+        "fit_version",
+        "log",
+        "looking",
+        "next_look",
+        "pair_queue",
+        "refitting",
+        "requeue",
+        "result_fit",
+        "result_version",
+        "ties",
+        "wins",
+    )
 
     def __init__(self, n: int, rng: random.Random, given: list[Pair] | None = None) -> None:
         self.wins = np.zeros((n, n), dtype=np.float64)
+        self.ties: np.ndarray | None = None  # symmetric tie counts, from the first tie on (also in `wins`, as halves)
         self.log = AnswerLog()  # (winner, loser, tie): 12 bytes a vote; live streams read deltas from it
         self.requeue: deque[Pair] = deque()
         self.active_queue: deque[Pair] = deque()
         self.pair_queue = PairQueue(n, rng, given)
-        self.fit: Any = None
+        self.fit: Any = None  # for choosing pairs (and for results, unless those need a fit of their own)
         self.fit_version = -1
         self.refitting = False
+        self.result_fit: Any = None  # for results of actively chosen pairs (empirical-Bayes prior)
+        self.result_version = -1
+        self.next_look = 0  # the vote count at which a stopping rule next looks
+        self.looking = False  # a look at a large item is running on a worker thread
 
     def add(self, winner: int, loser: int, tie: bool) -> None:
         self.log.append(winner, loser, int(tie))
         if tie:
             self.wins[winner, loser] += 0.5
             self.wins[loser, winner] += 0.5
+            if self.ties is None:
+                self.ties = np.zeros_like(self.wins)
+            self.ties[winner, loser] += 1.0
+            self.ties[loser, winner] += 1.0
         else:
             self.wins[winner, loser] += 1.0
 
@@ -106,18 +129,19 @@ class Pairwise:
         for v in rows:
             tally.add(v["winner"], v["loser"], bool(v["tie"]))
         item.response_count += len(rows)
+        self._look(item)  # an item that settled just before a restart ends now
 
     # ------------------------------------------------------------ thresholds: votes per item
 
     def full(self, item: ItemRecord) -> bool:
-        return item.response_count >= item.config.max_response_threshold
+        return item.response_count >= item.config.max_response_threshold or item.settled
 
     def enough(self, item: ItemRecord) -> bool:
         return item.response_count >= item.config.min_response_threshold
 
     def room(self, item: ItemRecord) -> bool:
-        # Leases out count against the maximum, so an item is never over-served.
-        return item.response_count + item.leases_out < item.config.max_response_threshold
+        # Leases out count against the maximum, so an item is never over-served; a settled one serves no more.
+        return not item.settled and item.response_count + item.leases_out < item.config.max_response_threshold
 
     def shortfall(self, item: ItemRecord) -> int:
         return item.config.min_response_threshold - item.response_count - item.leases_out
@@ -230,6 +254,7 @@ class Pairwise:
             winner, loser, tie = checked
             lease.item.tally.add(winner, loser, tie)
             lease.item.response_count += 1
+            self._look(lease.item)
 
     def release(self, lease: Lease, *, defer: bool) -> None:
         item = lease.item
@@ -261,19 +286,18 @@ class Pairwise:
     async def results(self, item: ItemRecord) -> schemas.ItemResults:
         # Snapshot first: votes may land while the fit runs, and the answer must describe one moment.
         version, count, state = item.version, item.response_count, item.state
-        wins = item.tally.wins.copy()
-        fit = await self._fit_async(item, wins, version)
+        tally: PairTally = item.tally
+        wins = tally.wins.copy()
+        ties = None if tally.ties is None else tally.ties.copy()
+        fit = await self._result_fit_async(item, wins, ties, version)
         return _results(item, wins, fit, version, count, state)
 
     def final(self, item: ItemRecord) -> tuple[schemas.ItemResults, schemas.WinLossMatrix]:
         """Blocking (a fit of a large item takes a while): run it on a worker thread."""
         tally: PairTally = item.tally
-        fit = tally.fit
-        if fit is None or tally.fit_version != item.version:
-            init = fit.scores if fit is not None else None
-            fit = ranking.fit_bradley_terry(
-                tally.wins, len(item.keys), init=init, starting_elo=item.config.starting_elo
-            )
+        fit = self._cached_result_fit(item, item.version)
+        if fit is None:
+            fit = _fit(item, tally.wins, tally.ties, self._warm_start(item), results=True)
         return _results(item, tally.wins, fit, item.version, item.response_count, item.state), self.matrix(item)
 
     def votes(self, rows: list[Row]) -> list[schemas.Vote]:
@@ -291,23 +315,82 @@ class Pairwise:
 
     # ------------------------------------------------------------ fits
 
-    async def _fit_async(self, item: ItemRecord, wins: np.ndarray, version: int) -> Any:
-        """The item's Bradley–Terry fit at `version`, computed off the event loop: a fit of a large item
-        takes long enough (0.1 s at n = 1,000) that acknowledgements would stall behind it."""
+    def _warm_start(self, item: ItemRecord) -> np.ndarray | None:
+        # A live refit after a few votes, started from the previous fit, is a couple of Newton steps.
         tally: PairTally = item.tally
-        if tally.fit is not None and tally.fit_version == version:
-            return tally.fit
-        # Warm-started from the previous fit: a live refit after a few votes is a couple of Newton steps.
-        init = tally.fit.scores if tally.fit is not None else None
+        latest = tally.result_fit if tally.result_fit is not None else tally.fit
+        return None if latest is None else latest.scores
+
+    def _cached_result_fit(self, item: ItemRecord, version: int) -> Any:
+        tally: PairTally = item.tally
+        if _results_prior(item) == "auto":
+            return tally.result_fit if tally.result_version == version else None
+        return tally.fit if tally.fit_version == version else None
+
+    async def _result_fit_async(self, item: ItemRecord, wins: np.ndarray, ties: np.ndarray | None, version: int) -> Any:
+        """The item's Bradley–Terry fit for results at `version`, computed off the event loop: a fit of a
+        large item takes long enough (0.1 s at n = 1,000) that acknowledgements would stall behind it."""
+        tally: PairTally = item.tally
+        cached = self._cached_result_fit(item, version)
+        if cached is not None:
+            return cached
+        init = self._warm_start(item)
         if len(item.keys) <= INLINE_FIT_MAX:
-            fit = ranking.fit_bradley_terry(wins, len(item.keys), init=init, starting_elo=item.config.starting_elo)
+            fit = _fit(item, wins, ties, init, results=True)
         else:
-            fit = await asyncio.to_thread(
-                ranking.fit_bradley_terry, wins, len(item.keys), init=init, starting_elo=item.config.starting_elo
-            )
-        if version >= tally.fit_version:
+            fit = await asyncio.to_thread(_fit, item, wins, ties, init, results=True)
+        if _results_prior(item) == "auto":
+            if version >= tally.result_version:
+                tally.result_fit, tally.result_version = fit, version
+        elif version >= tally.fit_version:
             tally.fit, tally.fit_version = fit, version
         return fit
+
+    # ------------------------------------------------------------ stopping when the answer is settled
+
+    def _look(self, item: ItemRecord) -> None:
+        """Check the flow's stopping rule at most fifty times over the item's maximum, once past its minimum
+        and two votes per datapoint; a look at a large item runs on a worker thread."""
+        rule = item.config.stop_when
+        tally: PairTally = item.tally
+        count = item.response_count
+        if rule is None or item.settled or tally.looking or count < tally.next_look:
+            return
+        cfg = item.config
+        first = max(cfg.min_response_threshold, 2 * len(item.keys), 1)
+        if count < first:
+            tally.next_look = first
+            return
+        tally.next_look = count + max(1, -(-cfg.max_response_threshold // LOOKS))
+        if len(item.keys) <= INLINE_FIT_MAX:
+            self._settle(item, _fit(item, tally.wins, tally.ties, self._warm_start(item), results=True), count)
+            return
+        tally.looking = True
+        ties = None if tally.ties is None else tally.ties.copy()
+        job = asyncio.ensure_future(
+            asyncio.to_thread(_fit, item, tally.wins.copy(), ties, self._warm_start(item), results=True)
+        )
+
+        def landed(done: asyncio.Future[Any]) -> None:
+            tally.looking = False
+            if not done.cancelled() and done.exception() is None and not lifecycle.is_terminal(item.state):
+                self._settle(item, done.result(), count)  # the next tick ends the item
+
+        job.add_done_callback(landed)
+
+    def _settle(self, item: ItemRecord, fit: Any, count: int) -> None:
+        rule = item.config.stop_when
+        assert rule is not None
+        verdict = ranking.settlement(
+            fit.scores,
+            fit.covariance if fit.covariance is not None else fit.std_errors**2,
+            rule.rule,  # type: ignore[arg-type]
+            k=rule.k,
+            confidence=rule.confidence,
+        )
+        if verdict.settled:
+            item.settled = True
+            item.reason = _settled_reason(item, verdict, count)
 
     def _fit_for_selection(self, item: ItemRecord) -> Any:
         """A fit for choosing pairs, never blocking the lease path on a large item: a stale fit is good
@@ -317,9 +400,7 @@ class Pairwise:
             return tally.fit
         if len(item.keys) <= INLINE_FIT_MAX:
             init = tally.fit.scores if tally.fit is not None else None
-            tally.fit = ranking.fit_bradley_terry(
-                tally.wins, len(item.keys), init=init, starting_elo=item.config.starting_elo
-            )
+            tally.fit = _fit(item, tally.wins, tally.ties, init, results=False)
             tally.fit_version = item.version
             return tally.fit
         if not tally.refitting:
@@ -328,8 +409,52 @@ class Pairwise:
             def done(_: object) -> None:
                 tally.refitting = False
 
-            asyncio.ensure_future(self._fit_async(item, tally.wins.copy(), item.version)).add_done_callback(done)
+            asyncio.ensure_future(self._selection_fit_async(item, item.version)).add_done_callback(done)
         return tally.fit
+
+    async def _selection_fit_async(self, item: ItemRecord, version: int) -> None:
+        tally: PairTally = item.tally
+        init = tally.fit.scores if tally.fit is not None else None
+        ties = None if tally.ties is None else tally.ties.copy()
+        fit = await asyncio.to_thread(_fit, item, tally.wins.copy(), ties, init, results=False)
+        if version >= tally.fit_version:
+            tally.fit, tally.fit_version = fit, version
+
+
+LOOKS = 50  # a stopping rule looks at most this many times over an item's maximum number of votes
+
+
+def _results_prior(item: ItemRecord) -> float | str:
+    """The prior for an item's results: fitted to the data (empirical Bayes) where the pairs were chosen
+    from earlier votes, whose plain fit comes out stretched with intervals that cover too little."""
+    return "auto" if item.config.pair_selection == "active" and item.pairs is None else ranking.DEFAULT_PRIOR
+
+
+def _fit(item: ItemRecord, wins: np.ndarray, ties: np.ndarray | None, init: np.ndarray | None, *, results: bool) -> Any:
+    """A Bradley–Terry fit of the item's votes; ties known as ties, so their intervals are honest."""
+    return ranking.fit_bradley_terry(
+        wins,
+        len(item.keys),
+        prior=_results_prior(item) if results else ranking.DEFAULT_PRIOR,  # type: ignore[arg-type]
+        tie_counts=ties,
+        init=init,
+        starting_elo=item.config.starting_elo,
+    )
+
+
+def _settled_reason(item: ItemRecord, verdict: ranking.Settlement, count: int) -> str:
+    rule = verdict.rule
+    shown = ", ".join(repr(item.keys[i]) for i in verdict.leaders[:5])
+    more = f" and {len(verdict.leaders) - 5} more" if len(verdict.leaders) > 5 else ""
+    claim = {
+        "top": f"{shown} is above every other datapoint",
+        "top_k": f"the top {len(verdict.leaders)} ({shown}{more}) are above the rest",
+        "order": f"the whole order is settled ({shown}{more}, best first)",
+    }[rule]
+    return (
+        f"settled after {count:,} of {item.config.max_response_threshold:,} votes: {claim} "
+        f"at {verdict.confidence:.0%} confidence"
+    )
 
 
 def _results(item: ItemRecord, wins: np.ndarray, fit: Any, version: int, count: int, state: str) -> schemas.ItemResults:
