@@ -12,7 +12,8 @@ import time
 import httpx
 import pytest
 
-from flowlab import Client
+from flowlab import Client, FlowItemState
+from flowlab.cli import build_parser
 from flowlab.client._sse import SSEParser
 from flowlab.crowd import SimulatedCrowd
 
@@ -154,9 +155,26 @@ def test_long_poll_returns_when_a_vote_lands(client: Client, flowlab_server: Ser
 def test_demo_runs_end_to_end(flowlab_server: ServerProcess) -> None:
     r = cli("demo", "--batches", "1", "--ttl", "4", server=flowlab_server, timeout=90)
     assert r.returncode == 0, r.stderr
-    assert "/annotate#token=" in r.stdout
+    assert "\x1b[" not in r.stdout, "no cursor codes when the output is not a terminal"
     assert "best: sample-" in r.stdout and "Completed" in r.stdout
     assert "win-loss matrix" in r.stdout
+    # The winner's interval is on the Elo scale, like its score, and the demo says whether it is truly the best.
+    best = re.search(r"Elo (\d+) \(95% interval (\d+)–(\d+)\)", r.stdout)
+    assert best is not None, r.stdout
+    assert int(best[2]) <= int(best[1]) <= int(best[3]) and int(best[2]) > 500
+    assert "; right" in r.stdout or "truly best: sample-" in r.stdout
+    # A batch stays open for the person the link is for, after the crowd's batches have ended.
+    yours = re.search(r"Your turn: a batch \((item_\w+)\) waits", r.stdout)
+    assert yours is not None and "/annotate#token=" in r.stdout
+    flow_id = re.search(r"flow: +(flow_\w+)", r.stdout)
+    assert flow_id is not None
+    with Client(url=flowlab_server.url, api_key=flowlab_server.api_key) as client:
+        item = client.flow.get_flow_by_id(flow_id[1]).get_flow_item(yours[1])
+        status = item.get_progress()
+        assert status.state == FlowItemState.PENDING and status.time_left > 500
+        item.stop()
+    demo = build_parser()._subparsers._group_actions[0].choices["demo"]  # type: ignore[union-attr]
+    assert all(a.help for a in demo._actions), "every option of the demo says what it does"
 
 
 def test_researchers_annotators_work_only_on_that_researchers_flows(
@@ -188,7 +206,9 @@ def test_researchers_annotators_work_only_on_that_researchers_flows(
 
 
 def test_revoking_ends_a_waiting_long_poll(client: Client, flowlab_server: ServerProcess) -> None:
-    made = client.annotators.create("waiting")
+    # The annotator of a researcher with no flows: other tests' items on this server cannot hand it a task.
+    with Client(url=flowlab_server.url, api_key=client.create_api_key("nobody's flows").key) as researcher:
+        made = researcher.annotators.create("waiting")
     result: dict[str, int] = {}
 
     def wait() -> None:
@@ -203,7 +223,7 @@ def test_revoking_ends_a_waiting_long_poll(client: Client, flowlab_server: Serve
     t = threading.Thread(target=wait)
     t.start()
     time.sleep(0.3)
-    client.annotators.revoke(made.id)
+    client.annotators.revoke(made.id)  # the admin may revoke any annotator
     client.flow.preheat()  # wakes every waiter, which then notices the revocation
     t.join(15)
     assert result["status"] == 401

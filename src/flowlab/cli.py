@@ -310,9 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="server + simulated crowd + a flow with a few batches, live")
     _client_args(demo)
-    demo.add_argument("--batches", type=int, default=3)
-    demo.add_argument("--ttl", type=float, default=20.0)
-    demo.add_argument("--rate", type=float, default=6000.0)
+    demo.add_argument("--batches", type=int, default=3, help="batches of eight answers to rank (default 3)")
+    demo.add_argument(
+        "--ttl", type=float, default=20.0, help="seconds each batch stays open for the crowd (default 20)"
+    )
+    demo.add_argument(
+        "--rate", type=float, default=6000.0, help="the simulated crowd's votes per minute (default 6000)"
+    )
     demo.set_defaults(func=_demo)
 
     dash = sub.add_parser("dashboard", help="serve the Panel dashboard for a whole run")

@@ -20,7 +20,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 PAIR_TIMEOUT_MS = 10_000
-LEASE_EXPIRED_TEXT = "Your lease on that pair ran out before your answer arrived"
+LEASE_EXPIRED_TEXT = "Your lease on that task ran out before your answer arrived"
 
 
 # ---------------------------------------------------------------- test media, made here
@@ -406,6 +406,27 @@ def test_an_answer_after_the_lease_expired_is_explained(fresh_server, context_fa
     assert tab.wait_for_pair(expired) != expired, "the page moves on to a fresh pair"
     assert item.get_response_count() == 0
     assert tab.page.locator("#stats").inner_text().startswith("0 votes")
+
+
+def test_tasks_of_an_ended_item_leave_the_page_at_once(fresh_server, context_factory):
+    """Stopping an item takes its pairs off annotators' screens (and out of what the page holds behind), with a
+    word, instead of leaving them up until the lease runs out and the vote gets refused."""
+    client = fresh_server.client()
+    flow = client.flow.create_ranking_flow(name="stop me", instruction="Which?", max_response_threshold=50)
+    first = flow.create_new_flow_batch(datapoints=["one", "two", "three", "four"], time_to_live=60)
+    second = flow.create_new_flow_batch(datapoints=["five", "six"], time_to_live=300)  # a later deadline: served after
+    annotator = client.annotators.create("Steady Sue")
+    tab = Annotator(context_factory(), annotator.join_url)
+    shown = tab.wait_for_pair()
+    assert tab.pane("a")["item"] == first.id
+    first.stop()
+    assert tab.wait_for_pair(shown) != shown
+    assert tab.pane("a")["item"] == second.id, "the next pair comes from an item still running"
+    notice = tab.page.locator("#notice")
+    assert "has just ended, so it left your screen" in notice.inner_text()
+    tab.answer("click:a")
+    assert second.get_response_count() == 1 and first.get_response_count() == 0
+    assert not tab.errors
 
 
 def test_idle_page_wakes_on_preheat_and_on_work(fresh_server, context_factory):

@@ -205,8 +205,10 @@ async def wait_for_flow(service: FlowService, flow: FlowRecord, since: int, time
 
 
 async def annotator_stream(service: FlowService, who: Principal) -> AsyncIterator[ServerSentEventMessage]:
-    """Tells an idle page or crowd that work arrived, or that a researcher preheated the server."""
+    """Tells an idle page or crowd that work arrived, that a researcher preheated the server, or that tasks it
+    holds were taken back because their item ended (`withdrawn`, with their task ids)."""
     service.annotator_listeners += 1
+    service.leases.listen(who.id, +1)
     try:
         hot_seen = service.hot_until
         yield ServerSentEventMessage(
@@ -214,6 +216,9 @@ async def annotator_stream(service: FlowService, who: Principal) -> AsyncIterato
         )
         while not who.revoked:
             woke = await service.work.wait(KEEPALIVE_SECONDS)
+            taken = service.leases.take_withdrawn(who.id)
+            if taken:
+                yield ServerSentEventMessage(event="withdrawn", data=_encode({"task_ids": taken}).decode())
             if service.hot_until != hot_seen:
                 hot_seen = service.hot_until
                 yield ServerSentEventMessage(event="preheat", data=_encode({"hot_until": hot_seen}).decode())
@@ -223,3 +228,4 @@ async def annotator_stream(service: FlowService, who: Principal) -> AsyncIterato
                 yield ServerSentEventMessage(data=None, comment="keep-alive")
     finally:
         service.annotator_listeners -= 1
+        service.leases.listen(who.id, -1)

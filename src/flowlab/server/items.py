@@ -398,6 +398,8 @@ class Items:
             item.ended_at = now
             self.active.pop(item.id, None)
             self.leases.drop_item(item, "item_ended")
+            if self.leases.withdrawn:
+                self.work.fire()  # pages holding this item's tasks hear at once that they are gone
             self._start_finalising(item)
         elif state == "Running" and item.started_at is None:
             item.started_at = now

@@ -21,6 +21,21 @@ class LeaseBook:
         self.tasks: dict[str, Lease] = {}
         self._heap: list[tuple[float, str]] = []
         self._outcomes: OrderedDict[str, tuple[str, str]] = OrderedDict()  # task_id -> (outcome, annotator)
+        # Tasks taken back because their item ended, per annotator whose page is listening (see `listen`).
+        self.withdrawn: dict[str, list[str]] = {}
+        self._listening: dict[str, int] = {}
+
+    def listen(self, annotator_id: str, delta: int) -> None:
+        """An annotator's event stream opened (+1) or closed (−1); only those listening hear of withdrawals."""
+        count = self._listening.get(annotator_id, 0) + delta
+        if count > 0:
+            self._listening[annotator_id] = count
+        else:
+            self._listening.pop(annotator_id, None)
+            self.withdrawn.pop(annotator_id, None)
+
+    def take_withdrawn(self, annotator_id: str) -> list[str]:
+        return self.withdrawn.pop(annotator_id, [])
 
     def add(self, lease: Lease) -> None:
         self.tasks[lease.task_id] = lease
@@ -67,12 +82,14 @@ class LeaseBook:
     def drop_item(self, item: ItemRecord, outcome: str) -> None:
         """The item ended: its leases end too, gold ones included, except those whose answer is already
         committing."""
-        for lease in list(item.leases.values()):
+        ended = list(item.leases.values()) + [g for g in self.tasks.values() if g.item is item and g.gold is not None]
+        for lease in ended:
             if lease.committing is None:
                 self.close(lease, outcome)
-        for lease in [g for g in self.tasks.values() if g.item is item and g.gold is not None]:
-            if lease.committing is None:
-                self.close(lease, outcome)
+                if lease.annotator_id in self._listening:
+                    taken = self.withdrawn.setdefault(lease.annotator_id, [])
+                    if len(taken) < 1000:  # a page holds a handful; past that, the answer's 409 says it
+                        taken.append(lease.task_id)
 
     def of_annotator(self, annotator_id: str) -> list[Lease]:
         return [lease for lease in self.tasks.values() if lease.annotator_id == annotator_id]

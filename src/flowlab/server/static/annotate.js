@@ -14,7 +14,7 @@ const NOTICE_MS = 9000;
 const STATS_AFTER_MS = 800; // refresh votes and gold agreement once a burst of answers settles
 
 const EXPLAIN = {
-  lease_expired: "Your lease on that pair ran out before your answer arrived, so it was given to someone else; "
+  lease_expired: "Your lease on that task ran out before your answer arrived, so it was given to someone else; "
     + "your answer was not counted.",
   item_ended: "That comparison had already closed (its batch ended or has all the votes it needs), so your "
     + "answer was not counted.",
@@ -680,7 +680,38 @@ function onEvent(ev) {
     wakeUp();
   } else if (ev.event === "work") {
     wakeUp();
+  } else if (ev.event === "withdrawn") {
+    withdraw(JSON.parse(ev.data).task_ids ?? []);
   }
+}
+
+/**
+ * Tasks whose item ended (stopped by the researcher, settled, or out of time) leave the page at once: from
+ * the ones held behind without a word, from the screen with a notice, and the next task takes its place.
+ */
+function withdraw(taskIds) {
+  const gone = new Set(taskIds);
+  const kept = [];
+  for (const entry of state.buffer) {
+    if (gone.has(entry.task.task_id)) entry.view?.discard();
+    else kept.push(entry);
+  }
+  state.buffer = kept;
+  const shown = state.current;
+  if (shown && !shown.answered && gone.has(shown.task.task_id)) {
+    const what = { rlhf: "task", classify: "item" }[shown.task.kind] ?? "pair";
+    notify(`The batch this ${what} belonged to has just ended, so it left your screen; here is the next one.`);
+    shown.view?.discard();
+    state.current = null;
+    const next = takeNext();
+    if (next) {
+      show(next);
+    } else {
+      state.idle = false;
+      showIdle();
+    }
+  }
+  fill();
 }
 
 function wakeUp() {
