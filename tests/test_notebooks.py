@@ -62,6 +62,23 @@ def test_notebook_runs_top_to_bottom(
         if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
     ]
     assert widget_views, f"{name} should show at least one workbench widget"
+    if name == "04_run_analysis":
+        _check_run_analysis_claims(book)
+
+
+def _check_run_analysis_claims(book: Any) -> None:
+    """Notebook 04 says the quality tests catch most spammers and no careful annotator: its output must show it
+    (it once flagged 1 of 5 spammers while its text spoke of spammers being left out)."""
+    import re
+
+    text = "".join(
+        o.get("text", "") for c in book.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"
+    )
+    found = re.search(r"flagged (\d+) of the (\d+) spammers, and (\d+) of the (\d+) careful annotators", text)
+    assert found is not None, text
+    caught, spammers, wrongly, careful = map(int, found.groups())
+    assert (spammers, careful) == (5, 15)
+    assert caught >= 3 and wrongly <= 1
 
 
 def test_make_lab_saves_notebooks_without_outputs(tmp_path: Path) -> None:

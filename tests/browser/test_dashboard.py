@@ -123,6 +123,11 @@ def test_dashboard_updates_live_while_a_crowd_votes(
         assert len(seen) >= 4 and seen == sorted(seen), f"the count should climb live: {seen}"
         assert len(totals) >= 4 and totals == sorted(totals), f"the heatmap should fill up live: {totals}"
         assert item.id in page.locator(".flowlab-items").first.inner_text()
+        # The progress column shows a bar: the table's styles reach into the pane's shadow root.
+        bar = page.locator(".flowlab-bar").first.bounding_box()
+        fill = page.locator(".flowlab-bar > div").first.bounding_box()
+        assert bar is not None and bar["width"] > 100 and bar["height"] >= 8, bar
+        assert fill is not None and 0 < fill["width"] <= bar["width"] and fill["height"] >= 8, fill
 
         # The instruction editor calls update_config on the server.
         editor = page.locator("textarea").first

@@ -67,7 +67,8 @@ class Dashboard:
         self.item_select.param.watch(self._on_item_selected, "value")
         self.header = pn.pane.HTML("", sizing_mode="stretch_width")
         self.counts = pn.pane.HTML("", sizing_mode="stretch_width")
-        self.items_table = pn.pane.HTML("", sizing_mode="stretch_width")
+        # Panel renders each pane in a shadow root of its own: the table's styles must be the pane's own.
+        self.items_table = pn.pane.HTML("", sizing_mode="stretch_width", stylesheets=[_CSS])
         self.server_note = pn.pane.HTML(
             f'<span style="color:#666">server <code>{esc(url)}</code></span>', sizing_mode="stretch_width"
         )
