@@ -16,7 +16,7 @@ pytest.importorskip("ipywidgets", reason="the workbench needs the lab extra: pip
 pytest.importorskip("jupyter_bokeh", reason="the workbench needs the lab extra: pip install 'flowlab[lab]'")
 
 from flowlab_widgets import FlowBrowser, FlowCreator, FlowMonitor, RankingExplorer
-from flowlab_widgets.figures import RankingChart, ThroughputChart, WinLossHeatmap
+from flowlab_widgets.figures import AnnotatorActivityChart, RankingChart, ThroughputChart, WinLossHeatmap
 
 import flowlab
 from flowlab.crowd import SimulatedCrowd
@@ -106,6 +106,25 @@ def test_throughput_chart_streams_counts_and_rates() -> None:
     assert data["count"] == [0, 30, 60, 90, 120, 150]
     assert data["rate"][-1] == pytest.approx(1800.0)  # 30 votes a second
     assert chart.figure.extra_y_ranges["rate"].end >= 1800.0
+    legends = [m for m in chart.figure.below if m.__class__.__name__ == "Legend"]
+    assert legends and not [m for m in chart.figure.center if m.__class__.__name__ == "Legend"], (
+        "the legend sits under the plot, not over the lines"
+    )
+
+
+def test_annotator_activity_says_what_its_colours_mean() -> None:
+    chart = AnnotatorActivityChart()
+    legend = next(m for m in chart.figure.below if m.__class__.__name__ == "Legend")
+    labels = [item.label["value"] for item in legend.items]
+    assert labels[0] == "no gold yet" and len(labels) == 5
+    people = [
+        type("A", (), {"id": str(i), "name": f"ann-{i}", "votes": 10 + i, "gold_agreement": g})
+        for i, g in enumerate([None, 0.3, 0.6, 0.8, 0.95])
+    ]
+    chart.update(people)
+    swatch = {item.label["value"]: item.renderers[0].glyph.fill_color for item in legend.items}
+    # Each bar takes the colour its legend swatch has for that band.
+    assert sorted(chart.source.data["color"]) == sorted(swatch.values())
 
 
 def test_figure_widget_resends_its_state_to_a_view_that_missed_patches() -> None:
@@ -602,3 +621,20 @@ def test_no_workbench_widget_shadows_an_ipywidgets_method() -> None:
             if inspect.isclass(cls) and issubclass(cls, ipywidgets.Widget) and cls.__module__ == module.__name__:
                 own = {name for name, value in vars(cls).items() if callable(value) and not name.startswith("__")}
                 assert not own & base, f"{cls.__name__} redefines ipywidgets' {sorted(own & base)}"
+
+
+def test_explorer_table_headers_line_up_with_their_columns() -> None:
+    import re
+
+    from flowlab_widgets import RankingExplorer
+
+    votes = pd.DataFrame(
+        {"annotator_id": ["p", "q", "p", "q"], "winner": [0, 1, 0, 2], "loser": [1, 2, 2, 0], "tie": [False] * 4}
+    )
+    explorer = RankingExplorer(votes=votes, keys=["x", "y", "z"])
+    table = explorer.annotator_table.value
+    header = re.search(r"<tr>(<th.*?)</tr>", table)
+    first = re.search(r"<tr>(<td.*?)</tr>", table)
+    assert header and first
+    aligns = lambda row: re.findall(r"text-align:(\w+)", row)  # noqa: E731
+    assert aligns(header[1]) == aligns(first[1]) and len(aligns(header[1])) == 5

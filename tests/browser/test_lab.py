@@ -42,6 +42,27 @@ HEATMAP_TOTALS_JS = """() => {
 }"""
 
 
+# The monitor's item table as drawn: each row's cells start where the header's columns do, no cell wraps onto a
+# second line, and the item picker's label fits its box.
+MONITOR_LAYOUT_JS = """(monitor) => {
+  const lefts = (row) => Array.from(row.children).map((c) => Math.round(c.getBoundingClientRect().left));
+  const header = monitor.querySelector(".flowlab-item-header");
+  const rows = Array.from(monitor.querySelectorAll(".flowlab-item-row"));
+  const misaligned = [], wrapped = [];
+  for (const row of rows) {
+    const a = lefts(header), b = lefts(row);
+    if (a.length !== b.length || a.some((x, i) => Math.abs(x - b[i]) > 1)) misaligned.push([a, b]);
+    for (const cell of row.children) if (cell.getBoundingClientRect().height > 30) wrapped.push(cell.textContent);
+  }
+  const select = monitor.querySelector("select");
+  const ctx = document.createElement("canvas").getContext("2d");
+  ctx.font = getComputedStyle(select).font;
+  const label = select.options[select.selectedIndex]?.text ?? "";
+  const fits = ctx.measureText(label).width <= select.clientWidth - 24;
+  return { rows: rows.length, misaligned, wrapped, picker_fits: fits, label };
+}"""
+
+
 @dataclass
 class Lab:
     url: str
@@ -165,6 +186,10 @@ def test_quickstart_runs_in_jupyterlab_with_live_widgets(browser: Any, jupyter_l
         monitor.screenshot(path=str(output_dir / "lab_quickstart_monitor.png"))
 
         assert page.locator("[data-mime-type='application/vnd.jupyter.error']").count() == 0, "a cell raised"
+        layout = monitor.evaluate(MONITOR_LAYOUT_JS)
+        assert layout["rows"] >= 1 and layout["misaligned"] == [], layout
+        assert layout["wrapped"] == [], f"item rows keep to one line: {layout}"
+        assert layout["picker_fits"], f"the item picker shows its whole label: {layout}"
         assert len(counts) >= 3 and counts == sorted(counts), f"the count should climb live: {counts}"
         assert counts[-1] == 200
         assert len(heatmap_totals) >= 3, f"the heatmap should change live: {heatmap_totals}"

@@ -68,7 +68,7 @@ class FlowCreator(widgets.VBox):
             options=[("uniform", "uniform"), ("active (most informative pairs)", "active")],
             value="uniform",
             description="Pair selection",
-            style={**style, "button_width": "210px"},
+            style={**style, "button_width": "250px"},  # wide enough for "active (most informative pairs)"
         )
         self.lease_input = widgets.BoundedFloatText(
             value=60.0, min=1.0, max=3600.0, step=5.0, description="Lease (s)", style=style

@@ -56,6 +56,10 @@ class ExplorerFit:
     kendall_tau: float  # agreement between the BT and Elo orders
 
 
+# Each column's alignment, shared by its header and its cells so they line up: names left, numbers right.
+_CELL = [f"padding:2px 8px;text-align:{side}" for side in ("left", "right", "right", "right", "left")]
+
+
 class RankingExplorer(widgets.VBox):
     """Compare Elo and Bradley–Terry on one item's votes.
 
@@ -210,14 +214,16 @@ class RankingExplorer(widgets.VBox):
             flag = "⚠ spammer" if bool(q.spammer[i]) else ""
             cons = agreement[i]
             who = self.annotator_names.get(self.annotator_ids[i], self.annotator_ids[i])
-            rows.append(
-                f"<tr><td><code>{esc(who)}</code></td><td>{int(q.n_votes[i])}</td>"
-                f"<td>{'' if np.isnan(cons) else f'{cons:.0%}'}</td><td>{rel}</td><td>{flag}</td></tr>"
-            )
+            cells = [f"<code>{esc(who)}</code>", int(q.n_votes[i]), "" if np.isnan(cons) else f"{cons:.0%}", rel, flag]
+            rows.append("<tr>" + "".join(f'<td style="{_CELL[j]}">{c}</td>' for j, c in enumerate(cells)) + "</tr>")
+        head = ["annotator", "votes", "consensus agreement", "reliability (Crowd-BT)", ""]
         self.annotator_table.value = (
-            '<table style="font-size:12px"><caption style="text-align:left">Annotators, least consistent first'
-            "</caption><tr><th>annotator</th><th>votes</th><th>consensus agreement</th>"
-            "<th>reliability (Crowd-BT)</th><th></th></tr>" + "".join(rows) + "</table>"
+            '<table class="flowlab-annotators" style="font-size:12px;border-collapse:collapse">'
+            '<caption style="text-align:left">Annotators, least consistent first</caption><tr>'
+            + "".join(f'<th style="{_CELL[j]}">{h}</th>' for j, h in enumerate(head))
+            + "</tr>"
+            + "".join(rows)
+            + "</table>"
         )
 
     def to_dataframe(self) -> pd.DataFrame:

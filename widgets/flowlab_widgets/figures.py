@@ -18,7 +18,7 @@ from bokeh.models import (
     LinearColorMapper,
     Range1d,
 )
-from bokeh.models.annotations import ColorBar, Span, Title
+from bokeh.models.annotations import ColorBar, Legend, LegendItem, Span, Title
 from bokeh.palettes import Blues256, Category10_10
 from bokeh.plotting import figure
 
@@ -446,8 +446,7 @@ class ThroughputChart:
             y_range_name="rate",
             legend_label="votes/min",
         )
-        fig.legend.location = "top_left"
-        fig.legend.background_fill_alpha = 0.6
+        _legend_below(fig)
         self.figure = fig
         self._history: list[tuple[float, float]] = []
         self._rate_max = 10.0
@@ -580,6 +579,15 @@ class AnnotatorActivityChart:
         )
         fig.ygrid.grid_line_color = None
         fig.hbar(y="name", right="votes", height=0.75, source=self.source, fill_color="color", line_color=None)
+        # What the colours mean, below the bars: one swatch per band of gold agreement.
+        swatches = [
+            LegendItem(label=label, renderers=[fig.scatter(x=[], y=[], marker="square", size=10, color=color)])
+            for label, color in AGREEMENT_BANDS
+        ]
+        fig.add_layout(
+            Legend(items=swatches, orientation="horizontal", title="gold agreement", label_text_font_size="9pt"),
+            "below",
+        )
         fig.add_tools(
             HoverTool(tooltips=[("annotator", "@name"), ("votes", "@votes"), ("gold agreement", "@agreement_text")])
         )
@@ -609,18 +617,31 @@ class AnnotatorActivityChart:
         self.source.data = data
 
 
+# Red below chance, through amber, to green at perfect agreement; grey until an annotator answers gold.
+AGREEMENT_BANDS = (
+    ("no gold yet", "#b0b0b0"),
+    ("< 50 %", "#d62728"),
+    ("50–75 %", "#ff7f0e"),
+    ("75–90 %", "#bcbd22"),
+    ("≥ 90 %", "#2ca02c"),
+)
+
+
 def _agreement_color(agreement: float | None) -> str:
     if agreement is None or math.isnan(agreement):
-        return "#b0b0b0"
-    # Red below chance, through amber, to green at perfect agreement.
+        return AGREEMENT_BANDS[0][1]
     a = min(1.0, max(0.0, float(agreement)))
-    if a < 0.5:
-        return "#d62728"
-    if a < 0.75:
-        return "#ff7f0e"
-    if a < 0.9:
-        return "#bcbd22"
-    return "#2ca02c"
+    band = 1 if a < 0.5 else 2 if a < 0.75 else 3 if a < 0.9 else 4
+    return AGREEMENT_BANDS[band][1]
+
+
+def _legend_below(fig: Any) -> None:
+    """Move the figure's legend under the plot, in a row, where it cannot cover the lines."""
+    legend = fig.legend[0]
+    fig.center.remove(legend)
+    legend.orientation = "horizontal"
+    legend.label_text_font_size = "9pt"
+    fig.add_layout(legend, "below")
 
 
 # ---------------------------------------------------------------- reward curve

@@ -44,23 +44,50 @@ class MonitorSnapshot:
     errors: list[str] = field(default_factory=list)
 
 
+# The item table's columns: header text and width. Rows and the header share them, so they line up.
+_COLUMNS = (
+    ("item", "190px"),
+    ("state", "95px"),
+    ("progress", "160px"),
+    ("votes / min / max", "200px"),
+    ("time left", "90px"),
+    ("instruction snapshot", None),
+)
+_NOWRAP = "white-space:nowrap;overflow:hidden;text-overflow:ellipsis;display:block"
+
+
+def _cell(index: int, value: str = "") -> widgets.HTML:
+    width = _COLUMNS[index][1]
+    layout = widgets.Layout(width=width, flex="0 0 auto") if width else widgets.Layout(flex="1 1 0", min_width="0")
+    return widgets.HTML(value, layout=layout)
+
+
+def item_table_header() -> widgets.HBox:
+    """The column names above the item rows."""
+    cells = [_cell(i, f'<b style="{_NOWRAP}">{name}</b>') for i, (name, _) in enumerate(_COLUMNS)]
+    header = widgets.HBox(cells, layout=widgets.Layout(align_items="center", border_bottom="1px solid #ddd"))
+    header.add_class("flowlab-item-header")
+    return header
+
+
 class ItemRow(widgets.HBox):
     """One flow item: id, state, progress towards its max (min marked in the text), TTL left, instruction."""
 
     def __init__(self, item_id: str) -> None:
         self.item_id = item_id
-        self.id_label = widgets.HTML(f"<code>{esc(item_id)}</code>", layout=widgets.Layout(width="190px"))
-        self.state_html = widgets.HTML(layout=widgets.Layout(width="95px"))
+        self.id_label = _cell(0, f'<code style="{_NOWRAP}">{esc(item_id)}</code>')
+        self.state_html = _cell(1)
         self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="160px"))
-        self.counts = widgets.HTML(layout=widgets.Layout(width="170px"))
-        self.ttl = widgets.HTML(layout=widgets.Layout(width="90px"))
-        self.instruction = widgets.HTML(layout=widgets.Layout(width="auto", flex="1 1 auto"))
+        self.counts = _cell(3)
+        self.ttl = _cell(4)
+        self.instruction = _cell(5)
         self.deadline = 0.0
         self.terminal = False
         super().__init__(
             [self.id_label, self.state_html, self.progress, self.counts, self.ttl, self.instruction],
             layout=widgets.Layout(align_items="center"),
         )
+        self.add_class("flowlab-item-row")
 
     def close(self) -> None:
         for child in self.children:
@@ -74,8 +101,8 @@ class ItemRow(widgets.HBox):
         self.progress.value = min(int(status.response_count), self.progress.max)
         self.progress.bar_style = _BAR_STYLE.get(state, "")
         self.counts.value = (
-            f"<b>{status.response_count}</b> / min {status.min_response_threshold}"
-            f" / max {status.max_response_threshold}"
+            f'<span style="{_NOWRAP}"><b>{status.response_count}</b> / min {status.min_response_threshold}'
+            f" / max {status.max_response_threshold}</span>"
         )
         self.deadline = float(status.deadline)
         self.terminal = bool(status.is_terminal)
@@ -86,8 +113,9 @@ class ItemRow(widgets.HBox):
             if stale
             else f' <span style="color:#666">(config v{status.config_version})</span>'
         )
-        text = status.instruction if len(status.instruction) <= 70 else status.instruction[:69] + "…"
-        self.instruction.value = f'<span title="{esc(status.instruction)}">{esc(text)}</span>{note}'
+        self.instruction.value = (
+            f'<span style="{_NOWRAP}" title="{esc(status.instruction)}">{esc(status.instruction)}{note}</span>'
+        )
 
     def tick(self, clock_offset: float) -> bool:
         """Update the countdown; True when a live item has just run out of time (worth a refresh)."""
@@ -137,7 +165,9 @@ class FlowMonitor(widgets.VBox):
 
         self.header = widgets.HTML()
         self.live_status = widgets.HTML()
-        self.item_picker = widgets.Dropdown(description="Item", options=[], layout=widgets.Layout(width="360px"))
+        self.item_picker = widgets.Dropdown(
+            description="Item", options=[], layout=widgets.Layout(width="460px"), style={"description_width": "40px"}
+        )
         self.item_picker.observe(self._on_pick, names="value")
         self.count_html = widgets.HTML()
         self.items_box = widgets.VBox()
@@ -167,11 +197,13 @@ class FlowMonitor(widgets.VBox):
         )
         self.update_button.on_click(lambda _b: self.update_instruction())
         self.message = widgets.HTML()
+        self._saved_version: int | None = None  # the config version the message reports saving
 
         super().__init__(
             [
                 widgets.HBox([self.header, self.live_status], layout=widgets.Layout(justify_content="space-between")),
                 widgets.HBox([self.item_picker, self.count_html], layout=widgets.Layout(align_items="center")),
+                item_table_header(),
                 self.items_box,
                 widgets.HBox(self.figure_widgets),
                 self.justifications,
@@ -247,6 +279,13 @@ class FlowMonitor(widgets.VBox):
         self.snapshot = snap
         self._clock_offset = snap.clock_offset
         self._render_header(snap.flow)
+        if self._saved_version is not None and snap.flow.config_version > self._saved_version:
+            # Someone (another notebook, the dashboard, code below) changed the flow since this widget saved.
+            self.message.value = (
+                f'<span style="color:#555">The flow is now at config v{snap.flow.config_version}; it changed '
+                f"after your save (v{self._saved_version}).</span>"
+            )
+            self._saved_version = None
         shown = snap.statuses[-self.max_items :][::-1]  # newest first
         rows = []
         for status in shown:
@@ -380,6 +419,7 @@ class FlowMonitor(widgets.VBox):
             return None
         self.instruction_input.value = text
         config = self.flow.config
+        self._saved_version = config.config_version
         existing = len(self.snapshot.statuses) if self.snapshot else config.item_count
         self.message.value = (
             f'<span class="flowlab-updated">Saved as config v{config.config_version}.</span> Items created from now '
