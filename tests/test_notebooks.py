@@ -64,6 +64,15 @@ def test_notebook_runs_top_to_bottom(
     assert widget_views, f"{name} should show at least one workbench widget"
     if name == "04_run_analysis":
         _check_run_analysis_claims(book)
+    if name == "03_online_rlhf_loop":
+        printed = "".join(
+            o.get("text", "")
+            for c in book.cells
+            if c.cell_type == "code"
+            for o in c.outputs
+            if o.get("name") == "stdout"
+        )
+        assert "{'step'" not in printed, "the loop shows one progress bar, not a dict per step"
 
 
 def _check_run_analysis_claims(book: Any) -> None:

@@ -558,6 +558,7 @@ def test_dashboard_refresh_shows_the_flow_its_items_and_figures(
     board = in_fresh_thread(lambda: asyncio.run(main()))
     assert board.refreshes == 1
     assert board.item_id == item.id
+    assert not board.save_button.disabled
     assert 'class="flowlab-count"' in board.counts.object and ">30<" in board.counts.object
     assert item.id in board.items_table.object
     pd.testing.assert_frame_equal(board.heatmap.to_frame(), item.get_win_loss_matrix())
@@ -565,6 +566,42 @@ def test_dashboard_refresh_shows_the_flow_its_items_and_figures(
     assert board.throughput.last_count == 30
     assert board.instruction.value == "Which is clearer?"
     assert board.annotators.source.data["votes"]
+
+
+def test_dashboard_opens_on_the_newest_item_with_votes() -> None:
+    pytest.importorskip("panel")
+    from types import SimpleNamespace
+
+    from flowlab_widgets.dashboard import Dashboard
+
+    def item(item_id: str, votes: int) -> SimpleNamespace:
+        status = SimpleNamespace(id=item_id, state="Running", response_count=votes, version=votes)
+        return SimpleNamespace(id=item_id, last_status=status)
+
+    board = Dashboard("http://127.0.0.1:9", "fl_key_unused")
+    board._statuses = []
+    picked = board._pick_item([item("old", 40), item("voted", 12), item("just-pushed", 0)])
+    assert picked.id == "voted", "a batch just pushed would show an all-zero heatmap"
+    assert board._pick_item([item("a", 0), item("b", 0)]).id == "b", "with no votes anywhere, the newest"
+
+
+def test_dashboard_without_flows_offers_no_editor(flowlab_server: ServerProcess) -> None:
+    pytest.importorskip("panel")
+    from flowlab_widgets.dashboard import Dashboard
+
+    async def main() -> Dashboard:
+        # A researcher with no flows yet sees the empty state, and nothing to save.
+        key = (
+            await flowlab.AsyncClient(url=flowlab_server.url, api_key=flowlab_server.api_key).create_api_key("new")
+        ).key
+        board = Dashboard(flowlab_server.url, key)
+        await board.refresh()
+        await board.client.aclose()
+        return board
+
+    board = in_fresh_thread(lambda: asyncio.run(main()))
+    assert "No flows yet" in board.header.object
+    assert board.save_button.disabled and board.instruction.disabled
 
 
 def test_proxy_entry_point_launches_the_dashboard() -> None:

@@ -571,6 +571,26 @@ def test_phone_sized_viewport_is_usable(fresh_server, context_factory, output_di
     assert tab.wait_for_pair(first) != first
 
 
+def test_on_a_phone_the_answer_bar_never_covers_the_end_of_pane_b(fresh_server, context_factory):
+    client = fresh_server.client()
+    flow = client.flow.create_ranking_flow(name="long b", instruction="Which?", max_response_threshold=10)
+    long_b = "\n".join(f"Line {i} of a long answer that fills the screen." for i in range(60)) + "\nTHE END"
+    flow.create_new_flow_batch(datapoints=["A short answer.", long_b], time_to_live=60)
+    annotator = client.annotators.create("Paul")
+    ctx = context_factory(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    tab = Annotator(ctx, annotator.join_url)
+    tab.wait_for_pair()
+    tab.page.evaluate("() => window.scrollTo(0, document.documentElement.scrollHeight)")
+    tab.page.wait_for_timeout(200)
+    boxes = tab.page.evaluate("""() => {
+        const bottom = (el) => el.getBoundingClientRect().bottom;
+        return { a: bottom(document.querySelector("#pane-a")), b: bottom(document.querySelector("#pane-b")),
+                 bar: document.querySelector("#pair-actions").getBoundingClientRect().top };
+    }""")
+    lowest = max(boxes["a"], boxes["b"])
+    assert lowest <= boxes["bar"], f"scrolled to the end, the last pane ends above the answer bar: {boxes}"
+
+
 def test_page_loads_media_only_from_http_urls_and_markdown_stays_cheap(fresh_server, context_factory):
     # Servers refuse non-http URLs at creation, so the page's own filter is checked directly here.
     tab = Annotator(context_factory(), f"{fresh_server.url}/annotate")

@@ -160,6 +160,8 @@ class Dashboard:
     async def _refresh(self) -> None:
         if self.ticks % 5 == 0 or not self.flow_select.options:
             await self._refresh_flows()
+        # With no flow to edit, the editor offers nothing to click.
+        self.save_button.disabled = self.instruction.disabled = self.flow_id is None
         if self.flow_id is None:
             self.header.object = (
                 '<h3 class="flowlab-header">No flows yet</h3><p>Create one with '
@@ -225,7 +227,9 @@ class Dashboard:
             return None
         ids = [it.id for it in items]
         if self.follow_latest or self.item_id not in ids:
-            self.item_id = ids[-1]
+            # The newest item with votes: a batch just pushed would show an empty heatmap until its first vote.
+            voted = [it.id for it in items if it.last_status.response_count > 0]
+            self.item_id = voted[-1] if voted else ids[-1]
         options = {f"{it.id} · {state_name(it.last_status.state)}": it.id for it in reversed(items)}
         self._updating_options = True
         try:

@@ -720,7 +720,18 @@ function wakeUp() {
   fill();
 }
 
+/** Keeps --answer-bar at the fixed answer bar's height, so the end of pane B can scroll clear of it. */
+function watchAnswerBar() {
+  const bar = document.getElementById("pair-actions");
+  if (!bar || !window.ResizeObserver) return;
+  new ResizeObserver(() => {
+    const fixed = getComputedStyle(bar).position === "fixed";
+    document.documentElement.style.setProperty("--answer-bar", fixed ? `${bar.offsetHeight}px` : "0px");
+  }).observe(bar);
+}
+
 function init() {
+  watchAnswerBar();
   for (const button of document.querySelectorAll(".choice")) button.addEventListener("click", onChoiceClick);
   document.addEventListener("keydown", onKey);
   $("join-form").addEventListener("submit", (event) => {
