@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import platform
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from flowlab.crowd._wire import KeepAliveHTTP
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 KEY = "fl_key_benchmark_admin_key_000000"
@@ -77,41 +78,21 @@ class Server:
 
 
 class RawHTTP:
-    """A minimal keep-alive HTTP/1.1 client: the load generator must cost far less than the server it loads."""
+    """A minimal keep-alive HTTP/1.1 client (the crowd's own): the load generator must cost far less than the
+    server it loads."""
 
     def __init__(self, port: int, token: str) -> None:
-        self.port = port
-        self.auth = f"Authorization: Bearer {token}\r\n".encode()
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self._conn = KeepAliveHTTP(f"http://127.0.0.1:{port}", token)
 
     async def connect(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        await self._conn.connect()
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        assert self.reader is not None and self.writer is not None
-        self.writer.write(
-            b"POST "
-            + path.encode()
-            + b" HTTP/1.1\r\nHost: bench\r\n"
-            + self.auth
-            + b"Content-Type: application/json\r\nContent-Length: "
-            + str(len(body)).encode()
-            + b"\r\n\r\n"
-            + body
-        )
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        payload = await self.reader.readexactly(length) if length else b""
-        return status, payload
+        r = await self._conn.post(path, body)
+        return r.status, r.body
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        self._conn.close()
 
 
 def setup_flow(

@@ -316,5 +316,7 @@ def test_the_crowd_reports_its_rate_and_why_it_fell_short(fresh_server: ServerPr
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     client.close()
-    summary = re.search(r"flowlab crowd: ([\d,]+) votes in [\d.]+ s: ([\d,]+) votes/min of the 6,000 asked", out)
+    summary = re.search(
+        r"flowlab crowd: ([\d,]+) votes in [\d.]+ s: ([\d,]+) votes/min \([\d,]+ votes/s\) of the 6,000 asked", out
+    )
     assert summary and int(summary.group(1).replace(",", "")) > 0, out

@@ -221,8 +221,9 @@ def crowd_summary(stats: Any, requested: float, seconds: float, cpu_seconds: flo
     refusals and errors with their causes."""
     achieved = stats.votes / seconds * 60 if seconds > 0 else 0.0
     lines = [
-        f"flowlab crowd: {stats.votes:,} votes in {seconds:.1f} s: {achieved:,.0f} votes/min of the "
-        f"{requested:,.0f} asked; {stats.rejected} refused, {stats.skipped} skipped, {stats.errors} errors"
+        f"flowlab crowd: {stats.votes:,} votes in {seconds:.1f} s: {achieved:,.0f} votes/min ({achieved / 60:,.0f} "
+        f"votes/s) of the {requested:,.0f} asked; {stats.rejected} refused, {stats.skipped} skipped, "
+        f"{stats.errors} errors"
     ]
     if achieved < 0.9 * requested and seconds >= 5:
         busy = cpu_seconds / seconds
