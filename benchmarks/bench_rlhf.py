@@ -93,7 +93,7 @@ def bench_aggregation(rows: list[tuple[str, str, str, str]]) -> None:
     rows.append(
         (
             f"RLHF aggregation, {TASKS:,} tasks × {ANNOTATIONS} annotations, 2 responses, 4 dimensions (ratings "
-            "with t-intervals, choices, Likert, Krippendorff's α, rewrites, justifications): median / max of 15",
+            "with intervals, choices, Likert, Krippendorff's α, rewrites, justifications): median / max of 15",
             f"{median:.1f} / {times[-1]:.1f} ms",
             "≤ 50 ms",
             "yes" if median <= 50 else "no",

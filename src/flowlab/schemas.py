@@ -415,7 +415,8 @@ class ClassifyResults(msgspec.Struct):
 
 class DimensionStat(msgspec.Struct):
     """One dimension's ratings of one response (or of one model over an item's tasks): the mean with a 95 %
-    t-interval (scale and yes/no, as 0/1), and how often each value was given."""
+    interval (scale and yes/no, as 0/1; a Dirichlet posterior, honest from three ratings), and how often each
+    value was given."""
 
     dimension: str
     n: int  # ratings given, "not applicable" excluded

@@ -414,7 +414,7 @@ def _check_value(dim: schemas.Dimension, value: Any, label: str, refuse: Any) ->
 
 
 def aggregate(item: ItemRecord) -> schemas.RlhfResults:
-    """Per task, response and dimension: mean, 95 % t-interval and distribution; who was chosen how often; the
+    """Per task, response and dimension: mean, 95 % interval and distribution; who was chosen how often; the
     mean Likert value; per model over the item; Krippendorff's alpha per dimension; rewrites and why."""
     tally: RlhfTally = item.tally
     spec = tally.spec
@@ -513,6 +513,29 @@ def aggregate(item: ItemRecord) -> schemas.RlhfResults:
     )
 
 
+# Half a rating's worth of prior weight on every point of a scale (Jeffreys' choice for a multinomial).
+RATING_PRIOR = 0.5
+
+
+def _mean_interval(dist: np.ndarray, offset: int, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """A 95 % interval for the mean rating of each group, from the counts per scale point (one row per group).
+
+    With a handful of ratings on a short scale a t-interval fails often: three 5s give a zero-width interval at
+    5 whatever the truth, and at three ratings per response it covered 76 % in simulation. The posterior of
+    the mean under a Dirichlet prior of half a rating per point never collapses and covers 93-96 % from three
+    ratings up (`benchmarks/bench_regimes.py`); it is centred on the posterior mean, kept within the scale,
+    and widened where needed to contain the plain mean that is reported beside it.
+    """
+    points = offset + np.arange(dist.shape[1], dtype=float)
+    a = dist + RATING_PRIOR
+    total = a.sum(axis=1)
+    p = a / total[:, None]
+    centre = p @ points
+    var = np.maximum(p @ (points * points) - centre * centre, 0.0) / (total + 1)
+    half = float(stats.norm.ppf(0.5 + level / 2)) * np.sqrt(var)
+    return np.maximum(centre - half, points[0]), np.minimum(centre + half, points[-1])
+
+
 def _dimension_stats(
     key: str, groups: np.ndarray, values: np.ndarray, rated: np.ndarray, size: int, names: list[str], offset: int
 ) -> list[schemas.DimensionStat]:
@@ -520,26 +543,23 @@ def _dimension_stats(
     gr, vr = groups[rated], values[rated]
     count = np.bincount(gr, minlength=size)
     total = np.bincount(gr, weights=vr, minlength=size)
-    squares = np.bincount(gr, weights=vr * vr, minlength=size)
     na = np.bincount(groups[~rated], minlength=size)
     width = len(names)
     dist = np.bincount(gr * width + (vr - offset).astype(np.int64), minlength=size * width).reshape(size, width)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
-        var = np.maximum(squares - count * mean * mean, 0.0) / (count - 1)
-        half = stats.t.ppf(0.975, np.maximum(count - 1, 1)) * np.sqrt(var / count)
+    low, high = _mean_interval(dist, offset)
     out = []
     for i in range(size):
         c = int(count[i])
         m = float(mean[i]) if c else None
-        h = float(half[i]) if c >= 2 else None
         out.append(
             schemas.DimensionStat(
                 dimension=key,
                 n=c,
                 mean=m,
-                ci_low=m - h if m is not None and h is not None else None,
-                ci_high=m + h if m is not None and h is not None else None,
+                ci_low=min(float(low[i]), m) if m is not None else None,
+                ci_high=max(float(high[i]), m) if m is not None else None,
                 distribution=dict(zip(names, dist[i].tolist(), strict=True)),
                 not_applicable=int(na[i]),
             )
