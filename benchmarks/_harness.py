@@ -96,7 +96,7 @@ class RawHTTP:
 
 
 def setup_flow(
-    client_url: str, *, items: int = 4, n: int = 50, ttl: float = 3600, max_votes: int = 10_000_000
+    client_url: str, *, items: int = 4, n: int = 50, ttl: float = 3600, max_votes: int = 1_000_000
 ) -> tuple[str, list[str]]:
     h = {"Authorization": f"Bearer {KEY}"}
     flow = httpx.post(
