@@ -3,8 +3,9 @@
 Each figure is the share of true, centred scores inside their interval, over many simulated data sets:
 pairs chosen by flowlab's active selection (as the server chooses them) and fitted as the server fits
 their results; Crowd-BT with 20 % random clickers; a quarter of the votes ties, counted half each way;
-online Elo; and the width an unvoted datapoint gets from the bootstrap. The uniform-pair regimes are in
-bench_ranking.py.
+online Elo; the width an unvoted datapoint gets from the bootstrap; an RLHF response's mean rating from a
+few ratings; and, for classify flows, the consensus's stated confidence against how often it is right. The
+uniform-pair regimes are in bench_ranking.py.
 
 Run: `python benchmarks/bench_regimes.py` (about 15 minutes on 2 cores; `--quick` for a smoke run).
 """
@@ -26,8 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import write_table
+from scipy.special import ndtr
 
 from flowlab.ranking import (
+    dawid_skene,
     elo_ratings,
     fit_bradley_terry,
     fit_crowd_bradley_terry,
@@ -36,6 +39,7 @@ from flowlab.ranking import (
     simulate_crowd_votes,
 )
 from flowlab.server.kinds.pairwise import ACTIVE_BATCH, ACTIVE_EXPLORATION
+from flowlab.server.kinds.rlhf import _mean_interval
 
 TARGET = "93–97%"
 
@@ -101,6 +105,37 @@ def unvoted_run(seed: int) -> tuple[float, float]:
     boot = fit_bradley_terry(votes, 4, interval="bootstrap", rng=seed)
     wald = fit_bradley_terry(votes, 4)
     return float(boot.ci_high[3] - boot.ci_low[3]), float(wald.ci_high[3] - wald.ci_low[3])
+
+
+def rlhf_run(seed: int, n_ratings: int, accuracy: float) -> float:
+    """Coverage of one response's true mean rating (1-5 scale) by the interval the RLHF results give, with the
+    simulated crowd's rating model: a point near 3 + 2 tanh(score / 2), Gaussian noise, rounded and clipped."""
+    rng = np.random.default_rng(seed)
+    points = np.arange(1, 6)
+    noise = 0.35 + 2.0 * (1.0 - accuracy)
+    hits = []
+    for _ in range(50):
+        centre = 3 + 2 * math.tanh(rng.normal(0, 1.5) / 2)
+        edges = np.concatenate([[-np.inf], points[:-1] + 0.5, [np.inf]])
+        p = np.diff(ndtr((edges - centre) / noise))
+        low, high = _mean_interval(rng.multinomial(n_ratings, p)[None, :], offset=1)
+        hits.append(low[0] <= p @ points <= high[0])
+    return float(np.mean(hits))
+
+
+def classify_run(seed: int, answers: int, spam: float) -> tuple[float, float]:
+    """300 datapoints, 3 categories, 20 annotators at 80 % accuracy (or random clickers): the consensus's
+    stated confidence in its answer, and the share of answers that are right."""
+    rng = np.random.default_rng(seed)
+    n, classes, people = 300, 3, 20
+    truth = rng.integers(0, classes, n)
+    random_clicker = np.arange(people) < round(spam * people)
+    d = np.repeat(np.arange(n), answers)
+    a = np.array([rng.choice(people, answers, replace=False) for _ in range(n)]).ravel()
+    right = rng.random(len(d)) < np.where(random_clicker[a], 1.0 / classes, 0.8)
+    labels = np.where(right, truth[d], (truth[d] + rng.integers(1, classes, len(d))) % classes)
+    consensus = dawid_skene(d, a, labels, n, classes, n_annotators=people)
+    return float(consensus.posterior.max(axis=1).mean()), float(np.mean(consensus.posterior.argmax(axis=1) == truth))
 
 
 def _map(pool: ProcessPoolExecutor, fn: Callable[..., object], sims: int, *args: object) -> list:  # type: ignore[type-arg]
@@ -177,6 +212,30 @@ def main(argv: list[str] | None = None) -> int:
                     f"{coverage:.1%}",
                     TARGET if not note else "— (Elo still climbing from its start)",
                     _ok(coverage) if not note else "—",
+                )
+            )
+        for n_ratings in (3, 5, 10):
+            coverage = float(np.mean(_map(pool, rlhf_run, max(sims // 10, 4), n_ratings, 0.9)))
+            rows.append(
+                (
+                    f"RLHF rating of one response (1-5 scale), {n_ratings} ratings, crowd at 90 % accuracy: 95 % "
+                    f"interval (Dirichlet posterior), {max(sims // 10, 4) * 50:,} responses",
+                    f"{coverage:.1%}",
+                    TARGET,
+                    _ok(coverage),
+                )
+            )
+        for answers, spam in ((3, 0.0), (5, 0.0), (3, 0.2), (5, 0.2)):
+            out = np.array(_map(pool, classify_run, max(sims // 10, 4), answers, spam))
+            confidence, right = out[:, 0].mean(), out[:, 1].mean()
+            who = "80 % accurate annotators" if not spam else "80 % accurate annotators, 20 % random clickers"
+            rows.append(
+                (
+                    f"classify consensus, 3 categories, {answers} answers per datapoint, {who}: mean stated "
+                    f"confidence vs share right, {max(sims // 10, 4) * 300:,} datapoints",
+                    f"{confidence:.1%} vs {right:.1%}",
+                    "within 3 points",
+                    "yes" if abs(confidence - right) <= 0.03 else "no",
                 )
             )
         widths = np.array(_map(pool, unvoted_run, boot_sims))
