@@ -200,8 +200,11 @@ def test_results_of_active_flows_use_the_fitted_prior_and_ties_count_as_ties(
     comparisons = votes[["winner", "loser", "tie"]].astype(int).to_numpy()
     assert comparisons[:, 2].any(), "the crowd was asked for ties"
     local = ranking.fit_bradley_terry(comparisons, len(keys), prior="auto", starting_elo=1200.0)
+    plain = ranking.fit_bradley_terry(comparisons, len(keys), starting_elo=1200.0)
     assert local.interval == "sandwich", "ties known as ties take the sandwich"
+    assert np.max(np.abs(plain.scores - local.scores)) > 0.01, "the fitted prior makes a difference here"
     by_key = {d.key: d for d in results.details}
+    # The server's fit starts from its previous one, this one from scratch: equal to the solvers' tolerance.
     for k, i in index.items():
-        assert by_key[k].score == pytest.approx(local.scores[i], abs=1e-4)
-        assert by_key[k].ci_high - by_key[k].ci_low == pytest.approx(local.ci_high[i] - local.ci_low[i], rel=1e-3)
+        assert by_key[k].score == pytest.approx(local.scores[i], abs=2e-3)
+        assert by_key[k].ci_high - by_key[k].ci_low == pytest.approx(local.ci_high[i] - local.ci_low[i], rel=1e-2)

@@ -562,7 +562,7 @@ def _empirical_bayes_prior(
     lam = g_prev
     for _ in range(30):
         g = update(lam)
-        if abs(g - lam) < 1e-3:
+        if abs(g - lam) < 1e-4:
             lam = g
             break
         slope = ((g - lam) - (g_prev - prev)) / (lam - prev) if lam != prev else 0.0
