@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 import sys
 import time
@@ -10,6 +9,7 @@ from typing import Any
 
 from flowlab import Client
 from flowlab.crowd import SimulatedCrowd
+from flowlab.ranking import elo_from_scores
 
 PROMPTS = [
     "Explain why the sky is blue to a ten-year-old.",
@@ -88,13 +88,11 @@ def _watch(items: list[Any], out: Any) -> None:
         time.sleep(0.2)
 
 
-def _report(item: Any, datapoints: list[dict[str, Any]]) -> str:
+def _report(item: Any, datapoints: list[dict[str, Any]], starting_elo: float) -> str:
     """The winner on the Elo scale with its interval on that scale, against the truth the crowd sensed."""
     res = item.get_results()
     best = res.details[0]
-    to_elo = 400.0 / math.log(10.0)
-    centre = best.elo - to_elo * best.score  # the flow's starting Elo
-    low, high = centre + to_elo * best.ci_low, centre + to_elo * best.ci_high
+    low, high = elo_from_scores([best.ci_low, best.ci_high], starting_elo)
     truth = max(datapoints, key=lambda d: d["private_metadata"]["true_score"])
     verdict = (
         "right" if truth["id"] == best.key else f"truly best: {truth['id']} ({truth['private_metadata']['style']})"
@@ -128,7 +126,7 @@ def run_demo(
         _watch(items, sys.stdout)
     print()
     for item, (datapoints, _) in zip(items, pushed, strict=True):
-        print(_report(item, datapoints))
+        print(_report(item, datapoints, flow.config.starting_elo))
     print("\nThe win-loss matrix of the first batch (row beat column):")
     print(items[0].get_win_loss_matrix().to_string())
     # The crowd has gone home: one more batch waits for a person, long enough to open the page and vote.

@@ -77,7 +77,9 @@ class ItemRow(widgets.HBox):
         self.item_id = item_id
         self.id_label = _cell(0, f'<code style="{_NOWRAP}">{esc(item_id)}</code>')
         self.state_html = _cell(1)
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="160px"))
+        self.progress = widgets.IntProgress(
+            value=0, min=0, max=1, layout=widgets.Layout(width=_COLUMNS[2][1], flex="0 0 auto")
+        )
         self.counts = _cell(3)
         self.ttl = _cell(4)
         self.instruction = _cell(5)

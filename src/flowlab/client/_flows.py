@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
@@ -41,7 +41,7 @@ def stop_option(stop_when: str | None, stop_k: int, stop_confidence: float) -> d
     """A ranking flow's stopping rule as the request carries it (checked here, so a typo fails at once)."""
     if stop_when is None:
         return {}
-    rules = ("top", "top_k", "order")
+    rules = tuple(r for r in get_args(schemas.StopRule) if r != "never")
     if stop_when not in rules:
         raise ValidationError(
             422,

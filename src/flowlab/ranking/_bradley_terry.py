@@ -23,6 +23,7 @@ from ._intervals import (
     _laplacian,
     _sandwich_meat,
     _z_value,
+    percentile_summary,
     rank_ranges,
 )
 
@@ -539,7 +540,7 @@ def _posterior_variances(pairs: _Pairs, theta: np.ndarray, prior: float) -> np.n
 def _empirical_bayes_prior(
     pairs: _Pairs, start: np.ndarray, model_ties: bool, tol: float, max_iter: int
 ) -> tuple[float, np.ndarray]:
-    """The prior precision ``1/τ²`` that maximises the (Laplace) marginal likelihood, and the scores under it.
+    """The prior precision ``1/τ²`` that maximises the (Laplace) marginal likelihood, and scores close to it.
 
     EM for ``θ_i ~ N(0, τ²)``: ``τ² ← Σ(μ_i² + v_i) / (n − 1)`` with ``μ`` and ``v`` the posterior means and
     variances. Plain EM crawls when the data say little about τ, so the fixed point of
@@ -570,9 +571,8 @@ def _empirical_bayes_prior(
         # Secant on h(λ) = g(λ) − λ; where h is flat or the step leaves the bounds, a plain EM step.
         step = lam - (g - lam) / slope if slope < -1e-6 else g
         lam = min(max(step, lo), hi)
-    prior = math.exp(-lam)
-    theta = _fit_scores(pairs, prior, theta, model_ties, tol, max_iter)[0]
-    return prior, theta
+    # The scores of the last evaluation: the caller's fit at the final prior starts from them.
+    return math.exp(-lam), theta
 
 
 def _prior_scale_uncertainty(
@@ -739,12 +739,7 @@ def fit_bradley_terry(
     if interval == "bootstrap":
         generator = np.random.default_rng(rng)
         draws = _bootstrap_scores(pairs, prior, theta, model_ties, n_bootstrap, generator, tol, max_iter)
-        alpha = (1.0 - level) / 2.0
-        ci_low, ci_high = np.quantile(draws, [alpha, 1.0 - alpha], axis=0)
-        std_errors = draws.std(axis=0, ddof=1) if len(draws) > 1 else np.zeros(n)
-        boot_ranks = np.argsort(np.argsort(-draws, axis=1), axis=1) + 1
-        rank_low = np.floor(np.quantile(boot_ranks, alpha, axis=0)).astype(np.int64)
-        rank_high = np.ceil(np.quantile(boot_ranks, 1.0 - alpha, axis=0)).astype(np.int64)
+        ci_low, ci_high, std_errors, rank_low, rank_high = percentile_summary(draws, level)
         covariance = None
     elif n > _FULL_COVARIANCE_LIMIT and not model_ties:
         std_errors = _diagonal_std_errors(pairs, theta, prior, interval == "sandwich")

@@ -102,3 +102,17 @@ def rank_ranges(scores: np.ndarray, covariance: np.ndarray, level: float = 0.95)
     rank_low = 1 + surely_better.sum(axis=1)
     rank_high = n - surely_better.sum(axis=0)
     return rank_low.astype(np.int64), rank_high.astype(np.int64)
+
+
+def percentile_summary(
+    draws: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Percentile intervals, standard deviations and rank ranges from bootstrap draws (one row per draw)."""
+    n = draws.shape[1]
+    alpha = (1.0 - level) / 2.0
+    ci_low, ci_high = np.quantile(draws, [alpha, 1.0 - alpha], axis=0)
+    std = draws.std(axis=0, ddof=1) if len(draws) > 1 else np.zeros(n)
+    ranks = np.argsort(np.argsort(-draws, axis=1), axis=1) + 1
+    rank_low = np.floor(np.quantile(ranks, alpha, axis=0)).astype(np.int64)
+    rank_high = np.ceil(np.quantile(ranks, 1.0 - alpha, axis=0)).astype(np.int64)
+    return ci_low, ci_high, std, rank_low, rank_high

@@ -22,7 +22,7 @@ from ._bradley_terry import (
     fit_bradley_terry,
 )
 from ._counts import _check_n_items
-from ._intervals import rank_ranges
+from ._intervals import percentile_summary, rank_ranges
 
 __all__ = [
     "AnnotatorQuality",
@@ -377,9 +377,7 @@ def fit_crowd_bradley_terry(
     iteration = 0
     truthful = np.ones(len(winner))
     for iteration in range(1, max_iter + 1):  # noqa: B007
-        p = expit(theta[winner] - theta[loser])
-        e = eta[annotator]
-        truthful = np.where(decided, e * p / (e * p + (1 - e) * (1 - p)), 0.5)
+        truthful = _truth_weights(theta, eta, annotator, winner, loser, decided)
         # MAP of a Beta prior; an annotator with no decided votes (and a flat prior) keeps the prior mean.
         denom = count + a_prior + b_prior - 2
         new_eta = np.where(
@@ -418,6 +416,20 @@ def fit_crowd_bradley_terry(
     return CrowdBradleyTerryResult(fit, eta, iteration, converged)
 
 
+def _truth_weights(
+    theta: np.ndarray,
+    eta: np.ndarray,
+    annotator: np.ndarray,
+    winner: np.ndarray,
+    loser: np.ndarray,
+    decided: np.ndarray,
+) -> np.ndarray:
+    """EM's E-step: the posterior chance that each decided vote reports its annotator's true preference."""
+    p = expit(theta[winner] - theta[loser])
+    e = eta[annotator]
+    return np.where(decided, e * p / (e * p + (1 - e) * (1 - p)), 0.5)
+
+
 def _scores_given_reliability(
     theta: np.ndarray,
     eta: np.ndarray,
@@ -434,9 +446,7 @@ def _scores_given_reliability(
     """EM over the scores alone, the reliabilities held fixed; returns scores and each vote's truth weight."""
     truthful = np.full(len(winner), 0.5)
     for _ in range(max_iter):
-        p = expit(theta[winner] - theta[loser])
-        e = eta[annotator]
-        truthful = np.where(decided, e * p / (e * p + (1 - e) * (1 - p)), 0.5)
+        truthful = _truth_weights(theta, eta, annotator, winner, loser, decided)
         pairs = _pairs_from_data(comps, n, np.concatenate([truthful, 1.0 - truthful]), None, False)
         new_theta = _bt_newton(pairs, prior, theta, 1e-8, 100)[0]
         change = np.max(np.abs(new_theta - theta), initial=0.0)
@@ -533,18 +543,14 @@ def _observed_information_intervals(
 
 def _percentile_intervals(fit: BradleyTerryResult, draws: np.ndarray, level: float) -> BradleyTerryResult:
     """Percentile intervals and rank ranges from bootstrap draws of the scores."""
-    alpha = (1.0 - level) / 2.0
-    ci_low, ci_high = np.quantile(draws, [alpha, 1.0 - alpha], axis=0)
-    boot_ranks = np.argsort(np.argsort(-draws, axis=1), axis=1) + 1
-    rank_low = np.minimum(np.floor(np.quantile(boot_ranks, alpha, axis=0)).astype(np.int64), fit.ranks)
-    rank_high = np.maximum(np.ceil(np.quantile(boot_ranks, 1.0 - alpha, axis=0)).astype(np.int64), fit.ranks)
+    ci_low, ci_high, std, rank_low, rank_high = percentile_summary(draws, level)
     return replace(
         fit,
         ci_low=ci_low,
         ci_high=ci_high,
-        std_errors=draws.std(axis=0, ddof=1),
-        rank_low=rank_low,
-        rank_high=rank_high,
+        std_errors=std,
+        rank_low=np.minimum(rank_low, fit.ranks),
+        rank_high=np.maximum(rank_high, fit.ranks),
         interval="bootstrap",
         covariance=None,
     )

@@ -103,6 +103,10 @@ class PairTally:
         self.next_look = 0  # the vote count at which a stopping rule next looks
         self.looking = False  # a look at a large item is running on a worker thread
 
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Copies of the counts, for a fit that runs while votes keep landing."""
+        return self.wins.copy(), None if self.ties is None else self.ties.copy()
+
     def add(self, winner: int, loser: int, tie: bool) -> None:
         self.log.append(winner, loser, int(tie))
         if tie:
@@ -291,9 +295,7 @@ class Pairwise:
     async def results(self, item: ItemRecord) -> schemas.ItemResults:
         # Snapshot first: votes may land while the fit runs, and the answer must describe one moment.
         version, count, state = item.version, item.response_count, item.state
-        tally: PairTally = item.tally
-        wins = tally.wins.copy()
-        ties = None if tally.ties is None else tally.ties.copy()
+        wins, ties = item.tally.snapshot()
         fit = await self._result_fit_async(item, wins, ties, version)
         return _results(item, wins, fit, version, count, state)
 
@@ -371,9 +373,8 @@ class Pairwise:
             self._settle(item, _fit(item, tally.wins, tally.ties, self._warm_start(item), results=True), count)
             return
         tally.looking = True
-        ties = None if tally.ties is None else tally.ties.copy()
         job = asyncio.ensure_future(
-            asyncio.to_thread(_fit, item, tally.wins.copy(), ties, self._warm_start(item), results=True)
+            asyncio.to_thread(_fit, item, *tally.snapshot(), self._warm_start(item), results=True)
         )
 
         def landed(done: asyncio.Future[Any]) -> None:
@@ -420,8 +421,7 @@ class Pairwise:
     async def _selection_fit_async(self, item: ItemRecord, version: int) -> None:
         tally: PairTally = item.tally
         init = tally.fit.scores if tally.fit is not None else None
-        ties = None if tally.ties is None else tally.ties.copy()
-        fit = await asyncio.to_thread(_fit, item, tally.wins.copy(), ties, init, results=False)
+        fit = await asyncio.to_thread(_fit, item, *tally.snapshot(), init, results=False)
         if version >= tally.fit_version:
             tally.fit, tally.fit_version = fit, version
 

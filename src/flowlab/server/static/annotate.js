@@ -354,6 +354,17 @@ function takeNext() {
   return null;
 }
 
+/** The next task held behind the one that left the screen, or the waiting screen while more is fetched. */
+function showNextOrWait() {
+  const next = takeNext();
+  if (next) {
+    show(next);
+  } else {
+    state.idle = false;
+    showIdle();
+  }
+}
+
 function release(entries) {
   // Skipping hands the pair straight back to the queue instead of making it wait out the lease.
   for (const e of entries) {
@@ -446,13 +457,7 @@ async function answer(choice, annotation = null) {
     entry.view.sending(true);
   } else {
     state.current = null;
-    const next = takeNext();
-    if (next) {
-      show(next);
-    } else {
-      state.idle = false;
-      showIdle();
-    }
+    showNextOrWait();
   }
 
   const session = state.session;
@@ -703,13 +708,7 @@ function withdraw(taskIds) {
     notify(`The batch this ${what} belonged to has just ended, so it left your screen; here is the next one.`);
     shown.view?.discard();
     state.current = null;
-    const next = takeNext();
-    if (next) {
-      show(next);
-    } else {
-      state.idle = false;
-      showIdle();
-    }
+    showNextOrWait();
   }
   fill();
 }
