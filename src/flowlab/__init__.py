@@ -63,6 +63,7 @@ from flowlab.settings import (
     SwapContextInstructionSetting,
     TranslateTextAssetsSetting,
 )
+from flowlab.signing import verify_webhook
 
 __all__ = [
     "APIError",
@@ -119,4 +120,5 @@ __all__ = [
     "Unavailable",
     "ValidationError",
     "__version__",
+    "verify_webhook",
 ]

@@ -1,4 +1,4 @@
-"""The `flowlab` command: serve | crowd | demo | dashboard | keys | annotators."""
+"""The `flowlab` command: serve | crowd | demo | dashboard | keys | annotators | webhooks."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
         public_url=args.public_url,
         max_upload_mb=args.max_upload_mb,
         retain_ended=args.retain_ended,
+        webhook_retry_seconds=args.webhook_retry,
     )
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown}:{args.port}"
@@ -271,6 +272,57 @@ def _local(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seconds separated by commas, e.g. 5,300,1800; got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError("waits cannot be negative")
+    return values
+
+
+def _webhooks_add(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        made = client.webhooks.add(args.endpoint, events=args.event or ["item.completed"], flow_id=args.flow)
+    scope = f"flow {made.flow_id}" if made.flow_id else "every flow of this key"
+    print(
+        f"Webhook {made.id}: {', '.join(made.events)} of {scope} to {made.url}\n"
+        f"Signing secret (shown once; verify webhook-signature with it):\n  {made.secret}"
+    )
+    return 0
+
+
+def _webhooks_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        hooks = client.webhooks.list()
+        if args.deliveries:
+            for h in hooks:
+                print(f"{h.id}  {h.url}")
+                for d in client.webhooks.deliveries(h.id, limit=args.deliveries):
+                    last = d.last_error or (f"HTTP {d.response_status}" if d.response_status else "")
+                    print(f"  {d.msg_id:24} {d.event:16} {d.status:9} attempts {d.attempts}  {last}")
+            return 0
+    print(f"{'id':22} {'events':30} {'flow':22} url")
+    for h in hooks:
+        print(f"{h.id:22} {','.join(h.events):30} {h.flow_id or '(all)':22} {h.url}")
+    return 0
+
+
+def _webhooks_remove(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.webhooks.remove(args.webhook_id)
+    print(f"Removed {args.webhook_id}: nothing more is sent to it, and its delivery log is gone.")
+    return 0
+
+
+def _webhooks_test(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        sent = client.webhooks.test(args.webhook_id)
+    print(f"Queued test delivery {sent.msg_id}; see it with `flowlab webhooks list --deliveries 5`.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowlab", description="Keep real humans in the RLHF loop.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -293,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="seconds an ended item stays in memory before reads of it go to the database",
+    )
+    serve.add_argument(
+        "--webhook-retry",
+        type=_seconds_list,
+        default="5,300,1800,7200,18000,36000,36000",
+        help="seconds to wait before each retry of a failed webhook delivery, comma-separated",
     )
     serve.add_argument("--log-level", default="warning")
     serve.add_argument("--access-log", action="store_true", help="log every request (tokens never appear in URLs)")
@@ -356,6 +414,32 @@ def build_parser() -> argparse.ArgumentParser:
     al = ann.add_parser("list", help="annotators with their votes and gold agreement")
     _client_args(al)
     al.set_defaults(func=_annotators_list)
+
+    hooks = sub.add_parser("webhooks", help="push events to a URL, signed (Standard Webhooks)")
+    hs = hooks.add_subparsers(dest="webhooks_command", required=True)
+    ha = hs.add_parser("add", help="add an endpoint; prints its signing secret once")
+    _client_args(ha)
+    ha.add_argument("endpoint", metavar="URL", help="where to POST the events")
+    ha.add_argument(
+        "--event",
+        action="append",
+        choices=["item.completed", "answer.created"],
+        help="an event to send (repeatable; default item.completed)",
+    )
+    ha.add_argument("--flow", default=None, help="only this flow's events (default: every flow of the key)")
+    ha.set_defaults(func=_webhooks_add)
+    hl = hs.add_parser("list", help="endpoints, or with --deliveries N each one's last N deliveries")
+    _client_args(hl)
+    hl.add_argument("--deliveries", type=int, default=0, metavar="N")
+    hl.set_defaults(func=_webhooks_list)
+    hr = hs.add_parser("remove", help="remove an endpoint and its delivery log")
+    _client_args(hr)
+    hr.add_argument("webhook_id")
+    hr.set_defaults(func=_webhooks_remove)
+    ht = hs.add_parser("test", help="send a webhook.test event to an endpoint now")
+    _client_args(ht)
+    ht.add_argument("webhook_id")
+    ht.set_defaults(func=_webhooks_test)
     return parser
 
 

@@ -569,6 +569,47 @@ class KeyInfo(msgspec.Struct):
     revoked: bool
 
 
+class WebhookCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """An endpoint to push events to: every flow of the key's, or one (`flow_id`)."""
+
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+    events: list[str] = msgspec.field(default_factory=lambda: ["item.completed"])
+    flow_id: str | None = None
+    description: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class Webhook(msgspec.Struct):
+    id: str
+    url: str
+    events: list[str]
+    flow_id: str | None
+    description: str
+    created_at: float
+
+
+class WebhookCreated(Webhook):
+    """A new endpoint with its signing secret, shown once: verify `webhook-signature` with it."""
+
+    secret: str
+
+
+class WebhookDelivery(msgspec.Struct):
+    """One event sent to one endpoint: `pending` (being tried), `delivered` (a 2xx came back) or `failed`
+    (every retry used up), with the last attempt's HTTP status or error."""
+
+    id: str
+    msg_id: str
+    event: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    created_at: float
+    response_status: int | None = None
+    last_error: str | None = None
+    delivered_at: float | None = None
+    next_attempt_at: float | None = None
+    payload: Any = None
+
+
 class AnnotatorCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
 

@@ -578,6 +578,41 @@ class AsyncValidationAPI:
         return await self._transport.run(core.get_validation_set(validation_set_id))
 
 
+class AsyncWebhooksAPI:
+    """`client.webhooks`: push events to a URL instead of polling. Each delivery is signed in the Standard
+    Webhooks scheme with the endpoint's secret (check it with `flowlab.verify_webhook`), retried with backoff
+    until a 2xx comes back, and logged (`deliveries`)."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def add(
+        self,
+        url: str,
+        *,
+        events: Sequence[str] = ("item.completed",),
+        flow_id: str | None = None,
+        description: str = "",
+    ) -> schemas.WebhookCreated:
+        """Send `events` ("item.completed", "answer.created") of every flow of this key, or of `flow_id`
+        only, to `url`. The signing secret is in the answer, and only there."""
+        return await self._transport.run(core.add_webhook(url, events, flow_id, description))
+
+    async def list(self) -> list[schemas.Webhook]:
+        return await self._transport.run(core.list_webhooks())
+
+    async def remove(self, webhook_id: str) -> None:
+        await self._transport.run(core.remove_webhook(webhook_id))
+
+    async def deliveries(self, webhook_id: str, limit: int = 50) -> list[schemas.WebhookDelivery]:
+        """The endpoint's latest deliveries, newest first."""
+        return await self._transport.run(core.webhook_deliveries(webhook_id, limit))
+
+    async def test(self, webhook_id: str) -> schemas.WebhookDelivery:
+        """Send a `webhook.test` event to the endpoint now."""
+        return await self._transport.run(core.test_webhook(webhook_id))
+
+
 class AsyncClient:
     """The asyncio twin of `Client`."""
 
@@ -596,6 +631,7 @@ class AsyncClient:
         self.flow = AsyncFlowsAPI(self._transport)
         self.validation = AsyncValidationAPI(self._transport)
         self.keys = AsyncKeysAPI(self._transport)
+        self.webhooks = AsyncWebhooksAPI(self._transport)
         self.annotators = AsyncAnnotatorsAPI(self._transport)
 
     async def create_api_key(self, name: str) -> schemas.KeyCreated:

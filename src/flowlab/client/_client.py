@@ -611,6 +611,41 @@ class ValidationAPI:
         return self._transport.run(core.get_validation_set(validation_set_id))
 
 
+class WebhooksAPI:
+    """`client.webhooks`: push events to a URL instead of polling. Each delivery is signed in the Standard
+    Webhooks scheme with the endpoint's secret (check it with `flowlab.verify_webhook`), retried with backoff
+    until a 2xx comes back, and logged (`deliveries`)."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def add(
+        self,
+        url: str,
+        *,
+        events: Sequence[str] = ("item.completed",),
+        flow_id: str | None = None,
+        description: str = "",
+    ) -> schemas.WebhookCreated:
+        """Send `events` ("item.completed", "answer.created") of every flow of this key, or of `flow_id`
+        only, to `url`. The signing secret is in the answer, and only there."""
+        return self._transport.run(core.add_webhook(url, events, flow_id, description))
+
+    def list(self) -> list[schemas.Webhook]:
+        return self._transport.run(core.list_webhooks())
+
+    def remove(self, webhook_id: str) -> None:
+        self._transport.run(core.remove_webhook(webhook_id))
+
+    def deliveries(self, webhook_id: str, limit: int = 50) -> list[schemas.WebhookDelivery]:
+        """The endpoint's latest deliveries, newest first."""
+        return self._transport.run(core.webhook_deliveries(webhook_id, limit))
+
+    def test(self, webhook_id: str) -> schemas.WebhookDelivery:
+        """Send a `webhook.test` event to the endpoint now."""
+        return self._transport.run(core.test_webhook(webhook_id))
+
+
 class Client:
     """Talks to a flowlab server: `url`/`api_key`, else FLOWLAB_URL/FLOWLAB_API_KEY, else an embedded local one."""
 
@@ -629,6 +664,7 @@ class Client:
         self.flow = FlowsAPI(self._transport)
         self.validation = ValidationAPI(self._transport)
         self.keys = KeysAPI(self._transport)
+        self.webhooks = WebhooksAPI(self._transport)
         self.annotators = AnnotatorsAPI(self._transport)
 
     def create_api_key(self, name: str) -> schemas.KeyCreated:

@@ -694,3 +694,28 @@ def flow_stream(flow_id: str) -> StreamPlan:
 
 
 RECONNECT_DELAYS = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+
+def add_webhook(url: str, events: Sequence[str], flow_id: str | None, description: str) -> Op[schemas.WebhookCreated]:
+    body = {"url": url, "events": list(events), "flow_id": flow_id, "description": description}
+    resp = yield Call("POST", "/v1/webhooks", json=body)
+    return decode(resp.content, schemas.WebhookCreated)
+
+
+def list_webhooks() -> Op[list[schemas.Webhook]]:
+    resp = yield Call("GET", "/v1/webhooks")
+    return decode(resp.content, list[schemas.Webhook])
+
+
+def remove_webhook(webhook_id: str) -> Op[None]:
+    yield Call("DELETE", f"/v1/webhooks/{webhook_id}")
+
+
+def webhook_deliveries(webhook_id: str, limit: int) -> Op[list[schemas.WebhookDelivery]]:
+    resp = yield Call("GET", f"/v1/webhooks/{webhook_id}/deliveries", params={"limit": limit})
+    return decode(resp.content, list[schemas.WebhookDelivery])
+
+
+def test_webhook(webhook_id: str) -> Op[schemas.WebhookDelivery]:
+    resp = yield Call("POST", f"/v1/webhooks/{webhook_id}/test")
+    return decode(resp.content, schemas.WebhookDelivery)

@@ -21,6 +21,7 @@ from flowlab.server.leases import LeaseBook
 from flowlab.server.model import Lease, Signal
 from flowlab.server.people import People, new_id
 from flowlab.server.store import Op, Store
+from flowlab.server.webhooks import Pending, Webhooks
 
 MAX_WAIT = 60.0
 MAX_BATCH_TASKS = 1000
@@ -59,6 +60,7 @@ class _Pending:
     ops: list[Op] = field(default_factory=list)
     counted: list[tuple[Lease, Any]] = field(default_factory=list)  # a lease and its checked answer
     waits: list[asyncio.Future[None]] = field(default_factory=list)  # earlier commits a duplicate depends on
+    deliveries: list[Pending] = field(default_factory=list)  # webhook deliveries of these answers
 
 
 class Answers:
@@ -72,6 +74,7 @@ class Answers:
         history: History,
         rng: random.Random,
         work: Signal,
+        webhooks: Webhooks,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -81,6 +84,7 @@ class Answers:
         self.history = history
         self.rng = rng
         self.work = work
+        self.webhooks = webhooks
 
     # ------------------------------------------------------------ leasing
 
@@ -223,6 +227,21 @@ class Answers:
         self.people.seen(who.id, now)
         pending.ops += item.kind.answer_ops(lease, checked, who.id, now)
         pending.counted.append((lease, checked))
+        if lease.gold is None:
+            ops, deliveries = self.webhooks.event_ops(
+                "answer.created",
+                item.flow.owner,
+                item.flow.id,
+                {
+                    "flow_id": item.flow.id,
+                    "item_id": item.id,
+                    "task_id": task_id,
+                    "annotator_id": who.id,
+                    "answer": req,
+                },
+            )
+            pending.ops += ops
+            pending.deliveries += deliveries
         if lease.gold is not None and not checked:  # a gold question answered wrong: say why, if the set can
             return schemas.Ack(task_id=task_id, status="accepted", explanation=lease.gold.explanation)
         return schemas.Ack(task_id=task_id, status="accepted")
@@ -269,6 +288,7 @@ class Answers:
                 ok = not done.cancelled() and done.exception() is None
                 if ok:
                     self.people.count(who.id, votes, len(gold), sum(gold))
+                    self.webhooks.queue(pending.deliveries)
                 for lease, checked in counted:
                     lease.committing = None
                     lease.maybe_landed |= not ok

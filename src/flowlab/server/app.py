@@ -24,11 +24,12 @@ from flowlab.server.clock import Clock, SystemClock
 from flowlab.server.errors import BadRequest, Invalid, ServiceError, Unsupported
 from flowlab.server.items import RETAIN_ENDED
 from flowlab.server.media import MediaStore
-from flowlab.server.routes import admin, flows, items, pages, tasks
+from flowlab.server.routes import admin, flows, items, pages, tasks, webhooks
 from flowlab.server.service import FlowService
 from flowlab.server.store import StoreRejected, StoreUnavailable
 from flowlab.server.store._group_commit import GroupCommitStore
 from flowlab.server.store.sqlite import SQLiteStore
+from flowlab.server.webhooks import RETRY_SECONDS
 
 log = logging.getLogger("flowlab.server")
 PROBLEM = "application/problem+json"
@@ -233,6 +234,7 @@ def create_app(
     max_upload_mb: float = 64.0,
     seed: int | None = None,
     retain_ended: float = RETAIN_ENDED,
+    webhook_retry_seconds: tuple[float, ...] = RETRY_SECONDS,
 ) -> Litestar:
     """Build the app. The database defaults to `<data_dir>/flowlab.sqlite3`; media live in `<data_dir>/media`."""
     data_dir = Path(data_dir)
@@ -245,7 +247,12 @@ def create_app(
     else:
         store = SQLiteStore(Path(db) if db else data_dir / "flowlab.sqlite3")
     service = FlowService(
-        store, MediaStore(data_dir / "media"), clock or SystemClock(), seed=seed, retain_ended=retain_ended
+        store,
+        MediaStore(data_dir / "media"),
+        clock or SystemClock(),
+        seed=seed,
+        retain_ended=retain_ended,
+        webhook_retry_seconds=webhook_retry_seconds,
     )
     generated = service.bootstrap(data_dir, admin_key)
     if generated:
@@ -259,17 +266,26 @@ def create_app(
         await store.start()
         service.resume()
         ticker = asyncio.create_task(_ticker(service), name="flowlab-lifecycle")
+        pusher = asyncio.create_task(service.webhooks.run(), name="flowlab-webhooks")
         try:
             yield
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            for task in (ticker, pusher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await service.items.drain()
             await store.close()
 
     return Litestar(
-        route_handlers=[*flows.handlers, *items.handlers, *tasks.handlers, *admin.handlers, *pages.handlers],
+        route_handlers=[
+            *flows.handlers,
+            *items.handlers,
+            *tasks.handlers,
+            *admin.handlers,
+            *webhooks.handlers,
+            *pages.handlers,
+        ],
         lifespan=[lifespan],
         state=State({"service": service, "public_url": public_url, "max_upload_bytes": int(max_upload_mb * 2**20)}),
         before_request=_before,

@@ -25,6 +25,7 @@ from flowlab.server.media import MediaCatalog
 from flowlab.server.model import FlowConfig, FlowRecord, ItemRecord, Signal
 from flowlab.server.people import new_id
 from flowlab.server.store import Op, Row, Store
+from flowlab.server.webhooks import Webhooks
 
 log = logging.getLogger("flowlab.items")
 
@@ -70,6 +71,7 @@ class Items:
         rng: random.Random,
         work: Signal,
         wakeup: Signal,
+        webhooks: Webhooks,
         *,
         retain_ended: float = RETAIN_ENDED,
     ) -> None:
@@ -82,6 +84,7 @@ class Items:
         self.rng = rng
         self.work = work
         self.wakeup = wakeup
+        self.webhooks = webhooks
         self.retain_ended = retain_ended
         self.live: dict[str, ItemRecord] = {}
         self.active: dict[str, ItemRecord] = {}
@@ -453,8 +456,15 @@ class Items:
         status = msgspec.structs.replace(self.status(item), leases_out=0, server_time=0.0)
         record = encode_record(item.kind.name, status, results, matrix)
         ended_status = _json.encode(status).decode()
+        pushed, deliveries = self.webhooks.event_ops(
+            "item.completed",
+            item.flow.owner,
+            item.flow.id,
+            {"flow_id": item.flow.id, "item": status, "results": f"/v1/items/{item.id}/results"},
+        )
         await self.store.write(
             [
+                *pushed,
                 # The flow's version takes the item's share once: a replayed commit finds `final` written.
                 (
                     "UPDATE flows SET ended_version = ended_version + ? WHERE id = ? "
@@ -468,6 +478,7 @@ class Items:
             ],
             retry=True,
         )
+        self.webhooks.queue(deliveries)
         item.finalised = True
         self.wakeup.fire()
 

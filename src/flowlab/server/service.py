@@ -25,6 +25,7 @@ from flowlab.server.media import MediaCatalog, MediaStore, classify
 from flowlab.server.model import Signal
 from flowlab.server.people import People
 from flowlab.server.store import Op, Store, StoreUnavailable
+from flowlab.server.webhooks import RETRY_SECONDS, Webhooks
 
 HOT_SECONDS = 600.0
 
@@ -40,6 +41,7 @@ class FlowService:
         *,
         seed: int | None = None,
         retain_ended: float = RETAIN_ENDED,
+        webhook_retry_seconds: tuple[float, ...] = RETRY_SECONDS,
     ) -> None:
         self.store = store
         self.media = media
@@ -54,6 +56,7 @@ class FlowService:
         self.flows = Flows(store, clock, self.catalog)
         self.leases = LeaseBook()
         self.history = History(store)
+        self.webhooks = Webhooks(store, clock, retry_seconds=webhook_retry_seconds)
         self.items = Items(
             store,
             clock,
@@ -64,9 +67,12 @@ class FlowService:
             self.rng,
             self.work,
             self.wakeup,
+            self.webhooks,
             retain_ended=retain_ended,
         )
-        self.answers = Answers(store, clock, self.items, self.leases, self.people, self.history, self.rng, self.work)
+        self.answers = Answers(
+            store, clock, self.items, self.leases, self.people, self.history, self.rng, self.work, self.webhooks
+        )
         self.auth = self.people.auth
 
     # ------------------------------------------------------------ start-up
@@ -77,6 +83,7 @@ class FlowService:
         self.people.restore(snap.keys, snap.annotators)
         self.flows.restore(snap.flows, snap.item_counts)
         self.items.restore(snap.items, snap.votes)
+        self.webhooks.restore(snap.webhooks, snap.deliveries)
         return self.people.ensure_admin(data_dir, env_key)
 
     def resume(self) -> None:

@@ -47,6 +47,14 @@ CREATE TABLE IF NOT EXISTS validation_sets (
 CREATE TABLE IF NOT EXISTS media (
     sha256 TEXT PRIMARY KEY, media_type TEXT NOT NULL, kind TEXT NOT NULL, size INTEGER NOT NULL,
     created_at {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS webhooks (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, url TEXT NOT NULL, secret TEXT NOT NULL, events TEXT NOT NULL,
+    flow_id TEXT, description TEXT NOT NULL, created_at {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id TEXT PRIMARY KEY, endpoint_id TEXT NOT NULL, msg_id TEXT NOT NULL, event TEXT NOT NULL,
+    payload TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, response_status INTEGER,
+    last_error TEXT, created_at {real} NOT NULL, delivered_at {real}, next_attempt_at {real});
+CREATE INDEX IF NOT EXISTS deliveries_endpoint ON webhook_deliveries(endpoint_id, created_at);
 """
 
 # Columns added since the first release, as in TABLES: (table, column, declaration). A database made before
@@ -79,6 +87,7 @@ BACKFILL = {
 INDEXES = [
     "CREATE INDEX IF NOT EXISTS items_live ON items(created_at) WHERE final IS NULL",
     "CREATE INDEX IF NOT EXISTS gold_item ON gold_answers(item_id) WHERE item_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS deliveries_pending ON webhook_deliveries(next_attempt_at) WHERE status = 'pending'",
 ]
 
 LOAD_QUERIES = {
@@ -86,6 +95,9 @@ LOAD_QUERIES = {
     "annotators": "SELECT * FROM annotators",
     "flows": "SELECT * FROM flows ORDER BY created_at",
     "items": "SELECT * FROM items WHERE final IS NULL ORDER BY created_at",
+    "webhooks": "SELECT * FROM webhooks ORDER BY created_at",
+    "deliveries": "SELECT id, endpoint_id, msg_id, payload, attempts, next_attempt_at FROM webhook_deliveries "
+    "WHERE status = 'pending'",
 }
 ITEM_COUNTS = "SELECT flow_id, count(*) AS n FROM items GROUP BY flow_id"
 ANSWERS_OF = {  # the answers of live items, by the table each task kind stores them in
@@ -125,7 +137,14 @@ def migrate(
 def load(query: Callable[[str, Sequence[Any]], list[Row]]) -> Snapshot:
     """Keys, annotators, flows and live items, with the votes of those items only."""
     q = {name: query(sql, ()) for name, sql in LOAD_QUERIES.items()}
-    snap = Snapshot(keys=q["keys"], annotators=q["annotators"], flows=q["flows"], items=q["items"])
+    snap = Snapshot(
+        keys=q["keys"],
+        annotators=q["annotators"],
+        flows=q["flows"],
+        items=q["items"],
+        webhooks=q["webhooks"],
+        deliveries=q["deliveries"],
+    )
     snap.item_counts = {r["flow_id"]: int(r["n"]) for r in query(ITEM_COUNTS, ())}
     ids = [r["id"] for r in snap.items]
     for chunk in _chunks(ids, 500):

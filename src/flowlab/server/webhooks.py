@@ -1,0 +1,354 @@
+"""Results pushed, not only pulled: webhook endpoints, their signed deliveries, retries and delivery log.
+
+Deliveries follow the Standard Webhooks scheme (standardwebhooks.com): each carries `webhook-id` (the same on
+every retry, so a receiver can drop repeats), `webhook-timestamp` (Unix seconds of this attempt) and
+`webhook-signature`, `v1,` then base64 HMAC-SHA256 over `id.timestamp.body` keyed by the endpoint's secret
+(`whsec_` + base64 of the key bytes). A 2xx answer is delivered; anything else, or no answer within
+`ATTEMPT_TIMEOUT`, is tried again after the next wait of `RETRY_SECONDS`, and after the last one the
+delivery is marked failed.
+
+A delivery row is written in the same commit as the event it reports (an item's final record, an answer), so
+an acknowledged event is never lost across a crash and is never reported for something that did not land.
+Memory holds the endpoints and the deliveries still pending only; the log lives in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import heapq
+import itertools
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+
+from flowlab import schemas
+from flowlab.server.auth import Principal
+from flowlab.server.clock import Clock
+from flowlab.server.errors import Invalid, NotFound
+from flowlab.server.model import Signal
+from flowlab.server.people import new_id
+from flowlab.server.store import Op, Row, Store
+from flowlab.signing import sign_webhook
+
+log = logging.getLogger("flowlab.webhooks")
+
+# Standard Webhooks' suggested schedule: retries after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h.
+RETRY_SECONDS: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+ATTEMPT_TIMEOUT = 10.0
+MAX_IN_FLIGHT = 16
+MAX_ENDPOINTS = 50  # per key
+MAX_ERROR_CHARS = 500
+EVENTS = ("item.completed", "answer.created")
+TEST_EVENT = "webhook.test"
+
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(slots=True)
+class Endpoint:
+    id: str
+    owner: str
+    url: str
+    secret: str
+    events: tuple[str, ...]
+    flow_id: str | None
+    description: str
+    created_at: float
+
+    def wants(self, event: str, owner: str, flow_id: str) -> bool:
+        return self.owner == owner and event in self.events and self.flow_id in (None, flow_id)
+
+    def info(self) -> schemas.Webhook:
+        return schemas.Webhook(
+            id=self.id,
+            url=self.url,
+            events=list(self.events),
+            flow_id=self.flow_id,
+            description=self.description,
+            created_at=self.created_at,
+        )
+
+
+@dataclass(slots=True)
+class Pending:
+    """A delivery still to be made, as the worker keeps it."""
+
+    id: str
+    endpoint_id: str
+    msg_id: str
+    body: bytes
+    attempts: int
+    due_at: float
+
+
+class Webhooks:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        retry_seconds: tuple[float, ...] = RETRY_SECONDS,
+        attempt_timeout: float = ATTEMPT_TIMEOUT,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.retry_seconds = retry_seconds
+        self.attempt_timeout = attempt_timeout
+        self.endpoints: dict[str, Endpoint] = {}
+        self._queue: list[tuple[float, int, Pending]] = []
+        self._order = itertools.count()
+        self._due = Signal()
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------ start-up
+
+    def restore(self, endpoints: list[Row], pending: list[Row]) -> None:
+        for r in endpoints:
+            self.endpoints[r["id"]] = Endpoint(
+                id=r["id"],
+                owner=r["owner"],
+                url=r["url"],
+                secret=r["secret"],
+                events=tuple(msgspec.json.decode(r["events"])),
+                flow_id=r["flow_id"],
+                description=r["description"],
+                created_at=r["created_at"],
+            )
+        self.queue(
+            Pending(r["id"], r["endpoint_id"], r["msg_id"], r["payload"].encode(), r["attempts"], r["next_attempt_at"])
+            for r in pending
+        )
+
+    # ------------------------------------------------------------ endpoints
+
+    async def add(self, who: Principal, req: schemas.WebhookCreate) -> schemas.WebhookCreated:
+        parts = urlsplit(req.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise Invalid(
+                "A webhook URL is http:// or https:// with a host, e.g. https://example.org/hook.", field="url"
+            )
+        unknown = sorted(set(req.events) - set(EVENTS))
+        if unknown or not req.events:
+            raise Invalid(f"events are one or more of {list(EVENTS)}; {unknown or 'none'} given.", field="events")
+        if sum(e.owner == who.id for e in self.endpoints.values()) >= MAX_ENDPOINTS:
+            raise Invalid(f"A key has at most {MAX_ENDPOINTS} webhook endpoints; remove one first.", field="url")
+        endpoint = Endpoint(
+            id=new_id("wh"),
+            owner=who.id,
+            url=req.url,
+            secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+            events=tuple(dict.fromkeys(req.events)),
+            flow_id=req.flow_id,
+            description=req.description,
+            created_at=self.clock.now(),
+        )
+        await self.store.write(
+            [
+                (
+                    "INSERT INTO webhooks (id, owner, url, secret, events, flow_id, description, created_at) "
+                    "VALUES (?,?,?,?,?,?,?,?)",
+                    (
+                        endpoint.id,
+                        endpoint.owner,
+                        endpoint.url,
+                        endpoint.secret,
+                        _encode(list(endpoint.events)).decode(),
+                        endpoint.flow_id,
+                        endpoint.description,
+                        endpoint.created_at,
+                    ),
+                )
+            ]
+        )
+        self.endpoints[endpoint.id] = endpoint
+        return schemas.WebhookCreated(**msgspec.structs.asdict(endpoint.info()), secret=endpoint.secret)
+
+    def listing(self, who: Principal) -> list[schemas.Webhook]:
+        return [e.info() for e in self.endpoints.values() if e.owner == who.id]
+
+    def get(self, who: Principal, endpoint_id: str) -> Endpoint:
+        endpoint = self.endpoints.get(endpoint_id)
+        if endpoint is None or endpoint.owner != who.id:
+            raise NotFound(
+                f"No webhook {endpoint_id!r} belongs to this API key; list yours with `flowlab webhooks list`."
+            )
+        return endpoint
+
+    async def remove(self, who: Principal, endpoint_id: str) -> None:
+        endpoint = self.get(who, endpoint_id)
+        await self.store.write(
+            [
+                ("DELETE FROM webhook_deliveries WHERE endpoint_id=?", (endpoint.id,)),
+                ("DELETE FROM webhooks WHERE id=?", (endpoint.id,)),
+            ]
+        )
+        del self.endpoints[endpoint.id]  # pending deliveries notice at their next attempt
+
+    async def deliveries(self, who: Principal, endpoint_id: str, limit: int = 50) -> list[schemas.WebhookDelivery]:
+        endpoint = self.get(who, endpoint_id)
+        if not 1 <= limit <= 1000:
+            raise Invalid("limit is 1 to 1000.", field="limit")
+        rows = await self.store.aread(
+            "SELECT * FROM webhook_deliveries WHERE endpoint_id=? ORDER BY created_at DESC, id DESC LIMIT ?",
+            (endpoint.id, limit),
+        )
+        return [_delivery(r) for r in rows]
+
+    async def test(self, who: Principal, endpoint_id: str) -> schemas.WebhookDelivery:
+        """Send a `webhook.test` event to one endpoint now, whatever events it asked for."""
+        endpoint = self.get(who, endpoint_id)
+        now = self.clock.now()
+        ops, pending = self._deliveries([endpoint], TEST_EVENT, {"endpoint_id": endpoint.id}, now)
+        await self.store.write(ops)
+        self.queue(pending)
+        return schemas.WebhookDelivery(
+            id=pending[0].id,
+            msg_id=pending[0].msg_id,
+            event=TEST_EVENT,
+            status="pending",
+            attempts=0,
+            created_at=now,
+            next_attempt_at=now,
+        )
+
+    # ------------------------------------------------------------ events
+
+    def event_ops(self, event: str, owner: str, flow_id: str, data: Any) -> tuple[list[Op], list[Pending]]:
+        """The rows recording `event` for every endpoint that wants it, to commit with the event itself; once
+        they are durable, `queue` the returned deliveries."""
+        wanting = [e for e in self.endpoints.values() if e.wants(event, owner, flow_id)]
+        if not wanting:
+            return [], []
+        return self._deliveries(wanting, event, data, self.clock.now())
+
+    def _deliveries(
+        self, endpoints: list[Endpoint], event: str, data: Any, now: float
+    ) -> tuple[list[Op], list[Pending]]:
+        stamp = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
+        body = _encode({"type": event, "timestamp": stamp, "data": data})
+        text = body.decode()
+        ops: list[Op] = []
+        pending = []
+        for endpoint in endpoints:
+            p = Pending(new_id("dl"), endpoint.id, new_id("msg"), body, 0, now)
+            ops.append(
+                (
+                    "INSERT INTO webhook_deliveries (id, endpoint_id, msg_id, event, payload, status, attempts, "
+                    "created_at, next_attempt_at) VALUES (?,?,?,?,?,'pending',0,?,?)",
+                    (p.id, p.endpoint_id, p.msg_id, event, text, now, now),
+                )
+            )
+            pending.append(p)
+        return ops, pending
+
+    def queue(self, deliveries: Any) -> None:
+        for p in deliveries:
+            heapq.heappush(self._queue, (p.due_at, next(self._order), p))
+        self._due.fire()
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + len(self._in_flight)
+
+    # ------------------------------------------------------------ the worker
+
+    async def run(self) -> None:
+        """Make deliveries as they fall due, at most MAX_IN_FLIGHT at once, until cancelled."""
+        limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
+        async with httpx.AsyncClient(timeout=self.attempt_timeout, limits=limits, follow_redirects=False) as http:
+            try:
+                while True:
+                    now = self.clock.now()
+                    while self._queue and self._queue[0][0] <= now and len(self._in_flight) < MAX_IN_FLIGHT:
+                        _, _, p = heapq.heappop(self._queue)
+                        task = asyncio.create_task(self._attempt(http, p))
+                        self._in_flight.add(task)
+                        task.add_done_callback(self._attempt_done)
+                    wait = 1.0
+                    if self._queue and len(self._in_flight) < MAX_IN_FLIGHT:
+                        wait = min(wait, max(0.0, self._queue[0][0] - now))
+                    await self._due.wait(wait + 0.0005)
+            finally:
+                for task in list(self._in_flight):
+                    task.cancel()
+                with contextlib.suppress(Exception):
+                    await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    def _attempt_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a webhook delivery failed unexpectedly: %s", task.exception())
+        self._due.fire()
+
+    async def _attempt(self, http: httpx.AsyncClient, p: Pending) -> None:
+        endpoint = self.endpoints.get(p.endpoint_id)
+        if endpoint is None:
+            return  # removed, with its log
+        timestamp = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "flowlab-webhooks",
+            "webhook-id": p.msg_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign_webhook(endpoint.secret, p.msg_id, timestamp, p.body),
+        }
+        code: int | None = None
+        error: str | None = None
+        try:
+            resp = await http.post(endpoint.url, content=p.body, headers=headers)
+            code = resp.status_code
+            if not 200 <= code < 300:
+                error = f"HTTP {code}: {resp.text[:200]}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS] or type(exc).__name__
+        p.attempts += 1
+        now = self.clock.now()
+        if error is None:
+            op: Op = (
+                "UPDATE webhook_deliveries SET status='delivered', attempts=?, response_status=?, last_error=NULL, "
+                "delivered_at=?, next_attempt_at=NULL WHERE id=?",
+                (p.attempts, code, now, p.id),
+            )
+        elif p.attempts > len(self.retry_seconds):
+            op = (
+                "UPDATE webhook_deliveries SET status='failed', attempts=?, response_status=?, last_error=?, "
+                "next_attempt_at=NULL WHERE id=?",
+                (p.attempts, code, error, p.id),
+            )
+        else:
+            p.due_at = now + self.retry_seconds[p.attempts - 1]
+            op = (
+                "UPDATE webhook_deliveries SET attempts=?, response_status=?, last_error=?, next_attempt_at=? "
+                "WHERE id=?",
+                (p.attempts, code, error, p.due_at, p.id),
+            )
+            self.queue([p])
+        try:
+            await self.store.write([op], retry=True)
+        except Exception as exc:  # the log entry is late, the delivery itself was made (or will be retried)
+            log.warning("could not record webhook delivery %s: %s", p.id, exc)
+
+
+def _delivery(r: Row) -> schemas.WebhookDelivery:
+    return schemas.WebhookDelivery(
+        id=r["id"],
+        msg_id=r["msg_id"],
+        event=r["event"],
+        status=r["status"],
+        attempts=r["attempts"],
+        response_status=r["response_status"],
+        last_error=r["last_error"],
+        created_at=r["created_at"],
+        delivered_at=r["delivered_at"],
+        next_attempt_at=r["next_attempt_at"],
+        payload=msgspec.json.decode(r["payload"]),
+    )
