@@ -257,3 +257,37 @@ def test_cli_adds_lists_tests_and_removes_webhooks(fresh_server: ServerProcess, 
     assert hook_id not in cli("webhooks", "list", server=fresh_server).stdout
     gone = cli("webhooks", "remove", hook_id, server=fresh_server)
     assert gone.returncode == 1 and "flowlab webhooks list" in gone.stderr
+
+
+def test_webhooks_on_postgresql_and_from_the_async_client(pg_dsn: str, tmp_path: Path, receiver: Receiver) -> None:
+    import asyncio
+
+    from flowlab import AsyncClient
+
+    receiver.answer = lambda n: 500 if n == 0 else 200
+    server = ServerProcess(data_dir=tmp_path, extra_args=["--db", pg_dsn, "--webhook-retry", "0.2"])
+    server.start()
+    try:
+
+        async def run() -> tuple[str, str, list]:  # type: ignore[type-arg]
+            async with AsyncClient(url=server.url, api_key=server.api_key) as client:
+                hook = await client.webhooks.add(receiver.url, events=["item.completed"])
+                flow = await client.flow.create_ranking_flow(name="pg hooks", instruction="Which?")
+                item = await flow.create_new_flow_batch(datapoints=["a", "b"], time_to_live=60)
+                await item.stop()
+                await asyncio.to_thread(receiver.wait_for, 2)
+                for _ in range(100):
+                    log = await client.webhooks.deliveries(hook.id)
+                    if log[0].status == "delivered":
+                        break
+                    await asyncio.sleep(0.05)
+                await client.webhooks.remove(hook.id)
+                assert await client.webhooks.list() == []
+                return hook.secret, item.id, log
+
+        secret, item_id, log = asyncio.run(run())
+    finally:
+        server.stop()
+    assert [g.event["data"]["item"]["id"] for g in receiver.got] == [item_id, item_id]
+    assert all(verify_webhook(secret, g.headers, g.body) for g in receiver.got)
+    assert log[0].status == "delivered" and log[0].attempts == 2 and log[0].last_error is None
