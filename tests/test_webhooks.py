@@ -193,6 +193,10 @@ def test_answers_are_pushed_for_the_chosen_flow_only(fresh_server: ServerProcess
     assert {e["data"]["task_id"] for e in answers} == set(votes["task_id"])
     assert [e["type"] for e in events].count("item.completed") == 1
     assert all(verify_webhook(hook.secret, g.headers, g.body) for g in got)
+    with fresh_server.client() as client:
+        everything = client.webhooks.add(receiver.url)
+        client.flow.get_flow_by_id(watched.id).delete()
+        assert [h.id for h in client.webhooks.list()] == [everything.id], "a flow's own endpoints go with it"
 
 
 def test_a_pending_delivery_survives_a_restart(tmp_path: Path) -> None:
@@ -232,6 +236,12 @@ def test_bad_endpoints_are_refused_with_what_to_do(client: Client, flowlab_serve
         )
         assert r.status_code == 422, r.text
         assert r.json()["field"] == field_name and r.json()["detail"]
+    r = httpx.post(
+        f"{flowlab_server.url}/v1/webhooks",
+        json={"url": "https://example.org/hook", "flow_id": "flow_not_mine"},
+        headers={"Authorization": f"Bearer {flowlab_server.api_key}"},
+    )
+    assert r.status_code == 404 and "find_flows" in r.json()["detail"]
     r = httpx.get(
         f"{flowlab_server.url}/v1/webhooks/wh_nope/deliveries",
         headers={"Authorization": f"Bearer {flowlab_server.api_key}"},

@@ -109,6 +109,7 @@ class FlowService:
             ("DELETE FROM gold_answers WHERE flow_id=?", (flow.id,)),
             ("DELETE FROM items WHERE flow_id=?", (flow.id,)),
             ("DELETE FROM flows WHERE id=?", (flow.id,)),
+            *self.webhooks.drop_flow(flow.id),
         ]
         await self.store.write(ops, retry=True)
 

@@ -193,6 +193,17 @@ class Webhooks:
         )
         del self.endpoints[endpoint.id]  # pending deliveries notice at their next attempt
 
+    def drop_flow(self, flow_id: str) -> list[Op]:
+        """A flow is being deleted: forget the endpoints that watched only it; returns the rows to delete."""
+        ops: list[Op] = []
+        for endpoint in [e for e in self.endpoints.values() if e.flow_id == flow_id]:
+            del self.endpoints[endpoint.id]
+            ops += [
+                ("DELETE FROM webhook_deliveries WHERE endpoint_id=?", (endpoint.id,)),
+                ("DELETE FROM webhooks WHERE id=?", (endpoint.id,)),
+            ]
+        return ops
+
     async def deliveries(self, who: Principal, endpoint_id: str, limit: int = 50) -> list[schemas.WebhookDelivery]:
         endpoint = self.get(who, endpoint_id)
         if not 1 <= limit <= 1000:

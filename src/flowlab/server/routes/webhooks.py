@@ -13,6 +13,8 @@ async def add_webhook(request: Request, data: schemas.WebhookCreate) -> schemas.
     """Push events (`item.completed`, `answer.created`) to a URL, signed in the Standard Webhooks scheme with
     the secret returned here (shown once)."""
     service, who = researcher(request)
+    if data.flow_id is not None:
+        service.flows.get(who, data.flow_id)  # 404 unless the key's own
     return await service.webhooks.add(who, data)
 
 
