@@ -111,7 +111,8 @@ def answer_created(url: str, seconds: float = 20.0, rate: float = 300.0) -> tupl
     latencies = [at - datetime.fromisoformat(e["timestamp"]).timestamp() for at, e, _ in receiver.arrivals]
     all_ok = all(ok for *_, ok in receiver.arrivals)
     receiver.server.shutdown()
-    return latencies, count, len(receiver.arrivals), all_ok
+    distinct = len({e["data"]["task_id"] for _, e, _ in receiver.arrivals})
+    return latencies, count, distinct, all_ok and distinct == len(receiver.arrivals)
 
 
 def main() -> None:
@@ -135,7 +136,7 @@ def main() -> None:
         (
             "answer.created: deliveries received / answers counted",
             f"{pushed:,} / {counted:,} ({counted / 20:,.0f} votes/s reached)"
-            f"{', all signatures valid' if answers_ok else ', BAD SIGNATURES'}",
+            f"{', all signatures valid, none twice' if answers_ok else ', bad signatures or repeats'}",
             "every counted answer, once",
             "yes" if pushed == counted and answers_ok else "no",
         ),

@@ -21,7 +21,7 @@ from flowlab.server.leases import LeaseBook
 from flowlab.server.model import Lease, Signal
 from flowlab.server.people import People, new_id
 from flowlab.server.store import Op, Store
-from flowlab.server.webhooks import Pending, Webhooks
+from flowlab.server.webhooks import Webhooks
 
 MAX_WAIT = 60.0
 MAX_BATCH_TASKS = 1000
@@ -60,7 +60,7 @@ class _Pending:
     ops: list[Op] = field(default_factory=list)
     counted: list[tuple[Lease, Any]] = field(default_factory=list)  # a lease and its checked answer
     waits: list[asyncio.Future[None]] = field(default_factory=list)  # earlier commits a duplicate depends on
-    deliveries: list[Pending] = field(default_factory=list)  # webhook deliveries of these answers
+    pushed: bool = False  # webhook deliveries of these answers are in `ops`
 
 
 class Answers:
@@ -228,7 +228,7 @@ class Answers:
         pending.ops += item.kind.answer_ops(lease, checked, who.id, now)
         pending.counted.append((lease, checked))
         if lease.gold is None:
-            ops, deliveries = self.webhooks.event_ops(
+            pushed = self.webhooks.event_ops(
                 "answer.created",
                 item.flow.owner,
                 item.flow.id,
@@ -240,8 +240,8 @@ class Answers:
                     "answer": req,
                 },
             )
-            pending.ops += ops
-            pending.deliveries += deliveries
+            pending.ops += pushed
+            pending.pushed |= bool(pushed)
         if lease.gold is not None and not checked:  # a gold question answered wrong: say why, if the set can
             return schemas.Ack(task_id=task_id, status="accepted", explanation=lease.gold.explanation)
         return schemas.Ack(task_id=task_id, status="accepted")
@@ -288,7 +288,8 @@ class Answers:
                 ok = not done.cancelled() and done.exception() is None
                 if ok:
                     self.people.count(who.id, votes, len(gold), sum(gold))
-                    self.webhooks.queue(pending.deliveries)
+                    if pending.pushed:
+                        self.webhooks.wake()
                 for lease, checked in counted:
                     lease.committing = None
                     lease.maybe_landed |= not ok

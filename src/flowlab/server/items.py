@@ -456,7 +456,7 @@ class Items:
         status = msgspec.structs.replace(self.status(item), leases_out=0, server_time=0.0)
         record = encode_record(item.kind.name, status, results, matrix)
         ended_status = _json.encode(status).decode()
-        pushed, deliveries = self.webhooks.event_ops(
+        pushed = self.webhooks.event_ops(
             "item.completed",
             item.flow.owner,
             item.flow.id,
@@ -478,7 +478,8 @@ class Items:
             ],
             retry=True,
         )
-        self.webhooks.queue(deliveries)
+        if pushed:
+            self.webhooks.wake()
         item.finalised = True
         self.wakeup.fire()
 

@@ -83,7 +83,7 @@ class FlowService:
         self.people.restore(snap.keys, snap.annotators)
         self.flows.restore(snap.flows, snap.item_counts)
         self.items.restore(snap.items, snap.votes)
-        self.webhooks.restore(snap.webhooks, snap.deliveries)
+        self.webhooks.restore(snap.webhooks)
         return self.people.ensure_admin(data_dir, env_key)
 
     def resume(self) -> None:

@@ -9,7 +9,8 @@ delivery is marked failed.
 
 A delivery row is written in the same commit as the event it reports (an item's final record, an answer), so
 an acknowledged event is never lost across a crash and is never reported for something that did not land.
-Memory holds the endpoints and the deliveries still pending only; the log lives in the database.
+Memory holds the endpoints and the attempts in flight only: the pending deliveries and the log live in the
+database, which is the worker's queue.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import heapq
-import itertools
 import logging
 import secrets
 import time
@@ -80,14 +79,22 @@ class Endpoint:
 
 @dataclass(slots=True)
 class Pending:
-    """A delivery still to be made, as the worker keeps it."""
+    """A delivery being attempted, read from its row."""
 
     id: str
     endpoint_id: str
     msg_id: str
     body: bytes
     attempts: int
-    due_at: float
+
+
+# The database is the queue: the worker reads what is due, so memory holds only the attempts in flight however
+# many deliveries wait (an endpoint down for a day while a busy flow pushes every answer).
+DUE = (
+    "SELECT id, endpoint_id, msg_id, payload, attempts FROM webhook_deliveries "
+    "WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?"
+)
+NEXT_DUE = "SELECT min(next_attempt_at) AS t FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at > ?"
 
 
 class Webhooks:
@@ -104,14 +111,14 @@ class Webhooks:
         self.retry_seconds = retry_seconds
         self.attempt_timeout = attempt_timeout
         self.endpoints: dict[str, Endpoint] = {}
-        self._queue: list[tuple[float, int, Pending]] = []
-        self._order = itertools.count()
         self._due = Signal()
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[str, asyncio.Task[None]] = {}  # delivery id -> its attempt
+        # Attempts that end while due rows are being read: those rows may predate their attempt's update.
+        self._ended_during_read: set[str] | None = None
 
     # ------------------------------------------------------------ start-up
 
-    def restore(self, endpoints: list[Row], pending: list[Row]) -> None:
+    def restore(self, endpoints: list[Row]) -> None:
         for r in endpoints:
             self.endpoints[r["id"]] = Endpoint(
                 id=r["id"],
@@ -123,10 +130,6 @@ class Webhooks:
                 description=r["description"],
                 created_at=r["created_at"],
             )
-        self.queue(
-            Pending(r["id"], r["endpoint_id"], r["msg_id"], r["payload"].encode(), r["attempts"], r["next_attempt_at"])
-            for r in pending
-        )
 
     # ------------------------------------------------------------ endpoints
 
@@ -218,12 +221,13 @@ class Webhooks:
         """Send a `webhook.test` event to one endpoint now, whatever events it asked for."""
         endpoint = self.get(who, endpoint_id)
         now = self.clock.now()
-        ops, pending = self._deliveries([endpoint], TEST_EVENT, {"endpoint_id": endpoint.id}, now)
+        ops = self._deliveries([endpoint], TEST_EVENT, {"endpoint_id": endpoint.id}, now)
         await self.store.write(ops)
-        self.queue(pending)
+        self.wake()
+        _, (delivery_id, _, msg_id, *_) = ops[0]
         return schemas.WebhookDelivery(
-            id=pending[0].id,
-            msg_id=pending[0].msg_id,
+            id=delivery_id,
+            msg_id=msg_id,
             event=TEST_EVENT,
             status="pending",
             attempts=0,
@@ -233,42 +237,30 @@ class Webhooks:
 
     # ------------------------------------------------------------ events
 
-    def event_ops(self, event: str, owner: str, flow_id: str, data: Any) -> tuple[list[Op], list[Pending]]:
+    def event_ops(self, event: str, owner: str, flow_id: str, data: Any) -> list[Op]:
         """The rows recording `event` for every endpoint that wants it, to commit with the event itself; once
-        they are durable, `queue` the returned deliveries."""
+        they are durable, `wake` the worker."""
         wanting = [e for e in self.endpoints.values() if e.wants(event, owner, flow_id)]
         if not wanting:
-            return [], []
+            return []
         return self._deliveries(wanting, event, data, self.clock.now())
 
-    def _deliveries(
-        self, endpoints: list[Endpoint], event: str, data: Any, now: float
-    ) -> tuple[list[Op], list[Pending]]:
+    def _deliveries(self, endpoints: list[Endpoint], event: str, data: Any, now: float) -> list[Op]:
         stamp = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
         body = _encode({"type": event, "timestamp": stamp, "data": data})
         text = body.decode()
-        ops: list[Op] = []
-        pending = []
-        for endpoint in endpoints:
-            p = Pending(new_id("dl"), endpoint.id, new_id("msg"), body, 0, now)
-            ops.append(
-                (
-                    "INSERT INTO webhook_deliveries (id, endpoint_id, msg_id, event, payload, status, attempts, "
-                    "created_at, next_attempt_at) VALUES (?,?,?,?,?,'pending',0,?,?)",
-                    (p.id, p.endpoint_id, p.msg_id, event, text, now, now),
-                )
+        return [
+            (
+                "INSERT INTO webhook_deliveries (id, endpoint_id, msg_id, event, payload, status, attempts, "
+                "created_at, next_attempt_at) VALUES (?,?,?,?,?,'pending',0,?,?)",
+                (new_id("dl"), endpoint.id, new_id("msg"), event, text, now, now),
             )
-            pending.append(p)
-        return ops, pending
+            for endpoint in endpoints
+        ]
 
-    def queue(self, deliveries: Any) -> None:
-        for p in deliveries:
-            heapq.heappush(self._queue, (p.due_at, next(self._order), p))
+    def wake(self) -> None:
+        """New deliveries are durable: look for due ones now."""
         self._due.fire()
-
-    @property
-    def pending(self) -> int:
-        return len(self._queue) + len(self._in_flight)
 
     # ------------------------------------------------------------ the worker
 
@@ -278,32 +270,55 @@ class Webhooks:
         async with httpx.AsyncClient(timeout=self.attempt_timeout, limits=limits, follow_redirects=False) as http:
             try:
                 while True:
-                    now = self.clock.now()
-                    while self._queue and self._queue[0][0] <= now and len(self._in_flight) < MAX_IN_FLIGHT:
-                        _, _, p = heapq.heappop(self._queue)
-                        task = asyncio.create_task(self._attempt(http, p))
-                        self._in_flight.add(task)
-                        task.add_done_callback(self._attempt_done)
                     wait = 1.0
-                    if self._queue and len(self._in_flight) < MAX_IN_FLIGHT:
-                        wait = min(wait, max(0.0, self._queue[0][0] - now))
+                    try:
+                        wait = await self._start_due(http)
+                    except Exception as exc:  # the database away: the deliveries wait in it
+                        log.warning("could not read due webhook deliveries: %s", exc)
                     await self._due.wait(wait + 0.0005)
             finally:
-                for task in list(self._in_flight):
+                for task in list(self._in_flight.values()):
                     task.cancel()
                 with contextlib.suppress(Exception):
-                    await asyncio.gather(*self._in_flight, return_exceptions=True)
+                    await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
 
-    def _attempt_done(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
+    async def _start_due(self, http: httpx.AsyncClient) -> float:
+        """Start the attempts that are due; returns how long to wait before looking again."""
+        room = MAX_IN_FLIGHT - len(self._in_flight)
+        if not self.endpoints or room <= 0:
+            return 1.0  # an attempt that ends wakes the worker
+        now = self.clock.now()
+        self._ended_during_read = set()
+        try:
+            rows = await self.store.aread(DUE, (now, room + len(self._in_flight)))
+        finally:
+            stale, self._ended_during_read = self._ended_during_read, None
+        for r in rows:
+            if r["id"] in self._in_flight or r["id"] in stale or room <= 0:
+                continue
+            p = Pending(r["id"], r["endpoint_id"], r["msg_id"], r["payload"].encode(), r["attempts"])
+            task = asyncio.create_task(self._attempt(http, p))
+            self._in_flight[p.id] = task
+            task.add_done_callback(lambda t, key=p.id: self._attempt_done(key, t))
+            room -= 1
+        if room <= 0:
+            return 1.0
+        later = (await self.store.aread(NEXT_DUE, (now,)))[0]["t"]
+        return 1.0 if later is None else min(1.0, max(0.0, later - self.clock.now()))
+
+    def _attempt_done(self, delivery_id: str, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(delivery_id, None)
+        if self._ended_during_read is not None:
+            self._ended_during_read.add(delivery_id)
         if not task.cancelled() and task.exception() is not None:
             log.error("a webhook delivery failed unexpectedly: %s", task.exception())
         self._due.fire()
 
     async def _attempt(self, http: httpx.AsyncClient, p: Pending) -> None:
         endpoint = self.endpoints.get(p.endpoint_id)
-        if endpoint is None:
-            return  # removed, with its log
+        if endpoint is None:  # removed (its log with it) while this row was being read
+            await self.store.write([("DELETE FROM webhook_deliveries WHERE id=?", (p.id,))], retry=True)
+            return
         timestamp = int(time.time())
         headers = {
             "content-type": "application/json",
@@ -336,13 +351,11 @@ class Webhooks:
                 (p.attempts, code, error, p.id),
             )
         else:
-            p.due_at = now + self.retry_seconds[p.attempts - 1]
             op = (
                 "UPDATE webhook_deliveries SET attempts=?, response_status=?, last_error=?, next_attempt_at=? "
                 "WHERE id=?",
-                (p.attempts, code, error, p.due_at, p.id),
+                (p.attempts, code, error, now + self.retry_seconds[p.attempts - 1], p.id),
             )
-            self.queue([p])
         try:
             await self.store.write([op], retry=True)
         except Exception as exc:  # the log entry is late, the delivery itself was made (or will be retried)

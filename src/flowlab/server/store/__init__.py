@@ -25,7 +25,6 @@ class Snapshot:
     items: list[Row] = field(default_factory=list)  # live items, and ended ones whose final results are unwritten
     votes: list[Row] = field(default_factory=list)  # answers of those items only (any kind), in commit order
     webhooks: list[Row] = field(default_factory=list)
-    deliveries: list[Row] = field(default_factory=list)  # webhook deliveries still pending
 
 
 class StoreUnavailable(RuntimeError):

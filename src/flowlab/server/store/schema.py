@@ -96,8 +96,6 @@ LOAD_QUERIES = {
     "flows": "SELECT * FROM flows ORDER BY created_at",
     "items": "SELECT * FROM items WHERE final IS NULL ORDER BY created_at",
     "webhooks": "SELECT * FROM webhooks ORDER BY created_at",
-    "deliveries": "SELECT id, endpoint_id, msg_id, payload, attempts, next_attempt_at FROM webhook_deliveries "
-    "WHERE status = 'pending'",
 }
 ITEM_COUNTS = "SELECT flow_id, count(*) AS n FROM items GROUP BY flow_id"
 ANSWERS_OF = {  # the answers of live items, by the table each task kind stores them in
@@ -143,7 +141,6 @@ def load(query: Callable[[str, Sequence[Any]], list[Row]]) -> Snapshot:
         flows=q["flows"],
         items=q["items"],
         webhooks=q["webhooks"],
-        deliveries=q["deliveries"],
     )
     snap.item_counts = {r["flow_id"]: int(r["n"]) for r in query(ITEM_COUNTS, ())}
     ids = [r["id"] for r in snap.items]
