@@ -4,6 +4,9 @@ backoff, the delivery log, events filtered by flow, deliveries that survive a re
 from __future__ import annotations
 
 import itertools
+import base64
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -143,9 +146,14 @@ def test_item_completed_is_signed_retried_and_logged(quick_retry_server: ServerP
         log = _deliveries(client, hook.id, lambda d: d and d[0].status == "delivered")
     ids = {g.headers["webhook-id"] for g in got}
     assert len(ids) == 1, "every retry of one delivery carries the same webhook-id"
+    key = base64.b64decode(hook.secret.removeprefix("whsec_"))
     for g in got:
         assert verify_webhook(hook.secret, g.headers, g.body), g.headers
         assert g.headers["content-type"] == "application/json"
+        # The scheme computed here from its definition, not with flowlab's own signing code.
+        signed = f"{g.headers['webhook-id']}.{g.headers['webhook-timestamp']}.".encode() + g.body
+        mac = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        assert g.headers["webhook-signature"] == f"v1,{mac}"
     event = got[-1].event
     assert event["type"] == "item.completed"
     assert event["data"]["item"]["id"] == item.id and event["data"]["flow_id"] == flow.id

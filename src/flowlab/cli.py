@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flowlab import schemas
+
 
 def _db_arg(db: str | None) -> Path | str | None:
     if db is None or db.startswith(("postgres://", "postgresql://")):
@@ -35,7 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
         public_url=args.public_url,
         max_upload_mb=args.max_upload_mb,
         retain_ended=args.retain_ended,
-        webhook_retry_seconds=args.webhook_retry,
+        **({} if args.webhook_retry is None else {"webhook_retry_seconds": args.webhook_retry}),
     )
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown}:{args.port}"
@@ -349,8 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--webhook-retry",
         type=_seconds_list,
-        default="5,300,1800,7200,18000,36000,36000",
-        help="seconds to wait before each retry of a failed webhook delivery, comma-separated",
+        default=None,
+        help="seconds to wait before each retry of a failed webhook delivery, comma-separated "
+        "(default 5,300,1800,7200,18000,36000,36000)",
     )
     serve.add_argument("--log-level", default="warning")
     serve.add_argument("--access-log", action="store_true", help="log every request (tokens never appear in URLs)")
@@ -423,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     ha.add_argument(
         "--event",
         action="append",
-        choices=["item.completed", "answer.created"],
+        choices=schemas.WEBHOOK_EVENTS,
         help="an event to send (repeatable; default item.completed)",
     )
     ha.add_argument("--flow", default=None, help="only this flow's events (default: every flow of the key)")

@@ -569,6 +569,9 @@ class KeyInfo(msgspec.Struct):
     revoked: bool
 
 
+WEBHOOK_EVENTS = ("item.completed", "answer.created")
+
+
 class WebhookCreate(msgspec.Struct, forbid_unknown_fields=True):
     """An endpoint to push events to: every flow of the key's, or one (`flow_id`)."""
 

@@ -46,7 +46,7 @@ ATTEMPT_TIMEOUT = 10.0
 MAX_IN_FLIGHT = 16
 MAX_ENDPOINTS = 50  # per key
 MAX_ERROR_CHARS = 500
-EVENTS = ("item.completed", "answer.created")
+EVENTS = schemas.WEBHOOK_EVENTS
 TEST_EVENT = "webhook.test"
 
 _encode = msgspec.json.Encoder().encode
@@ -188,23 +188,15 @@ class Webhooks:
 
     async def remove(self, who: Principal, endpoint_id: str) -> None:
         endpoint = self.get(who, endpoint_id)
-        await self.store.write(
-            [
-                ("DELETE FROM webhook_deliveries WHERE endpoint_id=?", (endpoint.id,)),
-                ("DELETE FROM webhooks WHERE id=?", (endpoint.id,)),
-            ]
-        )
-        del self.endpoints[endpoint.id]  # pending deliveries notice at their next attempt
+        await self.store.write(_forget(endpoint.id))
+        del self.endpoints[endpoint.id]  # an attempt already in flight finds it gone and drops its row
 
     def drop_flow(self, flow_id: str) -> list[Op]:
         """A flow is being deleted: forget the endpoints that watched only it; returns the rows to delete."""
         ops: list[Op] = []
         for endpoint in [e for e in self.endpoints.values() if e.flow_id == flow_id]:
             del self.endpoints[endpoint.id]
-            ops += [
-                ("DELETE FROM webhook_deliveries WHERE endpoint_id=?", (endpoint.id,)),
-                ("DELETE FROM webhooks WHERE id=?", (endpoint.id,)),
-            ]
+            ops += _forget(endpoint.id)
         return ops
 
     async def deliveries(self, who: Principal, endpoint_id: str, limit: int = 50) -> list[schemas.WebhookDelivery]:
@@ -221,10 +213,9 @@ class Webhooks:
         """Send a `webhook.test` event to one endpoint now, whatever events it asked for."""
         endpoint = self.get(who, endpoint_id)
         now = self.clock.now()
-        ops = self._deliveries([endpoint], TEST_EVENT, {"endpoint_id": endpoint.id}, now)
-        await self.store.write(ops)
+        ((delivery_id, msg_id, op),) = self._deliveries([endpoint], TEST_EVENT, {"endpoint_id": endpoint.id}, now)
+        await self.store.write([op])
         self.wake()
-        _, (delivery_id, _, msg_id, *_) = ops[0]
         return schemas.WebhookDelivery(
             id=delivery_id,
             msg_id=msg_id,
@@ -243,20 +234,22 @@ class Webhooks:
         wanting = [e for e in self.endpoints.values() if e.wants(event, owner, flow_id)]
         if not wanting:
             return []
-        return self._deliveries(wanting, event, data, self.clock.now())
+        return [op for _, _, op in self._deliveries(wanting, event, data, self.clock.now())]
 
-    def _deliveries(self, endpoints: list[Endpoint], event: str, data: Any, now: float) -> list[Op]:
+    def _deliveries(self, endpoints: list[Endpoint], event: str, data: Any, now: float) -> list[tuple[str, str, Op]]:
+        """(delivery id, message id, the row's insert) for each endpoint: one body, due now."""
         stamp = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
-        body = _encode({"type": event, "timestamp": stamp, "data": data})
-        text = body.decode()
-        return [
-            (
+        text = _encode({"type": event, "timestamp": stamp, "data": data}).decode()
+        out = []
+        for endpoint in endpoints:
+            delivery_id, msg_id = new_id("dl"), new_id("msg")
+            op: Op = (
                 "INSERT INTO webhook_deliveries (id, endpoint_id, msg_id, event, payload, status, attempts, "
                 "created_at, next_attempt_at) VALUES (?,?,?,?,?,'pending',0,?,?)",
-                (new_id("dl"), endpoint.id, new_id("msg"), event, text, now, now),
+                (delivery_id, endpoint.id, msg_id, event, text, now, now),
             )
-            for endpoint in endpoints
-        ]
+            out.append((delivery_id, msg_id, op))
+        return out
 
     def wake(self) -> None:
         """New deliveries are durable: look for due ones now."""
@@ -335,7 +328,7 @@ class Webhooks:
             if not 200 <= code < 300:
                 error = f"HTTP {code}: {resp.text[:200]}"
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS] or type(exc).__name__
+            error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
         p.attempts += 1
         now = self.clock.now()
         if error is None:
@@ -360,6 +353,13 @@ class Webhooks:
             await self.store.write([op], retry=True)
         except Exception as exc:  # the log entry is late, the delivery itself was made (or will be retried)
             log.warning("could not record webhook delivery %s: %s", p.id, exc)
+
+
+def _forget(endpoint_id: str) -> list[Op]:
+    return [
+        ("DELETE FROM webhook_deliveries WHERE endpoint_id=?", (endpoint_id,)),
+        ("DELETE FROM webhooks WHERE id=?", (endpoint_id,)),
+    ]
 
 
 def _delivery(r: Row) -> schemas.WebhookDelivery:
