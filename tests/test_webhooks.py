@@ -3,10 +3,10 @@ backoff, the delivery log, events filtered by flow, deliveries that survive a re
 
 from __future__ import annotations
 
-import itertools
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import threading
 import time
