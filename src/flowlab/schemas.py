@@ -569,7 +569,7 @@ class KeyInfo(msgspec.Struct):
     revoked: bool
 
 
-WEBHOOK_EVENTS = ("item.completed", "answer.created")
+WEBHOOK_EVENTS = ("item.completed", "answer.created", "project.completed")
 
 
 class WebhookCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -611,6 +611,78 @@ class WebhookDelivery(msgspec.Struct):
     delivered_at: float | None = None
     next_attempt_at: float | None = None
     payload: Any = None
+
+
+# ------------------------------------------------------------------ batch projects
+
+ProjectStateName = Literal["open", "running", "paused", "completed"]
+
+
+class ProjectCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A batch project on one of the key's flows: its tasks are uploaded next (`POST .../tasks`), then `start`
+    serves them, keeping at most `live_items` of the project's items live at once."""
+
+    flow_id: str
+    name: Name
+    live_items: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
+
+
+class ProjectItemIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One item of a project, as a flow batch without a time-to-live: a project's items run until answered."""
+
+    datapoints: list[DatapointIn]
+    context: Context | None = None
+    context_assets: list[ContextAsset] = []
+    private_metadata: dict[str, Any] | None = None
+    pairs: list[tuple[int, int]] | None = None
+
+
+class ProjectTasks(msgspec.Struct, forbid_unknown_fields=True):
+    items: Annotated[list[ProjectItemIn], msgspec.Meta(min_length=1, max_length=500)]
+
+
+class ProjectStatus(msgspec.Struct):
+    """Where a project stands. Progress counts answers in the flow's own unit (votes of a pair task,
+    answers per datapoint of labels and RLHF tasks): `answers_done` of `answers_needed` (an ended item's
+    count as done), `rate` answers per second over the last minute of running, `eta_seconds` what is left at
+    that rate. A task is done once the item it is in has ended."""
+
+    id: str
+    name: str
+    flow_id: str
+    kind: TaskKindName
+    state: ProjectStateName
+    tasks_total: int
+    tasks_done: int
+    items_total: int
+    items_done: int
+    items_live: int
+    items_queued: int
+    live_items: int
+    answers_needed: int
+    answers_done: int
+    answers_received: int
+    rate: float | None
+    eta_seconds: float | None
+    created_at: float
+    started_at: float | None
+    completed_at: float | None
+    server_time: float
+
+
+class ProjectExportItem(msgspec.Struct):
+    """An ended item of a project with everything its deliverable needs: what was asked, the kind's results,
+    and every answer (votes, labels or annotations)."""
+
+    detail: ItemDetail
+    results: Any
+    answers: list[Any]
+
+
+class ProjectExportPage(msgspec.Struct):
+    project: ProjectStatus
+    items: list[ProjectExportItem]
+    next: str | None  # pass as `after` for the next page; None when this is the last
 
 
 class AnnotatorCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -31,6 +31,7 @@ from flowlab.client._models import (
     matrix_frame,
     votes_frame,
 )
+from flowlab.client._projects import AsyncProjectsAPI
 from flowlab.client._transport import AsyncTransport, resolve
 
 if TYPE_CHECKING:
@@ -632,6 +633,7 @@ class AsyncClient:
         self.validation = AsyncValidationAPI(self._transport)
         self.keys = AsyncKeysAPI(self._transport)
         self.webhooks = AsyncWebhooksAPI(self._transport)
+        self.projects = AsyncProjectsAPI(self._transport)
         self.annotators = AsyncAnnotatorsAPI(self._transport)
 
     async def create_api_key(self, name: str) -> schemas.KeyCreated:

@@ -31,6 +31,7 @@ from flowlab.client._models import (
     matrix_frame,
     votes_frame,
 )
+from flowlab.client._projects import ProjectsAPI
 from flowlab.client._transport import SyncTransport, resolve
 
 if TYPE_CHECKING:
@@ -665,6 +666,7 @@ class Client:
         self.validation = ValidationAPI(self._transport)
         self.keys = KeysAPI(self._transport)
         self.webhooks = WebhooksAPI(self._transport)
+        self.projects = ProjectsAPI(self._transport)
         self.annotators = AnnotatorsAPI(self._transport)
 
     def create_api_key(self, name: str) -> schemas.KeyCreated:

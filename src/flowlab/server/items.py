@@ -89,6 +89,8 @@ class Items:
         self.live: dict[str, ItemRecord] = {}
         self.active: dict[str, ItemRecord] = {}
         self._finalising: dict[str, asyncio.Task[None]] = {}
+        # Batch projects (`server.projects.Projects`) follow their items' ends; set when they are made.
+        self.projects: Any = None
 
     # ------------------------------------------------------------ start-up
 
@@ -102,7 +104,7 @@ class Items:
                 continue
             try:
                 body = msgspec.json.decode(row["body"], type=ItemBody)
-                item = self._make(row["id"], flow, body, row["created_at"])
+                item = self.make(row["id"], flow, body, row["created_at"])
             except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
                 log.error("item %s could not be restored: %s", row["id"], exc)
                 failed.append(
@@ -118,6 +120,8 @@ class Items:
                 row["ended_at"],
                 row["reason"],
             )
+            if row.get("project_id") is not None and self.projects is not None:
+                self.projects.attach(row["project_id"], item)
             self.live[item.id] = item
             flow.items[item.id] = item
         by_item: dict[str, list[Row]] = {}
@@ -152,47 +156,50 @@ class Items:
     # ------------------------------------------------------------ creating
 
     async def create(self, who: Principal, flow: FlowRecord, req: schemas.ItemCreate) -> schemas.ItemStatus:
+        body = await self.prepare(flow, req, check_ttl(req.time_to_live))
+        item = self.make(new_id("item"), flow, body, self.clock.now())
+        await self.store.write([self.insert_op(item, body)])
+        if self.flows.flows.get(flow.id) is not flow:
+            raise NotFound(f"Flow {flow.id!r} was deleted while this batch was being created.")
+        self.add(item)
+        return self.status(item)
+
+    async def prepare(
+        self, flow: FlowRecord, req: schemas.ItemCreate | schemas.ProjectItemIn, ttl: float, *, at: str = ""
+    ) -> ItemBody:
+        """Check a batch against its flow and build what is stored for it; `at` prefixes the fields errors
+        name (a project's `items[3].`)."""
         n = len(req.datapoints)
         least = kind_of(flow.config.kind).min_datapoints
         if n < least:
             what = "to compare" if least > 1 else ""
             raise Invalid(
                 f"A flow batch needs at least {least} datapoints {what}; got {n}.".replace("  ", " "),
-                field="datapoints",
+                field=f"{at}datapoints",
             )
         if n > MAX_DATAPOINTS:
             raise Invalid(
                 f"A flow batch holds at most {MAX_DATAPOINTS} datapoints; got {n}. Split it into several batches.",
-                field="datapoints",
+                field=f"{at}datapoints",
             )
         rule = flow.config.stop_when
         if rule is not None and rule.rule == "top_k" and rule.k >= n:
             raise Invalid(
                 f"The flow stops once its top {rule.k} are settled, but this batch has {n} datapoints: give it "
                 "more, or lower the flow's stop_when k with flow.update_config().",
-                field="datapoints",
-            )
-        if not (
-            isinstance(req.time_to_live, int | float)
-            and math.isfinite(req.time_to_live)
-            and MIN_TTL <= req.time_to_live <= MAX_TTL
-        ):
-            raise Invalid(
-                f"time_to_live must be a number of seconds from {MIN_TTL} to {MAX_TTL:.0f} "
-                f"(7 days); got {req.time_to_live}.",
-                field="time_to_live",
+                field=f"{at}datapoints",
             )
         rlhf = flow.config.kind == "rlhf"
         for i, d in enumerate(req.datapoints):
             if rlhf and d.responses is None:
                 raise Invalid(
                     "Each datapoint of an RLHF flow is a task: {id, prompt, responses: [{source_id, content}, ...]}.",
-                    field=f"datapoints[{i}].responses",
+                    field=f"{at}datapoints[{i}].responses",
                 )
             if not rlhf and (d.responses is not None or d.prompt is not None):
                 raise Invalid(
                     "Prompts with responses are RLHF tasks; push them to a flow made with create_rlhf_flow().",
-                    field=f"datapoints[{i}].responses",
+                    field=f"{at}datapoints[{i}].responses",
                 )
         per_datapoint = [a for d in req.datapoints for a in d.context_assets or ()]
         if per_datapoint and flow.config.kind != "classify":
@@ -200,7 +207,7 @@ class Items:
             raise Invalid(
                 "Context assets per datapoint are for classify flows; a ranking batch shares one list of "
                 "context_assets, given with the batch.",
-                field=f"datapoints[{i}].context_assets",
+                field=f"{at}datapoints[{i}].context_assets",
             )
         shas = (
             [d.media for d in req.datapoints if d.media]
@@ -208,27 +215,33 @@ class Items:
             + [a.media for a in (*req.context_assets, *per_datapoint) if a.media]
         )
         known = await self.media.resolve(shas)
-        body = ItemBody(
-            config=flow.config,
-            datapoints=build_datapoints(req.datapoints, known),
-            context=req.context,
-            context_assets=[build_asset(a, f"context_assets[{i}]", known) for i, a in enumerate(req.context_assets)],
-            private_metadata=req.private_metadata,
-            ttl=float(req.time_to_live),
-            pairs=check_pairs(req.pairs, n, flow.config.kind),
+        try:
+            return ItemBody(
+                config=flow.config,
+                datapoints=build_datapoints(req.datapoints, known),
+                context=req.context,
+                context_assets=[
+                    build_asset(a, f"context_assets[{i}]", known) for i, a in enumerate(req.context_assets)
+                ],
+                private_metadata=req.private_metadata,
+                ttl=ttl,
+                pairs=check_pairs(req.pairs, n, flow.config.kind),
+            )
+        except Invalid as exc:
+            if at and exc.field is not None:
+                exc.field = at + exc.field
+            raise
+
+    def insert_op(self, item: ItemRecord, body: ItemBody) -> Op:
+        project_id = None if item.project is None else item.project.id
+        return (
+            "INSERT INTO items (id, flow_id, body, created_at, state, project_id) VALUES (?,?,?,?,?,?)",
+            (item.id, item.flow.id, _json.encode(body).decode(), item.created_at, item.state, project_id),
         )
-        now = self.clock.now()
-        item = self._make(new_id("item"), flow, body, now)
-        await self.store.write(
-            [
-                (
-                    "INSERT INTO items (id, flow_id, body, created_at, state) VALUES (?,?,?,?,?)",
-                    (item.id, flow.id, _json.encode(body).decode(), now, item.state),
-                )
-            ]
-        )
-        if self.flows.flows.get(flow.id) is not flow:
-            raise NotFound(f"Flow {flow.id!r} was deleted while this batch was being created.")
+
+    def add(self, item: ItemRecord) -> None:
+        """A new item, durable: it is live and may be served from now on."""
+        flow = item.flow
         self.live[item.id] = item
         self.active[item.id] = item
         flow.items[item.id] = item
@@ -236,9 +249,8 @@ class Items:
         flow.touch()
         self.work.fire()
         self.wakeup.fire()
-        return self.status(item)
 
-    def _make(self, item_id: str, flow: FlowRecord, body: ItemBody, created_at: float) -> ItemRecord:
+    def make(self, item_id: str, flow: FlowRecord, body: ItemBody, created_at: float) -> ItemRecord:
         return ItemRecord(
             id=item_id,
             flow=flow,
@@ -462,9 +474,11 @@ class Items:
             item.flow.id,
             {"flow_id": item.flow.id, "item": status, "results": f"/v1/items/{item.id}/results"},
         )
+        project_ops = [] if item.project is None else self.projects.final_ops(item)
         await self.store.write(
             [
                 *pushed,
+                *project_ops,
                 # The flow's version takes the item's share once: a replayed commit finds `final` written.
                 (
                     "UPDATE flows SET ended_version = ended_version + ? WHERE id = ? "
@@ -481,6 +495,8 @@ class Items:
         if pushed:
             self.webhooks.wake()
         item.finalised = True
+        if item.project is not None:
+            self.projects.ended(item)
         self.wakeup.fire()
 
     def _evict(self, item: ItemRecord) -> None:
@@ -520,6 +536,15 @@ def _state_op(item: ItemRecord) -> Op:
 def _log_failure(fut: asyncio.Future[None]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         log.error("state write failed: %s", fut.exception())
+
+
+def check_ttl(ttl: Any) -> float:
+    if not (isinstance(ttl, int | float) and math.isfinite(ttl) and MIN_TTL <= ttl <= MAX_TTL):
+        raise Invalid(
+            f"time_to_live must be a number of seconds from {MIN_TTL} to {MAX_TTL:.0f} (7 days); got {ttl}.",
+            field="time_to_live",
+        )
+    return float(ttl)
 
 
 MAX_GIVEN_PAIRS = 10_000

@@ -44,8 +44,14 @@ def next_state(item: ItemRecord, now: float) -> str | None:
 
 
 def can_serve(item: ItemRecord, now: float) -> bool:
-    """True when a new task may be leased from the item: it is live, not draining, and below its maximum."""
-    return item.state in ("Pending", "Running") and now < stopping_at(item) and item.kind.room(item)
+    """True when a new task may be leased from the item: it is live, not draining, below its maximum, and not
+    in a paused batch project."""
+    return (
+        item.state in ("Pending", "Running")
+        and now < stopping_at(item)
+        and item.kind.room(item)
+        and (item.project is None or item.project.state == "running")
+    )
 
 
 def next_wakeup(item: ItemRecord) -> float | None:

@@ -158,6 +158,7 @@ class ItemRecord:
         "leases",
         "pairs",
         "private_metadata",
+        "project",
         "reason",
         "response_count",
         "settled",
@@ -208,6 +209,7 @@ class ItemRecord:
         self.leases: dict[str, Lease] = {}
         self.finalised = False  # its final record is durable; it may leave memory
         self.settled = False  # the flow's stopping rule found its question answered (the reason says how)
+        self.project: Any = None  # the batch project that queued it (`server.projects.Project`), if any
         self.changed = Signal()
         self.tally: Any = kind.new_tally(self, seed)
 

@@ -24,6 +24,7 @@ from flowlab.server.leases import LeaseBook
 from flowlab.server.media import MediaCatalog, MediaStore, classify
 from flowlab.server.model import Signal
 from flowlab.server.people import People
+from flowlab.server.projects import Projects
 from flowlab.server.store import Op, Store, StoreUnavailable
 from flowlab.server.webhooks import RETRY_SECONDS, Webhooks
 
@@ -70,6 +71,7 @@ class FlowService:
             self.webhooks,
             retain_ended=retain_ended,
         )
+        self.projects = Projects(store, clock, self.flows, self.items, self.webhooks)
         self.answers = Answers(
             store, clock, self.items, self.leases, self.people, self.history, self.rng, self.work, self.webhooks
         )
@@ -82,6 +84,7 @@ class FlowService:
         snap = self.store.load()
         self.people.restore(snap.keys, snap.annotators)
         self.flows.restore(snap.flows, snap.item_counts)
+        self.projects.restore()  # before the items, which rejoin their projects
         self.items.restore(snap.items, snap.votes)
         self.webhooks.restore(snap.webhooks)
         return self.people.ensure_admin(data_dir, env_key)
@@ -110,6 +113,7 @@ class FlowService:
             ("DELETE FROM items WHERE flow_id=?", (flow.id,)),
             ("DELETE FROM flows WHERE id=?", (flow.id,)),
             *self.webhooks.drop_flow(flow.id),
+            *self.projects.drop_flow(flow.id),
         ]
         await self.store.write(ops, retry=True)
 
@@ -150,6 +154,7 @@ class FlowService:
         if self.leases.expire(self.clock.now()):
             self.work.fire()
         wake = self.items.tick()
+        self.projects.tick()
         at = self.leases.next_expiry()
         return wake if at is None else min(wake, at)
 

@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS flows (
 CREATE TABLE IF NOT EXISTS items (
     id TEXT PRIMARY KEY, flow_id TEXT NOT NULL, body TEXT NOT NULL, created_at {real} NOT NULL,
     state TEXT NOT NULL, started_at {real}, ended_at {real}, reason TEXT,
-    final TEXT, ended_status TEXT);
+    final TEXT, ended_status TEXT, project_id TEXT);
 CREATE INDEX IF NOT EXISTS items_flow ON items(flow_id, created_at);
 CREATE TABLE IF NOT EXISTS votes (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
@@ -55,6 +55,16 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     payload TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, response_status INTEGER,
     last_error TEXT, created_at {real} NOT NULL, delivered_at {real}, next_attempt_at {real});
 CREATE INDEX IF NOT EXISTS deliveries_endpoint ON webhook_deliveries(endpoint_id, created_at);
+CREATE TABLE IF NOT EXISTS projects (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, flow_id TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,
+    live_items INTEGER NOT NULL, created_at {real} NOT NULL, started_at {real}, completed_at {real},
+    active_seconds {real} NOT NULL DEFAULT 0, next_seq BIGINT NOT NULL DEFAULT 0,
+    items_total BIGINT NOT NULL DEFAULT 0, tasks_total BIGINT NOT NULL DEFAULT 0,
+    needed_total BIGINT NOT NULL DEFAULT 0, items_done BIGINT NOT NULL DEFAULT 0,
+    tasks_done BIGINT NOT NULL DEFAULT 0, needed_done BIGINT NOT NULL DEFAULT 0,
+    answers_done BIGINT NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS project_queue (
+    project_id TEXT NOT NULL, seq BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (project_id, seq));
 """
 
 # Columns added since the first release, as in TABLES: (table, column, declaration). A database made before
@@ -70,6 +80,7 @@ ADDED_COLUMNS = [
     # Classify flows' gold answers belong to the item they were asked in: its consensus weighs them.
     ("gold_answers", "item_id", "TEXT"),
     ("validation_sets", "labels", "TEXT NOT NULL DEFAULT '[]'"),
+    ("items", "project_id", "TEXT"),  # the batch project the item was queued by, if any
 ]
 
 BACKFILL = {
@@ -87,6 +98,7 @@ BACKFILL = {
 INDEXES = [
     "CREATE INDEX IF NOT EXISTS items_live ON items(created_at) WHERE final IS NULL",
     "CREATE INDEX IF NOT EXISTS gold_item ON gold_answers(item_id) WHERE item_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS items_project ON items(project_id, id) WHERE project_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS deliveries_pending ON webhook_deliveries(next_attempt_at) WHERE status = 'pending'",
 ]
 
