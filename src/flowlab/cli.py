@@ -1,4 +1,4 @@
-"""The `flowlab` command: serve | crowd | demo | dashboard | keys | annotators | webhooks."""
+"""The `flowlab` command: serve | crowd | demo | dashboard | keys | annotators | webhooks | projects."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flowlab import schemas
+from flowlab.client._projects import progress_line
 
 
 def _db_arg(db: str | None) -> Path | str | None:
@@ -325,6 +326,70 @@ def _webhooks_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _projects_create(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.flow is not None:
+            flow: object = args.flow
+        elif args.instruction is None:
+            raise SystemExit("flowlab projects create: give --flow FLOW_ID, or --instruction (and --kind) to make one")
+        elif args.kind == "classify":
+            if not args.categories:
+                raise SystemExit("flowlab projects create: a classify project needs --categories, e.g. yes,no")
+            n = args.responses or 3
+            flow = client.flow.create_classify_flow(
+                args.name or "batch", args.instruction, args.categories.split(","), n, n
+            )
+        elif args.kind == "rlhf":
+            flow = client.flow.create_rlhf_flow(
+                args.name or "batch", args.instruction, max_response_threshold=args.responses or 3
+            )
+        else:
+            flow = client.flow.create_ranking_flow(args.name or "batch", args.instruction, args.responses or 3)
+        project = client.projects.create(
+            flow, args.data, name=args.name, live_items=args.live_items, per_item=args.per_item, start=not args.paused
+        )
+    print(f"Project {project.id} on flow {project.flow_id}: {progress_line(project.last_status)}")
+    print(f"Follow it with `flowlab projects status {project.id} --watch`.")
+    return 0
+
+
+def _projects_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        projects = client.projects.list()
+    print(f"{'id':22} {'kind':9} {'state':10} {'tasks':>17}  name")
+    for p in projects:
+        s = p.last_status
+        print(f"{s.id:22} {s.kind:9} {s.state:10} {s.tasks_done:>8,}/{s.tasks_total:<8,}  {s.name}")
+    return 0
+
+
+def _projects_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        project = client.projects.get(args.project_id)
+        while True:
+            status = project.get_progress()
+            print(progress_line(status), flush=True)
+            if not args.watch or status.state == "completed":
+                return 0
+            time.sleep(args.every)
+
+
+def _projects_action(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        project = client.projects.get(args.project_id)
+        status = getattr(project, args.action)()
+    print(progress_line(status))
+    return 0
+
+
+def _projects_deliver(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        paths = client.projects.get(args.project_id).save_deliverable(args.out, partial=args.partial)
+    for name, path in paths.items():
+        print(f"{name:18} {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowlab", description="Keep real humans in the RLHF loop.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -443,6 +508,46 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(ht)
     ht.add_argument("webhook_id")
     ht.set_defaults(func=_webhooks_test)
+
+    projects = sub.add_parser("projects", help="batch projects: a dataset labelled through a flow, then delivered")
+    ps = projects.add_subparsers(dest="projects_command", required=True)
+    pc = ps.add_parser("create", help="queue a dataset's rows as a project's tasks and start it")
+    _client_args(pc)
+    pc.add_argument("data", help="a .jsonl, .json, .csv or .tsv file of tasks")
+    pc.add_argument("--flow", default=None, help="the flow to label through (else one is made from --instruction)")
+    pc.add_argument("--instruction", default=None, help="make a flow with this question")
+    pc.add_argument("--kind", choices=("pairwise", "classify", "rlhf"), default="pairwise", help="of the flow made")
+    pc.add_argument("--categories", default=None, help="a classify flow's categories, comma-separated")
+    pc.add_argument("--responses", type=int, default=None, help="answers per task of the flow made (default 3)")
+    pc.add_argument("--name", default=None)
+    pc.add_argument("--live-items", type=int, default=None, help="items of the project live at once")
+    pc.add_argument("--per-item", type=int, default=None, help="classify / RLHF rows grouped into one item")
+    pc.add_argument("--paused", action="store_true", help="queue the tasks but do not start")
+    pc.set_defaults(func=_projects_create)
+    pl = ps.add_parser("list", help="projects with their state and tasks done")
+    _client_args(pl)
+    pl.set_defaults(func=_projects_list)
+    pst = ps.add_parser("status", help="progress: done / total, rate, ETA")
+    _client_args(pst)
+    pst.add_argument("project_id")
+    pst.add_argument("--watch", action="store_true", help="print progress until the project completes")
+    pst.add_argument("--every", type=float, default=2.0, help="seconds between lines with --watch")
+    pst.set_defaults(func=_projects_status)
+    for action, text in (
+        ("start", "start a project made with --paused"),
+        ("pause", "hand out no more of its tasks (those out may still be answered)"),
+        ("resume", "carry on after a pause"),
+    ):
+        pa = ps.add_parser(action, help=text)
+        _client_args(pa)
+        pa.add_argument("project_id")
+        pa.set_defaults(func=_projects_action, action=action)
+    pd = ps.add_parser("deliver", help="write the deliverable: every format of the kind as JSONL, and a manifest")
+    _client_args(pd)
+    pd.add_argument("project_id")
+    pd.add_argument("--out", required=True, help="the folder to write to")
+    pd.add_argument("--partial", action="store_true", help="before it completes: the tasks done so far")
+    pd.set_defaults(func=_projects_deliver)
     return parser
 
 

@@ -336,11 +336,22 @@ def as_datasets(tables: Mapping[str, list[dict[str, Any]]], fmt: str | None) -> 
         import datasets
     except ImportError:
         raise ImportError("to_dataset() needs Hugging Face datasets: pip install datasets") from None
-    if fmt is not None:
-        if fmt not in tables:
-            raise ValidationError(422, f"format is one of {sorted(tables)}; got {fmt!r}.", field="format")
-        return datasets.Dataset.from_list(tables[fmt])
-    return datasets.DatasetDict({name: datasets.Dataset.from_list(rows) for name, rows in tables.items() if rows})
+    if fmt is not None and fmt not in tables:
+        raise ValidationError(422, f"format is one of {sorted(tables)}; got {fmt!r}.", field="format")
+    made = {name: _dataset(datasets, rows) for name, rows in tables.items() if name == fmt or (fmt is None and rows)}
+    return made[fmt] if fmt is not None else datasets.DatasetDict(made)
+
+
+def _dataset(datasets: Any, rows: list[dict[str, Any]]) -> Any:
+    """A table as a Dataset. Arrow columns hold one type; where nested values mix types (the seed-001
+    records, whose annotation values are numbers or text), the nested columns are carried as JSON text."""
+    try:
+        return datasets.Dataset.from_list(rows)
+    except (TypeError, ValueError):  # pyarrow's ArrowInvalid and ArrowTypeError are ValueError and TypeError
+        nested = {k for row in rows for k, v in row.items() if isinstance(v, dict | list)}
+        return datasets.Dataset.from_list(
+            [{k: json.dumps(v) if k in nested else v for k, v in row.items()} for row in rows]
+        )
 
 
 def progress_line(s: schemas.ProjectStatus) -> str:
