@@ -69,7 +69,7 @@ def main() -> None:
         t2 = time.perf_counter()
         paths = project.save_deliverable(work / "deliverable")
         t_deliver = time.perf_counter() - t2
-        counts = {name: sum(1 for _ in open(p)) for name, p in paths.items() if name != "manifest"}
+        counts = {name: len(p.read_text().splitlines()) for name, p in paths.items() if name != "manifest"}
         votes_db = server.db_votes()
     total = t_upload + t_label + t_deliver
     ok = status.state == "completed" and counts["tasks"] == TASKS and counts["votes"] == TASKS * VOTES_PER_TASK

@@ -208,7 +208,7 @@ def test_bad_datasets_are_refused_with_the_row_named(researcher: Client, tmp_pat
     with pytest.raises(ValidationError, match=r"row 3 of bad\.jsonl: a pair task has columns a and b"):
         researcher.projects.create(flow, write_jsonl(tmp_path / "bad.jsonl", rows))
     (tmp_path / "broken.jsonl").write_text('{"a": "x", "b": "y"}\n{"a": \n')
-    with pytest.raises(ValidationError, match="Line 2 of broken.jsonl is not JSON"):
+    with pytest.raises(ValidationError, match=r"Line 2 of broken\.jsonl is not JSON"):
         researcher.projects.create(flow, tmp_path / "broken.jsonl")
     with pytest.raises(ValidationError, match="holds no rows"):
         researcher.projects.create(flow, [])
