@@ -284,3 +284,48 @@ def test_projects_on_postgresql_from_the_async_client(pg_dsn: str, tmp_path: Pat
     finally:
         server.stop()
     assert [t["winner"] for t in tables["tasks"]] == ["b"] * 15 and len(tables["votes"]) == 15
+
+
+def test_project_monitor_widget_and_dashboard_follow_and_pause(researcher: Client) -> None:
+    pytest.importorskip("ipywidgets", reason="the workbench needs the lab extra: pip install 'flowlab[lab]'")
+    pytest.importorskip("panel")
+    import asyncio
+
+    from flowlab_widgets import ProjectMonitor
+    from flowlab_widgets.dashboard import Dashboard
+
+    from .test_widgets import in_fresh_thread, wait_until
+
+    flow = researcher.flow.create_ranking_flow("widget project", "Which?", max_response_threshold=1)
+    project = researcher.projects.create(flow, pair_rows(20), live_items=4)
+    monitor = ProjectMonitor(project, live=False)
+    try:
+        assert monitor.bar.max == 20 and monitor.bar.value == 0
+        assert "0 / 20</span> tasks" in monitor.stats.value and not monitor.pause_button.disabled
+        monitor.pause_button.click()
+        assert monitor.status.state == "paused" and monitor.resume_button.disabled is False
+        assert project.get_status() == "paused"
+
+        async def look() -> Dashboard:
+            board = Dashboard(researcher.url, researcher.api_key, flow_id=flow.id)
+            await board.refresh()
+            board.project_select.value = project.id
+            await board.refresh()
+            assert not board.resume_button.disabled and board.pause_button.disabled
+            await board._project_action("resume")
+            await board.client.aclose()
+            return board
+
+        board = in_fresh_thread(lambda: asyncio.run(look()))
+        assert f'data-project="{project.id}"' in board.projects_table.object
+        assert project.get_status() == "running"  # the dashboard's Resume resumed it
+    finally:
+        monitor.close()
+    live = in_fresh_thread(lambda: ProjectMonitor(project, poll_interval=0.1))  # no event loop: a polling thread
+    try:
+        with crowd(researcher):
+            assert wait_until(lambda: live.status is not None and live.status.state == "completed", timeout=30)
+        assert live.bar.value == live.bar.max == 20 and live.bar.bar_style == "success"
+        assert "20 / 20</span> tasks" in live.stats.value and live.pause_button.disabled
+    finally:
+        live.close()

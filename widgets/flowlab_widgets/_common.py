@@ -139,3 +139,10 @@ def badge(state: str) -> str:
         f'<span class="flowlab-state" data-state="{esc(state)}" style="background:{color};color:white;'
         f'padding:1px 7px;border-radius:9px;font-size:90%">{esc(state)}</span>'
     )
+
+
+def live_badge(mode: str) -> str:
+    """How a live view is kept fresh, as a small coloured label."""
+    text = {"sse": "live (SSE)", "polling": "live (polling)", "thread": "live (polling thread)", "off": "not live"}
+    color = "#15803d" if mode != "off" else "#666"
+    return f'<span class="flowlab-live" style="color:{color}">● {text[mode]}</span>'

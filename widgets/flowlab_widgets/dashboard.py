@@ -78,6 +78,14 @@ class Dashboard:
         self.save_button = pn.widgets.Button(label="Update instruction", color="primary")
         self.save_button.on_click(self._on_save)
         self.message = pn.pane.HTML("", sizing_mode="stretch_width")
+        # Batch projects: every project of the key, with progress; the chosen one can be paused and resumed.
+        self.projects_table = pn.pane.HTML("", sizing_mode="stretch_width", stylesheets=[_CSS])
+        self.project_select = pn.widgets.Select(label="Batch project", options={}, sizing_mode="stretch_width")
+        self.pause_button = pn.widgets.Button(label="Pause", disabled=True)
+        self.resume_button = pn.widgets.Button(label="Resume", disabled=True)
+        self.pause_button.on_click(lambda _e: self._project_action("pause"))
+        self.resume_button.on_click(lambda _e: self._project_action("resume"))
+        self._projects: list[Any] = []
 
         self.progress = ItemProgressChart(sizing_mode="stretch_width", height=240)
         self.throughput = ThroughputChart(sizing_mode="stretch_width", height=240)
@@ -116,10 +124,13 @@ class Dashboard:
             self.instruction,
             self.save_button,
             self.message,
+            self.project_select,
+            pn.Row(self.pause_button, self.resume_button),
             width=330,
         )
         main = pn.Column(
             self.header,
+            self.projects_table,
             pn.Row(self.item_select, self.counts, sizing_mode="stretch_width"),
             self.items_table,
             pn.Row(
@@ -158,6 +169,7 @@ class Dashboard:
             self.ticks += 1
 
     async def _refresh(self) -> None:
+        await self._refresh_projects()
         if self.ticks % 5 == 0 or not self.flow_select.options:
             await self._refresh_flows()
         # With no flow to edit, the editor offers nothing to click.
@@ -220,6 +232,49 @@ class Dashboard:
                 self.flow_select.value = self.flow_id
         finally:
             self._updating_options = False
+
+    async def _refresh_projects(self) -> None:
+        self._projects = [p.last_status for p in await self.client.projects.list()]
+        self._show_projects(self._projects)
+
+    def _show_projects(self, projects: list[Any]) -> None:
+        rows = []
+        for p in sorted(projects, key=lambda p: -p.created_at)[:10]:
+            frac = p.answers_done / p.answers_needed if p.answers_needed else 0.0
+            color = {"completed": "#2ca02c", "paused": "#bcbd22"}.get(p.state, "#1f77b4")
+            rate = "–" if p.rate is None else f"{p.rate:,.1f}/s"
+            eta = "–" if p.eta_seconds is None else fmt_seconds(p.eta_seconds)
+            rows.append(
+                f'<tr data-project="{esc(p.id)}"><td>{esc(p.name)}</td><td>{esc(p.kind)}</td>'
+                f'<td class="flowlab-project-state">{esc(p.state)}</td>'
+                f"<td>{p.tasks_done:,} / {p.tasks_total:,}</td>"
+                f'<td><div class="flowlab-bar"><div style="width:{frac * 100:.0f}%;background:{color}">'
+                "</div></div></td>"
+                f"<td>{rate}</td><td>{eta}</td></tr>"
+            )
+        self.projects_table.object = (
+            '<b>Batch projects</b><table class="flowlab-items"><tr><th>project</th><th>kind</th><th>state</th>'
+            "<th>tasks done</th><th>answers</th><th>rate</th><th>ETA</th></tr>" + "".join(rows) + "</table>"
+            if rows
+            else ""
+        )
+        options = {f"{p.name} · {p.state}": p.id for p in projects}
+        if self.project_select.options != options:
+            self.project_select.options = options
+        chosen = next((p for p in projects if p.id == self.project_select.value), None)
+        self.pause_button.disabled = chosen is None or chosen.state != "running"
+        self.resume_button.disabled = chosen is None or chosen.state != "paused"
+
+    async def _project_action(self, action: str) -> None:
+        if self.project_select.value is None:
+            return
+        try:
+            project = await self.client.projects.get(self.project_select.value)
+            await getattr(project, action)()
+        except FlowlabError as exc:
+            self.message.object = f'<span style="color:#b91c1c">{esc(exc)}</span>'
+            return
+        await self._refresh_projects()
 
     def _pick_item(self, items: list[Any]) -> Any:
         if not items:

@@ -12,7 +12,16 @@ import ipywidgets as widgets
 import pandas as pd
 
 from flowlab import AsyncClient, FlowItem, FlowlabError, NotFound
-from flowlab_widgets._common import badge, bokeh_widget, client_for, connection_of, esc, fmt_seconds, state_name
+from flowlab_widgets._common import (
+    badge,
+    bokeh_widget,
+    client_for,
+    connection_of,
+    esc,
+    fmt_seconds,
+    live_badge,
+    state_name,
+)
 from flowlab_widgets.figures import LabelDistributionChart, RankingChart, RlhfCharts, WinLossHeatmap, ranking_rows
 from flowlab_widgets.live import LiveUpdates, Mode
 
@@ -381,11 +390,7 @@ class FlowMonitor(widgets.VBox):
         return expired
 
     def _show_mode(self, mode: Mode) -> None:
-        text = {"sse": "live (SSE)", "polling": "live (polling)", "thread": "live (polling thread)", "off": "not live"}[
-            mode
-        ]
-        color = "#15803d" if mode != "off" else "#666"
-        self.live_status.value = f'<span class="flowlab-live" style="color:{color}">● {text}</span>'
+        self.live_status.value = live_badge(mode)
 
     async def wait_for(self, predicate: Callable[[FlowMonitor], bool], timeout: float = 30.0) -> bool:
         """Await until `predicate(monitor)` holds (the live refresher keeps running meanwhile)."""

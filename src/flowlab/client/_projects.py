@@ -28,6 +28,7 @@ from flowlab import schemas
 from flowlab.client import _core as core
 from flowlab.client._core import Call, Op, decode
 from flowlab.client._errors import Conflict, ValidationError
+from flowlab.client._flows import _Bound
 from flowlab.formats._deliverable import FORMATS, ExportedItem, deliverable, typed
 
 if TYPE_CHECKING:
@@ -383,7 +384,7 @@ def _prepare(flow: Any, data: Any, per_item: int | None) -> tuple[list[dict[str,
     return rows, source
 
 
-class _ProjectBase:
+class _ProjectBase(_Bound):
     def __init__(self, transport: Any, status: schemas.ProjectStatus) -> None:
         self._transport = transport
         self.last_status = status
