@@ -39,6 +39,9 @@ PROJECT_TTL = 365 * 24 * 3600.0  # a project's items run until answered; a year 
 DEFAULT_LIVE_ITEMS = {"pairwise": 200, "classify": 10, "rlhf": 10}
 MAX_ITEMS = 1_000_000  # item ids carry a 7-digit sequence number, so listing by id is dataset order
 ADMIT_BATCH = 200
+# The window refills once a twentieth of it has ended, so items are admitted in batches (one read and one
+# commit for many), not one transaction per item that ends.
+REFILL_SHARE = 0.05
 RATE_WINDOW = 60.0  # seconds of running that the rate is measured over
 EXPORT_PAGE = 200
 
@@ -141,8 +144,7 @@ class Projects:
             if project.state != "running":
                 continue
             self._sample(project, now)
-            room = project.queued and len(project.live) < project.live_items
-            if room or (not project.queued and not project.live):
+            if _wants_refill(project) or (not project.queued and not project.live):
                 self._advance_soon(project)
 
     # ------------------------------------------------------------ the researcher's calls
@@ -393,7 +395,8 @@ class Projects:
         project.tasks_done += tasks_in(item.config, len(item.datapoints))
         project.needed_done += answers_needed(item.config, len(item.datapoints))
         project.answers_done += item.response_count
-        self._advance_soon(project)
+        if _wants_refill(project) or not project.live:
+            self._advance_soon(project)
 
     def _advance_soon(self, project: Project) -> None:
         if project.advancing or project.id not in self.projects:
@@ -499,6 +502,11 @@ class Projects:
             return max(done - done0, 0) / (now - t0)
         seconds = project.running_seconds(now)
         return done / seconds if seconds > 0 and done else None
+
+
+def _wants_refill(project: Project) -> bool:
+    ended = project.live_items - len(project.live)
+    return bool(project.queued) and ended >= max(1, round(project.live_items * REFILL_SHARE))
 
 
 def _item_id(project: Project, seq: int) -> str:
