@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flowlab import Client, Conflict, ValidationError, verify_webhook
+from flowlab import Client, Conflict, NotFound, ValidationError, verify_webhook
 from flowlab.crowd import SimulatedCrowd
 
 from .conftest import ServerProcess
@@ -216,6 +216,7 @@ def test_bad_datasets_are_refused_with_the_row_named(researcher: Client, tmp_pat
         researcher.projects.create(flow, write_jsonl(tmp_path / "rows.txt", pair_rows(1)))
     with pytest.raises(ValidationError, match="datapoints"):  # the server checks each item against the flow
         researcher.projects.create(flow, [{"datapoints": ["only one"]}, {"a": "x", "b": "y"}])
+    assert researcher.projects.list() == []  # a project whose rows were refused is not left behind
 
     project = researcher.projects.create(flow, pair_rows(2))
     with pytest.raises(Conflict, match="partial=True"):
@@ -226,6 +227,24 @@ def test_bad_datasets_are_refused_with_the_row_named(researcher: Client, tmp_pat
     other = researcher.flow.create_classify_flow("other", "?", ["x", "y"])
     with pytest.raises(ValidationError, match="text, url, path"):
         researcher.projects.create(other, [{"body": "no datapoint column"}])
+
+
+def test_deleting_a_project_drops_its_queue_and_stops_its_live_items(researcher: Client) -> None:
+    flow = researcher.flow.create_ranking_flow("deleted", "Which?", max_response_threshold=1)
+    project = researcher.projects.create(flow, pair_rows(10), live_items=3)
+    deadline = time.monotonic() + 10
+    while project.get_progress().items_live < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the window fills just after the start
+    assert project.last_status.items_live == 3 and project.last_status.items_queued == 7
+    project.delete()
+    with pytest.raises(NotFound):
+        project.get_progress()
+    items = flow.get_flow_items(amount=None)
+    assert len(items) == 3 and all(i.last_status.state.value == "Stopped" for i in items)
+    assert "its batch project was deleted" in (items[0].last_status.reason or "")
+    with crowd(researcher) as c:
+        time.sleep(0.5)
+    assert c.stats.votes == 0  # nothing of it is served any more
 
 
 def _more_tasks(project_id: str):  # type: ignore[no-untyped-def]

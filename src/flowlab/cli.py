@@ -377,6 +377,10 @@ def _projects_status(args: argparse.Namespace) -> int:
 def _projects_action(args: argparse.Namespace) -> int:
     with _client(args) as client:
         project = client.projects.get(args.project_id)
+        if args.action == "delete":
+            project.delete()
+            print(f"Deleted {project.id}: its queue is gone and its live items stopped.")
+            return 0
         status = getattr(project, args.action)()
     print(progress_line(status))
     return 0
@@ -537,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("start", "start a project made with --paused"),
         ("pause", "hand out no more of its tasks (those out may still be answered)"),
         ("resume", "carry on after a pause"),
+        ("delete", "drop its queued tasks and stop its live items (they stay in the flow)"),
     ):
         pa = ps.add_parser(action, help=text)
         _client_args(pa)

@@ -263,6 +263,23 @@ def project_call(project_id: str, action: str = "") -> Op[schemas.ProjectStatus]
     return decode(resp.content, schemas.ProjectStatus)
 
 
+def delete_project(project_id: str) -> Op[None]:
+    yield Call("DELETE", f"/v1/projects/{project_id}")
+
+
+def create_and_upload(
+    flow_id: str, name: str, live_items: int | None, items: Iterable[Op[Any]]
+) -> Op[schemas.ProjectStatus]:
+    """Make the project and queue its items; if a row is refused, the half-uploaded project is deleted."""
+    status = yield from create_project(flow_id, name, live_items)
+    try:
+        status = (yield from upload(status.id, items)) or status
+    except Exception:
+        yield from delete_project(status.id)
+        raise
+    return status
+
+
 def list_projects() -> Op[list[schemas.ProjectStatus]]:
     resp = yield Call("GET", "/v1/projects")
     return decode(resp.content, list[schemas.ProjectStatus])
@@ -439,6 +456,10 @@ class Project(_ProjectBase):
     def resume(self) -> schemas.ProjectStatus:
         return self._call("resume")
 
+    def delete(self) -> None:
+        """Drop the project's queued tasks and stop its live items (they stay in the flow, with their answers)."""
+        self._transport.run(delete_project(self.id))
+
     def wait(self, timeout: float | None = None) -> schemas.ProjectStatus:
         """Block until the project completes (or `timeout` seconds pass); its status."""
         self.last_status = self._transport.run(wait_project(self.id, timeout))
@@ -486,8 +507,7 @@ class ProjectsAPI:
         config = flow.config if hasattr(flow, "config") else self._transport.run(core.get_flow(str(flow)))
         rows, source = _prepare(config, data, per_item)
         items = project_items(config.kind, rows, source, per_item)
-        status = self._transport.run(create_project(config.id, name or f"{config.name} batch", live_items))
-        status = self._transport.run(upload(status.id, items)) or status
+        status = self._transport.run(create_and_upload(config.id, name or f"{config.name} batch", live_items, items))
         project = Project(self._transport, status)
         if start:
             project.start()
@@ -521,6 +541,9 @@ class AsyncProject(_ProjectBase):
 
     async def resume(self) -> schemas.ProjectStatus:
         return await self._call("resume")
+
+    async def delete(self) -> None:
+        await self._transport.run(delete_project(self.id))
 
     async def wait(self, timeout: float | None = None) -> schemas.ProjectStatus:
         self.last_status = await self._transport.run(wait_project(self.id, timeout))
@@ -558,8 +581,9 @@ class AsyncProjectsAPI:
         config = flow.config if hasattr(flow, "config") else await self._transport.run(core.get_flow(str(flow)))
         rows, source = _prepare(config, data, per_item)
         items = project_items(config.kind, rows, source, per_item)
-        status = await self._transport.run(create_project(config.id, name or f"{config.name} batch", live_items))
-        status = await self._transport.run(upload(status.id, items)) or status
+        status = await self._transport.run(
+            create_and_upload(config.id, name or f"{config.name} batch", live_items, items)
+        )
         project = AsyncProject(self._transport, status)
         if start:
             await project.start()

@@ -395,6 +395,7 @@ class SimulatedCrowd:
             else:
                 r.raise_for_status()
                 self._details[item_id] = msgspec.json.decode(r.content, type=schemas.ItemDetail).datapoints
+            _forget_oldest(self._details)
         return self._details[item_id]
 
     async def _item_scores(self, http: httpx.AsyncClient, item_id: str) -> list[float] | None:
@@ -407,6 +408,7 @@ class SimulatedCrowd:
             detail = msgspec.json.decode(r.content, type=schemas.ItemDetail)
             scores = [true_score(d.private_metadata, datapoint_content(d)) for d in detail.datapoints]
         self._scores[item_id] = scores
+        _forget_oldest(self._scores)
         return scores
 
     async def _gold_labels(self, http: httpx.AsyncClient, flow_id: str) -> dict[str, list[str]]:
@@ -444,6 +446,14 @@ class SimulatedCrowd:
         if not known or task.b is None:
             return None
         return known.get((_view_content(task.a), _view_content(task.b)))
+
+
+CACHED_ITEMS = 4096  # items whose detail the crowd remembers: a long batch project must not grow its memory
+
+
+def _forget_oldest(cache: dict[str, Any]) -> None:
+    while len(cache) > CACHED_ITEMS:
+        del cache[next(iter(cache))]
 
 
 def _answer_body(choice: str | dict[str, Any], *, fetch_next: bool = False) -> dict[str, Any]:

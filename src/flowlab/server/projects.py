@@ -20,6 +20,7 @@ from collections import deque
 import msgspec
 
 from flowlab import schemas
+from flowlab.server import lifecycle
 from flowlab.server.auth import Principal
 from flowlab.server.clock import Clock
 from flowlab.server.errors import Conflict, Invalid, NotFound
@@ -359,6 +360,29 @@ class Projects:
             )
             out.append(schemas.ProjectExportItem(detail, record.results, kind.votes(answers[r["id"]])))
         return schemas.ProjectExportPage(project=self.status(project), items=out, next=rows[-1]["id"] if more else None)
+
+    async def delete(self, who: Principal, project_id: str) -> None:
+        """Forget a project: its queue goes, its live items stop (they stay in the flow's history, as stopped
+        items with their answers), and what it already delivered stays in the flow."""
+        project = self.get(who, project_id)
+        del self.projects[project.id]
+        now, reason = self.clock.now(), "its batch project was deleted"
+        stopping = [i for i in project.live.values() if not lifecycle.is_terminal(i.state)]
+        await self.store.write(
+            [
+                ("DELETE FROM project_queue WHERE project_id=?", (project.id,)),
+                ("DELETE FROM projects WHERE id=?", (project.id,)),
+                *(
+                    ("UPDATE items SET state='Stopped', ended_at=?, reason=? WHERE id=?", (now, reason, i.id))
+                    for i in stopping
+                ),
+            ],
+            retry=True,
+        )
+        for item in stopping:
+            if not lifecycle.is_terminal(item.state):
+                self.items.set_state(item, "Stopped", now, reason=reason)
+        self._changed(project)
 
     def drop_flow(self, flow_id: str) -> list[Op]:
         """A deleted flow takes its projects and their queues with it."""

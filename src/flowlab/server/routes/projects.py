@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import Request, get, post
+from litestar import Request, delete, get, post
 
 from flowlab import schemas
 from flowlab.server.routes import researcher
@@ -72,7 +72,15 @@ async def export_project(
     return await service.projects.export(who, project_id, after, limit)
 
 
+@delete("/v1/projects/{project_id:str}", status_code=204)
+async def delete_project(request: Request, project_id: str) -> None:
+    """Drop the project's queue and stop its live items; what it already delivered stays in its flow."""
+    service, who = researcher(request)
+    await service.projects.delete(who, project_id)
+
+
 handlers = [
+    delete_project,
     create_project,
     list_projects,
     project_status,
