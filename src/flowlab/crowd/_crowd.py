@@ -186,7 +186,7 @@ class SimulatedCrowd:
 
     async def arun(self, stop: asyncio.Event, *, ready: threading.Event | None = None) -> None:
         """Run every annotator on the current event loop until `stop` is set."""
-        limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)  # sign-up and the oracle's lookups
+        limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)  # sign-up
         async with httpx.AsyncClient(base_url=self.url, limits=limits, timeout=30.0) as http:
             research = {"Authorization": f"Bearer {self.api_key}"}
             for p in self.profiles:
@@ -197,7 +197,7 @@ class SimulatedCrowd:
                     p.token, p.id = made.token, made.id
             if ready is not None:
                 ready.set()
-            workers = [asyncio.create_task(self._annotate(http, p, stop)) for p in self.profiles]
+            workers = [asyncio.create_task(self._annotate(p, stop)) for p in self.profiles]
             await stop.wait()
             for w in workers:
                 w.cancel()
@@ -207,22 +207,23 @@ class SimulatedCrowd:
 
     # ------------------------------------------------------------ one annotator
 
-    async def _annotate(self, http: httpx.AsyncClient, p: AnnotatorProfile, stop: asyncio.Event) -> None:
+    async def _annotate(self, p: AnnotatorProfile, stop: asyncio.Event) -> None:
         # Each person has a connection of their own, as a browser would, and a lean one: a shared pool scanned
         # every connection on every request (250 votes/s), a general-purpose client per person cost the crowd
         # most of a core at 850 votes/s.
         if self._tls is None:  # made once: loading the CA bundle costs ~30 ms a client
             self._tls = ssl.create_default_context()
         own = KeepAliveHTTP(self.url, p.token, tls=self._tls)
+        # The oracle's lookups (true scores, gold) go with the researcher's key over a lean connection too.
+        oracle = KeepAliveHTTP(self.url, self.api_key or "", tls=self._tls)
         try:
-            await self._work(own, http, p, stop)
+            await self._work(own, oracle, p, stop)
         finally:
             own.close()
+            oracle.close()
 
-    async def _work(
-        self, own: KeepAliveHTTP, http: httpx.AsyncClient, p: AnnotatorProfile, stop: asyncio.Event
-    ) -> None:
-        """One annotator's loop: tasks over `own` connection, the oracle's lookups over the shared `http`."""
+    async def _work(self, own: KeepAliveHTTP, oracle: KeepAliveHTTP, p: AnnotatorProfile, stop: asyncio.Event) -> None:
+        """One annotator's loop: tasks over `own` connection, the oracle's lookups over `oracle`."""
         rng = random.Random(self.rng.random())
         # Stagger the start so the crowd does not arrive in lockstep.
         await asyncio.sleep(rng.random() * min(p.mean_seconds, 1.0))
@@ -230,7 +231,7 @@ class SimulatedCrowd:
         while not stop.is_set():
             try:
                 if self.bulk:
-                    await self._bulk_round(own, http, p, rng)
+                    await self._bulk_round(own, oracle, p, rng)
                     continue
                 if not pending:
                     r = await own.post("/v1/tasks/next", _NEXT_BODY)
@@ -242,7 +243,7 @@ class SimulatedCrowd:
                     pending.append(_task_decoder.decode(r.body))
                 task = pending.pop()
                 started = time.monotonic()
-                choice = await self._choose_or_skip(http, p, task, rng)
+                choice = await self._choose_or_skip(oracle, p, task, rng)
                 think = self._think_time(p, rng) - (time.monotonic() - started)
                 if think > 0:
                     await asyncio.sleep(think)
@@ -270,7 +271,7 @@ class SimulatedCrowd:
                 await asyncio.sleep(0.2)
 
     async def _bulk_round(
-        self, own: KeepAliveHTTP, http: httpx.AsyncClient, p: AnnotatorProfile, rng: random.Random
+        self, own: KeepAliveHTTP, oracle: KeepAliveHTTP, p: AnnotatorProfile, rng: random.Random
     ) -> None:
         r = await own.post("/v1/tasks/next-batch", _encode({"n": self.batch_size, "wait": 2.0}))
         _raise_for_status(r)
@@ -280,7 +281,7 @@ class SimulatedCrowd:
             return
         answers = []
         for t in batch.tasks:
-            choice = await self._choose_or_skip(http, p, t, rng)
+            choice = await self._choose_or_skip(oracle, p, t, rng)
             if isinstance(choice, dict):  # an RLHF annotation goes by the single-answer route
                 r = await own.post(f"/v1/tasks/{t.task_id}/answer", _encode(_answer_body(choice)))
                 if r.status == 200:
@@ -322,27 +323,27 @@ class SimulatedCrowd:
     # ------------------------------------------------------------ the oracle
 
     async def _choose_or_skip(
-        self, http: httpx.AsyncClient, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
+        self, oracle: KeepAliveHTTP, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
     ) -> str | dict[str, Any]:
         try:
-            return await self._choose(http, p, task, rng)
-        except httpx.HTTPError:
+            return await self._choose(oracle, p, task, rng)
+        except WireError:
             return "skip"  # a task once taken is always answered or handed back, never dropped
 
     async def _choose(
-        self, http: httpx.AsyncClient, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
+        self, oracle: KeepAliveHTTP, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
     ) -> str | dict[str, Any]:
         if task.kind == "classify":
-            return await self._classify(http, p, task, rng)
+            return await self._classify(oracle, p, task, rng)
         if task.kind == "rlhf":
-            return await self._rlhf(http, p, task, rng)
+            return await self._rlhf(oracle, p, task, rng)
         assert task.b is not None
         if p.spammer or rng.random() > p.accuracy:
             return rng.choice(("a", "b", "tie") if task.allow_ties else ("a", "b"))
-        gold = await self._gold_answer(http, task)
+        gold = await self._gold_answer(oracle, task)
         if gold is not None:
             return gold
-        scores = await self._item_scores(http, task.item_id)
+        scores = await self._item_scores(oracle, task.item_id)
         if scores is not None and 0 <= task.a.ref < len(scores) and 0 <= task.b.ref < len(scores):
             sa, sb = scores[task.a.ref], scores[task.b.ref]
         else:  # another researcher's item: this key cannot read its metadata, so judge by content
@@ -350,15 +351,15 @@ class SimulatedCrowd:
         return "a" if rng.random() < prefer_probability(sa, sb) else "b"
 
     async def _classify(
-        self, http: httpx.AsyncClient, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
+        self, oracle: KeepAliveHTTP, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
     ) -> str:
         """The true category with the annotator's accuracy, else one of the others at random (so a crowd at
         80 % accuracy answers right 80 % of the time); spammers pick any category."""
         values = [c.value for c in task.categories or []]
         if p.spammer:
             return rng.choice(values)
-        gold = await self._gold_labels(http, task.flow_id)
-        details = await self._item_detail(http, task.item_id)
+        gold = await self._gold_labels(oracle, task.flow_id)
+        details = await self._item_detail(oracle, task.item_id)
         if _view_content(task.a) in gold:  # a gold question: the set says what is right (by value or label)
             truths = gold[_view_content(task.a)]
             truth = next(c.value for c in task.categories or [] if c.value in truths or c.label in truths)
@@ -372,13 +373,13 @@ class SimulatedCrowd:
         return rng.choice([v for v in values if v != truth] or values)
 
     async def _rlhf(
-        self, http: httpx.AsyncClient, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
+        self, oracle: KeepAliveHTTP, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
     ) -> dict[str, Any]:
         """The `rlhf` body of an answer, from the true scores of the responses shown (found by content in the
         item's detail; another researcher's item is judged by content alone)."""
         assert task.rlhf is not None
         dims = task.rlhf.spec.dimensions
-        details = await self._item_detail(http, task.item_id)
+        details = await self._item_detail(oracle, task.item_id)
         given: list[schemas.Response] = []
         if details is not None and 0 <= task.a.ref < len(details):
             given = details[task.a.ref].responses or []
@@ -387,58 +388,45 @@ class SimulatedCrowd:
         scores = [response_scores(r, dims) for r in shown]
         return annotate(task.rlhf, scores, p.accuracy, p.spammer, rng)
 
-    async def _item_detail(self, http: httpx.AsyncClient, item_id: str) -> list[schemas.Datapoint] | None:
+    async def _lookup(self, oracle: KeepAliveHTTP, path: str, type: Any) -> Any:
+        """A researcher read for the oracle, decoded; None when the key may not read it (another's flow)."""
+        r = await oracle.get(path)
+        if r.status == 404:
+            return None
+        _raise_for_status(r)
+        return msgspec.json.decode(r.body, type=type)
+
+    async def _item_detail(self, oracle: KeepAliveHTTP, item_id: str) -> list[schemas.Datapoint] | None:
         if item_id not in self._details:
-            r = await http.get(f"/v1/items/{item_id}/detail", headers={"Authorization": f"Bearer {self.api_key}"})
-            if r.status_code == 404:
-                self._details[item_id] = None
-            else:
-                r.raise_for_status()
-                self._details[item_id] = msgspec.json.decode(r.content, type=schemas.ItemDetail).datapoints
+            detail = await self._lookup(oracle, f"/v1/items/{item_id}/detail", schemas.ItemDetail)
+            self._details[item_id] = None if detail is None else detail.datapoints
             _forget_oldest(self._details)
         return self._details[item_id]
 
-    async def _item_scores(self, http: httpx.AsyncClient, item_id: str) -> list[float] | None:
-        if item_id in self._scores:
-            return self._scores[item_id]
-        scores = None
-        r = await http.get(f"/v1/items/{item_id}/detail", headers={"Authorization": f"Bearer {self.api_key}"})
-        if r.status_code != 404:
-            r.raise_for_status()
-            detail = msgspec.json.decode(r.content, type=schemas.ItemDetail)
-            scores = [true_score(d.private_metadata, datapoint_content(d)) for d in detail.datapoints]
-        self._scores[item_id] = scores
-        _forget_oldest(self._scores)
-        return scores
+    async def _item_scores(self, oracle: KeepAliveHTTP, item_id: str) -> list[float] | None:
+        if item_id not in self._scores:
+            details = await self._item_detail(oracle, item_id)
+            self._scores[item_id] = (
+                None if details is None else [true_score(d.private_metadata, datapoint_content(d)) for d in details]
+            )
+            _forget_oldest(self._scores)
+        return self._scores[item_id]
 
-    async def _gold_labels(self, http: httpx.AsyncClient, flow_id: str) -> dict[str, list[str]]:
+    async def _gold_labels(self, oracle: KeepAliveHTTP, flow_id: str) -> dict[str, list[str]]:
         """Content -> its right answers, for the gold labels of a classify flow (empty for another's flow)."""
         known = self._gold_labels_of.get(flow_id)
         if known is None:
-            r = await http.get(
-                f"/v1/flows/{flow_id}/validation-labels", headers={"Authorization": f"Bearer {self.api_key}"}
-            )
-            labels = (
-                []
-                if r.status_code == 404
-                else msgspec.json.decode(r.raise_for_status().content, type=list[schemas.ValidationLabel])
-            )
+            path = f"/v1/flows/{flow_id}/validation-labels"
+            labels = await self._lookup(oracle, path, list[schemas.ValidationLabel]) or []
             known = self._gold_labels_of[flow_id] = {_gold_content(g.datapoint): g.truths for g in labels}
         return known
 
-    async def _gold_answer(self, http: httpx.AsyncClient, task: schemas.Task) -> str | None:
+    async def _gold_answer(self, oracle: KeepAliveHTTP, task: schemas.Task) -> str | None:
         known = self._gold.get(task.flow_id)
         if known is None:
-            r = await http.get(
-                f"/v1/flows/{task.flow_id}/validation-pairs", headers={"Authorization": f"Bearer {self.api_key}"}
-            )
+            path = f"/v1/flows/{task.flow_id}/validation-pairs"
             known = {}
-            pairs = (
-                []
-                if r.status_code == 404
-                else msgspec.json.decode(r.raise_for_status().content, type=list[schemas.ValidationPair])
-            )
-            for pair in pairs:
+            for pair in await self._lookup(oracle, path, list[schemas.ValidationPair]) or []:
                 a, b = _gold_content(pair.a), _gold_content(pair.b)
                 known[(a, b)] = pair.answer
                 known[(b, a)] = {"a": "b", "b": "a"}.get(pair.answer, pair.answer)

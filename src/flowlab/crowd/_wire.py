@@ -62,24 +62,30 @@ class KeepAliveHTTP:
 
     async def post(self, path: str, body: bytes) -> WireResponse:
         """POST `body` (JSON) to `path`; a connection the server closed meanwhile is reopened once."""
+        return await self._request(b"POST", path, body)
+
+    async def get(self, path: str) -> WireResponse:
+        return await self._request(b"GET", path, b"")
+
+    async def _request(self, method: bytes, path: str, body: bytes) -> WireResponse:
         for attempt in (0, 1):
             fresh = self._writer is None
             try:
                 await self.connect()
-                return await asyncio.wait_for(self._exchange(path, body), self.timeout)
+                return await asyncio.wait_for(self._exchange(method, path, body), self.timeout)
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError) as exc:
                 self.close()
                 # A kept-alive connection may have been closed by the server between requests: retry once on a
                 # new one. A failure on a fresh connection is the server's answer.
                 if fresh or attempt == 1:
-                    raise WireError(f"POST {path}: {type(exc).__name__}: {exc}") from exc
+                    raise WireError(f"{method.decode()} {path}: {type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _exchange(self, path: str, body: bytes) -> WireResponse:
+    async def _exchange(self, method: bytes, path: str, body: bytes) -> WireResponse:
         assert self._reader is not None and self._writer is not None
         self._writer.write(
-            b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n%s"
-            % ((self.prefix + path).encode(), self._head, len(body), body)
+            b"%s %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n%s"
+            % (method, (self.prefix + path).encode(), self._head, len(body), body)
         )
         head = await self._reader.readuntil(b"\r\n\r\n")
         lines = head.split(b"\r\n")
