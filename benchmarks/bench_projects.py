@@ -19,12 +19,12 @@ TASKS = 10_000
 VOTES_PER_TASK = 3
 LIVE_ITEMS = 200
 NOTE = (
-    "What limits it here: the crowd and the server share this machine's 2 cores. The simulated crowd, one "
-    "Python process, runs near a full core, most of it looking up each new item's hidden true scores "
-    "(one detail request per pair task); the server uses most of the other, about half of it in the final "
-    "Bradley–Terry fit each item writes when it ends (some 1.5 ms even for two datapoints). Each item is "
-    "one pair task here, so 10,000 items end; runs on this machine range from about 75 to 100 s. "
-    "The server's memory follows the window, not the dataset."
+    "What limits it here: the crowd and the server share this machine's 2 cores. Each item is one pair task, "
+    "so 10,000 items end, each writing its final record with a Bradley–Terry fit (some 1.5 ms even for two "
+    "datapoints, about half of the server's time), and the crowd looks up each new item's hidden true scores "
+    "once. With those lookups on the crowd's shared httpx pool the labelling took 75–100 s here (most of a "
+    "core in the crowd); on a lean keep-alive connection per annotator it takes the time shown. The server's "
+    "memory follows the window, not the dataset."
 )
 
 
