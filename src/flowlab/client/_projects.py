@@ -267,16 +267,22 @@ def delete_project(project_id: str) -> Op[None]:
     yield Call("DELETE", f"/v1/projects/{project_id}")
 
 
-def create_and_upload(
-    flow_id: str, name: str, live_items: int | None, items: Iterable[Op[Any]]
+def create_from(
+    flow: Any, data: Any, name: str | None, live_items: int | None, per_item: int | None, start: bool
 ) -> Op[schemas.ProjectStatus]:
-    """Make the project and queue its items; if a row is refused, the half-uploaded project is deleted."""
-    status = yield from create_project(flow_id, name, live_items)
+    """Read the dataset, make the project on `flow` (an object or its id), queue its items and start it. If a
+    row is refused, the half-uploaded project is deleted."""
+    config = flow.config if hasattr(flow, "config") else (yield from core.get_flow(str(flow)))
+    rows, source = _prepare(data, per_item)
+    items = project_items(config.kind, rows, source, per_item)
+    status = yield from create_project(config.id, name or f"{config.name} batch", live_items)
     try:
         status = (yield from upload(status.id, items)) or status
     except Exception:
         yield from delete_project(status.id)
         raise
+    if start:
+        status = yield from project_call(status.id, "start")
     return status
 
 
@@ -392,7 +398,7 @@ def _duration(seconds: float) -> str:
 # ------------------------------------------------------------------ objects
 
 
-def _prepare(flow: Any, data: Any, per_item: int | None) -> tuple[list[dict[str, Any]], str]:
+def _prepare(data: Any, per_item: int | None) -> tuple[list[dict[str, Any]], str]:
     if per_item is not None and not 1 <= per_item <= 1000:
         raise ValidationError(422, "per_item is from 1 to 1,000 datapoints an item.", field="per_item")
     rows, source = read_rows(data)
@@ -504,14 +510,7 @@ class ProjectsAPI:
         The flow says what is asked and how many answers a task needs (`max_response_threshold`); its items
         run until answered, at most `live_items` at once. Classify and RLHF rows are grouped `per_item` to an
         item. With `start=False` the project waits for `start()`."""
-        config = flow.config if hasattr(flow, "config") else self._transport.run(core.get_flow(str(flow)))
-        rows, source = _prepare(config, data, per_item)
-        items = project_items(config.kind, rows, source, per_item)
-        status = self._transport.run(create_and_upload(config.id, name or f"{config.name} batch", live_items, items))
-        project = Project(self._transport, status)
-        if start:
-            project.start()
-        return project
+        return Project(self._transport, self._transport.run(create_from(flow, data, name, live_items, per_item, start)))
 
     def get(self, project_id: str) -> Project:
         return Project(self._transport, self._transport.run(project_call(project_id)))
@@ -578,16 +577,8 @@ class AsyncProjectsAPI:
         per_item: int | None = None,
         start: bool = True,
     ) -> AsyncProject:
-        config = flow.config if hasattr(flow, "config") else await self._transport.run(core.get_flow(str(flow)))
-        rows, source = _prepare(config, data, per_item)
-        items = project_items(config.kind, rows, source, per_item)
-        status = await self._transport.run(
-            create_and_upload(config.id, name or f"{config.name} batch", live_items, items)
-        )
-        project = AsyncProject(self._transport, status)
-        if start:
-            await project.start()
-        return project
+        status = await self._transport.run(create_from(flow, data, name, live_items, per_item, start))
+        return AsyncProject(self._transport, status)
 
     async def get(self, project_id: str) -> AsyncProject:
         return AsyncProject(self._transport, await self._transport.run(project_call(project_id)))
