@@ -35,7 +35,7 @@ DatapointKind = Literal["text", "image", "audio", "video", "url", "conversation"
 Choice = Literal["a", "b", "tie", "skip"]  # a pairwise answer; a classify answer is a category's value (or skip)
 PairSelection = Literal["uniform", "active"]
 StopRule = Literal["top", "top_k", "order", "never"]
-TaskKindName = Literal["pairwise", "classify", "rlhf"]
+TaskKindName = Literal["pairwise", "classify", "rlhf", "chat"]
 RatingType = Literal["scale", "boolean", "category", "text"]
 Requirement = Literal["off", "optional", "required"]
 
@@ -159,6 +159,121 @@ class RlhfAnswer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     justification: str | None = None
 
 
+class ChatModel(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One model a chat flow's annotators talk to, by name: served from Python (`flow.serve_model()`, which
+    fetches the flow's generation requests by long poll)."""
+
+    name: str
+
+
+class ChatSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """What a chat flow asks: annotators talk with the flow's models (writing user turns, editing an earlier one
+    or regenerating a reply, which branches the conversation), rate every reply a model wrote on `dimensions`,
+    then, with two or more branches, choose the better one, say how strongly (two branches) and why."""
+
+    models: list[ChatModel] = msgspec.field(default_factory=lambda: [ChatModel("model")])
+    max_turns: int = 10  # user turns on one branch, the starting conversation's included
+    dimensions: list[Dimension] = msgspec.field(default_factory=default_dimensions)
+    likert_scale: int = 7  # two branches: points from "the first much better" to "the second much better"
+    justification: Requirement = "optional"
+    justification_min_chars: int = 0
+    max_reply_chars: int = 20_000  # a longer reply is refused
+    reply_timeout: float = 60.0  # seconds a model may stay silent (before its first chunk, or between two)
+    max_branches: int = 8
+
+
+class ChatTaskView(msgspec.Struct):
+    """A chat task on the page: the starting conversation, guidance, how many models there are (never their
+    names) and the form."""
+
+    messages: list[ChatMessage]
+    guidance: str | None
+    models: int
+    max_turns: int
+    max_branches: int
+    dimensions: list[Dimension]
+    likert_scale: int
+    justification: Requirement
+    justification_min_chars: int
+
+
+class ChatGenerate(msgspec.Struct, forbid_unknown_fields=True):
+    """Ask a model of the task for the next reply of a branch: the branch so far, ending with the user's turn;
+    `model` is the model's position on the page (0 first)."""
+
+    messages: list[ChatMessage]
+    model: int = 0
+
+
+class GenerationRequest(msgspec.Struct):
+    """Work for a model served from Python: the conversation to answer (the model's name, for a worker that
+    serves several)."""
+
+    generation_id: str
+    model: str
+    messages: list[ChatMessage]
+
+
+class ChatModelStatus(msgspec.Struct):
+    """Whether a chat flow's model is being served now: `attached` when a worker asked for work in the last
+    few seconds (or is writing a reply); `waiting`: replies queued for a worker."""
+
+    name: str
+    attached: bool
+    workers: int
+    waiting: int
+
+
+class ChatNodeIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One message of an annotated conversation tree. A reply a model wrote names its `generation`; every other
+    message (the annotator's, and the starting conversation's) gives its `content`."""
+
+    id: str
+    role: Literal["user", "assistant"]
+    parent: str | None = None
+    content: str | None = None
+    generation: str | None = None
+
+
+class ChatAnswer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """An annotated conversation: the tree, the ratings of every model reply (by node id), and, with two or
+    more branches, the better branch (its last node's id), how much better (two branches) and why."""
+
+    nodes: list[ChatNodeIn]
+    ratings: dict[str, dict[str, RatingValue]] = {}
+    selected: str | None = None
+    likert: int | None = None  # two branches: 1 = the first much better ... likert_scale = the second
+    justification: str | None = None
+
+
+class ChatTurn(msgspec.Struct, omit_defaults=True):
+    """One stored message of a conversation tree; `model` names the model that wrote a reply."""
+
+    id: str
+    role: Literal["user", "assistant"]
+    content: str
+    parent: str | None = None
+    model: str | None = None
+    seed: bool = False  # from the starting conversation, unchanged
+    ratings: dict[str, RatingValue] = {}
+
+
+class Conversation(msgspec.Struct):
+    """One stored chat annotation: the tree, its branches (leaf ids, in the order they were made), the
+    choice and why."""
+
+    task_id: str
+    annotator_id: str
+    datapoint: int
+    turns: list[ChatTurn]
+    branches: list[str]
+    selected: str | None
+    selected_model: str | None
+    likert: int | None  # as answered: 1 = branches[0] much better
+    justification: str | None
+    created_at: float
+
+
 class StopWhen(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """End a ranking item as soon as its question is answered with the asked confidence.
 
@@ -191,6 +306,7 @@ class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     settings: dict[str, str] = {}  # hosted's feature flags, by key (flowlab.settings): what the page honours
     rlhf: RlhfSpec | None = None  # RLHF flows: what annotators rate, rewrite and justify
     stop_when: StopWhen | None = None  # ranking flows: end an item once its question is settled
+    chat: ChatSpec | None = None  # chat flows: the models, the turns, the form
 
 
 class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -209,6 +325,7 @@ class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults
     settings: dict[str, str] | None = None
     rlhf: RlhfSpec | None = None
     stop_when: StopWhen | None = None  # {"rule": "never"} turns stopping off
+    chat: ChatSpec | None = None
 
 
 class Flow(msgspec.Struct):
@@ -236,6 +353,7 @@ class Flow(msgspec.Struct):
     settings: dict[str, str] = {}
     rlhf: RlhfSpec | None = None
     stop_when: StopWhen | None = None
+    chat: ChatSpec | None = None
 
 
 # ---------------------------------------------------------------- datapoints and items
@@ -265,6 +383,8 @@ class DatapointIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     context_assets: list[ContextAsset] | None = None  # classify flows: media shown with this datapoint only
     prompt: str | list[ChatMessage] | None = None  # RLHF tasks: the prompt, or the conversation so far
     responses: list[ResponseIn] | None = None  # RLHF tasks: two or more model responses
+    messages: list[ChatMessage] | None = None  # chat tasks: the starting conversation (may be empty)
+    guidance: str | None = None  # chat tasks: what the annotator should try
 
 
 class ValidationPair(msgspec.Struct, omit_defaults=True):
@@ -320,6 +440,7 @@ class Datapoint(msgspec.Struct, omit_defaults=True):
     context_assets: list[ContextAsset] | None = None
     prompt: list[ChatMessage] | None = None  # RLHF tasks
     responses: list[Response] | None = None  # RLHF tasks
+    guidance: str | None = None  # chat tasks (their starting conversation is `prompt`)
 
 
 class ItemCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -759,6 +880,7 @@ class Task(msgspec.Struct):
     categories: list[Category] | None = None  # classify tasks: the buttons, in order
     settings: dict[str, str] = {}  # the flow's feature flags (flowlab.settings) for the page to honour
     rlhf: RlhfTaskView | None = None  # RLHF tasks: the conversation, the responses and the form
+    chat: ChatTaskView | None = None  # chat tasks
 
 
 class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -780,6 +902,7 @@ class Answer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     choice: str
     fetch_next: bool = False  # answer and lease the next task in one round trip
     rlhf: RlhfAnswer | None = None  # RLHF tasks: choice "submit" with the annotation, or "skip"
+    chat: ChatAnswer | None = None  # chat tasks: choice "submit" with the annotated conversation, or "skip"
 
 
 class AnswerIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -9,7 +9,18 @@ from flowlab.client._async import (
     AsyncRlhfFlow,
     AsyncRlhfFlowItem,
 )
-from flowlab.client._client import ClassifyFlow, ClassifyFlowItem, Client, Flow, FlowItem, RlhfFlow, RlhfFlowItem
+from flowlab.client._chat import ModelHandle
+from flowlab.client._client import (
+    ChatFlow,
+    ChatFlowItem,
+    ClassifyFlow,
+    ClassifyFlowItem,
+    Client,
+    Flow,
+    FlowItem,
+    RlhfFlow,
+    RlhfFlowItem,
+)
 
 __all__ = [
     "AsyncClassifyFlow",
@@ -19,11 +30,14 @@ __all__ = [
     "AsyncFlowItem",
     "AsyncRlhfFlow",
     "AsyncRlhfFlowItem",
+    "ChatFlow",
+    "ChatFlowItem",
     "ClassifyFlow",
     "ClassifyFlowItem",
     "Client",
     "Flow",
     "FlowItem",
+    "ModelHandle",
     "RlhfFlow",
     "RlhfFlowItem",
 ]

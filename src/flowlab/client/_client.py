@@ -9,6 +9,7 @@ import httpx
 
 from flowlab import formats, schemas
 from flowlab.client import _core as core
+from flowlab.client._chat import POLL_WAIT, Generate, ModelHandle, chat_options
 from flowlab.client._errors import ValidationError
 from flowlab.client._flows import (
     FlowBase,
@@ -355,7 +356,106 @@ class RlhfFlow(_FlowCalls[RlhfFlowItem]):
         return [RlhfFlowItem(self._transport, s) for s in self._transport.run(core.list_items(self.id, amount, page))]
 
 
-def _flow_object(transport: SyncTransport, config: schemas.Flow) -> Flow | ClassifyFlow | RlhfFlow:
+class ChatFlowItem(_ItemCalls):
+    """A batch of chat tasks: each collects annotated conversations until it has the flow's maximum."""
+
+    def get_results(self, timeout: float | None = None, *, partial: bool = False) -> RlhfFlowItemResult:
+        """Wait for the item to end, then return the aggregate (RLHF results with the flow's models as every
+        task's responses: ratings of each model's replies, how often its branch was chosen, the Likert mean
+        oriented to the first model); with `partial=True`, what has arrived at `timeout`."""
+        return self._transport.run(core.wait_for_results(self.id, timeout, partial, core.rlhf_results))
+
+    def get_win_loss_matrix(self) -> pd.DataFrame:
+        raise ValidationError(422, "The win/loss matrix is only available for ranking flow items.")
+
+    def get_conversations(self) -> list[schemas.Conversation]:
+        """Every annotated conversation, in order: the tree, its branches, the ratings, the choice and why."""
+        return self._transport.run(core.item_conversations(self.id))
+
+    def to_chat_records(self) -> list[dict[str, Any]]:
+        """One task record per conversation, one thread per branch (see `formats.chat_records`)."""
+        detail = self._transport.run(core.item_detail(self.id))
+        flow = self._transport.run(core.get_flow(self.flow_id))
+        names = {a.id: a.name for a in self._transport.run(core.list_annotators())}
+        return formats.chat_records(
+            detail.datapoints,
+            self.get_conversations(),
+            item_id=self.id,
+            spec=flow.chat or schemas.ChatSpec(),
+            contributors=names,
+            metadata={"flow_id": self.flow_id, "instruction": detail.status.instruction},
+        )
+
+
+class ChatFlow(_FlowCalls[ChatFlowItem]):
+    """A flow of chat tasks: annotators talk with the flow's models, branch the conversation, and annotate."""
+
+    _item_type = ChatFlowItem
+
+    def refresh(self) -> ChatFlow:
+        self.config = self._transport.run(core.get_flow(self.id))
+        return self
+
+    @property
+    def models(self) -> list[str]:
+        return [m.name for m in (self.config.chat or schemas.ChatSpec()).models]
+
+    def serve_model(
+        self, generate: Generate, *, model: str | None = None, workers: int = 1, poll_wait: float = POLL_WAIT
+    ) -> ModelHandle:
+        """Serve `generate(messages) -> str` (or an iterator of text chunks, streamed to the page as they come)
+        to this flow's annotators from this process, in `workers` threads; `messages` is the branch so far,
+        `[{"role", "content"}, ...]`, ending with the user's turn. `model` names which of the flow's models this
+        is (needed when it has several). Returns at once; `handle.stop()` detaches the model."""
+        names = self.models
+        if model is None:
+            if len(names) != 1:
+                raise ValidationError(
+                    422,
+                    f"This flow has models {names}: say which one this is, serve_model(..., model=NAME).",
+                    field="model",
+                )
+            model = names[0]
+        elif model not in names:
+            raise ValidationError(422, f"This flow has no model {model!r}; its models are {names}.", field="model")
+        return ModelHandle(self.url, self.api_key, self.id, model, generate, workers, poll_wait=poll_wait)
+
+    def get_models(self) -> list[schemas.ChatModelStatus]:
+        """Each model, whether it is being served now, by how many workers, and replies waiting."""
+        return self._transport.run(core.chat_models(self.id))
+
+    def create_new_flow_batch(
+        self,
+        datapoints: Iterable[Any],
+        context: str | None = None,
+        private_metadata: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+        time_to_live: float | None = None,
+    ) -> ChatFlowItem:
+        """Push chat tasks: `{"id", "messages": [{"role", "content"}, ...] (possibly empty), "guidance"}`.
+        Returns at once."""
+        status = self._transport.run(
+            core.create_item(
+                self.id,
+                datapoints,
+                context=context,
+                private_metadata=private_metadata,
+                time_to_live=time_to_live,
+                chat=True,
+            )
+        )
+        return ChatFlowItem(self._transport, status)
+
+    def update_config(self, instruction: str | None = None, **changes: Any) -> ChatFlow:
+        self.config = self._transport.run(core.update_flow(self.id, {"instruction": instruction, **changes}))
+        return self
+
+    def get_flow_items(self, amount: int | None = 10, page: int = 1) -> list[ChatFlowItem]:
+        return [ChatFlowItem(self._transport, s) for s in self._transport.run(core.list_items(self.id, amount, page))]
+
+
+def _flow_object(transport: SyncTransport, config: schemas.Flow) -> Flow | ClassifyFlow | RlhfFlow | ChatFlow:
+    if config.kind == "chat":
+        return ChatFlow(transport, config)
     if config.kind == "rlhf":
         return RlhfFlow(transport, config)
     return ClassifyFlow(transport, config) if config.kind == "classify" else Flow(transport, config)
@@ -489,6 +589,54 @@ class FlowsAPI:
         )
         return RlhfFlow(self._transport, config)
 
+    def create_chat_flow(
+        self,
+        name: str,
+        instruction: str,
+        models: Sequence[Any] | None = None,
+        max_turns: int = 10,
+        dimensions: Sequence[Any] | None = None,
+        likert_scale: int = 7,
+        justification: str = "optional",
+        max_response_threshold: int = 1,
+        min_response_threshold: int | None = None,
+        *,
+        justification_min_chars: int = 0,
+        max_reply_chars: int = 20_000,
+        reply_timeout: float = 60.0,
+        max_branches: int = 8,
+        lease_seconds: float | None = None,
+        drain_seconds: float | None = None,
+        settings: Sequence[Any] | None = None,
+    ) -> ChatFlow:
+        """Create a chat flow (seed 002's on-demand completions): annotators talk with the flow's `models`
+        (names; None for one model named "model"), each served by `flow.serve_model(generate, model=NAME)`; they
+        write up to `max_turns` user turns a branch, may edit an earlier turn or regenerate a reply (a new
+        branch, at most `max_branches`), rate every reply on `dimensions` (as for RLHF flows; None: the seed's
+        four), and with two or more branches choose the better one, say how strongly (`likert_scale`, two
+        branches) and why (`justification`). A model silent for `reply_timeout` seconds, failing, or replying
+        with something not text or longer than `max_reply_chars` is refused with a reason and a retry.
+        Thresholds count conversations per task; leases last 15 minutes unless `lease_seconds` says otherwise,
+        and waiting for a model does not use them up."""
+        options = chat_options(
+            models,
+            max_turns,
+            dimensions,
+            likert_scale,
+            justification,
+            justification_min_chars,
+            max_reply_chars,
+            reply_timeout,
+            max_branches,
+            lease_seconds,
+            drain_seconds,
+            settings,
+        )
+        config = self._transport.run(
+            core.create_flow(name, instruction, max_response_threshold, min_response_threshold, options)
+        )
+        return ChatFlow(self._transport, config)
+
     def create_validation_set(self, name: str, pairs: Iterable[Any]) -> schemas.ValidationSet:
         """Keep gold pairs under an id — `(a, b, answer)` tuples or dicts, `answer` "a", "b" or "tie" — for
         `create_ranking_flow(validation_set_id=...)`; each flow copies the pairs when it is created."""
@@ -504,10 +652,12 @@ class FlowsAPI:
         """Warm the server and wake idle annotators before a high-cadence phase."""
         return self._transport.run(core.preheat())
 
-    def get_flow_by_id(self, flow_id: str) -> Flow | ClassifyFlow | RlhfFlow:
+    def get_flow_by_id(self, flow_id: str) -> Flow | ClassifyFlow | RlhfFlow | ChatFlow:
         return _flow_object(self._transport, self._transport.run(core.get_flow(flow_id)))
 
-    def find_flows(self, name: str = "", amount: int = 10, page: int = 1) -> list[Flow | ClassifyFlow | RlhfFlow]:
+    def find_flows(
+        self, name: str = "", amount: int = 10, page: int = 1
+    ) -> list[Flow | ClassifyFlow | RlhfFlow | ChatFlow]:
         """Your flows whose name contains `name`, newest first, `amount` a page (pages count from 1)."""
         flows = self._transport.run(core.find_flows(amount, page, name))
         return [_flow_object(self._transport, f) for f in flows]

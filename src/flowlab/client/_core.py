@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from flowlab import schemas
+from flowlab.client._chat import chat_task
 from flowlab.client._errors import APIError, Timeout, ValidationError, error_for
 from flowlab.client._models import ClassifyFlowItemResult, FlowItemResult, FlowItemStatus, RlhfFlowItemResult
 
@@ -288,6 +289,7 @@ def create_item(
     time_to_live: float | None = None,
     rlhf: bool = False,
     pairs: Sequence[tuple[int, int]] | None = None,
+    chat: bool = False,
 ) -> Op[FlowItemStatus]:
     """A batch, in hosted's shape: `private_metadata` and `contexts` are lists with one entry per datapoint
     (a single dict of `private_metadata` is flowlab's item-level metadata); `data_type="text"` sends strings
@@ -320,6 +322,12 @@ def create_item(
     for i, d in enumerate(given):
         if rlhf:
             points.append((yield from rlhf_task(d, f"datapoints[{i}]")))
+            continue
+        if chat:
+            point = chat_task(d, f"datapoints[{i}]")
+            if per_datapoint:
+                point["private_metadata"] = per_datapoint[i]
+            points.append(point)
             continue
         try:
             point = yield from _datapoint(d, f"datapoints[{i}]", text_only=data_type == "text")
@@ -510,6 +518,16 @@ def rlhf_results(item_id: str) -> Op[RlhfFlowItemResult]:
 def item_annotations(item_id: str) -> Op[list[schemas.Annotation]]:
     resp = yield Call("GET", f"/v1/items/{item_id}/annotations")
     return decode(resp.content, list[schemas.Annotation])
+
+
+def item_conversations(item_id: str) -> Op[list[schemas.Conversation]]:
+    resp = yield Call("GET", f"/v1/items/{item_id}/conversations")
+    return decode(resp.content, list[schemas.Conversation])
+
+
+def chat_models(flow_id: str) -> Op[list[schemas.ChatModelStatus]]:
+    resp = yield Call("GET", f"/v1/flows/{flow_id}/models")
+    return decode(resp.content, list[schemas.ChatModelStatus])
 
 
 def rlhf_task(d: Any, where: str) -> Op[dict[str, Any]]:

@@ -1,7 +1,17 @@
 """Export formats: preference pairs (prompt / chosen / rejected), RLHF task records (threads, turns, messages and
 annotations) and the rows TRL's trainers read (preference, prompt-completion, unpaired preference)."""
 
+from flowlab.formats._chat import branch_path, chat_records
 from flowlab.formats._records import preference_pairs, rlhf_task
 from flowlab.formats._rlhf import kto_rows, preference_rows, rlhf_records, sft_rows
 
-__all__ = ["kto_rows", "preference_pairs", "preference_rows", "rlhf_records", "rlhf_task", "sft_rows"]
+__all__ = [
+    "branch_path",
+    "chat_records",
+    "kto_rows",
+    "preference_pairs",
+    "preference_rows",
+    "rlhf_records",
+    "rlhf_task",
+    "sft_rows",
+]

@@ -24,7 +24,7 @@ from flowlab.server.clock import Clock, SystemClock
 from flowlab.server.errors import BadRequest, Invalid, ServiceError, Unsupported
 from flowlab.server.items import RETAIN_ENDED
 from flowlab.server.media import MediaStore
-from flowlab.server.routes import admin, flows, items, pages, projects, tasks, webhooks
+from flowlab.server.routes import admin, chat, flows, items, pages, projects, tasks, webhooks
 from flowlab.server.service import FlowService
 from flowlab.server.store import StoreRejected, StoreUnavailable
 from flowlab.server.store._group_commit import GroupCommitStore
@@ -285,6 +285,7 @@ def create_app(
             *admin.handlers,
             *webhooks.handlers,
             *projects.handlers,
+            *chat.handlers,
             *pages.handlers,
         ],
         lifespan=[lifespan],

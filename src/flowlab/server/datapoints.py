@@ -86,6 +86,12 @@ def build_datapoints(given: list[schemas.DatapointIn], media_index: MediaIndex) 
     out: list[schemas.Datapoint] = []
     used: set[str] = set()
     for i, d in enumerate(given):
+        if d.messages is not None:
+            start = build_chat_start(d, i)
+            start.key = _unique_key(d.name or f"chat {i}", used, explicit, given_id=d.id)
+            used.add(start.key)
+            out.append(start)
+            continue
         if d.responses is not None:
             conversation = build_conversation(d, i, media_index)
             conversation.key = _unique_key(d.name or f"task {i}", used, explicit, given_id=d.id)
@@ -180,6 +186,37 @@ def build_conversation(d: schemas.DatapointIn, i: int, media_index: MediaIndex) 
         private_metadata=d.private_metadata,
         prompt=turns,
         responses=responses,
+    )
+
+
+MAX_GUIDANCE_CHARS = 10_000
+
+
+def build_chat_start(d: schemas.DatapointIn, i: int) -> schemas.Datapoint:
+    """A chat task: the conversation to start from (possibly empty; system messages are the model's, never
+    the annotator's to edit) and the guidance shown to the annotator."""
+    field = f"datapoints[{i}]"
+    turns = list(d.messages or ())
+    if len(turns) > MAX_TURNS:
+        raise Invalid(f"A starting conversation holds at most {MAX_TURNS} messages.", field=f"{field}.messages")
+    for j, m in enumerate(turns):
+        if not m.content.strip() or len(m.content) > MAX_TEXT_CHARS:
+            raise Invalid(
+                f"Every message needs text, at most {MAX_TEXT_CHARS} characters.",
+                field=f"{field}.messages[{j}].content",
+            )
+        if m.role == "system" and any(t.role != "system" for t in turns[:j]):
+            raise Invalid("System messages come first, before the conversation.", field=f"{field}.messages[{j}]")
+    if d.guidance is not None and len(d.guidance) > MAX_GUIDANCE_CHARS:
+        raise Invalid(f"guidance holds at most {MAX_GUIDANCE_CHARS:,} characters.", field=f"{field}.guidance")
+    return schemas.Datapoint(
+        index=i,
+        key="",
+        kind="conversation",
+        name=d.name,
+        private_metadata=d.private_metadata,
+        prompt=turns,
+        guidance=d.guidance,
     )
 
 

@@ -20,7 +20,7 @@ from flowlab.server.store import Row, Store
 from flowlab.settings import check_flags
 
 MAX_LEASE = 3600.0
-DEFAULT_LEASE = {"rlhf": 600.0}  # seconds an annotator holds a task; 60 for the quick kinds
+DEFAULT_LEASE = {"rlhf": 600.0, "chat": 900.0}  # seconds an annotator holds a task; 60 for the quick kinds
 
 _json = msgspec.json.Encoder()
 
@@ -75,6 +75,7 @@ class Flows:
             settings=c.settings,
             rlhf=c.rlhf,
             stop_when=c.stop_when,
+            chat=c.chat,
         )
 
     def get(self, who: Principal, flow_id: str) -> FlowRecord:
@@ -195,6 +196,7 @@ class Flows:
             validation_labels=gold_labels,
             rlhf=req.rlhf if req.rlhf is not None or req.kind != "rlhf" else schemas.RlhfSpec(),
             stop_when=_stop_rule(req.stop_when),
+            chat=req.chat if req.chat is not None or req.kind != "chat" else schemas.ChatSpec(),
         )
         cfg = with_settings(cfg, flags)
         await self.check_config(cfg)
@@ -284,6 +286,8 @@ class Flows:
         kind_of(cfg.kind).check_config(cfg)
         if cfg.kind != "rlhf" and cfg.rlhf is not None:
             raise Invalid("An rlhf form is for RLHF flows (kind 'rlhf').", field="rlhf")
+        if cfg.kind != "chat" and cfg.chat is not None:
+            raise Invalid("A chat spec is for chat flows (kind 'chat').", field="chat")
         if cfg.kind != "classify" and cfg.validation_labels:
             raise Invalid(
                 "Gold labels are for classify flows; ranking flows take gold pairs.", field="validation_labels"

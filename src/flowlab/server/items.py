@@ -190,7 +190,24 @@ class Items:
                 field=f"{at}datapoints",
             )
         rlhf = flow.config.kind == "rlhf"
+        chat = flow.config.kind == "chat"
         for i, d in enumerate(req.datapoints):
+            if chat:
+                if any(x is not None for x in (d.text, d.url, d.media, d.prompt, d.responses)):
+                    raise Invalid(
+                        "Each datapoint of a chat flow is a starting conversation: {id, messages: [{role, "
+                        "content}, ...], guidance}.",
+                        field=f"{at}datapoints[{i}]",
+                    )
+                if d.messages is None:
+                    d.messages = []  # an empty start: the annotator opens the conversation
+                continue
+            if d.messages is not None or d.guidance is not None:
+                raise Invalid(
+                    "A starting conversation with guidance is a chat task; push it to a flow made with "
+                    "create_chat_flow().",
+                    field=f"{at}datapoints[{i}].messages",
+                )
             if rlhf and d.responses is None:
                 raise Invalid(
                     "Each datapoint of an RLHF flow is a task: {id, prompt, responses: [{source_id, content}, ...]}.",
@@ -361,7 +378,9 @@ class Items:
         found = await self.find(who, item_id)
         kind = found.kind if isinstance(found, ItemRecord) else kind_of(found.record.kind)
         if kind.name != kind_name:
-            other = {"pairwise": "votes", "classify": "labels", "rlhf": "annotations"}[kind.name]
+            other = {"pairwise": "votes", "classify": "labels", "rlhf": "annotations", "chat": "conversations"}[
+                kind.name
+            ]
             raise NotFound(f"Item {item_id!r} is a {kind.name} item; read its answers at /v1/items/{item_id}/{other}.")
         return kind.votes(await self.history.answers(found.id, kind.answers_table))
 

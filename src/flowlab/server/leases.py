@@ -91,6 +91,20 @@ class LeaseBook:
                     if len(taken) < 1000:  # a page holds a handful; past that, the answer's 409 says it
                         taken.append(lease.task_id)
 
+    def pause(self, lease: Lease, now: float) -> None:
+        """Stop the lease's clock (a model is writing a reply for its annotator)."""
+        if lease.paused_at is None:
+            lease.paused_at = now
+
+    def resume(self, lease: Lease, now: float) -> None:
+        """Start the clock again, the lease longer by the time it stood still."""
+        if lease.paused_at is None:
+            return
+        lease.expires_at += max(0.0, now - lease.paused_at)
+        lease.paused_at = None
+        if lease.task_id in self.tasks:
+            heapq.heappush(self._heap, (lease.expires_at, lease.task_id))
+
     def of_annotator(self, annotator_id: str) -> list[Lease]:
         return [lease for lease in self.tasks.values() if lease.annotator_id == annotator_id]
 
@@ -103,8 +117,9 @@ class LeaseBook:
             lease = self.tasks.get(task_id)
             if lease is None or lease.expires_at > now:
                 continue
-            if lease.committing is not None:
-                # Its answer arrived in time and is being made durable: not expired, look again shortly.
+            if lease.committing is not None or lease.paused_at is not None:
+                # Its answer arrived in time and is being made durable, or a model is writing a reply for it
+                # (that wait is not the annotator's): not expired, look again shortly.
                 heapq.heappush(heap, (now + COMMIT_RECHECK, task_id))
                 continue
             self.release(lease, "lease_expired", requeue=True)

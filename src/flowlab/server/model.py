@@ -37,6 +37,7 @@ class FlowConfig(msgspec.Struct):
     settings: dict[str, str] = {}  # hosted's feature flags (flowlab.settings)
     rlhf: schemas.RlhfSpec | None = None  # RLHF flows: the form
     stop_when: schemas.StopWhen | None = None  # ranking flows: end an item once its question is settled
+    chat: schemas.ChatSpec | None = None  # chat flows: the models and the form
 
     # Options a setting can also turn on (AllowNeitherBothSetting, MarkdownSetting), for as long as it is set.
     @property
@@ -116,7 +117,17 @@ class Lease:
     While the answer's transaction commits, `committing` holds its future: the lease neither expires nor
     takes a second answer meanwhile."""
 
-    __slots__ = ("annotator_id", "committing", "expires_at", "gold", "item", "maybe_landed", "question", "task_id")
+    __slots__ = (
+        "annotator_id",
+        "committing",
+        "expires_at",
+        "gold",
+        "item",
+        "maybe_landed",
+        "paused_at",
+        "question",
+        "task_id",
+    )
 
     def __init__(
         self,
@@ -135,6 +146,7 @@ class Lease:
         self.gold = gold
         self.committing: asyncio.Future[None] | None = None
         self.maybe_landed = False  # its answer's commit failed in a way that may have committed it after all
+        self.paused_at: float | None = None  # the clock is stopped while a model writes a reply (chat tasks)
 
 
 class ItemRecord:

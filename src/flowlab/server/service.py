@@ -25,6 +25,7 @@ from flowlab.server.media import MediaCatalog, MediaStore, classify
 from flowlab.server.model import Signal
 from flowlab.server.people import People
 from flowlab.server.projects import Projects
+from flowlab.server.relay import Relay
 from flowlab.server.store import Op, Store, StoreUnavailable
 from flowlab.server.webhooks import RETRY_SECONDS, Webhooks
 
@@ -75,6 +76,7 @@ class FlowService:
         self.answers = Answers(
             store, clock, self.items, self.leases, self.people, self.history, self.rng, self.work, self.webhooks
         )
+        self.relay = Relay(clock, self.leases)
         self.auth = self.people.auth
 
     # ------------------------------------------------------------ start-up
@@ -103,6 +105,7 @@ class FlowService:
         # writer keeps the deletion through an outage that starts meanwhile, so it lands all the same.
         del self.flows.flows[flow.id]
         self.flows.forget(flow.id)
+        self.relay.forget_flow(flow.id)
         self.items.drop_flow(flow)
         flow.touch()
         ops: list[Op] = [

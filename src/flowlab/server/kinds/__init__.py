@@ -105,11 +105,12 @@ class TaskKind(Protocol):
 
 
 def kind_of(name: str) -> TaskKind:
+    from flowlab.server.kinds.chat import CHAT
     from flowlab.server.kinds.classify import CLASSIFY
     from flowlab.server.kinds.pairwise import PAIRWISE
     from flowlab.server.kinds.rlhf import RLHF
 
-    kinds: dict[str, TaskKind] = {PAIRWISE.name: PAIRWISE, CLASSIFY.name: CLASSIFY, RLHF.name: RLHF}
+    kinds: dict[str, TaskKind] = {PAIRWISE.name: PAIRWISE, CLASSIFY.name: CLASSIFY, RLHF.name: RLHF, CHAT.name: CHAT}
     try:
         return kinds[name]
     except KeyError:

@@ -124,6 +124,11 @@ class RlhfTally(Assignments):
             self.likert.extend([(d, value)])
         self.records.append(record)
 
+    def texts(self) -> Iterator[tuple[int, dict[str, str], str | None]]:
+        """Per annotation: its task, its rewrites by source, its justification."""
+        for rec in self.records:
+            yield rec.datapoint, rec.rewrites, rec.justification
+
 
 class Rlhf(PerDatapointThresholds):
     name = "rlhf"
@@ -423,7 +428,7 @@ def aggregate(item: ItemRecord) -> schemas.RlhfResults:
     the cyclic collector walk every annotation held in memory: with it paused (for some 40 ms at 1,000 tasks)
     the aggregate takes about 0.6× the time. Nothing here makes reference cycles."""
     with _collector_paused():
-        return _aggregate(item)
+        return summarise(item, [[r.source_id for r in d.responses or ()] for d in item.datapoints])
 
 
 @contextlib.contextmanager
@@ -437,11 +442,13 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _aggregate(item: ItemRecord) -> schemas.RlhfResults:
-    tally: RlhfTally = item.tally
+def summarise(item: ItemRecord, responses: list[list[str]]) -> schemas.RlhfResults:
+    """The aggregate of an item whose tally holds (task, response, dimension, value) ratings, choices and
+    Likert rows: `responses` names each task's responses (source ids) in the order the rows index them."""
+    tally = item.tally
     spec = tally.spec
     n = len(item.datapoints)
-    width = max(len(d.responses or ()) for d in item.datapoints)
+    width = max(1, max(len(r) for r in responses))
     groups = n * width
     rows = tally.ratings.rows
     d, r, k, v = (rows[:, c] for c in range(4))
@@ -450,12 +457,12 @@ def _aggregate(item: ItemRecord) -> schemas.RlhfResults:
     sources: list[str] = []
     code: dict[str, int] = {}
     source_of = np.full(groups, -1, dtype=np.int64)
-    for i, dp in enumerate(item.datapoints):
-        for j, resp in enumerate(dp.responses or ()):
-            c = code.get(resp.source_id)
+    for i, names in enumerate(responses):
+        for j, source_id in enumerate(names):
+            c = code.get(source_id)
             if c is None:
-                c = code[resp.source_id] = len(sources)
-                sources.append(resp.source_id)
+                c = code[source_id] = len(sources)
+                sources.append(source_id)
             source_of[i * width + j] = c
     per_group: list[list[schemas.DimensionStat]] = [[] for _ in range(groups)]
     per_model: list[list[schemas.DimensionStat]] = [[] for _ in sources]
@@ -482,11 +489,11 @@ def _aggregate(item: ItemRecord) -> schemas.RlhfResults:
     )
     rewrites: dict[tuple[int, str], list[str]] = {}
     why: list[list[str]] = [[] for _ in range(n)]
-    for rec in tally.records:
-        for source, text in rec.rewrites.items():
-            rewrites.setdefault((rec.datapoint, source), []).append(text)
-        if rec.justification:
-            why[rec.datapoint].append(rec.justification)
+    for datapoint, rewritten, justification in tally.texts():
+        for source, text in rewritten.items():
+            rewrites.setdefault((datapoint, source), []).append(text)
+        if justification:
+            why[datapoint].append(justification)
     lk = tally.likert.rows
     likert_n = np.bincount(lk[:, 0].astype(np.int64), minlength=n)
     likert_sum = np.bincount(lk[:, 0].astype(np.int64), weights=lk[:, 1], minlength=n)
@@ -497,18 +504,18 @@ def _aggregate(item: ItemRecord) -> schemas.RlhfResults:
     for i, dp in enumerate(item.datapoints):
         a = int(answered[i])
         out = []
-        for j, resp in enumerate(dp.responses or ()):
+        for j, source_id in enumerate(responses[i]):
             c = int(chosen[i * width + j])
             out.append(
                 schemas.ResponseResult(
-                    source_id=resp.source_id,
+                    source_id=source_id,
                     ratings=per_group[i * width + j],
                     selected=c,
                     selected_share=c / a if a else None,
-                    rewrites=rewrites.get((i, resp.source_id), []),
+                    rewrites=rewrites.get((i, source_id), []),
                 )
             )
-        two = len(dp.responses or ()) == 2 and spec.likert_scale > 0
+        two = len(responses[i]) == 2 and spec.likert_scale > 0
         tasks.append(
             schemas.RlhfTaskResult(
                 key=dp.key,

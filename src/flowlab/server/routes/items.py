@@ -56,6 +56,12 @@ async def item_annotations(request: Request, item_id: str) -> list[schemas.Annot
     return await service.items.answers_of(who, item_id, "rlhf")
 
 
+@get("/v1/items/{item_id:str}/conversations")
+async def item_conversations(request: Request, item_id: str) -> list[schemas.Conversation]:
+    service, who = researcher(request)
+    return await service.items.answers_of(who, item_id, "chat")
+
+
 @post("/v1/items/{item_id:str}/stop", status_code=200)
 async def stop_item(request: Request, item_id: str) -> schemas.ItemStatus:
     service, who = researcher(request)
@@ -94,6 +100,7 @@ handlers = [
     item_votes,
     item_labels,
     item_annotations,
+    item_conversations,
     stop_item,
     wait_item,
     wait_items,

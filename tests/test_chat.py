@@ -1,0 +1,289 @@
+"""Chat flows: annotators talk with models served from Python, branch the conversation, and annotate it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+import flowlab
+from flowlab import FlowItemState, schemas
+
+from .conftest import ServerProcess
+
+OFF_TOPIC = {"key": "off_topic", "type": "boolean", "label": "Off-topic"}
+
+
+class Annotator:
+    """An annotator speaking the HTTP protocol the page speaks."""
+
+    def __init__(self, client: flowlab.Client, name: str) -> None:
+        made = client.annotators.create(name)
+        self.http = httpx.Client(base_url=client.url, headers={"Authorization": f"Bearer {made.token}"}, timeout=30)
+
+    def lease(self) -> schemas.Task:
+        r = self.http.post("/v1/tasks/next", json={"wait": 5})
+        assert r.status_code == 200, r.text
+        return msgspec.json.decode(r.content, type=schemas.Task)
+
+    def generate(self, task: schemas.Task, messages: list[dict[str, str]], model: int = 0) -> list[dict[str, Any]]:
+        """Every event of the streamed reply, and when each arrived."""
+        events = []
+        with self.http.stream(
+            "POST", f"/v1/tasks/{task.task_id}/generate", json={"messages": messages, "model": model}
+        ) as r:
+            if r.status_code != 200:
+                r.read()
+                return [{"type": "refused", "status": r.status_code, **r.json()}]
+            for line in r.iter_lines():
+                if line:
+                    events.append({**msgspec.json.decode(line), "at": time.monotonic()})
+        return events
+
+    def submit(self, task: schemas.Task, answer: dict[str, Any]) -> dict[str, Any]:
+        """The ack, or the problem (422) of a refused annotation, which keeps the lease for a corrected one."""
+        r = self.http.post(f"/v1/tasks/{task.task_id}/answer", json={"choice": "submit", "chat": answer})
+        assert r.status_code in (200, 422), r.text
+        return r.json()  # type: ignore[no-any-return]
+
+
+def storefront_v1(messages: list[dict[str, str]]) -> Iterator[str]:
+    """Drifts into maths whenever numbers come up; streams word by word."""
+    last = messages[-1]["content"]
+    reply = "The square root of 144 is 12." if any(c.isdigit() for c in last) else "Your order ships tomorrow."
+    for word in reply.split(" "):
+        yield word + " "
+
+
+def storefront_v2(messages: list[dict[str, str]]) -> str:
+    return "I can help with orders and returns only."
+
+
+def wait_attached(flow: flowlab.ChatFlow, *names: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if all(m.attached for m in flow.get_models() if m.name in names):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"models {names} never attached: {flow.get_models()}")
+
+
+def test_a_chat_flow_with_two_served_models_branches_and_annotates(flowlab_server: ServerProcess) -> None:
+    client = flowlab.Client(url=flowlab_server.url, api_key=flowlab_server.api_key)
+    flow = client.flow.create_chat_flow(
+        "storefront",
+        "Try to make the bot talk about anything but the shop.",
+        models=["v1", "v2"],
+        max_turns=3,
+        dimensions=[OFF_TOPIC, "helpfulness"],
+        likert_scale=5,
+        justification="required",
+    )
+    assert isinstance(flow, flowlab.ChatFlow) and flow.config.kind == "chat" and flow.models == ["v1", "v2"]
+    assert flow.config.lease_seconds == 900
+    with pytest.raises(flowlab.ValidationError, match="say which one"):
+        flow.serve_model(storefront_v2)
+    seen: list[list[dict[str, str]]] = []
+
+    def v1(messages: list[dict[str, str]]) -> Iterator[str]:
+        seen.append(messages)
+        yield from storefront_v1(messages)
+
+    greeting = {"role": "assistant", "content": "Hello! How can I help with your order?"}
+    item = flow.create_new_flow_batch(
+        [
+            {
+                "id": "replay",
+                "messages": [{"role": "system", "content": "You are a shop bot."}, greeting],
+                "guidance": "Steer it to maths.",
+            },
+        ],
+        time_to_live=60,
+    )
+    assert isinstance(item, flowlab.ChatFlowItem)
+    with flow.serve_model(v1, model="v1", workers=2) as h1, flow.serve_model(storefront_v2, model="v2") as h2:
+        wait_attached(flow, "v1", "v2")
+        assert {m.name: m.workers for m in flow.get_models()} == {"v1": 2, "v2": 1}
+        ann = Annotator(client, "chatter")
+        task = ann.lease()
+        assert task.kind == "chat" and task.chat is not None
+        assert task.chat.messages == [schemas.ChatMessage(**greeting)], "the system prompt is the model's alone"
+        assert task.chat.guidance == "Steer it to maths." and task.chat.models == 2
+        assert "v1" not in msgspec.json.encode(task).decode(), "the page never learns the models' names"
+        first = [greeting, {"role": "user", "content": "What is 12 times 12?"}]
+        # The page shows models in a shuffled order: find which position is v1.
+        events = ann.generate(task, first, model=0)
+        done = events[-1]
+        assert done["type"] == "done", events
+        v1_at = 0 if done["text"].startswith("The square") else 1
+        if v1_at == 1:
+            events = ann.generate(task, first, model=1)
+            done = events[-1]
+        chunks = [e["text"] for e in events if e["type"] == "chunk"]
+        assert len(chunks) == 7 and "".join(chunks) == done["text"] == "The square root of 144 is 12. "
+        assert seen[-1][0] == {"role": "system", "content": "You are a shop bot."}
+        assert seen[-1][1:] == first
+        # Edit the user's turn (a second branch) and ask the other model.
+        edited = [greeting, {"role": "user", "content": "Where is my parcel?"}]
+        other = ann.generate(task, edited, model=1 - v1_at)[-1]
+        assert other["type"] == "done" and other["text"] == "I can help with orders and returns only."
+        nodes = [
+            {"id": "g", "role": "assistant", "content": greeting["content"]},
+            {"id": "u1", "role": "user", "parent": "g", "content": first[1]["content"]},
+            {"id": "a1", "role": "assistant", "parent": "u1", "generation": done["generation_id"]},
+            {"id": "u2", "role": "user", "parent": "g", "content": edited[1]["content"]},
+            {"id": "a2", "role": "assistant", "parent": "u2", "generation": other["generation_id"]},
+        ]
+        ratings = {"a1": {"off_topic": True, "helpfulness": 2}, "a2": {"off_topic": False, "helpfulness": 4}}
+        answer = {
+            "nodes": nodes,
+            "ratings": ratings,
+            "selected": "a2",
+            "likert": 4,
+            "justification": "The second stayed on the shop.",
+        }
+        forged = {
+            **answer,
+            "nodes": [
+                *nodes[:2],
+                {"id": "a1", "role": "assistant", "parent": "u1", "content": "I only talk about orders."},
+                *nodes[3:],
+            ],
+        }
+        refused = ann.submit(task, forged)
+        assert refused["status"] == 422 and refused["field"] == "chat.nodes[2].generation"
+        swapped = {**answer, "nodes": [*nodes[:2], {**nodes[2], "generation": other["generation_id"]}, *nodes[3:]]}
+        refused = ann.submit(task, swapped)
+        assert refused["status"] == 422 and "another conversation" in refused["detail"]
+        unrated = {**answer, "ratings": {"a1": ratings["a1"]}}
+        assert ann.submit(task, unrated)["field"] == "chat.ratings.a2.off_topic"
+        leaning = {**answer, "likert": 2}
+        assert ann.submit(task, leaning)["field"] == "chat.likert"
+        assert ann.submit(task, answer)["status"] == "accepted"
+        results = item.get_results(timeout=10)
+        assert h1.served + h2.served == 3 - (v1_at == 0)
+    assert not h1.alive and not h2.alive
+    assert results.state == FlowItemState.COMPLETED and results.total_responses == 1
+    by_model = {m.source_id: {s.dimension: s for s in m.ratings} for m in results.models}
+    assert by_model["v1"]["off_topic"].mean == 1.0 and by_model["v2"]["off_topic"].mean == 0.0
+    assert by_model["v2"]["helpfulness"].mean == 4.0
+    [t] = results.tasks
+    assert [(r.source_id, r.selected) for r in t.responses] == [("v1", 0), ("v2", 1)]
+    assert t.likert_mean == 4.0, "1 = the first model (v1) much better; 4 leans to v2, as answered"
+    assert t.justifications == ["The second stayed on the shop."]
+    [conv] = item.get_conversations()
+    assert conv.branches == ["a1", "a2"] and conv.selected == "a2" and conv.selected_model == "v2"
+    assert [t.model for t in conv.turns] == [None, None, "v1", None, "v2"] and conv.turns[0].seed
+    assert not conv.turns[3].seed, "an edited turn is the annotator's"
+    [record] = item.to_chat_records()
+    assert len(record["threads"]) == 2
+    one, two = record["threads"]
+    assert one["annotations"][0]["value"] is False and two["annotations"][0]["value"] is True
+    assert [m["role"] for turn in two["turns"] for m in turn["messages"]] == [
+        "system",
+        "assistant",
+        "user",
+        "assistant",
+    ]
+    reply = two["turns"][-1]["messages"][-1]
+    assert reply["source_id"] == "v2" and {a["key"]: a["value"] for a in reply["annotations"]} == ratings["a2"]
+    notes = {a["key"]: a["value"] for a in record["annotations"]}
+    assert notes["selected_model_id"] == "v2" and notes["likert_value"] == 4
+    assert notes["selected_thread_id"] == two["id"] and record["metadata"]["guidance"] == "Steer it to maths."
+
+
+def test_model_failures_reach_the_annotator_with_a_reason(flowlab_server: ServerProcess) -> None:
+    client = flowlab.Client(url=flowlab_server.url, api_key=flowlab_server.api_key)
+    flow = client.flow.create_chat_flow(
+        "failures", "Chat.", dimensions=[OFF_TOPIC], reply_timeout=0.5, max_reply_chars=50, lease_seconds=3
+    )
+    flow.create_new_flow_batch([{"id": "empty"}], time_to_live=60)
+    ann = Annotator(client, "patient")
+    task = ann.lease()
+    assert task.chat is not None and task.chat.messages == []
+    ask = [{"role": "user", "content": "hello"}]
+    t0 = time.monotonic()
+    [refused] = ann.generate(task, ask)
+    assert refused["status"] == 503 and refused["code"] == "model_detached" and "offline" in refused["detail"]
+    assert time.monotonic() - t0 < 2, "a detached model fails fast"
+
+    behaviour: dict[str, Any] = {}
+
+    def model(messages: list[dict[str, str]]) -> Any:
+        return behaviour["reply"](messages)
+
+    def slow(messages: list[dict[str, str]]) -> Iterator[str]:
+        for _ in range(5):
+            time.sleep(0.3)  # each chunk within reply_timeout; 1.5 s in all
+            yield "."
+
+    def silent(messages: list[dict[str, str]]) -> str:
+        time.sleep(1.0)
+        return "too late"
+
+    def broken(messages: list[dict[str, str]]) -> str:
+        raise RuntimeError("CUDA out of memory")
+
+    handle = flow.serve_model(model)
+    wait_attached(flow, "model")
+    behaviour["reply"] = broken
+    error = ann.generate(task, ask)[-1]
+    assert error["type"] == "error" and error["code"] == "model_error" and "CUDA out of memory" in error["detail"]
+    assert error["retry"] is True
+    behaviour["reply"] = lambda m: 42
+    error = ann.generate(task, ask)[-1]
+    assert error["code"] == "model_garbage" and "not text" in error["detail"]
+    behaviour["reply"] = lambda m: "x" * 51
+    error = ann.generate(task, ask)[-1]
+    assert error["code"] == "model_garbage" and "50 characters" in error["detail"]
+    behaviour["reply"] = silent
+    error = ann.generate(task, ask)[-1]
+    assert error["code"] == "model_timeout" and "0.5 s" in error["detail"]
+    time.sleep(0.7)  # the only worker is still writing the abandoned reply; a new one would wait for it
+    # Waiting for the model does not use up the lease: 1.5 s of writing against a 3 s lease, twice over.
+    behaviour["reply"] = slow
+    before = task.lease_expires_at
+    replies = [ann.generate(task, ask)[-1], ann.generate(task, ask)[-1]]
+    assert all(r["type"] == "done" and r["text"] == "....." for r in replies), replies
+    assert replies[-1]["lease_expires_at"] >= before + 2.5
+    assert handle.failed == 3 and any("CUDA" in e for e in handle.errors)
+    nodes = [
+        {"id": "u", "role": "user", "content": "hello"},
+        {"id": "a", "role": "assistant", "parent": "u", "generation": replies[0]["generation_id"]},
+    ]
+    ack = ann.submit(task, {"nodes": nodes, "ratings": {"a": {"off_topic": False}}})
+    assert ack["status"] == "accepted", "the lease outlived its 3 s because the model's time was not counted"
+    handle.stop()
+    assert not [m for m in flow.get_models() if m.attached]
+    flow.create_new_flow_batch([{"id": "again"}], time_to_live=60)
+    task = ann.lease()
+    t0 = time.monotonic()
+    assert ann.generate(task, ask)[0]["code"] == "model_detached", "stopped is detached at once"
+    assert time.monotonic() - t0 < 2
+
+
+def test_chat_batches_are_checked(client: flowlab.Client) -> None:
+    flow = client.flow.create_chat_flow("checks", "Chat.")
+    with pytest.raises(flowlab.ValidationError, match="needs text"):
+        flow.create_new_flow_batch([{"id": "x", "messages": [{"role": "user", "content": " "}]}])
+    with pytest.raises(flowlab.ValidationError, match="id, messages and guidance"):
+        flow.create_new_flow_batch([{"id": "x", "prompt": "hi"}])
+    with pytest.raises(flowlab.ValidationError, match="unique"):
+        client.flow.create_chat_flow("dup", "Chat.", models=["a", "a"])
+    ranking = client.flow.create_ranking_flow("not chat", "Which?")
+    r = httpx.post(
+        f"{client.url}/v1/flows/{ranking.id}/items",
+        json={"datapoints": [{"messages": []}, {"messages": []}]},
+        headers={"Authorization": f"Bearer {client.api_key}"},
+    )
+    assert r.status_code == 422 and "create_chat_flow" in r.json()["detail"]
+    r = httpx.get(
+        f"{client.url}/v1/flows/{flow.id}/models/nope/next",
+        params={"worker": "w", "wait": 0},
+        headers={"Authorization": f"Bearer {client.api_key}"},
+    )
+    assert r.status_code == 404 and "no model 'nope'" in r.json()["detail"]
