@@ -5,6 +5,7 @@
 
 import { AnnotatorApi, ApiError, NetworkError, sleep } from "./api.js";
 import { renderContent, renderText } from "./render.js";
+import { ChatView } from "./chat.js";
 import { RlhfView, takeParked } from "./rlhf.js";
 
 const TOKEN_KEY = "flowlab.annotator.token";
@@ -139,6 +140,15 @@ function prepare(task, receivedAt, form = null) {
   const skewMs = task.server_time * 1000 - receivedAt;
   const markdown = Boolean(task.render_markdown);
   const entry = { task, deadline: task.lease_expires_at * 1000 - skewMs, shownAt: 0 }; // deadline: this clock's
+  if (task.kind === "chat") {
+    entry.view = new ChatView(task, {
+      api: state.api, markdown,
+      submit: (annotation) => state.current === entry && answer("submit", annotation),
+      skip: () => state.current === entry && answer("skip"),
+      lease: (expiresAt) => { entry.deadline = expiresAt * 1000 - skewMs; },
+    });
+    return entry;
+  }
   if (task.kind === "rlhf") {
     entry.view = new RlhfView(task, {
       markdown, form, owner: state.me?.id, receivedAt, deadline: entry.deadline,
@@ -298,7 +308,7 @@ function showRlhf(entry) {
   $("body-b").replaceChildren();
   $("rlhf").replaceChildren(entry.view.node);
   $("rlhf").hidden = false;
-  $("keys-rlhf").hidden = false;
+  $("keys-rlhf").hidden = entry.task.kind !== "rlhf"; // a chat task's keys are its own buttons
 }
 
 /** A button per category (key 1, 2, …) and skip; rebuilt only when the categories change. */
@@ -389,7 +399,7 @@ function receive(task, receivedAt, form = null) {
  * held behind it to go stale, so none is: its submit fetches the next.
  */
 function wanted(shown = state.current) {
-  const hold = shown?.task.kind === "rlhf" ? 1 : HOLD;
+  const hold = shown?.task.kind === "rlhf" || shown?.task.kind === "chat" ? 1 : HOLD;
   return hold - (shown ? 1 : 0) - state.buffer.length - (state.session?.inflight ?? 0);
 }
 
@@ -467,7 +477,7 @@ async function answer(choice, annotation = null) {
   let problem = null;
   for (let attempt = 0; attempt < 3; attempt += 1) {
     try {
-      ack = await state.api.answer(task.task_id, choice, fetchNext, annotation);
+      ack = await state.api.answer(task.task_id, choice, fetchNext, annotation, task.kind);
       problem = null;
       break;
     } catch (err) {

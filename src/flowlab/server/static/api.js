@@ -61,10 +61,13 @@ export class AnnotatorApi {
     return r.status === 204 ? null : r.body;
   }
 
-  /** Answers a task: a choice, or "submit" with an RLHF task's annotation (`rlhf`, a schemas.RlhfAnswer). */
-  answer(taskId, choice, fetchNext, rlhf = null) {
+  /**
+   * Answers a task: a choice, or "submit" with an annotation: an RLHF task's (a schemas.RlhfAnswer) or a chat
+   * task's (a schemas.ChatAnswer), by the task's kind.
+   */
+  answer(taskId, choice, fetchNext, annotation = null, kind = "rlhf") {
     const body = { choice };
-    if (rlhf) body.rlhf = rlhf;
+    if (annotation) body[kind === "chat" ? "chat" : "rlhf"] = annotation;
     if (fetchNext) body.fetch_next = true;
     return this.request("POST", `/v1/tasks/${encodeURIComponent(taskId)}/answer`, body).then((r) => r.body);
   }
