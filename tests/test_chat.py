@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -13,7 +16,7 @@ import pytest
 import flowlab
 from flowlab import FlowItemState, schemas
 
-from .conftest import ServerProcess
+from .conftest import ServerProcess, free_port
 
 OFF_TOPIC = {"key": "off_topic", "type": "boolean", "label": "Off-topic"}
 
@@ -287,3 +290,105 @@ def test_chat_batches_are_checked(client: flowlab.Client) -> None:
         headers={"Authorization": f"Bearer {client.api_key}"},
     )
     assert r.status_code == 404 and "no model 'nope'" in r.json()["detail"]
+
+
+class OpenAIServer:
+    """A small server speaking OpenAI's chat-completions protocol, streamed (server-sent events) or not, as
+    vLLM, TGI, llama.cpp's server and Ollama do; it answers by rules, no weights."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
+                last = body["messages"][-1]["content"]
+                if self.path != "/v1/chat/completions" or body["model"] == "missing":
+                    self._json(404, {"error": {"message": f"model {body['model']!r} not found"}})
+                elif "plain" in last:  # a server that ignores "stream"
+                    self._json(200, {"choices": [{"message": {"role": "assistant", "content": "Plain answer."}}]})
+                elif "garbage" in last:
+                    self._events([{"choices": [{"delta": {"content": {"not": "text"}}}]}])
+                else:
+                    words = ["The ", "answer ", "is ", f"{body['model']}."]
+                    self._events(
+                        [{"choices": [{"delta": {"role": "assistant"}}]}]
+                        + [{"choices": [{"delta": {"content": w}}]} for w in words]
+                        + [{"choices": [{"delta": {}, "finish_reason": "stop"}]}]
+                    )
+
+            def _json(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _events(self, events: list[dict[str, Any]]) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for e in events:
+                    self.wfile.write(f"data: {json.dumps(e)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_a_model_behind_an_openai_compatible_endpoint(client: flowlab.Client) -> None:
+    endpoint = OpenAIServer()
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    try:
+        flow = client.flow.create_chat_flow(
+            "endpoint",
+            "Chat.",
+            models=[
+                {"name": "local", "url": endpoint.url, "model": "tiny-llama", "temperature": 0.2, "max_tokens": 64},
+                {"name": "missing", "url": endpoint.url},
+                {"name": "down", "url": dead},
+            ],
+            dimensions=[OFF_TOPIC],
+        )
+        with pytest.raises(flowlab.ValidationError, match="behind its endpoint"):
+            flow.serve_model(storefront_v2, model="local")
+        flow.create_new_flow_batch([{"id": "e"}], time_to_live=60)
+        ann = Annotator(client, "endpoint-user")
+        task = ann.lease()
+        ask = [{"role": "user", "content": "hello"}]
+        replies = [ann.generate(task, ask, model=p)[-1] for p in range(3)]
+        done = [r for r in replies if r["type"] == "done"]
+        assert [r["text"] for r in done] == ["The answer is tiny-llama."]
+        codes = sorted(r.get("code") for r in replies if r["type"] == "error")
+        assert codes == ["model_detached", "model_error"], replies
+        missing = next(r for r in replies if r.get("code") == "model_error")
+        assert "404" in missing["detail"] and "not found" in missing["detail"]
+        call = next(r for r in endpoint.requests if r["model"] == "tiny-llama")
+        assert call["stream"] is True and call["temperature"] == 0.2 and call["max_tokens"] == 64
+        assert call["messages"] == ask and call["path"] == "/v1/chat/completions"
+        local = next(p for p in range(3) if ann.generate(task, ask, model=p)[-1].get("type") == "done")
+        plain = ann.generate(task, [{"role": "user", "content": "plain please"}], model=local)[-1]
+        assert plain["type"] == "done" and plain["text"] == "Plain answer."
+        junk = ann.generate(task, [{"role": "user", "content": "garbage please"}], model=local)[-1]
+        assert junk["code"] == "model_garbage" and "not text" in junk["detail"]
+        nodes = [
+            {"id": "u", "role": "user", "content": "hello"},
+            {"id": "a", "role": "assistant", "parent": "u", "generation": done[0]["generation_id"]},
+        ]
+        assert ann.submit(task, {"nodes": nodes, "ratings": {"a": {"off_topic": False}}})["status"] == "accepted"
+        [conv] = client.flow.get_flow_by_id(flow.id).get_flow_items()[0].get_conversations()
+        assert conv.turns[1].model == "local" and conv.turns[1].content == "The answer is tiny-llama."
+    finally:
+        endpoint.close()

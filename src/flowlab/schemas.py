@@ -161,9 +161,15 @@ class RlhfAnswer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
 
 class ChatModel(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """One model a chat flow's annotators talk to, by name: served from Python (`flow.serve_model()`, which
-    fetches the flow's generation requests by long poll)."""
+    fetches the flow's generation requests by long poll), or, given a `url`, an OpenAI-compatible
+    chat-completions endpoint (vLLM, TGI, llama.cpp's server, Ollama) that the server calls itself."""
 
     name: str
+    url: str | None = None  # the API's base, e.g. http://127.0.0.1:8000/v1; the server POSTs {url}/chat/completions
+    model: str | None = None  # the endpoint's name for the model (defaults to `name`)
+    api_key_env: str | None = None  # an environment variable of the server's holding the endpoint's key
+    temperature: float | None = None
+    max_tokens: int | None = None
 
 
 class ChatSpec(msgspec.Struct, forbid_unknown_fields=True):

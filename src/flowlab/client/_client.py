@@ -407,17 +407,25 @@ class ChatFlow(_FlowCalls[ChatFlowItem]):
         to this flow's annotators from this process, in `workers` threads; `messages` is the branch so far,
         `[{"role", "content"}, ...]`, ending with the user's turn. `model` names which of the flow's models this
         is (needed when it has several). Returns at once; `handle.stop()` detaches the model."""
-        names = self.models
+        spec = self.config.chat or schemas.ChatSpec()
+        names = [m.name for m in spec.models]
+        served = [m.name for m in spec.models if m.url is None]
         if model is None:
-            if len(names) != 1:
+            if len(served) != 1:
                 raise ValidationError(
                     422,
-                    f"This flow has models {names}: say which one this is, serve_model(..., model=NAME).",
+                    f"This flow has models {served} to serve: say which one this is, serve_model(..., model=NAME).",
                     field="model",
                 )
-            model = names[0]
+            model = served[0]
         elif model not in names:
             raise ValidationError(422, f"This flow has no model {model!r}; its models are {names}.", field="model")
+        elif model not in served:
+            raise ValidationError(
+                422,
+                f"Model {model!r} is behind its endpoint's url; the server calls it, nobody serves it.",
+                field="model",
+            )
         return ModelHandle(self.url, self.api_key, self.id, model, generate, workers, poll_wait=poll_wait)
 
     def get_models(self) -> list[schemas.ChatModelStatus]:

@@ -275,6 +275,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await service.items.drain()
+            await service.relay.close()
             await store.close()
 
     return Litestar(

@@ -10,10 +10,12 @@ of it) ends the reply with a reason the page shows beside a retry."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import msgspec
 
 from flowlab import schemas
@@ -39,7 +41,7 @@ class Gone(ServiceError):
 class Generation:
     """A reply being written: the conversation it answers and the chunks on their way to the page."""
 
-    __slots__ = ("chars", "id", "messages", "model", "queue", "spec", "worker")
+    __slots__ = ("caller", "chars", "id", "messages", "model", "queue", "spec", "worker")
 
     def __init__(self, model: str, messages: list[schemas.ChatMessage], spec: schemas.ChatSpec) -> None:
         self.id = new_id("gen")
@@ -48,6 +50,7 @@ class Generation:
         self.spec = spec
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.worker: str | None = None
+        self.caller: asyncio.Task[None] | None = None  # an endpoint's model: the request to it
         self.chars = 0
 
 
@@ -75,6 +78,7 @@ class Relay:
         self.served: dict[tuple[str, str], Served] = {}
         self.running: dict[str, Generation] = {}
         self._flow_of: dict[str, str] = {}  # generation id -> its flow
+        self._http: httpx.AsyncClient | None = None  # for models behind an OpenAI-compatible endpoint
 
     def _served(self, flow_id: str, name: str) -> Served:
         found = self.served.get((flow_id, name))
@@ -158,21 +162,28 @@ class Relay:
             error = str(body["error"])[:500]
             self._fail(gen, "model_error", f"The model failed: {error}")
             return
-        text = body.get("text")
-        if text is not None:
-            if not isinstance(text, str):
-                reason = f"The model's reply was not text (a chunk was {type(text).__name__})."
-                self._fail(gen, "model_garbage", reason)
-                raise Invalid(reason, field="text")
-            gen.chars += len(text)
-            if gen.chars > gen.spec.max_reply_chars or len(text) > MAX_CHUNK_CHARS:
-                reason = f"The model's reply passed this flow's limit of {gen.spec.max_reply_chars:,} characters."
-                self._fail(gen, "model_garbage", reason)
-                raise Invalid(reason, field="text")
-            if text:
-                gen.queue.put_nowait(("chunk", text))
+        reason = self._accept(gen, body.get("text"))
+        if reason is not None:
+            raise Invalid(reason, field="text")
         if body.get("done"):
             gen.queue.put_nowait(("done", None))
+
+    def _accept(self, gen: Generation, text: Any) -> str | None:
+        """Pass a chunk on to the page; a chunk that is not text, or one past the flow's length, ends the reply
+        and is the reason returned."""
+        if text is None:
+            return None
+        if not isinstance(text, str):
+            reason = f"The model's reply was not text (a chunk was {type(text).__name__})."
+        elif gen.chars + len(text) > gen.spec.max_reply_chars or len(text) > MAX_CHUNK_CHARS:
+            reason = f"The model's reply passed this flow's limit of {gen.spec.max_reply_chars:,} characters."
+        else:
+            gen.chars += len(text)
+            if text:
+                gen.queue.put_nowait(("chunk", text))
+            return None
+        self._fail(gen, "model_garbage", reason)
+        return reason
 
     def _fail(self, gen: Generation, code: str, detail: str) -> None:
         gen.queue.put_nowait(("error", (code, detail)))
@@ -181,6 +192,8 @@ class Relay:
     def _end(self, gen: Generation) -> None:
         if self.running.pop(gen.id, None) is None:
             return
+        if gen.caller is not None and gen.caller is not asyncio.current_task():
+            gen.caller.cancel()
         flow_id = self._flow_of.pop(gen.id, "")
         served = self.served.get((flow_id, gen.model))
         if served is not None and gen.worker is not None:
@@ -246,7 +259,7 @@ class Relay:
             raise Invalid(f"A branch holds at most {spec.max_turns} user turns.", field="messages")
         model = spec.models[session.order[req.model]]
         served = self._served(item.flow.id, model.name)
-        if not served.attached(now):
+        if model.url is None and not served.attached(now):
             raise Unavailable(
                 "The model is offline: nobody is serving it right now. Try again in a moment, or skip this task.",
                 code="model_detached",
@@ -255,11 +268,63 @@ class Relay:
         gen = Generation(model.name, [*system, *msgs], spec)
         self.running[gen.id] = gen
         self._flow_of[gen.id] = item.flow.id
-        served.pending.append(gen)
-        served.signal.fire()
+        if model.url is not None:
+            gen.caller = asyncio.create_task(self._call(gen, model), name=f"flowlab-{gen.id}")
+        else:
+            served.pending.append(gen)
+            served.signal.fire()
         session.generating = gen.id
         self.leases.pause(lease, now)
         return gen
+
+    async def _call(self, gen: Generation, model: schemas.ChatModel) -> None:
+        """Ask an OpenAI-compatible endpoint for the reply, streamed, passing its chunks on as they come."""
+        assert model.url is not None
+        if self._http is None:
+            # A long read timeout: each flow's own reply_timeout is kept by `stream`.
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=5.0))
+        body: dict[str, Any] = {
+            "model": model.model or model.name,
+            "messages": [{"role": m.role, "content": m.content} for m in gen.messages],
+            "stream": True,
+        }
+        if model.temperature is not None:
+            body["temperature"] = model.temperature
+        if model.max_tokens is not None:
+            body["max_tokens"] = model.max_tokens
+        headers = {"Accept": "text/event-stream"}
+        key = os.environ.get(model.api_key_env) if model.api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        url = model.url.rstrip("/") + "/chat/completions"
+        try:
+            async with self._http.stream("POST", url, json=body, headers=headers) as resp:
+                if resp.status_code >= 400:
+                    text = (await resp.aread()).decode(errors="replace")[:300]
+                    self._fail(gen, "model_error", f"The model's endpoint answered {resp.status_code}: {text}")
+                    return
+                if resp.headers.get("content-type", "").startswith("application/json"):  # it ignored "stream"
+                    whole = _content(msgspec.json.decode(await resp.aread()), "message")
+                    if self._accept(gen, whole) is None:
+                        gen.queue.put_nowait(("done", None))
+                    return
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    if self._accept(gen, _content(msgspec.json.decode(data), "delta")) is not None:
+                        return
+                gen.queue.put_nowait(("done", None))
+        except httpx.ConnectError:
+            self._fail(gen, "model_detached", "The model is offline: its endpoint cannot be reached. Try again later.")
+        except (httpx.HTTPError, msgspec.DecodeError, ValueError) as exc:
+            self._fail(gen, "model_error", f"The model's endpoint failed: {type(exc).__name__}: {exc}"[:300])
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
 
     async def stream(self, lease: Lease, gen: Generation, model: int) -> AsyncIterator[bytes]:
         """The reply's events, one JSON object a line: chunks, then `done` (with the whole reply and the
@@ -306,6 +371,17 @@ class Relay:
         if session.generating == gen.id:
             session.generating = None
             self.leases.resume(lease, self.clock.now())
+
+
+def _content(event: Any, part: str) -> Any:
+    """The text of an OpenAI chat-completions event: choices[0].delta.content (streamed) or .message.content;
+    None when it holds no text (a role announcement, a finish reason)."""
+    if isinstance(event, dict) and isinstance(event.get("error"), dict | str):
+        raise ValueError(f"the endpoint reported an error: {str(event['error'])[:200]}")
+    try:
+        return event["choices"][0][part].get("content")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise ValueError("the endpoint's answer is not a chat completion") from None
 
 
 def _error(code: str, detail: str) -> dict[str, Any]:

@@ -132,6 +132,17 @@ class Chat(PerDatapointThresholds):
             raise Invalid(f"A chat flow talks to 1 to {MAX_MODELS} models; got {len(names)}.", field="chat.models")
         if any(not n.strip() or len(n) > 100 for n in names) or len(set(names)) != len(names):
             raise Invalid("Every model needs a name (at most 100 characters), unique in the flow.", field="chat.models")
+        for k, m in enumerate(spec.models):
+            if m.url is not None and not m.url.startswith(("http://", "https://")):
+                raise Invalid(
+                    "A model's url is the base of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1.",
+                    field=f"chat.models[{k}].url",
+                )
+            if m.url is None and (m.model or m.api_key_env or m.temperature is not None or m.max_tokens):
+                raise Invalid(
+                    "model, api_key_env, temperature and max_tokens are for an endpoint: give its url too.",
+                    field=f"chat.models[{k}].url",
+                )
         if not 1 <= spec.max_turns <= MAX_TURNS:
             raise Invalid(f"max_turns is 1 to {MAX_TURNS} user turns per branch.", field="chat.max_turns")
         if not 1 <= spec.max_branches <= 20:
