@@ -15,6 +15,7 @@ import pytest
 
 import flowlab
 from flowlab import FlowItemState, schemas
+from flowlab.crowd import ChatScript, SimulatedCrowd
 
 from .conftest import ServerProcess, free_port
 
@@ -392,3 +393,45 @@ def test_a_model_behind_an_openai_compatible_endpoint(client: flowlab.Client) ->
         assert conv.turns[1].model == "local" and conv.turns[1].content == "The answer is tiny-llama."
     finally:
         endpoint.close()
+
+
+def test_the_crowd_chats_edits_and_annotates(flowlab_server: ServerProcess) -> None:
+    client = flowlab.Client(url=flowlab_server.url, api_key=flowlab_server.api_key)
+    flow = client.flow.create_chat_flow(
+        "crowd chat",
+        "Derail the bot.",
+        models=["drifts", "fixed"],
+        max_turns=2,
+        dimensions=[OFF_TOPIC],
+        likert_scale=5,
+        justification="required",
+        justification_min_chars=10,
+        max_response_threshold=2,
+    )
+
+    def drifts(messages: list[dict[str, str]]) -> Iterator[str]:
+        yield from storefront_v1(messages)
+
+    script = ChatScript(
+        turns=["Where is my order?", "Also, what is 12 squared?"],
+        edits=["What is the square root of 144?"],
+        judge=lambda reply, dims: {"off_topic": "square" in reply},
+    )
+    item = flow.create_new_flow_batch([{"id": f"c{i}"} for i in range(4)], time_to_live=60)
+    with (
+        flow.serve_model(drifts, model="drifts"),
+        flow.serve_model(storefront_v2, model="fixed"),
+        SimulatedCrowd(
+            flowlab_server.url, flowlab_server.api_key, annotators=4, rate=6000, accuracy=1.0, seed=5, chat=script
+        ) as crowd,
+    ):
+        results = item.get_results(timeout=30)
+    assert results.state == FlowItemState.COMPLETED and results.total_responses == 8
+    assert crowd.stats.replies == 8 * 4, "two branches of two turns a conversation"
+    conversations = item.get_conversations()
+    assert all(len(c.branches) == 2 for c in conversations)
+    by_model = {m.source_id: {s.dimension: s for s in m.ratings}["off_topic"] for m in results.models}
+    assert by_model["drifts"].n == by_model["fixed"].n == 16
+    assert by_model["drifts"].mean > 0.5 and by_model["fixed"].mean == 0.0
+    chosen = [c.selected_model for c in conversations]
+    assert chosen.count("fixed") == 8, "the branch that stayed on topic is chosen"

@@ -17,6 +17,7 @@ import msgspec
 
 from flowlab import schemas
 from flowlab.client._transport import resolve
+from flowlab.crowd._chat import ChatScript, converse, last_event
 from flowlab.crowd._oracle import (
     content_utility,
     datapoint_content,
@@ -48,6 +49,7 @@ class CrowdStats:
     errors: int = 0
     unavailable: int = 0  # 503s while the server's database was away; those answers were sent again
     idle_polls: int = 0  # asked for work and found none
+    replies: int = 0  # chat tasks: replies the crowd asked models for
     by_annotator: dict[str, int] = field(default_factory=dict)
     error_causes: dict[str, int] = field(default_factory=dict)  # what went wrong, with how often
 
@@ -98,6 +100,7 @@ class SimulatedCrowd:
         bulk: bool = False,
         batch_size: int = 50,
         name: str = "sim",
+        chat: ChatScript | None = None,
     ) -> None:
         if annotators < 1:
             raise ValueError("annotators must be at least 1")
@@ -117,6 +120,7 @@ class SimulatedCrowd:
             AnnotatorProfile(f"{name}-{i:03d}", accuracy, mean, spammer=i < n_spam) for i in range(annotators)
         ]
         self.stats = CrowdStats()
+        self.chat = chat or ChatScript()
         self._scores: dict[str, list[float] | None] = {}
         self._details: dict[str, list[schemas.Datapoint] | None] = {}
         self._gold: dict[str, dict[tuple[str, str], str]] = {}
@@ -243,12 +247,15 @@ class SimulatedCrowd:
                     pending.append(_task_decoder.decode(r.body))
                 task = pending.pop()
                 started = time.monotonic()
-                choice = await self._choose_or_skip(oracle, p, task, rng)
+                if task.kind == "chat":
+                    choice = await self._chat(own, p, task, rng)
+                else:
+                    choice = await self._choose_or_skip(oracle, p, task, rng)
                 think = self._think_time(p, rng) - (time.monotonic() - started)
                 if think > 0:
                     await asyncio.sleep(think)
                 path = f"/v1/tasks/{task.task_id}/answer"
-                r = await own.post(path, _encode(_answer_body(choice, fetch_next=True)))
+                r = await own.post(path, _encode(_answer_body(choice, fetch_next=True, kind=task.kind)))
                 if r.status in (409, 422):  # too late, or an answer the server refuses: hand the task back
                     self.stats.rejected += 1
                     if r.status == 422:
@@ -281,9 +288,12 @@ class SimulatedCrowd:
             return
         answers = []
         for t in batch.tasks:
-            choice = await self._choose_or_skip(oracle, p, t, rng)
-            if isinstance(choice, dict):  # an RLHF annotation goes by the single-answer route
-                r = await own.post(f"/v1/tasks/{t.task_id}/answer", _encode(_answer_body(choice)))
+            if t.kind == "chat":
+                choice = await self._chat(own, p, t, rng)
+            else:
+                choice = await self._choose_or_skip(oracle, p, t, rng)
+            if isinstance(choice, dict):  # an annotation goes by the single-answer route
+                r = await own.post(f"/v1/tasks/{t.task_id}/answer", _encode(_answer_body(choice, kind=t.kind)))
                 if r.status == 200:
                     self._count(p, _ack_decoder.decode(r.body))
                 else:
@@ -349,6 +359,24 @@ class SimulatedCrowd:
         else:  # another researcher's item: this key cannot read its metadata, so judge by content
             sa, sb = content_utility(_view_content(task.a)), content_utility(_view_content(task.b))
         return "a" if rng.random() < prefer_probability(sa, sb) else "b"
+
+    async def _chat(
+        self, own: KeepAliveHTTP, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
+    ) -> str | dict[str, Any]:
+        """Talk with the task's models by the crowd's script, then annotate; "skip" when a model fails."""
+
+        async def generate(messages: list[dict[str, str]], model: int) -> dict[str, Any] | None:
+            r = await own.post(f"/v1/tasks/{task.task_id}/generate", _encode({"messages": messages, "model": model}))
+            if r.status != 200:
+                return None
+            self.stats.replies += 1
+            return last_event(r.body)
+
+        try:
+            body = await converse(task, self.chat, generate, p.accuracy, p.spammer, rng)
+        except WireError:
+            body = None
+        return "skip" if body is None else body
 
     async def _classify(
         self, oracle: KeepAliveHTTP, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
@@ -444,9 +472,9 @@ def _forget_oldest(cache: dict[str, Any]) -> None:
         del cache[next(iter(cache))]
 
 
-def _answer_body(choice: str | dict[str, Any], *, fetch_next: bool = False) -> dict[str, Any]:
-    if isinstance(choice, dict):
-        return {"choice": "submit", "rlhf": choice, "fetch_next": fetch_next}
+def _answer_body(choice: str | dict[str, Any], *, fetch_next: bool = False, kind: str = "rlhf") -> dict[str, Any]:
+    if isinstance(choice, dict):  # an annotation: an RLHF task's or a chat task's
+        return {"choice": "submit", "chat" if kind == "chat" else "rlhf": choice, "fetch_next": fetch_next}
     return {"choice": choice, "fetch_next": fetch_next}
 
 
