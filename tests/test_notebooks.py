@@ -13,7 +13,14 @@ nbformat = pytest.importorskip("nbformat", reason="the notebook tests need the l
 nbclient = pytest.importorskip("nbclient", reason="the notebook tests need the lab extra: pip install 'flowlab[lab]'")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["01_quickstart", "02_live_monitoring", "03_online_rlhf_loop", "04_run_analysis", "05_batch_project"]
+NAMES = [
+    "01_quickstart",
+    "02_live_monitoring",
+    "03_online_rlhf_loop",
+    "04_run_analysis",
+    "05_batch_project",
+    "06_storefront_chat",
+]
 # Each notebook keeps its own time-to-lives short; this only catches a hang.
 CELL_TIMEOUT = 120
 NOTEBOOK_BUDGET = 90.0
