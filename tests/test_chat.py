@@ -435,3 +435,33 @@ def test_the_crowd_chats_edits_and_annotates(flowlab_server: ServerProcess) -> N
     assert by_model["drifts"].mean > 0.5 and by_model["fixed"].mean == 0.0
     chosen = [c.selected_model for c in conversations]
     assert chosen.count("fixed") == 8, "the branch that stayed on topic is chosen"
+
+
+def test_a_batch_project_of_chat_tasks_delivers_its_records(flowlab_server: ServerProcess, tmp_path: Any) -> None:
+    client = flowlab.Client(url=flowlab_server.url, api_key=flowlab_server.api_key)
+    flow = client.flow.create_chat_flow("chat project", "Chat.", dimensions=[OFF_TOPIC], max_turns=1)
+    rows = [
+        {
+            "id": f"r{i}",
+            "messages": [{"role": "assistant", "content": "Welcome to the shop!"}],
+            "guidance": "Ask.",
+            "channel": "web",
+        }
+        for i in range(3)
+    ]
+    data = tmp_path / "chats.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    script = ChatScript(turns=["What is 2 plus 2?"], judge=lambda reply, dims: {"off_topic": "square" in reply})
+    with (
+        flow.serve_model(storefront_v1),
+        SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=2, seed=3, chat=script),
+    ):
+        project = client.projects.create(flow, data, name="chats")
+        project.wait(timeout=30)
+    out = project.deliverable()
+    assert set(out) == {"results", "records", "conversations"}
+    assert [r["task_id"] for r in out["results"]] == ["r0", "r1", "r2"]
+    assert len(out["records"]) == 3 and all(len(r["threads"]) == 1 for r in out["records"])
+    assert {c["task_key"] for c in out["conversations"]} == {"r0", "r1", "r2"}
+    assert out["records"][0]["metadata"]["guidance"] == "Ask."
+    assert project.to_dataset()["conversations"].num_rows == 3

@@ -8,6 +8,8 @@ What a row holds depends on the flow's kind:
 - `classify`: `datapoint` (or `text`, `url`, `path`), an optional `context` and `id`; rows are grouped into
   items of `per_item` datapoints.
 - `rlhf`: `id`, `prompt`, `responses` (`[{"source_id", "content"}, ...]`), as a flow's RLHF task.
+- `chat`: `id`, `messages` (the conversation to start from, possibly empty), `guidance`, as a flow's chat task;
+  the flow's models must be served while the project runs.
 
 Other columns travel with the task as its private metadata and come back in the deliverable. In CSV files a
 cell holding a list or a dict (`datapoints`, `responses`, `prompt`, `private_metadata`) is written as JSON.
@@ -26,6 +28,7 @@ import msgspec
 
 from flowlab import schemas
 from flowlab.client import _core as core
+from flowlab.client._chat import chat_task
 from flowlab.client._core import Call, Op, decode
 from flowlab.client._errors import Conflict, ValidationError
 from flowlab.client._flows import _Bound
@@ -35,8 +38,8 @@ if TYPE_CHECKING:
     import datasets
 
 UPLOAD_CHUNK = 200  # items per request (the server takes up to 500)
-PER_ITEM = {"classify": 100, "rlhf": 20}  # datapoints per item, for the kinds that hold many
-JSON_CELLS = ("datapoints", "responses", "prompt", "private_metadata", "metadata")
+PER_ITEM = {"classify": 100, "rlhf": 20, "chat": 20}  # datapoints per item, for the kinds that hold many
+JSON_CELLS = ("datapoints", "responses", "prompt", "messages", "private_metadata", "metadata")
 
 _encoder = msgspec.json.Encoder()
 
@@ -203,6 +206,17 @@ def _rlhf_point(raw: Mapping[str, Any], where: str, number: int) -> Op[dict[str,
     return (yield from core.rlhf_task(task, where))
 
 
+def _chat_point(raw: Mapping[str, Any], where: str, number: int) -> Op[dict[str, Any]]:
+    row = _cells(raw, where)
+    task = {k: row.pop(k) for k in ("id", "messages", "guidance", "name") if k in row}
+    task.setdefault("id", str(number))
+    meta = _metadata(row, where)
+    if meta:
+        task["private_metadata"] = meta
+    yield from ()  # an op like the other kinds' rows, though a chat task has no files to upload
+    return chat_task(task, where)
+
+
 def project_items(kind: str, rows: Sequence[Mapping[str, Any]], source: str, per_item: int | None) -> Iterator[Op[Any]]:
     """The project's items, one op each (an op may upload the row's files first)."""
     if kind == "pairwise":
@@ -212,7 +226,7 @@ def project_items(kind: str, rows: Sequence[Mapping[str, Any]], source: str, per
     if kind not in PER_ITEM:
         raise ValidationError(422, f"Flows of kind {kind!r} cannot run batch projects.", field="flow")
     size = per_item or PER_ITEM[kind]
-    point = _label_point if kind == "classify" else _rlhf_point
+    point = {"classify": _label_point, "rlhf": _rlhf_point, "chat": _chat_point}[kind]
     for start in range(0, len(rows), size):
         yield _group(point, rows[start : start + size], source, start)
 

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from flowlab import schemas
+from flowlab.formats._chat import chat_records
 from flowlab.formats._records import _content, preference_pairs, rlhf_task
 from flowlab.formats._rlhf import kto_rows, preference_rows, rlhf_records, sft_rows
 
@@ -17,14 +18,21 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "pairwise": ("tasks", "votes", "preference_pairs", "rlhf_tasks"),
     "classify": ("results", "labels"),
     "rlhf": ("results", "records", "preference", "sft", "kto", "annotations"),
+    "chat": ("results", "records", "conversations"),
 }
 
 _RESULTS: dict[str, type] = {
     "pairwise": schemas.ItemResults,
     "classify": schemas.ClassifyResults,
     "rlhf": schemas.RlhfResults,
+    "chat": schemas.RlhfResults,
 }
-_ANSWERS: dict[str, type] = {"pairwise": schemas.Vote, "classify": schemas.Label, "rlhf": schemas.Annotation}
+_ANSWERS: dict[str, type] = {
+    "pairwise": schemas.Vote,
+    "classify": schemas.Label,
+    "rlhf": schemas.Annotation,
+    "chat": schemas.Conversation,
+}
 
 
 class ExportedItem(msgspec.Struct):
@@ -99,6 +107,23 @@ def deliverable(
             "annotations": lambda it: [
                 {"item_id": it.detail.status.id, "task_key": it.detail.datapoints[a.datapoint].key, **_plain(a)}
                 for a in it.answers
+            ],
+        }
+    elif kind == "chat":
+        chat = flow.chat or schemas.ChatSpec()
+        builders = {
+            "results": _rlhf_results,
+            "records": lambda it: chat_records(
+                it.detail.datapoints,
+                it.answers,
+                item_id=it.detail.status.id,
+                spec=chat,
+                contributors=contributors,
+                metadata={"flow_id": flow.id, "instruction": it.detail.status.instruction},
+            ),
+            "conversations": lambda it: [
+                {"item_id": it.detail.status.id, "task_key": it.detail.datapoints[c.datapoint].key, **_plain(c)}
+                for c in it.answers
             ],
         }
     else:

@@ -37,7 +37,7 @@ log = logging.getLogger("flowlab.projects")
 
 PROJECT_TTL = 365 * 24 * 3600.0  # a project's items run until answered; a year stands for "no deadline"
 # Items live at once: pair tasks are one item each, labels and RLHF tasks are many datapoints to an item.
-DEFAULT_LIVE_ITEMS = {"pairwise": 200, "classify": 10, "rlhf": 10}
+DEFAULT_LIVE_ITEMS = {"pairwise": 200, "classify": 10, "rlhf": 10, "chat": 10}
 MAX_ITEMS = 1_000_000  # item ids carry a 7-digit sequence number, so listing by id is dataset order
 ADMIT_BATCH = 200
 # The window refills once a twentieth of it has ended, so items are admitted in batches (one read and one
