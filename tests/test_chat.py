@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -465,3 +466,39 @@ def test_a_batch_project_of_chat_tasks_delivers_its_records(flowlab_server: Serv
     assert {c["task_key"] for c in out["conversations"]} == {"r0", "r1", "r2"}
     assert out["records"][0]["metadata"]["guidance"] == "Ask."
     assert project.to_dataset()["conversations"].num_rows == 3
+
+
+def test_the_async_client_makes_and_serves_chat_flows(flowlab_server: ServerProcess) -> None:
+    async def main() -> str:
+        async with flowlab.AsyncClient(url=flowlab_server.url, api_key=flowlab_server.api_key) as client:
+            flow = await client.flow.create_chat_flow("async chat", "Chat.", dimensions=[OFF_TOPIC])
+            assert isinstance(flow, flowlab.AsyncChatFlow)
+            item = await flow.create_new_flow_batch([{"id": "a"}], time_to_live=60)
+            assert isinstance(item, flowlab.AsyncChatFlowItem)
+            again = await client.flow.get_flow_by_id(flow.id)
+            assert isinstance(again, flowlab.AsyncChatFlow) and again.config.chat is not None
+            return flow.id
+
+    flow_id = asyncio.run(main())
+    sync = flowlab.Client(url=flowlab_server.url, api_key=flowlab_server.api_key)
+    flow = sync.flow.get_flow_by_id(flow_id)
+    assert isinstance(flow, flowlab.ChatFlow)
+    with flow.serve_model(storefront_v2):
+        wait_attached(flow, "model")
+        ann = Annotator(sync, "async-user")
+        task = ann.lease()
+        done = ann.generate(task, [{"role": "user", "content": "hi"}])[-1]
+        nodes = [
+            {"id": "u", "role": "user", "content": "hi"},
+            {"id": "a", "role": "assistant", "parent": "u", "generation": done["generation_id"]},
+        ]
+        assert ann.submit(task, {"nodes": nodes, "ratings": {"a": {"off_topic": False}}})["status"] == "accepted"
+
+    async def read() -> tuple[list[schemas.Conversation], list[dict[str, Any]]]:
+        async with flowlab.AsyncClient(url=flowlab_server.url, api_key=flowlab_server.api_key) as client:
+            [mine] = await (await client.flow.get_flow_by_id(flow_id)).get_flow_items()
+            return await mine.get_conversations(), await mine.to_chat_records()
+
+    conversations, records = asyncio.run(read())
+    assert conversations[0].turns[1].content == "I can help with orders and returns only."
+    assert records[0]["threads"][0]["turns"][0]["messages"][1]["source_id"] == "model"

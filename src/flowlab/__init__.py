@@ -3,6 +3,8 @@
 __version__ = "0.1.0"
 
 from flowlab.client import (
+    AsyncChatFlow,
+    AsyncChatFlowItem,
     AsyncClassifyFlow,
     AsyncClassifyFlowItem,
     AsyncClient,
@@ -71,6 +73,8 @@ from flowlab.signing import verify_webhook
 __all__ = [
     "APIError",
     "AllowNeitherBothSetting",
+    "AsyncChatFlow",
+    "AsyncChatFlowItem",
     "AsyncClassifyFlow",
     "AsyncClassifyFlowItem",
     "AsyncClient",

@@ -1,6 +1,8 @@
 """The flowlab SDK: sync and async clients over one request-building core."""
 
 from flowlab.client._async import (
+    AsyncChatFlow,
+    AsyncChatFlowItem,
     AsyncClassifyFlow,
     AsyncClassifyFlowItem,
     AsyncClient,
@@ -23,6 +25,8 @@ from flowlab.client._client import (
 )
 
 __all__ = [
+    "AsyncChatFlow",
+    "AsyncChatFlowItem",
     "AsyncClassifyFlow",
     "AsyncClassifyFlowItem",
     "AsyncClient",

@@ -9,6 +9,7 @@ import httpx
 
 from flowlab import formats, schemas
 from flowlab.client import _core as core
+from flowlab.client._chat import POLL_WAIT, Generate, ModelHandle, chat_options, served_model
 from flowlab.client._errors import ValidationError
 from flowlab.client._flows import (
     FlowBase,
@@ -338,7 +339,90 @@ class AsyncRlhfFlow(_AsyncFlowCalls[AsyncRlhfFlowItem]):
         ]
 
 
-def _flow_object(transport: AsyncTransport, config: schemas.Flow) -> AsyncFlow | AsyncClassifyFlow | AsyncRlhfFlow:
+class AsyncChatFlowItem(_AsyncItemCalls):
+    """A batch of chat tasks: each collects annotated conversations until it has the flow's maximum."""
+
+    async def get_results(self, timeout: float | None = None, *, partial: bool = False) -> RlhfFlowItemResult:
+        """Wait for the item to end, then return the aggregate, per model (see `ChatFlowItem.get_results`)."""
+        return await self._transport.run(core.wait_for_results(self.id, timeout, partial, core.rlhf_results))
+
+    async def get_win_loss_matrix(self) -> pd.DataFrame:
+        raise ValidationError(422, "The win/loss matrix is only available for ranking flow items.")
+
+    async def get_conversations(self) -> list[schemas.Conversation]:
+        return await self._transport.run(core.item_conversations(self.id))
+
+    async def to_chat_records(self) -> list[dict[str, Any]]:
+        """One task record per conversation, one thread per branch (see `formats.chat_records`)."""
+        detail = await self._transport.run(core.item_detail(self.id))
+        flow = await self._transport.run(core.get_flow(self.flow_id))
+        names = {a.id: a.name for a in await self._transport.run(core.list_annotators())}
+        return formats.chat_records(
+            detail.datapoints,
+            await self.get_conversations(),
+            item_id=self.id,
+            spec=flow.chat or schemas.ChatSpec(),
+            contributors=names,
+            metadata={"flow_id": self.flow_id, "instruction": detail.status.instruction},
+        )
+
+
+class AsyncChatFlow(_AsyncFlowCalls[AsyncChatFlowItem]):
+    """A flow of chat tasks (see `ChatFlow`)."""
+
+    _item_type = AsyncChatFlowItem
+
+    async def refresh(self) -> AsyncChatFlow:
+        self.config = await self._transport.run(core.get_flow(self.id))
+        return self
+
+    def serve_model(
+        self, generate: Generate, *, model: str | None = None, workers: int = 1, poll_wait: float = POLL_WAIT
+    ) -> ModelHandle:
+        """Serve `generate(messages)` to this flow's annotators from worker threads of this process (see
+        `ChatFlow.serve_model`); `generate` is a plain function, run off the event loop."""
+        name = served_model(self.config, model)
+        return ModelHandle(self.url, self.api_key, self.id, name, generate, workers, poll_wait=poll_wait)
+
+    async def get_models(self) -> list[schemas.ChatModelStatus]:
+        return await self._transport.run(core.chat_models(self.id))
+
+    async def create_new_flow_batch(
+        self,
+        datapoints: Iterable[Any],
+        context: str | None = None,
+        private_metadata: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+        time_to_live: float | None = None,
+    ) -> AsyncChatFlowItem:
+        """Push chat tasks: `{"id", "messages": [...] (possibly empty), "guidance"}`. Returns at once."""
+        status = await self._transport.run(
+            core.create_item(
+                self.id,
+                datapoints,
+                context=context,
+                private_metadata=private_metadata,
+                time_to_live=time_to_live,
+                chat=True,
+            )
+        )
+        return AsyncChatFlowItem(self._transport, status)
+
+    async def update_config(self, instruction: str | None = None, **changes: Any) -> AsyncChatFlow:
+        self.config = await self._transport.run(core.update_flow(self.id, {"instruction": instruction, **changes}))
+        return self
+
+    async def get_flow_items(self, amount: int | None = 10, page: int = 1) -> list[AsyncChatFlowItem]:
+        return [
+            AsyncChatFlowItem(self._transport, s)
+            for s in await self._transport.run(core.list_items(self.id, amount, page))
+        ]
+
+
+def _flow_object(
+    transport: AsyncTransport, config: schemas.Flow
+) -> AsyncFlow | AsyncClassifyFlow | AsyncRlhfFlow | AsyncChatFlow:
+    if config.kind == "chat":
+        return AsyncChatFlow(transport, config)
     if config.kind == "rlhf":
         return AsyncRlhfFlow(transport, config)
     return AsyncClassifyFlow(transport, config) if config.kind == "classify" else AsyncFlow(transport, config)
@@ -426,6 +510,46 @@ class AsyncFlowsAPI:
         config = await self._transport.run(core.create_flow(name, instruction, max_votes, min_votes, options))
         return AsyncClassifyFlow(self._transport, config)
 
+    async def create_chat_flow(
+        self,
+        name: str,
+        instruction: str,
+        models: Sequence[Any] | None = None,
+        max_turns: int = 10,
+        dimensions: Sequence[Any] | None = None,
+        likert_scale: int = 7,
+        justification: str = "optional",
+        max_response_threshold: int = 1,
+        min_response_threshold: int | None = None,
+        *,
+        justification_min_chars: int = 0,
+        max_reply_chars: int = 20_000,
+        reply_timeout: float = 60.0,
+        max_branches: int = 8,
+        lease_seconds: float | None = None,
+        drain_seconds: float | None = None,
+        settings: Sequence[Any] | None = None,
+    ) -> AsyncChatFlow:
+        """Create a chat flow; the arguments are `FlowsAPI.create_chat_flow`'s."""
+        options = chat_options(
+            models,
+            max_turns,
+            dimensions,
+            likert_scale,
+            justification,
+            justification_min_chars,
+            max_reply_chars,
+            reply_timeout,
+            max_branches,
+            lease_seconds,
+            drain_seconds,
+            settings,
+        )
+        config = await self._transport.run(
+            core.create_flow(name, instruction, max_response_threshold, min_response_threshold, options)
+        )
+        return AsyncChatFlow(self._transport, config)
+
     async def create_rlhf_flow(
         self,
         name: str,
@@ -473,12 +597,12 @@ class AsyncFlowsAPI:
     async def preheat(self) -> schemas.Preheated:
         return await self._transport.run(core.preheat())
 
-    async def get_flow_by_id(self, flow_id: str) -> AsyncFlow | AsyncClassifyFlow | AsyncRlhfFlow:
+    async def get_flow_by_id(self, flow_id: str) -> AsyncFlow | AsyncClassifyFlow | AsyncRlhfFlow | AsyncChatFlow:
         return _flow_object(self._transport, await self._transport.run(core.get_flow(flow_id)))
 
     async def find_flows(
         self, name: str = "", amount: int = 10, page: int = 1
-    ) -> list[AsyncFlow | AsyncClassifyFlow | AsyncRlhfFlow]:
+    ) -> list[AsyncFlow | AsyncClassifyFlow | AsyncRlhfFlow | AsyncChatFlow]:
         """Your flows whose name contains `name`, newest first, `amount` a page (pages count from 1)."""
         flows = await self._transport.run(core.find_flows(amount, page, name))
         return [_flow_object(self._transport, f) for f in flows]

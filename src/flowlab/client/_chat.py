@@ -68,6 +68,29 @@ def chat_options(
     return options
 
 
+def served_model(config: schemas.Flow, model: str | None) -> str:
+    """The name of the flow's model that `serve_model(model=...)` serves: the one given, or the only one
+    without an endpoint; a clear error otherwise."""
+    spec = config.chat or schemas.ChatSpec()
+    names = [m.name for m in spec.models]
+    served = [m.name for m in spec.models if m.url is None]
+    if model is None:
+        if len(served) != 1:
+            raise ValidationError(
+                422,
+                f"This flow has models {served} to serve: say which one this is, serve_model(..., model=NAME).",
+                field="model",
+            )
+        return served[0]
+    if model not in names:
+        raise ValidationError(422, f"This flow has no model {model!r}; its models are {names}.", field="model")
+    if model not in served:
+        raise ValidationError(
+            422, f"Model {model!r} is behind its endpoint's url; the server calls it, nobody serves it.", field="model"
+        )
+    return model
+
+
 def _model(m: Any, i: int) -> dict[str, Any]:
     if isinstance(m, str):
         return {"name": m}

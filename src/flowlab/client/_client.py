@@ -9,7 +9,7 @@ import httpx
 
 from flowlab import formats, schemas
 from flowlab.client import _core as core
-from flowlab.client._chat import POLL_WAIT, Generate, ModelHandle, chat_options
+from flowlab.client._chat import POLL_WAIT, Generate, ModelHandle, chat_options, served_model
 from flowlab.client._errors import ValidationError
 from flowlab.client._flows import (
     FlowBase,
@@ -407,26 +407,8 @@ class ChatFlow(_FlowCalls[ChatFlowItem]):
         to this flow's annotators from this process, in `workers` threads; `messages` is the branch so far,
         `[{"role", "content"}, ...]`, ending with the user's turn. `model` names which of the flow's models this
         is (needed when it has several). Returns at once; `handle.stop()` detaches the model."""
-        spec = self.config.chat or schemas.ChatSpec()
-        names = [m.name for m in spec.models]
-        served = [m.name for m in spec.models if m.url is None]
-        if model is None:
-            if len(served) != 1:
-                raise ValidationError(
-                    422,
-                    f"This flow has models {served} to serve: say which one this is, serve_model(..., model=NAME).",
-                    field="model",
-                )
-            model = served[0]
-        elif model not in names:
-            raise ValidationError(422, f"This flow has no model {model!r}; its models are {names}.", field="model")
-        elif model not in served:
-            raise ValidationError(
-                422,
-                f"Model {model!r} is behind its endpoint's url; the server calls it, nobody serves it.",
-                field="model",
-            )
-        return ModelHandle(self.url, self.api_key, self.id, model, generate, workers, poll_wait=poll_wait)
+        name = served_model(self.config, model)
+        return ModelHandle(self.url, self.api_key, self.id, name, generate, workers, poll_wait=poll_wait)
 
     def get_models(self) -> list[schemas.ChatModelStatus]:
         """Each model, whether it is being served now, by how many workers, and replies waiting."""
