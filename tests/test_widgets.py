@@ -333,6 +333,44 @@ def test_monitor_and_dashboard_show_an_rlhf_item(
     assert sum(dash.rlhf.share_source.data["chosen"]) == 8
 
 
+def test_monitor_and_dashboard_show_a_chat_item_per_model(flowlab_server: ServerProcess) -> None:
+    from flowlab_widgets.dashboard import Dashboard
+
+    from flowlab.crowd import ChatScript
+
+    client = flowlab.Client(url=flowlab_server.url, api_key=flowlab_server.api_key)
+    flow = client.flow.create_chat_flow(
+        "monitor chat", "Chat.", models=["v1", "v2"], max_turns=1, dimensions=["helpfulness"], likert_scale=5
+    )
+    script = ChatScript(turns=["Hello?"], edits=["Hi?"], judge=lambda reply, dims: {"helpfulness": len(reply) % 5 + 1})
+    monitor = in_fresh_thread(lambda: FlowMonitor(flow, poll_interval=0.1))
+    try:
+        assert len(monitor.figure_widgets) == 3, "ratings per model, choices, Likert: a chat item's are RLHF results"
+        item = flow.create_new_flow_batch([{"id": f"c{i}"} for i in range(3)], time_to_live=30)
+        with (
+            flow.serve_model(lambda m: "Short.", model="v1"),
+            flow.serve_model(lambda m: "A longer reply.", model="v2"),
+            SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=3, seed=2, chat=script),
+        ):
+            assert wait_until(lambda: item.get_progress().is_terminal and monitor.response_count == 3, timeout=30)
+        assert wait_until(lambda: sum(monitor.rlhf.share_source.data["chosen"]) == 3)
+        assert sorted(monitor.rlhf.share_source.data["model"]) == ["v1", "v2"]
+    finally:
+        monitor.close()
+
+    async def look() -> Dashboard:
+        dash = Dashboard(flowlab_server.url, flowlab_server.api_key, flow_id=flow.id)
+        try:
+            await dash.refresh()
+        finally:
+            await dash.client.aclose()
+        return dash
+
+    dash = asyncio.run(look())
+    assert dash.rlhf_row.visible and not dash.pair_row.visible
+    assert sum(dash.rlhf.share_source.data["chosen"]) == 3
+
+
 def test_rlhf_text_reaches_the_widgets_escaped() -> None:
     from flowlab_widgets.figures import RlhfCharts
 

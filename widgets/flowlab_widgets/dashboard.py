@@ -197,9 +197,10 @@ class Dashboard:
             version = (item.id, item.last_status.version)
             kind = getattr(flow.config, "kind", "pairwise")
             self.pair_row.visible = kind == "pairwise"
-            self.classify_row.visible, self.rlhf_row.visible = kind == "classify", kind == "rlhf"
+            annotated = kind in ("rlhf", "chat")  # a chat item's results are RLHF results, per model
+            self.classify_row.visible, self.rlhf_row.visible = kind == "classify", annotated
             if version != self._version:
-                if kind == "rlhf":
+                if annotated:
                     self.rlhf.update(await item.get_results(timeout=0, partial=True))
                     self.justifications.object = "".join(
                         f'<p class="flowlab-why">“{esc(text)}”</p>' for text in self.rlhf.latest_justifications

@@ -189,10 +189,11 @@ class FlowMonitor(widgets.VBox):
         self.distribution = LabelDistributionChart(width=860, height=380)
         self.rlhf = RlhfCharts(width=300, height=340)
         # Each kind shows its own figures: pairs a heatmap and a ranking, classify answers per category, RLHF
-        # ratings per model, choices and Likert strength.
+        # ratings per model, choices and Likert strength (chat flows too: their results are RLHF results).
         figures = {
             "classify": [self.distribution.figure],
             "rlhf": self.rlhf.figures,
+            "chat": self.rlhf.figures,  # a chat item's results are RLHF results, per model
         }.get(self.kind, [self.heatmap.figure, self.ranking.figure])
         self.figure_widgets = [bokeh_widget(figure) for figure in figures]
         self.justifications = widgets.HTML()  # RLHF: the latest justifications, as text
@@ -326,7 +327,7 @@ class FlowMonitor(widgets.VBox):
             f"for this item {badge(state_name(selected.state))} · {self.total_responses} in the flow"
         )
         if snap.version is not None and (selected.id, snap.version) != self._shown:
-            if self.kind == "rlhf":
+            if self.kind in ("rlhf", "chat"):
                 if snap.result is not None:
                     self.rlhf.update(snap.result)
                     self.justifications.value = "".join(
