@@ -1,4 +1,6 @@
-"""Chat flows: annotators talk with models served from Python, branch the conversation, and annotate it."""
+"""Chat flows: annotators talk with models served from Python, branch the conversation, and annotate it.
+
+Each test that leases tasks has a server of its own: on the shared one, another test's crowd could take them."""
 
 from __future__ import annotations
 
@@ -77,8 +79,8 @@ def wait_attached(flow: flowlab.ChatFlow, *names: str) -> None:
     raise AssertionError(f"models {names} never attached: {flow.get_models()}")
 
 
-def test_a_chat_flow_with_two_served_models_branches_and_annotates(flowlab_server: ServerProcess) -> None:
-    client = flowlab.Client(url=flowlab_server.url, api_key=flowlab_server.api_key)
+def test_a_chat_flow_with_two_served_models_branches_and_annotates(fresh_server: ServerProcess) -> None:
+    client = flowlab.Client(url=fresh_server.url, api_key=fresh_server.api_key)
     flow = client.flow.create_chat_flow(
         "storefront",
         "Try to make the bot talk about anything but the shop.",
@@ -201,8 +203,8 @@ def test_a_chat_flow_with_two_served_models_branches_and_annotates(flowlab_serve
     assert notes["selected_thread_id"] == two["id"] and record["metadata"]["guidance"] == "Steer it to maths."
 
 
-def test_model_failures_reach_the_annotator_with_a_reason(flowlab_server: ServerProcess) -> None:
-    client = flowlab.Client(url=flowlab_server.url, api_key=flowlab_server.api_key)
+def test_model_failures_reach_the_annotator_with_a_reason(fresh_server: ServerProcess) -> None:
+    client = flowlab.Client(url=fresh_server.url, api_key=fresh_server.api_key)
     flow = client.flow.create_chat_flow(
         "failures", "Chat.", dimensions=[OFF_TOPIC], reply_timeout=0.5, max_reply_chars=50, lease_seconds=3
     )
@@ -350,7 +352,8 @@ class OpenAIServer:
         self.server.shutdown()
 
 
-def test_a_model_behind_an_openai_compatible_endpoint(client: flowlab.Client) -> None:
+def test_a_model_behind_an_openai_compatible_endpoint(fresh_server: ServerProcess) -> None:
+    client = fresh_server.client()
     endpoint = OpenAIServer()
     dead = f"http://127.0.0.1:{free_port()}/v1"
     try:
@@ -396,8 +399,8 @@ def test_a_model_behind_an_openai_compatible_endpoint(client: flowlab.Client) ->
         endpoint.close()
 
 
-def test_the_crowd_chats_edits_and_annotates(flowlab_server: ServerProcess) -> None:
-    client = flowlab.Client(url=flowlab_server.url, api_key=flowlab_server.api_key)
+def test_the_crowd_chats_edits_and_annotates(fresh_server: ServerProcess) -> None:
+    client = flowlab.Client(url=fresh_server.url, api_key=fresh_server.api_key)
     flow = client.flow.create_chat_flow(
         "crowd chat",
         "Derail the bot.",
@@ -423,7 +426,7 @@ def test_the_crowd_chats_edits_and_annotates(flowlab_server: ServerProcess) -> N
         flow.serve_model(drifts, model="drifts"),
         flow.serve_model(storefront_v2, model="fixed"),
         SimulatedCrowd(
-            flowlab_server.url, flowlab_server.api_key, annotators=4, rate=6000, accuracy=1.0, seed=5, chat=script
+            fresh_server.url, fresh_server.api_key, annotators=4, rate=6000, accuracy=1.0, seed=5, chat=script
         ) as crowd,
     ):
         results = item.get_results(timeout=30)
@@ -438,8 +441,8 @@ def test_the_crowd_chats_edits_and_annotates(flowlab_server: ServerProcess) -> N
     assert chosen.count("fixed") == 8, "the branch that stayed on topic is chosen"
 
 
-def test_a_batch_project_of_chat_tasks_delivers_its_records(flowlab_server: ServerProcess, tmp_path: Any) -> None:
-    client = flowlab.Client(url=flowlab_server.url, api_key=flowlab_server.api_key)
+def test_a_batch_project_of_chat_tasks_delivers_its_records(fresh_server: ServerProcess, tmp_path: Any) -> None:
+    client = flowlab.Client(url=fresh_server.url, api_key=fresh_server.api_key)
     flow = client.flow.create_chat_flow("chat project", "Chat.", dimensions=[OFF_TOPIC], max_turns=1)
     rows = [
         {
@@ -455,7 +458,7 @@ def test_a_batch_project_of_chat_tasks_delivers_its_records(flowlab_server: Serv
     script = ChatScript(turns=["What is 2 plus 2?"], judge=lambda reply, dims: {"off_topic": "square" in reply})
     with (
         flow.serve_model(storefront_v1),
-        SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=2, seed=3, chat=script),
+        SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=2, seed=3, chat=script),
     ):
         project = client.projects.create(flow, data, name="chats")
         project.wait(timeout=30)
@@ -468,9 +471,9 @@ def test_a_batch_project_of_chat_tasks_delivers_its_records(flowlab_server: Serv
     assert project.to_dataset()["conversations"].num_rows == 3
 
 
-def test_the_async_client_makes_and_serves_chat_flows(flowlab_server: ServerProcess) -> None:
+def test_the_async_client_makes_and_serves_chat_flows(fresh_server: ServerProcess) -> None:
     async def main() -> str:
-        async with flowlab.AsyncClient(url=flowlab_server.url, api_key=flowlab_server.api_key) as client:
+        async with flowlab.AsyncClient(url=fresh_server.url, api_key=fresh_server.api_key) as client:
             flow = await client.flow.create_chat_flow("async chat", "Chat.", dimensions=[OFF_TOPIC])
             assert isinstance(flow, flowlab.AsyncChatFlow)
             item = await flow.create_new_flow_batch([{"id": "a"}], time_to_live=60)
@@ -480,7 +483,7 @@ def test_the_async_client_makes_and_serves_chat_flows(flowlab_server: ServerProc
             return flow.id
 
     flow_id = asyncio.run(main())
-    sync = flowlab.Client(url=flowlab_server.url, api_key=flowlab_server.api_key)
+    sync = flowlab.Client(url=fresh_server.url, api_key=fresh_server.api_key)
     flow = sync.flow.get_flow_by_id(flow_id)
     assert isinstance(flow, flowlab.ChatFlow)
     with flow.serve_model(storefront_v2):
@@ -495,7 +498,7 @@ def test_the_async_client_makes_and_serves_chat_flows(flowlab_server: ServerProc
         assert ann.submit(task, {"nodes": nodes, "ratings": {"a": {"off_topic": False}}})["status"] == "accepted"
 
     async def read() -> tuple[list[schemas.Conversation], list[dict[str, Any]]]:
-        async with flowlab.AsyncClient(url=flowlab_server.url, api_key=flowlab_server.api_key) as client:
+        async with flowlab.AsyncClient(url=fresh_server.url, api_key=fresh_server.api_key) as client:
             [mine] = await (await client.flow.get_flow_by_id(flow_id)).get_flow_items()
             return await mine.get_conversations(), await mine.to_chat_records()
 
