@@ -114,3 +114,40 @@ def test_annotator_chats_edits_the_first_turn_and_annotates_both_branches(fresh_
         [GREETING, "Where is my parcel?", "Your parcel arrives tomorrow."],
     ]
     assert record["threads"][1]["annotations"][0]["value"] is True
+
+
+def test_regenerate_keeps_both_replies_as_branches(fresh_server, context_factory):
+    client = fresh_server.client()
+    flow = client.flow.create_chat_flow(
+        "regenerate on the page", "Chat.", dimensions=[{"key": "good", "type": "boolean"}], likert_scale=0
+    )
+    item = flow.create_new_flow_batch([{"id": "r1"}], time_to_live=300)
+    replies = iter(["First try.", "Second try."])
+    with flow.serve_model(lambda messages: next(replies)):
+        annotator = client.annotators.create("Regina")
+        tab = Annotator(context_factory(viewport={"width": 1280, "height": 900}), annotator.join_url)
+        page = tab.page
+        tab.wait_for_pair()
+        page.fill(".chat-input", "Say something.")
+        page.click(".chat-send")
+        page.wait_for_function("() => document.querySelector('.chat-thread').innerText.includes('First try.')")
+        page.click(".chat-regenerate")
+        page.wait_for_function("() => document.querySelector('.chat-thread').innerText.includes('Second try.')")
+        assert page.locator(".chat-branch").all_inner_texts() == ["Branch 1", "Branch 2"]
+        assert "First try." not in page.inner_text(".chat-thread"), "the new reply's branch is on screen"
+        page.locator(".chat-ratings label", has_text="Yes").click()
+        page.locator(".chat-branch", has_text="Branch 1").click()
+        page.locator(".chat-ratings label", has_text="No").click()
+        page.locator(".chat-verdict label", has_text="Branch 2").click()
+        page.click(".chat-submit")
+        deadline = time.monotonic() + 15
+        while item.get_progress().response_count < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert tab.errors == []
+    [conv] = item.get_conversations()
+    users = [t for t in conv.turns if t.role == "user"]
+    assert len(users) == 1, "a regenerated reply shares its user turn"
+    by_id = {t.id: t for t in conv.turns}
+    assert [by_id[leaf].content for leaf in conv.branches] == ["First try.", "Second try."]
+    assert conv.selected == conv.branches[1] and conv.likert is None
+    assert [by_id[leaf].ratings for leaf in conv.branches] == [{"good": False}, {"good": True}]
