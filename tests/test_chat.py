@@ -114,6 +114,9 @@ def test_a_chat_flow_with_two_served_models_branches_and_annotates(fresh_server:
     assert isinstance(item, flowlab.ChatFlowItem)
     with flow.serve_model(v1, model="v1", workers=2) as h1, flow.serve_model(storefront_v2, model="v2") as h2:
         wait_attached(flow, "v1", "v2")
+        deadline = time.monotonic() + 10  # each worker's first long poll opens on its own thread
+        while {m.name: m.workers for m in flow.get_models()} != {"v1": 2, "v2": 1} and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert {m.name: m.workers for m in flow.get_models()} == {"v1": 2, "v2": 1}
         ann = Annotator(client, "chatter")
         task = ann.lease()
