@@ -59,6 +59,8 @@ class CrowdStats:
         self.error_causes[cause] = self.error_causes.get(cause, 0) + 1
 
 
+CHAT_RETRIES = 20  # tries at a reply before a chat task is handed back
+CHAT_RETRY_SECONDS = 0.25
 _task_decoder = msgspec.json.Decoder(schemas.Task)
 _ack_decoder = msgspec.json.Decoder(schemas.Ack)
 _batch_decoder = msgspec.json.Decoder(schemas.TaskBatch)
@@ -366,11 +368,19 @@ class SimulatedCrowd:
         """Talk with the task's models by the crowd's script, then annotate; "skip" when a model fails."""
 
         async def generate(messages: list[dict[str, str]], model: int) -> dict[str, Any] | None:
-            r = await own.post(f"/v1/tasks/{task.task_id}/generate", _encode({"messages": messages, "model": model}))
-            if r.status != 200:
-                return None
-            self.stats.replies += 1
-            return last_event(r.body)
+            # As a person would: an offline model or a failed reply is retried a few times, a moment apart.
+            body = _encode({"messages": messages, "model": model})
+            for _ in range(CHAT_RETRIES):
+                r = await own.post(f"/v1/tasks/{task.task_id}/generate", body)
+                if r.status == 200:
+                    self.stats.replies += 1
+                    event = last_event(r.body)
+                    if event is not None and event.get("type") == "done":
+                        return event
+                elif r.status != 503:
+                    return None
+                await asyncio.sleep(CHAT_RETRY_SECONDS * rng.uniform(0.5, 1.5))
+            return None
 
         try:
             body = await converse(task, self.chat, generate, p.accuracy, p.spammer, rng)
