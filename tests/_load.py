@@ -25,7 +25,12 @@ class AnswerLoad:
     """`annotators` people fetching and answering as fast as the server lets them. After a 503 an answer is
     sent again (while its lease lasts) or, with probability `give_up`, abandoned."""
 
-    def __init__(self, url: str, api_key: str, *, annotators: int = 6, give_up: float = 0.5, seed: int = 0) -> None:
+    def __init__(
+        self, url: str | list[str], api_key: str, *, annotators: int = 6, give_up: float = 0.5, seed: int = 0
+    ) -> None:
+        # Several URLs (a cluster's processes): annotator i talks to the i-th, in turn.
+        self.urls = [url] if isinstance(url, str) else list(url)
+        url = self.urls[0]
         self.url = url
         self.api_key = api_key
         self.n = annotators
@@ -59,17 +64,25 @@ class AnswerLoad:
             self._thread.join(30)
             self._thread = None
 
+    def urls_alive(self, urls: list[str]) -> None:
+        """From now on, spread the annotators over these URLs only (a process died)."""
+        self.urls = list(urls)
+
     async def _main(self) -> None:
-        async with httpx.AsyncClient(base_url=self.url, timeout=10.0) as http:
+        async with httpx.AsyncClient(timeout=10.0) as http:
             await asyncio.gather(
-                *(self._annotate(http, token, random.Random(self.rng.random())) for token in self._tokens)
+                *(
+                    self._annotate(http, i, token, random.Random(self.rng.random()))
+                    for i, token in enumerate(self._tokens)
+                )
             )
 
-    async def _annotate(self, http: httpx.AsyncClient, token: str, rng: random.Random) -> None:
+    async def _annotate(self, http: httpx.AsyncClient, i: int, token: str, rng: random.Random) -> None:
         headers = {"Authorization": f"Bearer {token}"}
         while not self._stop.is_set():
+            base = self.urls[i % len(self.urls)]
             try:
-                r = await http.post("/v1/tasks/next", json={"wait": 0.5}, headers=headers)
+                r = await http.post(f"{base}/v1/tasks/next", json={"wait": 0.5}, headers=headers)
             except httpx.HTTPError:
                 await asyncio.sleep(0.1)
                 continue
@@ -77,15 +90,21 @@ class AnswerLoad:
                 await asyncio.sleep(0.05)
                 continue
             task = r.json()
-            await self._answer(http, headers, task, rng)
+            await self._answer(http, i, headers, task, rng)
 
-    async def _answer(self, http: httpx.AsyncClient, headers: dict[str, str], task: dict, rng: random.Random) -> None:
+    async def _answer(
+        self, http: httpx.AsyncClient, i: int, headers: dict[str, str], task: dict, rng: random.Random
+    ) -> None:
         task_id = task["task_id"]
         body = {"choice": rng.choice("ab")}
         while True:
+            base = self.urls[i % len(self.urls)]
             try:
-                r = await http.post(f"/v1/tasks/{task_id}/answer", json=body, headers=headers)
+                r = await http.post(f"{base}/v1/tasks/{task_id}/answer", json=body, headers=headers)
             except httpx.HTTPError:
+                self.out.unknown.add(task_id)
+                return
+            if r.status_code == 502:  # a cluster's process forwarded it to one that died: as a broken connection
                 self.out.unknown.add(task_id)
                 return
             if r.status_code == 200 and r.json()["status"] == "accepted":

@@ -31,6 +31,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"flowlab serve needs the server extra: pip install 'flowlab[server]' ({exc})", file=sys.stderr)
         return 2
     data_dir = Path(args.data_dir).expanduser()
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    url = f"http://{shown}:{args.port}"
     app = create_app(
         data_dir,
         db=_db_arg(args.db),
@@ -38,10 +40,9 @@ def _serve(args: argparse.Namespace) -> int:
         public_url=args.public_url,
         max_upload_mb=args.max_upload_mb,
         retain_ended=args.retain_ended,
+        advertise_url=args.advertise or url,
         **({} if args.webhook_retry is None else {"webhook_retry_seconds": args.webhook_retry}),
     )
-    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    url = f"http://{shown}:{args.port}"
     print(f"flowlab: serving on {url}  (API docs: /schema/swagger, annotators: /annotate)", flush=True)
     announced = _announce(url, data_dir)
     if announced is not None:
@@ -410,6 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--db", default=None, help="SQLite file (default: <data-dir>/flowlab.sqlite3), or a postgresql:// URL"
     )
     serve.add_argument("--public-url", default=None, help="base URL for join links, if not the request's own")
+    serve.add_argument(
+        "--advertise",
+        default=None,
+        metavar="URL",
+        help="on PostgreSQL, where the cluster's other processes reach this one (default http://HOST:PORT)",
+    )
     serve.add_argument("--max-upload-mb", type=float, default=64.0)
     serve.add_argument(
         "--retain-ended",

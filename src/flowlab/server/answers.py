@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +85,7 @@ class Answers:
         self.rng = rng
         self.work = work
         self.webhooks = webhooks
+        self.task_prefix = "task"  # in a cluster, `task_<node>`: an answer finds its way back to the lease
 
     # ------------------------------------------------------------ leasing
 
@@ -108,7 +109,9 @@ class Answers:
             else:
                 return None
         self.people.seen(who.id, now)
-        lease = Lease(new_id("task"), best, question, who.id, min(now + best.config.lease_seconds, best.deadline), gold)
+        lease = Lease(
+            new_id(self.task_prefix), best, question, who.id, min(now + best.config.lease_seconds, best.deadline), gold
+        )
         self.leases.add(lease)
         if best.state == "Pending":
             self.items.set_state(best, "Running", now)
@@ -116,34 +119,37 @@ class Answers:
             best.touch()
         return best.kind.task_view(lease, self.rng, now)
 
-    async def wait_for_task(
-        self, who: Principal, wait: float, gone: Callable[[], bool] = lambda: False
-    ) -> schemas.Task | None:
-        """Lease a task, waiting up to `wait` seconds for one. `gone` tells whether the asker hung up: a task
-        leased to a closed connection would sit unanswered until its lease ran out."""
+    async def wait_for_tasks(
+        self,
+        who: Principal,
+        n: int,
+        wait: float,
+        gone: Callable[[], bool] = lambda: False,
+        elsewhere: Callable[[int], Awaitable[list[schemas.Task]]] | None = None,
+    ) -> list[schemas.Task]:
+        """Lease up to `n` tasks, waiting up to `wait` seconds for the first. `gone` tells whether the asker
+        hung up: a task leased to a closed connection would sit unanswered until its lease ran out. In a
+        cluster, `elsewhere` leases from the other processes when this one has nothing for the annotator."""
+        if not 1 <= n <= MAX_BATCH_TASKS:
+            raise Invalid(f"n must be between 1 and {MAX_BATCH_TASKS} tasks per request.", field="n")
         deadline = time.monotonic() + max(0.0, min(wait, MAX_WAIT))
         while not gone():
             if who.revoked:
                 raise Unauthorized("This annotator token was revoked while it waited for work.")
-            task = self.lease_next(who)
-            if task is not None:
-                return task
+            tasks = self._lease_up_to(who, n)
+            if not tasks and elsewhere is not None:
+                tasks = await elsewhere(n)
+            if tasks:
+                return tasks
             left = deadline - time.monotonic()
             if left <= 0:
-                return None
+                return []
             await self.work.wait(min(left, 1.0))
-        return None
+        return []
 
-    async def wait_for_tasks(
-        self, who: Principal, n: int, wait: float, gone: Callable[[], bool] = lambda: False
-    ) -> list[schemas.Task]:
-        if not 1 <= n <= MAX_BATCH_TASKS:
-            raise Invalid(f"n must be between 1 and {MAX_BATCH_TASKS} tasks per request.", field="n")
-        first = await self.wait_for_task(who, wait, gone)
-        if first is None:
-            return []
-        tasks = [first]
-        size = task_chars(first)
+    def _lease_up_to(self, who: Principal, n: int) -> list[schemas.Task]:
+        tasks: list[schemas.Task] = []
+        size = 0
         while len(tasks) < n and size < MAX_BATCH_CHARS:
             task = self.lease_next(who)
             if task is None:

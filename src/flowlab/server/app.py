@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import re
 from collections.abc import AsyncIterator
 from http import HTTPStatus
@@ -19,8 +21,9 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 
 from flowlab import schemas
-from flowlab.server import openapi
+from flowlab.server import openapi, routing
 from flowlab.server.clock import Clock, SystemClock
+from flowlab.server.cluster import Cluster
 from flowlab.server.errors import BadRequest, Invalid, ServiceError, Unsupported
 from flowlab.server.items import RETAIN_ENDED
 from flowlab.server.media import MediaStore
@@ -224,6 +227,23 @@ async def _ticker(service: FlowService) -> None:
         await service.wakeup.wait(min(delay, 1.0) + 0.0005)
 
 
+def _sole_server(db: Path) -> int:
+    """Hold `<db>.lock` for as long as this process lives: a SQLite database has one server. (Several share a
+    PostgreSQL database instead: docs/cluster.md.)"""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(f"{db}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise SystemExit(
+            f"flowlab: another flowlab server already uses {db}; a SQLite database is served by one process. "
+            "Stop that one, give this one its own --data-dir, or run several on PostgreSQL "
+            "(--db postgresql://…, docs/cluster.md)."
+        ) from None
+    return fd
+
+
 def create_app(
     data_dir: Path,
     *,
@@ -235,17 +255,23 @@ def create_app(
     seed: int | None = None,
     retain_ended: float = RETAIN_ENDED,
     webhook_retry_seconds: tuple[float, ...] = RETRY_SECONDS,
+    advertise_url: str | None = None,
 ) -> Litestar:
-    """Build the app. The database defaults to `<data_dir>/flowlab.sqlite3`; media live in `<data_dir>/media`."""
+    """Build the app. The database defaults to `<data_dir>/flowlab.sqlite3`; media live in `<data_dir>/media`.
+    On PostgreSQL the process joins the database's cluster (others may share it: `cluster`), where the other
+    processes reach it at `advertise_url`."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     store: GroupCommitStore
+    sole: int | None = None  # SQLite: the lock that keeps a second process off the same database
     if isinstance(db, str) and db.startswith(("postgres://", "postgresql://")):
         from flowlab.server.store.postgres import PostgresStore
 
         store = PostgresStore(db)
     else:
-        store = SQLiteStore(Path(db) if db else data_dir / "flowlab.sqlite3")
+        path = Path(db) if db else data_dir / "flowlab.sqlite3"
+        sole = _sole_server(path)
+        store = SQLiteStore(path)
     service = FlowService(
         store,
         MediaStore(data_dir / "media"),
@@ -254,7 +280,12 @@ def create_app(
         retain_ended=retain_ended,
         webhook_retry_seconds=webhook_retry_seconds,
     )
-    generated = service.bootstrap(data_dir, admin_key)
+    cluster: Cluster | None = None
+    if isinstance(store, SQLiteStore):
+        generated = service.bootstrap(data_dir, admin_key)
+    else:
+        generated = service.bootstrap_node(data_dir, admin_key)
+        cluster = Cluster(service, store, advertise_url or public_url or "http://127.0.0.1:8787")  # type: ignore[arg-type]
     if generated:
         print(
             f"flowlab: created the admin API key (also saved in {data_dir / 'admin_key'}):\n  {generated}", flush=True
@@ -264,6 +295,8 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         openapi.complete(app.plugins.get(OpenAPIPlugin).provide_openapi_schema())  # before anyone reads it
         await store.start()
+        if cluster is not None:
+            await cluster.start()  # takes the flows no live process serves, before anyone is answered
         service.resume()
         ticker = asyncio.create_task(_ticker(service), name="flowlab-lifecycle")
         pusher = asyncio.create_task(service.webhooks.run(), name="flowlab-webhooks")
@@ -276,7 +309,11 @@ def create_app(
                     await task
             await service.items.drain()
             await service.relay.close()
+            if cluster is not None:
+                await cluster.close()
             await store.close()
+            if sole is not None:
+                os.close(sole)
 
     return Litestar(
         route_handlers=[
@@ -290,7 +327,15 @@ def create_app(
             *pages.handlers,
         ],
         lifespan=[lifespan],
-        state=State({"service": service, "public_url": public_url, "max_upload_bytes": int(max_upload_mb * 2**20)}),
+        state=State(
+            {
+                "service": service,
+                "cluster": cluster,
+                "public_url": public_url,
+                "max_upload_bytes": int(max_upload_mb * 2**20),
+            }
+        ),
+        middleware=[] if cluster is None else [routing.forwarder],
         before_request=_before,
         exception_handlers={
             ServiceError: _service_error,

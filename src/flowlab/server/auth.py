@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,6 +39,8 @@ class Principal:
 class Auth:
     def __init__(self) -> None:
         self.by_hash: dict[str, Principal] = {}
+        # In a cluster, a secret made by another process may not have reached this one yet: ask the database.
+        self.on_miss: Callable[[str], Principal | None] | None = None
 
     def add(self, secret_hash: str, principal: Principal) -> None:
         self.by_hash[secret_hash] = principal
@@ -54,7 +57,10 @@ class Auth:
                 "Send your API key (or annotator token) as 'Authorization: Bearer <key>'. "
                 "The SDK reads it from FLOWLAB_API_KEY."
             )
-        principal = self.by_hash.get(digest(authorization[7:].strip()))
+        hashed = digest(authorization[7:].strip())
+        principal = self.by_hash.get(hashed)
+        if principal is None and self.on_miss is not None:
+            principal = self.on_miss(hashed)
         if principal is None or principal.revoked:
             raise Unauthorized(
                 "This API key or annotator token is not valid (wrong, or revoked). "

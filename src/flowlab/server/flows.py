@@ -34,19 +34,38 @@ class Flows:
         self.media = media
         self.flows: dict[str, FlowRecord] = {}
         self._edit_locks: dict[str, asyncio.Lock] = {}
+        # In a cluster, this process's node id: the flows it creates are its own to serve. Alone, None.
+        self.node: str | None = None
 
     def restore(self, rows: list[Row], item_counts: dict[str, int]) -> None:
         for row in rows:
-            cfg = msgspec.json.decode(row["config"], type=FlowConfig)
-            self.flows[row["id"]] = FlowRecord(
-                row["id"],
-                row["owner"],
-                cfg,
-                row["created_at"],
-                row["updated_at"],
-                ended_version=int(row.get("ended_version") or 0),
-                item_count=item_counts.get(row["id"], 0),
-            )
+            self.flows[row["id"]] = _record(row, item_counts.get(row["id"], 0))
+
+    def mine(self, flow: FlowRecord) -> bool:
+        """Whether this process serves the flow (alone, it serves them all)."""
+        return self.node is None or flow.node == self.node
+
+    def refresh(self, rows: list[Row], item_counts: dict[str, int], ids: set[str] | None) -> list[str]:
+        """Bring the flows that other processes of the cluster serve up to date with their rows (of `ids`,
+        or of all flows): config, counts and which process serves each. Returns those now served here."""
+        seen = {row["id"] for row in rows}
+        for flow_id in [f for f in self.flows if (ids is None or f in ids) and f not in seen]:
+            if not self.mine(self.flows[flow_id]):
+                del self.flows[flow_id]  # deleted by the process that served it
+        adopted = []
+        for row in rows:
+            flow = self.flows.get(row["id"])
+            fresh = _record(row, item_counts.get(row["id"], 0))
+            if flow is None:
+                self.flows[fresh.id] = fresh
+            elif not self.mine(flow):
+                flow.config, flow.updated_at, flow.node = fresh.config, fresh.updated_at, fresh.node
+                flow.ended_version, flow.item_count = fresh.ended_version, fresh.item_count
+            else:
+                continue
+            if self.mine(self.flows[fresh.id]):
+                adopted.append(fresh.id)
+        return adopted
 
     def view(self, flow: FlowRecord) -> schemas.Flow:
         c = flow.config
@@ -201,12 +220,12 @@ class Flows:
         cfg = with_settings(cfg, flags)
         await self.check_config(cfg)
         now = self.clock.now()
-        flow = FlowRecord(new_id("flow"), who.id, cfg, now, now)
+        flow = FlowRecord(new_id("flow"), who.id, cfg, now, now, node=self.node)
         await self.store.write(
             [
                 (
-                    "INSERT INTO flows (id, owner, config, created_at, updated_at) VALUES (?,?,?,?,?)",
-                    (flow.id, who.id, _json.encode(cfg).decode(), now, now),
+                    "INSERT INTO flows (id, owner, config, created_at, updated_at, node) VALUES (?,?,?,?,?,?)",
+                    (flow.id, who.id, _json.encode(cfg).decode(), now, now, self.node),
                 )
             ]
         )
@@ -305,6 +324,19 @@ class Flows:
                 "A validation pair answers 'tie' but the flow does not allow ties; set allow_ties=True.",
                 field="validation_pairs",
             )
+
+
+def _record(row: Row, item_count: int) -> FlowRecord:
+    return FlowRecord(
+        row["id"],
+        row["owner"],
+        msgspec.json.decode(row["config"], type=FlowConfig),
+        row["created_at"],
+        row["updated_at"],
+        ended_version=int(row.get("ended_version") or 0),
+        item_count=item_count,
+        node=row.get("node"),
+    )
 
 
 def with_settings(cfg: FlowConfig, flags: dict[str, str]) -> FlowConfig:

@@ -98,6 +98,7 @@ class Items:
         """Rebuild the live items and count their durable votes again; items whose deadline passed while the
         server was down end now, as they would have then."""
         failed: list[Op] = []
+        restored: list[ItemRecord] = []
         for row in rows:
             flow = self.flows.flows.get(row["flow_id"])
             if flow is None:
@@ -124,6 +125,7 @@ class Items:
                 self.projects.attach(row["project_id"], item)
             self.live[item.id] = item
             flow.items[item.id] = item
+            restored.append(item)
         by_item: dict[str, list[Row]] = {}
         for v in votes:
             by_item.setdefault(v["item_id"], []).append(v)
@@ -132,7 +134,7 @@ class Items:
             if voted is not None:
                 voted.kind.replay(voted, item_votes)
         now = self.clock.now()
-        for item in self.live.values():
+        for item in restored:
             if lifecycle.is_terminal(item.state):
                 continue
             item.state = "Running" if item.state == "Stopping" else item.state

@@ -4,6 +4,7 @@ writes only this; the store makes it durable, and ended items live in the databa
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -72,11 +73,37 @@ class Signal:
             return False
 
 
+class SharedSignal(Signal):
+    """A signal that can also be passed on: in a cluster, `echo` tells the other processes it fired."""
+
+    __slots__ = ("echo",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.echo: Callable[[], None] | None = None
+
+    def fire(self) -> None:
+        super().fire()
+        if self.echo is not None:
+            self.echo()
+
+
 class FlowRecord:
     """A flow and its live items. Ended items leave `items`; what they added to the version stays, in
     `ended_version`, which the database keeps too."""
 
-    __slots__ = ("changed", "config", "created_at", "ended_version", "id", "item_count", "items", "owner", "updated_at")
+    __slots__ = (
+        "changed",
+        "config",
+        "created_at",
+        "ended_version",
+        "id",
+        "item_count",
+        "items",
+        "node",
+        "owner",
+        "updated_at",
+    )
 
     def __init__(
         self,
@@ -88,6 +115,7 @@ class FlowRecord:
         *,
         ended_version: int = 0,
         item_count: int = 0,
+        node: str | None = None,
     ) -> None:
         self.id = id
         self.owner = owner
@@ -96,6 +124,7 @@ class FlowRecord:
         self.updated_at = updated_at
         self.ended_version = ended_version
         self.item_count = item_count
+        self.node = node  # in a cluster, the process that serves the flow (its `nodes` row)
         self.items: dict[str, ItemRecord] = {}
         self.changed = Signal()
 

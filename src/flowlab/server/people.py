@@ -68,25 +68,57 @@ class People:
         self.keys: dict[str, tuple[Principal, float]] = {}  # key id -> (who, created at)
         self.key_file: Path | None = None  # where `flowlab serve` saved a generated admin key
 
-    def restore(self, keys: list[Row], annotators: list[Row]) -> None:
+    def restore(self, keys: list[Row], annotators: list[Row]) -> list[Principal]:
+        """Add the keys and annotators of these rows; those already known take their row's revocation, secret
+        and tallies (a cluster's other processes change them). Returns the principals revoked by the rows."""
         self.admin_ids |= {row["id"] for row in keys if row["admin"]}
+        revoked: list[Principal] = []
         for row in keys:
-            p = Principal(
-                row["id"], row["name"], "admin" if row["admin"] else "researcher", revoked=bool(row["revoked"])
-            )
-            self.auth.add(row["key_hash"], p)
-            self.keys[p.id] = (p, row["created_at"])
+            known = self.keys.get(row["id"])
+            if known is None:
+                p = Principal(
+                    row["id"], row["name"], "admin" if row["admin"] else "researcher", revoked=bool(row["revoked"])
+                )
+                self.auth.add(row["key_hash"], p)
+                self.keys[p.id] = (p, row["created_at"])
+            else:
+                self._update(known[0], row["key_hash"], bool(row["revoked"]), revoked)
         for row in annotators:
-            p = Principal(row["id"], row["name"], "annotator", owner=row["owner"], revoked=bool(row["revoked"]))
-            self.auth.add(row["token_hash"], p)
-            self.annotators[p.id] = AnnotatorInfo(
-                p,
-                row["created_at"],
-                votes=int(row.get("votes") or 0),
-                gold_answered=int(row.get("gold_answered") or 0),
-                gold_correct=int(row.get("gold_correct") or 0),
-                last_seen=row.get("last_seen"),
-            )
+            tallies = {
+                "votes": int(row.get("votes") or 0),
+                "gold_answered": int(row.get("gold_answered") or 0),
+                "gold_correct": int(row.get("gold_correct") or 0),
+                "last_seen": row.get("last_seen"),
+            }
+            info = self.annotators.get(row["id"])
+            if info is None:
+                p = Principal(row["id"], row["name"], "annotator", owner=row["owner"], revoked=bool(row["revoked"]))
+                self.auth.add(row["token_hash"], p)
+                self.annotators[p.id] = AnnotatorInfo(p, row["created_at"], **tallies)
+            else:
+                self._update(info.principal, row["token_hash"], bool(row["revoked"]), revoked)
+                info.votes, info.gold_answered, info.gold_correct = (
+                    tallies["votes"],
+                    tallies["gold_answered"],
+                    tallies["gold_correct"],
+                )
+                info.last_seen = max(info.last_seen or 0.0, tallies["last_seen"] or 0.0) or None
+        return revoked
+
+    def _update(self, p: Principal, secret_hash: str, is_revoked: bool, revoked: list[Principal]) -> None:
+        if self.auth.by_hash.get(secret_hash) is not p:
+            self.auth.replace(p, secret_hash)  # rotated elsewhere
+        if is_revoked and not p.revoked:
+            p.revoked = True
+            revoked.append(p)
+
+    def look_up(self, secret_hash: str) -> Principal | None:
+        """A secret this process has not seen: made by another process of the cluster a moment ago?"""
+        keys = self.store.read("SELECT * FROM keys WHERE key_hash = ?", (secret_hash,))
+        annotators = self.store.read("SELECT * FROM annotators WHERE token_hash = ?", (secret_hash,))
+        if keys or annotators:
+            self.restore(keys, annotators)
+        return self.auth.by_hash.get(secret_hash)
 
     def ensure_admin(self, data_dir: Path, env_key: str | None) -> str | None:
         self.key_file = data_dir / "admin_key"

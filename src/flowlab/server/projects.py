@@ -119,8 +119,9 @@ class Projects:
 
     # ------------------------------------------------------------ start-up
 
-    def restore(self) -> None:
-        """Before the items are restored: the projects, with how many items each still has queued."""
+    def restore(self, flow_ids: set[str] | None = None) -> None:
+        """Before the items are restored: the projects (of these flows, or of all), with how many items each
+        still has queued."""
         queued = {
             r["project_id"]: int(r["n"])
             for r in self.store.read("SELECT project_id, count(*) AS n FROM project_queue GROUP BY project_id")
@@ -128,7 +129,7 @@ class Projects:
         now = self.clock.now()
         for row in self.store.read("SELECT * FROM projects ORDER BY created_at"):
             flow = self.flows.flows.get(row["flow_id"])
-            if flow is not None:
+            if flow is not None and (flow_ids is None or flow.id in flow_ids) and row["id"] not in self.projects:
                 self.projects[row["id"]] = Project(row, flow, queued.get(row["id"], 0), now)
 
     def attach(self, project_id: str, item: ItemRecord) -> None:

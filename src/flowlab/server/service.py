@@ -22,7 +22,7 @@ from flowlab.server.history import History
 from flowlab.server.items import RETAIN_ENDED, Items
 from flowlab.server.leases import LeaseBook
 from flowlab.server.media import MediaCatalog, MediaStore, classify
-from flowlab.server.model import Signal
+from flowlab.server.model import SharedSignal, Signal
 from flowlab.server.people import People
 from flowlab.server.projects import Projects
 from flowlab.server.relay import Relay
@@ -49,7 +49,7 @@ class FlowService:
         self.media = media
         self.clock = clock
         self.rng = random.Random(seed)
-        self.work = Signal()  # idle annotators wait on this
+        self.work = SharedSignal()  # idle annotators wait on this (in a cluster, on any process)
         self.wakeup = Signal()  # the lifecycle ticker waits on this
         self.hot_until = 0.0
         self.annotator_listeners = 0
@@ -90,6 +90,22 @@ class FlowService:
         self.items.restore(snap.items, snap.votes)
         self.webhooks.restore(snap.webhooks)
         return self.people.ensure_admin(data_dir, env_key)
+
+    def bootstrap_node(self, data_dir: Path, env_key: str | None) -> str | None:
+        """As `bootstrap`, for a process of a cluster: every flow, key and annotator, but no items yet (each
+        process reads back those of the flows it serves, once it knows which: `Cluster.adopt`)."""
+        snap = self.store.load(items=False)
+        self.people.restore(snap.keys, snap.annotators)
+        self.flows.restore(snap.flows, snap.item_counts)
+        self.webhooks.restore(snap.webhooks)
+        return self.people.ensure_admin(data_dir, env_key)
+
+    def revoked_elsewhere(self, principal: Principal) -> None:
+        """Another process of the cluster revoked this annotator: its tasks here go back to the queue too."""
+        for lease in self.leases.of_annotator(principal.id):
+            if lease.committing is None:
+                self.leases.release(lease, "revoked", requeue=True)
+        Signal.fire(self.work)
 
     def resume(self) -> None:
         """Once the writer runs: finish what a previous process left half done."""

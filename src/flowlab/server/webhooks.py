@@ -94,6 +94,13 @@ DUE = (
     "SELECT id, endpoint_id, msg_id, payload, attempts FROM webhook_deliveries "
     "WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?"
 )
+# In a cluster every process runs a worker: each claims the due rows it starts, moving them out of the others'
+# sight for as long as an attempt may take; a process that dies mid-attempt leaves them to fall due again.
+CLAIM = (
+    "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id IN (SELECT id FROM webhook_deliveries "
+    "WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED) "
+    "RETURNING id, endpoint_id, msg_id, payload, attempts"
+)
 NEXT_DUE = "SELECT min(next_attempt_at) AS t FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at > ?"
 
 
@@ -115,10 +122,15 @@ class Webhooks:
         self._in_flight: dict[str, asyncio.Task[None]] = {}  # delivery id -> its attempt
         # Attempts that end while due rows are being read: those rows may predate their attempt's update.
         self._ended_during_read: set[str] | None = None
+        self.shared = False  # several processes deliver from this database (a PostgreSQL cluster)
 
     # ------------------------------------------------------------ start-up
 
-    def restore(self, endpoints: list[Row]) -> None:
+    def restore(self, endpoints: list[Row], *, every: bool = False) -> None:
+        """Add these endpoints; with `every`, the rows are all there are (the others were removed elsewhere)."""
+        if every:
+            for gone in set(self.endpoints) - {r["id"] for r in endpoints}:
+                del self.endpoints[gone]
         for r in endpoints:
             self.endpoints[r["id"]] = Endpoint(
                 id=r["id"],
@@ -283,7 +295,10 @@ class Webhooks:
         now = self.clock.now()
         self._ended_during_read = set()
         try:
-            rows = await self.store.aread(DUE, (now, room + len(self._in_flight)))
+            if self.shared:
+                rows = await self.store.aread(CLAIM, (now + self.attempt_timeout + 30.0, now, room))
+            else:
+                rows = await self.store.aread(DUE, (now, room + len(self._in_flight)))
         finally:
             stale, self._ended_during_read = self._ended_during_read, None
         for r in rows:
@@ -309,6 +324,9 @@ class Webhooks:
 
     async def _attempt(self, http: httpx.AsyncClient, p: Pending) -> None:
         endpoint = self.endpoints.get(p.endpoint_id)
+        if endpoint is None and self.shared:  # added by another process a moment ago?
+            self.restore(await self.store.aread("SELECT * FROM webhooks WHERE id=?", (p.endpoint_id,)))
+            endpoint = self.endpoints.get(p.endpoint_id)
         if endpoint is None:  # removed (its log with it) while this row was being read
             await self.store.write([("DELETE FROM webhook_deliveries WHERE id=?", (p.id,))], retry=True)
             return

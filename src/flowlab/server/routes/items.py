@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from litestar import Request, get, post
+import asyncio
+
+import msgspec
+from litestar import Request, Response, get, post
 from litestar.response import ServerSentEvent
 
 from flowlab import schemas
-from flowlab.server import events
+from flowlab.server import events, routing
 from flowlab.server.errors import Invalid
 from flowlab.server.routes import researcher
 from flowlab.server.routes.flows import SSE_HEADERS
@@ -75,13 +78,36 @@ async def wait_item(request: Request, item_id: str, since: int = -1, timeout: fl
 
 
 @post("/v1/items/wait", status_code=200)
-async def wait_items(request: Request, data: schemas.ItemsWait) -> list[schemas.ItemStatus]:
+async def wait_items(request: Request, data: schemas.ItemsWait) -> list[schemas.ItemStatus] | Response[bytes]:
     """Wait for several items at once (e.g. every prompt group of a training step): one long poll."""
     service, who = researcher(request)
     if not 1 <= len(data.item_ids) <= events.MAX_WAIT_ITEMS:
         raise Invalid(f"Wait for 1 to {events.MAX_WAIT_ITEMS} items at a time.", field="item_ids")
-    found = [await service.items.find(who, item_id) for item_id in data.item_ids]
-    return await events.wait_for_items(service, found, data.timeout)
+    cluster = routing.cluster_of(request)
+    if cluster is None or routing.is_forwarded(request):
+        found = [await service.items.find(who, item_id) for item_id in data.item_ids]
+        return await events.wait_for_items(service, found, data.timeout)
+    # In a cluster, the items of each node are waited for there, all at once.
+    nodes = [await routing.node_of(cluster, {"item_id": i}) for i in data.item_ids]
+    groups = routing.by_node(cluster, range(len(nodes)), lambda i: nodes[i])  # type: ignore[arg-type, index]
+
+    async def group(url: str | None, at: list[int]) -> list[schemas.ItemStatus] | Response[bytes]:
+        part = [data.item_ids[i] for i in at]
+        if url is None:
+            found = [await service.items.find(who, item_id) for item_id in part]
+            return await events.wait_for_items(service, found, data.timeout)
+        reply = await routing.relay(request, url, schemas.ItemsWait(item_ids=part, timeout=data.timeout))
+        if reply.status_code != 200:
+            return reply
+        return msgspec.json.decode(reply.content, type=list[schemas.ItemStatus])  # type: ignore[arg-type]
+
+    replies = await asyncio.gather(*(group(url, at) for url, at in groups.items()))
+    statuses: dict[int, schemas.ItemStatus] = {}
+    for at, reply in zip(groups.values(), replies, strict=True):
+        if isinstance(reply, Response):
+            return reply
+        statuses.update(zip(at, reply, strict=True))
+    return [statuses[i] for i in range(len(data.item_ids))]
 
 
 @get("/v1/items/{item_id:str}/events")

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
-from litestar import Request, delete, get, post
+import msgspec
+from litestar import Request, Response, delete, get, post
 
 from flowlab import schemas
+from flowlab.server import routing
 from flowlab.server.routes import researcher
 
 
 @post("/v1/projects", status_code=201)
-async def create_project(request: Request, data: schemas.ProjectCreate) -> schemas.ProjectStatus:
+async def create_project(request: Request, data: schemas.ProjectCreate) -> schemas.ProjectStatus | Response[bytes]:
     """A batch project on one of the key's flows, open for its tasks until it is started."""
     service, who = researcher(request)
+    cluster = routing.cluster_of(request)
+    if cluster is not None and not routing.is_forwarded(request):
+        url = cluster.url_of(cluster.node_of_flow(data.flow_id))
+        if url is not None:  # made where its flow is served
+            return await routing.relay(request, url, data)
     return await service.projects.create(who, data)
 
 
 @get("/v1/projects")
 async def list_projects(request: Request) -> list[schemas.ProjectStatus]:
     service, who = researcher(request)
-    return service.projects.listing(who)
+    mine = service.projects.listing(who)
+    cluster = routing.cluster_of(request)
+    if cluster is None or routing.is_forwarded(request):
+        return mine
+    for _, reply in await routing.gather(request, "/v1/projects"):
+        if reply.status_code == 200:
+            mine += msgspec.json.decode(reply.content, type=list[schemas.ProjectStatus])
+    return sorted(mine, key=lambda p: p.created_at)
 
 
 @get("/v1/projects/{project_id:str}")

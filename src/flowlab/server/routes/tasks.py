@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
+import msgspec
 from litestar import Request, Response, get, post
 from litestar.response import ServerSentEvent
 
 from flowlab import schemas
-from flowlab.server import events
+from flowlab.server import events, routing
+from flowlab.server.cluster import task_node
 from flowlab.server.routes import annotator
 from flowlab.server.routes.flows import SSE_HEADERS
 
@@ -33,7 +35,8 @@ async def next_task(request: Request, data: schemas.TaskRequest | None = None) -
     service, who = annotator(request)
     wait = data.wait if data else 0.0
     async with hang_up_watch(request, wait) as gone:
-        task = await service.answers.wait_for_task(who, wait, gone)
+        found = await service.answers.wait_for_tasks(who, 1, wait, gone, routing.tasks_elsewhere(request))
+    task = found[0] if found else None
     if task is None:
         return Response(None, status_code=204, headers={"X-Poll-Interval": f"{service.poll_interval:g}"})
     return Response(task)
@@ -43,7 +46,7 @@ async def next_task(request: Request, data: schemas.TaskRequest | None = None) -
 async def next_tasks(request: Request, data: schemas.TaskBatchRequest) -> schemas.TaskBatch:
     service, who = annotator(request)
     async with hang_up_watch(request, data.wait) as gone:
-        tasks = await service.answers.wait_for_tasks(who, data.n, data.wait, gone)
+        tasks = await service.answers.wait_for_tasks(who, data.n, data.wait, gone, routing.tasks_elsewhere(request))
     return schemas.TaskBatch(tasks=tasks, poll_interval=service.poll_interval)
 
 
@@ -54,9 +57,33 @@ async def answer(request: Request, task_id: str, data: schemas.Answer) -> schema
 
 
 @post("/v1/tasks/answers", status_code=200)
-async def answers(request: Request, data: schemas.AnswerBatch) -> schemas.AckBatch:
+async def answers(request: Request, data: schemas.AnswerBatch) -> schemas.AckBatch | Response[bytes]:
     service, who = annotator(request)
-    return schemas.AckBatch(results=await service.answers.answer_batch(who, data.answers))
+    cluster = routing.cluster_of(request)
+    if cluster is None or routing.is_forwarded(request):
+        return schemas.AckBatch(results=await service.answers.answer_batch(who, data.answers))
+    # In a cluster, each answer goes to the node that leased its task: all at once, results in order.
+    groups = routing.by_node(cluster, (a.task_id for a in data.answers), task_node)
+    if list(groups) == [None]:
+        return schemas.AckBatch(results=await service.answers.answer_batch(who, data.answers))
+
+    async def group(url: str | None, at: list[int]) -> list[schemas.Ack] | Response[bytes]:
+        part = [data.answers[i] for i in at]
+        if url is None:
+            return await service.answers.answer_batch(who, part)
+        reply = await routing.relay(request, url, schemas.AnswerBatch(answers=part))
+        if reply.status_code != 200:
+            return reply
+        return msgspec.json.decode(reply.content, type=schemas.AckBatch).results  # type: ignore[arg-type]
+
+    replies = await asyncio.gather(*(group(url, at) for url, at in groups.items()))
+    results: list[schemas.Ack | None] = [None] * len(data.answers)
+    for at, reply in zip(groups.values(), replies, strict=True):
+        if isinstance(reply, Response):
+            return reply  # that node's answers were not counted (a 503 says retry: the others count once)
+        for i, ack in zip(at, reply, strict=True):
+            results[i] = ack
+    return schemas.AckBatch(results=[r for r in results if r is not None])
 
 
 @get("/v1/annotator/events")

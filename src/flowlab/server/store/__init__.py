@@ -32,6 +32,11 @@ class StoreUnavailable(RuntimeError):
     get back and the request can be retried (a retried answer counts once)."""
 
 
+class Fenced(StoreUnavailable):
+    """This process was declared dead by the others of its cluster (its database session ended) and its flows
+    are served elsewhere now: nothing it commits may land any more."""
+
+
 class StoreRejected(RuntimeError):
     """The database refused one submission (a constraint, a bad statement); the others in its group commit."""
 
@@ -58,7 +63,7 @@ class Store(Protocol):
         """Commit synchronously; only for start-up, before anyone is served."""
         ...
 
-    def load(self) -> Snapshot: ...
+    def load(self, *, items: bool = True) -> Snapshot: ...
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Rows of one query, on a connection of its own (never the writer's); blocking, so call it from a

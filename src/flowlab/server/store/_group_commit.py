@@ -15,12 +15,12 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from flowlab.server.store import Op, Row, StoreRejected, StoreUnavailable
+from flowlab.server.store import Fenced, Op, Row, StoreRejected, StoreUnavailable
 
 log = logging.getLogger("flowlab.store")
 
@@ -51,6 +51,9 @@ class GroupCommitStore:
         self._kept: list[_Submission] = []  # writes marked retry, held through an outage
         self._last_outage_end = 0.0
         self._gap = probe_every
+        # What to do once a commit finds this process fenced off (a cluster's process that others declared
+        # dead): by default, refuse the commit like any outage.
+        self.on_fenced: Callable[[Fenced], None] | None = None
 
     # ------------------------------------------------------------ what each database provides
 
@@ -137,6 +140,9 @@ class GroupCommitStore:
         self._inflight = batch
         try:
             await loop.run_in_executor(self._thread, self._commit, [s.ops for s in batch])
+        except Fenced as exc:
+            self._fenced(batch, exc)
+            return
         except Exception as exc:
             if self._transient(exc):
                 await self._outage(batch, exc)
@@ -156,6 +162,9 @@ class GroupCommitStore:
         for i, sub in enumerate(batch):
             try:
                 await loop.run_in_executor(self._thread, self._commit, [sub.ops])
+            except Fenced as exc:
+                self._fenced(batch[i:], exc)
+                return
             except Exception as exc:
                 if self._transient(exc):
                     await self._outage(batch[i:], exc)
@@ -167,6 +176,17 @@ class GroupCommitStore:
             self.commits += 1
             if not sub.future.done():
                 sub.future.set_result(None)
+
+    def _fenced(self, batch: list[_Submission], exc: Fenced) -> None:
+        """Nothing of this group landed, and nothing this process commits ever will: fail every waiter."""
+        log.critical("%s", exc)
+        for sub in [*batch, *self._pending, *self._kept]:
+            if not sub.future.done():
+                sub.future.set_exception(exc)
+        self._pending.clear()
+        self._kept = []
+        if self.on_fenced is not None:
+            self.on_fenced(exc)
 
     async def _outage(self, batch: list[_Submission], exc: BaseException) -> None:
         reason = f"{type(exc).__name__}: {exc}".strip()

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from flowlab.server.store import Row, Snapshot, StoreUnavailable, schema
+from flowlab.server.store import Fenced, Row, Snapshot, StoreUnavailable, schema
 from flowlab.server.store._group_commit import GroupCommitStore
 
 log = logging.getLogger("flowlab.store")
@@ -44,6 +44,9 @@ class PostgresStore(GroupCommitStore):
         if added:
             log.warning("database upgraded: added %s", ", ".join(f"{t}.{c}" for t, c in added))
         self._reader = self._connect()
+        # In a cluster, the `nodes` row of this process: every transaction first takes a share lock on it,
+        # so a takeover (which deletes the row) waits for commits in flight, and none lands after it.
+        self.fence_node: str | None = None
 
     def _connect(self) -> Any:
         # Named, so an operator (or a fault test) can find this server's sessions in pg_stat_activity.
@@ -62,6 +65,15 @@ class PostgresStore(GroupCommitStore):
 
     def _commit(self, batches: list[Sequence[Any]]) -> None:
         with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
+            node = self.fence_node
+            if (
+                node is not None
+                and cur.execute("SELECT 1 FROM nodes WHERE id=%s FOR SHARE", (node,)).fetchone() is None
+            ):
+                raise Fenced(
+                    f"this process (cluster node {node}) lost its database session and the other processes took "
+                    "over its flows; it stops so that nothing is counted twice (start it again to rejoin)"
+                )
             for ops in batches:
                 for sql, params in ops:
                     cur.execute(translate(sql), params)
@@ -100,8 +112,8 @@ class PostgresStore(GroupCommitStore):
                         raise StoreUnavailable(f"the database cannot be read just now ({exc})") from exc
         raise AssertionError("unreachable")
 
-    def load(self) -> Snapshot:
-        return schema.load(self.read)
+    def load(self, *, items: bool = True) -> Snapshot:
+        return schema.load(self.read, items=items)
 
     def count_votes(self) -> int:
         return int(self.read("SELECT count(*) AS n FROM votes")[0]["n"])

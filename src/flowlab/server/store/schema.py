@@ -65,6 +65,9 @@ CREATE TABLE IF NOT EXISTS projects (
     answers_done BIGINT NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS project_queue (
     project_id TEXT NOT NULL, seq BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (project_id, seq));
+CREATE TABLE IF NOT EXISTS nodes (
+    id TEXT PRIMARY KEY, url TEXT NOT NULL, lock_key BIGINT NOT NULL, started_at {real} NOT NULL,
+    seen_at {real} NOT NULL);
 """
 
 # Columns added since the first release, as in TABLES: (table, column, declaration). A database made before
@@ -81,6 +84,7 @@ ADDED_COLUMNS = [
     ("gold_answers", "item_id", "TEXT"),
     ("validation_sets", "labels", "TEXT NOT NULL DEFAULT '[]'"),
     ("items", "project_id", "TEXT"),  # the batch project the item was queued by, if any
+    ("flows", "node", "TEXT"),  # PostgreSQL: the `flowlab serve` process (`nodes` row) that serves the flow
 ]
 
 BACKFILL = {
@@ -144,23 +148,39 @@ def migrate(
     return added
 
 
-def load(query: Callable[[str, Sequence[Any]], list[Row]]) -> Snapshot:
-    """Keys, annotators, flows and live items, with the votes of those items only."""
-    q = {name: query(sql, ()) for name, sql in LOAD_QUERIES.items()}
+def load(query: Callable[[str, Sequence[Any]], list[Row]], *, items: bool = True) -> Snapshot:
+    """Keys, annotators, flows and live items, with the votes of those items only. Without `items`, the
+    items are left for `load_items` (a cluster's processes each load those of the flows they serve)."""
+    q = {name: query(sql, ()) for name, sql in LOAD_QUERIES.items() if items or name != "items"}
     snap = Snapshot(
         keys=q["keys"],
         annotators=q["annotators"],
         flows=q["flows"],
-        items=q["items"],
+        items=q.get("items", []),
         webhooks=q["webhooks"],
     )
     snap.item_counts = {r["flow_id"]: int(r["n"]) for r in query(ITEM_COUNTS, ())}
-    ids = [r["id"] for r in snap.items]
-    for chunk in _chunks(ids, 500):
+    snap.votes = _answers_of(query, [r["id"] for r in snap.items])
+    return snap
+
+
+def load_items(query: Callable[[str, Sequence[Any]], list[Row]], flow_ids: list[str]) -> tuple[list[Row], list[Row]]:
+    """The live items of these flows and their answers, as `load` reads them for every flow."""
+    rows: list[Row] = []
+    for chunk in _chunks(flow_ids, 500):
+        marks = ",".join("?" * len(chunk))
+        rows += query(f"SELECT * FROM items WHERE final IS NULL AND flow_id IN ({marks})", chunk)
+    rows.sort(key=lambda r: r["created_at"])
+    return rows, _answers_of(query, [r["id"] for r in rows])
+
+
+def _answers_of(query: Callable[[str, Sequence[Any]], list[Row]], item_ids: list[str]) -> list[Row]:
+    answers: list[Row] = []
+    for chunk in _chunks(item_ids, 500):
         # An item's answers all come in one chunk, in commit order: that is the order its log needs.
         for sql in ANSWERS_OF.values():
-            snap.votes += query(sql.format(marks=",".join("?" * len(chunk))), chunk)
-    return snap
+            answers += query(sql.format(marks=",".join("?" * len(chunk))), chunk)
+    return answers
 
 
 def _chunks(values: list[str], size: int) -> Iterable[list[str]]:

@@ -118,8 +118,8 @@ class SQLiteStore(GroupCommitStore):
             except sqlite3.OperationalError as exc:
                 raise StoreUnavailable(f"the database cannot be read just now ({exc})") from exc
 
-    def load(self) -> Snapshot:
-        return schema.load(self.read)
+    def load(self, *, items: bool = True) -> Snapshot:
+        return schema.load(self.read, items=items)
 
     def count_votes(self) -> int:
         return int(self.read("SELECT count(*) AS n FROM votes")[0]["n"])

@@ -1,0 +1,291 @@
+"""Three `flowlab serve` processes on one PostgreSQL schema (docs/cluster.md): behind HAProxy, or with the
+clients spread across them; one of them killed mid-load."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+import msgspec
+import numpy as np
+import pytest
+
+import flowlab
+from flowlab import FlowItemState, schemas
+from flowlab.client._sse import SSEParser
+from flowlab.crowd import SimulatedCrowd
+from flowlab.devcluster import haproxy_config
+
+from ._load import AnswerLoad
+from .conftest import ADMIN_KEY, PostgresDatabase, ServerProcess, free_port
+from .test_faults import assert_exact, counted, make_item, wait_for
+from .test_flows_api import scored
+
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+class Trio:
+    """Three processes, started one after the other (the first makes the admin key), on one database."""
+
+    def __init__(self, root: Path, dsn: str) -> None:
+        self.nodes = []
+        for i in range(3):
+            (root / f"node{i}").mkdir()
+            self.nodes.append(ServerProcess(data_dir=root / f"node{i}", extra_args=["--db", dsn]))
+        self.lb: subprocess.Popen[bytes] | None = None
+        self.lb_port = free_port()
+        self.root = root
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    def node_of(self, flow_id: str, db: PostgresDatabase) -> int:
+        """Which of the three serves the flow."""
+        (node,) = db.query("SELECT url FROM nodes WHERE id = (SELECT node FROM flows WHERE id = %s)", (flow_id,))[0]
+        return self.urls.index(str(node))
+
+    def load_balancer(self) -> str:
+        if shutil.which("haproxy") is None:
+            pytest.skip("haproxy is not installed (apt-get install haproxy)")
+        config = self.root / "haproxy.cfg"
+        config.write_text(haproxy_config(self.lb_port, [n.port for n in self.nodes]))
+        self.lb = subprocess.Popen(["haproxy", "-f", str(config)], stderr=subprocess.PIPE)
+        url = f"http://127.0.0.1:{self.lb_port}"
+        wait_for(lambda: _up(url), 10, "haproxy")
+        return url
+
+    def stop(self) -> None:
+        if self.lb is not None:
+            self.lb.terminate()
+            self.lb.wait(10)
+        for node in self.nodes:
+            node.stop()
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/v1/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def trio(pg_db: PostgresDatabase, tmp_path: Path) -> Iterator[Trio]:
+    three = Trio(tmp_path, pg_db.dsn)
+    try:
+        for node in three.nodes:
+            node.start()
+        wait_for(lambda: len(pg_db.query("SELECT id FROM nodes")) == 3, 10, "three nodes")
+        time.sleep(0.6)  # a sweep: each has seen the others
+        yield three
+    finally:
+        three.stop()
+
+
+def _flow_on(url: str, name: str, max_votes: int) -> str:
+    """A flow made through this process, which serves it."""
+    body = {"name": name, "instruction": "Which?", "max_response_threshold": max_votes}
+    return str(httpx.post(f"{url}/v1/flows", json=body, headers=AUTH).raise_for_status().json()["id"])
+
+
+def test_seed_scenario_through_the_load_balancer(trio: Trio) -> None:
+    url = trio.load_balancer()
+    with flowlab.Client(url=url, api_key=ADMIN_KEY) as client:
+        client.flow.preheat()
+        flow = client.flow.create_ranking_flow(
+            name="Image Quality Ranking",
+            instruction="Which image looks better?",
+            max_response_threshold=40,
+            min_response_threshold=10,
+        )
+        with SimulatedCrowd(url, ADMIN_KEY, annotators=8, rate=3000, accuracy=1.0, seed=3):
+            flow_item = flow.create_new_flow_batch(
+                datapoints=scored(5, spread=3.0), context="generations from step 12k", time_to_live=300
+            )
+            assert flow_item.get_progress().state in (FlowItemState.PENDING, FlowItemState.RUNNING)
+            results = flow_item.get_results(timeout=60)
+        assert results.state == FlowItemState.COMPLETED
+        assert flow_item.get_response_count() == results.total_votes == 40
+        assert flow_item.get_win_loss_matrix().to_numpy().sum() == 40
+        assert results.ranking[0] in ("dp4", "dp3")
+
+        flow.update_config(instruction="Which image has higher visual quality?")
+        # Every process answers alike, whichever the balancer picks: read each property a few times.
+        for _ in range(6):
+            assert client.flow.get_flow_by_id(flow.id).instruction == "Which image has higher visual quality?"
+            assert flow_item.get_progress().instruction == "Which image looks better?"
+        wait_for(lambda: client.flow.find_flows(amount=10)[0].id == flow.id, 5, "the listing on every process")
+        assert [i.id for i in flow.get_flow_items()] == [flow_item.id]
+        flow.delete()
+        for _ in range(3):
+            with pytest.raises(flowlab.NotFound):
+                client.flow.get_flow_by_id(flow.id)
+
+
+def test_many_annotators_on_all_processes_never_over_serve_nor_share_a_task(
+    trio: Trio, pg_db: PostgresDatabase
+) -> None:
+    # A flow served by each process, its items made through another one; a crowd on each process.
+    items = []
+    for i, url in enumerate(trio.urls):
+        flow = _flow_on(url, f"race{i}", 25)
+        other = trio.urls[(i + 1) % 3]
+        for k in range(2):
+            body = {"datapoints": [{"text": f"{i}-{k}-{d}"} for d in range(6)], "time_to_live": 60}
+            made = httpx.post(f"{other}/v1/flows/{flow}/items", json=body, headers=AUTH).raise_for_status()
+            items.append(made.json()["id"])
+        assert trio.node_of(flow, pg_db) == i
+    crowds = [
+        SimulatedCrowd(url, ADMIN_KEY, annotators=12, rate=20_000, seed=5 + i).start()
+        for i, url in enumerate(trio.urls)
+    ]
+    try:
+        statuses = httpx.post(
+            f"{trio.urls[0]}/v1/items/wait", json={"item_ids": items, "timeout": 60}, headers=AUTH, timeout=70
+        ).raise_for_status()
+        assert [s["state"] for s in statuses.json()] == ["Completed"] * 6
+        time.sleep(0.3)  # answers in flight land, and are refused
+    finally:
+        for crowd in crowds:
+            crowd.stop()
+    for i, item in enumerate(items):
+        assert counted(trio.urls[i % 3], item) == 25
+    assert sum(c.stats.votes for c in crowds) == 6 * 25
+    votes = pg_db.query("SELECT task_id, annotator_id FROM votes")
+    assert len(votes) == 6 * 25
+    assert len({t for t, _ in votes}) == len(votes), "no task was answered twice"
+    # Each process gave out its own tasks: their ids name it.
+    assert len({str(t).split("_")[1] for t, _ in votes}) == 3
+
+
+def test_sse_on_one_process_sees_votes_taken_by_another(trio: Trio) -> None:
+    a, b, c = trio.urls
+    flow = _flow_on(a, "watch", 30)
+    item = (
+        httpx.post(
+            f"{a}/v1/flows/{flow}/items",
+            json={"datapoints": [{"text": str(d)} for d in range(4)], "time_to_live": 60},
+            headers=AUTH,
+        )
+        .raise_for_status()
+        .json()["id"]
+    )
+    events: list[schemas.ItemEvent] = []
+    with (
+        SimulatedCrowd(c, ADMIN_KEY, annotators=6, rate=3000, seed=8),
+        httpx.stream("GET", f"{b}/v1/items/{item}/events", headers=AUTH, timeout=30) as r,
+    ):
+        assert r.headers["content-type"].startswith("text/event-stream")
+        parser = SSEParser()
+        for line in r.iter_lines():
+            message = parser.feed_line(line)
+            if message is not None and message.event == "item":
+                events.append(msgspec.json.decode(message.data, type=schemas.ItemEvent))
+                if events[-1].state == "Completed":
+                    break
+    assert events[-1].response_count == 30
+    rebuilt = np.array(events[0].counts)
+    for event in events[1:]:
+        for w, lo, tie in event.delta:
+            rebuilt[w, lo] += 0.5 if tie else 1.0
+            rebuilt[lo, w] += 0.5 if tie else 0.0
+    matrix = httpx.get(f"{c}/v1/items/{item}/matrix", headers=AUTH).raise_for_status().json()
+    assert np.array_equal(rebuilt, np.array(matrix["counts"]))
+    # Resumable on yet another process: from a mid-stream id, exactly the votes after it.
+    mid = events[len(events) // 2]
+    with httpx.stream(
+        "GET", f"{c}/v1/items/{item}/events", headers={**AUTH, "Last-Event-ID": str(mid.version)}, timeout=30
+    ) as r:
+        parser = SSEParser()
+        resumed = [m for m in (parser.feed_line(line) for line in r.iter_lines()) if m and m.event == "item"]
+    deltas = [msgspec.json.decode(m.data, type=schemas.ItemEvent) for m in resumed]
+    assert sum(len(e.delta) for e in deltas) == 30 - mid.response_count
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    got: ClassVar[list[tuple[str, dict]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        type(self).got.append((self.headers["webhook-id"], body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_lifecycle_ends_each_item_once(trio: Trio, pg_db: PostgresDatabase) -> None:
+    _Receiver.got = []
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        hook = {"url": f"http://127.0.0.1:{receiver.server_port}/hook", "events": ["item.completed"]}
+        httpx.post(f"{trio.urls[2]}/v1/webhooks", json=hook, headers=AUTH).raise_for_status()
+        items = []
+        for i, url in enumerate(trio.urls):
+            flow = _flow_on(url, f"life{i}", 12)
+            for k in range(4):
+                # Half end by their votes, half by their time to live, each on its own process's timer.
+                body = {"datapoints": [{"text": f"{k}-{d}"} for d in range(4)], "time_to_live": 1.5 if k % 2 else 30}
+                items.append(httpx.post(f"{url}/v1/flows/{flow}/items", json=body, headers=AUTH).json()["id"])
+        crowds = [
+            SimulatedCrowd(url, ADMIN_KEY, annotators=3, rate=60, seed=i).start() for i, url in enumerate(trio.urls)
+        ]
+        try:
+            final = httpx.post(
+                f"{trio.urls[1]}/v1/items/wait", json={"item_ids": items, "timeout": 40}, headers=AUTH, timeout=50
+            ).json()
+        finally:
+            for crowd in crowds:
+                crowd.stop()
+        assert all(s["state"] in ("Completed", "Incomplete") for s in final)
+        assert {s["state"] for s in final} == {"Completed", "Incomplete"}
+        wait_for(lambda: len(_Receiver.got) >= len(items), 15, "every item's webhook")
+        time.sleep(1.0)  # a second delivery, were there one, would come now
+        ended = [body["data"]["item"]["id"] for _, body in _Receiver.got]
+        assert sorted(ended) == sorted(items), "each item ended once, and said so once"
+        assert len({msg for msg, _ in _Receiver.got}) == len(items)
+        rows = pg_db.query("SELECT count(*) FROM items WHERE final IS NOT NULL")
+        assert rows[0][0] == len(items)
+    finally:
+        receiver.shutdown()
+
+
+def test_kill_9_of_a_process_mid_load_keeps_every_acknowledged_vote(trio: Trio, pg_db: PostgresDatabase) -> None:
+    victim = trio.nodes[1]
+    item = make_item(victim.url)  # served by the process about to die
+    survivors = [trio.urls[0], trio.urls[2]]
+    seen: list[int] = []
+    with AnswerLoad(trio.urls, ADMIN_KEY, annotators=9, seed=4) as load:
+        for _ in range(4):
+            time.sleep(0.25)
+            seen.append(counted(survivors[0], item))
+        victim.stop(kill=True)
+        killed_at = time.monotonic()
+        load.urls_alive(survivors)
+        wait_for(lambda: any(t > killed_at for t in load.out.after.values()), 20, "votes after the kill")
+        time.sleep(1.0)
+    after = counted(survivors[1], item)
+    assert after >= max(seen), "no count goes backwards across a kill"
+    stored = [r[0] for r in pg_db.query("SELECT task_id FROM votes WHERE item_id = %s", (item,))]
+    assert len(load.out.accepted) > 50
+    # A survivor that forwarded an answer to the dying process cannot know whether it landed: it says 502 and
+    # the load counts that answer as unknown, as it would a broken connection.
+    assert_exact(load, stored, after, ambiguous_commits=True)
+    assert len(pg_db.query("SELECT id FROM nodes")) == 2, "the dead process's row is gone"
+
+
+def test_a_second_process_on_one_sqlite_database_is_refused(fresh_server: ServerProcess) -> None:
+    second = ServerProcess(data_dir=fresh_server.data_dir)
+    with pytest.raises(RuntimeError, match=r"already uses .*a SQLite database is served by one process"):
+        second.start()
