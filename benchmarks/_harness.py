@@ -49,10 +49,13 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    db: str | None = None  # postgresql://… to share one database (a cluster); else SQLite in data_dir
+
     def __enter__(self) -> Server:
         env = {**os.environ, "FLOWLAB_API_KEY": KEY}
+        db = [] if self.db is None else ["--db", self.db]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flowlab", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            [sys.executable, "-m", "flowlab", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), *db],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -24,17 +24,25 @@ DURATION = 10.0
 
 
 async def single_vote_load(
-    port: int, tokens: list[str], *, fetch_next: bool, duration: float, rate: float | None = None, choice: str = "a"
+    port: int | list[int],
+    tokens: list[str],
+    *,
+    fetch_next: bool,
+    duration: float,
+    rate: float | None = None,
+    choice: str = "a",
 ) -> tuple[int, list[float], float]:
     """Each annotator: fetch a task, answer it, repeat; paced so the crowd offers `rate` votes/s in all (open
     loop, like people), or as fast as the server answers when `rate` is None (closed loop, saturation).
+    With several ports (a cluster's processes) annotator i talks to the i-th, in turn.
     Returns (acknowledged, answer latencies in ms, seconds)."""
+    ports = [port] if isinstance(port, int) else port
     acknowledged = 0
     latencies: list[float] = []
     stop_at = time.perf_counter() + duration
     answer_body = msgspec.json.encode({"choice": choice, "fetch_next": True} if fetch_next else {"choice": choice})
 
-    async def annotator(token: str, offset: float) -> None:
+    async def annotator(token: str, offset: float, port: int) -> None:
         nonlocal acknowledged
         http = RawHTTP(port, token)
         await http.connect()
@@ -63,15 +71,16 @@ async def single_vote_load(
         http.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(annotator(t, i / len(tokens)) for i, t in enumerate(tokens)))
+    await asyncio.gather(*(annotator(t, i / len(tokens), ports[i % len(ports)]) for i, t in enumerate(tokens)))
     return acknowledged, latencies, time.perf_counter() - started
 
 
-async def bulk_load(port: int, tokens: list[str], *, batch: int, duration: float) -> tuple[int, float]:
+async def bulk_load(port: int | list[int], tokens: list[str], *, batch: int, duration: float) -> tuple[int, float]:
+    ports = [port] if isinstance(port, int) else port
     acknowledged = 0
     stop_at = time.perf_counter() + duration
 
-    async def annotator(token: str) -> None:
+    async def annotator(token: str, port: int) -> None:
         nonlocal acknowledged
         http = RawHTTP(port, token)
         await http.connect()
@@ -87,7 +96,7 @@ async def bulk_load(port: int, tokens: list[str], *, batch: int, duration: float
         http.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(annotator(t) for t in tokens))
+    await asyncio.gather(*(annotator(t, ports[i % len(ports)]) for i, t in enumerate(tokens)))
     return acknowledged, time.perf_counter() - started
 
 
