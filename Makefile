@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lab dashboard bench lint browsers clean
+.PHONY: demo test lab dashboard cluster bench lint browsers clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,11 @@ lab: $(STAMP)
 
 dashboard: $(STAMP)
 	$(BIN)/flowlab dashboard
+
+# Three processes on one PostgreSQL database behind HAProxy (docs/cluster.md); DB= another database.
+DB ?= postgresql://postgres@127.0.0.1:5432/test
+cluster: $(STAMP)
+	$(BIN)/python -m flowlab.devcluster --db '$(DB)' --nodes 3
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -57,8 +57,8 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flowlab", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), *db],
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=open(self.data_dir / "log", "ab"),  # the server log, beside its data
+            stderr=subprocess.STDOUT,
         )
         for _ in range(300):
             try:

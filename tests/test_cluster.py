@@ -289,3 +289,18 @@ def test_a_second_process_on_one_sqlite_database_is_refused(fresh_server: Server
     second = ServerProcess(data_dir=fresh_server.data_dir)
     with pytest.raises(RuntimeError, match=r"already uses .*a SQLite database is served by one process"):
         second.start()
+
+
+def test_a_process_that_stops_hands_its_flows_to_the_others(trio: Trio, pg_db: PostgresDatabase) -> None:
+    leaving = trio.nodes[0]
+    item = make_item(leaving.url, max_votes=40)
+    with SimulatedCrowd(trio.urls[1], ADMIN_KEY, annotators=2, rate=40, seed=2):
+        wait_for(lambda: counted(trio.urls[2], item) >= 5, 20, "some votes")
+        leaving.stop()  # a normal stop: its flows are handed over, not left to time out
+        stopped = time.monotonic()
+        wait_for(lambda: counted(trio.urls[1], item) >= 40, 30, "the item finished by the others")
+    assert time.monotonic() - stopped < 25
+    (flow_node,) = pg_db.query("SELECT node FROM flows")[0]
+    assert flow_node in {r[0] for r in pg_db.query("SELECT id FROM nodes")}, "served by a live process"
+    status = httpx.get(f"{trio.urls[2]}/v1/items/{item}", headers=AUTH).json()
+    assert status["state"] == "Completed" and status["response_count"] == 40

@@ -305,8 +305,7 @@ def create_app(
         finally:
             for task in (ticker, pusher):
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await asyncio.wait({ticker, pusher}, timeout=5.0)  # bounded, whatever a loop does with its cancel
             await service.items.drain()
             await service.relay.close()
             if cluster is not None:

@@ -126,9 +126,8 @@ class Cluster:
         self.service.work.echo = None
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:  # bounded: a loop caught in a reconnect must not hold the shutdown up
+            await asyncio.wait(self._tasks, timeout=2.0)
         with contextlib.suppress(Exception):
             async with self._ctl_lock, self._ctl.transaction():
                 await self._ctl.execute("DELETE FROM nodes WHERE id=%s", (self.id,))
@@ -264,18 +263,20 @@ class Cluster:
                 await self._reconnect_ctl()
 
     async def _listen_loop(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 async for note in self._listener.notifies():
                     self._received(note.payload)
             except self._psycopg.Error as exc:
+                if self._closing:  # psycopg reports a cancelled wait as an error of its own
+                    return
                 log.warning("cluster: the listening connection was lost (%s); reconnecting", exc)
             await self._relisten()
 
     async def _relisten(self) -> None:
         with contextlib.suppress(Exception):
             await self._listener.close()
-        while True:
+        while not self._closing:
             try:
                 self._listener = await self._listen()
                 break

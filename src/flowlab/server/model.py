@@ -67,7 +67,10 @@ class Signal:
         if self._event is None:
             self._event = asyncio.Event()
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            # Not wait_for: on Python 3.11 it can swallow a cancellation that coincides with a fire(), and a
+            # loop waiting here would then outlive its shutdown.
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
             return True
         except TimeoutError:
             return False
