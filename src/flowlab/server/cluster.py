@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from flowlab.server.store.postgres import PostgresStore
 
 log = logging.getLogger("flowlab.cluster")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per forwarded request
 
 CHANNEL = "flowlab"
 NAMESPACE = 0x466C6F77  # the advisory-lock space of flowlab's nodes ('Flow')
@@ -50,6 +51,7 @@ MAX_PAYLOAD = 7000  # bytes; PostgreSQL allows 8000 per notification
 FENCED_EXIT = 75
 NOW = "extract(epoch from clock_timestamp())"  # the database's clock: the nodes' own clocks may disagree
 NODE_ID = re.compile(r"n[0-9a-f]{8}")
+ORPHANED = "-"  # the node of a flow that none serves for the moment
 
 
 def task_node(task_id: str) -> str | None:
@@ -343,8 +345,16 @@ class Cluster:
     # ------------------------------------------------------------ where requests go
 
     def node_of_flow(self, flow_id: str) -> str | None:
+        """The node serving the flow; None for a flow this node does not know, ORPHANED for one between
+        nodes (its node stopped a moment ago and another is taking it)."""
         flow = self.service.flows.flows.get(flow_id)
-        return None if flow is None else flow.node
+        if flow is None:
+            return None
+        return flow.node if flow.node is not None else ORPHANED
+
+    def in_between(self, node: str | None) -> bool:
+        """Whether what `node` served is being taken over just now (it left, or died)."""
+        return node is not None and node != self.id and node not in self.peers
 
     def url_of(self, node: str | None) -> str | None:
         """Where to forward a request for what `node` serves: None when that is this node (or unknown)."""

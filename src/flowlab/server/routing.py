@@ -69,8 +69,12 @@ def forwarder(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         params = scope.get("path_params") or {}
-        url = cluster.url_of(await node_of(cluster, params))
-        if url is None:
+        node = await node_of(cluster, params)
+        url = cluster.url_of(node)
+        if cluster.in_between(node):
+            cluster.poke()
+            await _refuse(send, 503, MOVED)
+        elif url is None:
             changes = None if scope["method"] in ("GET", "HEAD", "OPTIONS") else _changes(scope["path"], params)
             if changes is None:
                 await app(scope, receive, send)
@@ -198,6 +202,16 @@ def _failure(status: int, detail: str) -> schemas.Problem:
 # ------------------------------------------------------------ for the handlers that split or gather
 
 
+def moved() -> Response[bytes]:
+    """The 503 for a request about something that is moving between nodes: retry in a moment."""
+    return Response(
+        _problem.encode(_failure(503, MOVED)),
+        status_code=503,
+        media_type="application/problem+json",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def relay(request: Request, url: str, body: Any = None) -> Response[bytes]:
     """This request (with `body` instead of its own, if given), answered by the node at `url`."""
     cluster = cluster_of(request)
@@ -211,10 +225,11 @@ async def relay(request: Request, url: str, body: Any = None) -> Response[bytes]
         )
     except httpx.TransportError as exc:
         cluster.poke()
-        status, detail = (503, MOVED) if isinstance(exc, NOT_SENT) else (502, LOST)
+        if isinstance(exc, NOT_SENT):
+            return moved()
         return Response(
-            _problem.encode(_failure(status, detail)),
-            status_code=status,
+            _problem.encode(_failure(502, LOST)),
+            status_code=502,
             media_type="application/problem+json",
             headers={"Retry-After": "1"},
         )

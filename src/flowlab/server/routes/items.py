@@ -89,6 +89,9 @@ async def wait_items(request: Request, data: schemas.ItemsWait) -> list[schemas.
         return await events.wait_for_items(service, found, data.timeout)
     # In a cluster, the items of each node are waited for there, all at once.
     nodes = [await routing.node_of(cluster, {"item_id": i}) for i in data.item_ids]
+    if any(cluster.in_between(n) for n in nodes):
+        cluster.poke()
+        return routing.moved()
     groups = routing.by_node(cluster, range(len(nodes)), lambda i: nodes[i])  # type: ignore[arg-type, index]
 
     async def group(url: str | None, at: list[int]) -> list[schemas.ItemStatus] | Response[bytes]:

@@ -16,7 +16,10 @@ async def create_project(request: Request, data: schemas.ProjectCreate) -> schem
     service, who = researcher(request)
     cluster = routing.cluster_of(request)
     if cluster is not None and not routing.is_forwarded(request):
-        url = cluster.url_of(cluster.node_of_flow(data.flow_id))
+        node = cluster.node_of_flow(data.flow_id)
+        if cluster.in_between(node):
+            return routing.moved()
+        url = cluster.url_of(node)
         if url is not None:  # made where its flow is served
             return await routing.relay(request, url, data)
     return await service.projects.create(who, data)

@@ -74,9 +74,12 @@ class PostgresStore(GroupCommitStore):
                     f"this process (cluster node {node}) lost its database session and the other processes took "
                     "over its flows; it stops so that nothing is counted twice (start it again to rejoin)"
                 )
-            for ops in batches:
-                for sql, params in ops:
-                    cur.execute(translate(sql), params)
+            # Pipelined: the statements go out without waiting for each one's reply, so a group of thousands
+            # of answers costs a few round trips rather than one each.
+            with self._conn.pipeline():
+                for ops in batches:
+                    for sql, params in ops:
+                        cur.execute(translate(sql), params)
 
     def _probe(self) -> None:
         with self._lock:
