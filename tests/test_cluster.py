@@ -314,3 +314,29 @@ def test_a_process_that_stops_hands_its_flows_to_the_others(trio: Trio, pg_db: P
     assert len(pg_db.query("SELECT id FROM nodes")) == 2
     status = httpx.get(f"{trio.urls[2]}/v1/items/{item}", headers=AUTH).json()
     assert status["state"] == "Completed" and status["response_count"] == 25
+
+
+def test_the_sdk_sends_again_what_a_cluster_answers_moved(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The window in which a flow is between processes lasts under a second and cannot be hit on demand, so
+    # the answers are played by a mock transport here; the 503s themselves are the server's (routing.MOVED).
+    from flowlab.client import _core as core
+    from flowlab.client._errors import Unavailable
+    from flowlab.client._transport import SyncTransport
+    from flowlab.server.routing import MOVED
+
+    monkeypatch.setattr(core, "moved", lambda status, content, real=core.moved: real(status, content) and 0.01)
+    moved = {"title": "Service Unavailable", "status": 503, "detail": MOVED, "code": "moved"}
+    away = {**moved, "code": "store_unavailable"}
+    answers = [httpx.Response(503, json=moved), httpx.Response(503, json=moved), httpx.Response(200, json={"ok": 1})]
+    sent = []
+
+    def play(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return answers.pop(0) if answers else httpx.Response(503, json=away)
+
+    transport = SyncTransport("http://cluster", "key", 5.0, transport=httpx.MockTransport(play))
+    assert transport.send(core.Call("GET", "/v1/flows/f")).json() == {"ok": 1}
+    assert len(sent) == 3, "sent again until a process that serves it answered"
+    with pytest.raises(Unavailable):  # a database outage is the caller's to retry, as before
+        transport.send(core.Call("GET", "/v1/flows/f"))
+    assert len(sent) == 4

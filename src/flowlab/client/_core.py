@@ -55,6 +55,21 @@ def body(call: Call) -> tuple[bytes | None, dict[str, str]]:
     return _encoder.encode(call.json), {"Content-Type": "application/json", **call.headers}
 
 
+MOVED_TRIES = 20  # a cluster's takeover lasts about two seconds; these retries span ten
+
+
+def moved(status: int, content: bytes) -> float | None:
+    """How long to wait before sending a request again that a cluster answered 503 `moved` (what it names is
+    passing from one server process to another; nothing was done), or None for any other answer."""
+    if status != 503 or b'"moved"' not in content:
+        return None
+    try:
+        problem = msgspec.json.decode(content)
+    except msgspec.DecodeError:
+        return None
+    return 0.5 if isinstance(problem, dict) and problem.get("code") == "moved" else None
+
+
 def check(status: int, content: bytes, reason: str) -> None:
     """Raise the typed error for a problem answer."""
     if status < 400:

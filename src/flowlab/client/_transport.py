@@ -65,10 +65,15 @@ class SyncTransport:
         self.http = httpx.Client(base_url=url, headers=_headers(api_key), timeout=timeout, transport=transport)
 
     def send(self, call: core.Call) -> httpx.Response:
-        try:
-            resp = self.http.request(call.method, call.path, **_kwargs(call))
-        except httpx.HTTPError as exc:
-            raise _translate(exc, self.url) from exc
+        for _ in range(core.MOVED_TRIES):
+            try:
+                resp = self.http.request(call.method, call.path, **_kwargs(call))
+            except httpx.HTTPError as exc:
+                raise _translate(exc, self.url) from exc
+            delay = core.moved(resp.status_code, resp.content)
+            if delay is None:
+                break
+            time.sleep(delay)
         core.check(resp.status_code, resp.content, resp.reason_phrase)
         return resp
 
@@ -98,7 +103,10 @@ class SyncTransport:
             try:
                 with self.http.stream("GET", plan.path, headers=headers, timeout=STREAM_TIMEOUT) as resp:
                     if resp.status_code >= 400:
-                        core.check(resp.status_code, resp.read(), resp.reason_phrase)
+                        body = resp.read()
+                        if core.moved(resp.status_code, body) is None:
+                            core.check(resp.status_code, body, resp.reason_phrase)
+                        raise httpx.TransportError("moved")  # to another process: reconnect in a moment
                     failures = 0
                     for line in resp.iter_lines():
                         msg = parser.feed_line(line)
@@ -125,10 +133,15 @@ class AsyncTransport:
         self.http = httpx.AsyncClient(base_url=url, headers=_headers(api_key), timeout=timeout, transport=transport)
 
     async def send(self, call: core.Call) -> httpx.Response:
-        try:
-            resp = await self.http.request(call.method, call.path, **_kwargs(call))
-        except httpx.HTTPError as exc:
-            raise _translate(exc, self.url) from exc
+        for _ in range(core.MOVED_TRIES):
+            try:
+                resp = await self.http.request(call.method, call.path, **_kwargs(call))
+            except httpx.HTTPError as exc:
+                raise _translate(exc, self.url) from exc
+            delay = core.moved(resp.status_code, resp.content)
+            if delay is None:
+                break
+            await asyncio.sleep(delay)
         core.check(resp.status_code, resp.content, resp.reason_phrase)
         return resp
 
@@ -156,7 +169,10 @@ class AsyncTransport:
             try:
                 async with self.http.stream("GET", plan.path, headers=headers, timeout=STREAM_TIMEOUT) as resp:
                     if resp.status_code >= 400:
-                        core.check(resp.status_code, await resp.aread(), resp.reason_phrase)
+                        body = await resp.aread()
+                        if core.moved(resp.status_code, body) is None:
+                            core.check(resp.status_code, body, resp.reason_phrase)
+                        raise httpx.TransportError("moved")  # to another process: reconnect in a moment
                     failures = 0
                     async for line in resp.aiter_lines():
                         msg = parser.feed_line(line)
