@@ -285,6 +285,25 @@ def test_kill_9_of_a_process_mid_load_keeps_every_acknowledged_vote(trio: Trio, 
     assert len(pg_db.query("SELECT id FROM nodes")) == 2, "the dead process's row is gone"
 
 
+def test_every_session_cut_at_once_is_no_death(trio: Trio, pg_db: PostgresDatabase) -> None:
+    # As a database restart or failover would: every process loses every session, its lock included, at
+    # the same moment. They reconnect and go on; none is taken for dead, none is fenced off.
+    item = make_item(trio.urls[0])
+    with AnswerLoad(trio.urls, ADMIN_KEY, annotators=6, seed=7) as load:
+        for _ in range(3):
+            time.sleep(0.8)
+            assert pg_db.terminate_server_sessions() >= 9
+        time.sleep(3.0)  # past the grace a death would need
+        for url in trio.urls:
+            wait_for(lambda url=url: _up(url), 10, "every process answering")
+        cut_over = time.monotonic()
+        wait_for(lambda: any(t > cut_over for t in load.out.after.values()), 10, "votes after the cuts")
+    assert all(node.proc is not None and node.proc.poll() is None for node in trio.nodes), "no process exited"
+    assert len(pg_db.query("SELECT id FROM nodes")) == 3
+    stored = [r[0] for r in pg_db.query("SELECT task_id FROM votes WHERE item_id = %s", (item,))]
+    assert_exact(load, stored, counted(trio.urls[1], item), ambiguous_commits=True)
+
+
 def test_a_second_process_on_one_sqlite_database_is_refused(fresh_server: ServerProcess) -> None:
     second = ServerProcess(data_dir=fresh_server.data_dir)
     with pytest.raises(RuntimeError, match=r"already uses .*a SQLite database is served by one process"):

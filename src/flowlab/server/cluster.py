@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +86,7 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._adopting = asyncio.Lock()
+        self._last_sweep = float("-inf")  # monotonic time of the last sweep that could stamp this node's row
         self._flow_of: dict[tuple[str, str], str] = {}  # (items|projects, id) -> flow id: they never move
         # Forwarding: no read timeout (long polls and event streams last as long as they do).
         self.http = httpx.AsyncClient(
@@ -184,6 +186,10 @@ class Cluster:
             if await stamped.fetchone() is None:
                 self._fenced(Fenced(f"cluster node {self.id} was declared dead by the others"))
                 return
+            # Only a node that has stamped all along may judge the others by their stamps: after a gap of its
+            # own (a database restart, say) the others need as long again to reconnect and stamp.
+            now = time.monotonic()
+            steady, self._last_sweep = now - self._last_sweep <= GRACE, now
             rows = await (
                 await self._ctl.execute(
                     f"SELECT n.id, n.url, n.seen_at < {NOW} - %s AS stale, EXISTS (SELECT 1 FROM pg_locks l "
@@ -196,7 +202,7 @@ class Cluster:
             ).fetchall()
             # Without its session, a node is dead once its stamp is old, or at once if it had this node's
             # address (this is it, restarted: a live one would hold the port).
-            dead = [r[0] for r in rows if not r[3] and (r[2] or r[1] == self.url)]
+            dead = [r[0] for r in rows if not r[3] and ((r[2] and steady) or r[1] == self.url)]
             self.peers = {r[0]: r[1] for r in rows if r[0] not in dead}
             orphaned = await (
                 await self._ctl.execute(
