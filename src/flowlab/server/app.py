@@ -342,6 +342,7 @@ def create_app(
             HTTPException: _http_error,
             StoreUnavailable: _store_unavailable,
             StoreRejected: _store_rejected,
+            routing.Relayed: routing.answer_relayed,
             RecursionError: _too_deep,
             Exception: _unexpected,
         },

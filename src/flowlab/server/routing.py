@@ -202,6 +202,19 @@ def _failure(status: int, detail: str) -> schemas.Problem:
 # ------------------------------------------------------------ for the handlers that split or gather
 
 
+class Relayed(Exception):
+    """Raised by a handler to answer with `response` (another node's reply, or a `moved`) instead of its own
+    return type, which stays what the API document says it is."""
+
+    def __init__(self, response: Response[bytes]) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def answer_relayed(_: Request, exc: Relayed) -> Response[bytes]:
+    return exc.response
+
+
 def moved() -> Response[bytes]:
     """The 503 for a request about something that is moving between nodes: retry in a moment."""
     return Response(

@@ -78,7 +78,7 @@ async def wait_item(request: Request, item_id: str, since: int = -1, timeout: fl
 
 
 @post("/v1/items/wait", status_code=200)
-async def wait_items(request: Request, data: schemas.ItemsWait) -> list[schemas.ItemStatus] | Response[bytes]:
+async def wait_items(request: Request, data: schemas.ItemsWait) -> list[schemas.ItemStatus]:
     """Wait for several items at once (e.g. every prompt group of a training step): one long poll."""
     service, who = researcher(request)
     if not 1 <= len(data.item_ids) <= events.MAX_WAIT_ITEMS:
@@ -91,7 +91,7 @@ async def wait_items(request: Request, data: schemas.ItemsWait) -> list[schemas.
     nodes = [await routing.node_of(cluster, {"item_id": i}) for i in data.item_ids]
     if any(cluster.in_between(n) for n in nodes):
         cluster.poke()
-        return routing.moved()
+        raise routing.Relayed(routing.moved())
     groups = routing.by_node(cluster, range(len(nodes)), lambda i: nodes[i])  # type: ignore[arg-type, index]
 
     async def group(url: str | None, at: list[int]) -> list[schemas.ItemStatus] | Response[bytes]:
@@ -108,7 +108,7 @@ async def wait_items(request: Request, data: schemas.ItemsWait) -> list[schemas.
     statuses: dict[int, schemas.ItemStatus] = {}
     for at, reply in zip(groups.values(), replies, strict=True):
         if isinstance(reply, Response):
-            return reply
+            raise routing.Relayed(reply)
         statuses.update(zip(at, reply, strict=True))
     return [statuses[i] for i in range(len(data.item_ids))]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import msgspec
-from litestar import Request, Response, delete, get, post
+from litestar import Request, delete, get, post
 
 from flowlab import schemas
 from flowlab.server import routing
@@ -11,17 +11,17 @@ from flowlab.server.routes import researcher
 
 
 @post("/v1/projects", status_code=201)
-async def create_project(request: Request, data: schemas.ProjectCreate) -> schemas.ProjectStatus | Response[bytes]:
+async def create_project(request: Request, data: schemas.ProjectCreate) -> schemas.ProjectStatus:
     """A batch project on one of the key's flows, open for its tasks until it is started."""
     service, who = researcher(request)
     cluster = routing.cluster_of(request)
     if cluster is not None and not routing.is_forwarded(request):
         node = cluster.node_of_flow(data.flow_id)
         if cluster.in_between(node):
-            return routing.moved()
+            raise routing.Relayed(routing.moved())
         url = cluster.url_of(node)
         if url is not None:  # made where its flow is served
-            return await routing.relay(request, url, data)
+            raise routing.Relayed(await routing.relay(request, url, data))
     return await service.projects.create(who, data)
 
 

@@ -57,7 +57,7 @@ async def answer(request: Request, task_id: str, data: schemas.Answer) -> schema
 
 
 @post("/v1/tasks/answers", status_code=200)
-async def answers(request: Request, data: schemas.AnswerBatch) -> schemas.AckBatch | Response[bytes]:
+async def answers(request: Request, data: schemas.AnswerBatch) -> schemas.AckBatch:
     service, who = annotator(request)
     cluster = routing.cluster_of(request)
     if cluster is None or routing.is_forwarded(request):
@@ -80,7 +80,7 @@ async def answers(request: Request, data: schemas.AnswerBatch) -> schemas.AckBat
     results: list[schemas.Ack | None] = [None] * len(data.answers)
     for at, reply in zip(groups.values(), replies, strict=True):
         if isinstance(reply, Response):
-            return reply  # that node's answers were not counted (a 503 says retry: the others count once)
+            raise routing.Relayed(reply)  # that node's answers were not counted: a retry counts the others once
         for i, ack in zip(at, reply, strict=True):
             results[i] = ack
     return schemas.AckBatch(results=[r for r in results if r is not None])

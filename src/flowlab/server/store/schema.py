@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS annotators (
     gold_correct BIGINT NOT NULL DEFAULT 0, last_seen {real});
 CREATE TABLE IF NOT EXISTS flows (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, config TEXT NOT NULL, created_at {real} NOT NULL,
-    updated_at {real} NOT NULL, ended_version BIGINT NOT NULL DEFAULT 0);
+    updated_at {real} NOT NULL, ended_version BIGINT NOT NULL DEFAULT 0, node TEXT);
 CREATE TABLE IF NOT EXISTS items (
     id TEXT PRIMARY KEY, flow_id TEXT NOT NULL, body TEXT NOT NULL, created_at {real} NOT NULL,
     state TEXT NOT NULL, started_at {real}, ended_at {real}, reason TEXT,
