@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("a cluster shares a PostgreSQL database: give --db postgresql://…")
     if shutil.which("haproxy") is None:
         parser.error("HAProxy is not installed (apt-get install haproxy); or start `flowlab serve` N times yourself")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the processes below, as Ctrl-C does
     data = Path(args.data_dir or tempfile.mkdtemp(prefix="flowlab-cluster-"))
     data.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
