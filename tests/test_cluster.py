@@ -233,13 +233,15 @@ def test_the_lifecycle_ends_each_item_once(trio: Trio, pg_db: PostgresDatabase) 
         httpx.post(f"{trio.urls[2]}/v1/webhooks", json=hook, headers=AUTH).raise_for_status()
         items = []
         for i, url in enumerate(trio.urls):
-            flow = _flow_on(url, f"life{i}", 12)
+            # Half end by their votes (4), half by their time to live (they would need 1,000), each on the
+            # timers of the process that serves it.
+            quick, long = _flow_on(url, f"votes{i}", 4), _flow_on(url, f"ttl{i}", 1000)
             for k in range(4):
-                # Half end by their votes, half by their time to live, each on its own process's timer.
-                body = {"datapoints": [{"text": f"{k}-{d}"} for d in range(4)], "time_to_live": 1.5 if k % 2 else 30}
+                flow, ttl = (quick, 30) if k % 2 else (long, 1.5)
+                body = {"datapoints": [{"text": f"{k}-{d}"} for d in range(4)], "time_to_live": ttl}
                 items.append(httpx.post(f"{url}/v1/flows/{flow}/items", json=body, headers=AUTH).json()["id"])
         crowds = [
-            SimulatedCrowd(url, ADMIN_KEY, annotators=3, rate=60, seed=i).start() for i, url in enumerate(trio.urls)
+            SimulatedCrowd(url, ADMIN_KEY, annotators=4, rate=200, seed=i).start() for i, url in enumerate(trio.urls)
         ]
         try:
             final = httpx.post(
