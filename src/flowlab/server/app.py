@@ -281,10 +281,8 @@ def create_app(
         webhook_retry_seconds=webhook_retry_seconds,
     )
     cluster: Cluster | None = None
-    if isinstance(store, SQLiteStore):
-        generated = service.bootstrap(data_dir, admin_key)
-    else:
-        generated = service.bootstrap_node(data_dir, admin_key)
+    generated = service.bootstrap(data_dir, admin_key, items=isinstance(store, SQLiteStore))
+    if not isinstance(store, SQLiteStore):
         cluster = Cluster(service, store, advertise_url or public_url or "http://127.0.0.1:8787")  # type: ignore[arg-type]
     if generated:
         print(

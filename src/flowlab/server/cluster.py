@@ -28,7 +28,6 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -72,8 +71,6 @@ class Cluster:
         self.id = "n" + secrets.token_hex(4)
         self.lock_key = secrets.randbelow(2**31 - 2) + 1
         self.peers: dict[str, str] = {}  # the other live nodes: id -> URL
-        self.joined = asyncio.Event()
-        self.on_fenced: Callable[[Fenced], None] = _exit_fenced
         self._psycopg: Any = None
         self._listener: Any = None
         self._ctl: Any = None
@@ -114,7 +111,6 @@ class Cluster:
         )
         self._listener = await self._listen()
         await self._sweep()
-        self.joined.set()
         log.warning("cluster node %s serving at %s (%d other nodes)", self.id, self.url, len(self.peers))
         self._tasks = [
             asyncio.create_task(self._listen_loop(), name="flowlab-cluster-listen"),
@@ -156,7 +152,7 @@ class Cluster:
 
     def _fenced(self, exc: Fenced) -> None:
         if not self._closing:
-            self.on_fenced(exc)
+            _exit_fenced(exc)
 
     # ------------------------------------------------------------ who is alive, and the takeover
 

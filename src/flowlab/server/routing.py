@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 import msgspec
@@ -24,6 +24,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from flowlab import schemas
 from flowlab.server.cluster import Cluster, task_node
 
+T = TypeVar("T")
 FORWARDED = "x-flowlab-forwarded"
 HOP_BY_HOP = {
     b"connection",
@@ -301,9 +302,34 @@ def tasks_elsewhere(request: Request) -> Callable[[int], Awaitable[list[schemas.
     return lease
 
 
-def by_node(cluster: Cluster, keys: Iterable[str], node_of: Callable[[str], str | None]) -> dict[str | None, list[int]]:
-    """The positions of `keys`, grouped by the URL of the node that serves each (None: this one)."""
+async def scatter(
+    request: Request,
+    nodes: list[str | None],
+    here: Callable[[list[int]], Awaitable[list[T]]],
+    there: Callable[[list[int]], Any],
+    decode: Callable[[bytes], list[T]],
+) -> list[T]:
+    """A request that spans nodes, done part by part and all at once: `nodes[i]` serves position i; this
+    node's positions are done by `here`, each other node's by relaying the body `there(positions)` to it and
+    decoding its reply. The results come back in the positions' order. A part that fails fails the request
+    with that part's answer (a retry of the whole is safe: what was done counts once)."""
+    cluster = cluster_of(request)
+    assert cluster is not None
     groups: dict[str | None, list[int]] = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(cluster.url_of(node_of(key)), []).append(i)
-    return groups
+    for i, node in enumerate(nodes):
+        groups.setdefault(cluster.url_of(node), []).append(i)
+
+    async def part(url: str | None, at: list[int]) -> list[T]:
+        if url is None:
+            return await here(at)
+        reply = await relay(request, url, there(at))
+        if reply.status_code != 200:
+            raise Relayed(reply)
+        return decode(reply.content)
+
+    results: list[Any] = [None] * len(nodes)
+    done = await asyncio.gather(*(part(url, at) for url, at in groups.items()))
+    for at, got in zip(groups.values(), done, strict=True):
+        for i, result in zip(at, got, strict=True):
+            results[i] = result
+    return results

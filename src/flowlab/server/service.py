@@ -81,31 +81,23 @@ class FlowService:
 
     # ------------------------------------------------------------ start-up
 
-    def bootstrap(self, data_dir: Path, env_key: str | None) -> str | None:
-        """Load live state; on an empty database make the first admin key. Returns a newly generated key."""
-        snap = self.store.load()
+    def bootstrap(self, data_dir: Path, env_key: str | None, *, items: bool = True) -> str | None:
+        """Load live state; on an empty database make the first admin key. Returns a newly generated key.
+        A process of a cluster loads no items (nor projects): it reads back those of the flows it serves once it
+        knows which (`Cluster.adopt`)."""
+        snap = self.store.load(items=items)
         self.people.restore(snap.keys, snap.annotators)
         self.flows.restore(snap.flows, snap.item_counts)
-        self.projects.restore()  # before the items, which rejoin their projects
-        self.items.restore(snap.items, snap.votes)
-        self.webhooks.restore(snap.webhooks)
-        return self.people.ensure_admin(data_dir, env_key)
-
-    def bootstrap_node(self, data_dir: Path, env_key: str | None) -> str | None:
-        """As `bootstrap`, for a process of a cluster: every flow, key and annotator, but no items yet (each
-        process reads back those of the flows it serves, once it knows which: `Cluster.adopt`)."""
-        snap = self.store.load(items=False)
-        self.people.restore(snap.keys, snap.annotators)
-        self.flows.restore(snap.flows, snap.item_counts)
+        if items:
+            self.projects.restore()  # before the items, which rejoin their projects
+            self.items.restore(snap.items, snap.votes)
         self.webhooks.restore(snap.webhooks)
         return self.people.ensure_admin(data_dir, env_key)
 
     def revoked_elsewhere(self, principal: Principal) -> None:
         """Another process of the cluster revoked this annotator: its tasks here go back to the queue too."""
-        for lease in self.leases.of_annotator(principal.id):
-            if lease.committing is None:
-                self.leases.release(lease, "revoked", requeue=True)
-        Signal.fire(self.work)
+        self._take_back(principal.id)
+        Signal.fire(self.work)  # here only: the process that revoked it tells the others itself
 
     def resume(self) -> None:
         """Once the writer runs: finish what a previous process left half done."""
@@ -157,10 +149,14 @@ class FlowService:
         info = self.people.owned_annotator(who, annotator_id)
         await self.store.write([("UPDATE annotators SET revoked=1 WHERE id=?", (annotator_id,))])
         info.principal.revoked = True
+        self._take_back(annotator_id)
+        self.work.fire()
+
+    def _take_back(self, annotator_id: str) -> None:
+        """A revoked annotator's tasks go back to the queue (those whose answer is committing land first)."""
         for lease in self.leases.of_annotator(annotator_id):
             if lease.committing is None:
                 self.leases.release(lease, "revoked", requeue=True)
-        self.work.fire()
 
     @property
     def poll_interval(self) -> float:

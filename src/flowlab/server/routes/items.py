@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Request, get, post
 from litestar.response import ServerSentEvent
 
 from flowlab import schemas
@@ -92,25 +90,18 @@ async def wait_items(request: Request, data: schemas.ItemsWait) -> list[schemas.
     if any(cluster.in_between(n) for n in nodes):
         cluster.poke()
         raise routing.Relayed(routing.moved())
-    groups = routing.by_node(cluster, range(len(nodes)), lambda i: nodes[i])  # type: ignore[arg-type, index]
 
-    async def group(url: str | None, at: list[int]) -> list[schemas.ItemStatus] | Response[bytes]:
-        part = [data.item_ids[i] for i in at]
-        if url is None:
-            found = [await service.items.find(who, item_id) for item_id in part]
-            return await events.wait_for_items(service, found, data.timeout)
-        reply = await routing.relay(request, url, schemas.ItemsWait(item_ids=part, timeout=data.timeout))
-        if reply.status_code != 200:
-            return reply
-        return msgspec.json.decode(reply.content, type=list[schemas.ItemStatus])  # type: ignore[arg-type]
+    async def here(at: list[int]) -> list[schemas.ItemStatus]:
+        found = [await service.items.find(who, data.item_ids[i]) for i in at]
+        return await events.wait_for_items(service, found, data.timeout)
 
-    replies = await asyncio.gather(*(group(url, at) for url, at in groups.items()))
-    statuses: dict[int, schemas.ItemStatus] = {}
-    for at, reply in zip(groups.values(), replies, strict=True):
-        if isinstance(reply, Response):
-            raise routing.Relayed(reply)
-        statuses.update(zip(at, reply, strict=True))
-    return [statuses[i] for i in range(len(data.item_ids))]
+    return await routing.scatter(
+        request,
+        nodes,
+        here,
+        lambda at: schemas.ItemsWait(item_ids=[data.item_ids[i] for i in at], timeout=data.timeout),
+        lambda body: msgspec.json.decode(body, type=list[schemas.ItemStatus]),
+    )
 
 
 @get("/v1/items/{item_id:str}/events")

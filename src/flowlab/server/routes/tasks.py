@@ -63,27 +63,21 @@ async def answers(request: Request, data: schemas.AnswerBatch) -> schemas.AckBat
     if cluster is None or routing.is_forwarded(request):
         return schemas.AckBatch(results=await service.answers.answer_batch(who, data.answers))
     # In a cluster, each answer goes to the node that leased its task: all at once, results in order.
-    groups = routing.by_node(cluster, (a.task_id for a in data.answers), task_node)
-    if list(groups) == [None]:
+    nodes = [task_node(a.task_id) for a in data.answers]
+    if all(cluster.url_of(n) is None for n in nodes):
         return schemas.AckBatch(results=await service.answers.answer_batch(who, data.answers))
 
-    async def group(url: str | None, at: list[int]) -> list[schemas.Ack] | Response[bytes]:
-        part = [data.answers[i] for i in at]
-        if url is None:
-            return await service.answers.answer_batch(who, part)
-        reply = await routing.relay(request, url, schemas.AnswerBatch(answers=part))
-        if reply.status_code != 200:
-            return reply
-        return msgspec.json.decode(reply.content, type=schemas.AckBatch).results  # type: ignore[arg-type]
+    async def here(at: list[int]) -> list[schemas.Ack]:
+        return await service.answers.answer_batch(who, [data.answers[i] for i in at])
 
-    replies = await asyncio.gather(*(group(url, at) for url, at in groups.items()))
-    results: list[schemas.Ack | None] = [None] * len(data.answers)
-    for at, reply in zip(groups.values(), replies, strict=True):
-        if isinstance(reply, Response):
-            raise routing.Relayed(reply)  # that node's answers were not counted: a retry counts the others once
-        for i, ack in zip(at, reply, strict=True):
-            results[i] = ack
-    return schemas.AckBatch(results=[r for r in results if r is not None])
+    results = await routing.scatter(
+        request,
+        nodes,
+        here,
+        lambda at: schemas.AnswerBatch(answers=[data.answers[i] for i in at]),
+        lambda body: msgspec.json.decode(body, type=schemas.AckBatch).results,
+    )
+    return schemas.AckBatch(results=results)
 
 
 @get("/v1/annotator/events")
