@@ -376,7 +376,7 @@ def test_classify_gold_from_a_hosted_classification_set(flowlab_server: ServerPr
     with pytest.raises(ValueError, match="must name one or more of answer_options"):
         client.validation.create_classification_set("bad", "?", ["a", "b"], ["x"], [["c"]])
     pairs = client.validation.create_compare_set("pairs", "?", [["good", "bad"]], ["good"], data_type="text")
-    with pytest.raises(flowlab.ValidationError, match="serves pairwise flows") as err:
+    with pytest.raises(flowlab.ValidationError, match="holds gold for ranking flows") as err:
         client.flow.create_classify_flow("wrong set", "?", ["a", "b"], validation_set_id=pairs.id)
     assert err.value.field == "validation_set_id"
     flow.delete()

@@ -36,6 +36,7 @@ Choice = Literal["a", "b", "tie", "skip"]  # a pairwise answer; a classify answe
 PairSelection = Literal["uniform", "active"]
 StopRule = Literal["top", "top_k", "order", "never"]
 TaskKindName = Literal["pairwise", "classify", "rlhf", "chat"]
+DEFAULT_KIND: TaskKindName = "pairwise"  # a flow that names no kind compares pairs, as hosted's ranking flows
 RatingType = Literal["scale", "boolean", "category", "text"]
 Requirement = Literal["off", "optional", "required"]
 

@@ -32,7 +32,7 @@ from flowlab.client._chat import chat_task
 from flowlab.client._core import Call, Op, decode
 from flowlab.client._errors import Conflict, ValidationError
 from flowlab.client._flows import _Bound
-from flowlab.formats._deliverable import FORMATS, ExportedItem, deliverable, typed
+from flowlab.formats._deliverable import ExportedItem, deliverable, formats_of, of_kind, typed
 
 if TYPE_CHECKING:
     import datasets
@@ -342,7 +342,7 @@ def build_deliverable(
     status, items = yield from export_project(project_id, partial)
     flow = yield from core.get_flow(status.flow_id)
     names = None
-    if status.kind == "rlhf":
+    if of_kind(status.kind).names_contributors:
         names = {a.id: a.name for a in (yield from core.list_annotators())}
     return status, deliverable(status.kind, items, flow=flow, contributors=names)
 
@@ -445,7 +445,7 @@ class _ProjectBase(_Bound):
     @property
     def formats(self) -> tuple[str, ...]:
         """The deliverable's formats for this project's kind."""
-        return FORMATS[self.kind]
+        return formats_of(self.kind)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {progress_line(self.last_status)}>"

@@ -97,12 +97,12 @@ class Answers:
         best = scheduler.choose_item(self.items.active.values(), now, scope)
         if best is None:
             return None
-        question, gold = best.kind.ask(best, self.rng, who.id)
+        question, gold = best.kind.ask(best, self.rng, who.id, now)
         if question is None and gold is None:
             # The first choice has nothing for this annotator (they labelled all it still needs): the others.
             for other in scheduler.ranked_items(self.items.active.values(), now, scope):
                 if other is not best:
-                    question, gold = other.kind.ask(other, self.rng, who.id)
+                    question, gold = other.kind.ask(other, self.rng, who.id, now)
                     if question is not None or gold is not None:
                         best = other
                         break

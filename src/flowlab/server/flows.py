@@ -12,7 +12,9 @@ from flowlab.server.auth import Principal
 from flowlab.server.clock import Clock
 from flowlab.server.datapoints import build_asset, content
 from flowlab.server.errors import Invalid, NotFound
-from flowlab.server.kinds import kind_of
+from flowlab.server.kinds import all_kinds, kind_of
+from flowlab.server.kinds.classify import CLASSIFY
+from flowlab.server.kinds.pairwise import PAIRWISE
 from flowlab.server.media import MediaCatalog
 from flowlab.server.model import FlowConfig, FlowRecord
 from flowlab.server.people import new_id, require_text
@@ -20,7 +22,6 @@ from flowlab.server.store import Row, Store
 from flowlab.settings import check_flags
 
 MAX_LEASE = 3600.0
-DEFAULT_LEASE = {"rlhf": 600.0, "chat": 900.0}  # seconds an annotator holds a task; 60 for the quick kinds
 
 _json = msgspec.json.Encoder()
 
@@ -131,7 +132,7 @@ class Flows:
             pair_count=len(req.pairs),
             created_at=self.clock.now(),
             label_count=len(req.labels),
-            kind="pairwise" if req.pairs else "classify",
+            kind=PAIRWISE.name if req.pairs else CLASSIFY.name,  # gold pairs serve ranking flows, labels classify
         )
         await self.store.write(
             [
@@ -169,7 +170,7 @@ class Flows:
             pair_count=len(pairs),
             created_at=row["created_at"],
             label_count=len(labels),
-            kind="classify" if labels else "pairwise",
+            kind=CLASSIFY.name if labels else PAIRWISE.name,
         )
         return made, pairs, labels
 
@@ -178,11 +179,11 @@ class Flows:
         if req.validation_set_id is not None:
             found, pairs, labels = await self.validation_set(who, req.validation_set_id)
             if found.kind != req.kind:
-                wanted = "gold pairs (client.validation.create_compare_set)"
-                if req.kind == "classify":
-                    wanted = "gold labels (client.validation.create_classification_set)"
+                serves, wanted = kind_of(found.kind), kind_of(req.kind)
                 raise Invalid(
-                    f"Validation set {found.id!r} serves {found.kind} flows; a {req.kind} flow needs one of {wanted}.",
+                    f"Validation set {found.id!r} holds gold for {serves.title} flows, not for {wanted.title} flows: "
+                    "gold pairs (client.validation.create_compare_set) serve ranking flows, gold labels "
+                    "(client.validation.create_classification_set) classify flows.",
                     field="validation_set_id",
                 )
             gold += pairs
@@ -204,7 +205,7 @@ class Flows:
             ),
             allow_ties=req.allow_ties,
             pair_selection=req.pair_selection,
-            lease_seconds=req.lease_seconds if req.lease_seconds is not None else DEFAULT_LEASE.get(req.kind, 60.0),
+            lease_seconds=req.lease_seconds if req.lease_seconds is not None else kind_of(req.kind).default_lease,
             drain_seconds=req.drain_seconds,
             render_markdown=req.render_markdown,
             gold_rate=req.gold_rate,
@@ -213,11 +214,11 @@ class Flows:
             categories=req.categories,
             starting_elo=req.starting_elo,
             validation_labels=gold_labels,
-            rlhf=req.rlhf if req.rlhf is not None or req.kind != "rlhf" else schemas.RlhfSpec(),
+            rlhf=req.rlhf,
             stop_when=_stop_rule(req.stop_when),
-            chat=req.chat if req.chat is not None or req.kind != "chat" else schemas.ChatSpec(),
+            chat=req.chat,
         )
-        cfg = with_settings(cfg, flags)
+        cfg = with_settings(kind_of(req.kind).complete(cfg), flags)
         await self.check_config(cfg)
         now = self.clock.now()
         flow = FlowRecord(new_id("flow"), who.id, cfg, now, now, node=self.node)
@@ -298,19 +299,16 @@ class Flows:
                 ]
 
     async def check_config(self, cfg: FlowConfig) -> None:
-        if cfg.kind != "pairwise" and cfg.stop_when is not None:
-            raise Invalid(
-                "stop_when is for ranking flows: it stops an item once its ranking is settled.", field="stop_when"
-            )
-        kind_of(cfg.kind).check_config(cfg)
-        if cfg.kind != "rlhf" and cfg.rlhf is not None:
-            raise Invalid("An rlhf form is for RLHF flows (kind 'rlhf').", field="rlhf")
-        if cfg.kind != "chat" and cfg.chat is not None:
-            raise Invalid("A chat spec is for chat flows (kind 'chat').", field="chat")
-        if cfg.kind != "classify" and cfg.validation_labels:
-            raise Invalid(
-                "Gold labels are for classify flows; ranking flows take gold pairs.", field="validation_labels"
-            )
+        kind = kind_of(cfg.kind)
+        for other in all_kinds():
+            for name in other.owns if other is not kind else ():
+                if getattr(cfg, name):
+                    raise Invalid(
+                        f"{name} is for {other.title} flows (made with {other.create_call}); this is a "
+                        f"{kind.title} flow.",
+                        field=name,
+                    )
+        kind.check_config(cfg)
         await self._check_gold(cfg.validation_pairs, cfg.validation_labels, "validation_pairs", "validation_labels")
         check_thresholds(cfg, Invalid)
         if not 0 < cfg.lease_seconds <= MAX_LEASE:

@@ -9,9 +9,13 @@ from typing import Any
 import msgspec
 
 from flowlab import schemas
+from flowlab.server.kinds import all_kinds
 from flowlab.server.store import Row, Store
 
-ANSWER_TABLES = ("votes", "labels", "annotations")
+
+def answer_tables() -> list[str]:
+    """The tables the kinds keep their answers in (some kinds share one)."""
+    return sorted({kind.answers_table for kind in all_kinds()})
 
 
 class EndedRecord(msgspec.Struct):
@@ -77,7 +81,7 @@ class History:
     async def answers(self, item_id: str, table: str) -> list[Row]:
         """Every durable answer of an item (live or ended) from its kind's table, in commit order: the
         database is their only home."""
-        assert table in ANSWER_TABLES, table
+        assert table in answer_tables(), table
         return await self.store.aread(f"SELECT * FROM {table} WHERE item_id = ? ORDER BY seq", (item_id,))
 
     async def statuses(self, flow_id: str) -> list[schemas.ItemStatus]:
@@ -93,7 +97,7 @@ class History:
         for i in range(0, len(task_ids), 500):
             chunk = task_ids[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            for table in (*ANSWER_TABLES, "gold_answers"):
+            for table in (*answer_tables(), "gold_answers"):
                 rows = await self.store.aread(
                     f"SELECT task_id, annotator_id FROM {table} WHERE task_id IN ({marks})", chunk
                 )

@@ -19,7 +19,7 @@ from flowlab.server.datapoints import build_asset, build_datapoints
 from flowlab.server.errors import Invalid, NotFound
 from flowlab.server.flows import Flows
 from flowlab.server.history import EndedItem, History, encode_record, has_matrix
-from flowlab.server.kinds import kind_of
+from flowlab.server.kinds import TaskKind, kind_of
 from flowlab.server.leases import LeaseBook
 from flowlab.server.media import MediaCatalog
 from flowlab.server.model import FlowConfig, FlowRecord, ItemRecord, Signal
@@ -33,11 +33,6 @@ MAX_DATAPOINTS = 1000  # the win-loss matrix is dense, n x n
 MAX_TTL = 7 * 24 * 3600.0
 MIN_TTL = 0.1
 RETAIN_ENDED = 30.0  # seconds an ended item stays in memory after its record is durable, for the last readers
-RESULT_TYPES: dict[str, type] = {
-    "pairwise": schemas.ItemResults,
-    "classify": schemas.ClassifyResults,
-    "rlhf": schemas.RlhfResults,
-}
 
 _json = msgspec.json.Encoder()
 
@@ -172,7 +167,8 @@ class Items:
         """Check a batch against its flow and build what is stored for it; `at` prefixes the fields errors
         name (a project's `items[3].`)."""
         n = len(req.datapoints)
-        least = kind_of(flow.config.kind).min_datapoints
+        kind = kind_of(flow.config.kind)
+        least = kind.min_datapoints
         if n < least:
             what = "to compare" if least > 1 else ""
             raise Invalid(
@@ -191,43 +187,9 @@ class Items:
                 "more, or lower the flow's stop_when k with flow.update_config().",
                 field=f"{at}datapoints",
             )
-        rlhf = flow.config.kind == "rlhf"
-        chat = flow.config.kind == "chat"
         for i, d in enumerate(req.datapoints):
-            if chat:
-                if any(x is not None for x in (d.text, d.url, d.media, d.prompt, d.responses)):
-                    raise Invalid(
-                        "Each datapoint of a chat flow is a starting conversation: {id, messages: [{role, "
-                        "content}, ...], guidance}.",
-                        field=f"{at}datapoints[{i}]",
-                    )
-                if d.messages is None:
-                    d.messages = []  # an empty start: the annotator opens the conversation
-                continue
-            if d.messages is not None or d.guidance is not None:
-                raise Invalid(
-                    "A starting conversation with guidance is a chat task; push it to a flow made with "
-                    "create_chat_flow().",
-                    field=f"{at}datapoints[{i}].messages",
-                )
-            if rlhf and d.responses is None:
-                raise Invalid(
-                    "Each datapoint of an RLHF flow is a task: {id, prompt, responses: [{source_id, content}, ...]}.",
-                    field=f"{at}datapoints[{i}].responses",
-                )
-            if not rlhf and (d.responses is not None or d.prompt is not None):
-                raise Invalid(
-                    "Prompts with responses are RLHF tasks; push them to a flow made with create_rlhf_flow().",
-                    field=f"{at}datapoints[{i}].responses",
-                )
+            kind.check_datapoint(d, f"{at}datapoints[{i}]")
         per_datapoint = [a for d in req.datapoints for a in d.context_assets or ()]
-        if per_datapoint and flow.config.kind != "classify":
-            i = next(i for i, d in enumerate(req.datapoints) if d.context_assets)
-            raise Invalid(
-                "Context assets per datapoint are for classify flows; a ranking batch shares one list of "
-                "context_assets, given with the batch.",
-                field=f"{at}datapoints[{i}].context_assets",
-            )
         shas = (
             [d.media for d in req.datapoints if d.media]
             + [r.media for d in req.datapoints for r in d.responses or () if r.media]
@@ -244,7 +206,7 @@ class Items:
                 ],
                 private_metadata=req.private_metadata,
                 ttl=ttl,
-                pairs=check_pairs(req.pairs, n, flow.config.kind),
+                pairs=check_pairs(req.pairs, n, kind),
             )
         except Invalid as exc:
             if at and exc.field is not None:
@@ -354,36 +316,37 @@ class Items:
             private_metadata=body.private_metadata,
         )
 
-    async def results_of(self, who: Principal, item_id: str) -> schemas.ItemResults | schemas.ClassifyResults:
+    async def results_of(self, who: Principal, item_id: str) -> Any:
         found = await self.find(who, item_id)
         if isinstance(found, ItemRecord):
             return await found.kind.results(found)
-        kind = RESULT_TYPES.get(found.record.kind, schemas.ItemResults)
-        return msgspec.json.decode(found.record.results, type=kind)  # type: ignore[no-any-return]
+        return msgspec.json.decode(found.record.results, type=kind_of(found.record.kind).result_type)  # type: ignore[no-any-return]
 
     async def matrix_of(self, who: Principal, item_id: str) -> schemas.WinLossMatrix:
         found = await self.find(who, item_id)
         if isinstance(found, ItemRecord):
-            return found.kind.matrix(found)
-        if not has_matrix(found.record):
-            raise NotFound(f"Item {item_id!r} is not a pairwise item; it has no win-loss matrix.")
-        return msgspec.json.decode(found.record.matrix, type=schemas.WinLossMatrix)
+            matrix = found.kind.matrix(found)
+            if matrix is not None:
+                return matrix
+        elif has_matrix(found.record):
+            return msgspec.json.decode(found.record.matrix, type=schemas.WinLossMatrix)
+        kind = found.kind if isinstance(found, ItemRecord) else kind_of(found.record.kind)
+        raise NotFound(f"Item {item_id!r} is a {kind.title} item; it has no win-loss matrix. Read its results.")
 
     def ended_counts(self, ended: EndedItem) -> list[list[float]] | None:
         if not has_matrix(ended.record):
             return None
         return msgspec.json.decode(ended.record.matrix, type=schemas.WinLossMatrix).counts
 
-    async def answers_of(self, who: Principal, item_id: str, kind_name: str) -> list[Any]:
-        """Every stored answer of an item of kind `kind_name`: votes of pairwise items, labels of classify
-        ones. Counted answers are durable ones, so the database has every one the item counts."""
+    async def answers_of(self, who: Principal, item_id: str, path: str) -> list[Any]:
+        """Every stored answer of an item whose kind lists them at /v1/items/{id}/<path> (votes, labels, ...).
+        Counted answers are durable ones, so the database has every one the item counts."""
         found = await self.find(who, item_id)
         kind = found.kind if isinstance(found, ItemRecord) else kind_of(found.record.kind)
-        if kind.name != kind_name:
-            other = {"pairwise": "votes", "classify": "labels", "rlhf": "annotations", "chat": "conversations"}[
-                kind.name
-            ]
-            raise NotFound(f"Item {item_id!r} is a {kind.name} item; read its answers at /v1/items/{item_id}/{other}.")
+        if kind.answers_path != path:
+            raise NotFound(
+                f"Item {item_id!r} is a {kind.title} item; read its answers at /v1/items/{item_id}/{kind.answers_path}."
+            )
         return kind.votes(await self.history.answers(found.id, kind.answers_table))
 
     async def statuses(self, flow: FlowRecord) -> list[schemas.ItemStatus]:
@@ -571,12 +534,14 @@ def check_ttl(ttl: Any) -> float:
 MAX_GIVEN_PAIRS = 10_000
 
 
-def check_pairs(pairs: list[tuple[int, int]] | None, n: int, kind: str) -> list[tuple[int, int]] | None:
+def check_pairs(pairs: list[tuple[int, int]] | None, n: int, kind: TaskKind) -> list[tuple[int, int]] | None:
     """Given pairs of a ranking item: positions of two different datapoints, each pair once."""
     if pairs is None:
         return None
-    if kind != "pairwise":
-        raise Invalid("pairs are for ranking flows: they say which datapoints to compare.", field="pairs")
+    if not kind.takes_pairs:
+        raise Invalid(
+            f"pairs say which datapoints a ranking item compares; a {kind.title} batch takes none.", field="pairs"
+        )
     if not 1 <= len(pairs) <= MAX_GIVEN_PAIRS:
         raise Invalid(f"Give 1 to {MAX_GIVEN_PAIRS:,} pairs, or none for the flow's own pair selection.", field="pairs")
     seen: set[tuple[int, int]] = set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict
 
+from flowlab.server.clock import Clock
 from flowlab.server.model import ItemRecord, Lease
 
 RECENT_OUTCOMES = 50_000  # task ids remembered for clear refusals; accepted ones are also in the database
@@ -17,7 +18,8 @@ class LeaseBook:
     `outcome` remembers what recently became of a task (accepted, skipped, expired, ...) so a late or
     repeated answer gets a precise answer; past that memory, an accepted task is found in the database."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.tasks: dict[str, Lease] = {}
         self._heap: list[tuple[float, str]] = []
         self._outcomes: OrderedDict[str, tuple[str, str]] = OrderedDict()  # task_id -> (outcome, annotator)
@@ -76,7 +78,7 @@ class LeaseBook:
         self.close(lease, outcome)
         if held:
             if requeue:
-                lease.item.kind.release(lease, defer=defer)
+                lease.item.kind.release(lease, defer=defer, now=self.clock.now())
             lease.item.touch()
 
     def drop_item(self, item: ItemRecord, outcome: str) -> None:

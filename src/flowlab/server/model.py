@@ -31,7 +31,7 @@ class FlowConfig(msgspec.Struct):
     gold_rate: float = 0.1
     validation_pairs: list[schemas.ValidationPair] = []
     config_version: int = 1
-    kind: str = "pairwise"  # the task kind: what annotators are asked and how answers aggregate
+    kind: str = schemas.DEFAULT_KIND  # the task kind: what annotators are asked and how answers aggregate
     categories: list[schemas.Category] = []  # classify flows
     starting_elo: float = 1200.0  # pairwise results: the Elo scale's centre
     validation_labels: list[schemas.ValidationLabel] = []  # classify flows' gold

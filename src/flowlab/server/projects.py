@@ -37,7 +37,6 @@ log = logging.getLogger("flowlab.projects")
 
 PROJECT_TTL = 365 * 24 * 3600.0  # a project's items run until answered; a year stands for "no deadline"
 # Items live at once: pair tasks are one item each, labels and RLHF tasks are many datapoints to an item.
-DEFAULT_LIVE_ITEMS = {"pairwise": 200, "classify": 10, "rlhf": 10, "chat": 10}
 MAX_ITEMS = 1_000_000  # item ids carry a 7-digit sequence number, so listing by id is dataset order
 ADMIT_BATCH = 200
 # The window refills once a twentieth of it has ended, so items are admitted in batches (one read and one
@@ -52,8 +51,9 @@ _record = msgspec.json.Decoder(EndedRecord)
 
 
 def tasks_in(cfg: FlowConfig, n_datapoints: int) -> int:
-    """Tasks in one item: a ranking item is one comparison task; labels and RLHF items have a task per datapoint."""
-    return 1 if cfg.kind == "pairwise" else n_datapoints
+    """Tasks in one item of the flow's kind (a ranking item is one comparison task; most kinds have a task per
+    datapoint)."""
+    return kind_of(cfg.kind).tasks_in(n_datapoints)
 
 
 def answers_needed(cfg: FlowConfig, n_datapoints: int) -> int:
@@ -162,7 +162,7 @@ class Projects:
 
     async def create(self, who: Principal, req: schemas.ProjectCreate) -> schemas.ProjectStatus:
         flow = self.flows.get(who, req.flow_id)
-        live_items = req.live_items or DEFAULT_LIVE_ITEMS.get(flow.config.kind, 10)
+        live_items = req.live_items or kind_of(flow.config.kind).default_live_items
         now = self.clock.now()
         row: Row = {
             "id": new_id("proj"),

@@ -56,7 +56,7 @@ class FlowService:
         self.catalog = MediaCatalog(store)
         self.people = People(store, clock)
         self.flows = Flows(store, clock, self.catalog)
-        self.leases = LeaseBook()
+        self.leases = LeaseBook(clock)
         self.history = History(store)
         self.webhooks = Webhooks(store, clock, retry_seconds=webhook_retry_seconds)
         self.items = Items(

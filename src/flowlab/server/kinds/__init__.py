@@ -1,7 +1,10 @@
 """Task kinds: what an annotator is asked, how an answer is checked, and how answers aggregate.
 
 The lifecycle (TTL, drain, thresholds), leases, the scheduler, events and storage are shared by every kind;
-a kind is one module implementing `TaskKind`. The service calls a kind at these points only:
+a kind is one module implementing `TaskKind` (most start from `_base.KindBase`). What the rest of the server
+knows of a kind is what it declares: its title and create call (for messages), its results and answers (type,
+table, path), its defaults (lease, a project's live window), the config fields it owns, the datapoints it
+takes. Nothing outside `kinds/` names a kind. The service calls a kind at these points only:
 
     new_tally   an item is created (or restored): make its compact live aggregate
     replay      at start-up, count a live item's durable answers again
@@ -13,7 +16,7 @@ a kind is one module implementing `TaskKind`. The service calls a kind at these 
     answer_ops  the rows that make a checked answer durable
     count       the answer is durable: add it to the tally
     release     a lease ended unanswered: ask its question again (now, or after fresh ones)
-    results / matrix / delta     live reads
+    results / matrix / delta     live reads (`matrix` is None for kinds that compare nothing pairwise)
     final       the item ended: its record for the database, read back for every later request
 """
 
@@ -40,19 +43,34 @@ class Refusal(Exception):
 
 
 class TaskKind(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def min_datapoints(self) -> int: ...
-
-    @property
-    def answers_table(self) -> str:
-        """The table its answers are stored in, one row each, with `task_id`, `item_id`, `annotator_id`."""
-        ...
+    name: str  # as the wire says it (FlowConfig.kind)
+    title: str  # as people say it: "ranking", "classify", "RLHF", "chat"
+    create_call: str  # the SDK call that makes a flow of this kind, for messages
+    min_datapoints: int
+    answers_table: str  # the table its answers are stored in, one row each, with task_id, item_id, annotator_id
+    answers_path: str  # /v1/items/{id}/<answers_path> lists them
+    result_type: type  # its results struct, live and read back after the item ended
+    default_lease: float  # seconds an annotator holds one of its tasks
+    default_live_items: int  # a batch project's live window
+    # FlowConfig fields only this kind reads: set on a flow of another kind, they are refused.
+    owns: tuple[str, ...]
+    takes_pairs: bool  # a batch may say which datapoint pairs to compare
+    assets_per_datapoint: bool  # datapoints may carry context assets of their own
 
     def check_config(self, cfg: FlowConfig) -> None:
         """Refuse (Invalid, naming the field) a flow config this kind cannot serve."""
+        ...
+
+    def complete(self, cfg: FlowConfig) -> FlowConfig:
+        """The config with this kind's defaults filled in (its form, when none was given)."""
+        ...
+
+    def check_datapoint(self, d: schemas.DatapointIn, where: str) -> None:
+        """Refuse (Invalid, naming `where`) a datapoint this kind cannot ask about."""
+        ...
+
+    def tasks_in(self, n_datapoints: int) -> int:
+        """Tasks in one item of `n_datapoints`, in the unit its thresholds count."""
         ...
 
     def new_tally(self, item: ItemRecord, seed: float) -> Any: ...
@@ -68,7 +86,7 @@ class TaskKind(Protocol):
 
     def shortfall(self, item: ItemRecord) -> int: ...
 
-    def ask(self, item: ItemRecord, rng: random.Random, annotator_id: str) -> tuple[Any, Any]:
+    def ask(self, item: ItemRecord, rng: random.Random, annotator_id: str, now: float) -> tuple[Any, Any]:
         """(question, gold): a question for the item, (None, gold) for a gold question, or (None, None) when
         the item has nothing for this annotator."""
         ...
@@ -85,17 +103,26 @@ class TaskKind(Protocol):
 
     def count(self, lease: Lease, checked: Any) -> None: ...
 
-    def release(self, lease: Lease, *, defer: bool) -> None: ...
-
-    async def results(self, item: ItemRecord) -> Any:
-        """Live results: the kind's own results struct (`ItemResults` for pairs, `ClassifyResults`, ...)."""
+    def release(self, lease: Lease, *, defer: bool, now: float) -> None:
+        """A lease ended unanswered (handed back, skipped, expired): its question goes back to the pool, now or
+        (`defer`) after fresh ones."""
         ...
 
-    def matrix(self, item: ItemRecord) -> schemas.WinLossMatrix: ...
+    async def results(self, item: ItemRecord) -> Any:
+        """Live results: an instance of `result_type`."""
+        ...
 
-    def delta(self, item: ItemRecord, start: int, stop: int) -> list[tuple[int, int, int]]: ...
+    def matrix(self, item: ItemRecord) -> schemas.WinLossMatrix | None:
+        """The live win-loss matrix, or None for a kind that has none."""
+        ...
 
-    def snapshot(self, item: ItemRecord) -> list[list[float]]: ...
+    def delta(self, item: ItemRecord, start: int, stop: int) -> list[tuple[int, int, int]]:
+        """The live stream's answers `start`..`stop` as (row, column, tie) counts of `snapshot`."""
+        ...
+
+    def snapshot(self, item: ItemRecord) -> list[list[float]]:
+        """The live stream's counts: wins for pairs, labels per datapoint, choices per response."""
+        ...
 
     def final(self, item: ItemRecord) -> tuple[Any, schemas.WinLossMatrix | None]: ...
 
@@ -104,14 +131,24 @@ class TaskKind(Protocol):
         ...
 
 
-def kind_of(name: str) -> TaskKind:
-    from flowlab.server.kinds.chat import CHAT
-    from flowlab.server.kinds.classify import CLASSIFY
-    from flowlab.server.kinds.pairwise import PAIRWISE
-    from flowlab.server.kinds.rlhf import RLHF
+_KINDS: dict[str, TaskKind] = {}
 
-    kinds: dict[str, TaskKind] = {PAIRWISE.name: PAIRWISE, CLASSIFY.name: CLASSIFY, RLHF.name: RLHF, CHAT.name: CHAT}
+
+def all_kinds() -> list[TaskKind]:
+    """Every kind this server serves."""
+    if not _KINDS:
+        from flowlab.server.kinds.chat import CHAT
+        from flowlab.server.kinds.classify import CLASSIFY
+        from flowlab.server.kinds.pairwise import PAIRWISE
+        from flowlab.server.kinds.rlhf import RLHF
+
+        _KINDS.update({k.name: k for k in (PAIRWISE, CLASSIFY, RLHF, CHAT)})
+    return list(_KINDS.values())
+
+
+def kind_of(name: str) -> TaskKind:
+    known = {k.name: k for k in all_kinds()}
     try:
-        return kinds[name]
+        return known[name]
     except KeyError:
-        raise ValueError(f"unknown task kind {name!r}; this server knows {sorted(kinds)}") from None
+        raise ValueError(f"unknown task kind {name!r}; this server knows {sorted(known)}") from None

@@ -13,8 +13,12 @@ if TYPE_CHECKING:
     from flowlab.server.model import ItemRecord
 
 
+# Seconds before a task someone handed back is offered to them again (to everyone else it is open at once).
+RETURN_DELAY = 5.0
+
+
 class Assignments:
-    __slots__ = ("annotators", "answered", "leased", "leased_total", "max", "n_full", "n_open", "taken")
+    __slots__ = ("annotators", "answered", "leased", "leased_total", "max", "n_full", "n_open", "returned", "taken")
 
     def __init__(self, n: int, max_answers: int) -> None:
         self.max = max_answers
@@ -25,6 +29,7 @@ class Assignments:
         self.n_open = n  # datapoints that can take another lease
         self.annotators: dict[str, int] = {}  # annotator id -> a small index, in order of first answer
         self.taken: dict[str, np.ndarray] = {}  # annotator -> datapoints leased to or answered by them
+        self.returned: dict[str, dict[int, float]] = {}  # annotator -> datapoint handed back -> open to them again
 
     def annotator(self, annotator_id: str) -> int:
         return self.annotators.setdefault(annotator_id, len(self.annotators))
@@ -35,13 +40,21 @@ class Assignments:
         taken = self.taken.get(annotator_id)
         return bool((ok & ~taken).any() if taken is not None else ok.any())
 
-    def next_for(self, annotator_id: str, rng: random.Random) -> int | None:
-        """The least-answered datapoint (counting leases out) this annotator has not had yet, leased to them."""
+    def next_for(self, annotator_id: str, rng: random.Random, now: float) -> int | None:
+        """The least-answered datapoint (counting leases out) this annotator has not had yet, leased to them;
+        one they handed back only once its delay has passed."""
         load = self.answered + self.leased
         ok = load < self.max
         taken = self.taken.get(annotator_id)
         if taken is not None:
             ok &= ~taken
+        returned = self.returned.get(annotator_id)
+        if returned:
+            for d, until in list(returned.items()):
+                if until > now:
+                    ok[d] = False
+                else:
+                    del returned[d]
         if not ok.any():
             return None
         low = load[ok].min()
@@ -56,6 +69,14 @@ class Assignments:
         self.leased_total += 1
         self._load_changed(d, before)
         self._taken(annotator_id)[d] = True
+
+    def give_back(self, d: int, annotator_id: str, now: float) -> None:
+        """A lease of `d` ended unanswered and its task goes back to the pool: to everyone else at once, to this
+        annotator after `RETURN_DELAY` (they answered nothing for it, so they may still answer it once)."""
+        taken = self.taken.get(annotator_id)
+        if taken is not None:
+            taken[d] = False
+        self.returned.setdefault(annotator_id, {})[d] = now + RETURN_DELAY
 
     def unlease(self, d: int) -> None:
         before = int(self.answered[d] + self.leased[d])

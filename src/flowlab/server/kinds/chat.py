@@ -18,16 +18,17 @@ import msgspec
 
 from flowlab import schemas
 from flowlab.server.datapoints import datapoint_view
-from flowlab.server.errors import Invalid, NotFound
+from flowlab.server.errors import Invalid
 from flowlab.server.kinds import Refusal
 from flowlab.server.kinds._assign import Assignments, PerDatapointThresholds
+from flowlab.server.kinds._base import KindBase
+from flowlab.server.kinds._form import check_justification, check_likert, check_ratings
 from flowlab.server.kinds._log import AnswerLog
 from flowlab.server.kinds.rlhf import (
-    MAX_JUSTIFICATION_CHARS,
     Columns,
-    _check_value,
     _collector_paused,
     as_number,
+    check_min_answers,
     check_spec,
     numeric,
     summarise,
@@ -118,10 +119,30 @@ def branch_model(record: schemas.Conversation, leaf: str) -> str | None:
     return None
 
 
-class Chat(PerDatapointThresholds):
+class Chat(PerDatapointThresholds, KindBase):
     name = "chat"
+    title = "chat"
+    create_call = "client.flow.create_chat_flow()"
     min_datapoints = 1
     answers_table = "annotations"
+    answers_path = "conversations"
+    result_type = schemas.RlhfResults  # RLHF results, with the flow's models as every task's responses
+    default_lease = 900.0  # a conversation, then its annotation
+    owns = ("chat",)
+
+    def complete(self, cfg: FlowConfig) -> FlowConfig:
+        return cfg if cfg.chat is not None else msgspec.structs.replace(cfg, chat=schemas.ChatSpec())
+
+    def check_datapoint(self, d: schemas.DatapointIn, where: str) -> None:
+        if any(x is not None for x in (d.text, d.url, d.media, d.prompt, d.responses)):
+            raise Invalid(
+                "Each datapoint of a chat flow is a starting conversation: {id, messages: [{role, content}, ...], "
+                "guidance}.",
+                field=where,
+            )
+        self.check_assets(d, where)
+        if d.messages is None:
+            d.messages = []  # an empty start: the annotator opens the conversation
 
     def check_config(self, cfg: FlowConfig) -> None:
         spec = cfg.chat
@@ -162,12 +183,7 @@ class Chat(PerDatapointThresholds):
         except Invalid as exc:
             exc.field = (exc.field or "").replace("rlhf.", "chat.", 1)
             raise
-        if cfg.min_response_threshold < 1:
-            raise Invalid(
-                "min_response_threshold must be at least 1 conversation per task.", field="min_response_threshold"
-            )
-        if cfg.validation_pairs or cfg.validation_labels:
-            raise Invalid("Chat flows have no gold questions.", field="validation_set_id")
+        check_min_answers(cfg, "conversation")
 
     def new_tally(self, item: ItemRecord, seed: float) -> ChatTally:
         assert item.config.chat is not None
@@ -183,8 +199,10 @@ class Chat(PerDatapointThresholds):
 
     # ------------------------------------------------------------ asking
 
-    def ask(self, item: ItemRecord, rng: random.Random, annotator_id: str) -> tuple[ChatSession | None, None]:
-        d = item.tally.next_for(annotator_id, rng)
+    def ask(
+        self, item: ItemRecord, rng: random.Random, annotator_id: str, now: float
+    ) -> tuple[ChatSession | None, None]:
+        d = item.tally.next_for(annotator_id, rng, now)
         if d is None:
             return None, None
         assert item.config.chat is not None
@@ -261,13 +279,12 @@ class Chat(PerDatapointThresholds):
     def count(self, lease: Lease, checked: schemas.Conversation) -> None:
         self._add(lease.item, checked)
 
-    def release(self, lease: Lease, *, defer: bool) -> None:
-        pass  # the task is simply less annotated again
+    def release(self, lease: Lease, *, defer: bool, now: float) -> None:
+        # Handed back (the model failed) or let run out: the conversation goes to whoever asks next, and comes
+        # back to this annotator a little later, so an outage of the model loses nobody's work for good.
+        lease.item.tally.give_back(lease.question.d, lease.annotator_id, now)
 
     # ------------------------------------------------------------ aggregates
-
-    def matrix(self, item: ItemRecord) -> schemas.WinLossMatrix:
-        raise NotFound(f"Item {item.id!r} is a chat item; it has no win-loss matrix. Read its results.")
 
     def delta(self, item: ItemRecord, start: int, stop: int) -> list[tuple[int, int, int]]:
         rows = item.tally.choices.rows[start:stop]
@@ -381,51 +398,25 @@ def check_conversation(
         turn = turns.get(key)
         if turn is None or turn.model is None:
             raise refuse(f"ratings.{key}", "Ratings are for the replies a model wrote (by their node id).")
-    known = {dim.key for dim in spec.dimensions}
+    branch_of = _branch_numbers(turns, branches)
     for turn in turns.values():
-        if turn.model is None:
-            continue
-        answer = given.ratings.get(turn.id, {})
-        extra = sorted(set(answer) - known)
-        if extra:
-            raise refuse(f"ratings.{turn.id}", f"{extra} are not dimensions of this flow.")
-        out: dict[str, schemas.RatingValue] = {}
-        for dim in spec.dimensions:
-            field = f"ratings.{turn.id}.{dim.key}"
-            value = answer.get(dim.key)
-            label = dim.label or dim.key
-            if value is None:
-                if dim.key in answer and dim.allow_na:
-                    out[dim.key] = None
-                elif dim.required:
-                    raise refuse(field, f"Rate every reply of the model: {label} is missing for one.")
-                continue
-            out[dim.key] = _check_value(dim, value, f"A reply's {label}", lambda msg, f=field: refuse(f, msg))
-        turn.ratings = out
+        if turn.model is not None:
+            what = "The reply" if len(branches) == 1 else f"The reply in branch {branch_of[turn.id]}"
+            turn.ratings = check_ratings(
+                spec.dimensions, given.ratings.get(turn.id, {}), what, f"ratings.{turn.id}", refuse
+            )
     selected, likert = given.selected, given.likert
     asks_likert = spec.likert_scale > 0 and len(branches) == 2
     if len(branches) >= 2:
         if selected not in branches:
             raise refuse("selected", f"Choose the better branch (the id of its last message, one of {len(branches)}).")
         if asks_likert:
-            scale = spec.likert_scale
-            if likert is None or isinstance(likert, bool) or not 1 <= likert <= scale:
-                raise refuse("likert", f"Say how much better, from 1 (the first branch much better) to {scale}.")
-            middle = (scale + 1) / 2
-            first = selected == branches[0]
-            if (first and likert > middle) or (not first and likert < middle):
-                raise refuse("likert", "The strength leans toward the other branch than the one you chose.")
+            likert = check_likert(spec.likert_scale, likert, selected == branches[0], "branch", refuse)
         elif likert is not None:
             raise refuse("likert", "Only a choice between two branches asks how much better; leave likert out.")
     elif selected is not None or likert is not None:
         raise refuse("selected", "There is one branch: nothing to choose between.")
-    justification = (given.justification or "").strip() or None
-    if spec.justification == "off" and justification:
-        raise refuse("justification", "This flow asks for no justification.")
-    if justification is not None and len(justification) > MAX_JUSTIFICATION_CHARS:
-        raise refuse("justification", f"A justification holds at most {MAX_JUSTIFICATION_CHARS:,} characters.")
-    if spec.justification == "required" and len(justification or "") < max(1, spec.justification_min_chars):
-        raise refuse("justification", f"Say why, in at least {max(1, spec.justification_min_chars)} characters.")
+    justification = check_justification(spec.justification, spec.justification_min_chars, given.justification, refuse)
     record = schemas.Conversation(
         task_id=lease.task_id,
         annotator_id=lease.annotator_id,
@@ -440,6 +431,17 @@ def check_conversation(
     )
     record.selected_model = branch_model(record, record.selected) if len(branches) >= 2 else None
     return record
+
+
+def _branch_numbers(turns: dict[str, schemas.ChatTurn], branches: list[str]) -> dict[str, int]:
+    """Each message's branch as the annotator counts them (from 1): the first branch that holds it."""
+    number: dict[str, int] = {}
+    for b, leaf in enumerate(branches, start=1):
+        node: str | None = leaf
+        while node is not None and node not in number:
+            number[node] = b
+            node = turns[node].parent
+    return number
 
 
 CHAT = Chat()

@@ -11,9 +11,10 @@ import numpy as np
 
 from flowlab import ranking, schemas
 from flowlab.server.datapoints import asset_view, datapoint_view, gold_view
-from flowlab.server.errors import Invalid, NotFound
+from flowlab.server.errors import Invalid
 from flowlab.server.kinds import Refusal
 from flowlab.server.kinds._assign import Assignments, PerDatapointThresholds
+from flowlab.server.kinds._base import KindBase
 from flowlab.server.kinds._log import AnswerLog
 
 if TYPE_CHECKING:
@@ -54,10 +55,16 @@ class LabelTally(Assignments):
         return answered, correct
 
 
-class Classify(PerDatapointThresholds):
+class Classify(PerDatapointThresholds, KindBase):
     name = "classify"
+    title = "classify"
+    create_call = "client.flow.create_classify_flow()"
     min_datapoints = 1
     answers_table = "labels"
+    answers_path = "labels"
+    result_type = schemas.ClassifyResults
+    owns = ("categories", "validation_labels")
+    assets_per_datapoint = True
 
     def check_config(self, cfg: FlowConfig) -> None:
         cats = cfg.categories
@@ -77,10 +84,6 @@ class Classify(PerDatapointThresholds):
             raise Invalid("Every category needs a non-empty label and value.", field="categories")
         if cfg.min_response_threshold < 1:
             raise Invalid("min_responses_per_datapoint must be at least 1.", field="min_response_threshold")
-        if cfg.validation_pairs:
-            raise Invalid(
-                "Gold pairs are for ranking flows; classify flows take gold labels.", field="validation_pairs"
-            )
         for i, gold in enumerate(cfg.validation_labels):
             if not gold.truths or not truth_values(gold, cats):
                 raise Invalid(
@@ -112,7 +115,7 @@ class Classify(PerDatapointThresholds):
     # ------------------------------------------------------------ asking
 
     def ask(
-        self, item: ItemRecord, rng: random.Random, annotator_id: str
+        self, item: ItemRecord, rng: random.Random, annotator_id: str, now: float
     ) -> tuple[int | None, schemas.ValidationLabel | None]:
         """Now and then a gold label (at the flow's gold rate); else the least-answered datapoint (counting
         leases out) this annotator has not had yet."""
@@ -127,7 +130,7 @@ class Classify(PerDatapointThresholds):
                 pick = fresh[rng.randrange(len(fresh))]
                 asked.add(pick)
                 return None, gold[pick]
-        return tally.next_for(annotator_id, rng), None
+        return tally.next_for(annotator_id, rng, now), None
 
     def closed(self, lease: Lease) -> None:
         # The datapoint stays taken for this annotator even if they skipped it or let it expire.
@@ -209,13 +212,10 @@ class Classify(PerDatapointThresholds):
         lease.item.tally.add(lease.question, checked, lease.annotator_id)
         lease.item.response_count += 1
 
-    def release(self, lease: Lease, *, defer: bool) -> None:
+    def release(self, lease: Lease, *, defer: bool, now: float) -> None:
         pass  # a released datapoint is simply less answered again, so it is asked next
 
     # ------------------------------------------------------------ aggregates
-
-    def matrix(self, item: ItemRecord) -> schemas.WinLossMatrix:
-        raise NotFound(f"Item {item.id!r} is a classify item; it has no win-loss matrix. Read its results.")
 
     def delta(self, item: ItemRecord, start: int, stop: int) -> list[tuple[int, int, int]]:
         rows = item.tally.log.rows[start:stop]

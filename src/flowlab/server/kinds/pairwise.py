@@ -13,8 +13,8 @@ import numpy as np
 from flowlab import ranking, schemas
 from flowlab.server import lifecycle
 from flowlab.server.datapoints import datapoint_view, gold_view
-from flowlab.server.errors import Invalid
 from flowlab.server.kinds import Refusal
+from flowlab.server.kinds._base import KindBase
 from flowlab.server.kinds._log import AnswerLog
 
 if TYPE_CHECKING:
@@ -120,14 +120,23 @@ class PairTally:
             self.wins[winner, loser] += 1.0
 
 
-class Pairwise:
+class Pairwise(KindBase):
     name = "pairwise"
+    title = "ranking"
+    create_call = "client.flow.create_ranking_flow()"
     min_datapoints = 2
     answers_table = "votes"
+    answers_path = "votes"
+    result_type = schemas.ItemResults
+    default_live_items = 200  # an item is one small comparison task: many at once keep a crowd busy
+    owns = ("stop_when", "validation_pairs")
+    takes_pairs = True
 
     def check_config(self, cfg: FlowConfig) -> None:
-        if cfg.categories:
-            raise Invalid("categories belong to classify flows; a ranking flow compares pairs.", field="categories")
+        pass  # every ranking option is checked with the flow (thresholds, pair selection, gold pairs)
+
+    def tasks_in(self, n_datapoints: int) -> int:
+        return 1  # a ranking item is one comparison task, however many datapoints it holds
 
     def new_tally(self, item: ItemRecord, seed: float) -> PairTally:
         return PairTally(len(item.datapoints), random.Random(seed), item.pairs)
@@ -157,7 +166,7 @@ class Pairwise:
     # ------------------------------------------------------------ asking
 
     def ask(
-        self, item: ItemRecord, rng: random.Random, annotator_id: str
+        self, item: ItemRecord, rng: random.Random, annotator_id: str, now: float
     ) -> tuple[Pair | None, schemas.ValidationPair | None]:
         flow_cfg = item.flow.config
         if flow_cfg.validation_pairs and rng.random() < flow_cfg.gold_rate:
@@ -265,7 +274,7 @@ class Pairwise:
             lease.item.response_count += 1
             self._look(lease.item)
 
-    def release(self, lease: Lease, *, defer: bool) -> None:
+    def release(self, lease: Lease, *, defer: bool, now: float) -> None:
         item = lease.item
         if lease.gold is not None or lifecycle.is_terminal(item.state):
             return

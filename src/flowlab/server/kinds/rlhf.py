@@ -23,9 +23,11 @@ from scipy import stats
 
 from flowlab import ranking, schemas
 from flowlab.server.datapoints import datapoint_view, response_view
-from flowlab.server.errors import Invalid, NotFound
+from flowlab.server.errors import Invalid
 from flowlab.server.kinds import Refusal
 from flowlab.server.kinds._assign import Assignments, PerDatapointThresholds
+from flowlab.server.kinds._base import KindBase, refuse_conversation
+from flowlab.server.kinds._form import check_justification, check_likert, check_ratings
 from flowlab.server.kinds._log import AnswerLog
 
 if TYPE_CHECKING:
@@ -35,8 +37,6 @@ if TYPE_CHECKING:
 MAX_DIMENSIONS = 20
 MAX_OPTIONS = 12
 MAX_SCALE_POINTS = 11
-MAX_JUSTIFICATION_CHARS = 10_000
-MAX_TEXT_RATING_CHARS = 5_000
 _json = msgspec.json.Encoder()
 _annotation = msgspec.json.Decoder(schemas.Annotation)
 
@@ -130,10 +130,16 @@ class RlhfTally(Assignments):
             yield rec.datapoint, rec.rewrites, rec.justification
 
 
-class Rlhf(PerDatapointThresholds):
+class Rlhf(PerDatapointThresholds, KindBase):
     name = "rlhf"
+    title = "RLHF"
+    create_call = "client.flow.create_rlhf_flow()"
     min_datapoints = 1
     answers_table = "annotations"
+    answers_path = "annotations"
+    result_type = schemas.RlhfResults
+    default_lease = 600.0  # reading, rating and rewriting responses takes minutes
+    owns = ("rlhf",)
 
     def check_config(self, cfg: FlowConfig) -> None:
         spec = cfg.rlhf
@@ -142,12 +148,19 @@ class Rlhf(PerDatapointThresholds):
                 "An RLHF flow needs its form (dimensions, rewrite, likert_scale, justification).", field="rlhf"
             )
         check_spec(spec)
-        if cfg.min_response_threshold < 1:
+        check_min_answers(cfg, "annotation")
+
+    def complete(self, cfg: FlowConfig) -> FlowConfig:
+        return cfg if cfg.rlhf is not None else msgspec.structs.replace(cfg, rlhf=schemas.RlhfSpec())
+
+    def check_datapoint(self, d: schemas.DatapointIn, where: str) -> None:
+        refuse_conversation(d, where)
+        if d.responses is None:
             raise Invalid(
-                "min_response_threshold must be at least 1 annotation per task.", field="min_response_threshold"
+                "Each datapoint of an RLHF flow is a task: {id, prompt, responses: [{source_id, content}, ...]}.",
+                field=f"{where}.responses",
             )
-        if cfg.validation_pairs or cfg.validation_labels:
-            raise Invalid("RLHF flows have no gold questions.", field="validation_set_id")
+        self.check_assets(d, where)
 
     def new_tally(self, item: ItemRecord, seed: float) -> RlhfTally:
         spec = item.config.rlhf
@@ -165,10 +178,10 @@ class Rlhf(PerDatapointThresholds):
     # ------------------------------------------------------------ asking
 
     def ask(
-        self, item: ItemRecord, rng: random.Random, annotator_id: str
+        self, item: ItemRecord, rng: random.Random, annotator_id: str, now: float
     ) -> tuple[tuple[int, tuple[int, ...]] | None, None]:
         """The least-annotated task this annotator has not had, with the order its responses are shown in."""
-        d = item.tally.next_for(annotator_id, rng)
+        d = item.tally.next_for(annotator_id, rng, now)
         if d is None:
             return None, None
         order = list(range(len(item.datapoints[d].responses or ())))
@@ -235,13 +248,10 @@ class Rlhf(PerDatapointThresholds):
     def count(self, lease: Lease, checked: schemas.Annotation) -> None:
         self._add(lease.item, checked)
 
-    def release(self, lease: Lease, *, defer: bool) -> None:
+    def release(self, lease: Lease, *, defer: bool, now: float) -> None:
         pass  # a released task is simply less annotated again, so it is asked next
 
     # ------------------------------------------------------------ aggregates
-
-    def matrix(self, item: ItemRecord) -> schemas.WinLossMatrix:
-        raise NotFound(f"Item {item.id!r} is an RLHF item; it has no win-loss matrix. Read its results.")
 
     def delta(self, item: ItemRecord, start: int, stop: int) -> list[tuple[int, int, int]]:
         rows = item.tally.choices.rows[start:stop]
@@ -264,6 +274,11 @@ class Rlhf(PerDatapointThresholds):
 
 
 # ---------------------------------------------------------------- the form
+
+
+def check_min_answers(cfg: FlowConfig, unit: str) -> None:
+    if cfg.min_response_threshold < 1:
+        raise Invalid(f"min_response_threshold must be at least 1 {unit} per task.", field="min_response_threshold")
 
 
 def check_spec(spec: schemas.RlhfSpec) -> None:
@@ -325,25 +340,10 @@ def check_answer(
     k = len(shown)
     if len(given.ratings) != k:
         raise refuse("ratings", f"Rate each of the {k} responses: ratings needs {k} entries, got {len(given.ratings)}.")
-    ratings: dict[str, dict[str, schemas.RatingValue]] = {}
-    known = {dim.key for dim in spec.dimensions}
-    for j, (source, answer) in enumerate(zip(shown, given.ratings, strict=True)):
-        extra = sorted(set(answer) - known)
-        if extra:
-            raise refuse(f"ratings[{j}]", f"Response {j + 1}: {extra} are not dimensions of this flow.")
-        out: dict[str, schemas.RatingValue] = {}
-        for dim in spec.dimensions:
-            where = f"ratings[{j}].{dim.key}"
-            value = answer.get(dim.key)
-            label = dim.label or dim.key
-            if value is None:
-                if dim.key in answer and dim.allow_na:
-                    out[dim.key] = None  # "not applicable", said explicitly
-                elif dim.required:
-                    raise refuse(where, f"Response {j + 1}: rate {label}.")
-                continue
-            out[dim.key] = _check_value(dim, value, f"Response {j + 1}: {label}", lambda msg, w=where: refuse(w, msg))
-        ratings[source] = out
+    ratings = {
+        source: check_ratings(spec.dimensions, answer, f"Response {j + 1}", f"ratings[{j}]", refuse)
+        for j, (source, answer) in enumerate(zip(shown, given.ratings, strict=True))
+    }
     rewrites: dict[str, str] = {}
     if len(given.rewrites) > k:
         raise refuse("rewrites", f"There are {k} responses; rewrites has {len(given.rewrites)} entries.")
@@ -370,21 +370,10 @@ def check_answer(
     likert = given.likert
     asks_likert = spec.likert_scale > 0 and k == 2
     if asks_likert:
-        scale = spec.likert_scale
-        if likert is None or isinstance(likert, bool) or not 1 <= likert <= scale:
-            raise refuse("likert", f"Say how much better, from 1 (the first much better) to {scale} (the second).")
-        middle = (scale + 1) / 2
-        if (given.selected == 0 and likert > middle) or (given.selected == 1 and likert < middle):
-            raise refuse("likert", "The strength leans toward the other response than the one you chose.")
+        likert = check_likert(spec.likert_scale, likert, given.selected == 0, "response", refuse)
     elif likert is not None:
         raise refuse("likert", "This task asks no preference strength; leave likert out.")
-    justification = (given.justification or "").strip() or None
-    if spec.justification == "off" and justification:
-        raise refuse("justification", "This flow asks for no justification.")
-    if justification is not None and len(justification) > MAX_JUSTIFICATION_CHARS:
-        raise refuse("justification", f"A justification holds at most {MAX_JUSTIFICATION_CHARS:,} characters.")
-    if spec.justification == "required" and len(justification or "") < max(1, spec.justification_min_chars):
-        raise refuse("justification", f"Say why, in at least {spec.justification_min_chars} characters.")
+    justification = check_justification(spec.justification, spec.justification_min_chars, given.justification, refuse)
     return schemas.Annotation(
         task_id=lease.task_id,
         annotator_id=lease.annotator_id,
@@ -397,24 +386,6 @@ def check_answer(
         justification=justification,
         created_at=0.0,
     )
-
-
-def _check_value(dim: schemas.Dimension, value: Any, label: str, refuse: Any) -> schemas.RatingValue:
-    if dim.type == "scale":
-        if isinstance(value, bool) or not isinstance(value, int) or not dim.min <= value <= dim.max:
-            raise refuse(f"{label}: a whole number from {dim.min} to {dim.max}.")
-    elif dim.type == "boolean":
-        if not isinstance(value, bool):
-            raise refuse(f"{label}: yes or no (true or false).")
-    elif dim.type == "category":
-        if value not in dim.options:
-            raise refuse(f"{label}: one of {dim.options}.")
-    else:
-        if not isinstance(value, str) or len(value) > MAX_TEXT_RATING_CHARS:
-            raise refuse(f"{label}: text of at most {MAX_TEXT_RATING_CHARS:,} characters.")
-        if dim.required and not value.strip():
-            raise refuse(f"{label}: write something.")
-    return value  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------- aggregation

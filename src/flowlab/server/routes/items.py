@@ -42,25 +42,25 @@ async def item_matrix(request: Request, item_id: str) -> schemas.WinLossMatrix:
 @get("/v1/items/{item_id:str}/votes")
 async def item_votes(request: Request, item_id: str) -> list[schemas.Vote]:
     service, who = researcher(request)
-    return await service.items.answers_of(who, item_id, "pairwise")
+    return await service.items.answers_of(who, item_id, "votes")
 
 
 @get("/v1/items/{item_id:str}/labels")
 async def item_labels(request: Request, item_id: str) -> list[schemas.Label]:
     service, who = researcher(request)
-    return await service.items.answers_of(who, item_id, "classify")
+    return await service.items.answers_of(who, item_id, "labels")
 
 
 @get("/v1/items/{item_id:str}/annotations")
 async def item_annotations(request: Request, item_id: str) -> list[schemas.Annotation]:
     service, who = researcher(request)
-    return await service.items.answers_of(who, item_id, "rlhf")
+    return await service.items.answers_of(who, item_id, "annotations")
 
 
 @get("/v1/items/{item_id:str}/conversations")
 async def item_conversations(request: Request, item_id: str) -> list[schemas.Conversation]:
     service, who = researcher(request)
-    return await service.items.answers_of(who, item_id, "chat")
+    return await service.items.answers_of(who, item_id, "conversations")
 
 
 @post("/v1/items/{item_id:str}/stop", status_code=200)

@@ -1,0 +1,62 @@
+"""What most task kinds share: the defaults of `TaskKind`'s declarations, and the datapoint shapes that belong
+to one kind only (a starting conversation is a chat task, a prompt with responses an RLHF task)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flowlab import schemas
+from flowlab.server.errors import Invalid
+
+if TYPE_CHECKING:
+    from flowlab.server.model import FlowConfig, ItemRecord
+
+
+class KindBase:
+    """Defaults a kind overrides where it differs."""
+
+    name: str
+    title: str
+    owns: tuple[str, ...] = ()
+    takes_pairs = False
+    assets_per_datapoint = False
+    default_lease = 60.0
+    default_live_items = 10
+
+    def complete(self, cfg: FlowConfig) -> FlowConfig:
+        return cfg
+
+    def tasks_in(self, n_datapoints: int) -> int:
+        return n_datapoints  # a task per datapoint
+
+    def check_datapoint(self, d: schemas.DatapointIn, where: str) -> None:
+        refuse_conversation(d, where)
+        refuse_responses(d, where)
+        self.check_assets(d, where)
+
+    def check_assets(self, d: schemas.DatapointIn, where: str) -> None:
+        if d.context_assets and not self.assets_per_datapoint:
+            raise Invalid(
+                f"Context assets per datapoint are for classify flows; a {self.title} batch shares one list of "
+                "context_assets, given with the batch.",
+                field=f"{where}.context_assets",
+            )
+
+    def matrix(self, item: ItemRecord) -> schemas.WinLossMatrix | None:
+        return None  # only a kind that compares pairs has one
+
+
+def refuse_conversation(d: schemas.DatapointIn, where: str) -> None:
+    if d.messages is not None or d.guidance is not None:
+        raise Invalid(
+            "A starting conversation with guidance is a chat task; push it to a flow made with create_chat_flow().",
+            field=f"{where}.messages",
+        )
+
+
+def refuse_responses(d: schemas.DatapointIn, where: str) -> None:
+    if d.responses is not None or d.prompt is not None:
+        raise Invalid(
+            "Prompts with responses are RLHF tasks; push them to a flow made with create_rlhf_flow().",
+            field=f"{where}.responses",
+        )
