@@ -50,12 +50,24 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     db: str | None = None  # postgresql://… to share one database (a cluster); else SQLite in data_dir
+    args: list[str] = field(default_factory=list)  # more `flowlab serve` options
 
     def __enter__(self) -> Server:
         env = {**os.environ, "FLOWLAB_API_KEY": KEY}
         db = [] if self.db is None else ["--db", self.db]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flowlab", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), *db],
+            [
+                sys.executable,
+                "-m",
+                "flowlab",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                *db,
+                *self.args,
+            ],
             env=env,
             stdout=open(self.data_dir / "log", "ab"),  # the server log, beside its data
             stderr=subprocess.STDOUT,

@@ -319,7 +319,8 @@ class Items:
     async def results_of(self, who: Principal, item_id: str) -> Any:
         found = await self.find(who, item_id)
         if isinstance(found, ItemRecord):
-            return await found.kind.results(found)
+            # Ended and durable: the results every later read gets from the database, not a fresh aggregate.
+            return found.final_results if found.finalised else await found.kind.results(found)
         return msgspec.json.decode(found.record.results, type=kind_of(found.record.kind).result_type)  # type: ignore[no-any-return]
 
     async def matrix_of(self, who: Principal, item_id: str) -> schemas.WinLossMatrix:
@@ -478,6 +479,7 @@ class Items:
         )
         if pushed:
             self.webhooks.wake()
+        item.final_results = results
         item.finalised = True
         if item.project is not None:
             self.projects.ended(item)

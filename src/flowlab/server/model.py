@@ -194,6 +194,7 @@ class ItemRecord:
         "datapoints",
         "deadline",
         "ended_at",
+        "final_results",
         "finalised",
         "flow",
         "id",
@@ -252,6 +253,7 @@ class ItemRecord:
         self.response_count = 0
         self.leases: dict[str, Lease] = {}
         self.finalised = False  # its final record is durable; it may leave memory
+        self.final_results: Any = None  # the results in that record, served until it leaves
         self.settled = False  # the flow's stopping rule found its question answered (the reason says how)
         self.project: Any = None  # the batch project that queued it (`server.projects.Project`), if any
         self.changed = Signal()
