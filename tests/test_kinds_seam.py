@@ -1,0 +1,89 @@
+"""The kind seam, without a server: what each kind declares, how a task handed back returns to the pool, and
+that nothing outside the kinds' own modules names a kind."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from flowlab import schemas
+from flowlab.formats._deliverable import of_kind
+from flowlab.server.errors import Invalid
+from flowlab.server.kinds import all_kinds, kind_of
+from flowlab.server.kinds._assign import RETURN_DELAY, Assignments
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_task_handed_back_goes_to_others_at_once_and_to_its_annotator_later() -> None:
+    rng = random.Random(0)
+    tally = Assignments(1, max_answers=2)
+    now = 100.0
+    assert tally.next_for("ann", rng, now) == 0
+    tally.unlease(0)  # the lease ended ...
+    tally.give_back(0, "ann", now)  # ... unanswered: handed back
+    assert tally.next_for("ann", rng, now + RETURN_DELAY / 2) is None, "not straight back to the one who returned it"
+    assert tally.next_for("other", rng, now + 0.1) == 0, "open to everyone else at once"
+    assert tally.next_for("ann", rng, now + RETURN_DELAY) == 0, "and to its annotator again later"
+    tally.answer(0, "ann")
+    tally.answer(0, "other")
+    tally.unlease(0)
+    tally.unlease(0)
+    assert tally.n_full == 1 and tally.next_for("third", rng, now + 60) is None
+
+
+def test_an_answered_datapoint_is_never_offered_to_its_annotator_again() -> None:
+    rng = random.Random(1)
+    tally = Assignments(2, max_answers=3)
+    got = {tally.next_for("ann", rng, 0.0), tally.next_for("ann", rng, 0.0)}
+    assert got == {0, 1}
+    for d in got:
+        tally.unlease(d)
+        tally.answer(d, "ann")
+    assert tally.next_for("ann", rng, 1e9) is None
+
+
+@pytest.mark.parametrize("kind", all_kinds(), ids=lambda k: k.name)
+def test_every_kind_declares_what_the_rest_of_the_server_asks_of_it(kind) -> None:  # type: ignore[no-untyped-def]
+    assert kind_of(kind.name) is kind
+    assert kind.title and kind.create_call.startswith("client.flow.create_")
+    assert kind.answers_table in ("votes", "labels", "annotations")
+    assert isinstance(kind.result_type, type) and kind.default_lease > 0 and kind.default_live_items > 0
+    deliverable = of_kind(kind.name)
+    assert deliverable.results is kind.result_type, "the SDK decodes results as the server sends them"
+    assert list(deliverable.formats), "a batch project of every kind delivers something"
+    for other in all_kinds():
+        assert other is kind or not set(other.owns) & set(kind.owns), "a config field belongs to one kind"
+
+
+def test_a_config_field_of_another_kind_is_refused_naming_its_kind() -> None:
+    import asyncio
+
+    from flowlab.server.flows import Flows
+    from flowlab.server.model import FlowConfig
+
+    flows = Flows.__new__(Flows)  # check_config reads nothing else of the instance but the media catalogue
+    cfg = FlowConfig(
+        name="x", instruction="x", max_response_threshold=2, min_response_threshold=2, rlhf=schemas.RlhfSpec()
+    )
+    with pytest.raises(Invalid, match=r"rlhf is for RLHF flows \(made with client.flow.create_rlhf_flow\(\)\)") as e:
+        asyncio.run(flows.check_config(cfg))
+    assert e.value.field == "rlhf"
+
+
+def test_no_module_outside_the_kinds_names_a_kind() -> None:
+    pattern = re.compile(r'"(pairwise|classify|rlhf|chat)"')
+    found = []
+    for folder in ("src/flowlab/server", "src/flowlab/formats", "widgets"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if "kinds" in path.parts or "static" in path.parts:
+                continue
+            found += [
+                f"{path.relative_to(ROOT)}:{n}"
+                for n, line in enumerate(path.read_text().splitlines(), 1)
+                if pattern.search(line)
+            ]
+    assert not found, f"kind names outside the kinds' modules: {found}"
