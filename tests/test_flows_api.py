@@ -114,9 +114,10 @@ def test_get_results_timeout_and_partial(client: Client) -> None:
 
 def test_update_config_only_new_items_pick_it_up(client: Client) -> None:
     flow = client.flow.create_ranking_flow(name="cfg", instruction="Old question?", max_response_threshold=8)
-    old = flow.create_new_flow_batch(datapoints=["x", "y"], time_to_live=60)
+    # Four datapoints: a person is never shown the same pair of an item twice, skipped or not.
+    old = flow.create_new_flow_batch(datapoints=["x", "y", "z", "w"], time_to_live=60)
     flow.update_config(instruction="New question?", max_response_threshold=12, min_response_threshold=4)
-    new = flow.create_new_flow_batch(datapoints=["x", "y"], time_to_live=60)
+    new = flow.create_new_flow_batch(datapoints=["x", "y", "z", "w"], time_to_live=60)
     o, n = old.get_progress(), new.get_progress()
     assert (o.instruction, o.max_response_threshold, o.min_response_threshold) == ("Old question?", 8, 8)
     assert (n.instruction, n.max_response_threshold, n.min_response_threshold) == ("New question?", 12, 4)

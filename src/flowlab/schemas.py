@@ -314,6 +314,10 @@ class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     rlhf: RlhfSpec | None = None  # RLHF flows: what annotators rate, rewrite and justify
     stop_when: StopWhen | None = None  # ranking flows: end an item once its question is settled
     chat: ChatSpec | None = None  # chat flows: the models, the turns, the form
+    # Answers one person may give to one item (ranking: votes; other kinds: tasks). Default: a ranking item's
+    # votes come from at least three people (a third of the maximum each); other kinds give every task of an
+    # item to a person once, with no cap per item.
+    max_votes_per_annotator: Count | None = None
 
 
 class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -333,6 +337,7 @@ class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults
     rlhf: RlhfSpec | None = None
     stop_when: StopWhen | None = None  # {"rule": "never"} turns stopping off
     chat: ChatSpec | None = None
+    max_votes_per_annotator: Count | None = None
 
 
 class Flow(msgspec.Struct):
@@ -361,6 +366,7 @@ class Flow(msgspec.Struct):
     rlhf: RlhfSpec | None = None
     stop_when: StopWhen | None = None
     chat: ChatSpec | None = None
+    max_votes_per_annotator: int | None = None  # in force: the flow's own, or its kind's default (None: no cap)
 
 
 # ---------------------------------------------------------------- datapoints and items
@@ -489,6 +495,9 @@ class ItemStatus(msgspec.Struct):
     version: int
     server_time: float
     reason: str | None = None
+    # Why a running item that still needs answers gets none now ("waiting for other annotators": everyone
+    # asking has given it their share); None while it is served.
+    waiting: str | None = None
 
 
 class ItemDetail(msgspec.Struct):

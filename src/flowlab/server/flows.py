@@ -96,6 +96,7 @@ class Flows:
             rlhf=c.rlhf,
             stop_when=c.stop_when,
             chat=c.chat,
+            max_votes_per_annotator=kind_of(c.kind).annotator_cap(c),
         )
 
     def get(self, who: Principal, flow_id: str) -> FlowRecord:
@@ -217,6 +218,7 @@ class Flows:
             rlhf=req.rlhf,
             stop_when=_stop_rule(req.stop_when),
             chat=req.chat,
+            max_votes_per_annotator=req.max_votes_per_annotator,
         )
         cfg = with_settings(kind_of(req.kind).complete(cfg), flags)
         await self.check_config(cfg)
@@ -309,6 +311,12 @@ class Flows:
                         field=name,
                     )
         kind.check_config(cfg)
+        if cfg.max_votes_per_annotator is not None and cfg.max_votes_per_annotator < 1:
+            raise Invalid(
+                "max_votes_per_annotator is how many answers one person may give an item: at least 1, or leave it "
+                "out for the kind's default.",
+                field="max_votes_per_annotator",
+            )
         await self._check_gold(cfg.validation_pairs, cfg.validation_labels, "validation_pairs", "validation_labels")
         check_thresholds(cfg, Invalid)
         if not 0 < cfg.lease_seconds <= MAX_LEASE:

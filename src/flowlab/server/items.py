@@ -272,6 +272,7 @@ class Items:
             version=item.version,
             server_time=self.clock.now(),
             reason=item.reason,
+            waiting=item.waiting if not lifecycle.is_terminal(item.state) else None,
         )
 
     def ended_status(self, ended: EndedItem) -> schemas.ItemStatus:

@@ -39,6 +39,7 @@ class FlowConfig(msgspec.Struct):
     rlhf: schemas.RlhfSpec | None = None  # RLHF flows: the form
     stop_when: schemas.StopWhen | None = None  # ranking flows: end an item once its question is settled
     chat: schemas.ChatSpec | None = None  # chat flows: the models and the form
+    max_votes_per_annotator: int | None = None  # answers one person may give an item (None: the kind's default)
 
     # Options a setting can also turn on (AllowNeitherBothSetting, MarkdownSetting), for as long as it is set.
     @property
@@ -211,6 +212,7 @@ class ItemRecord:
         "state",
         "tally",
         "ttl",
+        "waiting",
     )
 
     def __init__(
@@ -255,6 +257,7 @@ class ItemRecord:
         self.finalised = False  # its final record is durable; it may leave memory
         self.final_results: Any = None  # the results in that record, served until it leaves
         self.settled = False  # the flow's stopping rule found its question answered (the reason says how)
+        self.waiting: str | None = None  # why those asking get nothing from it now (the kind's per-person rules)
         self.project: Any = None  # the batch project that queued it (`server.projects.Project`), if any
         self.changed = Signal()
         self.tally: Any = kind.new_tally(self, seed)

@@ -15,13 +15,26 @@ if TYPE_CHECKING:
 
 # Seconds before a task someone handed back is offered to them again (to everyone else it is open at once).
 RETURN_DELAY = 5.0
+WAITING = "waiting for other annotators"  # an item's status while everyone asking has given it their share
 
 
 class Assignments:
-    __slots__ = ("annotators", "answered", "leased", "leased_total", "max", "n_full", "n_open", "returned", "taken")
+    __slots__ = (
+        "annotators",
+        "answered",
+        "cap",
+        "leased",
+        "leased_total",
+        "max",
+        "n_full",
+        "n_open",
+        "returned",
+        "taken",
+    )
 
-    def __init__(self, n: int, max_answers: int) -> None:
+    def __init__(self, n: int, max_answers: int, cap: int | None = None) -> None:
         self.max = max_answers
+        self.cap = cap  # tasks of the item one annotator may take (None: all of them, each once)
         self.answered = np.zeros(n, dtype=np.int64)
         self.leased = np.zeros(n, dtype=np.int64)
         self.leased_total = 0
@@ -47,6 +60,8 @@ class Assignments:
         ok = load < self.max
         taken = self.taken.get(annotator_id)
         if taken is not None:
+            if self.cap is not None and int(taken.sum()) >= self.cap:
+                return None
             ok &= ~taken
         returned = self.returned.get(annotator_id)
         if returned:
@@ -106,6 +121,18 @@ class Assignments:
         if mask is None:
             mask = self.taken[annotator_id] = np.zeros(len(self.answered), dtype=bool)
         return mask
+
+
+def next_task(item: ItemRecord, annotator_id: str, rng: random.Random, now: float) -> int | None:
+    """The datapoint to lease to this annotator (see `Assignments.next_for`), saying on the item's status when
+    it could take more answers but not theirs: it waits for other people."""
+    d: int | None = item.tally.next_for(annotator_id, rng, now)
+    note_waiting(item, d is not None)
+    return d
+
+
+def note_waiting(item: ItemRecord, served: bool) -> None:
+    item.waiting = None if served or not item.kind.room(item) else WAITING
 
 
 class PerDatapointThresholds:

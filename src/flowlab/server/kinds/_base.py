@@ -29,6 +29,9 @@ class KindBase:
     def tasks_in(self, n_datapoints: int) -> int:
         return n_datapoints  # a task per datapoint
 
+    def annotator_cap(self, cfg: FlowConfig) -> int | None:
+        return cfg.max_votes_per_annotator  # a person answers each task once; an item's tasks are theirs to take
+
     def check_datapoint(self, d: schemas.DatapointIn, where: str) -> None:
         refuse_conversation(d, where)
         refuse_responses(d, where)

@@ -20,7 +20,7 @@ from flowlab import schemas
 from flowlab.server.datapoints import datapoint_view
 from flowlab.server.errors import Invalid
 from flowlab.server.kinds import Refusal
-from flowlab.server.kinds._assign import Assignments, PerDatapointThresholds
+from flowlab.server.kinds._assign import Assignments, PerDatapointThresholds, next_task
 from flowlab.server.kinds._base import KindBase
 from flowlab.server.kinds._form import check_justification, check_likert, check_ratings
 from flowlab.server.kinds._log import AnswerLog
@@ -187,7 +187,9 @@ class Chat(PerDatapointThresholds, KindBase):
 
     def new_tally(self, item: ItemRecord, seed: float) -> ChatTally:
         assert item.config.chat is not None
-        return ChatTally(len(item.datapoints), item.config.chat, item.config.max_response_threshold)
+        tally = ChatTally(len(item.datapoints), item.config.chat, item.config.max_response_threshold)
+        tally.cap = self.annotator_cap(item.config)
+        return tally
 
     def replay(self, item: ItemRecord, rows: list[Row]) -> None:
         for r in rows:
@@ -202,7 +204,7 @@ class Chat(PerDatapointThresholds, KindBase):
     def ask(
         self, item: ItemRecord, rng: random.Random, annotator_id: str, now: float
     ) -> tuple[ChatSession | None, None]:
-        d = item.tally.next_for(annotator_id, rng, now)
+        d = next_task(item, annotator_id, rng, now)
         if d is None:
             return None, None
         assert item.config.chat is not None

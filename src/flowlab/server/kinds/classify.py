@@ -13,7 +13,7 @@ from flowlab import ranking, schemas
 from flowlab.server.datapoints import asset_view, datapoint_view, gold_view
 from flowlab.server.errors import Invalid
 from flowlab.server.kinds import Refusal
-from flowlab.server.kinds._assign import Assignments, PerDatapointThresholds
+from flowlab.server.kinds._assign import Assignments, PerDatapointThresholds, next_task
 from flowlab.server.kinds._base import KindBase
 from flowlab.server.kinds._log import AnswerLog
 
@@ -100,7 +100,9 @@ class Classify(PerDatapointThresholds, KindBase):
 
     def new_tally(self, item: ItemRecord, seed: float) -> LabelTally:
         cfg = item.config
-        return LabelTally(len(item.datapoints), [c.value for c in cfg.categories], cfg.max_response_threshold)
+        tally = LabelTally(len(item.datapoints), [c.value for c in cfg.categories], cfg.max_response_threshold)
+        tally.cap = self.annotator_cap(cfg)
+        return tally
 
     def replay(self, item: ItemRecord, rows: list[Row]) -> None:
         tally: LabelTally = item.tally
@@ -130,7 +132,7 @@ class Classify(PerDatapointThresholds, KindBase):
                 pick = fresh[rng.randrange(len(fresh))]
                 asked.add(pick)
                 return None, gold[pick]
-        return tally.next_for(annotator_id, rng, now), None
+        return next_task(item, annotator_id, rng, now), None
 
     def closed(self, lease: Lease) -> None:
         # The datapoint stays taken for this annotator even if they skipped it or let it expire.

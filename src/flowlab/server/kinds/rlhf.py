@@ -25,7 +25,7 @@ from flowlab import ranking, schemas
 from flowlab.server.datapoints import datapoint_view, response_view
 from flowlab.server.errors import Invalid
 from flowlab.server.kinds import Refusal
-from flowlab.server.kinds._assign import Assignments, PerDatapointThresholds
+from flowlab.server.kinds._assign import Assignments, PerDatapointThresholds, next_task
 from flowlab.server.kinds._base import KindBase, refuse_conversation
 from flowlab.server.kinds._form import check_justification, check_likert, check_ratings
 from flowlab.server.kinds._log import AnswerLog
@@ -165,7 +165,9 @@ class Rlhf(PerDatapointThresholds, KindBase):
     def new_tally(self, item: ItemRecord, seed: float) -> RlhfTally:
         spec = item.config.rlhf
         assert spec is not None
-        return RlhfTally(len(item.datapoints), spec, item.config.max_response_threshold)
+        tally = RlhfTally(len(item.datapoints), spec, item.config.max_response_threshold)
+        tally.cap = self.annotator_cap(item.config)
+        return tally
 
     def replay(self, item: ItemRecord, rows: list[Row]) -> None:
         for r in rows:
@@ -181,7 +183,7 @@ class Rlhf(PerDatapointThresholds, KindBase):
         self, item: ItemRecord, rng: random.Random, annotator_id: str, now: float
     ) -> tuple[tuple[int, tuple[int, ...]] | None, None]:
         """The least-annotated task this annotator has not had, with the order its responses are shown in."""
-        d = item.tally.next_for(annotator_id, rng, now)
+        d = next_task(item, annotator_id, rng, now)
         if d is None:
             return None, None
         order = list(range(len(item.datapoints[d].responses or ())))
