@@ -222,13 +222,29 @@ class GenerationRequest(msgspec.Struct):
 
 
 class ChatModelStatus(msgspec.Struct):
-    """Whether a chat flow's model is being served now: `attached` when a worker asked for work in the last
-    few seconds (or is writing a reply); `waiting`: replies queued for a worker."""
+    """Whether a chat flow's model can answer now. A model served from Python is `attached` while a worker is
+    there: it asked for work in the last few seconds, or is writing a reply (and, if it says so while writing,
+    did in the last few seconds); `workers` counts those, `waiting` the replies queued for one. A model behind
+    an endpoint (`endpoint`) has no workers: it is `attached` when it answered in the last minute
+    (`answered_at`, its last reply or part of one) with no failure since; `last_error` says why its last call
+    failed, until one succeeds."""
 
     name: str
     attached: bool
     workers: int
     waiting: int
+    endpoint: bool = False
+    answered_at: float | None = None
+    last_error: str | None = None
+
+
+class ChatModelPresence(msgspec.Struct):
+    """Whether a chat task's model can answer now, for its annotator's page: by its position on the page (never
+    its name). False while nobody serves a model served from Python, or when an endpoint's last call could not
+    reach it."""
+
+    model: int
+    online: bool
 
 
 class ChatNodeIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

@@ -25,6 +25,7 @@ log = logging.getLogger("flowlab.serve_model")
 
 Generate = Callable[[list[dict[str, str]]], "str | Iterable[str]"]
 POLL_WAIT = 20.0  # seconds a worker's long poll waits for work
+HEARTBEAT = 1.0  # seconds between a writing worker's "still here" (an empty chunk): a dead one is noticed in 3 s
 _JSON_NATIVE = (int, float, bool, list, dict)
 
 
@@ -226,11 +227,16 @@ class ModelHandle:
     def _write(self, http: httpx.Client, req: schemas.GenerationRequest) -> None:
         path = f"/v1/flows/{self.flow_id}/generations/{req.generation_id}"
         messages = [{"role": m.role, "content": m.content} for m in req.messages]
+        sending = threading.Lock()  # the heartbeat's posts and the reply's share the worker's connection
+        written = threading.Event()
 
         def post(body: dict[str, Any]) -> bool:
             """Send a part of the reply; False when the server wants no more of it."""
             try:
-                resp = http.post(path, content=msgspec.json.encode(body), headers={"Content-Type": "application/json"})
+                with sending:
+                    resp = http.post(
+                        path, content=msgspec.json.encode(body), headers={"Content-Type": "application/json"}
+                    )
             except httpx.HTTPError as exc:
                 self._note(f"a reply could not be sent ({exc})")
                 return False
@@ -240,6 +246,14 @@ class ModelHandle:
                 self._note(f"the server refused a chunk ({resp.status_code}: {_detail(resp)})")
             return resp.status_code < 400
 
+        def heartbeat() -> None:
+            # An empty chunk says the worker is alive while `generate` thinks: if this process dies, the
+            # annotator hears that the model went offline within seconds, not after the flow's reply_timeout.
+            while post({"text": ""}) and not written.wait(HEARTBEAT):
+                pass
+
+        beats = threading.Thread(target=heartbeat, name=f"flowlab-heartbeat-{req.generation_id}", daemon=True)
+        beats.start()
         try:
             out = self.generate(messages)
             chunks: Iterator[Any] = iter([out]) if isinstance(out, str) or not _iterable(out) else iter(out)
@@ -257,6 +271,8 @@ class ModelHandle:
         except Exception as exc:  # the model's own failure: the annotator is told, and may retry
             self._failed(f"generate raised {type(exc).__name__}: {exc}")
             post({"error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            written.set()
 
     def _failed(self, message: str) -> None:
         with self._lock:

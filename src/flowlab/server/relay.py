@@ -5,12 +5,17 @@ by long poll (`GET /v1/flows/{id}/models/{name}/next`) and post the reply back i
 reply (`POST /v1/tasks/{task_id}/generate`) and reads the chunks as they arrive, one JSON object a line. While
 a reply is being written the annotator's lease clock stands still. A model nobody serves is refused at once;
 one that stays silent for the flow's `reply_timeout`, fails, or sends something that is not text (or too much
-of it) ends the reply with a reason the page shows beside a retry."""
+of it) ends the reply with a reason the page shows beside a retry (or says that retrying will not help).
+
+A worker that says it is alive while it writes (`{"text": ""}`, as the SDK's workers do every second) is
+declared gone after a few seconds of silence, so a model that dies mid-reply is reported at once, not after the
+flow's `reply_timeout`. A model behind an endpoint is known by its calls: when it last answered, and why its
+last call failed."""
 
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -19,7 +24,7 @@ import httpx
 import msgspec
 
 from flowlab import schemas
-from flowlab.server import lifecycle
+from flowlab.server import endpoints, lifecycle
 from flowlab.server.errors import Conflict, Invalid, NotFound, ServiceError, Unavailable
 from flowlab.server.kinds.chat import MAX_USER_CHARS, ChatSession, Reply
 from flowlab.server.model import FlowRecord, Lease, Signal
@@ -29,7 +34,8 @@ if TYPE_CHECKING:
     from flowlab.server.clock import Clock
     from flowlab.server.leases import LeaseBook
 
-DETACH_AFTER = 3.0  # seconds since a worker last asked for work (and is not writing a reply): it is gone
+DETACH_AFTER = 3.0  # seconds since a worker was last heard from (asking for work, or writing): it is gone
+WATCH_EVERY = 0.5  # seconds between checks, while a reply is awaited, that its model is still there
 MAX_CHUNK_CHARS = 100_000
 _json = msgspec.json.Encoder()
 
@@ -41,10 +47,11 @@ class Gone(ServiceError):
 class Generation:
     """A reply being written: the conversation it answers and the chunks on their way to the page."""
 
-    __slots__ = ("caller", "chars", "id", "messages", "model", "queue", "spec", "worker")
+    __slots__ = ("caller", "chars", "flow_id", "id", "messages", "model", "queue", "spec", "worker")
 
-    def __init__(self, model: str, messages: list[schemas.ChatMessage], spec: schemas.ChatSpec) -> None:
+    def __init__(self, flow_id: str, model: str, messages: list[schemas.ChatMessage], spec: schemas.ChatSpec) -> None:
         self.id = new_id("gen")
+        self.flow_id = flow_id
         self.model = model
         self.messages = messages
         self.spec = spec
@@ -55,20 +62,32 @@ class Generation:
 
 
 class Served:
-    """A model served from Python: replies waiting for a worker, and the workers (last seen, polling now)."""
+    """A model served from Python: replies waiting for a worker, and the workers (last heard from, polling now,
+    writing now)."""
 
-    __slots__ = ("busy", "leaving", "pending", "polling", "seen", "signal")
+    __slots__ = ("beating", "busy", "leaving", "pending", "polling", "seen", "signal")
 
     def __init__(self) -> None:
         self.pending: deque[Generation] = deque()
         self.signal = Signal()
-        self.seen: dict[str, float] = {}  # worker id -> when it last asked for work
+        self.seen: dict[str, float] = {}  # worker id -> when it last asked for work or sent part of a reply
         self.polling: dict[str, int] = {}  # worker id -> long polls open
         self.busy: dict[str, int] = {}  # worker id -> replies it is writing
         self.leaving: set[str] = set()  # workers that said they stop while a long poll of theirs was open
+        self.beating: set[str] = set()  # workers that say they are alive while they write (`{"text": ""}`)
+
+    def alive(self, worker: str, now: float) -> bool:
+        """Polling, or heard from in the last few seconds; a worker writing a reply without saying it is alive
+        meanwhile is taken to be (only the reply's timeout tells otherwise)."""
+        if worker in self.polling or now - self.seen.get(worker, -DETACH_AFTER) < DETACH_AFTER:
+            return True
+        return worker in self.busy and worker not in self.beating
+
+    def workers(self, now: float) -> int:
+        return sum(self.alive(w, now) for w in set(self.seen) | set(self.polling) | set(self.busy))
 
     def attached(self, now: float) -> bool:
-        return bool(self.polling or self.busy) or any(now - t < DETACH_AFTER for t in self.seen.values())
+        return self.workers(now) > 0
 
 
 class Relay:
@@ -76,14 +95,20 @@ class Relay:
         self.clock = clock
         self.leases = leases
         self.served: dict[tuple[str, str], Served] = {}
+        self.endpoint_of: dict[tuple[str, str], endpoints.Endpoint] = {}
         self.running: dict[str, Generation] = {}
-        self._flow_of: dict[str, str] = {}  # generation id -> its flow
         self._http: httpx.AsyncClient | None = None  # for models behind an OpenAI-compatible endpoint
 
     def _served(self, flow_id: str, name: str) -> Served:
         found = self.served.get((flow_id, name))
         if found is None:
             found = self.served[(flow_id, name)] = Served()
+        return found
+
+    def _endpoint(self, flow_id: str, name: str) -> endpoints.Endpoint:
+        found = self.endpoint_of.get((flow_id, name))
+        if found is None:
+            found = self.endpoint_of[(flow_id, name)] = endpoints.Endpoint()
         return found
 
     # ------------------------------------------------------------ the model's side
@@ -141,6 +166,7 @@ class Relay:
         served = self._served(flow.id, name)
         served.seen.pop(worker, None)
         served.busy.pop(worker, None)
+        served.beating.discard(worker)
         if worker in served.polling:
             served.leaving.add(worker)
         served.signal.fire()  # its open long poll (if any) returns
@@ -148,7 +174,7 @@ class Relay:
     def deliver(self, flow: FlowRecord, generation_id: str, body: Any) -> None:
         """A chunk of a reply, its end (`done`), or the model's failure (`error`), from a worker."""
         gen = self.running.get(generation_id)
-        if gen is None or (flow.config.chat is None) or self._flow_of.get(generation_id) != flow.id:
+        if gen is None or (flow.config.chat is None) or gen.flow_id != flow.id:
             raise Gone(
                 f"No reply {generation_id!r} is being written: the annotator left, it timed out, or it ended.",
                 code="generation_gone",
@@ -158,6 +184,11 @@ class Relay:
             raise Invalid(
                 'A chunk is {"text": "..."}, {"done": true} (optionally with a last "text"), or {"error": "..."}.'
             )
+        served = self.served.get((flow.id, gen.model))
+        if served is not None and gen.worker is not None:  # a sign of life: see `Served.alive`
+            served.seen[gen.worker] = self.clock.now()
+            if body.get("text") == "":
+                served.beating.add(gen.worker)
         if body.get("error") is not None:
             error = str(body["error"])[:500]
             self._fail(gen, "model_error", f"The model failed: {error}")
@@ -185,8 +216,8 @@ class Relay:
         self._fail(gen, "model_garbage", reason)
         return reason
 
-    def _fail(self, gen: Generation, code: str, detail: str) -> None:
-        gen.queue.put_nowait(("error", (code, detail)))
+    def _fail(self, gen: Generation, code: str, detail: str, *, retry: bool = True) -> None:
+        gen.queue.put_nowait(("error", (code, detail, retry)))
         self._end(gen)
 
     def _end(self, gen: Generation) -> None:
@@ -194,15 +225,16 @@ class Relay:
             return
         if gen.caller is not None and gen.caller is not asyncio.current_task():
             gen.caller.cancel()
-        flow_id = self._flow_of.pop(gen.id, "")
-        served = self.served.get((flow_id, gen.model))
+        served = self.served.get((gen.flow_id, gen.model))
         if served is not None and gen.worker is not None:
+            # A worker done with a reply asks for work next: it counts as seen, unless it was found gone.
+            seen = served.alive(gen.worker, self.clock.now())
             left = served.busy.get(gen.worker, 1) - 1
             if left > 0:
                 served.busy[gen.worker] = left
             else:
                 served.busy.pop(gen.worker, None)
-                if gen.worker in served.seen:
+                if seen and gen.worker in served.seen:
                     served.seen[gen.worker] = self.clock.now()
 
     def status(self, flow: FlowRecord) -> list[schemas.ChatModelStatus]:
@@ -212,20 +244,57 @@ class Relay:
         now = self.clock.now()
         out = []
         for m in spec.models:
+            if m.url is not None:
+                endpoint = self.endpoint_of.get((flow.id, m.name)) or endpoints.Endpoint()
+                out.append(
+                    schemas.ChatModelStatus(
+                        name=m.name,
+                        attached=endpoint.attached(now),
+                        workers=0,
+                        waiting=0,
+                        endpoint=True,
+                        answered_at=endpoint.answered_at,
+                        last_error=endpoint.last_error,
+                    )
+                )
+                continue
             served = self.served.get((flow.id, m.name))
             out.append(
                 schemas.ChatModelStatus(
                     name=m.name,
                     attached=served is not None and served.attached(now),
-                    workers=0 if served is None else len(set(served.seen) | set(served.polling) | set(served.busy)),
+                    workers=0 if served is None else served.workers(now),
                     waiting=0 if served is None else len(served.pending),
                 )
             )
         return out
 
+    def presence(self, lease: Lease) -> list[schemas.ChatModelPresence]:
+        """Whether each of a chat task's models can answer now, by its position on the page (never its name): a
+        model served from Python while a worker is there; one behind an endpoint unless its last call could not
+        reach it (an endpoint nobody called yet is taken to be there)."""
+        spec = lease.item.config.chat
+        session = lease.question
+        if spec is None or not isinstance(session, ChatSession):
+            raise Invalid("Only chat tasks have models.")
+        now = self.clock.now()
+        out = []
+        for position, k in enumerate(session.order):
+            m = spec.models[k]
+            if m.url is None:
+                served = self.served.get((lease.item.flow.id, m.name))
+                online = served is not None and served.attached(now)
+            else:
+                endpoint = self.endpoint_of.get((lease.item.flow.id, m.name))
+                online = endpoint is None or endpoint.reachable()
+            out.append(schemas.ChatModelPresence(model=position, online=online))
+        return out
+
     def forget_flow(self, flow_id: str) -> None:
         for key in [k for k in self.served if k[0] == flow_id]:
             self.served.pop(key).signal.fire()
+        for key in [k for k in self.endpoint_of if k[0] == flow_id]:
+            del self.endpoint_of[key]
 
     # ------------------------------------------------------------ the annotator's side
 
@@ -265,9 +334,8 @@ class Relay:
                 code="model_detached",
             )
         system = [m for m in item.datapoints[session.d].prompt or () if m.role == "system"]
-        gen = Generation(model.name, [*system, *msgs], spec)
+        gen = Generation(item.flow.id, model.name, [*system, *msgs], spec)
         self.running[gen.id] = gen
-        self._flow_of[gen.id] = item.flow.id
         if model.url is not None:
             gen.caller = asyncio.create_task(self._call(gen, model), name=f"flowlab-{gen.id}")
         else:
@@ -278,49 +346,23 @@ class Relay:
         return gen
 
     async def _call(self, gen: Generation, model: schemas.ChatModel) -> None:
-        """Ask an OpenAI-compatible endpoint for the reply, streamed, passing its chunks on as they come."""
-        assert model.url is not None
+        """Ask the model's endpoint for the reply, passing its chunks on as they come; a failure ends the reply
+        at once with its cause."""
+        endpoint = self._endpoint(gen.flow_id, model.name)
         if self._http is None:
             # A long read timeout: each flow's own reply_timeout is kept by `stream`.
             self._http = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=5.0))
-        body: dict[str, Any] = {
-            "model": model.model or model.name,
-            "messages": [{"role": m.role, "content": m.content} for m in gen.messages],
-            "stream": True,
-        }
-        if model.temperature is not None:
-            body["temperature"] = model.temperature
-        if model.max_tokens is not None:
-            body["max_tokens"] = model.max_tokens
-        headers = {"Accept": "text/event-stream"}
-        key = os.environ.get(model.api_key_env) if model.api_key_env else None
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        url = model.url.rstrip("/") + "/chat/completions"
         try:
-            async with self._http.stream("POST", url, json=body, headers=headers) as resp:
-                if resp.status_code >= 400:
-                    text = (await resp.aread()).decode(errors="replace")[:300]
-                    self._fail(gen, "model_error", f"The model's endpoint answered {resp.status_code}: {text}")
-                    return
-                if resp.headers.get("content-type", "").startswith("application/json"):  # it ignored "stream"
-                    whole = _content(msgspec.json.decode(await resp.aread()), "message")
-                    if self._accept(gen, whole) is None:
-                        gen.queue.put_nowait(("done", None))
-                    return
-                async for line in resp.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    if self._accept(gen, _content(msgspec.json.decode(data), "delta")) is not None:
+            async with contextlib.aclosing(endpoints.complete(self._http, model, gen.messages)) as reply:
+                async for text in reply:
+                    endpoint.answered(self.clock.now())
+                    if self._accept(gen, text) is not None:
                         return
-                gen.queue.put_nowait(("done", None))
-        except httpx.ConnectError:
-            self._fail(gen, "model_detached", "The model is offline: its endpoint cannot be reached. Try again later.")
-        except (httpx.HTTPError, msgspec.DecodeError, ValueError) as exc:
-            self._fail(gen, "model_error", f"The model's endpoint failed: {type(exc).__name__}: {exc}"[:300])
+        except endpoints.EndpointFailure as failure:
+            endpoint.failed(failure)
+            self._fail(gen, failure.code, failure.detail, retry=failure.retry)
+            return
+        gen.queue.put_nowait(("done", None))
 
     async def close(self) -> None:
         if self._http is not None:
@@ -328,22 +370,36 @@ class Relay:
 
     async def stream(self, lease: Lease, gen: Generation, model: int) -> AsyncIterator[bytes]:
         """The reply's events, one JSON object a line: chunks, then `done` (with the whole reply and the
-        lease's new expiry) or `error` (with a code and the sentence the annotator reads)."""
+        lease's new expiry) or `error` (with a code, the sentence the annotator reads, and whether a retry
+        can help)."""
         session: ChatSession = lease.question
         spec = gen.spec
+        loop = asyncio.get_running_loop()
         parts: list[str] = []
         ended: dict[str, Any] | None = None
+        getter: asyncio.Future[tuple[str, Any]] | None = None
+        last = loop.time()  # the model's last chunk (or the request): reply_timeout counts from here
         try:
             while ended is None:
-                try:
-                    kind, value = await asyncio.wait_for(gen.queue.get(), spec.reply_timeout)
-                except TimeoutError:
-                    self._end(gen)
-                    ended = _error(
-                        "model_timeout",
-                        f"The model did not answer within {spec.reply_timeout:g} s. Try again, or skip this task.",
-                    )
-                    break
+                if getter is None:
+                    getter = asyncio.ensure_future(gen.queue.get())
+                left = last + spec.reply_timeout - loop.time()
+                done, _ = await asyncio.wait({getter}, timeout=max(0.0, min(WATCH_EVERY, left)))
+                if not done:
+                    gone = self._gone(gen)
+                    if gone is not None:
+                        self._end(gen)
+                        ended = _error("model_detached", gone)
+                    elif loop.time() - last >= spec.reply_timeout:
+                        self._end(gen)
+                        ended = _error(
+                            "model_timeout",
+                            f"The model did not answer within {spec.reply_timeout:g} s. Try again, or skip this task.",
+                        )
+                    continue
+                kind, value = getter.result()
+                getter = None
+                last = loop.time()
                 if kind == "chunk":
                     parts.append(value)
                     yield _json.encode({"type": "chunk", "text": value}) + b"\n"
@@ -357,15 +413,32 @@ class Relay:
                         session.replies[gen.id] = Reply(model=session.order[model], messages=plain, text=text)
                         ended = {"type": "done", "generation_id": gen.id, "text": text}
                 else:
-                    ended = _error(*value)
+                    code, detail, retry = value
+                    ended = _error(code, detail, retry=retry)
             self._settle(lease, session, gen)
             ended["lease_expires_at"] = lease.expires_at
             yield _json.encode(ended) + b"\n"
         finally:
             # The page went away (or the stream ended): the reply is abandoned; the worker hears so when it
             # next posts; the lease's clock runs again.
+            if getter is not None:
+                getter.cancel()
             self._end(gen)
             self._settle(lease, session, gen)
+
+    def _gone(self, gen: Generation) -> str | None:
+        """Why a served model's reply will never come, or None while it may: its worker stopped saying it is
+        alive mid-reply, or every worker left while the request waited for one. (An endpoint's call reports
+        its own failures.)"""
+        served = self.served.get((gen.flow_id, gen.model))
+        if gen.caller is not None or served is None:
+            return None
+        now = self.clock.now()
+        if gen.worker is None and not served.attached(now):
+            return "The model went offline before it could answer. Try again in a moment, or skip this task."
+        if gen.worker is not None and not served.alive(gen.worker, now):
+            return "The model went offline while writing its reply. Try again in a moment, or skip this task."
+        return None
 
     def _settle(self, lease: Lease, session: ChatSession, gen: Generation) -> None:
         if session.generating == gen.id:
@@ -373,16 +446,5 @@ class Relay:
             self.leases.resume(lease, self.clock.now())
 
 
-def _content(event: Any, part: str) -> Any:
-    """The text of an OpenAI chat-completions event: choices[0].delta.content (streamed) or .message.content;
-    None when it holds no text (a role announcement, a finish reason)."""
-    if isinstance(event, dict) and isinstance(event.get("error"), dict | str):
-        raise ValueError(f"the endpoint reported an error: {str(event['error'])[:200]}")
-    try:
-        return event["choices"][0][part].get("content")
-    except (KeyError, IndexError, TypeError, AttributeError):
-        raise ValueError("the endpoint's answer is not a chat completion") from None
-
-
-def _error(code: str, detail: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "detail": detail, "retry": True}
+def _error(code: str, detail: str, *, retry: bool = True) -> dict[str, Any]:
+    return {"type": "error", "code": code, "detail": detail, "retry": retry}

@@ -154,11 +154,33 @@ class Chat(PerDatapointThresholds, KindBase):
         if any(not n.strip() or len(n) > 100 for n in names) or len(set(names)) != len(names):
             raise Invalid("Every model needs a name (at most 100 characters), unique in the flow.", field="chat.models")
         for k, m in enumerate(spec.models):
-            if m.url is not None and not m.url.startswith(("http://", "https://")):
-                raise Invalid(
-                    "A model's url is the base of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1.",
-                    field=f"chat.models[{k}].url",
-                )
+            if m.url is not None:
+                # What the relay will call must parse as httpx parses it, or every reply would fail.
+                from urllib.parse import urlsplit
+
+                import httpx
+
+                why = None
+                if any(c.isspace() or not c.isprintable() for c in m.url):
+                    why = "it holds a space, a line break or another invisible character"
+                else:
+                    try:
+                        parts = urlsplit(m.url)
+                        parts.port  # noqa: B018 - raises for a port that is not a number in 0-65535
+                        httpx.URL(m.url)
+                    except (ValueError, httpx.InvalidURL) as exc:
+                        why = f"it does not parse: {exc}"
+                    else:
+                        if parts.scheme not in ("http", "https") or not parts.hostname:
+                            why = "it needs http:// or https:// and a host"
+                        elif parts.query or parts.fragment:
+                            why = "it has a query or fragment; /chat/completions is added to its path"
+                if why is not None:
+                    raise Invalid(
+                        f"A model's url is the base of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1; "
+                        f"{m.url!r} is not usable ({why}). Correct it and send the flow again.",
+                        field=f"chat.models[{k}].url",
+                    )
             if m.url is None and (m.model or m.api_key_env or m.temperature is not None or m.max_tokens):
                 raise Invalid(
                     "model, api_key_env, temperature and max_tokens are for an endpoint: give its url too.",

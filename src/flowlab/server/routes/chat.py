@@ -3,7 +3,7 @@ Python ask for work by long poll and post replies back in chunks."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Request, Response, delete, get, post
@@ -14,6 +14,11 @@ from flowlab.server.errors import BadRequest, NotFound
 from flowlab.server.routes import annotator, researcher
 from flowlab.server.routes.tasks import hang_up_watch
 
+if TYPE_CHECKING:
+    from flowlab.server.auth import Principal
+    from flowlab.server.model import Lease
+    from flowlab.server.service import FlowService
+
 MAX_WAIT = 60.0
 
 
@@ -21,15 +26,20 @@ MAX_WAIT = 60.0
 async def generate(request: Request, task_id: str, data: schemas.ChatGenerate) -> Stream:
     """The next reply on a branch of a chat task, streamed as it is written: one JSON object a line."""
     service, who = annotator(request)
-    lease = service.leases.get(task_id)
-    if lease is None or lease.annotator_id != who.id:
-        raise NotFound(f"Task {task_id!r} is not out with you (it ended, expired or was never leased).")
+    lease = _lease(service, who, task_id)
     gen = service.relay.start(lease, data)
     return Stream(
         service.relay.stream(lease, gen, data.model),
         media_type="application/x-ndjson",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+@get("/v1/tasks/{task_id:str}/models")
+async def task_models(request: Request, task_id: str) -> list[schemas.ChatModelPresence]:
+    """Whether each of a chat task's models can answer now, by position: the page says so before a turn is sent."""
+    service, who = annotator(request)
+    return service.relay.presence(_lease(service, who, task_id))
 
 
 @get("/v1/flows/{flow_id:str}/models")
@@ -70,4 +80,11 @@ async def deliver(request: Request, flow_id: str, generation_id: str) -> dict[st
     return {"ok": True}
 
 
-handlers = [generate, models, next_request, detach, deliver]
+def _lease(service: FlowService, who: Principal, task_id: str) -> Lease:
+    lease = service.leases.get(task_id)
+    if lease is None or lease.annotator_id != who.id:
+        raise NotFound(f"Task {task_id!r} is not out with you (it ended, expired or was never leased).")
+    return lease
+
+
+handlers = [generate, task_models, models, next_request, detach, deliver]
