@@ -53,13 +53,18 @@ class ChatScript:
     generator, returning the next turn or None to stop); `edits`: alternatives to the first turn, each a new
     branch that goes on with the later turns; `judge(reply, dimensions)`: the ratings a careful annotator gives
     a reply; `score(ratings, dimensions)`: a reply's worth, to choose the better branch (default: scale points
-    above the middle, minus one per "yes" to a yes/no question)."""
+    above the middle, minus one per "yes" to a yes/no question); `patience`: seconds an annotator keeps asking
+    again, a moment apart, for a reply that failed (an offline model, an error) before handing the task back.
+
+    A starting conversation that ends with a user turn is answered first: each branch opens with a reply of
+    its model to it, then goes on with the script's turns."""
 
     turns: Sequence[str] | Callable[[list[dict[str, str]], random.Random], str | None] = ("Hello!", "Can you help me?")
     edits: Sequence[str] = ()
     judge: Callable[[str, Sequence[schemas.Dimension]], Ratings] = _neutral
     score: Callable[[Ratings, Sequence[schemas.Dimension]], float] = _score
     justification: str = "The chosen branch's replies were the better ones on this flow's questions."
+    patience: float = 5.0
 
     def next_turn(self, branch: list[dict[str, str]], said: int, rng: random.Random) -> str | None:
         if callable(self.turns):
@@ -98,6 +103,14 @@ async def converse(
         at = parent
         branch = [{"role": m.role, "content": m.content} for m in view.messages]
         said = 0
+        if branch and branch[-1]["role"] == "user":  # the starting conversation waits for the model's reply
+            event = await generate(branch, model)
+            if event is None or event.get("type") != "done":
+                return None
+            nodes.append({"id": f"b{b}a0", "role": "assistant", "parent": at, "generation": event["generation_id"]})
+            replies[f"b{b}a0"] = event["text"]
+            branch.append({"role": "assistant", "content": event["text"]})
+            at = f"b{b}a0"
         while seed_users + said < view.max_turns:
             text = first if (said == 0 and first is not None) else script.next_turn(branch, said, rng)
             if text is None:

@@ -59,8 +59,7 @@ class CrowdStats:
         self.error_causes[cause] = self.error_causes.get(cause, 0) + 1
 
 
-CHAT_RETRIES = 20  # tries at a reply before a chat task is handed back
-CHAT_RETRY_SECONDS = 0.25
+CHAT_RETRY_SECONDS = 0.25  # between tries at a failed reply (for ChatScript.patience, then the task goes back)
 _task_decoder = msgspec.json.Decoder(schemas.Task)
 _ack_decoder = msgspec.json.Decoder(schemas.Ack)
 _batch_decoder = msgspec.json.Decoder(schemas.TaskBatch)
@@ -368,19 +367,24 @@ class SimulatedCrowd:
         """Talk with the task's models by the crowd's script, then annotate; "skip" when a model fails."""
 
         async def generate(messages: list[dict[str, str]], model: int) -> dict[str, Any] | None:
-            # As a person would: an offline model or a failed reply is retried a few times, a moment apart.
+            # As a person would: an offline model or a failed reply is tried again, a moment apart, for a while;
+            # a failure that says retrying will not help (or a refusal) hands the task back at once.
             body = _encode({"messages": messages, "model": model})
-            for _ in range(CHAT_RETRIES):
+            give_up = time.monotonic() + self.chat.patience
+            while True:
                 r = await own.post(f"/v1/tasks/{task.task_id}/generate", body)
                 if r.status == 200:
                     self.stats.replies += 1
                     event = last_event(r.body)
                     if event is not None and event.get("type") == "done":
                         return event
+                    if event is not None and event.get("retry") is False:
+                        return None
                 elif r.status != 503:
                     return None
+                if time.monotonic() >= give_up:
+                    return None
                 await asyncio.sleep(CHAT_RETRY_SECONDS * rng.uniform(0.5, 1.5))
-            return None
 
         try:
             body = await converse(task, self.chat, generate, p.accuracy, p.spammer, rng)
