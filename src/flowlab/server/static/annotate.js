@@ -146,6 +146,16 @@ function prepare(task, receivedAt, form = null) {
       submit: (annotation) => state.current === entry && answer("submit", annotation),
       skip: () => state.current === entry && answer("skip"),
       lease: (expiresAt) => { entry.deadline = expiresAt * 1000 - skewMs; },
+      // While a model writes, the server's lease clock stands still: so does the countdown.
+      pause: (on) => {
+        if (on && !entry.pausedAt) {
+          entry.pausedAt = Date.now();
+        } else if (!on && entry.pausedAt) {
+          entry.deadline += Date.now() - entry.pausedAt;
+          entry.pausedAt = 0;
+        }
+        if (state.current === entry) tickLease();
+      },
     });
     return entry;
   }
@@ -343,7 +353,7 @@ function renderCategories(categories) {
 }
 
 function leaseLeftMs(entry, now = Date.now()) {
-  return entry.deadline - now;
+  return entry.deadline - (entry.pausedAt || now);
 }
 
 /**
@@ -560,12 +570,15 @@ function tickLease() {
   const total = entry.task.lease_seconds * 1000;
   const lease = $("lease");
   const what = entry.task.kind === "pairwise" ? "pair" : "task";
-  const text = left > 0
-    ? `${formatLeft(left)} left on this ${what}`
-    : `Time is up: this ${what} may have gone to someone else, and an answer now may not count`;
+  const paused = Boolean(entry.pausedAt);
+  const text = left <= 0
+    ? `Time is up: this ${what} may have gone to someone else, and an answer now may not count`
+    : paused ? `${formatLeft(left)} left on this ${what} (paused while the model writes)`
+      : `${formatLeft(left)} left on this ${what}`;
   if ($("lease-text").textContent !== text) $("lease-text").textContent = text;
   $("lease-fill").style.width = `${Math.max(0, Math.min(100, (left / total) * 100)).toFixed(1)}%`;
   lease.dataset.level = left <= 0 ? "expired" : left < Math.min(10000, total * 0.25) ? "low" : "ok";
+  lease.dataset.paused = String(paused);
 }
 
 // ---------------------------------------------------------------- input

@@ -72,6 +72,12 @@ export class AnnotatorApi {
     return this.request("POST", `/v1/tasks/${encodeURIComponent(taskId)}/answer`, body).then((r) => r.body);
   }
 
+  /** A chat task's models by position: [{model, online}], whether each can answer now. */
+  taskModels(taskId, signal) {
+    return this.request("GET", `/v1/tasks/${encodeURIComponent(taskId)}/models`, undefined, { signal })
+      .then((r) => r.body || []);
+  }
+
   /** Hands tasks back as the page closes, so their pairs go to someone else at once. */
   releaseOnExit(taskIds) {
     if (!taskIds.length) return;
