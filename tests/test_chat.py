@@ -5,7 +5,13 @@ Each test that leases tasks has a server of its own: on the shared one, another 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import queue
+import socket
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +25,7 @@ import pytest
 import flowlab
 from flowlab import FlowItemState, schemas
 from flowlab.crowd import ChatScript, SimulatedCrowd
+from flowlab.settings import NoShuffleSetting
 
 from .conftest import ServerProcess, free_port
 
@@ -50,6 +57,12 @@ class Annotator:
                 if line:
                     events.append({**msgspec.json.decode(line), "at": time.monotonic()})
         return events
+
+    def models(self, task: schemas.Task) -> list[bool]:
+        """Whether each of the task's models can answer now, by position, as the page asks."""
+        r = self.http.get(f"/v1/tasks/{task.task_id}/models")
+        assert r.status_code == 200, r.text
+        return [m["online"] for m in sorted(r.json(), key=lambda m: m["model"])]
 
     def submit(self, task: schemas.Task, answer: dict[str, Any]) -> dict[str, Any]:
         """The ack, or the problem (422) of a refused annotation, which keeps the lease for a corrected one."""
@@ -301,21 +314,39 @@ def test_chat_batches_are_checked(client: flowlab.Client) -> None:
 
 class OpenAIServer:
     """A small server speaking OpenAI's chat-completions protocol, streamed (server-sent events) or not, as
-    vLLM, TGI, llama.cpp's server and Ollama do; it answers by rules, no weights."""
+    vLLM, TGI, llama.cpp's server and Ollama do; it answers by rules, no weights. `fail` holds statuses to
+    answer the next requests with; `word_delay` slows the stream; `kill()` drops it mid-reply (the listening
+    socket and every open connection) and `revive()` brings it back on the same port."""
 
-    def __init__(self) -> None:
+    def __init__(self, word_delay: float = 0.0) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.fail: list[int] = []
+        self.word_delay = word_delay
+        self.streaming = threading.Event()  # a streamed reply has begun
+        self.open: set[Any] = set()  # the connections being answered
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                outer.open.add(self.connection)
+
+            def finish(self) -> None:
+                outer.open.discard(self.connection)
+                with contextlib.suppress(OSError):
+                    super().finish()
+
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
                 last = body["messages"][-1]["content"]
-                if self.path != "/v1/chat/completions" or body["model"] == "missing":
+                if outer.fail:
+                    status = outer.fail.pop(0)
+                    self._json(status, {"error": {"message": f"status {status} as asked"}})
+                elif self.path != "/v1/chat/completions" or body["model"] == "missing":
                     self._json(404, {"error": {"message": f"model {body['model']!r} not found"}})
                 elif "plain" in last:  # a server that ignores "stream"
                     self._json(200, {"choices": [{"message": {"role": "assistant", "content": "Plain answer."}}]})
@@ -345,14 +376,36 @@ class OpenAIServer:
                 for e in events:
                     self.wfile.write(f"data: {json.dumps(e)}\n\n".encode())
                     self.wfile.flush()
+                    outer.streaming.set()
+                    if outer.word_delay:
+                        time.sleep(outer.word_delay)
                 self.wfile.write(b"data: [DONE]\n\n")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a connection cut by kill()
+
+        self._make = lambda port: Server(("127.0.0.1", port), Handler)
+        self.server = self._make(0)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def kill(self) -> None:
+        """Die as a crashed process would: nothing listens, and replies on their way stop mid-stream."""
+        self.server.shutdown()
+        self.server.server_close()
+        for conn in list(self.open):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def revive(self) -> None:
+        self.server = self._make(self.port)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
+        self.server.server_close()
 
 
 def test_a_model_behind_an_openai_compatible_endpoint(fresh_server: ServerProcess) -> None:
@@ -508,3 +561,260 @@ def test_the_async_client_makes_and_serves_chat_flows(fresh_server: ServerProces
     conversations, records = asyncio.run(read())
     assert conversations[0].turns[1].content == "I can help with orders and returns only."
     assert records[0]["threads"][0]["turns"][0]["messages"][1]["source_id"] == "model"
+
+
+def test_a_conversation_that_ends_with_a_user_turn_is_answered_first_by_the_crowd(
+    fresh_server: ServerProcess,
+) -> None:
+    client = fresh_server.client()
+    flow = client.flow.create_chat_flow(
+        "the customer spoke last", "Help.", models=["a", "b"], max_turns=2, dimensions=[OFF_TOPIC], likert_scale=5
+    )
+    late = {"role": "user", "content": "My parcel is late. What is 12 times 12?"}
+    item = flow.create_new_flow_batch([{"id": f"u{i}", "messages": [late]} for i in range(3)], time_to_live=60)
+    script = ChatScript(turns=["Thanks."], edits=["Never mind."], judge=lambda reply, dims: {"off_topic": False})
+    with (
+        flow.serve_model(storefront_v1, model="a"),
+        flow.serve_model(storefront_v2, model="b"),
+        SimulatedCrowd(
+            fresh_server.url, fresh_server.api_key, annotators=2, accuracy=1.0, seed=11, chat=script
+        ) as crowd,
+    ):
+        results = item.get_results(timeout=20)
+    assert results.state == FlowItemState.COMPLETED and results.total_responses == 3, crowd.stats
+    assert crowd.stats.rejected == 0 and crowd.stats.skipped == 0, crowd.stats.error_causes
+    for conv in item.get_conversations():
+        seed, *rest = conv.turns
+        assert seed.seed and seed.role == "user" and seed.content == late["content"]
+        openers = [t for t in rest if t.parent == seed.id]
+        assert [t.role for t in openers] == ["assistant", "assistant"], "each branch opens with a model's reply"
+        assert {t.model for t in openers} == {"a", "b"} and all(t.ratings == {"off_topic": False} for t in openers)
+        assert len(conv.branches) == 2 and all(t.role == "assistant" for t in conv.turns if t.id in conv.branches)
+
+
+def test_a_malformed_endpoint_url_is_refused_when_the_flow_is_made(client: flowlab.Client) -> None:
+    for url in ["http://127.0.0.1:8000/v1\n", "http://[::1/v1", "http://127.0.0.1:99999/v1", "http:///v1"]:
+        with pytest.raises(flowlab.ValidationError) as refused:
+            client.flow.create_chat_flow("bad url", "Chat.", models=["served", {"name": "remote", "url": url}])
+        assert refused.value.field == "chat.models[1].url", url
+        assert "OpenAI-compatible" in str(refused.value) and "Correct it" in str(refused.value), url
+    ok = client.flow.create_chat_flow("good url", "Chat.", models=[{"name": "v6", "url": "http://[::1]:8000/v1"}])
+    assert ok.config.chat is not None and ok.config.chat.models[0].url == "http://[::1]:8000/v1"
+
+
+def test_a_stored_flow_with_a_malformed_url_fails_its_replies_at_once(fresh_server: ServerProcess) -> None:
+    """A flow made before its url was checked (or by hand in the database) still gets a prompt answer."""
+    client = fresh_server.client()
+    endpoint = OpenAIServer()
+    try:
+        flow = client.flow.create_chat_flow(
+            "stored", "Chat.", models=[{"name": "m", "url": endpoint.url}], reply_timeout=30
+        )
+        flow.create_new_flow_batch([{"id": "s"}], time_to_live=120)
+    finally:
+        endpoint.close()
+    fresh_server.stop()
+    db = sqlite3.connect(fresh_server.data_dir / "flowlab.sqlite3")
+    with db:
+        db.execute("UPDATE flows SET config = replace(config, ?, ?)", (endpoint.url, "http://[::1/v1"))
+        db.execute("UPDATE items SET body = replace(body, ?, ?)", (endpoint.url, "http://[::1/v1"))  # its copy
+    db.close()
+    fresh_server.start()
+    ann = Annotator(client, "prompt")
+    task = ann.lease()
+    t0 = time.monotonic()
+    error = ann.generate(task, [{"role": "user", "content": "hello"}])[-1]
+    assert error["type"] == "error" and error["code"] == "model_error", error
+    assert "InvalidURL" in error["detail"] and error["retry"] is False
+    assert time.monotonic() - t0 < 5, "said at once, not after the flow's 30 s reply_timeout"
+    [status] = client.flow.get_flow_by_id(flow.id).get_models()
+    assert status.endpoint and not status.attached and "InvalidURL" in (status.last_error or "")
+
+
+def test_endpoint_models_say_when_they_last_answered_and_which_failures_are_worth_a_retry(
+    fresh_server: ServerProcess,
+) -> None:
+    client = fresh_server.client()
+    endpoint = OpenAIServer()
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    try:
+        flow = client.flow.create_chat_flow(
+            "endpoint status",
+            "Chat.",
+            models=[
+                {"name": "local", "url": endpoint.url},
+                {"name": "missing", "url": endpoint.url},
+                {"name": "down", "url": dead},
+            ],
+            dimensions=[OFF_TOPIC],
+            settings=[NoShuffleSetting()],  # positions 0, 1, 2 are the models in this order
+        )
+        flow.create_new_flow_batch([{"id": "e"}], time_to_live=60)
+        before = {m.name: m for m in flow.get_models()}
+        assert all(m.endpoint and not m.attached and m.workers == 0 and m.answered_at is None for m in before.values())
+        ann = Annotator(client, "status-reader")
+        task = ann.lease()
+        assert ann.models(task) == [True, True, True], "an endpoint nobody called yet is taken to be there"
+        ask = [{"role": "user", "content": "hello"}]
+        t0 = time.time()
+        assert ann.generate(task, ask, model=0)[-1]["type"] == "done"
+        local = {m.name: m for m in flow.get_models()}["local"]
+        assert local.attached and local.answered_at is not None and local.answered_at >= t0 - 1
+        assert local.last_error is None
+
+        def failure(status: int) -> dict[str, Any]:
+            endpoint.fail = [status]
+            error = ann.generate(task, ask, model=0)[-1]
+            assert error["type"] == "error" and error["code"] == "model_error" and str(status) in error["detail"]
+            return error
+
+        assert failure(500)["retry"] is True
+        local = {m.name: m for m in flow.get_models()}["local"]
+        assert not local.attached and "500" in (local.last_error or "")
+        assert failure(503)["retry"] is True
+        assert failure(408)["retry"] is True and failure(429)["retry"] is True
+        refused = failure(400)
+        assert refused["retry"] is False and "Retrying will not help" in refused["detail"]
+        assert failure(401)["retry"] is False
+        assert ann.generate(task, ask, model=0)[-1]["type"] == "done"
+        assert {m.name: m for m in flow.get_models()}["local"].attached, "answering again clears the failure"
+        unknown = ann.generate(task, ask, model=1)[-1]
+        assert unknown["code"] == "model_error" and "404" in unknown["detail"] and unknown["retry"] is False
+        offline = ann.generate(task, ask, model=2)[-1]
+        assert offline["code"] == "model_detached" and offline["retry"] is True
+        assert ann.models(task) == [True, True, False]
+        after = {m.name: m for m in flow.get_models()}
+        assert not after["down"].attached and "cannot be reached" in (after["down"].last_error or "")
+        assert not after["missing"].attached and "404" in (after["missing"].last_error or "")
+    finally:
+        endpoint.close()
+
+
+MODEL_PROCESS = """
+import sys, time
+import flowlab
+
+url, key, flow_id = sys.argv[1:4]
+flow = flowlab.Client(url=url, api_key=key).flow.get_flow_by_id(flow_id)
+
+def generate(messages):
+    if "slowly" in messages[-1]["content"]:
+        print("writing", flush=True)
+        time.sleep(120)
+    return "Back again."
+
+with flow.serve_model(generate):
+    print("serving", flush=True)
+    time.sleep(600)
+"""
+
+
+class ModelProcess:
+    """A model served from a process of its own, which the test can kill as a crash would."""
+
+    def __init__(self, server: ServerProcess, flow_id: str) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", MODEL_PROCESS, server.url, server.api_key, flow_id],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.strip())
+
+    def expect(self, line: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(queue.Empty):
+                if self.lines.get(timeout=left) == line:
+                    return
+        raise AssertionError(f"the model process never said {line!r}")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def test_a_served_model_that_dies_mid_reply_is_reported_at_once_and_comes_back(fresh_server: ServerProcess) -> None:
+    client = fresh_server.client()
+    flow = client.flow.create_chat_flow("crash", "Chat.", dimensions=[OFF_TOPIC], reply_timeout=30)
+    flow.create_new_flow_batch([{"id": "c"}], time_to_live=120)
+    model = ModelProcess(fresh_server, flow.id)
+    try:
+        model.expect("serving")
+        wait_attached(flow, "model")
+        ann = Annotator(client, "witness")
+        task = ann.lease()
+        events: list[dict[str, Any]] = []
+        asking = threading.Thread(
+            target=lambda: events.extend(ann.generate(task, [{"role": "user", "content": "answer slowly"}]))
+        )
+        asking.start()
+        model.expect("writing")
+        [writing] = flow.get_models()
+        assert writing.attached and writing.workers == 1, "a worker writing a reply is there"
+        model.kill()
+        killed = time.monotonic()
+        asking.join(15)
+        [error] = events
+        assert error["code"] == "model_detached" and "while writing" in error["detail"], error
+        assert error["at"] - killed < 6, "told within seconds, not after the flow's 30 s reply_timeout"
+        [gone] = flow.get_models()
+        assert not gone.attached and gone.workers == 0 and ann.models(task) == [False]
+        [refused] = ann.generate(task, [{"role": "user", "content": "hello"}])
+        assert refused["status"] == 503 and refused["code"] == "model_detached"
+        model = ModelProcess(fresh_server, flow.id)
+        model.expect("serving")
+        wait_attached(flow, "model")
+        assert ann.models(task) == [True]
+        done = ann.generate(task, [{"role": "user", "content": "hello"}])[-1]
+        assert done["type"] == "done" and done["text"] == "Back again."
+        nodes = [
+            {"id": "u", "role": "user", "content": "hello"},
+            {"id": "a", "role": "assistant", "parent": "u", "generation": done["generation_id"]},
+        ]
+        assert ann.submit(task, {"nodes": nodes, "ratings": {"a": {"off_topic": False}}})["status"] == "accepted"
+    finally:
+        model.kill()
+
+
+def test_an_endpoint_that_dies_mid_reply_and_comes_back_the_same_annotators_finish(
+    fresh_server: ServerProcess,
+) -> None:
+    """The crowd hands back a task whose model failed for longer than its patience; once the endpoint is back,
+    the same two people finish every conversation (each task needs both of them)."""
+    client = fresh_server.client()
+    endpoint = OpenAIServer(word_delay=0.05)
+    try:
+        flow = client.flow.create_chat_flow(
+            "outage",
+            "Chat.",
+            models=[{"name": "local", "url": endpoint.url}],
+            max_turns=2,
+            dimensions=[OFF_TOPIC],
+            justification="off",
+            max_response_threshold=2,
+            reply_timeout=5,
+        )
+        item = flow.create_new_flow_batch([{"id": "o1"}, {"id": "o2"}], time_to_live=60)
+        script = ChatScript(turns=["hello", "and then?"], patience=0.5)
+        with SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=2, seed=7, chat=script) as crowd:
+            assert endpoint.streaming.wait(10), "nobody asked the model for a reply"
+            endpoint.kill()  # mid-reply: its stream stops, and nothing listens any more
+            deadline = time.monotonic() + 10
+            while crowd.stats.skipped < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert crowd.stats.skipped >= 1, "a task whose model failed is handed back"
+            endpoint.revive()
+            results = item.get_results(timeout=20, partial=True)
+        assert results.state == FlowItemState.COMPLETED and results.total_responses == 4, crowd.stats
+        assert crowd.stats.by_annotator == {"sim-000": 2, "sim-001": 2}
+        conversations = item.get_conversations()
+        assert len({c.annotator_id for c in conversations}) == 2
+        assert all(t.content for c in conversations for t in c.turns), "no failed reply was stored"
+    finally:
+        endpoint.close()
