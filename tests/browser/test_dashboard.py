@@ -1,21 +1,24 @@
-"""`flowlab dashboard` in Debian's Chromium: it updates live while a crowd votes, edits the instruction, and
-fetches nothing from outside this machine."""
+"""`flowlab dashboard` in Debian's Chromium: it updates live while a crowd votes, edits the instruction, draws a
+live and an ended item of every kind with its kind's figures, and fetches nothing from outside this machine."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+import flowlab
 from flowlab.crowd import SimulatedCrowd
-from tests.browser.conftest import stop_process_group, wait_until_serving
-from tests.conftest import free_port
+from tests.browser.conftest import stop_process_group, wait_until_serving, watch_errors
+from tests.conftest import ServerProcess, free_port
 
 pytestmark = pytest.mark.browser
 
@@ -37,20 +40,20 @@ HEATMAP_TOTAL_JS = """() => {
 }"""
 
 
-@pytest.fixture
-def dashboard_url(flowlab_server: Any, tmp_path: Path) -> Iterator[str]:
-    """`flowlab dashboard` (the CLI, as `make dashboard` runs it) on a free port, against the test server."""
+@contextlib.contextmanager
+def running_dashboard(server: Any, log: Path) -> Iterator[str]:
+    """`flowlab dashboard` (the CLI, as `make dashboard` runs it) on a free port, against `server`; its log must
+    hold no traceback when it stops."""
     port = free_port()
-    log = tmp_path / "dashboard.log"
     cmd = [
         sys.executable,
         "-m",
         "flowlab",
         "dashboard",
         "--url",
-        flowlab_server.url,
+        server.url,
         "--api-key",
-        flowlab_server.api_key,
+        server.api_key,
         "--port",
         str(port),
     ]
@@ -63,6 +66,12 @@ def dashboard_url(flowlab_server: Any, tmp_path: Path) -> Iterator[str]:
     finally:
         stop_process_group(proc)
         assert "Traceback" not in log.read_text(errors="replace"), log.read_text(errors="replace")
+
+
+@pytest.fixture
+def dashboard_url(flowlab_server: Any, tmp_path: Path) -> Iterator[str]:
+    with running_dashboard(flowlab_server, tmp_path / "dashboard.log") as url:
+        yield url
 
 
 def test_served_page_inlines_no_cdn(dashboard_url: str) -> None:
@@ -146,5 +155,175 @@ def test_dashboard_updates_live_while_a_crowd_votes(
         assert not errors, errors
     finally:
         crowd.stop()
+        context.close()
+        client.close()
+
+
+# ---------------------------------------------------------------- every kind, live and ended
+
+# Every plot the page shows (hidden panels' plots have no size), with the most rows any of its renderers draws,
+# read from BokehJS's own documents and views.
+SHOWN_PLOTS_JS = """() => {
+  if (!window.Bokeh || !Bokeh.documents.length || !Bokeh.index) return null;
+  const plots = [];
+  for (const doc of Bokeh.documents) {
+    for (const model of doc.all_models) {
+      if (model.renderers === undefined || model.toolbar === undefined || model.title == null) continue;
+      const view = Bokeh.index.find_one(model);
+      const box = view && view.el ? view.el.getBoundingClientRect() : null;
+      if (!box || box.width === 0 || box.height === 0) continue;
+      let rows = 0;
+      for (const r of model.renderers) {
+        const source = r.data_source;
+        if (source && source.get_length) rows = Math.max(rows, source.get_length() ?? 0);
+      }
+      plots.push({title: String(model.title.text ?? model.title), rows: rows});
+    }
+  }
+  return plots;
+}"""
+# The plots every flow shows, whatever its kind.
+SHARED_PLOTS = {
+    "Items: responses towards min / max",
+    "Responses over time",
+    "Annotator activity (colour: gold agreement)",
+}
+
+
+@pytest.fixture(scope="module")
+def forgetful_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server that lets an ended item leave memory at once (its reads then come from the database) and logs
+    every request, so a 500 shows in its log."""
+    server = ServerProcess(
+        data_dir=tmp_path_factory.mktemp("forgetful"), extra_args=["--retain-ended", "0", "--access-log"]
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def forgetful_dashboard(forgetful_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_dashboard(forgetful_server, tmp_path_factory.mktemp("dashboard") / "dashboard.log") as url:
+        yield url
+
+
+def _open_and_wait_drawn(browser: Any, url: str, flow: Any, kind: str, state: str) -> tuple[Any, Any, list[str]]:
+    """A new dashboard session on `flow`, once `_wait_drawn` holds. Returns (context, page, errors)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1400})
+    page = context.new_page()
+    errors = watch_errors(page)
+    page.goto(f"{url}/?flow={flow.id}")
+    try:
+        _wait_drawn(page, flow, kind, state)
+    except BaseException:
+        context.close()
+        raise
+    return context, page, errors
+
+
+def _wait_drawn(page: Any, flow: Any, kind: str, state: str) -> None:
+    """Wait until the page shows `flow` with its item in `state`, and exactly the shared plots and the kind's own,
+    each drawing something."""
+    from flowlab_widgets.kinds import view_for
+
+    wanted = SHARED_PLOTS | {figure.title.text for figure in view_for(kind)().figures}
+    page.locator(f".flowlab-header[data-flow='{flow.id}'][data-kind='{kind}']").wait_for(timeout=30_000)
+    plots: list[dict[str, Any]] = []
+    shown_state = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        plots = page.evaluate(SHOWN_PLOTS_JS) or []
+        shown_state = page.locator(".flowlab-count + .flowlab-state").first.get_attribute("data-state")
+        drawn = {p["title"] for p in plots if p["rows"] > 0}
+        if shown_state == state and len(plots) == len(wanted) and drawn == wanted:
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"{kind}: the item shows {shown_state!r} (wanted {state!r}); plots shown {plots}")
+
+
+@pytest.mark.parametrize("kind", ["pairwise", "classify", "rlhf", "chat"])
+def test_dashboard_draws_a_live_and_an_ended_item_of_every_kind(
+    kind: str, browser: Any, forgetful_server: ServerProcess, forgetful_dashboard: str, output_dir: Path
+) -> None:
+    from tests.test_widgets import KIND_CASES
+
+    server, case = forgetful_server, KIND_CASES[kind]
+    log_start = len(server.log())
+    client = server.client()
+    flow = case.create(client)
+    item = flow.create_new_flow_batch(case.batch, time_to_live=120)
+    try:
+        with ExitStack() as crowd:
+            case.crowd(crowd, server, flow)
+            deadline = time.monotonic() + 60
+            while item.get_response_count() < 2:
+                assert time.monotonic() < deadline, "the crowd should answer"
+                time.sleep(0.1)
+            # Live: the kind's figures, its wording of the thresholds, a caption where it has no matrix.
+            context, page, errors = _open_and_wait_drawn(browser, forgetful_dashboard, flow, kind, "Running")
+            try:
+                summary = page.locator(".flowlab-summary").first.inner_text()
+                assert f"per {case.per}" in summary and ("pairs: uniform" in summary) == (kind == "pairwise"), summary
+                captions = page.locator(".flowlab-caption")
+                if kind == "pairwise":
+                    assert captions.count() == 0
+                else:
+                    assert "no win-loss matrix" in captions.first.inner_text()
+                page.screenshot(path=str(output_dir / f"dashboard_{kind}_live.png"), full_page=True)
+                assert not errors, errors
+            finally:
+                context.close()
+        item.stop()
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{server.url}/v1/health").json()["live_items"]:
+            assert time.monotonic() < deadline, "the ended item should leave memory at once (--retain-ended 0)"
+            time.sleep(0.05)
+        # Ended and out of memory: a new session reads it back from the database.
+        context, page, errors = _open_and_wait_drawn(browser, forgetful_dashboard, flow, kind, "Stopped")
+        try:
+            page.screenshot(path=str(output_dir / f"dashboard_{kind}_ended.png"), full_page=True)
+            assert not errors, errors
+        finally:
+            context.close()
+    finally:
+        with contextlib.suppress(flowlab.FlowlabError):
+            item.stop()
+        client.close()
+    log = server.log()[log_start:]
+    assert "Traceback" not in log and " 500 " not in log, log[-4000:]
+
+
+def test_choosing_a_flow_of_another_kind_swaps_the_figures(
+    browser: Any, forgetful_server: ServerProcess, forgetful_dashboard: str
+) -> None:
+    """One session, two kinds: picking the other flow in the sidebar shows that kind's figures (built then, in a
+    page that is already open) and hides the first kind's; picking the first again shows its figures again."""
+    from tests.test_widgets import datapoints
+
+    client = forgetful_server.client()
+    pairs = client.flow.create_ranking_flow(name="switch: pairs", instruction="?", max_response_threshold=12)
+    labels = client.flow.create_classify_flow(
+        name="switch: labels",
+        instruction="?",
+        categories=["yes", "no"],
+        max_responses_per_datapoint=2,
+        min_responses_per_datapoint=2,
+    )
+    items = [
+        pairs.create_new_flow_batch(datapoints(3, "sw"), time_to_live=60),
+        labels.create_new_flow_batch(["p", "q"], time_to_live=60),
+    ]
+    with SimulatedCrowd(forgetful_server.url, forgetful_server.api_key, annotators=4, rate=6000, seed=3):
+        for item in items:
+            item.get_results(timeout=30)
+    context, page, errors = _open_and_wait_drawn(browser, forgetful_dashboard, pairs, "pairwise", "Completed")
+    try:
+        for flow, kind in ((labels, "classify"), (pairs, "pairwise")):
+            option = page.locator("select option", has_text=flow.name).first
+            page.locator("select").first.select_option(value=option.get_attribute("value"))
+            _wait_drawn(page, flow, kind, "Completed")
+        assert not errors, errors
+    finally:
         context.close()
         client.close()

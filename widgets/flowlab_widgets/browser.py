@@ -8,13 +8,15 @@ import ipywidgets as widgets
 
 from flowlab import Client, FlowlabError
 from flowlab_widgets._common import ensure_bokehjs, esc, fmt_ago
+from flowlab_widgets.kinds import view_of
 
 __all__ = ["FlowBrowser"]
 
 
 class FlowBrowser(widgets.VBox):
-    """Lists `client.flow.find_flows(amount)`; *Open* shows the selected flow in a `FlowMonitor` below,
-    *Delete* asks once more and then calls `flow.delete()`."""
+    """Lists `client.flow.find_flows(amount)`, each with its kind and thresholds in the kind's words; *Open*
+    shows the selected flow in a `FlowMonitor` below (with its kind's figures), *Delete* asks once more and
+    then calls `flow.delete()`."""
 
     def __init__(
         self, client: Client | None = None, *, amount: int = 10, monitor_options: dict[str, Any] | None = None
@@ -76,8 +78,9 @@ class FlowBrowser(widgets.VBox):
     @staticmethod
     def _label(flow: Any) -> str:
         c = flow.config
+        view = view_of(c)  # the kind words its thresholds: votes per item, answers per datapoint, ...
         return (
-            f"{c.name} · {c.id} · {c.item_count} item(s) · max {c.max_response_threshold}"
+            f"{c.name} · {view.kind} · {c.id} · {c.item_count} item(s) · {view.thresholds(c)}"
             f" · created {fmt_ago(c.created_at)}"
         )
 

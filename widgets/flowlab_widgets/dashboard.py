@@ -5,26 +5,20 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import panel as pn
 
 from flowlab import AsyncClient, Client, FlowlabError, NotFound
 from flowlab_widgets._common import badge, esc, fmt_ago, fmt_seconds, state_name
-from flowlab_widgets.figures import (
-    AnnotatorActivityChart,
-    ItemProgressChart,
-    LabelDistributionChart,
-    RankingChart,
-    RlhfCharts,
-    ThroughputChart,
-    WinLossHeatmap,
-    ranking_rows,
-)
+from flowlab_widgets.figures import AnnotatorActivityChart, ItemProgressChart, ThroughputChart
+from flowlab_widgets.kinds import KindView, aread_item, view_of
 
 __all__ = ["Dashboard", "serve"]
 
 RECENT_ANNOTATOR_S = 3600.0
+_WIDE: dict[str, Any] = {"sizing_mode": "stretch_width"}
 # Set by the jupyter-server-proxy entry point: the dashboard then lives under Jupyter's URL, not at /.
 PREFIX_ENV = "FLOWLAB_DASHBOARD_PREFIX"
 
@@ -41,7 +35,9 @@ class Dashboard:
     """One browser session of the dashboard: pick a flow, watch its items, counts, figures and annotators.
 
     Everything it shows comes from one `AsyncClient`; a periodic callback on the server's event loop refreshes
-    it (about once a second), under the session's document lock, so figures update through their sources.
+    it (about once a second), under the session's document lock, so figures update through their sources. The
+    chosen flow's kind supplies the item figures (`flowlab_widgets.kinds.view_for`): the session builds every
+    kind's view once, and only the current one is visible.
     """
 
     def __init__(self, url: str, api_key: str | None, *, flow_id: str | None = None, period_ms: int = 1000) -> None:
@@ -89,32 +85,13 @@ class Dashboard:
 
         self.progress = ItemProgressChart(sizing_mode="stretch_width", height=240)
         self.throughput = ThroughputChart(sizing_mode="stretch_width", height=240)
-        self.heatmap = WinLossHeatmap(sizing_mode="stretch_width", height=420)
-        self.ranking = RankingChart(sizing_mode="stretch_width", height=420)
-        self.distribution = LabelDistributionChart(sizing_mode="stretch_width", height=420)
         self.annotators = AnnotatorActivityChart(sizing_mode="stretch_width", height=300)
-
-        # Pairwise items show a heatmap and a ranking; classify items their answers per category.
-        self.pair_row = pn.Row(
-            pn.pane.Bokeh(self.heatmap.figure, sizing_mode="stretch_width"),
-            pn.pane.Bokeh(self.ranking.figure, sizing_mode="stretch_width"),
-            sizing_mode="stretch_width",
-        )
-        self.classify_row = pn.Row(
-            pn.pane.Bokeh(self.distribution.figure, sizing_mode="stretch_width"),
-            sizing_mode="stretch_width",
-            visible=False,
-        )
-        self.rlhf = RlhfCharts(sizing_mode="stretch_width", height=380)
-        self.justifications = pn.pane.HTML("", sizing_mode="stretch_width")  # escaped text, never markup
-        self.rlhf_row = pn.Column(
-            pn.Row(
-                *(pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in self.rlhf.figures), sizing_mode="stretch_width"
-            ),
-            self.justifications,
-            sizing_mode="stretch_width",
-            visible=False,
-        )
+        # The item figures: one panel per kind this session has shown, the current kind's visible.
+        # The item figures: a panel per kind this session has shown, the chosen flow's kind visible.
+        self.view: KindView | None = None
+        self.views: dict[str, KindView] = {}
+        self.kind_panels: dict[str, KindPanel] = {}
+        self.kind_area = pn.Column(sizing_mode="stretch_width")
 
         sidebar = pn.Column(
             pn.pane.HTML("<h2 style='margin:0'>flowlab</h2>"),
@@ -138,9 +115,7 @@ class Dashboard:
                 pn.pane.Bokeh(self.throughput.figure, sizing_mode="stretch_width"),
                 sizing_mode="stretch_width",
             ),
-            self.pair_row,
-            self.classify_row,
-            self.rlhf_row,
+            self.kind_area,
             pn.pane.Bokeh(self.annotators.figure, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
@@ -149,13 +124,22 @@ class Dashboard:
     # ------------------------------------------------------------ session wiring
 
     def start(self) -> None:
-        """Begin the periodic refresh for this session (call while the session's document is current)."""
-        pn.state.add_periodic_callback(self.refresh, period=self.period_ms)  # type: ignore[arg-type]
+        """Begin the periodic refresh once this session's page has loaded (call while its document is current).
+
+        Not before: Panel holds back changes made while the page's websocket is not open yet, and some never
+        arrive (a layout's `visible`, so a flow's kind panel would stay hidden).
+        """
+
+        def begin() -> None:
+            pn.state.add_periodic_callback(self.refresh, period=self.period_ms)  # type: ignore[arg-type]
+
+        pn.state.onload(begin)
         with contextlib.suppress(Exception):
             pn.state.on_session_destroyed(lambda _ctx: pn.state.execute(self.client.aclose))
 
     async def refresh(self) -> None:
-        """Read the flows, the chosen flow's items and the chosen item's matrix and ranking; update in place."""
+        """Read the flows, the chosen flow's items and what its kind's view reads of the chosen item; update in
+        place."""
         if self._busy:
             return  # a slow server should not pile refreshes up
         self._busy = True
@@ -190,28 +174,18 @@ class Dashboard:
         self._flow = flow
         items = list(reversed(await flow.get_flow_items(amount=None)))  # oldest first: the newest is the last
         self._statuses = [it.last_status for it in items]
+        view, panel = self._show_kind(flow.config)
         self._show_flow(flow.config, first_view)
         self._show_items(self._statuses)
         item = self._pick_item(items)
         if item is not None:
             version = (item.id, item.last_status.version)
-            kind = getattr(flow.config, "kind", "pairwise")
-            self.pair_row.visible = kind == "pairwise"
-            annotated = kind in ("rlhf", "chat")  # a chat item's results are RLHF results, per model
-            self.classify_row.visible, self.rlhf_row.visible = kind == "classify", annotated
             if version != self._version:
-                if annotated:
-                    self.rlhf.update(await item.get_results(timeout=0, partial=True))
-                    self.justifications.object = "".join(
-                        f'<p class="flowlab-why">“{esc(text)}”</p>' for text in self.rlhf.latest_justifications
-                    )
-                elif kind == "classify":
-                    self.distribution.update(await item.get_results(timeout=0, partial=True))
-                else:
-                    matrix = await item.get_win_loss_matrix()
-                    self.heatmap.update(matrix)
-                    with contextlib.suppress(FlowlabError):
-                        self.ranking.update(ranking_rows(await item.get_results(timeout=0, partial=True)))
+                reading = await aread_item(view, item)
+                view.show(reading)
+                panel.notes.object = view.notes
+                if reading.errors:  # e.g. a ranking not fitted yet: the rest still shows
+                    self.message.object = f'<span style="color:#b91c1c">{esc(reading.errors[-1])}</span>'
                 self._version = version
         if self.ticks % 5 == 0:
             everyone = await self.client.annotators.list()
@@ -299,20 +273,35 @@ class Dashboard:
         st = item.last_status
         self.counts.object = (
             f'<div style="font-size:15px;padding-top:22px"><b class="flowlab-count" style="font-size:22px">'
-            f"{st.response_count}</b> responses for this item {badge(state_name(st.state))} · "
+            f"{st.response_count}</b> {esc(self.view.unit if self.view else 'responses')} for this item "
+            f"{badge(state_name(st.state))} · "
             f'<span class="flowlab-total">{sum(s.response_count for s in self._statuses)}</span> in the flow</div>'
         )
         return item
 
     # ------------------------------------------------------------ rendering
 
+    def _show_kind(self, config: Any) -> tuple[KindView, KindPanel]:
+        """The view of the flow's kind and its panel, built the first time the session shows the kind; only it
+        is visible."""
+        view_class = view_of(config)
+        if view_class.kind not in self.views:
+            view = self.views[view_class.kind] = view_class(sizing_mode="stretch_width", height=400)
+            self.kind_panels[view.kind] = KindPanel.of(view)
+            self.kind_area.append(self.kind_panels[view.kind].column)
+        view = self.view = self.views[view_class.kind]
+        panel = self.kind_panels[view.kind]
+        for other in self.kind_panels.values():
+            other.column.visible = other is panel
+        return view, panel
+
     def _show_flow(self, config: Any, first_view: bool) -> None:
+        assert self.view is not None
         self.header.object = (
-            f'<h2 class="flowlab-header" data-flow="{esc(config.id)}" style="margin:4px 0">{esc(config.name)} '
-            f'<code style="font-size:60%">{esc(config.id)}</code></h2>'
-            f'<div style="color:#555">min {config.min_response_threshold} / max {config.max_response_threshold} '
-            f"votes per item · pairs: {esc(config.pair_selection)} · config v{config.config_version} · "
-            f"instruction: <i>{esc(config.instruction)}</i></div>"
+            f'<h2 class="flowlab-header" data-flow="{esc(config.id)}" data-kind="{esc(self.view.kind)}" '
+            f'style="margin:4px 0">{esc(config.name)} <code style="font-size:60%">{esc(config.id)}</code></h2>'
+            f'<div class="flowlab-summary" style="color:#555">{self.view.summary(config)} · '
+            f"config v{config.config_version} · instruction: <i>{esc(config.instruction)}</i></div>"
         )
         if first_view:
             self.instruction.value = config.instruction
@@ -321,27 +310,29 @@ class Dashboard:
         self.throughput.push(sum(s.response_count for s in self._statuses))
 
     def _show_items(self, statuses: list[Any]) -> None:
-        self.progress.update(statuses[-15:])
+        assert self.view is not None
+        self.progress.update(statuses[-15:], totals=self.view.totals)
         current = self._flow.instruction if self._flow is not None else ""
         rows = []
         for st in reversed(statuses[-15:]):
             state = state_name(st.state)
             left = "ended" if st.is_terminal else f'<span class="flowlab-ttl">{fmt_seconds(st.time_left)}</span>'
-            frac = min(1.0, st.response_count / max(1, st.max_response_threshold))
-            min_at = min(1.0, st.min_response_threshold / max(1, st.max_response_threshold))
+            progress = self.view.progress(st)  # counted over the whole item, whatever the kind's thresholds count
+            frac = min(1.0, progress.done / max(1, progress.max))
+            min_at = min(1.0, progress.min / max(1, progress.max))
             color = {"Completed": "#2ca02c", "Incomplete": "#bcbd22", "Failed": "#d62728"}.get(state, "#1f77b4")
             stale = st.instruction != current
             rows.append(
                 f"<tr><td><code>{esc(st.id)}</code></td><td>{badge(state)}</td>"
-                f"<td>{st.response_count} / {st.min_response_threshold} / {st.max_response_threshold}</td>"
+                f"<td>{progress.text}</td>"
                 f'<td><div class="flowlab-bar"><div style="width:{frac * 100:.0f}%;background:{color}"></div>'
                 f'<span style="left:{min_at * 100:.0f}%"></span></div></td>'
                 f"<td>{left}</td><td title='{esc(st.instruction)}'>{esc(_clip(st.instruction))}"
                 f"{' <span style=color:#b45309>(older config)</span>' if stale else ''}</td></tr>"
             )
         self.items_table.object = (
-            '<table class="flowlab-items"><tr><th>item</th><th>state</th><th>votes / min / max</th><th>progress</th>'
-            "<th>time left</th><th>instruction snapshot</th></tr>" + "".join(rows) + "</table>"
+            '<table class="flowlab-items"><tr><th>item</th><th>state</th><th>responses · thresholds</th>'
+            "<th>progress</th><th>time left</th><th>instruction snapshot</th></tr>" + "".join(rows) + "</table>"
             if rows
             else "<i>No items yet: push a batch with flow.create_new_flow_batch(...).</i>"
         )
@@ -379,6 +370,23 @@ class Dashboard:
         )
 
 
+@dataclass
+class KindPanel:
+    """A kind view's place on the page: its caption, its figures in a row, and its notes below them."""
+
+    column: pn.Column
+    caption: pn.pane.HTML
+    notes: pn.pane.HTML  # escaped text, never markup
+
+    @classmethod
+    def of(cls, view: KindView) -> KindPanel:
+        caption = pn.pane.HTML(view.caption, **_WIDE)
+        notes = pn.pane.HTML(view.notes, **_WIDE)
+        figures = pn.Row(*(pn.pane.Bokeh(f, **_WIDE) for f in view.figures), **_WIDE)
+        column = pn.Column(caption, figures, notes, visible=False, css_classes=["flowlab-kind"], **_WIDE)
+        return cls(column, caption, notes)
+
+
 def _clip(text: str, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
@@ -395,8 +403,8 @@ def create_app(url: str, api_key: str | None, *, period_ms: int = 1000) -> Any:
             args = pn.state.session_args.get("flow")
             flow_id = args[0].decode() if args else None
         board = Dashboard(url, api_key, flow_id=flow_id, period_ms=period_ms)
-        # The first refresh comes from the periodic callback, which runs under the document lock (an onload
-        # coroutine would not, and bokeh refuses model changes made outside it).
+        # Every refresh comes from the periodic callback, which runs under the document lock (an onload
+        # coroutine would not, and bokeh refuses model changes made outside it); onload only starts it.
         board.start()
         return board.layout
 

@@ -90,6 +90,11 @@ class RankingExplorer(widgets.VBox):
         if item is None and votes is None:
             raise ValueError("RankingExplorer needs a flow item or votes.")
         if votes is None:
+            if not hasattr(item, "get_votes"):
+                raise TypeError(
+                    f"RankingExplorer compares rankings fitted to pairwise votes, and {type(item).__name__} items "
+                    "have none; FlowMonitor(flow, item=item) shows any kind of item."
+                )
             votes = item.get_votes()
         if keys is None and item is not None:
             keys = list(item.keys)

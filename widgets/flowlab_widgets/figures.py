@@ -1,26 +1,27 @@
-"""Bokeh figure factories shared by the notebook widgets and the dashboard: built once, updated via their sources."""
+"""Bokeh figure factories shared by the notebook widgets and the dashboard: built once, updated via their sources.
+
+The figures every kind of flow shares live here (items, throughput, annotators, a ranking with intervals, a
+reward curve); each kind's own figures live with its view in `flowlab_widgets.kinds` and are importable from
+here too.
+"""
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-from bokeh.models import (
-    BasicTicker,
-    ColumnDataSource,
-    FactorRange,
-    HoverTool,
-    LinearAxis,
-    LinearColorMapper,
-    Range1d,
-)
-from bokeh.models.annotations import ColorBar, Legend, LegendItem, Span, Title
-from bokeh.palettes import Blues256, Category10_10
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool, LinearAxis, Range1d
+from bokeh.models.annotations import Legend, LegendItem, Span, Title
+from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
+
+if TYPE_CHECKING:
+    from flowlab_widgets.kinds.classify import LabelDistributionChart
+    from flowlab_widgets.kinds.pairwise import WinLossHeatmap, ranking_rows
+    from flowlab_widgets.kinds.rlhf import RlhfCharts
 
 __all__ = [
     "ELO_PER_LOGIT",
@@ -36,6 +37,21 @@ __all__ = [
     "ranking_rows",
 ]
 
+# A kind's own figures, defined in its view's module; imported on first use (those modules import this one).
+_KIND_FIGURES = {
+    "LabelDistributionChart": "flowlab_widgets.kinds.classify",
+    "RlhfCharts": "flowlab_widgets.kinds.rlhf",
+    "WinLossHeatmap": "flowlab_widgets.kinds.pairwise",
+    "ranking_rows": "flowlab_widgets.kinds.pairwise",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _KIND_FIGURES:
+        return getattr(importlib.import_module(_KIND_FIGURES[name]), name)
+    raise AttributeError(f"module 'flowlab_widgets.figures' has no attribute {name!r}")
+
+
 # Elo points per Bradley–Terry logit: a 400-point gap means 10:1 odds, so 400 / ln(10).
 ELO_PER_LOGIT = 400.0 / math.log(10.0)
 
@@ -49,13 +65,8 @@ STATE_COLORS: dict[str, str] = {
     "Failed": "#d62728",
 }
 
-# Light to dark: zero votes should read as empty paper, not as a colour.
-_HEAT_PALETTE = tuple(reversed(Blues256))
-# Above this many datapoints the per-cell numbers are unreadable, so the heatmap shows colour only.
-_MAX_LABELLED_KEYS = 12
 
-
-def _base_figure(title: str, *, width: int, height: int, sizing_mode: str | None, **kwargs: Any) -> Any:
+def base_figure(title: str, *, width: int, height: int, sizing_mode: str | None, **kwargs: Any) -> Any:
     opts: dict[str, Any] = {
         "title": Title(text=title, text_font_size="12pt"),
         "height": height,
@@ -73,11 +84,11 @@ def _base_figure(title: str, *, width: int, height: int, sizing_mode: str | None
     return fig
 
 
-def _empty(columns: Iterable[str]) -> dict[str, list[Any]]:
+def empty_data(columns: Iterable[str]) -> dict[str, list[Any]]:
     return {name: [] for name in columns}
 
 
-def _fit(rng: Any, low: float, high: float, *, pad: float = 0.06, floor: float | None = None) -> None:
+def fit_range(rng: Any, low: float, high: float, *, pad: float = 0.06, floor: float | None = None) -> None:
     """Fit a numeric range to [low, high] with some padding.
 
     Numeric axes use explicit ranges set from the data rather than auto-ranging: an auto range over an empty
@@ -95,138 +106,7 @@ def _fit(rng: Any, low: float, high: float, *, pad: float = 0.06, floor: float |
         rng.update(start=start, end=end)
 
 
-# ---------------------------------------------------------------- win-loss heatmap
-
-
-class WinLossHeatmap:
-    """A win-loss matrix as a heatmap: row = winner, column = loser, cell = votes for the row over the column.
-
-    `update()` takes the DataFrame that `FlowItem.get_win_loss_matrix()` returns and swaps the source's data;
-    `to_frame()` reads the shown matrix back, so tests can compare it with the server's.
-    """
-
-    _COLUMNS = ("winner", "loser", "count", "label", "share", "text_color")
-
-    def __init__(
-        self,
-        *,
-        title: str = "Win-loss matrix (row beat column)",
-        width: int = 440,
-        height: int = 400,
-        sizing_mode: str | None = None,
-    ) -> None:
-        self.source = ColumnDataSource(_empty(self._COLUMNS))
-        self.color_mapper = LinearColorMapper(palette=_HEAT_PALETTE, low=0, high=1)
-        fig = _base_figure(
-            title,
-            width=width,
-            height=height,
-            sizing_mode=sizing_mode,
-            x_range=FactorRange(factors=[]),
-            y_range=FactorRange(factors=[]),
-            x_axis_label="loser",
-            y_axis_label="winner",
-        )
-        fig.grid.grid_line_color = None
-        fig.axis.axis_line_color = None
-        fig.axis.major_tick_line_color = None
-        fig.xaxis.major_label_orientation = math.pi / 4
-        fig.rect(
-            x="loser",
-            y="winner",
-            width=0.95,
-            height=0.95,
-            source=self.source,
-            fill_color={"field": "count", "transform": self.color_mapper},
-            line_color=None,
-        )
-        fig.text(
-            x="loser",
-            y="winner",
-            text="label",
-            source=self.source,
-            text_align="center",
-            text_baseline="middle",
-            text_font_size="9pt",
-            text_color="text_color",
-        )
-        fig.add_layout(ColorBar(color_mapper=self.color_mapper, width=10, ticker=BasicTicker()), "right")
-        fig.add_tools(HoverTool(tooltips=[("", "@winner over @loser"), ("votes", "@count"), ("share", "@share")]))
-        self.figure = fig
-        self.keys: list[str] = []
-
-    def update(self, matrix: pd.DataFrame) -> None:
-        """Show `matrix` (indexed and columned by datapoint key, cell [a, b] = votes for a over b)."""
-        keys = [str(k) for k in matrix.index]
-        counts = np.asarray(matrix.to_numpy(dtype=float), dtype=float)
-        n = len(keys)
-        winners = np.repeat(keys, n).tolist()
-        losers = np.tile(keys, n).tolist()
-        flat = counts.reshape(-1) if n else np.zeros(0)
-        # share = how often the row won against this column, among their head-to-head votes.
-        head_to_head = counts + counts.T if n else np.zeros((0, 0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = np.where(head_to_head > 0, counts / np.where(head_to_head > 0, head_to_head, 1), np.nan)
-        share_text = ["" if math.isnan(s) else f"{s:.0%}" for s in share.reshape(-1)]
-        labelled = n <= _MAX_LABELLED_KEYS
-        labels = [_fmt_count(counts[i, j]) if labelled and i != j else "" for i in range(n) for j in range(n)]
-        if keys != self.keys:
-            # Rows read top-down in the matrix's own order, like a printed table.
-            self.figure.x_range.factors = keys
-            self.figure.y_range.factors = list(reversed(keys))
-            self.keys = keys
-        high = max(1.0, float(flat.max()) if flat.size else 1.0)
-        self.color_mapper.high = high
-        self.source.data = {
-            "winner": winners,
-            "loser": losers,
-            "count": flat.tolist(),
-            "label": labels,
-            "share": share_text,
-            # Dark cells get white numbers so the count stays readable.
-            "text_color": ["#ffffff" if c > 0.6 * high else "#222222" for c in flat.tolist()],
-        }
-
-    def to_frame(self) -> pd.DataFrame:
-        """The matrix currently shown, shaped like `get_win_loss_matrix()` (same labels, int when whole)."""
-        data = self.source.data
-        n = len(self.keys)
-        counts = np.asarray(data["count"], dtype=float).reshape(n, n) if n else np.zeros((0, 0))
-        frame = pd.DataFrame(
-            counts, index=pd.Index(self.keys, name="winner"), columns=pd.Index(self.keys, name="loser")
-        )
-        if np.all(np.mod(counts, 1) == 0):
-            frame = frame.astype(int)
-        return frame
-
-    @property
-    def total(self) -> float:
-        """Votes shown in the heatmap (a tie counts half to each side, so this is the response count)."""
-        return float(sum(self.source.data["count"]))
-
-
-def _fmt_count(c: float) -> str:
-    return str(int(c)) if float(c).is_integer() else f"{c:.1f}"
-
-
 # ---------------------------------------------------------------- ranking with intervals
-
-
-def ranking_rows(result: Any, *, scale: str = "bt") -> list[dict[str, Any]]:
-    """Rows for `RankingChart.update` from an SDK `FlowItemResult` (or anything with `.datapoints`).
-
-    `scale="elo"` puts the Bradley–Terry estimate and interval on the Elo scale of the same result.
-    """
-    rows = []
-    for dp in getattr(result, "details", None) or getattr(result, "datapoints", result):
-        score, low, high = float(dp.score), float(dp.ci_low), float(dp.ci_high)
-        if scale == "elo":
-            offset = float(dp.elo) - ELO_PER_LOGIT * score
-            score, low, high = (float(dp.elo), offset + ELO_PER_LOGIT * low, offset + ELO_PER_LOGIT * high)
-        rows.append(
-            {"key": str(dp.key), "score": score, "low": low, "high": high, "rank": int(dp.rank), "votes": int(dp.votes)}
-        )
-    return rows
 
 
 class RankingChart:
@@ -246,8 +126,8 @@ class RankingChart:
         y_range: FactorRange | None = None,
     ) -> None:
         self.color = color
-        self.source = ColumnDataSource(_empty(self._COLUMNS))
-        fig = _base_figure(
+        self.source = ColumnDataSource(empty_data(self._COLUMNS))
+        fig = base_figure(
             title,
             width=width,
             height=height,
@@ -288,7 +168,7 @@ class RankingChart:
         `order` fixes the top-to-bottom order of keys instead (charts that share a y-range use it).
         """
         ranked = sorted(rows, key=lambda r: -float(r["score"]))
-        data: dict[str, list[Any]] = _empty(self._COLUMNS)
+        data: dict[str, list[Any]] = empty_data(self._COLUMNS)
         for i, row in enumerate(ranked):
             data["key"].append(str(row["key"]))
             data["score"].append(float(row["score"]))
@@ -302,102 +182,12 @@ class RankingChart:
         if (self.owns_range or order is not None) and list(self.figure.y_range.factors) != factors:
             self.figure.y_range.factors = factors
         if data["key"]:
-            _fit(self.figure.x_range, min(data["low"]), max(data["high"]))
+            fit_range(self.figure.x_range, min(data["low"]), max(data["high"]))
         self.source.data = data
 
     @property
     def keys_by_rank(self) -> list[str]:
         return list(self.source.data["key"])
-
-
-# ---------------------------------------------------------------- classify answers
-
-
-class LabelDistributionChart:
-    """A classify item's answers: a bar per datapoint split by category, the majority on hover.
-
-    One renderer draws every segment (its own left and right edge), so any flow's categories fit the same
-    figure and a new item only replaces the source's data.
-    """
-
-    _COLUMNS = ("key", "value", "left", "right", "count", "majority", "confidence", "color")
-
-    def __init__(
-        self,
-        *,
-        title: str = "Answers per datapoint, by category",
-        width: int = 440,
-        height: int = 400,
-        sizing_mode: str | None = None,
-    ) -> None:
-        self.source = ColumnDataSource(_empty(self._COLUMNS))
-        fig = _base_figure(
-            title,
-            width=width,
-            height=height,
-            sizing_mode=sizing_mode,
-            y_range=FactorRange(factors=[]),
-            x_range=Range1d(start=0, end=1),
-            x_axis_label="answers",
-        )
-        fig.ygrid.grid_line_color = None
-        fig.hbar(
-            y="key",
-            left="left",
-            right="right",
-            height=0.8,
-            source=self.source,
-            fill_color="color",
-            line_color="white",
-            legend_field="value",
-        )
-        fig.legend.location = "bottom_right"
-        fig.legend.label_text_font_size = "9pt"
-        fig.add_tools(
-            HoverTool(
-                tooltips=[
-                    ("", "@key"),
-                    ("category", "@value"),
-                    ("answers", "@count"),
-                    ("majority", "@majority"),
-                    ("weighted confidence", "@confidence{0.00}"),
-                ]
-            )
-        )
-        self.figure = fig
-
-    def update(self, result: Any) -> None:
-        """Show a `ClassifyFlowItemResult` (its `datapoints` map each key to a distribution)."""
-        data: dict[str, list[Any]] = _empty(self._COLUMNS)
-        keys = []
-        most = 0
-        for key, d in result.datapoints.items():
-            keys.append(str(key))
-            left = 0
-            for i, (value, count) in enumerate(d.distribution.items()):
-                if count:
-                    data["key"].append(str(key))
-                    data["value"].append(str(value))
-                    data["left"].append(left)
-                    data["right"].append(left + count)
-                    data["count"].append(int(count))
-                    data["majority"].append(d.majority_value if d.majority_value is not None else "(tie)")
-                    data["confidence"].append(float(d.confidence) if d.confidence is not None else float("nan"))
-                    data["color"].append(Category10_10[i % 10])
-                left += count
-            most = max(most, left)
-        factors = list(reversed(keys))  # the first datapoint on top
-        if list(self.figure.y_range.factors) != factors:
-            self.figure.y_range.factors = factors
-        _fit(self.figure.x_range, 0, max(most, 1), floor=0)
-        self.source.data = data
-
-    def to_frame(self) -> pd.DataFrame:
-        """Answers per datapoint (rows) and category (columns), as shown."""
-        frame = pd.DataFrame({k: self.source.data[k] for k in ("key", "value", "count")})
-        if frame.empty:
-            return frame
-        return frame.pivot_table(index="key", columns="value", values="count", aggfunc="sum", fill_value=0)
 
 
 # ---------------------------------------------------------------- throughput over time
@@ -422,9 +212,9 @@ class ThroughputChart:
         rollover: int = 1200,
     ) -> None:
         self.rollover = rollover
-        self.source = ColumnDataSource(_empty(self._COLUMNS))
+        self.source = ColumnDataSource(empty_data(self._COLUMNS))
         now_ms = time.time() * 1000.0
-        fig = _base_figure(
+        fig = base_figure(
             title,
             width=width,
             height=height,
@@ -467,12 +257,12 @@ class ThroughputChart:
             self.figure.extra_y_ranges["rate"].end = self._rate_max
         self.source.stream({"t": [now * 1000.0], "count": [float(count)], "rate": [rate]}, rollover=self.rollover)
         times = self.source.data["t"]
-        _fit(self.figure.x_range, times[0], max(times[-1], times[0] + 10_000.0), pad=0.02)
-        _fit(self.figure.y_range, 0.0, max(10.0, *self.source.data["count"]), floor=0.0)
+        fit_range(self.figure.x_range, times[0], max(times[-1], times[0] + 10_000.0), pad=0.02)
+        fit_range(self.figure.y_range, 0.0, max(10.0, *self.source.data["count"]), floor=0.0)
 
     def reset(self) -> None:
         self._history = []
-        self.source.data = _empty(self._COLUMNS)
+        self.source.data = empty_data(self._COLUMNS)
 
     @property
     def last_count(self) -> float | None:
@@ -495,8 +285,8 @@ class ItemProgressChart:
         height: int = 260,
         sizing_mode: str | None = None,
     ) -> None:
-        self.source = ColumnDataSource(_empty(self._COLUMNS))
-        fig = _base_figure(
+        self.source = ColumnDataSource(empty_data(self._COLUMNS))
+        fig = base_figure(
             title,
             width=width,
             height=height,
@@ -525,23 +315,28 @@ class ItemProgressChart:
         )
         self.figure = fig
 
-    def update(self, statuses: Sequence[Any]) -> None:
-        """Show `statuses` (SDK `FlowItemStatus`-like objects with id, state, response_count, thresholds)."""
-        data: dict[str, list[Any]] = _empty(self._COLUMNS)
+    def update(self, statuses: Sequence[Any], *, totals: Callable[[Any], tuple[int, int]] | None = None) -> None:
+        """Show `statuses` (SDK `FlowItemStatus`-like objects with id, state, response_count, thresholds).
+
+        `totals(status)` gives an item's (min, max) over the whole item where its kind's thresholds count per
+        datapoint (a kind view's `totals`); without it the thresholds are taken as counted per item.
+        """
+        data: dict[str, list[Any]] = empty_data(self._COLUMNS)
         for st in statuses:
             state = str(getattr(st.state, "value", st.state))
+            low, high = totals(st) if totals else (int(st.min_response_threshold), int(st.max_response_threshold))
             data["item"].append(_short_id(str(st.id)))
             data["count"].append(int(st.response_count))
-            data["min"].append(int(st.min_response_threshold))
-            data["max"].append(int(st.max_response_threshold))
+            data["min"].append(low)
+            data["max"].append(high)
             data["state"].append(state)
             data["color"].append(STATE_COLORS.get(state, "#1f77b4"))
-            data["label"].append(f"{int(st.response_count)}/{int(st.max_response_threshold)}")
+            data["label"].append(f"{int(st.response_count)}/{high}")
         factors = list(reversed(data["item"]))  # oldest on top
         if list(self.figure.y_range.factors) != factors:
             self.figure.y_range.factors = factors
         if data["max"]:
-            _fit(self.figure.x_range, 0.0, float(max(data["max"] + data["count"])), pad=0.03, floor=0.0)
+            fit_range(self.figure.x_range, 0.0, float(max(data["max"] + data["count"])), pad=0.03, floor=0.0)
         self.source.data = data
 
 
@@ -567,8 +362,8 @@ class AnnotatorActivityChart:
         max_annotators: int = 25,
     ) -> None:
         self.max_annotators = max_annotators
-        self.source = ColumnDataSource(_empty(self._COLUMNS))
-        fig = _base_figure(
+        self.source = ColumnDataSource(empty_data(self._COLUMNS))
+        fig = base_figure(
             title,
             width=width,
             height=height,
@@ -596,7 +391,7 @@ class AnnotatorActivityChart:
     def update(self, annotators: Sequence[Any]) -> None:
         """Show `annotators` (SDK `AnnotatorStats`-like: name, votes, gold_agreement), busiest first."""
         ranked = sorted(annotators, key=lambda a: -int(a.votes))[: self.max_annotators]
-        data: dict[str, list[Any]] = _empty(self._COLUMNS)
+        data: dict[str, list[Any]] = empty_data(self._COLUMNS)
         seen: set[str] = set()
         for a in ranked:
             name = str(a.name)
@@ -613,7 +408,7 @@ class AnnotatorActivityChart:
         if list(self.figure.y_range.factors) != factors:
             self.figure.y_range.factors = factors
         if data["votes"]:
-            _fit(self.figure.x_range, 0.0, float(max(1, *data["votes"])), pad=0.03, floor=0.0)
+            fit_range(self.figure.x_range, 0.0, float(max(1, *data["votes"])), pad=0.03, floor=0.0)
         self.source.data = data
 
 
@@ -665,10 +460,10 @@ class RewardCurveChart:
         label: str = "reward",
         compare_label: str | None = None,
     ) -> None:
-        self.source = ColumnDataSource(_empty(self._COLUMNS))
+        self.source = ColumnDataSource(empty_data(self._COLUMNS))
         self.reference = reference
         self.compare_label = compare_label
-        fig = _base_figure(
+        fig = base_figure(
             title,
             width=width,
             height=height,
@@ -716,7 +511,7 @@ class RewardCurveChart:
                 "compare": [float("nan") if compare is None else compare],
             }
         )
-        self._fit()
+        self.fit_range()
 
     def update(
         self,
@@ -734,129 +529,13 @@ class RewardCurveChart:
             "high": list(high if high is not None else rewards),
             "compare": list(compare if compare is not None else [float("nan")] * len(steps)),
         }
-        self._fit()
+        self.fit_range()
 
-    def _fit(self) -> None:
+    def fit_range(self) -> None:
         data = self.source.data
         if not data["step"]:
             return
-        _fit(self.figure.x_range, float(min(data["step"])), float(max(data["step"])), pad=0.03)
+        fit_range(self.figure.x_range, float(min(data["step"])), float(max(data["step"])), pad=0.03)
         ys = [*data["low"], *data["high"], *([self.reference] if self.reference is not None else [])]
         ys += [c for c in data["compare"] if math.isfinite(c)]
-        _fit(self.figure.y_range, float(min(ys)), float(max(ys)))
-
-
-# ---------------------------------------------------------------- RLHF annotations
-
-
-class RlhfCharts:
-    """An RLHF item at a glance: each model's mean rating per scale dimension with its 95 % interval, how
-    often annotators chose each model, and the distribution of the Likert strength.
-
-    `figures` lists the three figures; `update(result)` takes an `RlhfFlowItemResult` and refills their
-    sources in place. Rewrites and justifications are not drawn; `latest_justifications` hands back a few
-    (those of the last tasks) as plain text for the caller to show escaped.
-    """
-
-    _RATING_COLUMNS = ("row", "model", "dimension", "mean", "low", "high", "n", "color")
-
-    def __init__(self, *, width: int = 430, height: int = 360, sizing_mode: str | None = None) -> None:
-        self.ratings_source = ColumnDataSource(_empty(self._RATING_COLUMNS))
-        ratings = _base_figure(
-            "Mean rating per model and dimension (95 % CI)",
-            width=width,
-            height=height,
-            sizing_mode=sizing_mode,
-            y_range=FactorRange(factors=[]),
-            x_range=Range1d(start=0, end=1),
-            x_axis_label="rating",
-        )
-        ratings.segment(x0="low", x1="high", y0="row", y1="row", source=self.ratings_source, line_color="color")
-        ratings.scatter(x="mean", y="row", size=8, source=self.ratings_source, color="color", legend_field="model")
-        ratings.legend.location = "bottom_right"
-        ratings.add_tools(
-            HoverTool(
-                tooltips=[
-                    ("model", "@model"),
-                    ("dimension", "@dimension"),
-                    ("mean", "@mean{0.00}"),
-                    ("95% CI", "@low{0.00} .. @high{0.00}"),
-                    ("ratings", "@n"),
-                ]
-            )
-        )
-        self.share_source = ColumnDataSource(_empty(("model", "share", "chosen", "color")))
-        share = _base_figure(
-            "Chosen as the better response",
-            width=width,
-            height=height,
-            sizing_mode=sizing_mode,
-            x_range=FactorRange(factors=[]),
-            y_range=Range1d(start=0, end=1),
-            y_axis_label="share of annotations",
-        )
-        share.vbar(x="model", top="share", width=0.7, source=self.share_source, fill_color="color", line_color=None)
-        share.add_tools(HoverTool(tooltips=[("model", "@model"), ("share", "@share{0.0%}"), ("chosen", "@chosen")]))
-        self.likert_source = ColumnDataSource(_empty(("point", "count")))
-        likert = _base_figure(
-            "Preference strength (Likert)",
-            width=width,
-            height=height,
-            sizing_mode=sizing_mode,
-            x_range=FactorRange(factors=[]),
-            y_range=Range1d(start=0, end=1),
-            y_axis_label="annotations",
-        )
-        likert.vbar(x="point", top="count", width=0.8, source=self.likert_source, fill_color="#1f77b4")
-        likert.add_tools(HoverTool(tooltips=[("point", "@point"), ("annotations", "@count")]))
-        self.ratings, self.share, self.likert = ratings, share, likert
-        self.figures = [ratings, share, likert]
-        self.latest_justifications: list[str] = []
-
-    def update(self, result: Any, *, keep: int = 5) -> None:
-        models = [m.source_id for m in result.models]
-        color = {m: Category10_10[i % 10] for i, m in enumerate(models)}
-        data: dict[str, list[Any]] = _empty(self._RATING_COLUMNS)
-        low_all, high_all = [], []
-        for m in result.models:
-            for stat in m.ratings:
-                # Scales only: a category's mean index or a yes-share has no place on a rating axis.
-                if stat.mean is None or not all(v.lstrip("-").isdigit() for v in stat.distribution):
-                    continue
-                low = stat.ci_low if stat.ci_low is not None else stat.mean
-                high = stat.ci_high if stat.ci_high is not None else stat.mean
-                data["row"].append(f"{stat.dimension} · {m.source_id}")
-                data["model"].append(m.source_id)
-                data["dimension"].append(stat.dimension)
-                data["mean"].append(float(stat.mean))
-                data["low"].append(float(low))
-                data["high"].append(float(high))
-                data["n"].append(int(stat.n))
-                data["color"].append(color[m.source_id])
-                low_all.append(low)
-                high_all.append(high)
-        rows = list(reversed(data["row"]))
-        if list(self.ratings.y_range.factors) != rows:
-            self.ratings.y_range.factors = rows
-        if low_all:
-            _fit(self.ratings.x_range, min(low_all), max(high_all))
-        self.ratings_source.data = data
-        if list(self.share.x_range.factors) != models:
-            self.share.x_range.factors = models
-        self.share_source.data = {
-            "model": models,
-            "share": [float(m.selected_share or 0.0) for m in result.models],
-            "chosen": [int(m.selected) for m in result.models],
-            "color": [color[m] for m in models],
-        }
-        totals: dict[str, int] = {}
-        for task in result.tasks:
-            for point, count in task.likert_distribution.items():
-                totals[point] = totals.get(point, 0) + int(count)
-        points = sorted(totals, key=int)
-        if list(self.likert.x_range.factors) != points:
-            self.likert.x_range.factors = points
-        self.likert_source.data = {"point": points, "count": [totals[p] for p in points]}
-        _fit(self.likert.y_range, 0, max(totals.values(), default=1), floor=0)
-        why = [j for task in result.tasks for j in task.justifications]
-        self.latest_justifications = why[-keep:]
+        fit_range(self.figure.y_range, float(min(ys)), float(max(ys)))

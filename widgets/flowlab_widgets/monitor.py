@@ -1,17 +1,17 @@
-"""FlowMonitor: a flow's items, live counts, TTL countdowns, heatmap, ranking and instruction editor."""
+"""FlowMonitor: a flow's items, live counts, TTL countdowns, its kind's figures and an instruction editor."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import ipywidgets as widgets
-import pandas as pd
 
-from flowlab import AsyncClient, FlowItem, FlowlabError, NotFound
+from flowlab import AsyncClient, FlowlabError, NotFound
 from flowlab_widgets._common import (
     badge,
     bokeh_widget,
@@ -22,10 +22,12 @@ from flowlab_widgets._common import (
     live_badge,
     state_name,
 )
-from flowlab_widgets.figures import LabelDistributionChart, RankingChart, RlhfCharts, WinLossHeatmap, ranking_rows
+from flowlab_widgets.kinds import KindView, Reading, read_item, view_of
 from flowlab_widgets.live import LiveUpdates, Mode
 
 __all__ = ["FlowMonitor", "ItemRow", "MonitorSnapshot"]
+
+_TAGS = re.compile(r"<[^>]+>")
 
 _BAR_STYLE = {
     "Completed": "success",
@@ -45,9 +47,8 @@ class MonitorSnapshot:
     flow: Any  # flowlab.schemas.Flow
     statuses: list[Any]  # FlowItemStatus, oldest first
     item_id: str | None
-    matrix: pd.DataFrame | None = None
-    result: Any = None  # FlowItemResult
-    version: int | None = None  # the selected item's version the matrix and result belong to
+    reading: Reading | None = None  # what the flow's kind view read for the selected item
+    version: int | None = None  # the selected item's version the reading belongs to
     clock_offset: float = 0.0  # server time minus local time, for countdowns
     deleted: bool = False
     errors: list[str] = field(default_factory=list)
@@ -58,7 +59,7 @@ _COLUMNS = (
     ("item", "190px"),
     ("state", "95px"),
     ("progress", "160px"),
-    ("votes / min / max", "200px"),
+    ("responses · thresholds", "230px"),
     ("time left", "90px"),
     ("instruction snapshot", None),
 )
@@ -71,6 +72,10 @@ def _cell(index: int, value: str = "") -> widgets.HTML:
     return widgets.HTML(value, layout=layout)
 
 
+def _strip(html: str) -> str:
+    return _TAGS.sub("", html)
+
+
 def item_table_header() -> widgets.HBox:
     """The column names above the item rows."""
     cells = [_cell(i, f'<b style="{_NOWRAP}">{name}</b>') for i, (name, _) in enumerate(_COLUMNS)]
@@ -80,7 +85,8 @@ def item_table_header() -> widgets.HBox:
 
 
 class ItemRow(widgets.HBox):
-    """One flow item: id, state, progress towards its max (min marked in the text), TTL left, instruction."""
+    """One flow item: id, state, progress towards its max (min in the text, in the kind's unit), TTL left,
+    instruction."""
 
     def __init__(self, item_id: str) -> None:
         self.item_id = item_id
@@ -105,16 +111,16 @@ class ItemRow(widgets.HBox):
             child.close()
         super().close()
 
-    def show(self, status: Any, *, current_instruction: str, clock_offset: float) -> None:
+    def show(
+        self, status: Any, view: type[KindView] | KindView, *, current_instruction: str, clock_offset: float
+    ) -> None:
         state = state_name(status.state)
         self.state_html.value = badge(state)
-        self.progress.max = max(1, int(status.max_response_threshold))
-        self.progress.value = min(int(status.response_count), self.progress.max)
+        progress = view.progress(status)  # counted over the whole item, whatever the kind's thresholds count
+        self.progress.max = max(1, progress.max)
+        self.progress.value = min(progress.done, self.progress.max)
         self.progress.bar_style = _BAR_STYLE.get(state, "")
-        self.counts.value = (
-            f'<span style="{_NOWRAP}"><b>{status.response_count}</b> / min {status.min_response_threshold}'
-            f" / max {status.max_response_threshold}</span>"
-        )
+        self.counts.value = f'<span style="{_NOWRAP}" title="{esc(_strip(progress.text))}">{progress.text}</span>'
         self.deadline = float(status.deadline)
         self.terminal = bool(status.is_terminal)
         self.tick(clock_offset)
@@ -142,8 +148,10 @@ class FlowMonitor(widgets.VBox):
     """Watch a flow live in a notebook.
 
     Shows the flow's items (state, progress towards min/max, a TTL countdown, the instruction snapshot each
-    item carries), the selected item's response count, its win-loss heatmap and its Bradley–Terry ranking
-    with 95 % intervals, and an instruction editor that calls `flow.update_config`.
+    item carries), the selected item's response count, the figures of the flow's kind (`monitor.view`, from
+    `flowlab_widgets.kinds.view_for`: a pairwise item's win-loss heatmap and Bradley–Terry ranking, a classify
+    item's answers by category, an RLHF or chat item's ratings, choices and preference strength per model), and
+    an instruction editor that calls `flow.update_config`.
 
     Updates arrive over the flow's SSE stream on the kernel's event loop, throttled to one refresh per
     `throttle` seconds; if the stream fails it polls every `poll_interval` seconds. Outside a running event
@@ -182,21 +190,12 @@ class FlowMonitor(widgets.VBox):
         self.item_picker.observe(self._on_pick, names="value")
         self.count_html = widgets.HTML()
         self.items_box = widgets.VBox()
-        self.kind = getattr(flow.config, "kind", "pairwise")
-        self.classify = self.kind == "classify"
-        self.heatmap = WinLossHeatmap(width=430, height=380)
-        self.ranking = RankingChart(width=430, height=380)
-        self.distribution = LabelDistributionChart(width=860, height=380)
-        self.rlhf = RlhfCharts(width=300, height=340)
-        # Each kind shows its own figures: pairs a heatmap and a ranking, classify answers per category, RLHF
-        # ratings per model, choices and Likert strength (chat flows too: their results are RLHF results).
-        figures = {
-            "classify": [self.distribution.figure],
-            "rlhf": self.rlhf.figures,
-            "chat": self.rlhf.figures,  # a chat item's results are RLHF results, per model
-        }.get(self.kind, [self.heatmap.figure, self.ranking.figure])
-        self.figure_widgets = [bokeh_widget(figure) for figure in figures]
-        self.justifications = widgets.HTML()  # RLHF: the latest justifications, as text
+        # The flow's kind decides the figures, what is read for an item and how thresholds are worded.
+        self.view = view_of(flow)(width=880, height=380)
+        self.kind = self.view.kind
+        self.caption = widgets.HTML(self.view.caption)
+        self.figure_widgets = [bokeh_widget(figure) for figure in self.view.figures]
+        self.notes = widgets.HTML()  # the view's text below its figures (e.g. the latest justifications)
         self.instruction_input = widgets.Textarea(
             value=flow.instruction, description="Instruction", layout=widgets.Layout(width="640px", height="60px")
         )
@@ -217,8 +216,9 @@ class FlowMonitor(widgets.VBox):
                 widgets.HBox([self.item_picker, self.count_html], layout=widgets.Layout(align_items="center")),
                 item_table_header(),
                 self.items_box,
+                self.caption,
                 widgets.HBox(self.figure_widgets),
-                self.justifications,
+                self.notes,
                 widgets.HBox(
                     [self.instruction_input, self.update_button], layout=widgets.Layout(align_items="flex-end")
                 ),
@@ -246,7 +246,8 @@ class FlowMonitor(widgets.VBox):
     # ------------------------------------------------------------ data
 
     def fetch(self) -> MonitorSnapshot:
-        """Read the flow, its items and the selected item's matrix and results. Blocking; no widget is touched."""
+        """Read the flow, its items and what the kind's view reads of the selected item. Blocking; no widget is
+        touched."""
         try:
             fresh = self._client.flow.get_flow_by_id(self.flow.id)
         except NotFound:
@@ -263,14 +264,10 @@ class FlowMonitor(widgets.VBox):
         version = item.last_status.version
         prev = self.snapshot
         if prev is not None and prev.item_id == item_id and prev.version == version and prev.version is not None:
-            snap.matrix, snap.result, snap.version = prev.matrix, prev.result, version  # nothing new to read
+            snap.reading, snap.version = prev.reading, version  # nothing new to read
             return snap
-        if isinstance(item, FlowItem):  # a ranking item; a classify item has no win-loss matrix
-            snap.matrix = item.get_win_loss_matrix()
-        try:
-            snap.result = item.get_results(timeout=0, partial=True)
-        except FlowlabError as exc:  # a ranking failure should not blank the counts and the heatmap
-            snap.errors.append(str(exc))
+        snap.reading = read_item(self.view, item)
+        snap.errors.extend(snap.reading.errors)  # e.g. a ranking not fitted yet: the counts still show
         snap.version = version
         return snap
 
@@ -304,7 +301,7 @@ class FlowMonitor(widgets.VBox):
             row = self.item_rows.get(status.id)
             if row is None:
                 row = self.item_rows[status.id] = ItemRow(status.id)
-            row.show(status, current_instruction=snap.flow.instruction, clock_offset=snap.clock_offset)
+            row.show(status, self.view, current_instruction=snap.flow.instruction, clock_offset=snap.clock_offset)
             rows.append(row)
         if [r.item_id for r in self.items_box.children] != [r.item_id for r in rows]:
             self.items_box.children = rows
@@ -314,7 +311,8 @@ class FlowMonitor(widgets.VBox):
         self.total_responses = sum(int(s.response_count) for s in snap.statuses)
         # The picker offers the newest items and always the selected one, even once it is older than those.
         listed = shown + [s for s in snap.statuses if s.id == snap.item_id and s not in shown]
-        options = [(f"{s.id} · {state_name(s.state)} · {s.response_count} votes", s.id) for s in listed]
+        unit = self.view.unit
+        options = [(f"{s.id} · {state_name(s.state)} · {s.response_count} {unit}", s.id) for s in listed]
         self._set_picker(options, snap.item_id)
         selected = next((s for s in snap.statuses if s.id == snap.item_id), None)
         if selected is None:
@@ -323,23 +321,13 @@ class FlowMonitor(widgets.VBox):
         self.selected_item_id = selected.id
         self.response_count = int(selected.response_count)
         self.count_html.value = (
-            f'<span style="font-size:140%"><b class="flowlab-count">{self.response_count}</b></span> responses '
-            f"for this item {badge(state_name(selected.state))} · {self.total_responses} in the flow"
+            f'<span style="font-size:140%"><b class="flowlab-count">{self.response_count}</b></span> '
+            f"{esc(unit)} for this item {badge(state_name(selected.state))} · {self.total_responses} in the flow"
         )
         if snap.version is not None and (selected.id, snap.version) != self._shown:
-            if self.kind in ("rlhf", "chat"):
-                if snap.result is not None:
-                    self.rlhf.update(snap.result)
-                    self.justifications.value = "".join(
-                        f'<div class="flowlab-why">“{esc(text)}”</div>' for text in self.rlhf.latest_justifications
-                    )
-            elif self.classify:
-                if snap.result is not None:
-                    self.distribution.update(snap.result)
-            elif snap.matrix is not None:
-                self.heatmap.update(snap.matrix)
-                if snap.result is not None:
-                    self.ranking.update(ranking_rows(snap.result))
+            if snap.reading is not None:
+                self.view.show(snap.reading)
+                self.notes.value = self.view.notes
             self._shown = (selected.id, snap.version)
         if snap.errors:
             self.message.value = f'<span style="color:#b91c1c">{esc(snap.errors[-1])}</span>'
@@ -366,7 +354,7 @@ class FlowMonitor(widgets.VBox):
         self.select(change["new"])
 
     def select(self, item: Any) -> None:
-        """Show `item` (a FlowItem or its id) in the counts, heatmap and ranking."""
+        """Show `item` (a flow item or its id) in the counts and the figures."""
         item_id = getattr(item, "id", item)
         statuses = self.snapshot.statuses if self.snapshot else []
         self._follow_latest = bool(statuses) and statuses[-1].id == item_id
@@ -444,10 +432,26 @@ class FlowMonitor(widgets.VBox):
     def _render_header(self, config: Any) -> None:
         self.header.value = (
             f'<b style="font-size:120%">{esc(config.name)}</b> <code>{esc(config.id)}</code><br>'
-            f'<span style="color:#555">min {config.min_response_threshold} / max {config.max_response_threshold}'
-            f" votes per item · pairs: {esc(config.pair_selection)} · ties {'on' if config.allow_ties else 'off'}"
+            f'<span class="flowlab-summary" style="color:#555">{self.view.summary(config)}'
             f" · config v{config.config_version} · {config.item_count} item(s)</span>"
         )
+
+    # ------------------------------------------------------------ the kind's figures, by their old names
+
+    @property
+    def heatmap(self) -> Any:
+        """A pairwise flow's win-loss heatmap (`monitor.view.heatmap`)."""
+        return self.view.heatmap  # type: ignore[attr-defined]
+
+    @property
+    def ranking(self) -> Any:
+        """A pairwise flow's Bradley–Terry ranking chart (`monitor.view.ranking`)."""
+        return self.view.ranking  # type: ignore[attr-defined]
+
+    @property
+    def distribution(self) -> Any:
+        """A classify flow's answers by category (`monitor.view.distribution`)."""
+        return self.view.distribution  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------ lifetime
 

@@ -1,0 +1,183 @@
+"""Pairwise items: a win-loss heatmap and the Bradley–Terry ranking with 95 % intervals."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from bokeh.models import BasicTicker, ColumnDataSource, FactorRange, HoverTool, LinearColorMapper
+from bokeh.models.annotations import ColorBar
+from bokeh.palettes import Blues256
+
+from flowlab_widgets._common import esc
+from flowlab_widgets.figures import ELO_PER_LOGIT, RankingChart, base_figure, empty_data
+from flowlab_widgets.kinds._view import RESULTS, KindView, Read, Reading
+
+__all__ = ["PairwiseView", "WinLossHeatmap", "ranking_rows"]
+
+# Light to dark: zero votes should read as empty paper, not as a colour.
+_HEAT_PALETTE = tuple(reversed(Blues256))
+# Above this many datapoints the per-cell numbers are unreadable, so the heatmap shows colour only.
+_MAX_LABELLED_KEYS = 12
+
+
+class PairwiseView(KindView):
+    """Votes between two datapoints: the item's win-loss matrix as a heatmap (row beat column, ties count half)
+    next to its Bradley–Terry ranking. Thresholds count votes per item."""
+
+    kind = "pairwise"
+    unit = "votes"
+    has_matrix = True
+    reads: ClassVar[tuple[Read, ...]] = (Read("matrix", "get_win_loss_matrix"), RESULTS)
+
+    def __init__(self, *, width: int = 860, height: int = 380, sizing_mode: str | None = None) -> None:
+        super().__init__(width=width, height=height, sizing_mode=sizing_mode)
+        self.heatmap = WinLossHeatmap(width=width // 2, height=height, sizing_mode=sizing_mode)
+        self.ranking = RankingChart(width=width // 2, height=height, sizing_mode=sizing_mode)
+        self.figures = [self.heatmap.figure, self.ranking.figure]
+        self.sources = {"win-loss matrix": self.heatmap.source, "ranking": self.ranking.source}
+
+    def show(self, reading: Reading) -> None:
+        matrix, result = reading.get("matrix"), reading.get("result")
+        if matrix is not None:
+            self.heatmap.update(matrix)
+        if result is not None:
+            self.ranking.update(ranking_rows(result))
+
+    @classmethod
+    def settings(cls, config: Any) -> list[str]:
+        parts = [f"pairs: {esc(config.pair_selection)}", f"ties {'on' if config.allow_ties else 'off'}"]
+        stop = getattr(config, "stop_when", None)
+        if stop is not None:
+            parts.append(f"stops: {esc(stop.rule)} at {stop.confidence:.0%}")
+        return parts
+
+
+class WinLossHeatmap:
+    """A win-loss matrix as a heatmap: row = winner, column = loser, cell = votes for the row over the column.
+
+    `update()` takes the DataFrame that `FlowItem.get_win_loss_matrix()` returns and swaps the source's data;
+    `to_frame()` reads the shown matrix back, so tests can compare it with the server's.
+    """
+
+    _COLUMNS = ("winner", "loser", "count", "label", "share", "text_color")
+
+    def __init__(
+        self,
+        *,
+        title: str = "Win-loss matrix (row beat column)",
+        width: int = 440,
+        height: int = 400,
+        sizing_mode: str | None = None,
+    ) -> None:
+        self.source = ColumnDataSource(empty_data(self._COLUMNS))
+        self.color_mapper = LinearColorMapper(palette=_HEAT_PALETTE, low=0, high=1)
+        fig = base_figure(
+            title,
+            width=width,
+            height=height,
+            sizing_mode=sizing_mode,
+            x_range=FactorRange(factors=[]),
+            y_range=FactorRange(factors=[]),
+            x_axis_label="loser",
+            y_axis_label="winner",
+        )
+        fig.grid.grid_line_color = None
+        fig.axis.axis_line_color = None
+        fig.axis.major_tick_line_color = None
+        fig.xaxis.major_label_orientation = math.pi / 4
+        fig.rect(
+            x="loser",
+            y="winner",
+            width=0.95,
+            height=0.95,
+            source=self.source,
+            fill_color={"field": "count", "transform": self.color_mapper},
+            line_color=None,
+        )
+        fig.text(
+            x="loser",
+            y="winner",
+            text="label",
+            source=self.source,
+            text_align="center",
+            text_baseline="middle",
+            text_font_size="9pt",
+            text_color="text_color",
+        )
+        fig.add_layout(ColorBar(color_mapper=self.color_mapper, width=10, ticker=BasicTicker()), "right")
+        fig.add_tools(HoverTool(tooltips=[("", "@winner over @loser"), ("votes", "@count"), ("share", "@share")]))
+        self.figure = fig
+        self.keys: list[str] = []
+
+    def update(self, matrix: pd.DataFrame) -> None:
+        """Show `matrix` (indexed and columned by datapoint key, cell [a, b] = votes for a over b)."""
+        keys = [str(k) for k in matrix.index]
+        counts = np.asarray(matrix.to_numpy(dtype=float), dtype=float)
+        n = len(keys)
+        winners = np.repeat(keys, n).tolist()
+        losers = np.tile(keys, n).tolist()
+        flat = counts.reshape(-1) if n else np.zeros(0)
+        # share = how often the row won against this column, among their head-to-head votes.
+        head_to_head = counts + counts.T if n else np.zeros((0, 0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(head_to_head > 0, counts / np.where(head_to_head > 0, head_to_head, 1), np.nan)
+        share_text = ["" if math.isnan(s) else f"{s:.0%}" for s in share.reshape(-1)]
+        labelled = n <= _MAX_LABELLED_KEYS
+        labels = [_fmt_count(counts[i, j]) if labelled and i != j else "" for i in range(n) for j in range(n)]
+        if keys != self.keys:
+            # Rows read top-down in the matrix's own order, like a printed table.
+            self.figure.x_range.factors = keys
+            self.figure.y_range.factors = list(reversed(keys))
+            self.keys = keys
+        high = max(1.0, float(flat.max()) if flat.size else 1.0)
+        self.color_mapper.high = high
+        self.source.data = {
+            "winner": winners,
+            "loser": losers,
+            "count": flat.tolist(),
+            "label": labels,
+            "share": share_text,
+            # Dark cells get white numbers so the count stays readable.
+            "text_color": ["#ffffff" if c > 0.6 * high else "#222222" for c in flat.tolist()],
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """The matrix currently shown, shaped like `get_win_loss_matrix()` (same labels, int when whole)."""
+        data = self.source.data
+        n = len(self.keys)
+        counts = np.asarray(data["count"], dtype=float).reshape(n, n) if n else np.zeros((0, 0))
+        frame = pd.DataFrame(
+            counts, index=pd.Index(self.keys, name="winner"), columns=pd.Index(self.keys, name="loser")
+        )
+        if np.all(np.mod(counts, 1) == 0):
+            frame = frame.astype(int)
+        return frame
+
+    @property
+    def total(self) -> float:
+        """Votes shown in the heatmap (a tie counts half to each side, so this is the response count)."""
+        return float(sum(self.source.data["count"]))
+
+
+def _fmt_count(c: float) -> str:
+    return str(int(c)) if float(c).is_integer() else f"{c:.1f}"
+
+
+def ranking_rows(result: Any, *, scale: str = "bt") -> list[dict[str, Any]]:
+    """Rows for `RankingChart.update` from an SDK `FlowItemResult` (or anything with `.datapoints`).
+
+    `scale="elo"` puts the Bradley–Terry estimate and interval on the Elo scale of the same result.
+    """
+    rows = []
+    for dp in getattr(result, "details", None) or getattr(result, "datapoints", result):
+        score, low, high = float(dp.score), float(dp.ci_low), float(dp.ci_high)
+        if scale == "elo":
+            offset = float(dp.elo) - ELO_PER_LOGIT * score
+            score, low, high = (float(dp.elo), offset + ELO_PER_LOGIT * low, offset + ELO_PER_LOGIT * high)
+        rows.append(
+            {"key": str(dp.key), "score": score, "low": low, "high": high, "rank": int(dp.rank), "votes": int(dp.votes)}
+        )
+    return rows
