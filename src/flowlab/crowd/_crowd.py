@@ -17,15 +17,9 @@ import msgspec
 
 from flowlab import schemas
 from flowlab.client._transport import resolve
-from flowlab.crowd._chat import ChatScript, converse, last_event
-from flowlab.crowd._oracle import (
-    content_utility,
-    datapoint_content,
-    prefer_probability,
-    true_category,
-    true_score,
-)
-from flowlab.crowd._rlhf import annotate, response_scores
+from flowlab.crowd._chat import ChatScript
+from flowlab.crowd._kinds import SKIP, strategy_for, view_content
+from flowlab.crowd._oracle import datapoint_content, true_score
 from flowlab.crowd._wire import KeepAliveHTTP, WireError, WireResponse
 
 
@@ -59,7 +53,6 @@ class CrowdStats:
         self.error_causes[cause] = self.error_causes.get(cause, 0) + 1
 
 
-CHAT_RETRY_SECONDS = 0.25  # between tries at a failed reply (for ChatScript.patience, then the task goes back)
 _task_decoder = msgspec.json.Decoder(schemas.Task)
 _ack_decoder = msgspec.json.Decoder(schemas.Ack)
 _batch_decoder = msgspec.json.Decoder(schemas.TaskBatch)
@@ -248,15 +241,12 @@ class SimulatedCrowd:
                     pending.append(_task_decoder.decode(r.body))
                 task = pending.pop()
                 started = time.monotonic()
-                if task.kind == "chat":
-                    choice = await self._chat(own, p, task, rng)
-                else:
-                    choice = await self._choose_or_skip(oracle, p, task, rng)
+                body = await self._answer(own, oracle, p, task, rng)
                 think = self._think_time(p, rng) - (time.monotonic() - started)
                 if think > 0:
                     await asyncio.sleep(think)
                 path = f"/v1/tasks/{task.task_id}/answer"
-                r = await own.post(path, _encode(_answer_body(choice, fetch_next=True, kind=task.kind)))
+                r = await own.post(path, _encode({**body, "fetch_next": True}))
                 if r.status in (409, 422):  # too late, or an answer the server refuses: hand the task back
                     self.stats.rejected += 1
                     if r.status == 422:
@@ -289,18 +279,15 @@ class SimulatedCrowd:
             return
         answers = []
         for t in batch.tasks:
-            if t.kind == "chat":
-                choice = await self._chat(own, p, t, rng)
-            else:
-                choice = await self._choose_or_skip(oracle, p, t, rng)
-            if isinstance(choice, dict):  # an annotation goes by the single-answer route
-                r = await own.post(f"/v1/tasks/{t.task_id}/answer", _encode(_answer_body(choice, kind=t.kind)))
+            body = await self._answer(own, oracle, p, t, rng)
+            if set(body) != {"choice"}:  # an annotation goes by the single-answer route
+                r = await own.post(f"/v1/tasks/{t.task_id}/answer", _encode(body))
                 if r.status == 200:
                     self._count(p, _ack_decoder.decode(r.body))
                 else:
                     self.stats.rejected += 1
                 continue
-            answers.append({"task_id": t.task_id, "choice": choice})
+            answers.append({"task_id": t.task_id, **body})
         await asyncio.sleep(sum(self._think_time(p, rng) for _ in batch.tasks))
         if not answers:
             return
@@ -333,102 +320,20 @@ class SimulatedCrowd:
 
     # ------------------------------------------------------------ the oracle
 
-    async def _choose_or_skip(
-        self, oracle: KeepAliveHTTP, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
-    ) -> str | dict[str, Any]:
-        try:
-            return await self._choose(oracle, p, task, rng)
-        except WireError:
-            return "skip"  # a task once taken is always answered or handed back, never dropped
-
-    async def _choose(
-        self, oracle: KeepAliveHTTP, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
-    ) -> str | dict[str, Any]:
-        if task.kind == "classify":
-            return await self._classify(oracle, p, task, rng)
-        if task.kind == "rlhf":
-            return await self._rlhf(oracle, p, task, rng)
-        assert task.b is not None
-        if p.spammer or rng.random() > p.accuracy:
-            return rng.choice(("a", "b", "tie") if task.allow_ties else ("a", "b"))
-        gold = await self._gold_answer(oracle, task)
-        if gold is not None:
-            return gold
-        scores = await self._item_scores(oracle, task.item_id)
-        if scores is not None and 0 <= task.a.ref < len(scores) and 0 <= task.b.ref < len(scores):
-            sa, sb = scores[task.a.ref], scores[task.b.ref]
-        else:  # another researcher's item: this key cannot read its metadata, so judge by content
-            sa, sb = content_utility(_view_content(task.a)), content_utility(_view_content(task.b))
-        return "a" if rng.random() < prefer_probability(sa, sb) else "b"
-
-    async def _chat(
-        self, own: KeepAliveHTTP, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
-    ) -> str | dict[str, Any]:
-        """Talk with the task's models by the crowd's script, then annotate; "skip" when a model fails."""
-
-        async def generate(messages: list[dict[str, str]], model: int) -> dict[str, Any] | None:
-            # As a person would: an offline model or a failed reply is tried again, a moment apart, for a while;
-            # a failure that says retrying will not help (or a refusal) hands the task back at once.
-            body = _encode({"messages": messages, "model": model})
-            give_up = time.monotonic() + self.chat.patience
-            while True:
-                r = await own.post(f"/v1/tasks/{task.task_id}/generate", body)
-                if r.status == 200:
-                    self.stats.replies += 1
-                    event = last_event(r.body)
-                    if event is not None and event.get("type") == "done":
-                        return event
-                    if event is not None and event.get("retry") is False:
-                        return None
-                elif r.status != 503:
-                    return None
-                if time.monotonic() >= give_up:
-                    return None
-                await asyncio.sleep(CHAT_RETRY_SECONDS * rng.uniform(0.5, 1.5))
-
-        try:
-            body = await converse(task, self.chat, generate, p.accuracy, p.spammer, rng)
-        except WireError:
-            body = None
-        return "skip" if body is None else body
-
-    async def _classify(
-        self, oracle: KeepAliveHTTP, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
-    ) -> str:
-        """The true category with the annotator's accuracy, else one of the others at random (so a crowd at
-        80 % accuracy answers right 80 % of the time); spammers pick any category."""
-        values = [c.value for c in task.categories or []]
-        if p.spammer:
-            return rng.choice(values)
-        gold = await self._gold_labels(oracle, task.flow_id)
-        details = await self._item_detail(oracle, task.item_id)
-        if _view_content(task.a) in gold:  # a gold question: the set says what is right (by value or label)
-            truths = gold[_view_content(task.a)]
-            truth = next(c.value for c in task.categories or [] if c.value in truths or c.label in truths)
-        elif details is not None and 0 <= task.a.ref < len(details):
-            d = details[task.a.ref]
-            truth = true_category(d.private_metadata, datapoint_content(d), values)
-        else:  # another researcher's item: judge by content
-            truth = true_category(None, _view_content(task.a), values)
-        if rng.random() < p.accuracy:
-            return truth
-        return rng.choice([v for v in values if v != truth] or values)
-
-    async def _rlhf(
-        self, oracle: KeepAliveHTTP, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
+    async def _answer(
+        self, own: KeepAliveHTTP, oracle: KeepAliveHTTP, p: AnnotatorProfile, task: schemas.Task, rng: random.Random
     ) -> dict[str, Any]:
-        """The `rlhf` body of an answer, from the true scores of the responses shown (found by content in the
-        item's detail; another researcher's item is judged by content alone)."""
-        assert task.rlhf is not None
-        dims = task.rlhf.spec.dimensions
-        details = await self._item_detail(oracle, task.item_id)
-        given: list[schemas.Response] = []
-        if details is not None and 0 <= task.a.ref < len(details):
-            given = details[task.a.ref].responses or []
-        by_content = {(r.text, r.url or (f"/media/{r.media}" if r.media else None)): r for r in given}
-        shown = [by_content.get((v.text, v.url), v) for v in task.rlhf.responses]
-        scores = [response_scores(r, dims) for r in shown]
-        return annotate(task.rlhf, scores, p.accuracy, p.spammer, rng)
+        """The answer body the task's kind's strategy makes; a task once taken is always answered or handed back,
+        never dropped."""
+        try:
+            return await strategy_for(task.kind).answer(self, own, oracle, p, task, rng)
+        except (WireError, ValueError) as exc:
+            if isinstance(exc, ValueError):
+                self.stats.error(exc)
+            return SKIP
+
+    def encode(self, body: Any) -> bytes:
+        return _encode(body)
 
     async def _lookup(self, oracle: KeepAliveHTTP, path: str, type: Any) -> Any:
         """A researcher read for the oracle, decoded; None when the key may not read it (another's flow)."""
@@ -438,23 +343,23 @@ class SimulatedCrowd:
         _raise_for_status(r)
         return msgspec.json.decode(r.body, type=type)
 
-    async def _item_detail(self, oracle: KeepAliveHTTP, item_id: str) -> list[schemas.Datapoint] | None:
+    async def item_detail(self, oracle: KeepAliveHTTP, item_id: str) -> list[schemas.Datapoint] | None:
         if item_id not in self._details:
             detail = await self._lookup(oracle, f"/v1/items/{item_id}/detail", schemas.ItemDetail)
             self._details[item_id] = None if detail is None else detail.datapoints
             _forget_oldest(self._details)
         return self._details[item_id]
 
-    async def _item_scores(self, oracle: KeepAliveHTTP, item_id: str) -> list[float] | None:
+    async def item_scores(self, oracle: KeepAliveHTTP, item_id: str) -> list[float] | None:
         if item_id not in self._scores:
-            details = await self._item_detail(oracle, item_id)
+            details = await self.item_detail(oracle, item_id)
             self._scores[item_id] = (
                 None if details is None else [true_score(d.private_metadata, datapoint_content(d)) for d in details]
             )
             _forget_oldest(self._scores)
         return self._scores[item_id]
 
-    async def _gold_labels(self, oracle: KeepAliveHTTP, flow_id: str) -> dict[str, list[str]]:
+    async def gold_labels(self, oracle: KeepAliveHTTP, flow_id: str) -> dict[str, list[str]]:
         """Content -> its right answers, for the gold labels of a classify flow (empty for another's flow)."""
         known = self._gold_labels_of.get(flow_id)
         if known is None:
@@ -463,7 +368,7 @@ class SimulatedCrowd:
             known = self._gold_labels_of[flow_id] = {_gold_content(g.datapoint): g.truths for g in labels}
         return known
 
-    async def _gold_answer(self, oracle: KeepAliveHTTP, task: schemas.Task) -> str | None:
+    async def gold_answer(self, oracle: KeepAliveHTTP, task: schemas.Task) -> str | None:
         known = self._gold.get(task.flow_id)
         if known is None:
             path = f"/v1/flows/{task.flow_id}/validation-pairs"
@@ -475,7 +380,7 @@ class SimulatedCrowd:
             self._gold[task.flow_id] = known
         if not known or task.b is None:
             return None
-        return known.get((_view_content(task.a), _view_content(task.b)))
+        return known.get((view_content(task.a), view_content(task.b)))
 
 
 CACHED_ITEMS = 4096  # items whose detail the crowd remembers: a long batch project must not grow its memory
@@ -484,12 +389,6 @@ CACHED_ITEMS = 4096  # items whose detail the crowd remembers: a long batch proj
 def _forget_oldest(cache: dict[str, Any]) -> None:
     while len(cache) > CACHED_ITEMS:
         del cache[next(iter(cache))]
-
-
-def _answer_body(choice: str | dict[str, Any], *, fetch_next: bool = False, kind: str = "rlhf") -> dict[str, Any]:
-    if isinstance(choice, dict):  # an annotation: an RLHF task's or a chat task's
-        return {"choice": "submit", "chat" if kind == "chat" else "rlhf": choice, "fetch_next": fetch_next}
-    return {"choice": choice, "fetch_next": fetch_next}
 
 
 def _retry_after(r: WireResponse) -> float:
@@ -513,7 +412,3 @@ def _gold_content(d: schemas.DatapointIn) -> str:
     if d.media is not None:
         return f"/media/{d.media}"
     return d.text if d.text is not None else (d.url or "")
-
-
-def _view_content(v: schemas.DatapointView) -> str:
-    return v.text if v.text is not None else (v.url or "")
