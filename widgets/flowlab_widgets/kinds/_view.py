@@ -15,13 +15,13 @@ __all__ = ["RESULTS", "KindView", "Progress", "Read", "Reading", "aread_item", "
 
 @dataclass(frozen=True)
 class Read:
-    """One client call a view makes for the selected item: `getattr(item, method)(**kwargs)`, kept as `field`.
+    """One client call a view makes for the selected item: `getattr(item, method)(**kwargs)`, kept as `name`.
 
     An `optional` read that fails is reported instead of raised, so e.g. a ranking that cannot be fitted yet
     does not blank the counts and the heatmap read beside it.
     """
 
-    field: str
+    name: str
     method: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     optional: bool = False
@@ -36,7 +36,7 @@ RESULTS = Read("result", "get_results", {"timeout": 0, "partial": True}, optiona
 
 @dataclass
 class Reading:
-    """What one refresh read for the selected item: values by field, and what the optional reads said instead."""
+    """What one refresh read for the selected item: values by name, and what the optional reads said instead."""
 
     values: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -59,7 +59,7 @@ def read_item(view: type[KindView] | KindView, item: Any) -> Reading:
     reading = Reading()
     for read in view.reads:
         with reading.catch(read):
-            reading.values[read.field] = read.call(item)
+            reading.values[read.name] = read.call(item)
     return reading
 
 
@@ -68,7 +68,7 @@ async def aread_item(view: type[KindView] | KindView, item: Any) -> Reading:
     reading = Reading()
     for read in view.reads:
         with reading.catch(read):
-            reading.values[read.field] = await read.call(item)
+            reading.values[read.name] = await read.call(item)
     return reading
 
 
@@ -97,7 +97,7 @@ class KindView:
     per: ClassVar[str | None] = None  # thresholds count per item (None) or per datapoint, task, ...
     has_matrix: ClassVar[bool] = False
     reads: ClassVar[tuple[Read, ...]] = (RESULTS,)
-    caption: str = ""
+    caption: ClassVar[str] = ""
 
     def __init__(self, *, width: int = 860, height: int = 380, sizing_mode: str | None = None) -> None:
         """Build the figures; `width` is the room for all of them side by side (ignored with a sizing mode)."""
