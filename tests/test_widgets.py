@@ -121,7 +121,7 @@ def test_throughput_chart_streams_counts_and_rates() -> None:
 
 def test_annotator_activity_says_what_its_colours_mean() -> None:
     chart = AnnotatorActivityChart()
-    legend = next(m for m in chart.figure.below if m.__class__.__name__ == "Legend")
+    legend = next(m for m in chart.figure.right if m.__class__.__name__ == "Legend")
     labels = [item.label["value"] for item in legend.items]
     assert labels[0] == "no gold yet" and len(labels) == 5
     people = [

@@ -174,6 +174,7 @@ SHOWN_PLOTS_JS = """() => {
       if (!box || box.width === 0 || box.height === 0) continue;
       let rows = 0;
       for (const r of model.renderers) {
+        if (!r.visible) continue; // a legend's swatch, say
         const source = r.data_source;
         if (source && source.get_length) rows = Math.max(rows, source.get_length() ?? 0);
       }
@@ -324,6 +325,134 @@ def test_choosing_a_flow_of_another_kind_swaps_the_figures(
             page.locator("select").first.select_option(value=option.get_attribute("value"))
             _wait_drawn(page, flow, kind, "Completed")
         assert not errors, errors
+    finally:
+        context.close()
+        client.close()
+
+
+# ---------------------------------------------------------------- annotators, the legend, the response curve
+
+# A plot by its title: the rows it shows, each row's height on screen, its note, and where its frame and legend sit.
+PLOT_JS = """(title) => {
+  for (const doc of Bokeh.documents) {
+    for (const model of doc.all_models) {
+      if (model.renderers === undefined || model.toolbar === undefined || model.title == null) continue;
+      if (String(model.title.text ?? model.title) !== title) continue;
+      const view = Bokeh.index.find_one(model);
+      const el = view.el.getBoundingClientRect();
+      const frame = view.frame.bbox;
+      const factors = model.y_range.factors ?? [];
+      const notes = model.below.filter((m) => m.type === "Title").map((m) => m.text);
+      const data = (name) => {
+        for (const r of model.renderers) {
+          const d = r.data_source.data;
+          const get = (k) => (d instanceof Map ? d.get(k) : d[k]);
+          if (r.visible && get(name) !== undefined) return Array.from(get(name));
+        }
+        return null;
+      };
+      return { rows: factors.length, rowPx: factors.length ? frame.height / factors.length : 0, notes,
+               el: { left: el.left, top: el.top, right: el.right, bottom: el.bottom },
+               frame: { left: el.left + frame.x, top: el.top + frame.y, right: el.left + frame.x + frame.width,
+                        bottom: el.top + frame.y + frame.height },
+               x_start: model.x_range.start, t: data("t"), count: data("count") };
+    }
+  }
+  return null;
+}"""
+ANNOTATORS = "Annotator activity (colour: gold agreement)"
+
+
+def _legend_colours(png: bytes, colours: list[str]) -> dict[str, int]:
+    """How many pixels of each colour an image has (within a little of it, for anti-aliasing)."""
+    import io
+
+    from PIL import Image
+
+    raw = Image.open(io.BytesIO(png)).convert("RGB").tobytes()
+    pixels = [tuple(raw[i : i + 3]) for i in range(0, len(raw), 3)]
+    out = {}
+    for colour in colours:
+        want = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
+        out[colour] = sum(1 for p in pixels if all(abs(a - b) <= 6 for a, b in zip(p, want, strict=True)))
+    return out
+
+
+def _show_up(server: ServerProcess, client: Any, numbers: range) -> None:
+    """New annotators, each taking a task and handing it back: seen now, with no votes."""
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        for i in numbers:
+            token = client.annotators.create(f"person {i:03d}").token
+            headers = {"Authorization": f"Bearer {token}"}
+            task = http.post("/v1/tasks/next", json={"wait": 0}, headers=headers).json()
+            http.post(f"/v1/tasks/{task['task_id']}/answer", json={"choice": "skip"}, headers=headers)
+
+
+def test_annotator_activity_legend_and_response_curve_read_well(
+    browser: Any, fresh_server: ServerProcess, tmp_path: Path, output_dir: Path
+) -> None:
+    """36 annotators, then 300: the busiest 25 are drawn at a readable height each with a note on the rest; the
+    legend shows its five colours; the response curve of an ended flow starts at its first vote, not at page load."""
+    from flowlab_widgets.figures import AGREEMENT_BANDS
+
+    client = fresh_server.client()
+    flow = client.flow.create_ranking_flow(name="Activity", instruction="Which?", max_response_threshold=30)
+    item = flow.create_new_flow_batch([f"option {i}" for i in range(4)], time_to_live=60)
+    with SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=6, rate=6000, seed=4):
+        item.get_results(timeout=30)
+    started = item.get_progress().started_at
+    # Another flow's item gives the people below a task each: the dashboard shows those seen lately.
+    other = client.flow.create_ranking_flow(name="Busy", instruction="Which?", max_response_threshold=1000)
+    other.create_new_flow_batch([f"choice {i}" for i in range(6)], time_to_live=300)
+    _show_up(fresh_server, client, range(30))
+    time.sleep(1.5)  # so the page opens well after the flow's first vote
+    context = browser.new_context(viewport={"width": 1400, "height": 1200})
+    page = context.new_page()
+    errors = watch_errors(page)
+    try:
+        with running_dashboard(fresh_server, tmp_path / "dashboard.log") as url:
+            opened = time.time()
+            page.goto(f"{url}/?flow={flow.id}")
+            page.locator(f".flowlab-header[data-flow='{flow.id}']").wait_for(timeout=30_000)
+            for total in (36, 300):
+                deadline = time.monotonic() + 30
+                plot = page.evaluate(PLOT_JS, ANNOTATORS)
+                while not plot or not any(f"of {total} annotators" in n for n in plot["notes"]):
+                    assert time.monotonic() < deadline, f"the chart should say how many annotators there are: {plot}"
+                    time.sleep(0.25)
+                    plot = page.evaluate(PLOT_JS, ANNOTATORS)
+                page.wait_for_timeout(500)  # the figure grows to its rows
+                plot = page.evaluate(PLOT_JS, ANNOTATORS)
+                assert plot["rows"] == 25 and f"+{total - 25} more" in plot["notes"][0], plot
+                assert plot["rowPx"] >= 14, f"each annotator's row is tall enough for its name: {plot}"
+                assert plot["el"]["right"] <= 1400, plot
+                page.locator(".bk-Canvas").last.scroll_into_view_if_needed()
+                page.screenshot(path=str(output_dir / f"dashboard_annotators_{total}.png"), full_page=True)
+                if total == 36:
+                    _show_up(fresh_server, client, range(30, 294))
+
+            # The legend, right of the bars: every band's colour is on screen, not blank swatches.
+            plot = page.evaluate(PLOT_JS, ANNOTATORS)
+            page.evaluate(f"window.scrollTo(0, {plot['el']['top']} + window.scrollY - 20)")
+            page.wait_for_timeout(300)
+            plot = page.evaluate(PLOT_JS, ANNOTATORS)
+            clip = {
+                "x": plot["frame"]["right"] + 2,
+                "y": plot["frame"]["top"],
+                "width": plot["el"]["right"] - plot["frame"]["right"] - 2,
+                "height": min(200, plot["frame"]["bottom"] - plot["frame"]["top"]),
+            }
+            legend = page.screenshot(clip=clip)
+            (output_dir / "dashboard_annotator_legend.png").write_bytes(legend)
+            found = _legend_colours(legend, [colour for _, colour in AGREEMENT_BANDS])
+            assert all(n >= 40 for n in found.values()), f"each swatch shows its colour: {found}"
+
+            # Responses over time: from the item's start (its first vote's side), to its end, not from page load.
+            curve = page.evaluate(PLOT_JS, "Responses over time")
+            assert curve["t"][0] == pytest.approx(started * 1000.0, abs=1.0) and curve["count"][0] == 0
+            assert curve["count"][-1] == 30
+            assert curve["x_start"] <= started * 1000.0 < opened * 1000.0 - 1000
+            assert not errors, errors
     finally:
         context.close()
         client.close()

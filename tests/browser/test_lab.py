@@ -198,3 +198,143 @@ def test_quickstart_runs_in_jupyterlab_with_live_widgets(browser: Any, jupyter_l
         assert not outside, f"the notebook page fetched from outside this machine: {outside}"
     finally:
         context.close()
+
+
+# ---------------------------------------------------------------- JupyterLab's default layout at 1280 px
+
+# Monitors of three kinds in one notebook, each on an item the crowd has finished (no live updates to wait for).
+NARROW_CELLS = [
+    """from flowlab import Client
+from flowlab.crowd import SimulatedCrowd
+from flowlab_widgets import FlowMonitor
+
+client = Client()
+crowd = SimulatedCrowd(client.url, client.api_key, annotators=6, rate=6000, seed=5).start()""",
+    """pairs = client.flow.create_ranking_flow(
+    name="narrow: pairs", instruction="Which answer would a reader on a small screen find more helpful?",
+    max_response_threshold=40)
+pairs.create_new_flow_batch([f"answer number {i}" for i in range(6)], time_to_live=120).get_results(timeout=60)
+FlowMonitor(pairs, live=False)""",
+    """labels = client.flow.create_classify_flow(
+    name="narrow: labels", instruction="Which animal is it?", categories=["cat", "dog", "bird"],
+    max_responses_per_datapoint=3, min_responses_per_datapoint=3)
+labels.create_new_flow_batch([f"animal {i}" for i in range(12)], time_to_live=120).get_results(timeout=60)
+FlowMonitor(labels, live=False)""",
+    """rated = client.flow.create_rlhf_flow("narrow: rated", "Which answer is better?", max_response_threshold=3)
+rated.create_new_flow_batch([
+    {"id": f"q{i}", "prompt": f"Question {i}?", "responses": [
+        {"source_id": "strong", "content": "A careful answer."}, {"source_id": "weak", "content": "Eh."}]}
+    for i in range(3)], time_to_live=120).get_results(timeout=60)
+FlowMonitor(rated, live=False)""",
+    "crowd.stop()",
+]
+
+# Every element of each monitor, against the notebook's visible area and the monitor's own box: what shows past
+# either edge is cut off (or runs over what is beside it). What a box of the monitor clips on purpose (a cell's
+# text cut short) counts only as far as that box shows it.
+CLIPPED_JS = """() => {
+  const panel = document.querySelector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer")
+    ?? document.querySelector(".jp-NotebookPanel:not(.lm-mod-hidden)");
+  const area = panel.getBoundingClientRect();
+  const edge = Math.min(area.right, window.innerWidth);
+  const out = [];
+  for (const monitor of document.querySelectorAll(".flowlab-monitor")) {
+    const box = monitor.getBoundingClientRect();
+    const right = Math.min(edge, box.right);
+    const clipped = [];
+    for (const el of monitor.querySelectorAll("*")) {
+      const r = el.getBoundingClientRect();
+      if (r.width === 0 || r.height === 0) continue;
+      let shownRight = r.right;
+      let shownLeft = r.left;
+      for (let a = el.parentElement; a && a !== monitor; a = a.parentElement) {
+        if (getComputedStyle(a).overflowX !== "visible") {
+          const ar = a.getBoundingClientRect();
+          shownRight = Math.min(shownRight, ar.right);
+          shownLeft = Math.max(shownLeft, ar.left);
+        }
+      }
+      // A figure is never cut short on purpose: all of it must show.
+      if (el.classList.contains("bk-Figure")) [shownLeft, shownRight] = [r.left, r.right];
+      if (shownRight > shownLeft && (shownRight > right + 1 || shownLeft < box.left - 1)) {
+        clipped.push(`${el.tagName.toLowerCase()}.${String(el.className).slice(0, 40)} `
+          + `${Math.round(r.left)}-${Math.round(r.right)}`);
+      }
+    }
+    out.push({ left: box.left, right: box.right, edge, clipped: clipped.slice(0, 8), count: clipped.length,
+               figures: Array.from(monitor.querySelectorAll(".bk-Figure"), (f) => {
+                 const r = f.getBoundingClientRect();
+                 return { left: Math.round(r.left), right: Math.round(r.right), width: Math.round(r.width) };
+               }) });
+  }
+  return { browser: Boolean(document.querySelector("#filebrowser:not(.lm-mod-hidden)")), monitors: out };
+}"""
+# A cell of the item table whose text runs on past the cell, over the next one.
+OVERRUN_JS = """(monitor) => {
+  const out = [];
+  for (const row of monitor.querySelectorAll(".flowlab-item-row, .flowlab-item-header")) {
+    for (const cell of row.children) {
+      const box = cell.getBoundingClientRect();
+      const clips = getComputedStyle(cell).overflowX !== "visible";
+      for (const inner of cell.querySelectorAll("*")) {
+        if (!clips && inner.getBoundingClientRect().right > box.right + 1) out.push(cell.textContent);
+      }
+    }
+  }
+  return out;
+}"""
+
+
+def test_monitors_fit_jupyterlab_at_1280px_with_the_file_browser_open(
+    browser: Any, jupyter_lab: Lab, tmp_path: Path, output_dir: Path
+) -> None:
+    notebook = {
+        "cells": [
+            {"cell_type": "code", "metadata": {}, "source": src, "outputs": [], "execution_count": None}
+            for src in NARROW_CELLS
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    (tmp_path / "notebooks" / "narrow.ipynb").write_text(json.dumps(notebook))
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors = watch_errors(page)
+    try:
+        page.goto(jupyter_lab.page_url("/lab/tree/narrow.ipynb?reset"))
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+        browser_tab = page.locator("#filebrowser")
+        if not browser_tab.is_visible():  # JupyterLab's default layout has it open; make sure
+            page.locator("li[data-id='filebrowser']").click()
+        browser_tab.wait_for(state="visible")
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        prompts = page.locator(".jp-CodeCell .jp-InputPrompt")
+        deadline = time.monotonic() + 150
+        while prompts.last.inner_text().strip() in ("[ ]:", "[*]:"):
+            assert time.monotonic() < deadline, jupyter_lab.log.read_text()[-3000:]
+            time.sleep(0.3)
+        page.locator(".flowlab-monitor").nth(2).wait_for(timeout=30_000)
+        page.wait_for_timeout(1000)  # the figures lay themselves out
+        assert page.locator("[data-mime-type='application/vnd.jupyter.error']").count() == 0, "a cell raised"
+        for n in range(3):
+            monitor = page.locator(".flowlab-monitor").nth(n)
+            monitor.scroll_into_view_if_needed()
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(output_dir / f"lab_narrow_monitor_{n}.png"))
+        layout = page.evaluate(CLIPPED_JS)
+        assert layout["browser"], "the file browser is open beside the notebook"
+        assert len(layout["monitors"]) == 3
+        for shown in layout["monitors"]:
+            assert shown["right"] <= shown["edge"] + 1, f"a monitor runs past the notebook's edge: {shown}"
+            assert shown["count"] == 0, f"parts of a monitor are cut off: {shown}"
+            assert shown["figures"] and all(f["width"] >= 300 for f in shown["figures"]), shown
+        for n in range(3):
+            monitor = page.locator(".flowlab-monitor").nth(n)
+            rows = monitor.evaluate(MONITOR_LAYOUT_JS)
+            assert rows["rows"] >= 1 and rows["misaligned"] == [] and rows["wrapped"] == [], rows
+            assert monitor.evaluate(OVERRUN_JS) == [], "a cell's text runs over the next cell"
+        assert not errors, errors
+    finally:
+        context.close()

@@ -12,7 +12,7 @@ import panel as pn
 
 from flowlab import AsyncClient, Client, FlowlabError, NotFound
 from flowlab_widgets._common import badge, esc, fmt_ago, fmt_seconds, state_name
-from flowlab_widgets.figures import AnnotatorActivityChart, ItemProgressChart, ThroughputChart
+from flowlab_widgets.figures import AnnotatorActivityChart, ItemProgressChart, ThroughputChart, response_history
 from flowlab_widgets.kinds import KindView, aread_item, view_of
 
 __all__ = ["Dashboard", "serve"]
@@ -189,7 +189,8 @@ class Dashboard:
                 self._version = version
         if self.ticks % 5 == 0:
             everyone = await self.client.annotators.list()
-            # Crowds come and go; show who has been voting lately, busiest first (the chart keeps the top 25).
+            # Crowds come and go; show who has been voting lately, busiest first (the chart draws the top 25 and
+            # says how many more there are).
             recent = [a for a in everyone if a.last_seen and a.last_seen > time.time() - RECENT_ANNOTATOR_S]
             self.annotators.update(recent or everyone)
 
@@ -303,11 +304,15 @@ class Dashboard:
             f'<div class="flowlab-summary" style="color:#555">{self.view.summary(config)} · '
             f"config v{config.config_version} · instruction: <i>{esc(config.instruction)}</i></div>"
         )
+        total = sum(s.response_count for s in self._statuses)
         if first_view:
             self.instruction.value = config.instruction
-            self.throughput.reset()
+            # From the flow's first item's start, not from when this page opened: what is known of the past.
+            self.throughput.seed(response_history(self._statuses))
             self._version = None
-        self.throughput.push(sum(s.response_count for s in self._statuses))
+        # Once every item has ended the curve ends with the last of them, instead of running on flat to now.
+        if total != self.throughput.last_count or any(not s.is_terminal for s in self._statuses):
+            self.throughput.push(total)
 
     def _show_items(self, statuses: list[Any]) -> None:
         assert self.view is not None

@@ -35,6 +35,7 @@ __all__ = [
     "ThroughputChart",
     "WinLossHeatmap",
     "ranking_rows",
+    "response_history",
 ]
 
 # A kind's own figures, defined in its view's module; imported on first use (those modules import this one).
@@ -264,9 +265,47 @@ class ThroughputChart:
         self._history = []
         self.source.data = empty_data(self._COLUMNS)
 
+    def seed(self, points: Sequence[tuple[float, float]]) -> None:
+        """Start from what is known of the past: (epoch seconds, total count) points, oldest first, e.g.
+        `response_history(statuses)`. Replaces what is shown; the rate between two points is their average."""
+        data: dict[str, list[Any]] = empty_data(self._COLUMNS)
+        previous: tuple[float, float] | None = None
+        for at, count in sorted(points):
+            if previous is not None and at <= previous[0]:
+                continue
+            rate = 0.0 if previous is None else max(0.0, (count - previous[1]) * 60.0 / (at - previous[0]))
+            data["t"].append(at * 1000.0)
+            data["count"].append(float(count))
+            data["rate"].append(rate)
+            previous = (at, float(count))
+        self._history = [previous] if previous is not None else []
+        self._rate_max = max(10.0, *(r * 1.25 for r in data["rate"]))
+        self.figure.extra_y_ranges["rate"].end = self._rate_max
+        self.source.data = data
+        if data["t"]:
+            times = data["t"]
+            fit_range(self.figure.x_range, times[0], max(times[-1], times[0] + 10_000.0), pad=0.02)
+            fit_range(self.figure.y_range, 0.0, max(10.0, *data["count"]), floor=0.0)
+
     @property
     def last_count(self) -> float | None:
         return self._history[-1][1] if self._history else None
+
+
+def response_history(statuses: Sequence[Any]) -> list[tuple[float, float]]:
+    """What item statuses tell of a flow's responses over time, as (epoch seconds, total) points: none when its
+    first item started, and each ended item's final count added at its end. Live items' counts are the live
+    part (`ThroughputChart.push`)."""
+    started = [float(st.started_at) for st in statuses if getattr(st, "started_at", None)]
+    if not started:
+        return []
+    points = [(min(started), 0.0)]
+    total = 0.0
+    ended = [st for st in statuses if st.is_terminal and getattr(st, "ended_at", None) and st.started_at]
+    for st in sorted(ended, key=lambda st: float(st.ended_at)):
+        total += float(st.response_count)
+        points.append((float(st.ended_at), total))
+    return points
 
 
 # ---------------------------------------------------------------- per-item progress
@@ -348,9 +387,16 @@ def _short_id(item_id: str) -> str:
 
 
 class AnnotatorActivityChart:
-    """Votes per annotator, coloured by agreement with gold answers (grey where no gold was answered yet)."""
+    """Votes per annotator, coloured by agreement with gold answers (grey where no gold was answered yet).
+
+    The busiest `max_annotators` are drawn, a row of `row_height` pixels each: the figure grows with the rows
+    (from `height`, its least), so names never overlap, and a note under the axis says how many more there are.
+    """
 
     _COLUMNS = ("name", "votes", "agreement", "agreement_text", "color")
+    # Room around the rows: title, toolbar, the axis, its label and the note, in pixels.
+    CHROME_PX = 120
+    MAX_NAME_CHARS = 28
 
     def __init__(
         self,
@@ -360,8 +406,12 @@ class AnnotatorActivityChart:
         height: int = 300,
         sizing_mode: str | None = None,
         max_annotators: int = 25,
+        row_height: int = 18,
     ) -> None:
         self.max_annotators = max_annotators
+        self.row_height = row_height
+        self.min_height = height
+        self.hidden = 0  # annotators left out (fewer votes than the ones shown)
         self.source = ColumnDataSource(empty_data(self._COLUMNS))
         fig = base_figure(
             title,
@@ -373,31 +423,50 @@ class AnnotatorActivityChart:
             x_axis_label="votes",
         )
         fig.ygrid.grid_line_color = None
-        fig.hbar(y="name", right="votes", height=0.75, source=self.source, fill_color="color", line_color=None)
-        # What the colours mean, below the bars: one swatch per band of gold agreement.
+        fig.yaxis.major_label_text_font_size = "9pt"
+        bars = fig.hbar(y="name", right="votes", height=0.75, source=self.source, fill_color="color", line_color=None)
+        self.note = Title(text="", text_font_size="9pt", text_font_style="italic", text_color="#555555")
+        fig.add_layout(self.note, "below")
+        # What the colours mean, beside the bars. Each swatch is a hidden bar with a row: a legend draws nothing
+        # for a renderer with no rows (the swatches were blank), and a hidden one is still drawn in full colour.
         swatches = [
-            LegendItem(label=label, renderers=[fig.scatter(x=[], y=[], marker="square", size=10, color=color)])
+            LegendItem(
+                label=label,
+                renderers=[fig.hbar(y=[0], right=[0], height=0.75, fill_color=color, line_color=None, visible=False)],
+            )
             for label, color in AGREEMENT_BANDS
         ]
         fig.add_layout(
-            Legend(items=swatches, orientation="horizontal", title="gold agreement", label_text_font_size="9pt"),
-            "below",
+            Legend(
+                items=swatches,
+                title="gold agreement",
+                label_text_font_size="9pt",
+                title_text_font_size="9pt",
+                glyph_width=14,
+                glyph_height=14,
+                border_line_color=None,
+                location="top_left",
+            ),
+            "right",
         )
         fig.add_tools(
-            HoverTool(tooltips=[("annotator", "@name"), ("votes", "@votes"), ("gold agreement", "@agreement_text")])
+            HoverTool(
+                renderers=[bars],
+                tooltips=[("annotator", "@name"), ("votes", "@votes"), ("gold agreement", "@agreement_text")],
+            )
         )
         self.figure = fig
 
     def update(self, annotators: Sequence[Any]) -> None:
-        """Show `annotators` (SDK `AnnotatorStats`-like: name, votes, gold_agreement), busiest first."""
-        ranked = sorted(annotators, key=lambda a: -int(a.votes))[: self.max_annotators]
+        """Show `annotators` (SDK `AnnotatorStats`-like: id, name, votes, gold_agreement), busiest first."""
+        everyone = sorted(annotators, key=lambda a: -int(a.votes))
+        ranked = everyone[: self.max_annotators]
         data: dict[str, list[Any]] = empty_data(self._COLUMNS)
-        seen: set[str] = set()
-        for a in ranked:
-            name = str(a.name)
-            if name in seen:  # factors must be unique; names need not be
-                name = f"{name} ({a.id})"
-            seen.add(name)
+        names = [_clip_name(str(a.name), self.MAX_NAME_CHARS) for a in ranked]
+        twice = {n for n in names if names.count(n) > 1}
+        for a, name in zip(ranked, names, strict=True):
+            if name in twice:  # factors must be unique; names need not be: the end of the id tells them apart
+                name = f"{name} · {str(a.id)[-6:]}"
             agreement = a.gold_agreement
             data["name"].append(name)
             data["votes"].append(int(a.votes))
@@ -407,9 +476,24 @@ class AnnotatorActivityChart:
         factors = list(reversed(data["name"]))
         if list(self.figure.y_range.factors) != factors:
             self.figure.y_range.factors = factors
+        self.hidden = len(everyone) - len(ranked)
+        note = (
+            f"The {len(ranked)} busiest of {len(everyone)} annotators; +{self.hidden} more with fewer votes"
+            if self.hidden
+            else ""
+        )
+        if self.note.text != note:
+            self.note.text = note
+        height = max(self.min_height, self.CHROME_PX + self.row_height * len(ranked))
+        if self.figure.height != height:
+            self.figure.height = height
         if data["votes"]:
             fit_range(self.figure.x_range, 0.0, float(max(1, *data["votes"])), pad=0.03, floor=0.0)
         self.source.data = data
+
+
+def _clip_name(name: str, n: int) -> str:
+    return name if len(name) <= n else name[: n - 1] + "…"
 
 
 # Red below chance, through amber, to green at perfect agreement; grey until an annotator answers gold.

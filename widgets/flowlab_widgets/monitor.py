@@ -54,22 +54,31 @@ class MonitorSnapshot:
     errors: list[str] = field(default_factory=list)
 
 
-# The item table's columns: header text and width. Rows and the header share them, so they line up.
+# The item table's columns: header text, width, and the least a column shrinks to where the notebook is narrow
+# (JupyterLab with its file browser open): rows and the header share them, so they line up at any width.
 _COLUMNS = (
-    ("item", "190px"),
-    ("state", "95px"),
-    ("progress", "160px"),
-    ("responses · thresholds", "230px"),
-    ("time left", "90px"),
-    ("instruction snapshot", None),
+    ("item", "190px", "90px"),
+    ("state", "95px", "95px"),
+    ("progress", "160px", "60px"),
+    ("responses · thresholds", "230px", "90px"),
+    ("time left", "90px", "70px"),
+    ("instruction snapshot", "160px", "0"),
 )
 _NOWRAP = "white-space:nowrap;overflow:hidden;text-overflow:ellipsis;display:block"
+# Rows of controls wrap onto a second line rather than run past the right edge of a narrow notebook.
+_WRAP = {"flex_flow": "row wrap", "max_width": "100%"}
+FIGURE_MIN_PX = 320
+
+
+def _column_layout(index: int) -> widgets.Layout:
+    _, width, least = _COLUMNS[index]
+    grow = 1 if index == len(_COLUMNS) - 1 else 0  # the instruction takes what is left
+    # A cell cuts its text short rather than run on over the next cell.
+    return widgets.Layout(width="auto", flex=f"{grow} 1 {width}", min_width=least, overflow="hidden")
 
 
 def _cell(index: int, value: str = "") -> widgets.HTML:
-    width = _COLUMNS[index][1]
-    layout = widgets.Layout(width=width, flex="0 0 auto") if width else widgets.Layout(flex="1 1 0", min_width="0")
-    return widgets.HTML(value, layout=layout)
+    return widgets.HTML(value, layout=_column_layout(index))
 
 
 def _strip(html: str) -> str:
@@ -78,7 +87,7 @@ def _strip(html: str) -> str:
 
 def item_table_header() -> widgets.HBox:
     """The column names above the item rows."""
-    cells = [_cell(i, f'<b style="{_NOWRAP}">{name}</b>') for i, (name, _) in enumerate(_COLUMNS)]
+    cells = [_cell(i, f'<b style="{_NOWRAP}">{name}</b>') for i, (name, *_) in enumerate(_COLUMNS)]
     header = widgets.HBox(cells, layout=widgets.Layout(align_items="center", border_bottom="1px solid #ddd"))
     header.add_class("flowlab-item-header")
     return header
@@ -92,9 +101,7 @@ class ItemRow(widgets.HBox):
         self.item_id = item_id
         self.id_label = _cell(0, f'<code style="{_NOWRAP}">{esc(item_id)}</code>')
         self.state_html = _cell(1)
-        self.progress = widgets.IntProgress(
-            value=0, min=0, max=1, layout=widgets.Layout(width=_COLUMNS[2][1], flex="0 0 auto")
-        )
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=_column_layout(2))
         self.counts = _cell(3)
         self.ttl = _cell(4)
         self.instruction = _cell(5)
@@ -185,19 +192,27 @@ class FlowMonitor(widgets.VBox):
         self.header = widgets.HTML()
         self.live_status = widgets.HTML()
         self.item_picker = widgets.Dropdown(
-            description="Item", options=[], layout=widgets.Layout(width="460px"), style={"description_width": "40px"}
+            description="Item",
+            options=[],
+            layout=widgets.Layout(width="460px", max_width="100%"),
+            style={"description_width": "40px"},
         )
         self.item_picker.observe(self._on_pick, names="value")
         self.count_html = widgets.HTML()
         self.items_box = widgets.VBox()
         # The flow's kind decides the figures, what is read for an item and how thresholds are worded.
-        self.view = view_of(flow)(width=880, height=380)
+        # Figures fill the notebook's width, side by side down to FIGURE_MIN_PX each, then one under the other.
+        self.view = view_of(flow)(width=880, height=380, sizing_mode="stretch_width")
         self.kind = self.view.kind
         self.caption = widgets.HTML(self.view.caption)
         self.figure_widgets = [bokeh_widget(figure) for figure in self.view.figures]
+        for figure_widget in self.figure_widgets:
+            figure_widget.layout = widgets.Layout(flex=f"1 1 {FIGURE_MIN_PX}px", min_width=f"{FIGURE_MIN_PX}px")
         self.notes = widgets.HTML()  # the view's text below its figures (e.g. the latest justifications)
         self.instruction_input = widgets.Textarea(
-            value=flow.instruction, description="Instruction", layout=widgets.Layout(width="640px", height="60px")
+            value=flow.instruction,
+            description="Instruction",
+            layout=widgets.Layout(width="640px", max_width="100%", height="60px", flex="0 1 640px", min_width="0"),
         )
         self.update_button = widgets.Button(
             description="Update instruction",
@@ -212,19 +227,21 @@ class FlowMonitor(widgets.VBox):
 
         super().__init__(
             [
-                widgets.HBox([self.header, self.live_status], layout=widgets.Layout(justify_content="space-between")),
-                widgets.HBox([self.item_picker, self.count_html], layout=widgets.Layout(align_items="center")),
+                widgets.HBox(
+                    [self.header, self.live_status], layout=widgets.Layout(justify_content="space-between", **_WRAP)
+                ),
+                widgets.HBox([self.item_picker, self.count_html], layout=widgets.Layout(align_items="center", **_WRAP)),
                 item_table_header(),
                 self.items_box,
                 self.caption,
-                widgets.HBox(self.figure_widgets),
+                widgets.HBox(self.figure_widgets, layout=widgets.Layout(**_WRAP)),
                 self.notes,
                 widgets.HBox(
-                    [self.instruction_input, self.update_button], layout=widgets.Layout(align_items="flex-end")
+                    [self.instruction_input, self.update_button], layout=widgets.Layout(align_items="flex-end", **_WRAP)
                 ),
                 self.message,
             ],
-            layout=widgets.Layout(border="1px solid #ddd", padding="8px"),
+            layout=widgets.Layout(border="1px solid #ddd", padding="8px", max_width="100%"),
         )
         self.add_class("flowlab-monitor")
         self._render_header(flow.config)
