@@ -20,7 +20,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 PAIR_TIMEOUT_MS = 10_000
-LEASE_EXPIRED_TEXT = "Your lease on that task ran out before your answer arrived"
+LEASE_EXPIRED_TEXT = "Time ran out on that"  # "… pair" / "… task before your answer arrived"
 
 
 # ---------------------------------------------------------------- test media, made here
@@ -433,7 +433,8 @@ def test_idle_page_wakes_on_preheat_and_on_work(fresh_server, context_factory):
     client = fresh_server.client()
     annotator = client.annotators.create("Idle Ida")
     tab = Annotator(context_factory(), annotator.join_url)
-    tab.page.wait_for_function("() => document.querySelector('#wait-title').textContent.startsWith('No pairs')")
+    # No task seen yet in this browser: the neutral wording (tests/browser/test_annotate_look.py has the others).
+    tab.page.wait_for_function("() => document.querySelector('#wait-title').textContent.startsWith('No tasks')")
     assert tab.page.locator("#wait-hot").is_hidden()
 
     client.flow.preheat()

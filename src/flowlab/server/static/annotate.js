@@ -14,13 +14,32 @@ const LONG_POLL_SECONDS = 25;
 const NOTICE_MS = 9000;
 const STATS_AFTER_MS = 800; // refresh votes and gold agreement once a burst of answers settles
 
+// What the page calls the work at hand, by task kind: the waiting screen, the skip link and the notices use it.
+// Before any task it uses the kind seen last (remembered across visits), else the neutral wording.
+const WORDS = {
+  pairwise: { one: "pair", waiting: "pairs to compare", region: "Compare the pair", target: "pair" },
+  classify: { one: "item", waiting: "items to label", region: "Label the item", target: "pair" },
+  rlhf: { one: "task", waiting: "responses to rate", region: "Rate the responses", skipTo: "responses",
+    target: "rlhf" },
+  chat: { one: "conversation", waiting: "conversations to have", region: "Have the conversation", target: "rlhf" },
+};
+const NEUTRAL = { one: "task", waiting: "tasks", region: "The task", target: "pair" };
+const KIND_KEY = "flowlab.annotator.kind";
+
+// Worded for the kind at hand, and never in the server's own terms ("lease").
 const EXPLAIN = {
-  lease_expired: "Your lease on that task ran out before your answer arrived, so it was given to someone else; "
-    + "your answer was not counted.",
-  item_ended: "That comparison had already closed (its batch ended or has all the votes it needs), so your "
-    + "answer was not counted.",
+  get lease_expired() {
+    return `Time ran out on that ${wordFor().one} before your answer arrived, so it went to someone else; `
+      + "your answer was not counted.";
+  },
+  get item_ended() {
+    return `That ${wordFor().one} had already closed (its batch ended or has all the answers it needs), so your `
+      + "answer was not counted.";
+  },
   tie_not_allowed: "This flow does not allow ties, so that answer was not counted; choose A or B.",
-  unknown_task: "The server no longer knows that pair (it may have restarted), so your answer was not counted.",
+  get unknown_task() {
+    return `The server no longer knows that ${wordFor().one} (it may have restarted), so your answer was not counted.`;
+  },
   unreachable: "Your answer could not be sent because the server could not be reached, so it was not counted.",
   unsent: "The server could not be reached, so this was not sent. Everything you entered is still here: "
     + "submit again in a moment.",
@@ -41,6 +60,7 @@ const state = {
   lastStats: null, // the server's count of this annotator's votes and gold agreement
   timer: null,
   noticeTimer: null,
+  kind: null, // the kind of the task shown last, for the words of the waiting screen and the notices
 };
 
 // ---------------------------------------------------------------- screens and messages
@@ -61,11 +81,17 @@ function notify(text, { kind = "info" } = {}) {
   }, NOTICE_MS);
 }
 
+/** `help`: text, or a list of text and `{ code }` parts (a command, shown as code). */
 function showError(title, text, help = "", { retry = true, otherToken = true } = {}) {
   endSession();
   $("error-title").textContent = title;
   $("error-text").textContent = text;
-  $("error-help").textContent = help;
+  $("error-help").replaceChildren(...[].concat(help).map((part) => {
+    if (typeof part === "string") return part;
+    const code = document.createElement("code");
+    code.textContent = part.code;
+    return code;
+  }));
   $("error-retry").hidden = !retry;
   $("error-token").hidden = !otherToken;
   showScreen("error");
@@ -80,8 +106,8 @@ function showAuthError(status) {
       "That is not an annotator token",
       "This page needs an annotator token (it starts with fl_ann_), but it was given a researcher API key. "
         + "The key has been forgotten by this page.",
-      "Open the join link you were given, or ask the researcher to create one with "
-        + "`flowlab annotators create --name YOUR_NAME`.",
+      ["Open the join link you were given, or ask the researcher for one (they make it with ",
+        { code: "flowlab annotators create --name YOUR_NAME" }, ")."],
       { retry: false },
     );
     return;
@@ -89,8 +115,8 @@ function showAuthError(status) {
   showError(
     "This join link doesn't work",
     "The annotator token in it is wrong or has been revoked, so this page cannot fetch pairs for you.",
-    "Ask the researcher who invited you for a new join link (they create one with "
-      + "`flowlab annotators create --name YOUR_NAME`), then open it.",
+    ["Ask the researcher who invited you for a new join link (they make one with ",
+      { code: "flowlab annotators create --name YOUR_NAME" }, "), then open it."],
   );
 }
 
@@ -104,10 +130,42 @@ function showJoin() {
 }
 
 function showIdle() {
-  const waitTitle = $("wait-title");
-  waitTitle.textContent = state.idle ? "No pairs to compare right now" : "Fetching the next pair…";
+  const words = wordFor();
+  $("wait-title").textContent = state.idle ? `No ${words.waiting} right now` : `Fetching the next ${words.one}…`;
+  $("wait-text").textContent = `Keep this page open: it shows the next ${words.one} as soon as a researcher sends `
+    + "work.";
   $("wait-text").hidden = !state.idle;
   showScreen("wait");
+}
+
+/** The words for `kind`, by default the kind seen last (on this page, else on an earlier visit). */
+function wordFor(kind = state.kind) {
+  if (!kind) {
+    try {
+      kind = localStorage.getItem(KIND_KEY);
+    } catch {
+      kind = null; // storage disabled: the neutral words
+    }
+  }
+  return WORDS[kind] ?? NEUTRAL;
+}
+
+/** A task of `kind` is on screen: the skip link, the screen's name and the timer's name say what it is. */
+function rememberKind(kind) {
+  if (state.kind !== kind) {
+    state.kind = kind;
+    try {
+      localStorage.setItem(KIND_KEY, kind);
+    } catch {
+      // storage disabled: remembered for this page only
+    }
+  }
+  const words = wordFor(kind);
+  const skip = $("skip-link");
+  skip.textContent = `Skip to the ${words.skipTo ?? words.one}`;
+  skip.setAttribute("href", `#${words.target}`);
+  $("screen-vote").setAttribute("aria-label", words.region);
+  $("lease").setAttribute("aria-label", `Time left on this ${words.one}`);
 }
 
 function renderStats(stats) {
@@ -263,6 +321,7 @@ function show(entry) {
   const { task } = entry;
   state.current = entry;
   state.idle = false;
+  rememberKind(task.kind);
   entry.shownAt = performance.now();
   const key = promptKey(task);
   if ($("prompt").dataset.key !== key) {
@@ -549,11 +608,23 @@ function keepsForm(problem) {
 }
 
 function flash(choice) {
+  releaseChoice();
   const scope = $("categories").hidden ? "#pair-actions" : "#categories";
   const button = document.querySelector(`${scope} .choice[data-choice="${CSS.escape(choice)}"]`);
   if (!button) return;
   button.classList.add("pressed");
   setTimeout(() => button.classList.remove("pressed"), 150);
+}
+
+/**
+ * An answer button keeps focus after a click, and the next key press would draw a focus ring on it over the next
+ * task, which reads as an answer chosen in advance. Focus goes to the pair itself (no ring; Tab goes on from there).
+ */
+function releaseChoice() {
+  const focused = document.activeElement;
+  if (!(focused instanceof HTMLElement) || !focused.closest(".choice")) return;
+  focused.blur();
+  $("pair").focus({ preventScroll: true });
 }
 
 // ---------------------------------------------------------------- the lease countdown
@@ -591,6 +662,8 @@ const KEYS = {
 };
 
 function onKey(event) {
+  // A dialog (an image at full size, the question before leaving) has the keys: Escape closes it.
+  if (document.querySelector("dialog[open]")) return;
   // An RLHF form is typed into: there only its own keys count (Ctrl+Enter submits), never the single keys.
   if (state.current?.view && document.body.dataset.screen === "vote") {
     state.current.view.onKey(event);
@@ -727,11 +800,17 @@ function withdraw(taskIds) {
   state.buffer = kept;
   const shown = state.current;
   if (shown && !shown.answered && gone.has(shown.task.task_id)) {
-    const what = { rlhf: "task", classify: "item" }[shown.task.kind] ?? "pair";
-    notify(`The batch this ${what} belonged to has just ended, so it left your screen; here is the next one.`);
+    const what = wordFor(shown.task.kind).one;
     shown.view?.discard();
     state.current = null;
     showNextOrWait();
+    // A long poll already out means the server had nothing more when it went: the waiting words, not "Fetching".
+    if (!state.current && state.session?.filling) {
+      state.idle = true;
+      showIdle();
+    }
+    notify(`The batch this ${what} belonged to has just ended, so it left your screen`
+      + (state.current ? "; here is the next one." : "."));
   }
   fill();
 }
@@ -769,7 +848,10 @@ function init() {
     sessionStorage.removeItem(TOKEN_KEY);
     showJoin();
   });
-  $("leave").addEventListener("click", () => {
+  $("leave").addEventListener("click", () => $("leave-confirm").showModal());
+  $("leave-no").addEventListener("click", () => $("leave-confirm").close());
+  $("leave-yes").addEventListener("click", () => {
+    $("leave-confirm").close();
     sessionStorage.removeItem(TOKEN_KEY);
     showJoin();
   });

@@ -68,6 +68,7 @@ export function renderContent(thing, { markdown = false, label = "" } = {}) {
       media = el("img");
       media.alt = label ? `Image ${label}` : "Image";
       media.decoding = "async";
+      wrap.append(zoomButton(media, src));
     } else {
       media = el(kind);
       media.controls = true;
@@ -81,7 +82,7 @@ export function renderContent(thing, { markdown = false, label = "" } = {}) {
       wrap.classList.add("failed");
       wrap.dataset.error = `The ${kind} could not be loaded.`;
     }, { once: true });
-    wrap.append(media);
+    if (kind !== "image") wrap.append(media);
     return wrap;
   }
   // A web page (kind "url"): shown as its address, with a link that opens it in a new tab.
@@ -98,4 +99,71 @@ export function renderContent(thing, { markdown = false, label = "" } = {}) {
     box.append(a);
   }
   return box;
+}
+
+// ---------------------------------------------------------------- images at full size
+
+let zoomDialog = null;
+
+/**
+ * The image inside a button that opens it at full size (a click, or Enter / Space once focused). A pane shows a
+ * large image scaled down to fit; the button is no answer, whatever pane it sits in.
+ */
+function zoomButton(img, src) {
+  const button = el("button", "zoom-open");
+  button.type = "button";
+  button.title = "Open at full size";
+  button.setAttribute("aria-label", `${img.alt}: open at full size`);
+  button.setAttribute("aria-haspopup", "dialog");
+  button.addEventListener("click", (event) => {
+    event.preventDefault();
+    event.stopPropagation();
+    openZoom(src, img.alt);
+  });
+  button.append(img);
+  return button;
+}
+
+/**
+ * Shows `src` at its own size in a modal dialog, scrolling where it is larger than the window. Escape, Close, a
+ * click on the image or outside it close it, and focus goes back to the button that opened it.
+ */
+export function openZoom(src, alt = "Image") {
+  if (!zoomDialog) zoomDialog = buildZoom();
+  const img = zoomDialog.querySelector(".zoom-img");
+  img.alt = alt;
+  img.referrerPolicy = "no-referrer";
+  if (img.getAttribute("src") !== src) img.src = src;
+  zoomDialog.querySelector(".zoom-title").textContent = `${alt}, full size`;
+  zoomDialog.showModal();
+  zoomDialog.querySelector(".zoom-close").focus({ preventScroll: true });
+  return zoomDialog;
+}
+
+function buildZoom() {
+  const dialog = el("dialog", "zoom");
+  dialog.id = "zoom";
+  const bar = el("div", "zoom-bar");
+  const title = el("p", "zoom-title");
+  title.id = "zoom-title";
+  dialog.setAttribute("aria-labelledby", title.id);
+  const close = el("button", "zoom-close");
+  close.type = "button";
+  close.textContent = "Close";
+  close.setAttribute("aria-keyshortcuts", "Escape");
+  const hint = el("kbd");
+  hint.textContent = "Esc";
+  hint.setAttribute("aria-hidden", "true");
+  close.append(hint);
+  close.addEventListener("click", () => dialog.close());
+  bar.append(title, close);
+  const img = el("img", "zoom-img");
+  img.decoding = "async";
+  // A click on the image, or on the backdrop around the dialog, closes it; one on the bar (its title) does not.
+  dialog.addEventListener("click", (event) => {
+    if (event.target === img || event.target === dialog) dialog.close();
+  });
+  dialog.append(bar, img);
+  document.body.append(dialog);
+  return dialog;
 }

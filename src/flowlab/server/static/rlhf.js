@@ -127,7 +127,52 @@ function diffMiddle(ops, x, y) {
   pushOp(ops, "ins", y.slice(j));
 }
 
-/** How `before` became `after`, word by word: [{type: "same" | "del" | "ins", text}]. */
+// What both texts share between two changes, when it is only spaces, or a word of one or two characters ("a", "to",
+// a comma) between two replacements, joins the change around it: otherwise a reworded sentence reads as struck and
+// inserted words taking turns.
+const WEAK_WORD = /^\s*\S{1,2}\s*$/;
+
+/**
+ * Each changed run as one deletion then one insertion. Runs are separated by what both texts share, except the
+ * weak stretches above, which join the run around them as deleted and inserted (so both texts stay whole).
+ */
+function groupRuns(ops) {
+  const parts = []; // changed runs {type: "run", del, ins} and shared stretches (the "same" ops)
+  for (const op of ops) {
+    const last = parts[parts.length - 1];
+    if (op.type === "same") parts.push(op);
+    else if (last?.type === "run") last[op.type] += op.text;
+    else parts.push({ type: "run", del: "", ins: "", [op.type]: op.text });
+  }
+  const joined = [];
+  parts.forEach((part, k) => {
+    const prev = joined[joined.length - 1];
+    const next = parts[k + 1];
+    if (part.type === "run" && prev?.type === "run") {
+      prev.del += part.del; // the run after a stretch that joined
+      prev.ins += part.ins;
+    } else if (part.type === "same" && prev?.type === "run" && next?.type === "run" && joins(part.text, prev, next)) {
+      prev.del += part.text;
+      prev.ins += part.text;
+    } else {
+      joined.push({ ...part });
+    }
+  });
+  return joined.flatMap((p) => (p.type === "same" ? [p] : [
+    ...(p.del ? [{ type: "del", text: p.del }] : []),
+    ...(p.ins ? [{ type: "ins", text: p.ins }] : []),
+  ]));
+}
+
+function joins(shared, before, after) {
+  if (!/\S/.test(shared)) return true;
+  return WEAK_WORD.test(shared) && Boolean(before.del && before.ins && after.del && after.ins);
+}
+
+/**
+ * How `before` became `after`, word by word: [{type: "same" | "del" | "ins", text}], each changed run as one
+ * deletion followed by one insertion.
+ */
 export function wordDiff(before, after) {
   const x = tokens(before);
   const y = tokens(after);
@@ -144,7 +189,7 @@ export function wordDiff(before, after) {
   pushOp(ops, "same", x.slice(0, start));
   diffMiddle(ops, x.slice(start, endX), y.slice(start, endY));
   pushOp(ops, "same", x.slice(endX));
-  return ops;
+  return groupRuns(ops);
 }
 
 function words(text) {
@@ -252,10 +297,12 @@ export class RlhfView {
     form.autocomplete = "off";
     form.setAttribute("aria-label", "Annotate the responses");
     form.append(this.conversation());
-    const howto = ["Rate each response on every question, then choose the better one."];
+    // The flow's instruction is shown above the form (annotate.js); this says only what it may leave out.
+    const instructionShown = Boolean(this.task.instruction) && (this.task.settings || {}).no_aux_text !== "true";
+    const howto = instructionShown ? [] : ["Rate each response on every question, then choose the better one."];
     if (this.spec.rewrite === "required") howto.push("Rewrite the response you choose (its Rewrite button).");
     else if (this.spec.rewrite === "optional") howto.push("You may rewrite any response to improve it.");
-    form.append(el("p", "rlhf-howto", howto.join(" ")));
+    if (howto.length) form.append(el("p", "rlhf-howto", howto.join(" ")));
     const responses = el("div", "rlhf-responses");
     responses.dataset.count = String(this.responses.length);
     responses.append(...this.responses.map((_, j) => this.responseCard(j)));
