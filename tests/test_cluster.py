@@ -211,6 +211,35 @@ def test_sse_on_one_process_sees_votes_taken_by_another(trio: Trio) -> None:
     assert sum(len(e.delta) for e in deltas) == 30 - mid.response_count
 
 
+def test_a_task_is_shown_on_the_process_that_leased_it(trio: Trio) -> None:
+    # The page says a task is on screen through whichever process it reaches: the request names the task, whose
+    # id names its node, so it is forwarded there, like an answer.
+    a, b, c = trio.urls
+    body = {"name": "shown", "instruction": "Which?", "max_response_threshold": 10, "lease_seconds": 30}
+    flow = httpx.post(f"{a}/v1/flows", json=body, headers=AUTH).raise_for_status().json()["id"]
+    items = {"datapoints": [{"text": str(d)} for d in range(4)], "time_to_live": 60}
+    httpx.post(f"{a}/v1/flows/{flow}/items", json=items, headers=AUTH).raise_for_status()
+    tokens = [
+        httpx.post(f"{a}/v1/annotators", json={"name": n}, headers=AUTH).raise_for_status().json()["token"]
+        for n in ("Ada", "Bob")
+    ]
+    mine, theirs = ({"Authorization": f"Bearer {t}"} for t in tokens)
+    wait_for(lambda: all(httpx.get(f"{u}/v1/me", headers=theirs).status_code == 200 for u in (b, c)), 10, "tokens")
+    task = httpx.post(f"{b}/v1/tasks/next", json={"wait": 5}, headers=mine, timeout=10).raise_for_status().json()
+    assert task["task_id"].startswith("task_") and task["flow_id"] == flow, "leased from the process serving it"
+    wait_for(lambda: time.time() > task["server_time"] + 0.2, 5, "the clock to move on")  # so the lease moves
+    shown = httpx.post(f"{c}/v1/tasks/{task['task_id']}/shown", headers=mine)
+    assert shown.status_code == 200, shown.text
+    reply = shown.json()
+    assert reply["lease_expires_at"] == pytest.approx(reply["shown_at"] + 30, abs=1e-6)
+    assert reply["lease_expires_at"] > task["lease_expires_at"]
+    again = httpx.post(f"{b}/v1/tasks/{task['task_id']}/shown", headers=mine).json()
+    assert (again["lease_expires_at"], again["shown_at"]) == (reply["lease_expires_at"], reply["shown_at"])
+    assert httpx.post(f"{c}/v1/tasks/{task['task_id']}/shown", headers=theirs).status_code == 404
+    answer = httpx.post(f"{c}/v1/tasks/{task['task_id']}/answer", json={"choice": "a"}, headers=mine)
+    assert answer.status_code == 200 and answer.json()["status"] == "accepted"
+
+
 class _Receiver(http.server.BaseHTTPRequestHandler):
     got: ClassVar[list[tuple[str, dict]]] = []
 

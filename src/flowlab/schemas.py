@@ -958,3 +958,13 @@ class Ack(msgspec.Struct, omit_defaults=True):
 
 class AckBatch(msgspec.Struct):
     results: list[Ack]
+
+
+class Shown(msgspec.Struct):
+    """POST /v1/tasks/{task_id}/shown: the task is on the annotator's screen. Its lease's clock started again
+    when it was first shown (`shown_at`), so time spent held behind another task is not the annotator's."""
+
+    task_id: str
+    lease_expires_at: float
+    shown_at: float | None  # None only for a task whose answer was already on its way when this arrived
+    server_time: float

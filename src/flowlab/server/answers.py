@@ -35,6 +35,7 @@ REFUSALS = {
     "skipped": "This task was skipped; fetch a new one.",
     "revoked": "This annotator token was revoked; its tasks went back to the queue.",
 }
+ANSWERED = "This task is answered already; fetch the next task."
 UNKNOWN_TASK = (
     "No task {task_id!r} is out with you (tasks handed out before a server restart are forgotten); "
     "fetch one with POST /v1/tasks/next."
@@ -158,6 +159,30 @@ class Answers:
             size += task_chars(task)
         return tasks
 
+    # ------------------------------------------------------------ showing
+
+    def shown(self, who: Principal, task_id: str) -> schemas.Shown:
+        """The annotator's page put the task on screen: its lease's clock starts again, once (`LeaseBook.show`).
+        Refused like an answer: 404 for a task not out with them, 409 for one that has ended."""
+        now = self.clock.now()
+        lease = self.leases.get(task_id)
+        if lease is None or lease.annotator_id != who.id:
+            prior = self.leases.outcome(task_id)
+            if prior is None or prior[1] != who.id:
+                raise NotFound(UNKNOWN_TASK.format(task_id=task_id))
+            outcome = prior[0]
+            if outcome in REFUSALS:
+                raise Conflict(REFUSALS[outcome], code=outcome)
+            raise Conflict(ANSWERED, code="answered")
+        if lease.committing is None:  # else it is answered already, and its answer is being made durable
+            ended = self._ended(lease, now)
+            if ended is not None:
+                raise Conflict(REFUSALS[ended], code=ended)
+            self.leases.show(lease, now)
+        return schemas.Shown(
+            task_id=task_id, lease_expires_at=lease.expires_at, shown_at=lease.shown_at, server_time=now
+        )
+
     # ------------------------------------------------------------ answering
 
     async def answer(self, who: Principal, task_id: str, req: schemas.Answer) -> schemas.Ack:
@@ -215,13 +240,9 @@ class Answers:
             pending.waits.append(lease.committing)
             return schemas.Ack(task_id=task_id, status="duplicate", detail="Already answered; counted once.")
         item = lease.item
-        if lease.gold is None and lifecycle.is_terminal(item.state):
-            self.leases.release(lease, "item_ended", requeue=False)
-            return _refused(task_id, "item_ended")
-        if now > lease.expires_at:
-            self.leases.release(lease, "lease_expired", requeue=True)
-            self.work.fire()
-            return _refused(task_id, "lease_expired")
+        ended = self._ended(lease, now)
+        if ended is not None:
+            return _refused(task_id, ended)
         if req.choice == "skip":
             self.leases.release(lease, "skipped", requeue=True, defer=True)
             self.work.fire()
@@ -251,6 +272,18 @@ class Answers:
         if lease.gold is not None and not checked:  # a gold question answered wrong: say why, if the set can
             return schemas.Ack(task_id=task_id, status="accepted", explanation=lease.gold.explanation)
         return schemas.Ack(task_id=task_id, status="accepted")
+
+    def _ended(self, lease: Lease, now: float) -> str | None:
+        """Why the lease can no longer be answered (its item ended, or its time ran out), releasing it; None
+        while it runs."""
+        if lease.gold is None and lifecycle.is_terminal(lease.item.state):
+            self.leases.release(lease, "item_ended", requeue=False)
+            return "item_ended"
+        if now > lease.expires_at:
+            self.leases.release(lease, "lease_expired", requeue=True)
+            self.work.fire()
+            return "lease_expired"
+        return None
 
     def _repeat(self, who: Principal, task_id: str, req: schemas.Answer, durable: dict[str, str]) -> schemas.Ack:
         """An answer to a task that is not out with this annotator: a retry, a late answer, or a mistake."""

@@ -107,6 +107,21 @@ class LeaseBook:
         if lease.task_id in self.tasks:
             heapq.heappush(self._heap, (lease.expires_at, lease.task_id))
 
+    def show(self, lease: Lease, now: float) -> None:
+        """The annotator's page put the task on screen: the first time, the lease's clock starts again, so the
+        time it waited behind another task is not taken from the person. Only ever later, and never past the
+        item's deadline; a task held and never shown still expires at its usual time."""
+        if lease.shown_at is not None:
+            return
+        lease.shown_at = now
+        # While a model writes a reply the clock stands still; `resume` adds the whole pause afterwards.
+        start = now if lease.paused_at is None else min(now, lease.paused_at)
+        restarted = min(start + lease.item.config.lease_seconds, lease.item.deadline)
+        if restarted > lease.expires_at:
+            lease.expires_at = restarted
+            if lease.task_id in self.tasks:
+                heapq.heappush(self._heap, (lease.expires_at, lease.task_id))
+
     def of_annotator(self, annotator_id: str) -> list[Lease]:
         return [lease for lease in self.tasks.values() if lease.annotator_id == annotator_id]
 

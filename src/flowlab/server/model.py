@@ -148,7 +148,9 @@ class Lease:
     `question` is the task kind's own (a pair of datapoint indices for pairwise items); `gold` is a check
     question with a known answer, which counts towards the annotator's agreement and not towards the item.
     While the answer's transaction commits, `committing` holds its future: the lease neither expires nor
-    takes a second answer meanwhile."""
+    takes a second answer meanwhile. `shown_at` is when the annotator's page first put the task on screen
+    (None while it is only held): the clock starts again then (`LeaseBook.show`), and the time since is the
+    annotator's time on the task."""
 
     __slots__ = (
         "annotator_id",
@@ -159,6 +161,7 @@ class Lease:
         "maybe_landed",
         "paused_at",
         "question",
+        "shown_at",
         "task_id",
     )
 
@@ -180,6 +183,7 @@ class Lease:
         self.committing: asyncio.Future[None] | None = None
         self.maybe_landed = False  # its answer's commit failed in a way that may have committed it after all
         self.paused_at: float | None = None  # the clock is stopped while a model writes a reply (chat tasks)
+        self.shown_at: float | None = None  # when the page first showed it (POST /v1/tasks/{id}/shown)
 
 
 class ItemRecord:

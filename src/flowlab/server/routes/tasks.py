@@ -1,4 +1,4 @@
-"""The annotator protocol: lease the next task, answer it once, in ones or in bulk."""
+"""The annotator protocol: lease the next task, say when it is on screen, answer it once, in ones or in bulk."""
 
 from __future__ import annotations
 
@@ -56,6 +56,14 @@ async def answer(request: Request, task_id: str, data: schemas.Answer) -> schema
     return await service.answers.answer(who, task_id, data)
 
 
+@post("/v1/tasks/{task_id:str}/shown", status_code=200)
+async def shown(request: Request, task_id: str) -> schemas.Shown:
+    """The page put the task on screen: its lease's clock starts again (once), so time it spent held behind
+    another task is not the annotator's. Its path names the task, so a cluster forwards it to the task's node."""
+    service, who = annotator(request)
+    return service.answers.shown(who, task_id)
+
+
 @post("/v1/tasks/answers", status_code=200)
 async def answers(request: Request, data: schemas.AnswerBatch) -> schemas.AckBatch:
     service, who = annotator(request)
@@ -86,4 +94,4 @@ async def annotator_events(request: Request) -> ServerSentEvent:
     return ServerSentEvent(events.annotator_stream(service, who), headers=SSE_HEADERS)
 
 
-handlers = [next_task, next_tasks, answer, answers, annotator_events]
+handlers = [next_task, next_tasks, answer, shown, answers, annotator_events]

@@ -203,7 +203,10 @@ function prepare(task, receivedAt, form = null) {
       api: state.api, markdown,
       submit: (annotation) => state.current === entry && answer("submit", annotation),
       skip: () => state.current === entry && answer("skip"),
-      lease: (expiresAt) => { entry.deadline = expiresAt * 1000 - skewMs; },
+      lease: (expiresAt) => {
+        entry.deadline = expiresAt * 1000 - skewMs;
+        entry.settled = true; // the server's latest word on the lease: a later reply to `shown` is older
+      },
       // While a model writes, the server's lease clock stands still: so does the countdown.
       pause: (on) => {
         if (on && !entry.pausedAt) {
@@ -219,7 +222,8 @@ function prepare(task, receivedAt, form = null) {
   }
   if (task.kind === "rlhf") {
     entry.view = new RlhfView(task, {
-      markdown, form, owner: state.me?.id, receivedAt, deadline: entry.deadline,
+      markdown, form, owner: state.me?.id, receivedAt,
+      get deadline() { return entry.deadline; }, // kept with a draft; it moves once the task is shown
       submit: (annotation) => state.current === entry && answer("submit", annotation),
       skip: () => state.current === entry && answer("skip"),
     });
@@ -340,6 +344,7 @@ function show(entry) {
   pair.dataset.taskId = task.task_id;
   pair.dataset.itemId = task.item_id;
   if (document.body.dataset.screen !== "vote") showScreen("vote");
+  startClock(entry);
   tickLease();
   entry.view?.shown();
 }
@@ -416,11 +421,13 @@ function leaseLeftMs(entry, now = Date.now()) {
 }
 
 /**
- * A task in hand is worth showing only if a person still has time to read and answer it: half its lease,
- * at most 10 s. A pair held back while someone lingers on the current one goes back to the queue.
+ * A task in hand is worth showing only if the server still holds it for this person when the page says it is
+ * on screen: showing it starts its full lease again (`startClock`), but a task held past its usual expiry has
+ * gone to someone else. So one whose usual expiry is near (a quarter of its lease, at most 5 s: time for
+ * the word to reach the server) goes back to the queue instead; one held for a while is still worth its full time.
  */
 function stillFresh(entry) {
-  const margin = Math.min(entry.task.lease_seconds * 500, 10000);
+  const margin = Math.min(entry.task.lease_seconds * 250, 5000);
   return leaseLeftMs(entry) > margin;
 }
 
@@ -634,6 +641,40 @@ function formatLeft(ms) {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
 }
 
+/**
+ * A task's time is the person's from when it is on screen: the first time it is shown, the page tells the server,
+ * which starts the lease's clock again (POST /v1/tasks/{id}/shown), so the time it waited behind another task
+ * is not lost. Until the server answers, the countdown shows the full lease; then the server's deadline. A task
+ * held and handed back unseen is never said to be shown.
+ */
+async function startClock(entry) {
+  if (entry.clockAsked) return;
+  entry.clockAsked = true;
+  const held = entry.deadline; // the lease's usual expiry, if the server cannot be told
+  entry.deadline = Date.now() + entry.task.lease_seconds * 1000;
+  const session = state.session;
+  let deadline = held;
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    try {
+      const reply = await state.api.shown(entry.task.task_id);
+      deadline = reply.lease_expires_at * 1000 - (reply.server_time * 1000 - Date.now());
+      break;
+    } catch (err) {
+      // Gone (answered, expired, its item ended: those say so themselves), or not this person's: time is up.
+      if (err instanceof ApiError && (err.status === 404 || err.status === 409)) {
+        deadline = Math.min(held, Date.now());
+        break;
+      }
+      if (!(err instanceof NetworkError || (err instanceof ApiError && err.status >= 500))) break;
+      await sleep(400 * (attempt + 1));
+    }
+  }
+  if (state.session !== session || entry.settled) return;
+  entry.deadline = deadline;
+  entry.settled = true;
+  if (state.current === entry) tickLease();
+}
+
 function tickLease() {
   const entry = state.current;
   if (!entry) return;
@@ -650,6 +691,7 @@ function tickLease() {
   $("lease-fill").style.width = `${Math.max(0, Math.min(100, (left / total) * 100)).toFixed(1)}%`;
   lease.dataset.level = left <= 0 ? "expired" : left < Math.min(10000, total * 0.25) ? "low" : "ok";
   lease.dataset.paused = String(paused);
+  lease.dataset.clock = entry.settled ? "server" : "pending"; // "pending": the full lease, until the server answers
 }
 
 // ---------------------------------------------------------------- input

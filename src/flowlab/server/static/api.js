@@ -72,6 +72,14 @@ export class AnnotatorApi {
     return this.request("POST", `/v1/tasks/${encodeURIComponent(taskId)}/answer`, body).then((r) => r.body);
   }
 
+  /**
+   * Says the task is on screen now. The server starts its lease's clock again (the first time only) and answers
+   * with it: `{task_id, lease_expires_at, shown_at, server_time}` (a schemas.Shown).
+   */
+  shown(taskId) {
+    return this.request("POST", `/v1/tasks/${encodeURIComponent(taskId)}/shown`).then((r) => r.body);
+  }
+
   /** A chat task's models by position: [{model, online}], whether each can answer now. */
   taskModels(taskId, signal) {
     return this.request("GET", `/v1/tasks/${encodeURIComponent(taskId)}/models`, undefined, { signal })
