@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from array import array
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +128,8 @@ class PairTally:
         "result_version",
         "seen",
         "ties",
+        "voter_index",
+        "voters",
         "wins",
     )
 
@@ -147,6 +150,8 @@ class PairTally:
         self.cap = cap  # votes one annotator may give the item (leases out count)
         self.by_annotator: dict[str, int] = {}  # annotator -> votes given and leases out
         self.seen: dict[str, set[Pair]] = {}  # annotator -> pairs (smaller index first) leased to them
+        self.voter_index: dict[str, int] = {}  # annotator -> a small index, in order of first vote
+        self.voters = array("i")  # who gave each vote of `log`, by that index: 4 bytes a vote
 
     def give(self, annotator_id: str, pair: Pair) -> None:
         """`pair` is leased to this annotator: one more of their share, and a pair they will not see again."""
@@ -160,7 +165,8 @@ class PairTally:
         """Copies of the counts, for a fit that runs while votes keep landing."""
         return self.wins.copy(), None if self.ties is None else self.ties.copy()
 
-    def add(self, winner: int, loser: int, tie: bool) -> None:
+    def add(self, winner: int, loser: int, tie: bool, annotator_id: str) -> None:
+        self.voters.append(self.voter_index.setdefault(annotator_id, len(self.voter_index)))
         self.log.append(winner, loser, int(tie))
         if tie:
             self.wins[winner, loser] += 0.5
@@ -200,7 +206,7 @@ class Pairwise(KindBase):
     def replay(self, item: ItemRecord, rows: list[Row]) -> None:
         tally: PairTally = item.tally
         for v in rows:
-            tally.add(v["winner"], v["loser"], bool(v["tie"]))
+            tally.add(v["winner"], v["loser"], bool(v["tie"]), v["annotator_id"])
             tally.give(v["annotator_id"], (v["winner"], v["loser"]))
         item.response_count += len(rows)
         self._look(item)  # an item that settled just before a restart ends now
@@ -337,19 +343,21 @@ class Pairwise(KindBase):
                 )
             ]
         winner, loser, tie = checked
+        # Which side won as the annotator saw it (None for a tie): left-right habits show in it.
+        chose_first = None if tie else int(winner == lease.question[0])
         # OR IGNORE: a commit whose outcome was lost with its connection may be retried; it lands once.
         return [
             (
-                "INSERT OR IGNORE INTO votes (task_id, item_id, annotator_id, winner, loser, tie, created_at) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (lease.task_id, lease.item.id, annotator_id, winner, loser, int(tie), now),
+                "INSERT OR IGNORE INTO votes (task_id, item_id, annotator_id, winner, loser, tie, created_at, "
+                "chose_first) VALUES (?,?,?,?,?,?,?,?)",
+                (lease.task_id, lease.item.id, annotator_id, winner, loser, int(tie), now, chose_first),
             )
         ]
 
     def count(self, lease: Lease, checked: Any) -> None:
         if lease.gold is None:
             winner, loser, tie = checked
-            lease.item.tally.add(winner, loser, tie)
+            lease.item.tally.add(winner, loser, tie, lease.annotator_id)
             lease.item.response_count += 1
             self._look(lease.item)
 
@@ -407,6 +415,7 @@ class Pairwise(KindBase):
                 loser=r["loser"],
                 tie=bool(r["tie"]),
                 created_at=r["created_at"],
+                chose_first=None if r.get("chose_first") is None else bool(r["chose_first"]),
             )
             for r in rows
         ]
@@ -553,9 +562,23 @@ def _settled_reason(item: ItemRecord, verdict: ranking.Settlement, count: int) -
     )
 
 
+def people_of(tally: PairTally, n: int, count: int) -> tuple[np.ndarray, int, float | None]:
+    """Who gave the first `count` votes: different people per datapoint, different people over the item, and
+    the largest share of the votes one person gave (None before any vote)."""
+    if count == 0:
+        return np.zeros(n, dtype=np.int64), 0, None
+    rows = tally.log.rows[:count]
+    who = np.array(tally.voters[:count], dtype=np.int64)
+    m = len(tally.voter_index)
+    seen = np.unique(np.concatenate([rows[:, 0] * m + who, rows[:, 1] * m + who]))
+    per_person = np.bincount(who, minlength=m)
+    return np.bincount(seen // m, minlength=n), int((per_person > 0).sum()), float(per_person.max() / count)
+
+
 def _results(item: ItemRecord, wins: np.ndarray, fit: Any, version: int, count: int, state: str) -> schemas.ItemResults:
     played = wins.sum(axis=1) + wins.sum(axis=0)
     won = wins.sum(axis=1)
+    people, annotators, top_share = people_of(item.tally, len(item.keys), count)
     dps = [
         schemas.DatapointResult(
             key=item.keys[i],
@@ -569,6 +592,7 @@ def _results(item: ItemRecord, wins: np.ndarray, fit: Any, version: int, count: 
             rank_high=int(fit.rank_high[i]),
             votes=round(float(played[i])),
             wins=float(won[i]),
+            annotators=int(people[i]),
         )
         for i in range(len(item.keys))
     ]
@@ -580,6 +604,8 @@ def _results(item: ItemRecord, wins: np.ndarray, fit: Any, version: int, count: 
         partial=not lifecycle.is_terminal(state),
         datapoints=dps,
         version=version,
+        annotators=annotators,
+        top_annotator_share=top_share,
     )
 
 
