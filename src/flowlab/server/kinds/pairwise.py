@@ -66,7 +66,7 @@ class PairQueue:
         """The next pair of the covering rounds not in `seen` (a person's pairs so far); None when every pair
         this item compares is in it."""
         pair = _take(self._queue, seen)
-        if pair is None:
+        if pair is None and len(self._queue) < self.n:  # at most a round or two queued, however often asked
             self._refill()
             pair = _take(self._queue, seen)
         return pair if pair is not None else self._unseen(seen)
