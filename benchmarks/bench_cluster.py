@@ -97,7 +97,7 @@ def bench_throughput(rows: list[tuple[str, str, str, str]]) -> None:
     )
 
 
-def _item_on(url: str, points: int = 6) -> str:
+def _item_on(url: str, points: int = 30) -> str:  # 435 pairs: one annotator's 300 votes, no pair twice
     flow = httpx.post(
         f"{url}/v1/flows", headers=AUTH, json={"name": "sse", "instruction": "Which?", "max_response_threshold": 10**6}
     ).json()["id"]

@@ -194,7 +194,8 @@ def bench_create_and_first_task(rows: list[tuple[str, str, str, str]]) -> None:
 
 def bench_sse(rows: list[tuple[str, str, str, str]]) -> None:
     with Server() as server:
-        _, (item_id,) = setup_flow(server.url, items=1, n=20)
+        # One annotator gives 300 votes: 30 datapoints make 435 pairs, so none is shown to them twice.
+        _, (item_id,) = setup_flow(server.url, items=1, n=30)
         token = annotator_tokens(server.url, 1)[0]
         acked_at: dict[int, float] = {}
         seen_at: dict[int, float] = {}

@@ -76,7 +76,7 @@ def test_gold_pairs_are_mixed_in_and_agreement_recorded(client: Client, flowlab_
     with SimulatedCrowd(
         flowlab_server.url,
         flowlab_server.api_key,
-        annotators=4,
+        annotators=8,  # ten pairs each, never one twice: 80 votes' room for 60
         rate=6000,
         accuracy=1.0,
         spammer_fraction=0.5,

@@ -205,7 +205,7 @@ def task_of(ann: httpx.Client, item_id: str) -> dict[str, Any]:
 
 
 def test_second_answer_counts_once_over_http(client: Client, flow: flowlab.Flow, flowlab_server: ServerProcess) -> None:
-    item = flow.create_new_flow_batch(datapoints=["a", "b"], time_to_live=60)
+    item = flow.create_new_flow_batch(datapoints=["a", "b", "c"], time_to_live=60)  # a pair each, never twice
     ann = raw(flowlab_server, client.annotators.create("twice").token)
     task = task_of(ann, item.id)
     first = ann.post(f"/v1/tasks/{task['task_id']}/answer", json={"choice": "a"}).json()

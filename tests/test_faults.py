@@ -37,7 +37,8 @@ def make_item(url: str, *, max_votes: int = 1_000_000, ttl: float = 120.0) -> st
     ).raise_for_status()
     item = httpx.post(
         f"{url}/v1/flows/{flow.json()['id']}/items",
-        json={"datapoints": [{"text": f"dp {i}"} for i in range(8)], "time_to_live": ttl},
+        # 120 datapoints: 7,140 pairs, so a load of a few people never runs out of pairs they have not seen.
+        json={"datapoints": [{"text": f"dp {i}"} for i in range(120)], "time_to_live": ttl},
         headers=AUTH,
     ).raise_for_status()
     return str(item.json()["id"])

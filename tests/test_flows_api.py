@@ -281,7 +281,8 @@ def test_watch_reconnects_and_resumes_across_a_server_restart(fresh_server: Serv
     with fresh_server.client() as client:
         flow = client.flow.create_ranking_flow(name="resume", instruction="Which?", max_response_threshold=40)
         item = flow.create_new_flow_batch(datapoints=scored(4), time_to_live=120)
-        crowd = SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=4, rate=1500, seed=9).start()
+        # Ten people: nobody compares a pair of the item twice, and 4 datapoints make 6 pairs.
+        crowd = SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=10, rate=1500, seed=9).start()
         rebuilt = np.zeros((4, 4))
         restarted = False
         last = None
@@ -293,7 +294,8 @@ def test_watch_reconnects_and_resumes_across_a_server_restart(fresh_server: Serv
                 restarted = True
                 crowd.stop()
                 fresh_server.restart()
-                crowd = SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=4, rate=3000, seed=10).start()
+                crowd = SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=10, rate=3000, seed=10)
+                crowd.start()
         crowd.stop()
         assert restarted and last is not None and last.state == "Completed"
         # Nothing was missed or counted twice across the reconnect.
@@ -342,7 +344,8 @@ def test_exports_preference_pairs_and_rlhf_task_records(client: Client, flowlab_
         name="export", instruction="Which is more helpful?", max_response_threshold=20
     )
     item = flow.create_new_flow_batch(datapoints=scored(3), context="What is 2 + 2?", time_to_live=60)
-    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=4, rate=6000, seed=12):
+    # Three datapoints make three pairs, and nobody compares a pair twice: eight people for 20 votes.
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=8, rate=6000, seed=12):
         results = item.get_results(timeout=60)
     pairs = item.to_preference_pairs()
     assert len(pairs) == 20 and all(p["prompt"] == "What is 2 + 2?" for p in pairs)

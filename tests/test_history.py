@@ -408,13 +408,13 @@ def test_a_stream_far_behind_gets_a_snapshot_not_every_vote(tmp_path: Path) -> N
         first = msgspec.json.decode((await anext(stream)).data, type=schemas.ItemEvent)
         assert first.full and first.delta == []
         for _ in range(3):  # a few votes: the next message carries just them
-            item.tally.add(0, 1, False)
+            item.tally.add(0, 1, False, "ann")
             item.response_count += 1
         item.touch()
         small = msgspec.json.decode((await anext(stream)).data, type=schemas.ItemEvent)
         assert not small.full and len(small.delta) == 3
         for _ in range(events.MAX_DELTA_ROWS + 1):  # a subscriber that stopped reading for a long time
-            item.tally.add(2, 3, False)
+            item.tally.add(2, 3, False, "ann")
             item.response_count += 1
         item.touch()
         big = msgspec.json.decode((await anext(stream)).data, type=schemas.ItemEvent)

@@ -40,7 +40,8 @@ def test_status_is_the_state_and_results_map_keys_to_elo(rapi: Client, flowlab_s
     status = item.get_status()
     assert status == FlowItemState.PENDING and status == "Pending" and status in ["Pending", "Running"]
     assert status.value == "Pending" and isinstance(status, str)
-    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=6, rate=6000, seed=11):
+    # Three datapoints make three pairs, each shown to a person once: twelve people for 30 votes.
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=12, rate=6000, seed=11):
         results = item.get_results()
     assert item.get_status() == FlowItemState.COMPLETED
     assert isinstance(results, FlowItemResult)
@@ -130,7 +131,7 @@ def test_validation_sets_are_made_once_and_referred_to_by_id(rapi: Client, flowl
     assert flow.config.validation_pair_count == 2
     item = flow.create_new_flow_batch(["x", "y", "z"], time_to_live=60)
     annotators_before = {a.id: a.gold_answered for a in rapi.annotators.list()}
-    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=4, rate=6000, seed=12):
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=16, rate=6000, seed=12):
         item.get_results(timeout=30)
     answered = [a for a in rapi.annotators.list() if a.gold_answered > annotators_before.get(a.id, 0)]
     assert answered, "the set's gold pairs were mixed into the tasks"

@@ -87,3 +87,18 @@ def test_no_module_outside_the_kinds_names_a_kind() -> None:
                 if pattern.search(line)
             ]
     assert not found, f"kind names outside the kinds' modules: {found}"
+
+
+def test_a_person_who_saw_every_pair_gets_none_and_the_queue_stays_small() -> None:
+    from flowlab.server.kinds.pairwise import PairQueue
+
+    queue = PairQueue(4, random.Random(2))
+    seen: set[tuple[int, int]] = set()
+    for _ in range(6):
+        a, b = queue.next_pair(seen)  # type: ignore[misc]
+        seen.add((min(a, b), max(a, b)))
+    assert len(seen) == 6, "six different pairs of four datapoints, none twice"
+    for _ in range(100):
+        assert queue.next_pair(seen) is None
+    assert len(queue._queue) <= 2 * 4, "asking again and again does not grow the queue"
+    assert queue.next_pair() is not None, "someone else still gets pairs"

@@ -55,6 +55,8 @@ async def make_item(
     min_votes: int | None = None,
     **flow_options: Any,
 ) -> Any:
+    # One annotator may give an item all its votes here (the lifecycle is under test, not who answers).
+    flow_options.setdefault("max_votes_per_annotator", max_votes)
     flow = await service.flows.create(
         RESEARCHER,
         schemas.FlowCreate(

@@ -73,12 +73,15 @@ def test_bad_arguments_say_what_to_do() -> None:
 # ---------------------------------------------------------------- in the service, with a fake clock
 
 
-async def _vote_for_lowest(service, who, n_votes: int) -> int:  # type: ignore[no-untyped-def]
-    """Vote `n_votes` times for whichever datapoint has the lower number ("t0" beats "t1" beats ...)."""
-    for _ in range(n_votes):
+async def _vote_for_lowest(service, n_votes: int, people: int = 120) -> int:  # type: ignore[no-untyped-def]
+    """Vote `n_votes` times for whichever datapoint has the lower number ("t0" beats "t1" beats ...), the
+    votes taken in turn from `people` annotators (nobody compares a pair of an item twice)."""
+    crowd = [await annotator(service, f"ann{i}") for i in range(people)]
+    for v in range(n_votes):
+        who = crowd[v % people]
         task = service.answers.lease_next(who)
         if task is None:
-            return _
+            return v
         a, b = int(task.a.text[1:]), int(task.b.text[1:])
         await service.answers.answer(who, task.task_id, schemas.Answer(choice="a" if a < b else "b"))
     return n_votes
@@ -88,8 +91,7 @@ def test_an_item_ends_once_its_top_is_settled(tmp_path: Path) -> None:
     async def body(service, clock):  # type: ignore[no-untyped-def]
         item = await make_item(service, n=4, max_votes=400, stop_when=schemas.StopWhen(rule="top"))
         assert item.config.min_response_threshold == 0, "a stopping rule lowers the default minimum"
-        who = await annotator(service)
-        served = await _vote_for_lowest(service, who, 400)
+        served = await _vote_for_lowest(service, 400)
         return item, served
 
     item, served = run(body, tmp_path)
@@ -102,8 +104,7 @@ def test_an_item_ends_once_its_top_is_settled(tmp_path: Path) -> None:
 def test_without_a_rule_the_same_votes_run_to_the_maximum(tmp_path: Path) -> None:
     async def body(service, clock):  # type: ignore[no-untyped-def]
         item = await make_item(service, n=4, max_votes=120)
-        who = await annotator(service)
-        return item, await _vote_for_lowest(service, who, 200)
+        return item, await _vote_for_lowest(service, 200)
 
     item, served = run(body, tmp_path)
     assert item.state == "Completed" and served == item.response_count == 120 and item.reason is None
@@ -115,8 +116,7 @@ def test_a_rule_that_cannot_settle_in_time_leaves_the_item_to_its_maximum(tmp_pa
     async def body(service, clock):  # type: ignore[no-untyped-def]
         rule = schemas.StopWhen(rule="order", confidence=0.9999)
         item = await make_item(service, n=6, max_votes=60, stop_when=rule)
-        who = await annotator(service)
-        return item, await _vote_for_lowest(service, who, 100)
+        return item, await _vote_for_lowest(service, 100)
 
     item, served = run(body, tmp_path)
     assert item.state == "Completed" and served == 60 and not item.settled and item.reason is None
@@ -125,8 +125,7 @@ def test_a_rule_that_cannot_settle_in_time_leaves_the_item_to_its_maximum(tmp_pa
 def test_settled_items_stay_settled_across_a_restart(tmp_path: Path) -> None:
     async def first(service, clock):  # type: ignore[no-untyped-def]
         item = await make_item(service, n=3, max_votes=300, stop_when=schemas.StopWhen(rule="top"))
-        who = await annotator(service)
-        await _vote_for_lowest(service, who, 300)
+        await _vote_for_lowest(service, 300)
         await asyncio.sleep(0.05)  # the final record
         return item.id, item.response_count
 
@@ -171,7 +170,7 @@ def test_a_flow_stops_early_over_http_and_says_why(client: Client, flowlab_serve
         name="settle", instruction="Which?", max_response_threshold=3000, stop_when="top", stop_confidence=0.9
     )
     assert flow.config.stop_when is not None and flow.config.stop_when.rule == "top"
-    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=6, rate=3000, accuracy=1.0, seed=5):
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=30, rate=3000, accuracy=1.0, seed=5):
         item = flow.create_new_flow_batch(datapoints=_scored(4, 2.0), time_to_live=120)
         results = item.get_results(timeout=60)
     status = item.get_progress()
@@ -191,7 +190,7 @@ def test_results_of_active_flows_use_the_fitted_prior_and_ties_count_as_ties(
     flow = client.flow.create_ranking_flow(
         name="honest", instruction="Which?", max_response_threshold=150, pair_selection="active", allow_ties=True
     )
-    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=4, rate=3000, seed=6, accuracy=0.6):
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=12, rate=3000, seed=6, accuracy=0.6):
         item = flow.create_new_flow_batch(datapoints=_scored(6, 0.7), time_to_live=120)
         results = item.get_results(timeout=60)
     votes = item.get_votes()

@@ -166,7 +166,8 @@ def test_online_dpo_gets_one_vote_per_pair_and_unjudged_pairs_are_reported(
 def test_given_pairs_are_the_only_pairs_asked(client: flowlab.Client, flowlab_server: ServerProcess) -> None:
     flow = client.flow.create_ranking_flow("pairs", "Better?", max_response_threshold=12)
     item = flow.create_new_flow_batch(["a", "b", "c", "d"], data_type="text", pairs=[(0, 1), (2, 3)], time_to_live=30)
-    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=4, rate=20_000, seed=7):
+    # Two given pairs and 12 votes: six people, each comparing each pair once.
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=6, rate=20_000, seed=7):
         item.get_results(timeout=20)
     matrix = item.get_win_loss_matrix()
     compared = {(w, loser) for w in matrix.index for loser in matrix.columns if matrix.loc[w, loser] > 0}

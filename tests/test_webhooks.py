@@ -188,7 +188,7 @@ def test_answers_are_pushed_for_the_chosen_flow_only(fresh_server: ServerProcess
         other = client.flow.create_ranking_flow(name="other", instruction="Which?", max_response_threshold=12)
         hook = client.webhooks.add(receiver.url, events=["answer.created", "item.completed"], flow_id=watched.id)
         items = [f.create_new_flow_batch(datapoints=["x", "y", "z"], time_to_live=60) for f in (watched, other)]
-        with SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=3, rate=3000, seed=4, name="hook"):
+        with SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=5, rate=3000, seed=4, name="hook"):
             for item in items:
                 item.get_results(timeout=60)
         votes = items[0].get_votes()

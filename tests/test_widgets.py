@@ -73,7 +73,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, interval: f
 
 @pytest.fixture
 def crowd(flowlab_server: ServerProcess) -> Iterator[SimulatedCrowd]:
-    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=8, rate=2400, seed=7) as c:
+    # Twelve people: items of four datapoints have six pairs, and nobody is shown a pair of an item twice.
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=12, rate=2400, seed=7) as c:
         yield c
 
 

@@ -516,6 +516,23 @@ class ItemStatus(msgspec.Struct):
     waiting: str | None = None
 
 
+class ItemAnnotator(msgspec.Struct):
+    """One person's part in an item: how much of it is theirs, their left-right habit on pairs, their speed."""
+
+    annotator_id: str
+    answers: int
+    share: float  # of the item's answers
+    # Pairs: of their decisive votes, how many went to the datapoint shown first (left), with a 95 % interval;
+    # an interval clear of 0.5 is a position bias.
+    first_choices: int | None = None
+    decisive: int | None = None
+    first_share: float | None = None
+    first_ci_low: float | None = None
+    first_ci_high: float | None = None
+    position_bias: bool = False
+    median_seconds: float | None = None  # from the task on screen to the answer, where the page said when
+
+
 class ItemDetail(msgspec.Struct):
     status: ItemStatus
     datapoints: list[Datapoint]
@@ -535,6 +552,7 @@ class DatapointResult(msgspec.Struct):
     rank_high: int
     votes: int
     wins: float  # ties count half
+    annotators: int = 0  # different people whose votes compared it
 
 
 class ItemResults(msgspec.Struct):
@@ -544,6 +562,9 @@ class ItemResults(msgspec.Struct):
     partial: bool
     datapoints: list[DatapointResult]
     version: int
+    annotators: int = 0  # different people whose votes count
+    # The largest share of the votes one person gave: above a half, one person's view makes the ranking.
+    top_annotator_share: float | None = None
 
 
 class ClassifyDatapointResult(msgspec.Struct):
@@ -564,6 +585,7 @@ class ClassifyResults(msgspec.Struct):
     partial: bool
     datapoints: list[ClassifyDatapointResult]
     version: int
+    annotators: int = 0  # different people whose answers count (each answers a datapoint once)
 
 
 class DimensionStat(msgspec.Struct):
@@ -617,6 +639,7 @@ class RlhfResults(msgspec.Struct):
     models: list[ModelSummary]
     agreement: dict[str, float | None]  # Krippendorff's alpha per dimension (None: too little overlap)
     version: int
+    annotators: int = 0  # different people whose annotations count (each answers a task once)
 
 
 class Annotation(msgspec.Struct):
@@ -658,6 +681,7 @@ class Vote(msgspec.Struct):
     loser: int
     tie: bool
     created_at: float
+    chose_first: bool | None = None  # the winner was the one shown first (left); None for a tie or unknown
 
 
 # ---------------------------------------------------------------- live events

@@ -28,6 +28,7 @@ from flowlab.client._models import (
     FlowItemState,
     FlowItemStatus,
     RlhfFlowItemResult,
+    annotators_frame,
     labels_frame,
     matrix_frame,
     votes_frame,
@@ -57,6 +58,9 @@ class _AsyncItemCalls(FlowItemBase):
 
     async def get_datapoints(self) -> list[schemas.Datapoint]:
         return (await self._transport.run(core.item_detail(self.id))).datapoints
+
+    async def get_annotators(self) -> pd.DataFrame:
+        return annotators_frame(await self._transport.run(core.item_annotators(self.id)))
 
     async def stop(self) -> FlowItemStatus:
         self.last_status = await self._transport.run(core.stop_item(self.id))
@@ -454,6 +458,7 @@ class AsyncFlowsAPI:
         stop_when: str | None = None,
         stop_k: int = 1,
         stop_confidence: float = 0.95,
+        max_votes_per_annotator: int | None = None,
     ) -> AsyncFlow:
         """Create a pairwise ranking flow, with hosted's arguments in hosted's order (`drain_duration` and
         `serve_timeout` are flowlab's `drain_seconds` and `lease_seconds`). `min_response_threshold` defaults
@@ -462,7 +467,12 @@ class AsyncFlowsAPI:
         `stop_when` ends each item as soon as its question is answered at `stop_confidence` instead of
         spending votes up to the maximum: `"top"` (the best datapoint is above every other), `"top_k"` (the
         best `stop_k` are above the rest) or `"order"` (every datapoint is above the next). The item then
-        completes and its status's `reason` says when and why."""
+        completes and its status's `reason` says when and why.
+
+        An item's votes are independent judgements: nobody is shown the same pair of an item twice, and one
+        person gives at most `max_votes_per_annotator` of its votes (default: a third of the maximum, so at
+        least three people share every item); an item whose people have given their share waits for others,
+        and its status's `waiting` says so."""
         options = flow_options(
             allow_ties,
             pair_selection,
@@ -476,6 +486,8 @@ class AsyncFlowsAPI:
             **settings_option(settings, stacklevel=3),
             **stop_option(stop_when, stop_k, stop_confidence),
         }
+        if max_votes_per_annotator is not None:
+            options["max_votes_per_annotator"] = max_votes_per_annotator
         if validation_set_id is not None:
             options["validation_set_id"] = validation_set_id
         config = await self._transport.run(

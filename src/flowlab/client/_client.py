@@ -28,6 +28,7 @@ from flowlab.client._models import (
     FlowItemState,
     FlowItemStatus,
     RlhfFlowItemResult,
+    annotators_frame,
     labels_frame,
     matrix_frame,
     votes_frame,
@@ -60,6 +61,12 @@ class _ItemCalls(FlowItemBase):
 
     def get_datapoints(self) -> list[schemas.Datapoint]:
         return self._transport.run(core.item_detail(self.id)).datapoints
+
+    def get_annotators(self) -> pd.DataFrame:
+        """Who answered this item, a row each (most answers first): answers, share of the item, and for pairs
+        the share of decisive votes for the side shown first with its 95 % interval (`position_bias` when the
+        interval leaves out a half), and the median seconds from the task on screen to the answer."""
+        return annotators_frame(self._transport.run(core.item_annotators(self.id)))
 
     def stop(self) -> FlowItemStatus:
         """End the item now (state Stopped); its votes stay."""
@@ -479,6 +486,7 @@ class FlowsAPI:
         stop_when: str | None = None,
         stop_k: int = 1,
         stop_confidence: float = 0.95,
+        max_votes_per_annotator: int | None = None,
     ) -> Flow:
         """Create a pairwise ranking flow, with hosted's arguments in hosted's order (`drain_duration` and
         `serve_timeout` are flowlab's `drain_seconds` and `lease_seconds`). `min_response_threshold` defaults
@@ -487,7 +495,12 @@ class FlowsAPI:
         `stop_when` ends each item as soon as its question is answered at `stop_confidence` instead of
         spending votes up to the maximum: `"top"` (the best datapoint is above every other), `"top_k"` (the
         best `stop_k` are above the rest) or `"order"` (every datapoint is above the next). The item then
-        completes and its status's `reason` says when and why."""
+        completes and its status's `reason` says when and why.
+
+        An item's votes are independent judgements: nobody is shown the same pair of an item twice, and one
+        person gives at most `max_votes_per_annotator` of its votes (default: a third of the maximum, so at
+        least three people share every item); an item whose people have given their share waits for others,
+        and its status's `waiting` says so."""
         options = flow_options(
             allow_ties,
             pair_selection,
@@ -501,6 +514,8 @@ class FlowsAPI:
             **settings_option(settings, stacklevel=3),
             **stop_option(stop_when, stop_k, stop_confidence),
         }
+        if max_votes_per_annotator is not None:
+            options["max_votes_per_annotator"] = max_votes_per_annotator
         if validation_set_id is not None:
             options["validation_set_id"] = validation_set_id
         config = self._transport.run(

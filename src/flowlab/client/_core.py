@@ -648,6 +648,11 @@ def item_votes(item_id: str) -> Op[list[schemas.Vote]]:
     return decode(resp.content, list[schemas.Vote])
 
 
+def item_annotators(item_id: str) -> Op[list[schemas.ItemAnnotator]]:
+    resp = yield Call("GET", f"/v1/items/{item_id}/annotators")
+    return decode(resp.content, list[schemas.ItemAnnotator])
+
+
 def item_detail(item_id: str) -> Op[schemas.ItemDetail]:
     resp = yield Call("GET", f"/v1/items/{item_id}/detail")
     return decode(resp.content, schemas.ItemDetail)

@@ -57,6 +57,8 @@ class FlowItemResult(msgspec.Struct):
     datapoints: dict[str, float]
     details: list[schemas.DatapointResult]
     version: int
+    annotators: int = 0  # different people whose votes count (each datapoint's are in `details`)
+    top_annotator_share: float | None = None  # above a half, one person's view makes the ranking
 
     @classmethod
     def from_wire(cls, r: schemas.ItemResults) -> FlowItemResult:
@@ -68,6 +70,8 @@ class FlowItemResult(msgspec.Struct):
             datapoints={d.key: d.elo for d in r.datapoints},
             details=r.datapoints,
             version=r.version,
+            annotators=r.annotators,
+            top_annotator_share=r.top_annotator_share,
         )
 
     def __getitem__(self, key: str) -> schemas.DatapointResult:
@@ -232,11 +236,18 @@ def votes_frame(votes: list[schemas.Vote], keys: list[str]) -> pd.DataFrame:
 
     frame = pd.DataFrame(
         [msgspec.structs.asdict(v) for v in votes],
-        columns=["task_id", "annotator_id", "winner", "loser", "tie", "created_at"],
+        columns=["task_id", "annotator_id", "winner", "loser", "tie", "created_at", "chose_first"],
     )
     frame["winner_key"] = [keys[i] for i in frame["winner"]]
     frame["loser_key"] = [keys[i] for i in frame["loser"]]
     return frame
+
+
+def annotators_frame(annotators: list[schemas.ItemAnnotator]) -> pd.DataFrame:
+    import pandas as pd
+
+    columns = list(schemas.ItemAnnotator.__struct_fields__)
+    return pd.DataFrame([msgspec.structs.asdict(a) for a in annotators], columns=columns)
 
 
 def labels_frame(labels: list[schemas.Label], keys: list[str]) -> pd.DataFrame:

@@ -31,6 +31,8 @@ class AnnotatorProfile:
     accuracy: float  # chance of answering from the oracle rather than at random
     mean_seconds: float  # mean time spent on a task
     spammer: bool = False
+    # Chance of picking the pair's first-shown (left) side without reading: a position habit, not a judgement.
+    left_bias: float = 0.0
     token: str = ""
     id: str = ""
 
@@ -76,6 +78,9 @@ class SimulatedCrowd:
         rather than at random.
     spammer_fraction
         Share of annotators who answer at random.
+    left_biased_fraction, left_bias
+        Share of annotators with a position habit: they pick a pair's first-shown (left) side without reading
+        with probability `left_bias`, and judge otherwise.
     bulk
         Fetch and answer tasks in batches (the crowd endpoints) instead of one at a time like a page.
     """
@@ -95,13 +100,17 @@ class SimulatedCrowd:
         batch_size: int = 50,
         name: str = "sim",
         chat: ChatScript | None = None,
+        left_biased_fraction: float = 0.0,
+        left_bias: float = 0.8,
     ) -> None:
         if annotators < 1:
             raise ValueError("annotators must be at least 1")
         if rate <= 0:
             raise ValueError("rate is votes per minute and must be positive")
-        if not 0.0 <= accuracy <= 1.0 or not 0.0 <= spammer_fraction <= 1.0:
-            raise ValueError("accuracy and spammer_fraction are probabilities in [0, 1]")
+        if not all(0.0 <= x <= 1.0 for x in (accuracy, spammer_fraction, left_biased_fraction, left_bias)):
+            raise ValueError(
+                "accuracy, spammer_fraction, left_biased_fraction and left_bias are probabilities in [0, 1]"
+            )
         self.url, self.api_key = resolve(url, api_key)
         self.rate = rate
         self.bulk = bulk
@@ -109,9 +118,17 @@ class SimulatedCrowd:
         self.response_time_cv = response_time_cv
         self.rng = random.Random(seed)
         n_spam = round(annotators * spammer_fraction)
+        n_biased = round(annotators * left_biased_fraction)  # the last ones: a crowd may be both
         mean = annotators * 60.0 / rate
         self.profiles = [
-            AnnotatorProfile(f"{name}-{i:03d}", accuracy, mean, spammer=i < n_spam) for i in range(annotators)
+            AnnotatorProfile(
+                f"{name}-{i:03d}",
+                accuracy,
+                mean,
+                spammer=i < n_spam,
+                left_bias=left_bias if i >= annotators - n_biased else 0.0,
+            )
+            for i in range(annotators)
         ]
         self.stats = CrowdStats()
         self.chat = chat or ChatScript()

@@ -46,7 +46,8 @@ def view_content(v: schemas.DatapointView) -> str:
 
 class Pairs:
     """The better of two by their true scores (the Bradley–Terry chance of preferring it), a gold pair's known
-    answer; at random with probability 1 − accuracy, always for spammers."""
+    answer; at random with probability 1 − accuracy, always for spammers; the left side without reading with
+    probability `left_bias`."""
 
     async def answer(
         self,
@@ -58,6 +59,8 @@ class Pairs:
         rng: random.Random,
     ) -> dict[str, Any]:
         assert task.b is not None
+        if p.left_bias and rng.random() < p.left_bias:
+            return {"choice": "a"}
         if p.spammer or rng.random() > p.accuracy:
             return {"choice": rng.choice(("a", "b", "tie") if task.allow_ties else ("a", "b"))}
         gold = await crowd.gold_answer(oracle, task)

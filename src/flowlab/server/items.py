@@ -7,6 +7,7 @@ import asyncio
 import logging
 import math
 import random
+import statistics
 from typing import Any
 
 import msgspec
@@ -351,6 +352,13 @@ class Items:
             )
         return kind.votes(await self.history.answers(found.id, kind.answers_table))
 
+    async def annotators_of(self, who: Principal, item_id: str) -> list[schemas.ItemAnnotator]:
+        """Who answered the item, from its stored answers (live or ended): their share, their left-right habit
+        on pairs and their speed, most answers first."""
+        found = await self.find(who, item_id)
+        kind = found.kind if isinstance(found, ItemRecord) else kind_of(found.record.kind)
+        return annotator_summaries(await self.history.answers(found.id, kind.answers_table))
+
     async def statuses(self, flow: FlowRecord) -> list[schemas.ItemStatus]:
         statuses = {s.id: s for s in await self.history.statuses(flow.id)}
         now = self.clock.now()
@@ -511,6 +519,38 @@ class Items:
         """At shutdown: let the final records being written land (the writer keeps them through an outage)."""
         if self._finalising:
             await asyncio.wait(list(self._finalising.values()), timeout=5.0)
+
+
+def annotator_summaries(rows: list[Row]) -> list[schemas.ItemAnnotator]:
+    """Per annotator of `rows` (an item's stored answers): answers and share; where the rows say which side won
+    (`chose_first`), the share of decisive votes for the first-shown side with a Wilson 95 % interval; where
+    they say when the task was shown (`shown_at`), the median seconds to answer."""
+    by: dict[str, list[Row]] = {}
+    for r in rows:
+        by.setdefault(r["annotator_id"], []).append(r)
+    out = []
+    for annotator_id, mine in by.items():
+        summary = schemas.ItemAnnotator(annotator_id=annotator_id, answers=len(mine), share=len(mine) / len(rows))
+        sides = [r["chose_first"] for r in mine if r.get("chose_first") is not None]
+        if sides:
+            first, n = int(sum(sides)), len(sides)
+            low, high = wilson(first, n)
+            summary.first_choices, summary.decisive, summary.first_share = first, n, first / n
+            summary.first_ci_low, summary.first_ci_high = low, high
+            summary.position_bias = high < 0.5 or low > 0.5
+        took = [r["created_at"] - r["shown_at"] for r in mine if r.get("shown_at") is not None]
+        if took:
+            summary.median_seconds = statistics.median(took)
+        out.append(summary)
+    return sorted(out, key=lambda a: (-a.answers, a.annotator_id))
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion k / n (Wilson 1927): honest at small n and near 0 or 1."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _state_op(item: ItemRecord) -> Op:

@@ -273,6 +273,7 @@ class Classify(PerDatapointThresholds, KindBase):
             partial=item.state not in schemas.TERMINAL_STATES,
             datapoints=out,
             version=item.version,
+            annotators=len(item.tally.annotators),
         )
 
     def votes(self, rows: list[Row]) -> list[Any]:

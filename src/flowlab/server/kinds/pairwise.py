@@ -4,7 +4,9 @@ votes aggregate into a win-loss matrix and a Bradley–Terry fit."""
 from __future__ import annotations
 
 import asyncio
+import math
 import random
+from array import array
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +16,7 @@ from flowlab import ranking, schemas
 from flowlab.server import lifecycle
 from flowlab.server.datapoints import datapoint_view, gold_view
 from flowlab.server.kinds import Refusal
+from flowlab.server.kinds._assign import note_waiting
 from flowlab.server.kinds._base import KindBase
 from flowlab.server.kinds._log import AnswerLog
 
@@ -27,8 +30,25 @@ ACTIVE_BATCH = 16  # pairs chosen per fit in active mode
 # honest (benchmarks/bench_regimes.py: 93 % -> 95 % coverage at θ ~ N(0, 1)).
 ACTIVE_EXPLORATION = 0.1
 INLINE_FIT_MAX = 200  # datapoints; above this, fits run on a worker thread
+# By default an item's votes come from at least this many people: one person gives at most this share of them.
+SPREAD = 3
+RANDOM_TRIES = 64  # random draws for a pair a person has not seen, before listing every pair
 
 Pair = tuple[int, int]
+
+
+def _unordered(pair: Pair) -> Pair:
+    a, b = pair
+    return (a, b) if a < b else (b, a)
+
+
+def _take(queue: deque[Pair], seen: set[Pair] | frozenset[Pair]) -> Pair | None:
+    """Remove and return the first pair of `queue` not in `seen` (unordered), or None."""
+    for i, pair in enumerate(queue):
+        if _unordered(pair) not in seen:
+            del queue[i]
+            return pair
+    return None
 
 
 class PairQueue:
@@ -42,10 +62,30 @@ class PairQueue:
         self._given = given  # when set, each round is these pairs, shuffled
         self._queue: deque[Pair] = deque()
 
-    def next_pair(self) -> Pair:
-        if not self._queue:
+    def next_pair(self, seen: set[Pair] | frozenset[Pair] = frozenset()) -> Pair | None:
+        """The next pair of the covering rounds not in `seen` (a person's pairs so far); None when every pair
+        this item compares is in it."""
+        pair = _take(self._queue, seen)
+        if pair is None and len(self._queue) < self.n:  # at most a round or two queued, however often asked
             self._refill()
-        return self._queue.popleft()
+            pair = _take(self._queue, seen)
+        return pair if pair is not None else self._unseen(seen)
+
+    def _unseen(self, seen: set[Pair] | frozenset[Pair]) -> Pair | None:
+        """A pair outside the rounds queued now that is not in `seen` (rounds are random matchings, so a person
+        who saw much of the item may need one they would never reach)."""
+        if self._given is not None:
+            fresh = [p for p in self._given if _unordered(p) not in seen]
+            return self._rng.choice(fresh) if fresh else None
+        n = self.n
+        if len(seen) >= n * (n - 1) // 2:
+            return None
+        for _ in range(RANDOM_TRIES):
+            a, b = self._rng.sample(range(n), 2)
+            if _unordered((a, b)) not in seen:
+                return (a, b)
+        fresh = [(a, b) for a in range(n) for b in range(a + 1, n) if (a, b) not in seen]
+        return self._rng.choice(fresh)
 
     def defer(self, pair: Pair) -> None:
         """Serve `pair` again, but after at least one fresh round."""
@@ -74,6 +114,8 @@ class PairTally:
 
     __slots__ = (
         "active_queue",
+        "by_annotator",
+        "cap",
         "fit",
         "fit_version",
         "log",
@@ -84,11 +126,14 @@ class PairTally:
         "requeue",
         "result_fit",
         "result_version",
+        "seen",
         "ties",
+        "voter_index",
+        "voters",
         "wins",
     )
 
-    def __init__(self, n: int, rng: random.Random, given: list[Pair] | None = None) -> None:
+    def __init__(self, n: int, rng: random.Random, given: list[Pair] | None = None, cap: int | None = None) -> None:
         self.wins = np.zeros((n, n), dtype=np.float64)
         self.ties: np.ndarray | None = None  # symmetric tie counts, from the first tie on (also in `wins`, as halves)
         self.log = AnswerLog()  # (winner, loser, tie): 12 bytes a vote; live streams read deltas from it
@@ -102,12 +147,26 @@ class PairTally:
         self.result_version = -1
         self.next_look = 0  # the vote count at which a stopping rule next looks
         self.looking = False  # a look at a large item is running on a worker thread
+        self.cap = cap  # votes one annotator may give the item (leases out count)
+        self.by_annotator: dict[str, int] = {}  # annotator -> votes given and leases out
+        self.seen: dict[str, set[Pair]] = {}  # annotator -> pairs (smaller index first) leased to them
+        self.voter_index: dict[str, int] = {}  # annotator -> a small index, in order of first vote
+        self.voters = array("i")  # who gave each vote of `log`, by that index: 4 bytes a vote
+
+    def give(self, annotator_id: str, pair: Pair) -> None:
+        """`pair` is leased to this annotator: one more of their share, and a pair they will not see again."""
+        self.by_annotator[annotator_id] = self.by_annotator.get(annotator_id, 0) + 1
+        self.seen.setdefault(annotator_id, set()).add(_unordered(pair))
+
+    def has_share(self, annotator_id: str) -> bool:
+        return self.cap is None or self.by_annotator.get(annotator_id, 0) < self.cap
 
     def snapshot(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Copies of the counts, for a fit that runs while votes keep landing."""
         return self.wins.copy(), None if self.ties is None else self.ties.copy()
 
-    def add(self, winner: int, loser: int, tie: bool) -> None:
+    def add(self, winner: int, loser: int, tie: bool, annotator_id: str) -> None:
+        self.voters.append(self.voter_index.setdefault(annotator_id, len(self.voter_index)))
         self.log.append(winner, loser, int(tie))
         if tie:
             self.wins[winner, loser] += 0.5
@@ -138,13 +197,17 @@ class Pairwise(KindBase):
     def tasks_in(self, n_datapoints: int) -> int:
         return 1  # a ranking item is one comparison task, however many datapoints it holds
 
+    def annotator_cap(self, cfg: FlowConfig) -> int | None:
+        return cfg.max_votes_per_annotator or max(1, math.ceil(cfg.max_response_threshold / SPREAD))
+
     def new_tally(self, item: ItemRecord, seed: float) -> PairTally:
-        return PairTally(len(item.datapoints), random.Random(seed), item.pairs)
+        return PairTally(len(item.datapoints), random.Random(seed), item.pairs, self.annotator_cap(item.config))
 
     def replay(self, item: ItemRecord, rows: list[Row]) -> None:
         tally: PairTally = item.tally
         for v in rows:
-            tally.add(v["winner"], v["loser"], bool(v["tie"]))
+            tally.add(v["winner"], v["loser"], bool(v["tie"]), v["annotator_id"])
+            tally.give(v["annotator_id"], (v["winner"], v["loser"]))
         item.response_count += len(rows)
         self._look(item)  # an item that settled just before a restart ends now
 
@@ -168,24 +231,45 @@ class Pairwise(KindBase):
     def ask(
         self, item: ItemRecord, rng: random.Random, annotator_id: str, now: float
     ) -> tuple[Pair | None, schemas.ValidationPair | None]:
+        """A pair this annotator has not been given in this item, while they have a share of its votes left
+        (then, now and then, a gold pair instead); nothing when they have given it their share."""
+        tally: PairTally = item.tally
+        pair = (
+            self._next_pair(item, rng, tally.seen.get(annotator_id, frozenset()))
+            if tally.has_share(annotator_id)
+            else None
+        )
+        note_waiting(item, pair is not None)
+        if pair is None:
+            return None, None
         flow_cfg = item.flow.config
         if flow_cfg.validation_pairs and rng.random() < flow_cfg.gold_rate:
+            self._put_back(tally, pair)
             return None, _pick_gold(flow_cfg.validation_pairs, rng, shuffle="no_shuffle" not in item.config.settings)
-        a, b = self._next_pair(item, rng)
+        tally.give(annotator_id, pair)
+        a, b = pair
         if "no_shuffle" in item.config.settings:
             a, b = min(a, b), max(a, b)  # in the order the datapoints were given
         elif rng.random() < 0.5:
             a, b = b, a
         return (a, b), None
 
-    def _next_pair(self, item: ItemRecord, rng: random.Random) -> Pair:
-        """Pairs whose lease expired come first; then covering rounds (uniform) or the ranking's active
-        choice."""
+    @staticmethod
+    def _put_back(tally: PairTally, pair: Pair) -> None:
+        tally.requeue.appendleft(pair)  # chosen, then not asked (a gold pair went instead): first next time
+
+    def _next_pair(self, item: ItemRecord, rng: random.Random, seen: set[Pair] | frozenset[Pair]) -> Pair | None:
+        """Of the pairs this annotator has not seen: those whose lease expired first; then covering rounds
+        (uniform) or the ranking's active choice."""
         tally: PairTally = item.tally
-        if tally.requeue:
-            return tally.requeue.popleft()
+        pair = _take(tally.requeue, seen) if tally.requeue else None
+        if pair is not None:
+            return pair
         if item.config.pair_selection != "active" or item.pairs is not None:
-            return tally.pair_queue.next_pair()
+            return tally.pair_queue.next_pair(seen)
+        pair = _take(tally.active_queue, seen)
+        if pair is not None:
+            return pair
         if not tally.active_queue:
             # A small batch per fit, so a busy item refits once per batch rather than once per lease; pairs
             # out on lease count as pending so the batch does not repeat them.
@@ -200,7 +284,8 @@ class Pairwise(KindBase):
                 exploration=ACTIVE_EXPLORATION,
             )
             tally.active_queue.extend((int(a), int(b)) for a, b in pairs)
-        return tally.active_queue.popleft()
+        # The active choice's pairs are all ones this annotator has seen: a covering round's instead.
+        return _take(tally.active_queue, seen) or tally.pair_queue.next_pair(seen)
 
     def closed(self, lease: Lease) -> None:
         pass
@@ -258,27 +343,32 @@ class Pairwise(KindBase):
                 )
             ]
         winner, loser, tie = checked
+        # Which side won as the annotator saw it (None for a tie): left-right habits show in it.
+        chose_first = None if tie else int(winner == lease.question[0])
         # OR IGNORE: a commit whose outcome was lost with its connection may be retried; it lands once.
         return [
             (
-                "INSERT OR IGNORE INTO votes (task_id, item_id, annotator_id, winner, loser, tie, created_at) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (lease.task_id, lease.item.id, annotator_id, winner, loser, int(tie), now),
+                "INSERT OR IGNORE INTO votes (task_id, item_id, annotator_id, winner, loser, tie, created_at, "
+                "chose_first) VALUES (?,?,?,?,?,?,?,?)",
+                (lease.task_id, lease.item.id, annotator_id, winner, loser, int(tie), now, chose_first),
             )
         ]
 
     def count(self, lease: Lease, checked: Any) -> None:
         if lease.gold is None:
             winner, loser, tie = checked
-            lease.item.tally.add(winner, loser, tie)
+            lease.item.tally.add(winner, loser, tie, lease.annotator_id)
             lease.item.response_count += 1
             self._look(lease.item)
 
     def release(self, lease: Lease, *, defer: bool, now: float) -> None:
         item = lease.item
-        if lease.gold is not None or lifecycle.is_terminal(item.state):
+        if lease.gold is not None:
             return
         tally: PairTally = item.tally
+        tally.by_annotator[lease.annotator_id] -= 1  # unanswered: not one of their votes (the pair stays seen)
+        if lifecycle.is_terminal(item.state):
+            return
         pair = lease.question
         if not defer:
             tally.requeue.append(pair)
@@ -325,6 +415,7 @@ class Pairwise(KindBase):
                 loser=r["loser"],
                 tie=bool(r["tie"]),
                 created_at=r["created_at"],
+                chose_first=None if r.get("chose_first") is None else bool(r["chose_first"]),
             )
             for r in rows
         ]
@@ -471,9 +562,23 @@ def _settled_reason(item: ItemRecord, verdict: ranking.Settlement, count: int) -
     )
 
 
+def people_of(tally: PairTally, n: int, count: int) -> tuple[np.ndarray, int, float | None]:
+    """Who gave the first `count` votes: different people per datapoint, different people over the item, and
+    the largest share of the votes one person gave (None before any vote)."""
+    if count == 0:
+        return np.zeros(n, dtype=np.int64), 0, None
+    rows = tally.log.rows[:count]
+    who = np.array(tally.voters[:count], dtype=np.int64)
+    m = len(tally.voter_index)
+    seen = np.unique(np.concatenate([rows[:, 0] * m + who, rows[:, 1] * m + who]))
+    per_person = np.bincount(who, minlength=m)
+    return np.bincount(seen // m, minlength=n), int((per_person > 0).sum()), float(per_person.max() / count)
+
+
 def _results(item: ItemRecord, wins: np.ndarray, fit: Any, version: int, count: int, state: str) -> schemas.ItemResults:
     played = wins.sum(axis=1) + wins.sum(axis=0)
     won = wins.sum(axis=1)
+    people, annotators, top_share = people_of(item.tally, len(item.keys), count)
     dps = [
         schemas.DatapointResult(
             key=item.keys[i],
@@ -487,6 +592,7 @@ def _results(item: ItemRecord, wins: np.ndarray, fit: Any, version: int, count: 
             rank_high=int(fit.rank_high[i]),
             votes=round(float(played[i])),
             wins=float(won[i]),
+            annotators=int(people[i]),
         )
         for i in range(len(item.keys))
     ]
@@ -498,6 +604,8 @@ def _results(item: ItemRecord, wins: np.ndarray, fit: Any, version: int, count: 
         partial=not lifecycle.is_terminal(state),
         datapoints=dps,
         version=version,
+        annotators=annotators,
+        top_annotator_share=top_share,
     )
 
 

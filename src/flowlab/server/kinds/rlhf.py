@@ -512,6 +512,7 @@ def summarise(item: ItemRecord, responses: list[list[str]]) -> schemas.RlhfResul
         models=models,
         agreement=agreement,
         version=item.version,
+        annotators=len(item.tally.annotators),
     )
 
 

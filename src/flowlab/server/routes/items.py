@@ -63,6 +63,12 @@ async def item_conversations(request: Request, item_id: str) -> list[schemas.Con
     return await service.items.answers_of(who, item_id, "conversations")
 
 
+@get("/v1/items/{item_id:str}/annotators")
+async def item_annotators(request: Request, item_id: str) -> list[schemas.ItemAnnotator]:
+    service, who = researcher(request)
+    return await service.items.annotators_of(who, item_id)
+
+
 @post("/v1/items/{item_id:str}/stop", status_code=200)
 async def stop_item(request: Request, item_id: str) -> schemas.ItemStatus:
     service, who = researcher(request)
@@ -121,6 +127,7 @@ handlers = [
     item_labels,
     item_annotations,
     item_conversations,
+    item_annotators,
     stop_item,
     wait_item,
     wait_items,

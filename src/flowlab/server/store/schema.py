@@ -28,7 +28,7 @@ CREATE INDEX IF NOT EXISTS items_flow ON items(flow_id, created_at);
 CREATE TABLE IF NOT EXISTS votes (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
     annotator_id TEXT NOT NULL, winner INTEGER NOT NULL, loser INTEGER NOT NULL, tie INTEGER NOT NULL,
-    created_at {real} NOT NULL);
+    created_at {real} NOT NULL, chose_first INTEGER);
 CREATE INDEX IF NOT EXISTS votes_item ON votes(item_id);
 CREATE TABLE IF NOT EXISTS labels (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
@@ -85,6 +85,7 @@ ADDED_COLUMNS = [
     ("validation_sets", "labels", "TEXT NOT NULL DEFAULT '[]'"),
     ("items", "project_id", "TEXT"),  # the batch project the item was queued by, if any
     ("flows", "node", "TEXT"),  # PostgreSQL: the `flowlab serve` process (`nodes` row) that serves the flow
+    ("votes", "chose_first", "INTEGER"),  # 1: the winner was shown first; 0: second; NULL: a tie, or older
 ]
 
 BACKFILL = {
