@@ -118,3 +118,53 @@ def test_a_flow_may_let_one_person_give_every_vote(fresh_server: ServerProcess) 
     assert results.total_votes == 6 and results.annotators == 1 and results.top_annotator_share == 1.0
     with pytest.raises(flowlab.ValidationError, match="max_votes_per_annotator"):
         client.flow.create_ranking_flow("bad", "Which?", max_votes_per_annotator=0)
+
+
+def test_every_answer_keeps_when_its_task_was_on_screen(fresh_server: ServerProcess) -> None:
+    """Time on task: a vote and an RLHF annotation store when the page showed the task (else when it was handed
+    out); an RLHF record's created_at is that moment, and the item's annotators say how long they took."""
+    from datetime import datetime
+
+    import httpx
+
+    client = fresh_server.client()
+    pairs = client.flow.create_ranking_flow("timed", "Which?", max_response_threshold=1)
+    pair_item = pairs.create_new_flow_batch(["x", "y"], time_to_live=60)
+    form = {"dimensions": [{"key": "ok", "type": "boolean", "label": "OK"}], "likert_scale": 0}
+    rlhf = client.flow.create_rlhf_flow("timed rlhf", "Rate.", max_response_threshold=1, **form)
+    task_item = rlhf.create_new_flow_batch(
+        [
+            {
+                "id": "p",
+                "prompt": "q?",
+                "responses": [{"source_id": "m1", "content": "a"}, {"source_id": "m2", "content": "b"}],
+            }
+        ],
+        time_to_live=60,
+    )
+    person = client.annotators.create("timed person")
+    http = httpx.Client(base_url=fresh_server.url, headers={"Authorization": f"Bearer {person.token}"}, timeout=10)
+    shown_at = {}
+    for _ in range(2):
+        task = http.post("/v1/tasks/next", json={}).json()
+        shown = http.post(f"/v1/tasks/{task['task_id']}/shown").json()
+        shown_at[task["kind"]] = shown["shown_at"]
+        if task["kind"] == "rlhf":
+            why = "The first answer is the right one."
+            body = {
+                "choice": "submit",
+                "rlhf": {"ratings": [{"ok": True}, {"ok": False}], "selected": 0, "justification": why},
+            }
+        else:
+            body = {"choice": "a"}
+        ack = http.post(f"/v1/tasks/{task['task_id']}/answer", json=body).json()
+        assert ack.get("status") == "accepted", ack
+    vote = pair_item.get_votes().iloc[0]
+    assert vote["shown_at"] == shown_at["pairwise"] <= vote["created_at"]
+    (annotation,) = task_item.get_annotations()
+    assert annotation.shown_at == shown_at["rlhf"] <= annotation.created_at
+    (record,) = task_item.to_rlhf_records()
+    started = datetime.fromisoformat(record["created_at"]).timestamp()
+    assert started == pytest.approx(shown_at["rlhf"], abs=1e-3), "a record starts when its task was shown"
+    (who,) = pair_item.get_annotators().to_dict("records")
+    assert who["median_seconds"] == pytest.approx(vote["created_at"] - vote["shown_at"])

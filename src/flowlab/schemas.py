@@ -295,6 +295,7 @@ class Conversation(msgspec.Struct):
     likert: int | None  # as answered: 1 = branches[0] much better
     justification: str | None
     created_at: float
+    shown_at: float | None = None  # when its task was first on the annotator's screen (time on task)
 
 
 class StopWhen(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -655,6 +656,7 @@ class Annotation(msgspec.Struct):
     likert: int | None  # as answered: 1 = order[0] much better
     justification: str | None
     created_at: float
+    shown_at: float | None = None  # when its task was first on the annotator's screen (time on task)
 
 
 class Label(msgspec.Struct):
@@ -665,6 +667,7 @@ class Label(msgspec.Struct):
     datapoint: int
     value: str
     created_at: float
+    shown_at: float | None = None  # when its task was first on the annotator's screen (time on task)
 
 
 class WinLossMatrix(msgspec.Struct):
@@ -682,6 +685,7 @@ class Vote(msgspec.Struct):
     tie: bool
     created_at: float
     chose_first: bool | None = None  # the winner was the one shown first (left); None for a tie or unknown
+    shown_at: float | None = None  # when its task was first on the annotator's screen (time on task)
 
 
 # ---------------------------------------------------------------- live events

@@ -236,7 +236,7 @@ def votes_frame(votes: list[schemas.Vote], keys: list[str]) -> pd.DataFrame:
 
     frame = pd.DataFrame(
         [msgspec.structs.asdict(v) for v in votes],
-        columns=["task_id", "annotator_id", "winner", "loser", "tie", "created_at", "chose_first"],
+        columns=["task_id", "annotator_id", "winner", "loser", "tie", "created_at", "chose_first", "shown_at"],
     )
     frame["winner_key"] = [keys[i] for i in frame["winner"]]
     frame["loser_key"] = [keys[i] for i in frame["loser"]]
@@ -255,7 +255,7 @@ def labels_frame(labels: list[schemas.Label], keys: list[str]) -> pd.DataFrame:
 
     frame = pd.DataFrame(
         [msgspec.structs.asdict(v) for v in labels],
-        columns=["task_id", "annotator_id", "datapoint", "value", "created_at"],
+        columns=["task_id", "annotator_id", "datapoint", "value", "created_at", "shown_at"],
     )
     frame["key"] = [keys[i] for i in frame["datapoint"]]
     return frame

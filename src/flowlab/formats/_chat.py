@@ -76,7 +76,7 @@ def chat_records(
             {
                 "task_id": c.task_id,
                 "status": "completed",
-                "created_at": _iso(c.created_at),
+                "created_at": _iso(c.shown_at if c.shown_at is not None else c.created_at),
                 "completed_at": _iso(c.created_at),
                 "metadata": meta,
                 "contributor": {"id": c.annotator_id, "name": (contributors or {}).get(c.annotator_id)},

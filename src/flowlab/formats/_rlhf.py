@@ -189,7 +189,7 @@ def rlhf_records(
             {
                 "task_id": a.task_id,
                 "status": "completed",
-                "created_at": _iso(a.created_at),
+                "created_at": _iso(a.shown_at if a.shown_at is not None else a.created_at),
                 "completed_at": _iso(a.created_at),
                 "metadata": meta,
                 "contributor": {"id": a.annotator_id, "name": (contributors or {}).get(a.annotator_id)},

@@ -28,8 +28,8 @@ MAX_BATCH_TASKS = 1000
 MAX_BATCH_ANSWERS = 10_000
 
 REFUSALS = {
-    "lease_expired": "Your lease on this task ran out before the answer arrived, so it went to someone "
-    "else; this answer was not counted. Fetch the next task.",
+    "lease_expired": "Time ran out on this task before the answer arrived, so it went to someone else; this "
+    "answer was not counted. Fetch the next task.",
     "item_ended": "This flow item has ended (expired, completed or stopped); the answer was not counted. Fetch "
     "the next task.",
     "skipped": "This task was skipped; fetch a new one.",
@@ -113,6 +113,7 @@ class Answers:
         lease = Lease(
             new_id(self.task_prefix), best, question, who.id, min(now + best.config.lease_seconds, best.deadline), gold
         )
+        lease.leased_at = now
         self.leases.add(lease)
         if best.state == "Pending":
             self.items.set_state(best, "Running", now)

@@ -158,6 +158,7 @@ class Lease:
         "expires_at",
         "gold",
         "item",
+        "leased_at",
         "maybe_landed",
         "paused_at",
         "question",
@@ -184,6 +185,13 @@ class Lease:
         self.maybe_landed = False  # its answer's commit failed in a way that may have committed it after all
         self.paused_at: float | None = None  # the clock is stopped while a model writes a reply (chat tasks)
         self.shown_at: float | None = None  # when the page first showed it (POST /v1/tasks/{id}/shown)
+        self.leased_at: float | None = None  # when it was handed out
+
+    @property
+    def on_screen_since(self) -> float | None:
+        """When the annotator could first see the task: when their page showed it, else when it was handed out
+        (a client that never says); stored with the answer, so time on task is answer time minus this."""
+        return self.shown_at if self.shown_at is not None else self.leased_at
 
 
 class ItemRecord:

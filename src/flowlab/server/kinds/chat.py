@@ -291,12 +291,20 @@ class Chat(PerDatapointThresholds, KindBase):
         return check_conversation(item.config.chat, answer.chat, session, seed, lease)
 
     def answer_ops(self, lease: Lease, checked: schemas.Conversation, annotator_id: str, now: float) -> list[Op]:
-        checked.annotator_id, checked.created_at = annotator_id, now
+        checked.annotator_id, checked.created_at, checked.shown_at = annotator_id, now, lease.on_screen_since
         return [
             (
-                "INSERT OR IGNORE INTO annotations (task_id, item_id, annotator_id, datapoint, body, created_at) "
-                "VALUES (?,?,?,?,?,?)",
-                (lease.task_id, lease.item.id, annotator_id, checked.datapoint, _json.encode(checked).decode(), now),
+                "INSERT OR IGNORE INTO annotations (task_id, item_id, annotator_id, datapoint, body, created_at, "
+                "shown_at) VALUES (?,?,?,?,?,?,?)",
+                (
+                    lease.task_id,
+                    lease.item.id,
+                    annotator_id,
+                    checked.datapoint,
+                    _json.encode(checked).decode(),
+                    now,
+                    checked.shown_at,
+                ),
             )
         ]
 

@@ -201,9 +201,9 @@ class Classify(PerDatapointThresholds, KindBase):
         value = lease.item.tally.values[checked]
         return [
             (
-                "INSERT OR IGNORE INTO labels (task_id, item_id, annotator_id, datapoint, value, created_at) "
-                "VALUES (?,?,?,?,?,?)",
-                (lease.task_id, lease.item.id, annotator_id, lease.question, value, now),
+                "INSERT OR IGNORE INTO labels (task_id, item_id, annotator_id, datapoint, value, created_at, shown_at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (lease.task_id, lease.item.id, annotator_id, lease.question, value, now, lease.on_screen_since),
             )
         ]
 
@@ -284,6 +284,7 @@ class Classify(PerDatapointThresholds, KindBase):
                 datapoint=r["datapoint"],
                 value=r["value"],
                 created_at=r["created_at"],
+                shown_at=r.get("shown_at"),
             )
             for r in rows
         ]

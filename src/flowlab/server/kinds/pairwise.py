@@ -349,8 +349,18 @@ class Pairwise(KindBase):
         return [
             (
                 "INSERT OR IGNORE INTO votes (task_id, item_id, annotator_id, winner, loser, tie, created_at, "
-                "chose_first) VALUES (?,?,?,?,?,?,?,?)",
-                (lease.task_id, lease.item.id, annotator_id, winner, loser, int(tie), now, chose_first),
+                "chose_first, shown_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    lease.task_id,
+                    lease.item.id,
+                    annotator_id,
+                    winner,
+                    loser,
+                    int(tie),
+                    now,
+                    chose_first,
+                    lease.on_screen_since,
+                ),
             )
         ]
 
@@ -416,6 +426,7 @@ class Pairwise(KindBase):
                 tie=bool(r["tie"]),
                 created_at=r["created_at"],
                 chose_first=None if r.get("chose_first") is None else bool(r["chose_first"]),
+                shown_at=r.get("shown_at"),
             )
             for r in rows
         ]

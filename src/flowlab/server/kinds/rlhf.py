@@ -238,12 +238,24 @@ class Rlhf(PerDatapointThresholds, KindBase):
         return check_answer(item.config.rlhf, answer.rlhf, [responses[j] for j in order], d, lease)
 
     def answer_ops(self, lease: Lease, checked: schemas.Annotation, annotator_id: str, now: float) -> list[Op]:
-        checked.annotator_id, checked.created_at = annotator_id, now  # counted as stored
+        checked.annotator_id, checked.created_at, checked.shown_at = (
+            annotator_id,
+            now,
+            lease.on_screen_since,
+        )  # counted as stored
         return [
             (
-                "INSERT OR IGNORE INTO annotations (task_id, item_id, annotator_id, datapoint, body, created_at) "
-                "VALUES (?,?,?,?,?,?)",
-                (lease.task_id, lease.item.id, annotator_id, checked.datapoint, _json.encode(checked).decode(), now),
+                "INSERT OR IGNORE INTO annotations (task_id, item_id, annotator_id, datapoint, body, created_at, "
+                "shown_at) VALUES (?,?,?,?,?,?,?)",
+                (
+                    lease.task_id,
+                    lease.item.id,
+                    annotator_id,
+                    checked.datapoint,
+                    _json.encode(checked).decode(),
+                    now,
+                    checked.shown_at,
+                ),
             )
         ]
 

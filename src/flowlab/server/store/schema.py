@@ -28,15 +28,17 @@ CREATE INDEX IF NOT EXISTS items_flow ON items(flow_id, created_at);
 CREATE TABLE IF NOT EXISTS votes (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
     annotator_id TEXT NOT NULL, winner INTEGER NOT NULL, loser INTEGER NOT NULL, tie INTEGER NOT NULL,
-    created_at {real} NOT NULL, chose_first INTEGER);
+    created_at {real} NOT NULL, chose_first INTEGER, shown_at {real});
 CREATE INDEX IF NOT EXISTS votes_item ON votes(item_id);
 CREATE TABLE IF NOT EXISTS labels (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
-    annotator_id TEXT NOT NULL, datapoint INTEGER NOT NULL, value TEXT NOT NULL, created_at {real} NOT NULL);
+    annotator_id TEXT NOT NULL, datapoint INTEGER NOT NULL, value TEXT NOT NULL, created_at {real} NOT NULL,
+    shown_at {real});
 CREATE INDEX IF NOT EXISTS labels_item ON labels(item_id);
 CREATE TABLE IF NOT EXISTS annotations (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
-    annotator_id TEXT NOT NULL, datapoint INTEGER NOT NULL, body TEXT NOT NULL, created_at {real} NOT NULL);
+    annotator_id TEXT NOT NULL, datapoint INTEGER NOT NULL, body TEXT NOT NULL, created_at {real} NOT NULL,
+    shown_at {real});
 CREATE INDEX IF NOT EXISTS annotations_item ON annotations(item_id);
 CREATE TABLE IF NOT EXISTS gold_answers (
     task_id TEXT PRIMARY KEY, annotator_id TEXT NOT NULL, flow_id TEXT NOT NULL,
@@ -86,6 +88,10 @@ ADDED_COLUMNS = [
     ("items", "project_id", "TEXT"),  # the batch project the item was queued by, if any
     ("flows", "node", "TEXT"),  # PostgreSQL: the `flowlab serve` process (`nodes` row) that serves the flow
     ("votes", "chose_first", "INTEGER"),  # 1: the winner was shown first; 0: second; NULL: a tie, or older
+    # When the answer's task was first on the annotator's screen (time on task = created_at - shown_at).
+    ("votes", "shown_at", "{real}"),
+    ("labels", "shown_at", "{real}"),
+    ("annotations", "shown_at", "{real}"),
 ]
 
 BACKFILL = {
