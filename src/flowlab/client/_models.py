@@ -128,6 +128,7 @@ class ClassifyFlowItemResult(msgspec.Struct):
     partial: bool
     datapoints: dict[str, ClassifyDatapointResult]
     version: int
+    annotators: int = 0  # different people whose answers count
 
     @classmethod
     def from_wire(cls, r: schemas.ClassifyResults) -> ClassifyFlowItemResult:
@@ -138,6 +139,7 @@ class ClassifyFlowItemResult(msgspec.Struct):
             partial=r.partial,
             datapoints={d.key: ClassifyDatapointResult(**msgspec.structs.asdict(d)) for d in r.datapoints},
             version=r.version,
+            annotators=r.annotators,
         )
 
     def to_dataframe(self) -> pd.DataFrame:
@@ -165,6 +167,7 @@ class RlhfFlowItemResult(msgspec.Struct):
     models: list[schemas.ModelSummary]
     agreement: dict[str, float | None]
     version: int
+    annotators: int = 0  # different people whose annotations count
 
     @classmethod
     def from_wire(cls, r: schemas.RlhfResults) -> RlhfFlowItemResult:

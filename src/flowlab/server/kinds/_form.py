@@ -5,15 +5,41 @@ is preferred (a Likert scale), and why. Each check returns the value as stored o
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from flowlab import schemas
 from flowlab.server.kinds import Refusal
+
+if TYPE_CHECKING:
+    from flowlab.server.model import Lease
+    from flowlab.server.store import Op
 
 MAX_JUSTIFICATION_CHARS = 10_000
 MAX_TEXT_RATING_CHARS = 5_000
 
 Refuse = Callable[[str, str], Refusal]
+_json = msgspec.json.Encoder()
+
+
+def annotation_op(lease: Lease, record: schemas.Annotation | schemas.Conversation, annotator_id: str, now: float) -> Op:
+    """The row that makes a checked annotation (RLHF or chat) durable, the record completed as stored: who, when
+    answered, and since when its task was on screen."""
+    record.annotator_id, record.created_at, record.shown_at = annotator_id, now, lease.on_screen_since
+    return (
+        "INSERT OR IGNORE INTO annotations (task_id, item_id, annotator_id, datapoint, body, created_at, shown_at) "
+        "VALUES (?,?,?,?,?,?,?)",
+        (
+            lease.task_id,
+            lease.item.id,
+            annotator_id,
+            record.datapoint,
+            _json.encode(record).decode(),
+            now,
+            record.shown_at,
+        ),
+    )
 
 
 def check_ratings(

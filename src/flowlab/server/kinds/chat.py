@@ -22,7 +22,7 @@ from flowlab.server.errors import Invalid
 from flowlab.server.kinds import Refusal
 from flowlab.server.kinds._assign import Assignments, PerDatapointThresholds, next_task
 from flowlab.server.kinds._base import KindBase
-from flowlab.server.kinds._form import check_justification, check_likert, check_ratings
+from flowlab.server.kinds._form import annotation_op, check_justification, check_likert, check_ratings
 from flowlab.server.kinds._log import AnswerLog
 from flowlab.server.kinds.rlhf import (
     Columns,
@@ -42,7 +42,6 @@ MAX_MODELS = 8
 MAX_TURNS = 50
 MAX_USER_CHARS = 10_000
 MAX_NODE_ID = 64
-_json = msgspec.json.Encoder()
 _conversation = msgspec.json.Decoder(schemas.Conversation)
 
 
@@ -291,22 +290,7 @@ class Chat(PerDatapointThresholds, KindBase):
         return check_conversation(item.config.chat, answer.chat, session, seed, lease)
 
     def answer_ops(self, lease: Lease, checked: schemas.Conversation, annotator_id: str, now: float) -> list[Op]:
-        checked.annotator_id, checked.created_at, checked.shown_at = annotator_id, now, lease.on_screen_since
-        return [
-            (
-                "INSERT OR IGNORE INTO annotations (task_id, item_id, annotator_id, datapoint, body, created_at, "
-                "shown_at) VALUES (?,?,?,?,?,?,?)",
-                (
-                    lease.task_id,
-                    lease.item.id,
-                    annotator_id,
-                    checked.datapoint,
-                    _json.encode(checked).decode(),
-                    now,
-                    checked.shown_at,
-                ),
-            )
-        ]
+        return [annotation_op(lease, checked, annotator_id, now)]
 
     def count(self, lease: Lease, checked: schemas.Conversation) -> None:
         self._add(lease.item, checked)

@@ -27,7 +27,7 @@ from flowlab.server.errors import Invalid
 from flowlab.server.kinds import Refusal
 from flowlab.server.kinds._assign import Assignments, PerDatapointThresholds, next_task
 from flowlab.server.kinds._base import KindBase, refuse_conversation
-from flowlab.server.kinds._form import check_justification, check_likert, check_ratings
+from flowlab.server.kinds._form import annotation_op, check_justification, check_likert, check_ratings
 from flowlab.server.kinds._log import AnswerLog
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 MAX_DIMENSIONS = 20
 MAX_OPTIONS = 12
 MAX_SCALE_POINTS = 11
-_json = msgspec.json.Encoder()
 _annotation = msgspec.json.Decoder(schemas.Annotation)
 
 
@@ -238,26 +237,7 @@ class Rlhf(PerDatapointThresholds, KindBase):
         return check_answer(item.config.rlhf, answer.rlhf, [responses[j] for j in order], d, lease)
 
     def answer_ops(self, lease: Lease, checked: schemas.Annotation, annotator_id: str, now: float) -> list[Op]:
-        checked.annotator_id, checked.created_at, checked.shown_at = (
-            annotator_id,
-            now,
-            lease.on_screen_since,
-        )  # counted as stored
-        return [
-            (
-                "INSERT OR IGNORE INTO annotations (task_id, item_id, annotator_id, datapoint, body, created_at, "
-                "shown_at) VALUES (?,?,?,?,?,?,?)",
-                (
-                    lease.task_id,
-                    lease.item.id,
-                    annotator_id,
-                    checked.datapoint,
-                    _json.encode(checked).decode(),
-                    now,
-                    checked.shown_at,
-                ),
-            )
-        ]
+        return [annotation_op(lease, checked, annotator_id, now)]
 
     def count(self, lease: Lease, checked: schemas.Annotation) -> None:
         self._add(lease.item, checked)
