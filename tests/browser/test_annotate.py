@@ -190,6 +190,7 @@ def test_annotator_votes_by_clicks_and_keys_on_every_modality(fresh_server, cont
         max_response_threshold=3,
         allow_ties=True,
         lease_seconds=30,
+        max_votes_per_annotator=3,  # one person gives every vote here: each of an item's three pairs once
     )
     items = {
         "text": flow.create_new_flow_batch(
@@ -267,7 +268,8 @@ def test_annotator_votes_by_clicks_and_keys_on_every_modality(fresh_server, cont
 def test_join_by_pasting_a_token_and_the_tie_key_only_where_allowed(fresh_server, context_factory):
     client = fresh_server.client()
     flow = client.flow.create_ranking_flow(name="no ties", instruction="Pick one", max_response_threshold=5)
-    flow.create_new_flow_batch(datapoints=["left text", "right text"], time_to_live=60)
+    # Three datapoints: a person never sees a pair of an item twice, so the skip is followed by another pair.
+    flow.create_new_flow_batch(datapoints=["left text", "right text", "middle text"], time_to_live=60)
     annotator = client.annotators.create("Grace")
 
     tab = Annotator(context_factory(), f"{fresh_server.url}/annotate")
@@ -305,13 +307,17 @@ def test_xss_datapoints_stay_inert_text(fresh_server, context_factory):
     client = fresh_server.client()
     # The plain item has the nearer deadline and room for four votes, so the Markdown one follows it.
     plain = client.flow.create_ranking_flow(
-        name="xss", instruction="<img src=x onerror=alert(10)> Which is safer?", max_response_threshold=4
+        name="xss",
+        instruction="<img src=x onerror=alert(10)> Which is safer?",
+        max_response_threshold=4,
+        max_votes_per_annotator=4,  # one person gives them all
     )
     plain.create_new_flow_batch(datapoints=XSS_TEXTS, context="<script>alert(11)</script>", time_to_live=60)
     markdown = client.flow.create_ranking_flow(
         name="xss-md",
         instruction="**Rendered** <script>alert(12)</script>",
         max_response_threshold=50,
+        max_votes_per_annotator=50,
         render_markdown=True,
     )
     markdown.create_new_flow_batch(datapoints=XSS_MARKDOWN, time_to_live=61)
@@ -321,7 +327,7 @@ def test_xss_datapoints_stay_inert_text(fresh_server, context_factory):
     tab.wait_for_pair()
     seen_plain: set[str] = set()
     seen_markdown = 0
-    for _ in range(10):
+    for _ in range(6):  # seven pairs in all (four votes, three Markdown pairs): each answer has a next pair
         a, b = tab.pane("a"), tab.pane("b")
         dangerous = tab.page.evaluate("""() => ({
             elements: document.querySelectorAll(
@@ -414,7 +420,8 @@ def test_tasks_of_an_ended_item_leave_the_page_at_once(fresh_server, context_fac
     client = fresh_server.client()
     flow = client.flow.create_ranking_flow(name="stop me", instruction="Which?", max_response_threshold=50)
     first = flow.create_new_flow_batch(datapoints=["one", "two", "three", "four"], time_to_live=60)
-    second = flow.create_new_flow_batch(datapoints=["five", "six"], time_to_live=300)  # a later deadline: served after
+    # A later deadline: served after; three datapoints, so the person has a pair left after answering one.
+    second = flow.create_new_flow_batch(datapoints=["five", "six", "seven"], time_to_live=300)
     annotator = client.annotators.create("Steady Sue")
     tab = Annotator(context_factory(), annotator.join_url)
     shown = tab.wait_for_pair()
@@ -528,11 +535,13 @@ def test_phone_sized_viewport_is_usable(fresh_server, context_factory, output_di
         max_response_threshold=10,
         allow_ties=True,
         render_markdown=True,
+        max_votes_per_annotator=10,
     )
     flow.create_new_flow_batch(
         datapoints=[
             "Sure! Here is a **short** answer:\n\n- step one\n- step two",
             "I can't help with that, but here's a link to the docs: <https://example.invalid/docs>",
+            "Open Settings, then choose *Reset password*.",  # a third: the person's next pair is a new one
         ],
         context="User: how do I reset my password?",
         time_to_live=60,
