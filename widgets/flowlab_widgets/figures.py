@@ -279,7 +279,7 @@ class ThroughputChart:
             data["rate"].append(rate)
             previous = (at, float(count))
         self._history = [previous] if previous is not None else []
-        self._rate_max = max(10.0, *(r * 1.25 for r in data["rate"]))
+        self._rate_max = max([10.0, *(r * 1.25 for r in data["rate"])])  # no points yet: the floor
         self.figure.extra_y_ranges["rate"].end = self._rate_max
         self.source.data = data
         if data["t"]:
