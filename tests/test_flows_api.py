@@ -256,7 +256,11 @@ def test_embedded_server_is_started_once_and_reused(monkeypatch: pytest.MonkeyPa
         assert stop_local_server()
 
 
-def test_a_long_poll_that_hung_up_is_not_handed_a_task(client: Client, flowlab_server: ServerProcess) -> None:
+def test_a_long_poll_that_hung_up_is_not_handed_a_task(fresh_server: ServerProcess) -> None:
+    # A server of its own: on the shared one, an item another test left waiting for other people has work for
+    # any new annotator, and the first long poll would be answered at once.
+    flowlab_server = fresh_server
+    client = fresh_server.client()
     gone = client.annotators.create("gone").token
     present = client.annotators.create("present").token
     # The first annotator waits for work, then gives up (its connection closes) before any arrives.
