@@ -97,6 +97,15 @@ class ServerProcess:
         return flowlab.Client(url=self.url, api_key=self.api_key)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # Session- and module-scoped servers start before any test's own FLOWLAB_HOME is set: without this they
+    # would list themselves in the user's ~/.flowlab/servers, and the user's clients would pick them.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLOWLAB_HOME", str(tmp_path_factory.mktemp("flowlab-session-home")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     # Never let a test touch the user's embedded server or data.

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
+import errno
+import logging
 import os
+import re
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flowlab import schemas
-from flowlab.client._projects import progress_line
+from flowlab.client._embedded import flowlab_home
+from flowlab.client._projects import progress_line, read_rows
+from flowlab.client._servers import (
+    Registration,
+    Server,
+    register,
+    registry_dir,
+    resolve_server,
+    running_servers,
+    which_server,
+)
 
 
 def _db_arg(db: str | None) -> Path | str | None:
@@ -33,6 +46,10 @@ def _serve(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).expanduser()
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown}:{args.port}"
+    refused = _cannot_listen(args.host, args.port)
+    if refused is not None:  # before the database is touched, and before anything says "serving"
+        print(f"flowlab serve: {refused}", file=sys.stderr, flush=True)
+        return 1
     app = create_app(
         data_dir,
         db=_db_arg(args.db),
@@ -43,100 +60,134 @@ def _serve(args: argparse.Namespace) -> int:
         advertise_url=args.advertise or url,
         **({} if args.webhook_retry is None else {"webhook_retry_seconds": args.webhook_retry}),
     )
-    print(f"flowlab: serving on {url}  (API docs: /schema/swagger, annotators: /annotate)", flush=True)
-    announced = _announce(url, data_dir)
-    if announced is not None:
-        print(
-            "flowlab: `flowlab annotators create`, `flowlab crowd` and the other client commands in this account "
-            "now talk to this server (unless given --url or FLOWLAB_URL).",
-            flush=True,
-        )
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        timeout_graceful_shutdown=3,
+    )
+    if args.access_log:  # uvicorn logs requests at INFO: --access-log alone must be enough to see them
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    listed: list[Registration] = []
+
+    def listening() -> None:
+        print(f"flowlab: serving on {url}  (API docs: /schema/swagger, annotators: /annotate)", flush=True)
+        if args.unlisted:
+            return
+        embedded = data_dir.resolve().is_relative_to((flowlab_home() / "local").resolve())
+        listed.append(register(url, data_dir, kind="embedded" if embedded else "serve"))
+        if not embedded:
+            print(
+                "flowlab: client commands, Client() and the dashboard on this machine now use this server unless "
+                "given a URL (--url, url=, FLOWLAB_URL); `flowlab servers` lists the running ones.",
+                flush=True,
+            )
+
+    server = _listening_server(config, listening)
     try:
-        uvicorn.run(
-            app,
-            host=args.host,
-            port=args.port,
-            log_level=args.log_level,
-            access_log=args.access_log,
-            timeout_graceful_shutdown=3,
-        )
+        server.run()
+    except SystemExit:
+        if server.started:
+            raise
     finally:
-        if announced is not None:
-            with contextlib.suppress(OSError, ValueError):
-                if json.loads(announced.read_text()).get("pid") == os.getpid():
-                    announced.unlink()
+        for registration in listed:
+            registration.close()
+    if not server.started:  # uvicorn logged why (a port taken between the check above and the bind)
+        print(f"flowlab serve: could not start on {args.host}:{args.port}; the reason is above.", file=sys.stderr)
+        return 1
     return 0
+
+
+def _listening_server(config: Any, listening: Any) -> Any:
+    """uvicorn's server, calling `listening()` once its socket is bound: only then is the server announced,
+    so nothing says "serving" for a process that could not take its port."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                listening()
+
+    return Server(config)
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why this process cannot listen on host:port, in a sentence that says what to do; None if it can."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror}; give --host an address of this machine."
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server's own socket will
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                return f"cannot listen on {host}:{port}: {exc.strerror}; {_bind_advice(exc.errno, port)}."
+    return None
+
+
+def _bind_advice(code: int | None, port: int) -> str:
+    if code == errno.EADDRINUSE:
+        holders = [r for r in running_servers() if urlsplit(r.url).port == port]
+        held = f" ({holders[0].describe()})" if holders else ""
+        return f"another process already listens on port {port}{held}: stop it, or give --port another number"
+    if code == errno.EACCES:
+        return "ports below 1024 need privileges: give --port 1024 or above"
+    if code == errno.EADDRNOTAVAIL:
+        return "that is not an address of this machine: give --host 127.0.0.1, or 0.0.0.0 for every address"
+    return "give --host and --port an address this machine can listen on"
 
 
 # ------------------------------------------------------------------ which server a client command talks to
 
 
-def _serving_file() -> Path:
-    from flowlab.client._embedded import flowlab_home
-
-    return flowlab_home() / "serving.json"
-
-
-def _announce(url: str, data_dir: Path) -> Path | None:
-    """Say where this `flowlab serve` is, for the client commands that follow it (not for the embedded
-    server that Client() starts, which keeps its own record)."""
-    from flowlab.client._embedded import flowlab_home
-
-    if data_dir.resolve().is_relative_to((flowlab_home() / "local").resolve()):
-        return None
-    path = _serving_file()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    record = {"url": url, "pid": os.getpid(), "data_dir": str(data_dir.resolve())}
-    path.write_text(json.dumps(record))
-    return path
-
-
-def _served() -> dict[str, str] | None:
-    """The `flowlab serve` of this account that is still running, if any."""
-    try:
-        record = json.loads(_serving_file().read_text())
-        os.kill(int(record["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return {k: str(v) for k, v in record.items()}
-
-
-def _target(args: argparse.Namespace) -> tuple[str | None, str | None]:
-    """(url, key) for a client command, and a line on stderr saying which server that is: --url or
-    FLOWLAB_URL; else the running `flowlab serve` (with its generated admin key unless a key is given); else
-    the embedded local server."""
-    if args.url:
-        print(f"flowlab: talking to {args.url} (--url or FLOWLAB_URL)", file=sys.stderr)
-        return args.url, args.api_key
-    served = _served()
-    if served is not None:
-        key = args.api_key
-        key_file = Path(served["data_dir"]) / "admin_key"
-        if key is None and key_file.is_file():
-            key = key_file.read_text().strip()
-        print(f"flowlab: talking to {served['url']}, the `flowlab serve` of {served['data_dir']}", file=sys.stderr)
-        return served["url"], key
-    print(
-        "flowlab: talking to the embedded local server (no `flowlab serve` is running here and FLOWLAB_URL is not set)",
-        file=sys.stderr,
-    )
-    return None, args.api_key
+def _target(args: argparse.Namespace) -> Server:
+    """The server a client command talks to, by the one rule of `flowlab.client._servers`, said on stderr."""
+    server = resolve_server(args.url, args.api_key, url_from="--url")
+    print(f"flowlab: {server.describe()}", file=sys.stderr, flush=True)
+    return server
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--url",
-        default=os.environ.get("FLOWLAB_URL"),
-        help="server URL (default: $FLOWLAB_URL, else the `flowlab serve` running here, else the embedded one)",
+        default=None,
+        help="server URL (default: $FLOWLAB_URL, else the newest `flowlab serve` running here, else the embedded "
+        "one; `flowlab servers` lists them)",
     )
-    p.add_argument("--api-key", default=os.environ.get("FLOWLAB_API_KEY"), help="default: $FLOWLAB_API_KEY")
+    p.add_argument(
+        "--api-key",
+        default=None,
+        help="default: $FLOWLAB_API_KEY, else the admin key a `flowlab serve` running here saved in its data dir",
+    )
 
 
 def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from flowlab import Client
 
-    url, key = _target(args)
-    return Client(url=url, api_key=key)
+    server = _target(args)
+    return Client(url=server.url, api_key=server.api_key)
+
+
+def _servers(args: argparse.Namespace) -> int:
+    running = running_servers()
+    chosen = which_server()
+    if running:
+        print(f"   {'url':28} {'pid':>7}  {'started':19}  {'kind':8} data")
+    for r in running:
+        mark = "*" if r.url == chosen.url and (chosen.source == "registry" or r.embedded) else " "
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
+        print(f" {mark} {r.url:28} {r.pid:>7}  {started:19}  {r.kind:8} {r.data_dir}")
+    if not running:
+        print(f"no flowlab server is running here (registry: {registry_dir()})")
+    print(f"Client(), the dashboard and client commands without --url: {chosen.describe()}")
+    return 0
 
 
 def _keys_create(args: argparse.Namespace) -> int:
@@ -194,10 +245,10 @@ def _annotators_list(args: argparse.Namespace) -> int:
 def _crowd(args: argparse.Namespace) -> int:
     from flowlab.crowd import SimulatedCrowd
 
-    url, key = _target(args)
+    server = _target(args)
     crowd = SimulatedCrowd(
-        url,
-        key,
+        server.url,
+        server.api_key,
         annotators=args.annotators,
         rate=args.rate,
         accuracy=args.accuracy,
@@ -247,8 +298,8 @@ def crowd_summary(stats: Any, requested: float, seconds: float, cpu_seconds: flo
 def _demo(args: argparse.Namespace) -> int:
     from flowlab.demo import run_demo
 
-    url, key = _target(args)
-    return run_demo(url=url, api_key=key, batches=args.batches, ttl=args.ttl, rate=args.rate)
+    server = _target(args)
+    return run_demo(url=server.url, api_key=server.api_key, batches=args.batches, ttl=args.ttl, rate=args.rate)
 
 
 def _dashboard(args: argparse.Namespace) -> int:
@@ -257,13 +308,13 @@ def _dashboard(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"flowlab dashboard needs the lab extra: pip install 'flowlab[server,lab]' ({exc})", file=sys.stderr)
         return 2
-    url, key = _target(args)
-    serve(url, key, args.port, show=args.show, address=args.address)
+    server = _target(args)
+    serve(server.url, server.api_key, args.port, show=args.show, address=args.address, why=server.describe())
     return 0
 
 
 def _local(args: argparse.Namespace) -> int:
-    from flowlab.client._embedded import flowlab_home, local_server_info, stop_local_server
+    from flowlab.client._embedded import local_server_info, stop_local_server
 
     if args.action == "stop":
         print("stopped the local server" if stop_local_server() else "no local server was running")
@@ -288,7 +339,12 @@ def _seconds_list(text: str) -> tuple[float, ...]:
 
 def _webhooks_add(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        made = client.webhooks.add(args.endpoint, events=args.event or ["item.completed"], flow_id=args.flow)
+        made = client.webhooks.add(
+            args.endpoint,
+            events=args.events or ["item.completed"],
+            flow_id=args.flow_id,
+            description=args.description,
+        )
     scope = f"flow {made.flow_id}" if made.flow_id else "every flow of this key"
     print(
         f"Webhook {made.id}: {', '.join(made.events)} of {scope} to {made.url}\n"
@@ -328,29 +384,44 @@ def _webhooks_test(args: argparse.Namespace) -> int:
 
 
 def _projects_create(args: argparse.Namespace) -> int:
+    if args.flow is None and args.instruction is None:
+        raise SystemExit("flowlab projects create: give --flow FLOW_ID, or --instruction (and --kind) to make one")
+    if args.flow is None and args.kind == "classify" and not args.categories:
+        raise SystemExit("flowlab projects create: a classify project needs --categories, e.g. yes,no")
+    read_rows(args.data)  # a missing or unreadable file is said before anything is made on the server
+    name = args.name or Path(args.data).stem  # the flow and the project are named after the file
     with _client(args) as client:
+        made = None
         if args.flow is not None:
             flow: object = args.flow
-        elif args.instruction is None:
-            raise SystemExit("flowlab projects create: give --flow FLOW_ID, or --instruction (and --kind) to make one")
         elif args.kind == "classify":
-            if not args.categories:
-                raise SystemExit("flowlab projects create: a classify project needs --categories, e.g. yes,no")
             n = args.responses or 3
-            flow = client.flow.create_classify_flow(
-                args.name or "batch", args.instruction, args.categories.split(","), n, n
-            )
+            flow = made = client.flow.create_classify_flow(name, args.instruction, args.categories.split(","), n, n)
         elif args.kind == "rlhf":
-            flow = client.flow.create_rlhf_flow(
-                args.name or "batch", args.instruction, max_response_threshold=args.responses or 3
+            flow = made = client.flow.create_rlhf_flow(
+                name, args.instruction, max_response_threshold=args.responses or 3
             )
         else:
-            flow = client.flow.create_ranking_flow(args.name or "batch", args.instruction, args.responses or 3)
-        project = client.projects.create(
-            flow, args.data, name=args.name, live_items=args.live_items, per_item=args.per_item, start=not args.paused
-        )
+            flow = made = client.flow.create_ranking_flow(name, args.instruction, args.responses or 3)
+        try:
+            project = client.projects.create(
+                flow, args.data, name=name, live_items=args.live_items, per_item=args.per_item, start=not args.paused
+            )
+        except Exception:
+            if made is not None:  # the flow was made for this project only: leave nothing half made
+                made.delete()
+            raise
     print(f"Project {project.id} on flow {project.flow_id}: {progress_line(project.last_status)}")
     print(f"Follow it with `flowlab projects status {project.id} --watch`.")
+    return 0
+
+
+def _flows_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        flows = client.flow.find_flows(args.name, amount=args.amount)
+    print(f"{'id':22} {'kind':9} {'items':>6}  name")
+    for f in flows:
+        print(f"{f.id:22} {f.config.kind:9} {f.config.item_count:>6}  {f.name}")
     return 0
 
 
@@ -395,13 +466,33 @@ def _projects_deliver(args: argparse.Namespace) -> int:
     return 0
 
 
+def _events(text: str) -> list[str]:
+    """`--events item.completed,answer.created`: the names Python's `events=` takes, comma-separated."""
+    names = [e.strip() for e in text.split(",") if e.strip()]
+    unknown = [e for e in names if e not in schemas.WEBHOOK_EVENTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"events are {', '.join(schemas.WEBHOOK_EVENTS)} (comma-separated); got {text!r}"
+        )
+    return names
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose subcommands remember themselves, so that an unknown option is reported with
+    the usage of the subcommand it was given to, not the top-level one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_defaults(_parser=self)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flowlab", description="Keep real humans in the RLHF loop.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="flowlab", description="Keep real humans in the RLHF loop.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = sub.add_parser("serve", help="run the flow service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8787)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every address)")
+    serve.add_argument("--port", type=int, default=8787, help="port to listen on (default 8787)")
     serve.add_argument(
         "--data-dir",
         default=os.environ.get("FLOWLAB_DATA_DIR", "./flowlab-data"),
@@ -417,7 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="on PostgreSQL, where the cluster's other processes reach this one (default http://HOST:PORT)",
     )
-    serve.add_argument("--max-upload-mb", type=float, default=64.0)
+    serve.add_argument(
+        "--max-upload-mb", type=float, default=64.0, help="largest media upload accepted, in MiB (default 64)"
+    )
     serve.add_argument(
         "--retain-ended",
         type=float,
@@ -431,17 +524,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait before each retry of a failed webhook delivery, comma-separated "
         "(default 5,300,1800,7200,18000,36000,36000)",
     )
-    serve.add_argument("--log-level", default="warning")
-    serve.add_argument("--access-log", action="store_true", help="log every request (tokens never appear in URLs)")
+    serve.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("critical", "error", "warning", "info", "debug", "trace"),
+        help="the server's log level (default warning)",
+    )
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every request, whatever --log-level (tokens never appear in URLs)",
+    )
+    serve.add_argument(
+        "--unlisted",
+        action="store_true",
+        help="do not list this server in FLOWLAB_HOME/servers, so client commands and Client() never pick it by "
+        "themselves (a cluster's processes, behind their balancer)",
+    )
     serve.set_defaults(func=_serve)
+
+    servers = sub.add_parser(
+        "servers", help="the flowlab servers running here, and which one Client() and client commands use"
+    )
+    servers.set_defaults(func=_servers)
 
     crowd = sub.add_parser("crowd", help="run a simulated crowd of annotators against a server")
     _client_args(crowd)
-    crowd.add_argument("--annotators", type=int, default=20)
+    crowd.add_argument("--annotators", type=int, default=20, help="simulated annotators (default 20)")
     crowd.add_argument("--rate", type=float, default=6000.0, help="votes per minute for the whole crowd")
-    crowd.add_argument("--accuracy", type=float, default=0.9)
+    crowd.add_argument(
+        "--accuracy", type=float, default=0.9, help="chance an honest annotator picks the better one (default 0.9)"
+    )
     crowd.add_argument("--spammers", type=float, default=0.0, help="fraction of annotators answering at random")
-    crowd.add_argument("--seed", type=int, default=0)
+    crowd.add_argument("--seed", type=int, default=0, help="random seed, for a crowd that answers the same again")
     crowd.add_argument("--bulk", action="store_true", help="use the bulk fetch/answer endpoints")
     crowd.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
     crowd.set_defaults(func=_crowd)
@@ -459,15 +574,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     dash = sub.add_parser("dashboard", help="serve the Panel dashboard for a whole run")
     _client_args(dash)
-    dash.add_argument("--port", type=int, default=5006)
-    dash.add_argument("--address", default="127.0.0.1")
+    dash.add_argument("--port", type=int, default=5006, help="the dashboard's port (default 5006)")
+    dash.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     dash.add_argument("--show", action="store_true", help="open a browser tab")
     dash.set_defaults(func=_dashboard)
+
+    flows = sub.add_parser("flows", help="your flows").add_subparsers(dest="flows_command", required=True)
+    fl = flows.add_parser("list", help="your flows, newest first, with their ids")
+    _client_args(fl)
+    fl.add_argument("--name", default="", help="only flows whose name contains this")
+    fl.add_argument("--amount", type=int, default=20, help="how many (default 20)")
+    fl.set_defaults(func=_flows_list)
 
     keys = sub.add_parser("keys", help="researcher API keys").add_subparsers(dest="keys_command", required=True)
     kc = keys.add_parser("create", help="make another researcher key (needs the admin key)")
     _client_args(kc)
-    kc.add_argument("--name", required=True)
+    kc.add_argument("--name", required=True, help="whose key it is, as `flowlab keys list` shows it")
     kc.set_defaults(func=_keys_create)
     kl = keys.add_parser("list", help="list keys (the admin sees every key, a researcher their own)")
     _client_args(kl)
@@ -482,13 +604,13 @@ def build_parser() -> argparse.ArgumentParser:
     kt.set_defaults(func=_keys_rotate)
 
     local = sub.add_parser("local", help="the embedded local server that Client() starts: status | stop")
-    local.add_argument("action", choices=["status", "stop"])
+    local.add_argument("action", choices=["status", "stop"], help="say whether it runs, or stop it")
     local.set_defaults(func=_local)
 
     ann = sub.add_parser("annotators", help="annotator join links").add_subparsers(dest="ann_command", required=True)
     ac = ann.add_parser("create", help="make an annotator token and print its join link")
     _client_args(ac)
-    ac.add_argument("--name", required=True)
+    ac.add_argument("--name", required=True, help="the annotator's name, as reports show it")
     ac.set_defaults(func=_annotators_create)
     al = ann.add_parser("list", help="annotators with their votes and gold agreement")
     _client_args(al)
@@ -500,24 +622,30 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(ha)
     ha.add_argument("endpoint", metavar="URL", help="where to POST the events")
     ha.add_argument(
+        "--events",
         "--event",
-        action="append",
-        choices=schemas.WEBHOOK_EVENTS,
-        help="an event to send (repeatable; default item.completed)",
+        dest="events",
+        action="extend",
+        type=_events,
+        metavar="EVENTS",
+        help=f"events to send, comma-separated: {', '.join(schemas.WEBHOOK_EVENTS)} (default item.completed)",
     )
-    ha.add_argument("--flow", default=None, help="only this flow's events (default: every flow of the key)")
+    ha.add_argument(
+        "--flow-id", "--flow", dest="flow_id", default=None, help="only this flow's events (default: every flow)"
+    )
+    ha.add_argument("--description", default="", help="a note on what the endpoint is for")
     ha.set_defaults(func=_webhooks_add)
     hl = hs.add_parser("list", help="endpoints, or with --deliveries N each one's last N deliveries")
     _client_args(hl)
-    hl.add_argument("--deliveries", type=int, default=0, metavar="N")
+    hl.add_argument("--deliveries", type=int, default=0, metavar="N", help="show each endpoint's last N deliveries")
     hl.set_defaults(func=_webhooks_list)
     hr = hs.add_parser("remove", help="remove an endpoint and its delivery log")
     _client_args(hr)
-    hr.add_argument("webhook_id")
+    hr.add_argument("webhook_id", help="the endpoint's id, from `flowlab webhooks list`")
     hr.set_defaults(func=_webhooks_remove)
     ht = hs.add_parser("test", help="send a webhook.test event to an endpoint now")
     _client_args(ht)
-    ht.add_argument("webhook_id")
+    ht.add_argument("webhook_id", help="the endpoint's id, from `flowlab webhooks list`")
     ht.set_defaults(func=_webhooks_test)
 
     projects = sub.add_parser("projects", help="batch projects: a dataset labelled through a flow, then delivered")
@@ -525,12 +653,14 @@ def build_parser() -> argparse.ArgumentParser:
     pc = ps.add_parser("create", help="queue a dataset's rows as a project's tasks and start it")
     _client_args(pc)
     pc.add_argument("data", help="a .jsonl, .json, .csv or .tsv file of tasks")
-    pc.add_argument("--flow", default=None, help="the flow to label through (else one is made from --instruction)")
+    pc.add_argument(
+        "--flow", default=None, help="the flow to label through, from `flowlab flows list` (else one is made)"
+    )
     pc.add_argument("--instruction", default=None, help="make a flow with this question")
     pc.add_argument("--kind", choices=("pairwise", "classify", "rlhf"), default="pairwise", help="of the flow made")
     pc.add_argument("--categories", default=None, help="a classify flow's categories, comma-separated")
     pc.add_argument("--responses", type=int, default=None, help="answers per task of the flow made (default 3)")
-    pc.add_argument("--name", default=None)
+    pc.add_argument("--name", default=None, help="of the project and the flow made (default: the file's name)")
     pc.add_argument("--live-items", type=int, default=None, help="items of the project live at once")
     pc.add_argument("--per-item", type=int, default=None, help="classify / RLHF rows grouped into one item")
     pc.add_argument("--paused", action="store_true", help="queue the tasks but do not start")
@@ -540,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=_projects_list)
     pst = ps.add_parser("status", help="progress: done / total, rate, ETA")
     _client_args(pst)
-    pst.add_argument("project_id")
+    pst.add_argument("project_id", help="the project's id, from `flowlab projects list`")
     pst.add_argument("--watch", action="store_true", help="print progress until the project completes")
     pst.add_argument("--every", type=float, default=2.0, help="seconds between lines with --watch")
     pst.set_defaults(func=_projects_status)
@@ -552,19 +682,53 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         pa = ps.add_parser(action, help=text)
         _client_args(pa)
-        pa.add_argument("project_id")
+        pa.add_argument("project_id", help="the project's id, from `flowlab projects list`")
         pa.set_defaults(func=_projects_action, action=action)
     pd = ps.add_parser("deliver", help="write the deliverable: every format of the kind as JSONL, and a manifest")
     _client_args(pd)
-    pd.add_argument("project_id")
+    pd.add_argument("project_id", help="the project's id, from `flowlab projects list`")
     pd.add_argument("--out", required=True, help="the folder to write to")
     pd.add_argument("--partial", action="store_true", help="before it completes: the tasks done so far")
     pd.set_defaults(func=_projects_deliver)
     return parser
 
 
+# ------------------------------------------------------------------ errors, in the command line's words
+
+# The server's and the SDK's hints name Python calls; on the command line, the command that does the same.
+_COMMANDS = {
+    ("projects", "list"): "`flowlab projects list`",
+    ("projects", "create"): "`flowlab projects create FILE --flow FLOW_ID`",
+    ("projects", "get"): "`flowlab projects status PROJECT_ID`",
+    ("flow", "find_flows"): "`flowlab flows list`",
+    ("keys", "list"): "`flowlab keys list`",
+    ("keys", "create"): "`flowlab keys create --name NAME`",
+    ("keys", "rotate"): "`flowlab keys rotate KEY_ID`",
+    ("keys", "revoke"): "`flowlab keys revoke KEY_ID`",
+    ("annotators", "create"): "`flowlab annotators create --name NAME`",
+    ("annotators", "list"): "`flowlab annotators list`",
+    ("webhooks", "list"): "`flowlab webhooks list`",
+    ("webhooks", "add"): "`flowlab webhooks add URL`",
+    ("webhooks", "deliveries"): "`flowlab webhooks list --deliveries N`",
+}
+_PYTHON_CALL = re.compile(r"`?client\.([a-z_]+)\.([a-z_]+)\([^)]*\)`?")
+
+
+def cli_message(exc: Exception) -> str:
+    """An SDK error as the command line says it: what the SDK found wrong locally (a file, an argument) with
+    no HTTP status, which it never had; hints to Python calls given as the command that does the same."""
+    from flowlab.client._errors import APIError
+
+    local = isinstance(exc, APIError) and exc.body is None  # body: the server's answer, when there was one
+    text = exc.detail if isinstance(exc, APIError) and local else str(exc)
+    return _PYTHON_CALL.sub(lambda m: _COMMANDS.get((m[1], m[2]), m[0]), text)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would report these with the top-level usage; the subcommand's is the useful one
+        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "serve":
         return int(args.func(args) or 0)
     from flowlab import FlowlabError
@@ -572,5 +736,5 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except FlowlabError as exc:
-        print(f"flowlab {args.command}: {exc}", file=sys.stderr)
+        print(f"{args._parser.prog}: {cli_message(exc)}", file=sys.stderr)
         return 1

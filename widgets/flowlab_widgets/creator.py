@@ -16,8 +16,9 @@ __all__ = ["FlowCreator"]
 class FlowCreator(widgets.VBox):
     """Fill in the form and press *Create flow*; the new flow is `creator.flow` and goes to `on_created` callbacks.
 
-    It calls `client.flow.create_ranking_flow(...)` on the client it holds (default: `Client()`, i.e.
-    FLOWLAB_URL / FLOWLAB_API_KEY or the embedded local server).
+    It calls `client.flow.create_ranking_flow(...)` on the client it holds (default: `Client()`, which finds
+    the server by the one rule: FLOWLAB_URL, else the newest `flowlab serve` running here, else the embedded
+    local server). The form says which server that is, and why.
     """
 
     def __init__(
@@ -76,9 +77,14 @@ class FlowCreator(widgets.VBox):
         self.create_button = widgets.Button(description="Create flow", button_style="primary", icon="plus")
         self.create_button.on_click(lambda _b: self.create())
         self.status = widgets.HTML()
+        server = getattr(self.client, "server", None)  # which server, and why: a notebook may talk to several
+        self.server_note = widgets.HTML(
+            f'<span style="color:#666">{esc(server.describe() if server else self.client.url)}</span>'
+        )
         super().__init__(
             [
                 widgets.HTML("<b>New ranking flow</b>"),
+                self.server_note,
                 self.name_input,
                 self.instruction_input,
                 self.max_input,

@@ -40,9 +40,18 @@ class Dashboard:
     kind's view once, and only the current one is visible.
     """
 
-    def __init__(self, url: str, api_key: str | None, *, flow_id: str | None = None, period_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None,
+        *,
+        flow_id: str | None = None,
+        period_ms: int = 1000,
+        why: str | None = None,
+    ) -> None:
         self.client = AsyncClient(url=url, api_key=api_key)
         self.url = url
+        self.why = why or self.client.server.describe()  # which server, and why that one
         self.period_ms = period_ms
         self.flow_id: str | None = flow_id
         self.item_id: str | None = None
@@ -66,7 +75,8 @@ class Dashboard:
         # Panel renders each pane in a shadow root of its own: the table's styles must be the pane's own.
         self.items_table = pn.pane.HTML("", sizing_mode="stretch_width", stylesheets=[_CSS])
         self.server_note = pn.pane.HTML(
-            f'<span style="color:#666">server <code>{esc(url)}</code></span>', sizing_mode="stretch_width"
+            f'<span style="color:#666">server <code>{esc(url)}</code> — {esc(self.why)}</span>',
+            sizing_mode="stretch_width",
         )
         self.instruction = pn.widgets.TextAreaInput(
             label="Instruction for new items", height=90, sizing_mode="stretch_width"
@@ -399,15 +409,16 @@ def _clip(text: str, n: int = 60) -> str:
 # ---------------------------------------------------------------- serving
 
 
-def create_app(url: str, api_key: str | None, *, period_ms: int = 1000) -> Any:
-    """A Panel app factory: each browser session gets its own `Dashboard` (and `?flow=<id>` picks the flow)."""
+def create_app(url: str, api_key: str | None, *, period_ms: int = 1000, why: str | None = None) -> Any:
+    """A Panel app factory: each browser session gets its own `Dashboard` (and `?flow=<id>` picks the flow);
+    `why` says which server it shows and why (`Server.describe()`)."""
 
     def app() -> Any:
         flow_id = None
         with contextlib.suppress(Exception):
             args = pn.state.session_args.get("flow")
             flow_id = args[0].decode() if args else None
-        board = Dashboard(url, api_key, flow_id=flow_id, period_ms=period_ms)
+        board = Dashboard(url, api_key, flow_id=flow_id, period_ms=period_ms, why=why)
         # Every refresh comes from the periodic callback, which runs under the document lock (an onload
         # coroutine would not, and bokeh refuses model changes made outside it); onload only starts it.
         board.start()
@@ -437,14 +448,18 @@ def serve(
     address: str = "127.0.0.1",
     prefix: str | None = None,
     period_ms: int = 1000,
+    why: str | None = None,
 ) -> None:
     """Serve the dashboard at http://address:port/ until interrupted.
 
-    `url`/`api_key` default to FLOWLAB_URL / FLOWLAB_API_KEY, else the embedded local server (started if
-    needed). `prefix` (or FLOWLAB_DASHBOARD_PREFIX) serves it under a path, as behind jupyter-server-proxy.
+    `url`/`api_key` are found by the rule every client follows (FLOWLAB_URL / FLOWLAB_API_KEY, else the
+    newest `flowlab serve` running here, else the embedded local server, started if needed); the page says
+    which server it shows and why (`why`, from a caller that resolved it already). `prefix` (or
+    FLOWLAB_DASHBOARD_PREFIX) serves it under a path, as behind jupyter-server-proxy.
     """
-    with Client(url=url, api_key=api_key) as client:  # resolves env or the embedded server once
+    with Client(url=url, api_key=api_key) as client:  # resolves the server once, for every session
         url, api_key = client.url, client.api_key
+        why = why or client.server.describe()
     prefix = prefix if prefix is not None else os.environ.get(PREFIX_ENV) or None
     _use_local_resources()
     # Behind a proxy the browser's Origin is Jupyter's host, not ours; directly, only local pages may connect.
@@ -453,7 +468,7 @@ def serve(
         if prefix or address in ("0.0.0.0", "::")
         else [f"localhost:{port}", f"127.0.0.1:{port}", f"{address}:{port}"]
     )
-    print(f"flowlab dashboard: http://{address}:{port}{prefix or ''}/  (server {url})", flush=True)
+    print(f"flowlab dashboard: http://{address}:{port}{prefix or ''}/  ({why})", flush=True)
     kwargs: dict[str, Any] = {}
     if prefix:
         kwargs["prefix"] = prefix
@@ -464,7 +479,7 @@ def serve(
         icon = {"url": "static/extensions/panel/images/favicon.ico"}
         kwargs["extra_patterns"] = [(r"/favicon.ico", RedirectHandler, icon)]  # bokeh adds the prefix
     pn.serve(
-        create_app(url, api_key, period_ms=period_ms),
+        create_app(url, api_key, period_ms=period_ms, why=why),
         port=port,
         address=address,
         show=show,

@@ -27,8 +27,10 @@ def setup_dashboard() -> dict[str, Any]:
     jupyter-server-proxy starts the dashboard on a free `{port}` the first time the tile (or the URL
     `<jupyter>/flowlab-dashboard/`) is opened. The dashboard is told its public prefix through
     FLOWLAB_DASHBOARD_PREFIX and receives absolute paths, so its page, static files and websocket all resolve
-    under Jupyter's URL. FLOWLAB_URL / FLOWLAB_API_KEY come from Jupyter's own environment (binder/start sets
-    them), else the dashboard uses the embedded local server, like `Client()` does in the notebooks.
+    under Jupyter's URL. The dashboard finds its server by the rule
+    `Client()` follows in the notebooks (flowlab.client._servers): FLOWLAB_URL / FLOWLAB_API_KEY from Jupyter's
+    own environment (binder/start sets them), else the newest `flowlab serve` running here, else the embedded
+    local server; its page says which and why.
     """
     return {
         "command": [*_command(), "dashboard", "--port", "{port}"],

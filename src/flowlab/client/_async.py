@@ -34,7 +34,8 @@ from flowlab.client._models import (
     votes_frame,
 )
 from flowlab.client._projects import AsyncProjectsAPI
-from flowlab.client._transport import AsyncTransport, resolve
+from flowlab.client._servers import log_choice, resolve_server
+from flowlab.client._transport import AsyncTransport
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -761,9 +762,9 @@ class AsyncClient:
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if transport is not None and url is None:
-            url = "http://flowlab.invalid"
-        self.url, self.api_key = resolve(url, api_key)
+        self.server = resolve_server(url, api_key, test_transport=transport is not None)  # why: .server.reason
+        log_choice(self.server)
+        self.url, self.api_key = str(self.server.url), self.server.api_key
         self._transport = AsyncTransport(self.url, self.api_key, timeout, transport)
         self.flow = AsyncFlowsAPI(self._transport)
         self.validation = AsyncValidationAPI(self._transport)

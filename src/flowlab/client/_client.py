@@ -34,7 +34,8 @@ from flowlab.client._models import (
     votes_frame,
 )
 from flowlab.client._projects import ProjectsAPI
-from flowlab.client._transport import SyncTransport, resolve
+from flowlab.client._servers import log_choice, resolve_server
+from flowlab.client._transport import SyncTransport
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -803,7 +804,8 @@ class WebhooksAPI:
 
 
 class Client:
-    """Talks to a flowlab server: `url`/`api_key`, else FLOWLAB_URL/FLOWLAB_API_KEY, else an embedded local one."""
+    """Talks to a flowlab server: `url`/`api_key`, else FLOWLAB_URL/FLOWLAB_API_KEY, else the `flowlab serve`
+    running here (the newest), else an embedded local one. `client.server.reason` says which and why."""
 
     def __init__(
         self,
@@ -813,9 +815,9 @@ class Client:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        if transport is not None and url is None:
-            url = "http://flowlab.invalid"
-        self.url, self.api_key = resolve(url, api_key)
+        self.server = resolve_server(url, api_key, test_transport=transport is not None)  # why: .server.reason
+        log_choice(self.server)
+        self.url, self.api_key = str(self.server.url), self.server.api_key
         self._transport = SyncTransport(self.url, self.api_key, timeout, transport)
         self.flow = FlowsAPI(self._transport)
         self.validation = ValidationAPI(self._transport)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
@@ -13,8 +12,8 @@ import msgspec
 
 from flowlab import __version__
 from flowlab.client import _core as core
-from flowlab.client._embedded import ensure_local_server
 from flowlab.client._errors import ConnectError, FlowlabError, Timeout
+from flowlab.client._servers import resolve_server
 from flowlab.client._sse import SSEParser
 
 T = TypeVar("T")
@@ -22,13 +21,11 @@ STREAM_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=10.0, pool=10.0)  
 
 
 def resolve(url: str | None, api_key: str | None) -> tuple[str, str | None]:
-    """Explicit arguments, else FLOWLAB_URL / FLOWLAB_API_KEY, else an embedded local server."""
-    url = url or os.environ.get("FLOWLAB_URL")
-    if not url:
-        # The embedded server has its own key; FLOWLAB_API_KEY belongs with FLOWLAB_URL.
-        url, local_key = ensure_local_server()
-        return url.rstrip("/"), api_key or local_key
-    return url.rstrip("/"), api_key or os.environ.get("FLOWLAB_API_KEY")
+    """(url, key) by the one rule of `flowlab.client._servers` (an explicit URL, FLOWLAB_URL, the running
+    `flowlab serve`, else the embedded local server), for callers that need no reason (the crowd)."""
+    server = resolve_server(url, api_key)
+    assert server.url is not None  # resolve_server starts the embedded server when it comes to that
+    return server.url, server.api_key
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -44,7 +41,8 @@ def _translate(exc: httpx.HTTPError, url: str) -> FlowlabError:
             f"The flowlab server at {url} did not answer in time ({exc!r}); retry, or raise the client's timeout=."
         )
     return ConnectError(
-        f"Could not reach the flowlab server at {url} ({exc!r}). Is `flowlab serve` running, and is FLOWLAB_URL right?"
+        f"Could not reach the flowlab server at {url} ({exc!r}). Is `flowlab serve` running there, and is "
+        "FLOWLAB_URL right? `flowlab servers` lists the servers running on this machine."
     )
 
 
