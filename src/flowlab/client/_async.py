@@ -71,12 +71,17 @@ class _AsyncItemCalls(FlowItemBase):
         return self._transport.stream(core.item_stream(self.id))
 
     async def wait(self, timeout: float | None = None) -> FlowItemStatus:
-        await self.get_results(timeout=timeout, partial=True)
-        return await self.get_progress()
+        """Wait until the item ends (or `timeout`), returning its status."""
+        self.last_status = await self._transport.run(core.wait_for_end(self.id, timeout))
+        return self.last_status
 
 
 class AsyncFlowItem(_AsyncItemCalls):
     async def get_results(self, timeout: float | None = None, *, partial: bool = False) -> FlowItemResult:
+        """Wait for the item to end, then return its rankings; `Timeout` if `timeout` passes first. With `partial=True`
+        it never raises `Timeout`: no `timeout` returns what has arrived at once, without waiting; a `timeout` waits up
+        to that long for the item to end, then returns what there is (`partial` on the results says the item was still
+        running)."""
         return await self._transport.run(core.wait_for_results(self.id, timeout, partial))
 
     async def get_win_loss_matrix(self) -> pd.DataFrame:
@@ -195,6 +200,10 @@ class AsyncFlow(_AsyncFlowCalls[AsyncFlowItem]):
 
 class AsyncClassifyFlowItem(_AsyncItemCalls):
     async def get_results(self, timeout: float | None = None, *, partial: bool = False) -> ClassifyFlowItemResult:
+        """Wait for the item to end, then return each datapoint's majority and distribution; `Timeout` if `timeout`
+        passes first. With `partial=True` it never raises `Timeout`: no `timeout` returns what has arrived at once,
+        without waiting; a `timeout` waits up to that long for the item to end, then returns what there is (`partial` on
+        the results says the item was still running)."""
         return await self._transport.run(core.wait_for_results(self.id, timeout, partial, core.classify_results))
 
     async def get_win_loss_matrix(self) -> pd.DataFrame:
@@ -255,8 +264,10 @@ class AsyncRlhfFlowItem(_AsyncItemCalls):
     why) until it has the flow's maximum."""
 
     async def get_results(self, timeout: float | None = None, *, partial: bool = False) -> RlhfFlowItemResult:
-        """Wait for the item to end, then return the aggregated annotations; with `partial=True`, return what
-        has arrived at `timeout` instead of raising `Timeout`."""
+        """Wait for the item to end, then return the aggregated annotations; `Timeout` if `timeout` passes first. With
+        `partial=True` it never raises `Timeout`: no `timeout` returns what has arrived at once, without waiting; a
+        `timeout` waits up to that long for the item to end, then returns what there is (`partial` on the results says
+        the item was still running)."""
         return await self._transport.run(core.wait_for_results(self.id, timeout, partial, core.rlhf_results))
 
     async def get_win_loss_matrix(self) -> pd.DataFrame:

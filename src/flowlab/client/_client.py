@@ -80,14 +80,16 @@ class _ItemCalls(FlowItemBase):
 
     def wait(self, timeout: float | None = None) -> FlowItemStatus:
         """Block until the item ends (or `timeout`), returning its status."""
-        self.get_results(timeout=timeout, partial=True)
-        return self.get_progress()
+        self.last_status = self._transport.run(core.wait_for_end(self.id, timeout))
+        return self.last_status
 
 
 class FlowItem(_ItemCalls):
     def get_results(self, timeout: float | None = None, *, partial: bool = False) -> FlowItemResult:
-        """Wait for the item to end, then return its rankings; with `partial=True`, return what has arrived at
-        `timeout` instead of raising `Timeout`."""
+        """Wait for the item to end, then return its rankings; `Timeout` if `timeout` passes first. With `partial=True`
+        it never raises `Timeout`: no `timeout` returns what has arrived at once, without waiting; a `timeout` waits up
+        to that long for the item to end, then returns what there is (`partial` on the results says the item was still
+        running)."""
         return self._transport.run(core.wait_for_results(self.id, timeout, partial))
 
     def get_win_loss_matrix(self) -> pd.DataFrame:
@@ -210,8 +212,10 @@ class ClassifyFlowItem(_ItemCalls):
     """A batch of a classify flow: each datapoint collects answers until it has the flow's maximum."""
 
     def get_results(self, timeout: float | None = None, *, partial: bool = False) -> ClassifyFlowItemResult:
-        """Wait for the item to end, then return each datapoint's majority and distribution; with
-        `partial=True`, return what has arrived at `timeout` instead of raising `Timeout`."""
+        """Wait for the item to end, then return each datapoint's majority and distribution; `Timeout` if `timeout`
+        passes first. With `partial=True` it never raises `Timeout`: no `timeout` returns what has arrived at once,
+        without waiting; a `timeout` waits up to that long for the item to end, then returns what there is (`partial` on
+        the results says the item was still running)."""
         return self._transport.run(core.wait_for_results(self.id, timeout, partial, core.classify_results))
 
     def get_win_loss_matrix(self) -> pd.DataFrame:
@@ -278,8 +282,10 @@ class RlhfFlowItem(_ItemCalls):
     why) until it has the flow's maximum."""
 
     def get_results(self, timeout: float | None = None, *, partial: bool = False) -> RlhfFlowItemResult:
-        """Wait for the item to end, then return the aggregated annotations; with `partial=True`, return what
-        has arrived at `timeout` instead of raising `Timeout`."""
+        """Wait for the item to end, then return the aggregated annotations; `Timeout` if `timeout` passes first. With
+        `partial=True` it never raises `Timeout`: no `timeout` returns what has arrived at once, without waiting; a
+        `timeout` waits up to that long for the item to end, then returns what there is (`partial` on the results says
+        the item was still running)."""
         return self._transport.run(core.wait_for_results(self.id, timeout, partial, core.rlhf_results))
 
     def get_win_loss_matrix(self) -> pd.DataFrame:
@@ -368,9 +374,11 @@ class ChatFlowItem(_ItemCalls):
     """A batch of chat tasks: each collects annotated conversations until it has the flow's maximum."""
 
     def get_results(self, timeout: float | None = None, *, partial: bool = False) -> RlhfFlowItemResult:
-        """Wait for the item to end, then return the aggregate (RLHF results with the flow's models as every
-        task's responses: ratings of each model's replies, how often its branch was chosen, the Likert mean
-        oriented to the first model); with `partial=True`, what has arrived at `timeout`."""
+        """Wait for the item to end, then return the aggregate (RLHF results with the flow's models as every task's
+        responses: ratings of each model's replies, how often its branch was chosen, the Likert mean oriented to the
+        first model); `Timeout` if `timeout` passes first. With `partial=True` it never raises `Timeout`: no `timeout`
+        returns what has arrived at once, without waiting; a `timeout` waits up to that long for the item to end, then
+        returns what there is (`partial` on the results says the item was still running)."""
         return self._transport.run(core.wait_for_results(self.id, timeout, partial, core.rlhf_results))
 
     def get_win_loss_matrix(self) -> pd.DataFrame:

@@ -617,24 +617,35 @@ def wait_items(item_ids: Sequence[str], timeout: float | None) -> Op[list[FlowIt
             return statuses
 
 
-def wait_for_results(
-    item_id: str, timeout: float | None, partial: bool, fetch: Callable[[str], Op[Any]] | None = None
-) -> Op[Any]:
-    """Long-poll until the item ends, then fetch its results (with `fetch`, pairwise results by default); on
-    timeout return partial results if asked."""
+def wait_for_end(item_id: str, timeout: float | None) -> Op[FlowItemStatus]:
+    """Long-poll until the item ends or `timeout` passes (None: no limit); its last status, ended or not."""
     deadline = None if timeout is None else time.monotonic() + timeout
     status = yield from item_status(item_id)
     while not status.is_terminal:
         left = LONG_POLL_SECONDS if deadline is None else deadline - time.monotonic()
         if left <= 0:
-            if partial:
-                break
+            break
+        status = yield from wait_item(item_id, status.version, min(left, LONG_POLL_SECONDS))
+    return status
+
+
+def wait_for_results(
+    item_id: str, timeout: float | None, partial: bool, fetch: Callable[[str], Op[Any]] | None = None
+) -> Op[Any]:
+    """An item's results (with `fetch`; pairwise results by default).
+
+    Without `partial`, wait for the item to end (`timeout` None: no limit) and raise `Timeout` when `timeout`
+    passes first. With `partial`, never raise `Timeout`: `timeout` None returns what has arrived at once, without
+    waiting; a `timeout` waits up to that long for the item to end, then returns what there is (the results
+    say `partial` while the item still runs)."""
+    if not (partial and timeout is None):
+        status = yield from wait_for_end(item_id, timeout)
+        if not status.is_terminal and not partial:
             raise Timeout(
                 f"Flow item {item_id} is still {status.state.value} after {timeout} s with "
                 f"{status.response_count} votes. Call get_results(partial=True) for what has arrived, "
                 "or wait longer."
             )
-        status = yield from wait_item(item_id, status.version, min(left, LONG_POLL_SECONDS))
     return (yield from (fetch or item_results)(item_id))
 
 
