@@ -34,14 +34,19 @@ from flowlab.client._errors import (
     Unavailable,
     ValidationError,
 )
+from flowlab.client._flows import FlowBase
 from flowlab.client._models import (
     ClassifyDatapointResult,
     ClassifyFlowItemResult,
     FlowItemResult,
     FlowItemState,
     FlowItemStatus,
+    RankedDatapoint,
     RlhfFlowItemResult,
 )
+from flowlab.client._uploads import FailedUpload, FailedUploadException
+from flowlab.client._validation import AsyncValidationSet, ValidationSet
+from flowlab.config import rapidata_config
 from flowlab.settings import (
     AllowNeitherBothSetting,
     ClassifyEquirectangularSetting,
@@ -70,6 +75,13 @@ from flowlab.settings import (
 )
 from flowlab.signing import verify_webhook
 
+# Hosted's names, for the annotations and isinstance checks hosted programs make (`isinstance(flow,
+# RapidataClassifyFlow)`): every flowlab flow is a `RapidataFlow`, ranking flows `RapidataRankingFlow`.
+RapidataFlow = FlowBase
+RapidataRankingFlow = Flow
+RapidataClassifyFlow = ClassifyFlow
+RapidataValidationSet = ValidationSet
+
 __all__ = [
     "APIError",
     "AllowNeitherBothSetting",
@@ -82,6 +94,7 @@ __all__ = [
     "AsyncFlowItem",
     "AsyncRlhfFlow",
     "AsyncRlhfFlowItem",
+    "AsyncValidationSet",
     "AuthError",
     "ChatFlow",
     "ChatFlowItem",
@@ -97,6 +110,8 @@ __all__ = [
     "ConnectError",
     "CustomSetting",
     "DisableAutoloopSetting",
+    "FailedUpload",
+    "FailedUploadException",
     "Flow",
     "FlowItem",
     "FlowItemResult",
@@ -118,6 +133,11 @@ __all__ = [
     "OriginalLanguageOnlySetting",
     "PinContextMediaSetting",
     "PlayPercentageVideoSetting",
+    "RankedDatapoint",
+    "RapidataClassifyFlow",
+    "RapidataFlow",
+    "RapidataRankingFlow",
+    "RapidataValidationSet",
     "ReferenceOverlaySetting",
     "RlhfFlow",
     "RlhfFlowItem",
@@ -129,6 +149,8 @@ __all__ = [
     "TranslateTextAssetsSetting",
     "Unavailable",
     "ValidationError",
+    "ValidationSet",
     "__version__",
+    "rapidata_config",
     "verify_webhook",
 ]

@@ -409,6 +409,7 @@ class DatapointIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     kind: DatapointKind | None = None
     name: str | None = None
     private_metadata: dict[str, Any] | None = None
+    source: str | None = None  # an uploaded file: its local path as the researcher gave it (never shown to people)
     context: Context | None = None  # classify flows: shown with this datapoint only
     context_assets: list[ContextAsset] | None = None  # classify flows: media shown with this datapoint only
     prompt: str | list[ChatMessage] | None = None  # RLHF tasks: the prompt, or the conversation so far
@@ -443,6 +444,7 @@ class ValidationSetCreate(msgspec.Struct, forbid_unknown_fields=True):
     pairs: list[ValidationPair] = []
     labels: list[ValidationLabel] = []
     instruction: str | None = None  # as hosted: what the set's questions ask; flows use their own
+    dimensions: list[str] = []  # hosted's tracking dimensions: kept with the set (flowlab scores people overall)
 
 
 class ValidationSet(msgspec.Struct):
@@ -452,6 +454,18 @@ class ValidationSet(msgspec.Struct):
     created_at: float
     label_count: int = 0
     kind: TaskKindName = "pairwise"  # the flows it serves: pairwise (gold pairs) or classify (gold labels)
+    dimensions: list[str] = []
+    should_alert: bool = True  # an annotator who answers a gold question wrong is shown its explanation
+    can_be_flagged: bool = True  # hosted's: kept with the set (flowlab never sets gold questions aside)
+
+
+class ValidationSetUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """What `PATCH /v1/validation-sets/{id}` changes; fields left out stay as they are. Flows made from the set
+    from then on copy its questions under the new settings; flows made before keep theirs."""
+
+    dimensions: list[str] | None = None
+    should_alert: bool | None = None
+    can_be_flagged: bool | None = None
 
 
 class Datapoint(msgspec.Struct, omit_defaults=True):
@@ -468,6 +482,7 @@ class Datapoint(msgspec.Struct, omit_defaults=True):
     private_metadata: dict[str, Any] | None = None
     context: str | None = None
     context_assets: list[ContextAsset] | None = None
+    source: str | None = None  # an uploaded file: its local path as the researcher gave it
     prompt: list[ChatMessage] | None = None  # RLHF tasks
     responses: list[Response] | None = None  # RLHF tasks
     guidance: str | None = None  # chat tasks (their starting conversation is `prompt`)
@@ -554,6 +569,7 @@ class DatapointResult(msgspec.Struct):
     votes: int
     wins: float  # ties count half
     annotators: int = 0  # different people whose votes compared it
+    source: str | None = None  # an uploaded file: its local path as the researcher gave it
 
 
 class ItemResults(msgspec.Struct):
@@ -577,6 +593,7 @@ class ClassifyDatapointResult(msgspec.Struct):
     # Beyond a plain majority: annotators weighed by their estimated reliability (one-coin Dawid–Skene).
     weighted_value: str | None
     confidence: float | None  # the posterior probability of weighted_value
+    source: str | None = None  # an uploaded file: its local path as the researcher gave it
 
 
 class ClassifyResults(msgspec.Struct):

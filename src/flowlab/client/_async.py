@@ -36,6 +36,7 @@ from flowlab.client._models import (
 from flowlab.client._projects import AsyncProjectsAPI
 from flowlab.client._servers import log_choice, resolve_server
 from flowlab.client._transport import AsyncTransport
+from flowlab.client._validation import AsyncValidationSet, find_sets, warn_dimensions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -608,10 +609,10 @@ class AsyncFlowsAPI:
         )
         return AsyncRlhfFlow(self._transport, config)
 
-    async def create_validation_set(self, name: str, pairs: Iterable[Any]) -> schemas.ValidationSet:
+    async def create_validation_set(self, name: str, pairs: Iterable[Any]) -> AsyncValidationSet:
         """Keep gold pairs under an id — `(a, b, answer)` tuples or dicts, `answer` "a", "b" or "tie" — for
         `create_ranking_flow(validation_set_id=...)`; each flow copies the pairs when it is created."""
-        return await self._transport.run(core.create_validation_set(name, pairs))
+        return AsyncValidationSet(self._transport, await self._transport.run(core.create_validation_set(name, pairs)))
 
     async def wait_items(self, items: Iterable[Any], timeout: float | None = None) -> list[FlowItemStatus]:
         """The asyncio twin of `Client.flow.wait_items`."""
@@ -686,10 +687,11 @@ class AsyncValidationAPI:
         media_contexts: Sequence[Sequence[Any]] | None = None,
         explanations: Sequence[str | None] | None = None,
         dimensions: Sequence[str] = (),
-    ) -> schemas.ValidationSet:
+    ) -> AsyncValidationSet:
         """Gold labels for classify flows: each datapoint with the answer options that count as right, and
         what an annotator who answers otherwise is told."""
-        return await self._transport.run(
+        warn_dimensions(dimensions, stacklevel=2)
+        info = await self._transport.run(
             core.classification_set(
                 name,
                 instruction,
@@ -703,6 +705,7 @@ class AsyncValidationAPI:
                 dimensions,
             )
         )
+        return AsyncValidationSet(self._transport, info)
 
     async def create_compare_set(
         self,
@@ -715,16 +718,24 @@ class AsyncValidationAPI:
         media_contexts: Sequence[Sequence[Any]] | None = None,
         explanation: Sequence[str | None] | None = None,
         dimensions: Sequence[str] = (),
-    ) -> schemas.ValidationSet:
+    ) -> AsyncValidationSet:
         """Gold pairs for ranking flows: each comparison's two datapoints and the better of them."""
-        return await self._transport.run(
+        warn_dimensions(dimensions, stacklevel=2)
+        info = await self._transport.run(
             core.compare_set(
                 name, instruction, datapoints, truths, data_type, contexts, media_contexts, explanation, dimensions
             )
         )
+        return AsyncValidationSet(self._transport, info)
 
-    async def get_validation_set_by_id(self, validation_set_id: str) -> schemas.ValidationSet:
-        return await self._transport.run(core.get_validation_set(validation_set_id))
+    async def get_validation_set_by_id(self, validation_set_id: str) -> AsyncValidationSet:
+        info = await self._transport.run(core.get_validation_set(validation_set_id))
+        return AsyncValidationSet(self._transport, info)
+
+    async def find_validation_sets(self, name: str = "", amount: int = 10, page: int = 1) -> list[AsyncValidationSet]:
+        """Your validation sets whose name contains `name`, newest first, `amount` a page (pages count from 1)."""
+        found = await self._transport.run(find_sets(name, amount, page))
+        return [AsyncValidationSet(self._transport, info) for info in found]
 
 
 class AsyncWebhooksAPI:

@@ -36,6 +36,7 @@ from flowlab.client._models import (
 from flowlab.client._projects import ProjectsAPI
 from flowlab.client._servers import log_choice, resolve_server
 from flowlab.client._transport import SyncTransport
+from flowlab.client._validation import ValidationSet, find_sets, warn_dimensions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -651,10 +652,10 @@ class FlowsAPI:
         )
         return ChatFlow(self._transport, config)
 
-    def create_validation_set(self, name: str, pairs: Iterable[Any]) -> schemas.ValidationSet:
+    def create_validation_set(self, name: str, pairs: Iterable[Any]) -> ValidationSet:
         """Keep gold pairs under an id — `(a, b, answer)` tuples or dicts, `answer` "a", "b" or "tie" — for
         `create_ranking_flow(validation_set_id=...)`; each flow copies the pairs when it is created."""
-        return self._transport.run(core.create_validation_set(name, pairs))
+        return ValidationSet(self._transport, self._transport.run(core.create_validation_set(name, pairs)))
 
     def wait_items(self, items: Iterable[Any], timeout: float | None = None) -> list[FlowItemStatus]:
         """Wait for several items (or their ids) at once until every one has ended or `timeout` passes; their
@@ -735,10 +736,11 @@ class ValidationAPI:
         media_contexts: Sequence[Sequence[Any]] | None = None,
         explanations: Sequence[str | None] | None = None,
         dimensions: Sequence[str] = (),
-    ) -> schemas.ValidationSet:
+    ) -> ValidationSet:
         """Gold labels for classify flows: each datapoint with the answer options that count as right, and
         what an annotator who answers otherwise is told."""
-        return self._transport.run(
+        warn_dimensions(dimensions, stacklevel=2)
+        info = self._transport.run(
             core.classification_set(
                 name,
                 instruction,
@@ -752,6 +754,7 @@ class ValidationAPI:
                 dimensions,
             )
         )
+        return ValidationSet(self._transport, info)
 
     def create_compare_set(
         self,
@@ -764,16 +767,23 @@ class ValidationAPI:
         media_contexts: Sequence[Sequence[Any]] | None = None,
         explanation: Sequence[str | None] | None = None,
         dimensions: Sequence[str] = (),
-    ) -> schemas.ValidationSet:
+    ) -> ValidationSet:
         """Gold pairs for ranking flows: each comparison's two datapoints and the better of them."""
-        return self._transport.run(
+        warn_dimensions(dimensions, stacklevel=2)
+        info = self._transport.run(
             core.compare_set(
                 name, instruction, datapoints, truths, data_type, contexts, media_contexts, explanation, dimensions
             )
         )
+        return ValidationSet(self._transport, info)
 
-    def get_validation_set_by_id(self, validation_set_id: str) -> schemas.ValidationSet:
-        return self._transport.run(core.get_validation_set(validation_set_id))
+    def get_validation_set_by_id(self, validation_set_id: str) -> ValidationSet:
+        return ValidationSet(self._transport, self._transport.run(core.get_validation_set(validation_set_id)))
+
+    def find_validation_sets(self, name: str = "", amount: int = 10, page: int = 1) -> list[ValidationSet]:
+        """Your validation sets whose name contains `name`, newest first, `amount` a page (pages count from 1)."""
+        found = self._transport.run(find_sets(name, amount, page))
+        return [ValidationSet(self._transport, info) for info in found]
 
 
 class WebhooksAPI:

@@ -12,7 +12,7 @@ import time
 import warnings
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -20,8 +20,26 @@ import msgspec
 
 from flowlab import schemas
 from flowlab.client._chat import chat_task
-from flowlab.client._errors import APIError, Timeout, ValidationError, error_for
+from flowlab.client._errors import (
+    APIError,
+    ConnectError,
+    FlowlabError,
+    Timeout,
+    Unavailable,
+    ValidationError,
+    error_for,
+)
 from flowlab.client._models import ClassifyFlowItemResult, FlowItemResult, FlowItemStatus, RlhfFlowItemResult
+from flowlab.client._uploads import (
+    MEDIA_SUFFIXES,
+    FailedUpload,
+    FailedUploadException,
+    missing_reason,
+    path_suffix,
+    unsupported_reason,
+    upload_keys,
+)
+from flowlab.config import rapidata_config
 
 T = TypeVar("T")
 
@@ -131,14 +149,11 @@ def _same_length(name: str, values: Sequence[Any] | None, n: int) -> None:
         )
 
 
-def _one_set_of_dimensions(dimensions: Sequence[str]) -> None:
-    if dimensions:
-        raise ValidationError(
-            422,
-            "flowlab tracks every annotator over all their gold answers; validation dimensions are hosted only. "
-            "Leave dimensions out.",
-            field="dimensions",
-        )
+def _set_dimensions(dimensions: Sequence[str]) -> list[str]:
+    """Hosted's tracking dimensions for a validation set: kept with it (flowlab scores people over all gold)."""
+    if isinstance(dimensions, str) or not all(isinstance(d, str) and d.strip() for d in dimensions):
+        raise ValidationError(422, "dimensions is a list of non-empty names, e.g. ['quality'].", field="dimensions")
+    return list(dimensions)
 
 
 def classification_set(
@@ -162,7 +177,7 @@ def classification_set(
         raise ValidationError(422, "Truths must be a list of lists or tuples", field="truths")
     for name_of, values in (("contexts", contexts), ("media_contexts", media_contexts), ("explanations", explanations)):
         _same_length(name_of, values, len(datapoints))
-    _one_set_of_dimensions(dimensions)
+    kept_dimensions = _set_dimensions(dimensions)
     options = set(answer_options)
     labels = []
     for i, d in enumerate(datapoints):
@@ -188,7 +203,7 @@ def classification_set(
         if explanations is not None and explanations[i]:
             label["explanation"] = explanations[i]
         labels.append(label)
-    body = {"name": name, "instruction": instruction, "labels": labels}
+    body = {"name": name, "instruction": instruction, "labels": labels, "dimensions": kept_dimensions}
     resp = yield Call("POST", "/v1/validation-sets", json=body)
     return decode(resp.content, schemas.ValidationSet)
 
@@ -213,7 +228,7 @@ def compare_set(
     if not all(isinstance(t, str) for t in truths):
         raise ValidationError(422, "Truths must be a list of strings", field="truths")
     _same_length("explanation", explanation, len(datapoints))
-    _one_set_of_dimensions(dimensions)
+    kept_dimensions = _set_dimensions(dimensions)
     if contexts or media_contexts:
         raise ValidationError(
             422,
@@ -237,7 +252,7 @@ def compare_set(
         if explanation is not None and explanation[i]:
             gold["explanation"] = explanation[i]
         pairs.append(gold)
-    body = {"name": name, "instruction": instruction, "pairs": pairs}
+    body = {"name": name, "instruction": instruction, "pairs": pairs, "dimensions": kept_dimensions}
     resp = yield Call("POST", "/v1/validation-sets", json=body)
     return decode(resp.content, schemas.ValidationSet)
 
@@ -332,8 +347,11 @@ def create_item(
                 f"{name} has {len(values)} entries for {len(given)} datapoints; give one per datapoint.",
                 field=name,
             )
+    if context_assets is not None and not isinstance(context_assets, str | bytes | Mapping | Sequence):
+        context_assets = list(context_assets)
+    _check_context_assets(context_assets, datapoint_assets)
     points = []
-    failed = []
+    failed: list[FailedUpload[Any]] = []
     for i, d in enumerate(given):
         if rlhf:
             points.append((yield from rlhf_task(d, f"datapoints[{i}]")))
@@ -346,10 +364,8 @@ def create_item(
             continue
         try:
             point = yield from _datapoint(d, f"datapoints[{i}]", text_only=data_type == "text")
-        except (ValidationError, APIError) as exc:
-            if not accept_failed_uploads or not _is_upload(d):
-                raise
-            failed.append(f"datapoints[{i}]: {exc}")
+        except FailedUploadException as exc:
+            failed += exc.detailed_failures
             continue
         if contexts:
             if not isinstance(contexts[i], str) or not contexts[i]:
@@ -369,18 +385,22 @@ def create_item(
             for j, a in enumerate(given_assets):
                 own.append((yield from _asset(a, f"context_assets[{i}][{j}]")))
         points.append(point)
+    if failed and not accept_failed_uploads:
+        raise FailedUploadException(failed)
+    reasons = "; ".join(f.error_message for f in failed)
     if failed and pairs is not None:
         raise ValidationError(
             422,
             "pairs name datapoint positions, which leaving out failed uploads would shift; fix the uploads "
-            "or leave out pairs: " + "; ".join(failed),
+            "or leave out pairs: " + reasons,
             field="pairs",
         )
     if failed:
         warnings.warn(
-            f"{len(failed)} of {len(given)} datapoints could not be uploaded and were left out: " + "; ".join(failed),
+            f"{len(failed)} of {len(given)} datapoints could not be uploaded and were left out: " + reasons,
             stacklevel=4,
         )
+    _key_uploads(points)
     assets = []
     for i, a in enumerate(context_assets or ()):
         assets.append((yield from _asset(a, f"context_assets[{i}]")))
@@ -399,6 +419,34 @@ def create_item(
     return decode(resp.content, FlowItemStatus)
 
 
+MAX_CONTEXT_ASSETS = 10  # as hosted: the assets shown beside a datapoint or an item
+
+
+def _check_context_assets(item_assets: Any, datapoint_assets: Any) -> None:
+    """Context assets as hosted bounds them, checked before anything is uploaded: an item's list holds 1 to 10
+    (None for none), and each datapoint's list at most 10 (flowlab also takes an empty one: none for it)."""
+    if item_assets is not None:
+        if isinstance(item_assets, str | bytes | Mapping) or not isinstance(item_assets, Sequence):
+            raise ValidationError(
+                422, "context_assets is a list of texts, paths or URLs shown with every pair.", field="context_assets"
+            )
+        n = len(item_assets)
+        if not 1 <= n <= MAX_CONTEXT_ASSETS:
+            raise ValidationError(
+                422,
+                f"context_assets holds 1 to {MAX_CONTEXT_ASSETS} assets (texts, paths or URLs); got {n}. "
+                "Leave it out (None) to show none.",
+                field="context_assets",
+            )
+    for i, assets in enumerate(datapoint_assets or ()):
+        if isinstance(assets, Sequence) and not isinstance(assets, str | bytes) and len(assets) > MAX_CONTEXT_ASSETS:
+            raise ValidationError(
+                422,
+                f"context_assets[{i}] holds {len(assets)} assets; a datapoint shows at most {MAX_CONTEXT_ASSETS}.",
+                field=f"context_assets[{i}]",
+            )
+
+
 def _asset(a: Any, where: str) -> Op[dict[str, Any]]:
     """A context asset (text, path or URL) as the server takes it."""
     dp = yield from _datapoint(a, where)
@@ -410,7 +458,7 @@ def _is_upload(d: Any) -> bool:
     return (
         isinstance(d, os.PathLike)
         or (isinstance(d, Mapping) and "path" in d)
-        or (isinstance(d, str) and not _is_url(d) and "\n" not in d and Path(d).suffix.lower() in MEDIA_SUFFIXES)
+        or (isinstance(d, str) and path_suffix(d) is not None)
     )
 
 
@@ -421,25 +469,39 @@ def _is_url(s: str) -> bool:
         return False
 
 
+def _key_uploads(points: list[dict[str, Any]]) -> None:
+    """Key each uploaded file by its file name, as hosted does, unless the datapoint names itself; files of one
+    name from different folders keep the folders that tell them apart (see `upload_keys`)."""
+    named = [p for p in points if "source" in p and "id" not in p and p.get("name") == PurePath(p["source"]).name]
+    for point, key in zip(named, upload_keys([p["source"] for p in named]), strict=True):
+        point["name"] = key
+
+
 def _datapoint(d: Any, where: str, *, text_only: bool = False) -> Op[dict[str, Any]]:
     """A text, a local path (uploaded), a URL, or a dict with `id` and one of text/path/url/media. With
-    `text_only` (hosted's data_type="text") a string is always text."""
+    `text_only` (hosted's data_type="text") a string is always text; else a string that names a local file
+    (`path_suffix`) is uploaded, and refused with `FailedUploadException` when there is no such file."""
     if text_only and isinstance(d, str):
         return {"text": d}
     if isinstance(d, os.PathLike):
-        return (yield from _upload(Path(d), where))
+        return (yield from _upload(Path(d), where, d))
     if isinstance(d, str):
         if _is_url(d):
             return {"url": d}
-        if len(d) < 4096 and "\n" not in d and _looks_like_path(d):
-            return (yield from _upload(Path(d), where))
-        return {"text": d}
+        suffix = path_suffix(d)
+        if suffix is None:
+            return {"text": d}
+        reason = unsupported_reason(d, suffix)
+        if reason is not None:
+            raise FailedUploadException([_failure(d, f"{where}: {reason}", "ValueError", where)])
+        return (yield from _upload(Path(d), where, d))
     if isinstance(d, Mapping):
         out = {k: v for k, v in d.items() if k != "path"}
         if "path" in d:
-            up = yield from _upload(Path(d["path"]), where)
+            up = yield from _upload(Path(d["path"]), where, d)
             out = {**up, **out}
-        unknown = set(out) - {"id", "text", "url", "media", "media_type", "kind", "name", "private_metadata", "context"}
+        allowed = {"id", "text", "url", "media", "media_type", "kind", "name", "private_metadata", "context", "source"}
+        unknown = set(out) - allowed
         if unknown:
             raise ValidationError(
                 422,
@@ -457,34 +519,45 @@ def _datapoint(d: Any, where: str, *, text_only: bool = False) -> Op[dict[str, A
     )
 
 
-MEDIA_SUFFIXES = frozenset({
-    ".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".avif",
-    ".wav", ".mp3", ".ogg", ".oga", ".flac", ".m4a", ".aac",
-    ".mp4", ".webm", ".ogv", ".mov", ".m4v",
-})  # fmt: skip
+def _failure(item: Any, message: str, error_type: str, where: str) -> FailedUpload[Any]:
+    return FailedUpload(item, message, error_type, where=where)
 
 
-def _looks_like_path(s: str) -> bool:
-    """A string is uploaded only if it names an existing image, audio or video file: a model's text output
-    that happens to name some other local file (notes.txt, ~/.aws/credentials) is sent as text, not read."""
-    try:
-        path = Path(s).expanduser()
-        return path.suffix.lower() in MEDIA_SUFFIXES and path.is_file()
-    except (OSError, ValueError):
-        return False
-
-
-def _upload(path: Path, where: str) -> Op[dict[str, Any]]:
+def _upload(path: Path, where: str, given: Any) -> Op[dict[str, Any]]:
+    """Upload a local file; `given` is the datapoint as the caller gave it (for the failure's report)."""
+    shown = os.fspath(path)
     path = path.expanduser()
     if not path.is_file():
-        raise ValidationError(422, f"{where}: no file at {str(path)!r}.", field=where)
+        raise FailedUploadException([_failure(given, missing_reason(shown, where), "FileNotFoundError", where)])
+    if path.suffix.lower() not in MEDIA_SUFFIXES:
+        reason = unsupported_reason(shown, path.suffix.lower()) if path.suffix else None
+        reason = reason or f"{shown!r} has no image, audio or video extension; flowlab cannot tell what it shows."
+        raise FailedUploadException([_failure(given, f"{where}: {reason}", "ValueError", where)])
     data = path.read_bytes()
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    resp = yield Call(
+    call = Call(
         "POST", "/v1/media", content=data, headers={"Content-Type": media_type, "X-Filename": path.name}, timeout=120.0
     )
+    tries = 1 + rapidata_config.upload.maxRetries
+    for attempt in range(tries):
+        try:
+            resp = yield call
+            break
+        except FlowlabError as exc:
+            passing = isinstance(exc, ConnectError | Unavailable) or (type(exc) is APIError and exc.status >= 500)
+            if passing and attempt + 1 < tries:
+                continue  # rapidata_config.upload.maxRetries: send it again
+            if not passing and not isinstance(exc, ValidationError):
+                raise  # the key is wrong, or the request timed out: not the file's doing
+            # Refused (not the type it says, too large), or still failing after the retries.
+            detail = exc.detail if isinstance(exc, APIError) else str(exc)
+            status = exc.status if isinstance(exc, APIError) else None
+            failure = FailedUpload(
+                given, f"{where}: {detail}", type(exc).__name__, exception=exc, http_status=status, where=where
+            )
+            raise FailedUploadException([failure]) from None
     ref = decode(resp.content, schemas.MediaRef)
-    return {"media": ref.sha256, "media_type": ref.media_type, "kind": ref.kind, "name": str(path)}
+    return {"media": ref.sha256, "media_type": ref.media_type, "kind": ref.kind, "name": path.name, "source": shown}
 
 
 def _validation_pairs(pairs: Iterable[Any]) -> Op[list[dict[str, Any]]]:

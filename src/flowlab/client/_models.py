@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -44,37 +46,76 @@ class FlowItemStatus(schemas.ItemStatus):
         return 0.0 if self.is_terminal else max(0.0, self.deadline - self.server_time)
 
 
-class FlowItemResult(msgspec.Struct):
-    """A ranking item's results. As hosted: `datapoints` maps each datapoint's key to its Elo-scale score
-    (the flow's `starting_elo`, 1200 by default, plus 400/ln 10 per Bradley–Terry logit) and `total_votes`
-    counts the votes. Beyond hosted: `details` has each datapoint's Bradley–Terry score, 95 % interval, rank
-    range, votes and wins (best first); `results[key]` is one of them; `to_dataframe()`, `rewards()`."""
+# Fields beyond hosted's are kept on the object and in `dataclasses.asdict`, but left out of `==` and `repr`
+# (`compare=False, repr=False`), so a result compares and prints as hosted's does.
 
-    item_id: str
-    state: FlowItemState
-    total_votes: int
-    partial: bool
+
+@dataclass(frozen=True)
+class RankedDatapoint:
+    """One datapoint of a ranking item's results: its Bradley–Terry score (a logit, mean zero over the item), the
+    Elo-scale score, the 95 % interval (logit scale), the rank (1 = best) and its range, votes, wins (ties count
+    half), the different people whose votes compared it, and the local file it was uploaded from (`source`)."""
+
+    key: str
+    index: int
+    score: float
+    elo: float
+    ci_low: float
+    ci_high: float
+    rank: int
+    rank_low: int
+    rank_high: int
+    votes: int
+    wins: float
+    annotators: int = 0
+    source: str | None = None
+
+    @classmethod
+    def from_wire(cls, d: schemas.DatapointResult) -> RankedDatapoint:
+        return cls(**msgspec.structs.asdict(d))
+
+
+@dataclass(frozen=True)
+class FlowItemResult:
+    """A ranking item's results, as hosted's frozen dataclass: `FlowItemResult(datapoints, total_votes)`, where
+    `datapoints` maps each datapoint's key to its Elo-scale score (the flow's `starting_elo`, 1200 by default, plus
+    400/ln 10 per Bradley–Terry logit) and `total_votes` counts the votes; `==` and `repr` look at those two only.
+
+    Beyond hosted, as trailing fields with defaults: `details` has each datapoint's Bradley–Terry score, 95 %
+    interval, rank range, votes and wins (best first); `sources` maps the key of each uploaded file to its path as
+    given; `results[key]` is one datapoint's details; `to_dataframe()`, `rewards()`."""
+
     datapoints: dict[str, float]
-    details: list[schemas.DatapointResult]
-    version: int
-    annotators: int = 0  # different people whose votes count (each datapoint's are in `details`)
-    top_annotator_share: float | None = None  # above a half, one person's view makes the ranking
+    total_votes: int
+    item_id: str = field(default="", compare=False, repr=False)
+    state: FlowItemState | None = field(default=None, compare=False, repr=False)
+    partial: bool = field(default=False, compare=False, repr=False)
+    details: list[RankedDatapoint] = field(default_factory=list, compare=False, repr=False)
+    version: int = field(default=0, compare=False, repr=False)
+    # Different people whose votes count (each datapoint's are in `details`).
+    annotators: int = field(default=0, compare=False, repr=False)
+    # Above a half, one person's view makes the ranking.
+    top_annotator_share: float | None = field(default=None, compare=False, repr=False)
+    # Key -> the local path an uploaded file was given as.
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_wire(cls, r: schemas.ItemResults) -> FlowItemResult:
+        details = [RankedDatapoint.from_wire(d) for d in r.datapoints]
         return cls(
+            datapoints={d.key: d.elo for d in details},
+            total_votes=r.total_votes,
             item_id=r.item_id,
             state=FlowItemState(r.state),
-            total_votes=r.total_votes,
             partial=r.partial,
-            datapoints={d.key: d.elo for d in r.datapoints},
-            details=r.datapoints,
+            details=details,
             version=r.version,
             annotators=r.annotators,
             top_annotator_share=r.top_annotator_share,
+            sources={d.key: d.source for d in details if d.source is not None},
         )
 
-    def __getitem__(self, key: str) -> schemas.DatapointResult:
+    def __getitem__(self, key: str) -> RankedDatapoint:
         for d in self.details:
             if d.key == key:
                 return d
@@ -108,38 +149,60 @@ class FlowItemResult(msgspec.Struct):
     def to_dataframe(self) -> pd.DataFrame:
         import pandas as pd
 
-        rows = [msgspec.structs.asdict(d) for d in self.details]
+        rows = [dataclasses.asdict(d) for d in self.details]
         return pd.DataFrame(rows).set_index("key").sort_values("rank") if rows else pd.DataFrame()
 
 
-class ClassifyDatapointResult(schemas.ClassifyDatapointResult):
-    """One datapoint of a classify item: `majority_value` (None on a tie or without answers), `distribution`
-    (every category's value, zero-filled) and `response_count`, as hosted; plus `weighted_value` and its
-    `confidence`, from annotators weighed by their estimated reliability."""
+@dataclass(frozen=True)
+class ClassifyDatapointResult:
+    """One datapoint of a classify item, as hosted's frozen dataclass: `ClassifyDatapointResult(majority_value,
+    distribution, response_count)` — the value chosen most often (None on a tie or without answers), every
+    category's value with its count (zero-filled, in the flow's order), and the answers; `==` and `repr` look at
+    those three only. Beyond hosted: `weighted_value` and its `confidence`, from annotators weighed by their
+    estimated reliability; the datapoint's `key`, `index` and, for an uploaded file, its `source` path."""
+
+    majority_value: str | None
+    distribution: dict[str, int]
+    response_count: int
+    weighted_value: str | None = field(default=None, compare=False, repr=False)
+    confidence: float | None = field(default=None, compare=False, repr=False)
+    key: str = field(default="", compare=False, repr=False)
+    index: int = field(default=0, compare=False, repr=False)
+    source: str | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_wire(cls, d: schemas.ClassifyDatapointResult) -> ClassifyDatapointResult:
+        return cls(**msgspec.structs.asdict(d))
 
 
-class ClassifyFlowItemResult(msgspec.Struct):
-    """`datapoints` maps each datapoint's key to its `ClassifyDatapointResult`; `total_responses` counts every
-    answer. `partial` is True while the item still runs."""
+@dataclass(frozen=True)
+class ClassifyFlowItemResult:
+    """A classify item's results, as hosted's frozen dataclass: `ClassifyFlowItemResult(datapoints,
+    total_responses)`, `datapoints` mapping each datapoint's key to its `ClassifyDatapointResult` and
+    `total_responses` counting every answer; `==` and `repr` look at those two only. Beyond hosted: `partial` is
+    True while the item still runs; `sources` maps the key of each uploaded file to its path as given."""
 
-    item_id: str
-    state: FlowItemState
-    total_responses: int
-    partial: bool
     datapoints: dict[str, ClassifyDatapointResult]
-    version: int
-    annotators: int = 0  # different people whose answers count
+    total_responses: int
+    item_id: str = field(default="", compare=False, repr=False)
+    state: FlowItemState | None = field(default=None, compare=False, repr=False)
+    partial: bool = field(default=False, compare=False, repr=False)
+    version: int = field(default=0, compare=False, repr=False)
+    annotators: int = field(default=0, compare=False, repr=False)  # different people whose answers count
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_wire(cls, r: schemas.ClassifyResults) -> ClassifyFlowItemResult:
+        datapoints = {d.key: ClassifyDatapointResult.from_wire(d) for d in r.datapoints}
         return cls(
+            datapoints=datapoints,
+            total_responses=r.total_responses,
             item_id=r.item_id,
             state=FlowItemState(r.state),
-            total_responses=r.total_responses,
             partial=r.partial,
-            datapoints={d.key: ClassifyDatapointResult(**msgspec.structs.asdict(d)) for d in r.datapoints},
             version=r.version,
             annotators=r.annotators,
+            sources={k: d.source for k, d in datapoints.items() if d.source is not None},
         )
 
     def to_dataframe(self) -> pd.DataFrame:
@@ -148,7 +211,7 @@ class ClassifyFlowItemResult(msgspec.Struct):
 
         rows = []
         for d in self.datapoints.values():
-            row = {k: v for k, v in msgspec.structs.asdict(d).items() if k != "distribution"}
+            row = {k: v for k, v in dataclasses.asdict(d).items() if k not in ("distribution", "source")}
             rows.append(row | {f"n_{value}": count for value, count in d.distribution.items()})
         return pd.DataFrame(rows).set_index("key").sort_values("index") if rows else pd.DataFrame()
 

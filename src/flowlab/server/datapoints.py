@@ -112,6 +112,7 @@ def build_datapoints(given: list[schemas.DatapointIn], media_index: MediaIndex) 
                 media_type=media_type,
                 name=d.name,
                 private_metadata=d.private_metadata,
+                source=d.source,
                 context=d.context,
                 context_assets=(
                     None

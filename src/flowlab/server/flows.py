@@ -22,6 +22,21 @@ from flowlab.server.store import Row, Store
 from flowlab.settings import check_flags
 
 MAX_LEASE = 3600.0
+MAX_DIMENSIONS = 32
+
+
+def _dimensions(given: list[str]) -> list[str]:
+    """A validation set's tracking dimensions (hosted's), checked: distinct non-empty names."""
+    if len(given) > MAX_DIMENSIONS:
+        raise Invalid(f"A validation set names at most {MAX_DIMENSIONS} dimensions.", field="dimensions")
+    out = []
+    for i, d in enumerate(given):
+        if not d.strip():
+            raise Invalid("Each dimension is a non-empty name.", field=f"dimensions[{i}]")
+        if d not in out:
+            out.append(d)
+    return out
+
 
 _json = msgspec.json.Encoder()
 
@@ -134,11 +149,13 @@ class Flows:
             created_at=self.clock.now(),
             label_count=len(req.labels),
             kind=PAIRWISE.name if req.pairs else CLASSIFY.name,  # gold pairs serve ranking flows, labels classify
+            dimensions=_dimensions(req.dimensions),
         )
         await self.store.write(
             [
                 (
-                    "INSERT INTO validation_sets (id, owner, name, pairs, created_at, labels) VALUES (?,?,?,?,?,?)",
+                    "INSERT INTO validation_sets (id, owner, name, pairs, created_at, labels, dimensions) "
+                    "VALUES (?,?,?,?,?,?,?)",
                     (
                         made.id,
                         who.id,
@@ -146,11 +163,56 @@ class Flows:
                         _json.encode(req.pairs).decode(),
                         made.created_at,
                         _json.encode(req.labels).decode(),
+                        _json.encode(made.dimensions).decode(),
                     ),
                 )
             ]
         )
         return made
+
+    async def validation_sets(
+        self, who: Principal, limit: int, *, offset: int = 0, name: str = ""
+    ) -> list[schemas.ValidationSet]:
+        """The key's validation sets, newest first, whose name contains `name`: `limit` of them from `offset`."""
+        if limit < 1:
+            raise Invalid("limit must be at least 1.", field="limit")
+        if offset < 0:
+            raise Invalid("offset cannot be negative.", field="offset")
+        rows = await self.store.aread(
+            "SELECT id, name, created_at FROM validation_sets WHERE owner = ? ORDER BY created_at DESC, id DESC",
+            (who.id,),
+        )
+        page = [r["id"] for r in rows if name in r["name"]][offset : offset + limit]
+        return [(await self.validation_set(who, set_id))[0] for set_id in page]
+
+    async def update_validation_set(
+        self, who: Principal, set_id: str, req: schemas.ValidationSetUpdate
+    ) -> schemas.ValidationSet:
+        found = (await self.validation_set(who, set_id))[0]
+        changes: dict[str, object] = {}
+        if req.dimensions is not None:
+            changes["dimensions"] = _json.encode(_dimensions(req.dimensions)).decode()
+        if req.should_alert is not None:
+            changes["should_alert"] = int(req.should_alert)
+        if req.can_be_flagged is not None:
+            changes["can_be_flagged"] = int(req.can_be_flagged)
+        if not changes:
+            raise Invalid("Give at least one of dimensions, should_alert or can_be_flagged to change.")
+        columns = ", ".join(f"{column} = ?" for column in changes)
+        await self.store.write(
+            [
+                (
+                    f"UPDATE validation_sets SET {columns} WHERE id = ? AND owner = ?",
+                    (*changes.values(), found.id, who.id),
+                )
+            ]
+        )
+        return (await self.validation_set(who, set_id))[0]
+
+    async def delete_validation_set(self, who: Principal, set_id: str) -> None:
+        """Forget the set; flows made from it keep the gold questions they copied."""
+        found = (await self.validation_set(who, set_id))[0]
+        await self.store.write([("DELETE FROM validation_sets WHERE id = ? AND owner = ?", (found.id, who.id))])
 
     async def validation_set(
         self, who: Principal, set_id: str
@@ -172,7 +234,13 @@ class Flows:
             created_at=row["created_at"],
             label_count=len(labels),
             kind=CLASSIFY.name if labels else PAIRWISE.name,
+            dimensions=msgspec.json.decode(row.get("dimensions") or "[]", type=list[str]),
+            should_alert=bool(row.get("should_alert", 1)),
+            can_be_flagged=bool(row.get("can_be_flagged", 1)),
         )
+        if not made.should_alert:  # hosted's update_should_alert(False): a wrong gold answer is not explained
+            pairs = [msgspec.structs.replace(p, explanation=None) for p in pairs]
+            labels = [msgspec.structs.replace(label, explanation=None) for label in labels]
         return made, pairs, labels
 
     async def create(self, who: Principal, req: schemas.FlowCreate) -> schemas.Flow:

@@ -264,6 +264,7 @@ class Classify(PerDatapointThresholds, KindBase):
                     response_count=answered,
                     weighted_value=tally.values[best] if answered else None,
                     confidence=float(consensus.posterior[i, best]) if answered else None,
+                    source=getattr(dp, "source", None),
                 )
             )
         return schemas.ClassifyResults(

@@ -604,6 +604,7 @@ def _results(item: ItemRecord, wins: np.ndarray, fit: Any, version: int, count: 
             votes=round(float(played[i])),
             wins=float(won[i]),
             annotators=int(people[i]),
+            source=getattr(item.datapoints[i], "source", None) if i < len(item.datapoints) else None,
         )
         for i in range(len(item.keys))
     ]

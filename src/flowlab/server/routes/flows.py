@@ -94,6 +94,35 @@ async def get_validation_set(request: Request, set_id: str) -> schemas.Validatio
     return (await service.flows.validation_set(who, set_id))[0]
 
 
+@get("/v1/validation-sets")
+async def list_validation_sets(
+    request: Request,
+    limit: Annotated[int, Parameter(ge=1, le=1000)] = 10,
+    offset: Annotated[int, Parameter(ge=0)] = 0,
+    name: str = "",
+) -> list[schemas.ValidationSet]:
+    """Newest first; `name` keeps the sets whose name contains it."""
+    service, who = researcher(request)
+    return await service.flows.validation_sets(who, limit, offset=offset, name=name)
+
+
+@patch("/v1/validation-sets/{set_id:str}")
+async def update_validation_set(
+    request: Request, set_id: str, data: schemas.ValidationSetUpdate
+) -> schemas.ValidationSet:
+    """Change a set's dimensions, whether a wrong gold answer is explained (`should_alert`), `can_be_flagged`;
+    flows made from the set from then on copy it so."""
+    service, who = researcher(request)
+    return await service.flows.update_validation_set(who, set_id, data)
+
+
+@delete("/v1/validation-sets/{set_id:str}", status_code=204)
+async def delete_validation_set(request: Request, set_id: str) -> None:
+    """Forget the set; flows made from it keep the gold questions they copied."""
+    service, who = researcher(request)
+    await service.flows.delete_validation_set(who, set_id)
+
+
 @get("/v1/flows/{flow_id:str}/wait")
 async def wait_flow(request: Request, flow_id: str, since: int = -1, timeout: float = 25.0) -> schemas.Flow:
     service, who = researcher(request)
@@ -120,6 +149,9 @@ handlers = [
     validation_labels,
     create_validation_set,
     get_validation_set,
+    list_validation_sets,
+    update_validation_set,
+    delete_validation_set,
     wait_flow,
     flow_events,
 ]

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS gold_answers (
     correct INTEGER NOT NULL, created_at {real} NOT NULL, item_id TEXT);
 CREATE TABLE IF NOT EXISTS validation_sets (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, pairs TEXT NOT NULL, created_at {real} NOT NULL,
-    labels TEXT NOT NULL DEFAULT '[]');
+    labels TEXT NOT NULL DEFAULT '[]', dimensions TEXT NOT NULL DEFAULT '[]', should_alert INTEGER NOT NULL DEFAULT 1,
+    can_be_flagged INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS media (
     sha256 TEXT PRIMARY KEY, media_type TEXT NOT NULL, kind TEXT NOT NULL, size INTEGER NOT NULL,
     created_at {real} NOT NULL);
@@ -92,6 +93,10 @@ ADDED_COLUMNS = [
     ("votes", "shown_at", "{real}"),
     ("labels", "shown_at", "{real}"),
     ("annotations", "shown_at", "{real}"),
+    # Hosted's validation-set settings: tracking dimensions, whether a wrong gold answer is explained, flagging.
+    ("validation_sets", "dimensions", "TEXT NOT NULL DEFAULT '[]'"),
+    ("validation_sets", "should_alert", "INTEGER NOT NULL DEFAULT 1"),
+    ("validation_sets", "can_be_flagged", "INTEGER NOT NULL DEFAULT 1"),
 ]
 
 BACKFILL = {
