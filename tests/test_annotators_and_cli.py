@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from flowlab import Client, FlowItemState
-from flowlab.cli import build_parser
+from flowlab.cli import build_parser, cli_message, main
 from flowlab.client._sse import SSEParser
 from flowlab.crowd import SimulatedCrowd
 
@@ -283,12 +286,12 @@ def test_client_commands_talk_to_the_running_serve_and_say_so(fresh_server: Serv
         timeout=60,
     )
     assert made.returncode == 0, made.stderr
-    assert f"talking to {fresh_server.url}, the `flowlab serve` of" in made.stderr
+    assert f"talking to {fresh_server.url} (the `flowlab serve` of {fresh_server.data_dir}" in made.stderr
     assert made.stdout.strip().splitlines()[-1].strip().startswith(f"{fresh_server.url}/annotate#token=")
     fresh_server.stop()
-    from flowlab.cli import _served
+    from flowlab.client._servers import running_servers
 
-    assert _served() is None, "a stopped serve is no longer announced"
+    assert running_servers() == [], "a stopped serve is no longer listed"
 
 
 def test_the_crowd_reports_its_rate_and_why_it_fell_short(fresh_server: ServerProcess) -> None:
@@ -320,3 +323,110 @@ def test_the_crowd_reports_its_rate_and_why_it_fell_short(fresh_server: ServerPr
         r"flowlab crowd: ([\d,]+) votes in [\d.]+ s: ([\d,]+) votes/min \([\d,]+ votes/s\) of the 6,000 asked", out
     )
     assert summary and int(summary.group(1).replace(",", "")) > 0, out
+
+
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from _parsers(sub)
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    bare = [
+        f"{p.prog} {'/'.join(a.option_strings) or a.dest}"
+        for p in _parsers(build_parser())
+        for a in p._actions
+        if not isinstance(a, argparse._HelpAction | argparse._SubParsersAction) and not a.help
+    ]
+    assert bare == []
+
+
+def test_a_wrong_flag_shows_the_subcommands_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["webhooks", "add", "http://127.0.0.1:9/hook", "--evnts", "item.completed"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: flowlab webhooks add") and "--events EVENTS" in err
+    assert "flowlab webhooks add: error: unrecognized arguments: --evnts" in err
+    with pytest.raises(SystemExit):
+        main(["keys", "create", "--name", "x", "--admin"])
+    assert capsys.readouterr().err.startswith("usage: flowlab keys create")
+
+
+def test_cli_errors_name_cli_commands_and_local_ones_no_http_status(
+    flowlab_server: ServerProcess, tmp_path: Path
+) -> None:
+    missing = cli("projects", "create", str(tmp_path / "nope.jsonl"), "--instruction", "Which?", server=flowlab_server)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "flowlab projects create: No dataset file at" in missing.stderr and "HTTP" not in missing.stderr
+    with Client(url=flowlab_server.url, api_key=flowlab_server.api_key) as client:
+        assert client.flow.find_flows("nope") == [], "nothing is made on the server for a file that is not there"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"datapoints": ["a", "b"]}\nnot json\n')
+    broken = cli("projects", "create", str(bad), "--instruction", "Which?", server=flowlab_server)
+    assert broken.returncode == 1 and "Line 2 of bad.jsonl is not JSON" in broken.stderr
+    assert "HTTP" not in broken.stderr
+    unknown = cli("projects", "status", "proj_nope", server=flowlab_server)
+    assert unknown.returncode == 1 and "`flowlab projects list`" in unknown.stderr, unknown.stderr
+    assert "client." not in unknown.stderr and "(HTTP 404)" in unknown.stderr, "the server's answers keep their status"
+    no_flow = cli("webhooks", "add", "http://127.0.0.1:9/h", "--flow-id", "flow_nope", server=flowlab_server)
+    assert no_flow.returncode == 1 and "client." not in no_flow.stderr, no_flow.stderr
+    assert cli_message(Exception("list yours with client.flow.find_flows().")) == (
+        "list yours with `flowlab flows list`."
+    )
+
+
+def test_projects_create_names_the_flow_and_project_after_the_file(
+    flowlab_server: ServerProcess, tmp_path: Path
+) -> None:
+    data = tmp_path / "summaries-v2.jsonl"
+    data.write_text("".join(f'{{"datapoints": ["a{i}", "b{i}"]}}\n' for i in range(3)))
+    made = cli("projects", "create", str(data), "--instruction", "Which?", "--paused", server=flowlab_server)
+    assert made.returncode == 0, made.stderr
+    project_id = re.search(r"Project (proj_\w+) on flow (flow_\w+)", made.stdout)
+    assert project_id is not None, made.stdout
+    with Client(url=flowlab_server.url, api_key=flowlab_server.api_key) as client:
+        project = client.projects.get(project_id[1])
+        assert project.last_status.name == "summaries-v2"
+        assert client.flow.get_flow_by_id(project_id[2]).name == "summaries-v2"
+        project.delete()
+    flows = cli("flows", "list", "--name", "summaries-v2", server=flowlab_server)
+    assert flows.returncode == 0 and project_id[2] in flows.stdout
+
+
+def test_webhooks_add_takes_the_option_names_of_python(flowlab_server: ServerProcess) -> None:
+    with Client(url=flowlab_server.url, api_key=flowlab_server.api_key) as client:
+        flow = client.flow.create_ranking_flow("hooked", "Which?")
+        made = cli(
+            "webhooks",
+            "add",
+            "http://127.0.0.1:9/hook",
+            "--events",
+            "item.completed,answer.created",
+            "--flow-id",
+            flow.id,
+            server=flowlab_server,
+        )
+        assert made.returncode == 0, made.stderr
+        assert f"item.completed, answer.created of flow {flow.id}" in made.stdout
+        hook = next(h for h in client.webhooks.list() if h.flow_id == flow.id)
+        assert sorted(hook.events) == ["answer.created", "item.completed"]
+        client.webhooks.remove(hook.id)
+        flow.delete()
+    wrong = cli("webhooks", "add", "http://127.0.0.1:9/hook", "--events", "item.done", server=flowlab_server)
+    assert wrong.returncode == 2 and "events are item.completed, answer.created" in wrong.stderr
+
+
+def test_access_log_alone_logs_requests(tmp_path: Path) -> None:
+    server = ServerProcess(data_dir=tmp_path, extra_args=["--access-log"])
+    server.start()
+    try:
+        httpx.get(f"{server.url}/v1/health")
+        deadline = time.monotonic() + 10
+        while '"GET /v1/health HTTP/1.1" 200' not in server.log():
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.05)
+    finally:
+        server.stop()
