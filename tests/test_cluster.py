@@ -6,7 +6,10 @@ from __future__ import annotations
 import http.server
 import json
 import shutil
+import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,9 +23,11 @@ import pytest
 
 import flowlab
 from flowlab import FlowItemState, schemas
+from flowlab.cli import cannot_listen
+from flowlab.client._servers import running_servers
 from flowlab.client._sse import SSEParser
 from flowlab.crowd import SimulatedCrowd
-from flowlab.devcluster import haproxy_config
+from flowlab.devcluster import NodeFailed, _wait_up, haproxy_config
 
 from ._load import AnswerLoad
 from .conftest import ADMIN_KEY, PostgresDatabase, ServerProcess, free_port
@@ -390,3 +395,130 @@ def test_the_sdk_sends_again_what_a_cluster_answers_moved(monkeypatch: pytest.Mo
     with pytest.raises(Unavailable):  # a database outage is the caller's to retry, as before
         transport.send(core.Call("GET", "/v1/flows/f"))
     assert len(sent) == 4
+
+
+# ------------------------------------------------------------------ `make cluster` (flowlab.devcluster)
+
+
+def _free_run(n: int) -> int:
+    """A port with the n - 1 ports after it free too: the balancer's, then its processes'."""
+    for _ in range(50):
+        base = free_port()
+        if base + n < 65536 and all(cannot_listen("127.0.0.1", base + i) is None for i in range(n)):
+            return base
+    raise AssertionError("no run of free ports")
+
+
+class DevCluster:
+    """`python -m flowlab.devcluster` as `make cluster` runs it, with its console read as it is written."""
+
+    def __init__(self, dsn: str, port: int, nodes: int = 2) -> None:
+        self.args = ["--db", dsn, "--nodes", str(nodes), "--port", str(port)]
+        self.url = f"http://127.0.0.1:{port}"
+        self.lines: list[str] = []
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> DevCluster:
+        self.lines = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flowlab.devcluster", *self.args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        return self
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_line(self, text: str, timeout: float = 90) -> int:
+        """The index of the first console line holding `text`."""
+        found: list[int] = []
+
+        def seen() -> bool:
+            found[:] = [i for i, line in enumerate(self.lines) if text in line][:1]
+            return bool(found) or (self.proc is not None and self.proc.poll() is not None and not found)
+
+        wait_for(seen, timeout, text)
+        assert found, "\n".join(self.lines)
+        return found[0]
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(30)
+        self.proc = None
+        return code
+
+
+def test_make_cluster_again_says_its_admin_key_and_its_links_name_the_balancer(pg_db: PostgresDatabase) -> None:
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed (apt-get install haproxy)")
+    cluster = DevCluster(pg_db.dsn, _free_run(3)).start()
+    try:
+        at = cluster.wait_line("flowlab: admin key (saved in")
+        key = cluster.lines[at + 1].strip()
+        assert key.startswith("fl_key_")
+        assert any(f"the cluster answers on {cluster.url}" in line for line in cluster.lines)
+        # Listed as one server: a client with no URL finds the balancer and the key saved beside it.
+        with flowlab.Client() as client:
+            assert client.url == cluster.url and client.server.source == "registry"
+            assert "`make cluster`" in client.server.reason
+            link = client.annotators.create("through the balancer").join_url
+        assert link.startswith(f"{cluster.url}/annotate#token="), link
+        made = subprocess.run(
+            [sys.executable, "-m", "flowlab", "annotators", "create", "--name", "from the cli"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert made.returncode == 0, made.stderr
+        assert f"talking to {cluster.url}" in made.stderr
+        assert made.stdout.strip().splitlines()[-1].strip().startswith(f"{cluster.url}/annotate#token=")
+        assert cluster.stop() == 0
+        assert running_servers() == [], "a stopped cluster leaves the registry"
+        # The same database again: the key is the one made by the first run, and the console says it again.
+        cluster.start()
+        again = cluster.wait_line("flowlab: admin key (saved in")
+        assert cluster.lines[again + 1].strip() == key
+    finally:
+        if cluster.proc is not None:
+            cluster.stop()
+
+
+def test_make_cluster_says_when_a_port_is_taken(pg_db: PostgresDatabase) -> None:
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed (apt-get install haproxy)")
+    base = _free_run(3)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base + 2))
+        taken.listen()
+        cluster = DevCluster(pg_db.dsn, base).start()
+        assert cluster.proc is not None
+        code = cluster.proc.wait(60)
+        cluster.wait_line("the cluster needs ports")
+    out = "\n".join(cluster.lines)
+    assert code == 1 and f"cannot listen on 127.0.0.1:{base + 2}" in out, out
+    assert "serving on" not in out and "node 0 on" not in out and "the cluster answers" not in out
+
+
+def test_a_node_that_cannot_bind_says_why_on_the_console(tmp_path: Path) -> None:
+    # The port taken after the cluster's own check: the node's reason comes from its log to the console.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        log = tmp_path / "node0.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "flowlab", "serve", "--port", str(port), "--data-dir", str(tmp_path)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        with pytest.raises(NodeFailed) as failed:
+            _wait_up("node 0", f"http://127.0.0.1:{port}", proc, log, 0)
+    assert "node 0 exited before it served" in str(failed.value)
+    assert f"cannot listen on 127.0.0.1:{port}" in str(failed.value)

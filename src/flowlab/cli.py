@@ -46,7 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).expanduser()
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown}:{args.port}"
-    refused = _cannot_listen(args.host, args.port)
+    refused = cannot_listen(args.host, args.port)
     if refused is not None:  # before the database is touched, and before anything says "serving"
         print(f"flowlab serve: {refused}", file=sys.stderr, flush=True)
         return 1
@@ -114,7 +114,7 @@ def _listening_server(config: Any, listening: Any) -> Any:
     return Server(config)
 
 
-def _cannot_listen(host: str, port: int) -> str | None:
+def cannot_listen(host: str, port: int) -> str | None:
     """Why this process cannot listen on host:port, in a sentence that says what to do; None if it can."""
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
