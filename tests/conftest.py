@@ -139,6 +139,16 @@ def client(flowlab_server: ServerProcess) -> Iterator[flowlab.Client]:
         yield c
 
 
+@pytest.fixture
+def researcher(flowlab_server: ServerProcess) -> Iterator[flowlab.Client]:
+    """A key of the test's own on the shared server. Annotators it creates are handed its flows' tasks and nobody
+    else's, so an item another test left running (or waiting for other people) is never theirs to answer."""
+    with flowlab_server.client() as admin:
+        made = admin.keys.create("test researcher")
+    with flowlab.Client(url=flowlab_server.url, api_key=made.key) as c:
+        yield c
+
+
 @dataclass
 class PostgresDatabase:
     """A schema of its own in the machine's PostgreSQL; the server's sessions carry `application_name`."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,6 @@ from flowlab.crowd import SimulatedCrowd
 from .conftest import ServerProcess
 from .test_annotators_and_cli import cli
 from .test_webhooks import Receiver
-
-
-@pytest.fixture
-def researcher(flowlab_server: ServerProcess) -> Iterator[Client]:
-    """A key of the test's own on the shared server: its crowd serves its projects and nobody else's."""
-    with flowlab_server.client() as admin:
-        made = admin.keys.create("projects")
-    with Client(url=flowlab_server.url, api_key=made.key) as client:
-        yield client
 
 
 def crowd(client: Client, **options: object) -> SimulatedCrowd:
