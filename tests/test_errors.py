@@ -180,7 +180,8 @@ def test_media_datapoints_are_uploaded_typed_and_served_back(
     )
     points = item.get_datapoints()
     assert [p.kind for p in points] == ["image", "audio", "video", "image", "text"]
-    assert points[0].key == str(image) and points[2].key == "vid"
+    assert points[0].key == "pic.png" and points[2].key == "vid", "a file is keyed by its name, as hosted"
+    assert points[0].source == str(image) and points[1].source == str(wav), "its path as given is kept"
     served = httpx.get(f"{client.url}/media/{points[0].media}")
     assert served.content == image.read_bytes() and served.headers["content-type"] == "image/png"
     assert "sandbox" in served.headers["content-security-policy"]

@@ -374,3 +374,22 @@ def test_a_mistyped_media_path_is_refused_unless_it_is_text(client: RapidataClie
     with pytest.raises(FailedUploadException, match=r"datapoints\[0\]\[0\]: 'shots/a.pgn'"):
         client.validation.create_compare_set("typo gold", "?", [["shots/a.pgn", "b"]], ["b"])
     flow.delete()
+
+
+def test_async_validation_sets_are_the_twins(flowlab_server: ServerProcess) -> None:
+    import asyncio
+
+    from flowlab import AsyncClient, AsyncValidationSet
+
+    async def main() -> None:
+        async with AsyncClient(url=flowlab_server.url, api_key=flowlab_server.api_key) as client:
+            made = await client.validation.create_compare_set("async-9d1c", "?", [["x", "y"]], ["x"], data_type="text")
+            assert isinstance(made, AsyncValidationSet)
+            found = await client.validation.find_validation_sets(name="async-9d1c")
+            assert [s.id for s in found] == [made.id]
+            await made.update_should_alert(False)
+            assert (await client.validation.get_validation_set_by_id(made.id)).should_alert is False
+            await made.delete()
+            assert await client.validation.find_validation_sets(name="async-9d1c") == []
+
+    asyncio.run(main())

@@ -31,7 +31,6 @@ from flowlab.client._errors import (
 )
 from flowlab.client._models import ClassifyFlowItemResult, FlowItemResult, FlowItemStatus, RlhfFlowItemResult
 from flowlab.client._uploads import (
-    MEDIA_SUFFIXES,
     FailedUpload,
     FailedUploadException,
     missing_reason,
@@ -524,15 +523,12 @@ def _failure(item: Any, message: str, error_type: str, where: str) -> FailedUplo
 
 
 def _upload(path: Path, where: str, given: Any) -> Op[dict[str, Any]]:
-    """Upload a local file; `given` is the datapoint as the caller gave it (for the failure's report)."""
+    """Upload a local file (the server tells its type from its bytes); `given` is the datapoint as the caller gave
+    it, for the failure's report."""
     shown = os.fspath(path)
     path = path.expanduser()
     if not path.is_file():
         raise FailedUploadException([_failure(given, missing_reason(shown, where), "FileNotFoundError", where)])
-    if path.suffix.lower() not in MEDIA_SUFFIXES:
-        reason = unsupported_reason(shown, path.suffix.lower()) if path.suffix else None
-        reason = reason or f"{shown!r} has no image, audio or video extension; flowlab cannot tell what it shows."
-        raise FailedUploadException([_failure(given, f"{where}: {reason}", "ValueError", where)])
     data = path.read_bytes()
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     call = Call(

@@ -178,7 +178,9 @@ class FailedUploadException(ValidationError):
         if len(self._failures) > 20:
             lines.append(f"  ... and {len(self._failures) - 20} more (see .detailed_failures)")
         lines.append("Fix them and send the batch again, or pass accept_failed_uploads=True to leave them out.")
-        super().__init__(422, "\n".join(lines), field=self._failures[0].where if self._failures else None)
+        # One failure answered by the server keeps its status (413: too large, 415: not a type it takes).
+        status = self._failures[0].http_status if len(self._failures) == 1 else None
+        super().__init__(status or 422, "\n".join(lines), field=self._failures[0].where if self._failures else None)
 
     @property
     def failed_uploads(self) -> list[Any]:
