@@ -21,6 +21,7 @@ from flowlab.client._sse import SSEParser
 from flowlab.crowd import SimulatedCrowd
 
 from .conftest import ServerProcess
+from .test_faults import wait_for
 
 
 def scored(n: int, prefix: str = "dp", spread: float = 1.5) -> list[dict[str, object]]:
@@ -112,8 +113,10 @@ def test_get_results_timeout_and_partial(client: Client) -> None:
     assert item.get_results(timeout=5).state == FlowItemState.STOPPED
 
 
-def test_update_config_only_new_items_pick_it_up(client: Client) -> None:
-    flow = client.flow.create_ranking_flow(name="cfg", instruction="Old question?", max_response_threshold=8)
+def test_update_config_only_new_items_pick_it_up(researcher: Client) -> None:
+    # A researcher of its own: their annotator is handed these two items' tasks, not those of items other tests
+    # left running on the shared server.
+    flow = researcher.flow.create_ranking_flow(name="cfg", instruction="Old question?", max_response_threshold=8)
     # Four datapoints: a person is never shown the same pair of an item twice, skipped or not.
     old = flow.create_new_flow_batch(datapoints=["x", "y", "z", "w"], time_to_live=60)
     flow.update_config(instruction="New question?", max_response_threshold=12, min_response_threshold=4)
@@ -122,8 +125,8 @@ def test_update_config_only_new_items_pick_it_up(client: Client) -> None:
     assert (o.instruction, o.max_response_threshold, o.min_response_threshold) == ("Old question?", 8, 8)
     assert (n.instruction, n.max_response_threshold, n.min_response_threshold) == ("New question?", 12, 4)
     assert n.config_version == o.config_version + 1
-    annotator = client.annotators.create("reader")
-    http = httpx.Client(base_url=client.url, headers={"Authorization": f"Bearer {annotator.token}"})
+    annotator = researcher.annotators.create("reader")
+    http = httpx.Client(base_url=researcher.url, headers={"Authorization": f"Bearer {annotator.token}"})
     seen = {}
     for _ in range(4):
         task = http.post("/v1/tasks/next", json={}).json()
@@ -136,10 +139,11 @@ def test_update_config_only_new_items_pick_it_up(client: Client) -> None:
     new.stop()
 
 
-def test_concurrent_annotators_never_over_serve_an_item(client: Client, flowlab_server: ServerProcess) -> None:
-    flow = client.flow.create_ranking_flow(name="race", instruction="Which?", max_response_threshold=25)
+def test_concurrent_annotators_never_over_serve_an_item(researcher: Client) -> None:
+    # A researcher of its own: the crowd's votes all go to these items, never to ones other tests left running.
+    flow = researcher.flow.create_ranking_flow(name="race", instruction="Which?", max_response_threshold=25)
     items = [flow.create_new_flow_batch(datapoints=scored(6, f"i{k}-"), time_to_live=60) for k in range(3)]
-    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=40, rate=20_000, seed=5) as crowd:
+    with SimulatedCrowd(researcher.url, researcher.api_key, annotators=40, rate=20_000, seed=5) as crowd:
         for item in items:
             item.get_results(timeout=60)
         time.sleep(0.3)  # let in-flight answers land: they must all be refused
@@ -155,15 +159,16 @@ def test_restart_keeps_every_acknowledged_vote(fresh_server: ServerProcess) -> N
         flow = client.flow.create_ranking_flow(
             name="durable", instruction="Which?", max_response_threshold=10_000, min_response_threshold=5
         )
-        item = flow.create_new_flow_batch(datapoints=scored(5), time_to_live=3.0)
+        item = flow.create_new_flow_batch(datapoints=scored(5), time_to_live=6.0)
         later = flow.create_new_flow_batch(datapoints=scored(3), time_to_live=600)
         crowd = SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=10, rate=6000, seed=6).start()
-        time.sleep(1.0)
+        # The item is served first (nearest deadline) until its minimum of 5: it ends Completed.
+        wait_for(lambda: crowd.stats.votes >= 10, 20, "the crowd's first votes")
         fresh_server.stop(kill=True)  # SIGKILL: no chance to flush anything
         crowd.stop()
     acknowledged = crowd.stats.votes
-    assert acknowledged > 0
-    time.sleep(3.0)  # the item's deadline passes while the server is down
+    assert acknowledged >= 10
+    time.sleep(max(0.0, item.last_status.deadline - time.time()) + 0.5)  # its deadline passes while the server is down
     with sqlite3.connect(fresh_server.data_dir / "flowlab.sqlite3") as db:
         stored = db.execute("SELECT count(*) FROM votes").fetchone()[0]
     assert stored >= acknowledged, "every acknowledged vote is in the database"
