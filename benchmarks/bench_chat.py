@@ -1,4 +1,4 @@
-"""Chat relay overhead (issue 11): how long after a Python-served model yields a chunk the page has it.
+"""Chat relay overhead: how long after a Python-served model yields a chunk the page has it.
 
 A real `flowlab serve`; a model served by `flow.serve_model()` in this process (one worker) that stamps the
 moment it yields each chunk; an annotator client (the page's protocol: `POST /v1/tasks/{id}/generate`, one JSON
@@ -86,7 +86,7 @@ def main() -> None:
             "—",
         ),
     ]
-    write_table("chat", "Chat relay: a Python-served model's chunks on the page (issue 11)", rows)
+    write_table("chat", "Chat relay: a Python-served model's chunks on the page", rows)
 
 
 if __name__ == "__main__":

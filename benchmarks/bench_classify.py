@@ -164,7 +164,7 @@ def main() -> None:
     bench_answers(rows)
     bench_majority(rows)
     bench_gold(rows)
-    write_table("classify", "Classify flows (issue 9)", rows)
+    write_table("classify", "Classify flows", rows)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Several `flowlab serve` processes on one PostgreSQL database (issue 15), all on this machine.
+"""Several `flowlab serve` processes on one PostgreSQL database, all on this machine.
 
 The processes, PostgreSQL and the load generator share the box. Each process serves one flow, made through it;
 the annotators are spread over the processes, as a balancer would spread them. Needs the PostgreSQL server at
@@ -229,7 +229,7 @@ def main() -> None:
     bench_throughput(rows)
     bench_sse(rows)
     bench_takeover(rows)
-    write_table("cluster", "Several processes on one PostgreSQL database (issue 15)", rows)
+    write_table("cluster", "Several processes on one PostgreSQL database", rows)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`flowlab crowd` against a real `flowlab serve` (issue 14): the votes per second it delivers on the single-vote
+"""`flowlab crowd` against a real `flowlab serve`: the votes per second it delivers on the single-vote
 path (fetch a task, answer it with `fetch_next`) when asked for more than it can give, with its summary.
 
 Run: `python benchmarks/bench_crowd.py` (about a minute).
@@ -64,7 +64,7 @@ def main() -> int:
         rows.append(
             ("the summary says why it fell short of the rate asked", summary_line.strip() or "(none)", "—", "—")
         )
-    write_table("crowd", "The simulated crowd's own speed (issue 14)", rows)
+    write_table("crowd", "The simulated crowd's own speed", rows)
     return 0 if all(r[3] != "no" for r in rows) else 1
 
 

@@ -203,7 +203,7 @@ def main() -> None:
     bench_flood(rows)
     bench_subscribers(rows)
     bench_schemathesis(rows)
-    write_table("hardening", "Hostile and heavy clients (issue 13)", rows)
+    write_table("hardening", "Hostile and heavy clients", rows)
 
 
 if __name__ == "__main__":

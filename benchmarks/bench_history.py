@@ -322,7 +322,7 @@ def main() -> None:
     rows: list[tuple[str, str, str, str]] = []
     bench_live_item(rows)
     bench_long_history(rows)
-    write_table("history", "Memory follows live work, history in the database (issue 8)", rows)
+    write_table("history", "Memory follows live work, history in the database", rows)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def main() -> None:
     write_table(
         "independence",
         f"Independent judgements: {N} datapoints, {PEOPLE} people at log-normal rates, {BIASED:.0%} left-biased, "
-        f"{SEEDS} seeds (issue 26)",
+        f"{SEEDS} seeds",
         rows,
     )
 

@@ -121,7 +121,7 @@ def main() -> None:
             )
         )
         print(rows[-1], flush=True)
-    write_table("kinds", "Every kind read back: results live and from the database (issue 24)", rows)
+    write_table("kinds", "Every kind read back: results live and from the database", rows)
 
 
 if __name__ == "__main__":

@@ -261,7 +261,7 @@ def main() -> None:
             browser.close()
     write_table(
         "page",
-        f"Annotator page (issue 5): answer → next pair (or RLHF task) shown (Chromium {version}, headless, loopback)",
+        f"Annotator page: answer → next pair (or RLHF task) shown (Chromium {version}, headless, loopback)",
         rows,
     )
 

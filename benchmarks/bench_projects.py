@@ -1,4 +1,4 @@
-"""A batch project end to end (issue 11): 10,000 pair tasks from a JSONL file, labelled by the simulated crowd
+"""A batch project end to end: 10,000 pair tasks from a JSONL file, labelled by the simulated crowd
 through a real server, delivered as files; with the server's memory and the project's window watched."""
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def main() -> None:
             "yes" if peak["live"] <= LIVE_ITEMS else "no",
         ),
     ]
-    write_table("projects", "Batch project, 10,000 pair tasks end to end (issue 11)", rows)
+    write_table("projects", "Batch project, 10,000 pair tasks end to end", rows)
     table = RESULTS_DIR / "projects.md"
     table.write_text(table.read_text() + "\n" + NOTE + "\n")
     print(table.read_text())

@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
 
     lines = [
-        "### Ranking, flowlab.ranking (issue 3)",
+        "### Ranking, flowlab.ranking",
         "",
         f"Machine: {machine()}. Total run time {elapsed:.0f} s. Timings are medians after a warm-up.",
         "",

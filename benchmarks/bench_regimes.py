@@ -1,4 +1,4 @@
-"""Coverage of flowlab's default 95 % intervals in the regimes flowlab itself creates (issue 14).
+"""Coverage of flowlab's default 95 % intervals in the regimes flowlab itself creates.
 
 Each figure is the share of true, centred scores inside their interval, over many simulated data sets:
 pairs chosen by flowlab's active selection (as the server chooses them) and fitted as the server fits
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             print(" | ".join(row))
         return 0
-    write_table("regimes", "Intervals in flowlab's own regimes (issue 14)", rows)
+    write_table("regimes", "Intervals in flowlab's own regimes", rows)
     return 0 if all(r[3] != "no" for r in rows) else 1
 
 

@@ -143,7 +143,7 @@ def main() -> None:
     rows: list[tuple[str, str, str, str]] = []
     bench_aggregation(rows)
     bench_crowd_agreement(rows)
-    write_table("rlhf", "RLHF flows (issue 10)", rows)
+    write_table("rlhf", "RLHF flows", rows)
 
 
 if __name__ == "__main__":

@@ -265,7 +265,7 @@ def main() -> None:
     bench_create_and_first_task(rows)
     bench_sse(rows)
     bench_results_after_deadline(rows)
-    write_table("service", "Flow service (issue 2)", rows)
+    write_table("service", "Flow service", rows)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Stopping when the answer is settled (issue 14): votes saved, and how often the answer is wrong, against
+"""Stopping when the answer is settled: votes saved, and how often the answer is wrong, against
 running every item to its maximum.
 
 Each simulated item runs as the server runs it: pairs uniform (random matchings) or active (batches of 16,
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(rows[-1], flush=True)
     if args.quick:
         return 0
-    write_table("stopping", "Stopping when the answer is settled (issue 14)", rows)
+    write_table("stopping", "Stopping when the answer is settled", rows)
     return 0 if all(r[3] != "no" for r in rows) else 1
 
 

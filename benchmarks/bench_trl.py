@@ -137,7 +137,7 @@ def main() -> None:
     rows: list[tuple[str, str, str, str]] = []
     bench_overhead(rows)
     bench_grpo(rows)
-    write_table("trl", "Human votes as TRL rewards (issue 12)", rows)
+    write_table("trl", "Human votes as TRL rewards", rows)
 
 
 if __name__ == "__main__":

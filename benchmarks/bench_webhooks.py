@@ -1,4 +1,4 @@
-"""Webhook delivery latency (issue 11): how long after an event its signed delivery reaches a receiver.
+"""Webhook delivery latency: how long after an event its signed delivery reaches a receiver.
 
 - item.completed: 200 items, each stopped by the SDK's call; latency from sending the stop to the delivery's
   arrival (the item's final record is written first, in the same commit as the delivery row).
@@ -141,7 +141,7 @@ def main() -> None:
             "yes" if pushed == counted and answers_ok else "no",
         ),
     ]
-    print(write_table("webhooks", "Webhook delivery (issue 11)", rows))
+    print(write_table("webhooks", "Webhook delivery", rows))
 
 
 if __name__ == "__main__":

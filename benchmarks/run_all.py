@@ -1,4 +1,4 @@
-"""Run every benchmark script and paste their tables into the README."""
+"""Run every benchmark script and paste their tables into docs/benchmarks.md (the README keeps a summary)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-README = HERE.parent / "README.md"
+PAGE = HERE.parent / "docs" / "benchmarks.md"
 ORDER = ["bench_service.py", "bench_history.py", "bench_ranking.py", "bench_page.py"]
 
 
@@ -24,9 +24,9 @@ def main(argv: list[str]) -> int:
     order = [s.removeprefix("bench_").removesuffix(".py") for s in ORDER]
     results = sorted((HERE / "results").glob("*.md"), key=lambda p: (order.index(p.stem) if p.stem in order else 99, p))
     tables = [p.read_text() for p in results]
-    text = README.read_text()
+    text = PAGE.read_text()
     block = "<!-- bench:start -->\n" + "\n".join(tables) + "<!-- bench:end -->"
-    README.write_text(re.sub(r"<!-- bench:start -->.*<!-- bench:end -->", lambda _: block, text, flags=re.S))
+    PAGE.write_text(re.sub(r"<!-- bench:start -->.*<!-- bench:end -->", lambda _: block, text, flags=re.S))
     return 1 if failed else 0
 
 
