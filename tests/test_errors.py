@@ -195,27 +195,21 @@ def test_duplicate_contents_get_distinct_keys(flow: flowlab.Flow) -> None:
     assert item.keys == ["same", "same#2", "other", "mine"]
 
 
-def task_of(ann: httpx.Client, item_id: str) -> dict[str, Any]:
-    """The next task of `item_id`: other tests' items may be served first; those are skipped."""
-    for _ in range(20):
-        t = ann.post("/v1/tasks/next", json={}).json()
-        if t["item_id"] == item_id:
-            return t  # type: ignore[no-any-return]
-        ann.post(f"/v1/tasks/{t['task_id']}/answer", json={"choice": "skip"})
-    raise AssertionError(f"no task of {item_id} was served")
-
-
-def test_second_answer_counts_once_over_http(client: Client, flow: flowlab.Flow, flowlab_server: ServerProcess) -> None:
+def test_second_answer_counts_once_over_http(researcher: Client, flowlab_server: ServerProcess) -> None:
+    # A researcher of its own: their annotator is handed this item's tasks, not those of items other tests left.
+    flow = researcher.flow.create_ranking_flow(name="errors", instruction="Which?", max_response_threshold=5)
     item = flow.create_new_flow_batch(datapoints=["a", "b", "c"], time_to_live=60)  # a pair each, never twice
-    ann = raw(flowlab_server, client.annotators.create("twice").token)
-    task = task_of(ann, item.id)
+    ann = raw(flowlab_server, researcher.annotators.create("twice").token)
+    task = ann.post("/v1/tasks/next", json={}).json()
+    assert task["item_id"] == item.id
     first = ann.post(f"/v1/tasks/{task['task_id']}/answer", json={"choice": "a"}).json()
     second = ann.post(f"/v1/tasks/{task['task_id']}/answer", json={"choice": "b"}).json()
     assert (first["status"], second["status"]) == ("accepted", "duplicate")
     assert item.get_response_count() == 1
     unknown = ann.post("/v1/tasks/task_nope/answer", json={"choice": "a"})
     assert unknown.status_code == 404
-    fresh = task_of(ann, item.id)
+    fresh = ann.post("/v1/tasks/next", json={}).json()
+    assert fresh["item_id"] == item.id
     bad = ann.post(f"/v1/tasks/{fresh['task_id']}/answer", json={"choice": "c"})
     assert bad.status_code == 422 and bad.json()["field"] == "choice" and bad.json()["code"] == "invalid_choice"
     assert ann.post(f"/v1/tasks/{fresh['task_id']}/answer", json={"choice": "b"}).json()["status"] == "accepted"
@@ -414,11 +408,12 @@ def test_a_json_body_must_say_it_is_json(flowlab_server: ServerProcess) -> None:
     assert r.status_code == 415 and "application/json" in r.json()["detail"]
 
 
-def test_a_batch_of_tasks_stays_a_few_megabytes(client: Client, flowlab_server: ServerProcess) -> None:
-    flow = client.flow.create_ranking_flow("big texts", "Which?", max_response_threshold=100)
+def test_a_batch_of_tasks_stays_a_few_megabytes(researcher: Client, flowlab_server: ServerProcess) -> None:
+    # A researcher of its own: the batch holds this flow's big tasks only, not small ones other tests left.
+    flow = researcher.flow.create_ranking_flow("big texts", "Which?", max_response_threshold=100)
     big = "x" * 190_000
     flow.create_new_flow_batch([big + str(i) for i in range(12)], context="c" * 40_000, data_type="text")
-    token = client.annotators.create("batcher").token
+    token = researcher.annotators.create("batcher").token
     r = httpx.post(
         f"{flowlab_server.url}/v1/tasks/next-batch", json={"n": 100}, headers={"Authorization": f"Bearer {token}"}
     )
