@@ -5,14 +5,13 @@ conversation, both branches are annotated, and the records hold both threads."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.browser import test_annotate
 from tests.browser.conftest import watch_errors
-from tests.browser.test_annotate import Annotator
+from tests.browser.test_annotate import Annotator, wait_until
 
 context_factory = test_annotate.context_factory
 
@@ -62,9 +61,7 @@ def test_annotator_chats_edits_the_first_turn_and_annotates_both_branches(fresh_
         page.wait_for_selector(".chat-error")
         assert "offline" in page.inner_text(".chat-error")
         handle = flow.serve_model(bot)
-        deadline = time.monotonic() + 10
-        while not all(m.attached for m in flow.get_models()) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert wait_until(lambda: all(m.attached for m in flow.get_models())), "the model is served"
         page.click(".chat-retry")
         page.wait_for_function(
             "() => [...document.querySelectorAll('.chat-message')].some(m => m.innerText.includes('Sure:'))"
@@ -93,9 +90,7 @@ def test_annotator_chats_edits_the_first_turn_and_annotates_both_branches(fresh_
         page.locator(".chat-likert label", has_text="Branch 2 much better").click()
         page.fill(".chat-justification", "The second stays on the shop.")
         page.click(".chat-submit")
-        deadline = time.monotonic() + 15
-        while item.get_progress().response_count < 1 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        assert wait_until(lambda: item.get_progress().response_count == 1, page=page), "the conversation was counted"
         # The browser logs the refused request (the offline model's 503) itself; nothing else may appear.
         assert [e for e in console if "status of 503" not in e] == [] and tab.errors == []
     finally:
@@ -140,9 +135,7 @@ def test_regenerate_keeps_both_replies_as_branches(fresh_server, context_factory
         page.locator(".chat-ratings label", has_text="No").click()
         page.locator(".chat-verdict label", has_text="Branch 2").click()
         page.click(".chat-submit")
-        deadline = time.monotonic() + 15
-        while item.get_progress().response_count < 1 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        assert wait_until(lambda: item.get_progress().response_count == 1, page=page), "the conversation was counted"
         assert tab.errors == []
     [conv] = item.get_conversations()
     users = [t for t in conv.turns if t.role == "user"]
@@ -155,17 +148,12 @@ def test_regenerate_keeps_both_replies_as_branches(fresh_server, context_factory
 
 def serve_and_wait(flow, generate):
     handle = flow.serve_model(generate)
-    deadline = time.monotonic() + 10
-    while not all(m.attached for m in flow.get_models()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_until(lambda: all(m.attached for m in flow.get_models())), "the model is served"
     return handle
 
 
 def wait_for_answer(item) -> None:
-    deadline = time.monotonic() + 15
-    while item.get_progress().response_count < 1 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert item.get_progress().response_count == 1
+    assert wait_until(lambda: item.get_progress().response_count == 1), "the conversation was counted"
 
 
 def test_a_conversation_that_ends_with_a_user_turn_opens_with_the_models_reply(fresh_server, context_factory):

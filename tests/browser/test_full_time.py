@@ -90,7 +90,8 @@ def held_then_shown(tab: Tab, answer_first: Callable[[], None]) -> str:
     """The first task on screen, one held behind it; a while on the first, then its answer: the held one appears
     with its full lease. Returns the task that appeared."""
     first = tab.wait_for_pair()
-    assert wait_until(lambda: tab.leased >= 2, 10), "the page holds a task behind the one on screen"
+    # `leased` is kept by a Playwright response handler: the wait goes through the page, or the count never moves.
+    assert wait_until(lambda: tab.leased >= 2, page=tab.page), "the page holds a task behind the one on screen"
     tab.spend(THINK)
     task, at_appearance, settled = tab.next_appears(first, answer_first)
     assert at_appearance >= LEASE - 1, f"it appeared with {at_appearance} s of {LEASE} s"
@@ -103,7 +104,7 @@ def answered_late(tab: Tab, item: Any, answer: Callable[[], None], count: int) -
     that started when it appeared: it counts."""
     tab.spend(LEASE - 3)  # on screen THINK + 7 s after it was leased: past its first expiry
     answer()
-    assert wait_until(lambda: item.get_response_count() >= count, 10), "the late answer was counted"
+    assert wait_until(lambda: item.get_response_count() >= count), "the late answer was counted"
     assert item.get_response_count() == count
     assert "ran out" not in tab.page.inner_text("#notice")
 
@@ -116,7 +117,7 @@ def test_a_pair_held_behind_another_appears_with_its_full_lease(fresh_server, co
     item = flow.create_new_flow_batch(datapoints=[f"text {i}" for i in range(6)], time_to_live=300)
     tab = Tab(context_factory(), client.annotators.create("Patient Pat").join_url)
     held_then_shown(tab, lambda: tab.page.click("#choose-a"))
-    assert wait_until(lambda: item.get_response_count() == 1, 10)
+    assert wait_until(lambda: item.get_response_count() == 1)
     answered_late(tab, item, lambda: tab.page.click("#choose-b"), 2)
     assert tab.errors == [] and tab.dialogs == []
 
@@ -135,7 +136,7 @@ def test_a_classify_item_held_behind_another_appears_with_its_full_lease(fresh_s
     tab = Tab(context_factory(), client.annotators.create("Careful Cam").join_url)
     choose = '#categories .choice[data-choice="yes"]'
     held_then_shown(tab, lambda: tab.page.click(choose))
-    assert wait_until(lambda: item.get_response_count() == 1, 10)
+    assert wait_until(lambda: item.get_response_count() == 1)
     answered_late(tab, item, lambda: tab.page.click(choose), 2)
     assert tab.errors == [] and tab.dialogs == []
 
@@ -170,7 +171,7 @@ def test_an_rlhf_task_held_behind_a_pair_appears_with_its_full_lease(fresh_serve
     item = flow.create_new_flow_batch([task], time_to_live=300)
     tab = Tab(context_factory(viewport={"width": 1280, "height": 900}), client.annotators.create("Reader Rae").join_url)
     held_then_shown(tab, lambda: tab.page.click("#choose-a"))
-    assert wait_until(lambda: pair.get_response_count() == 1, 10)
+    assert wait_until(lambda: pair.get_response_count() == 1)
     page = tab.page
     page.wait_for_selector("#rlhf .rlhf-submit")
     for j in range(2):
@@ -197,7 +198,7 @@ def test_a_chat_task_held_behind_a_pair_appears_with_its_full_lease(fresh_server
             context_factory(viewport={"width": 1280, "height": 900}), client.annotators.create("Chatty Cy").join_url
         )
         held_then_shown(tab, lambda: tab.page.click("#choose-a"))
-        assert wait_until(lambda: pair.get_response_count() == 1, 10)
+        assert wait_until(lambda: pair.get_response_count() == 1)
         page = tab.page
         page.wait_for_function("() => document.querySelector('.chat-thread').innerText.includes('arrives tomorrow')")
         page.locator(".chat-ratings label", has_text="No").click()

@@ -273,7 +273,7 @@ def test_annotator_completes_rlhf_tasks_by_keyboard_alone(fresh_server, context_
             page.wait_for_selector("body[data-screen=wait]", timeout=PAIR_TIMEOUT_MS)
 
     # The SDK reads back exactly what was entered.
-    wait_until(lambda: len(item.get_annotations()) == 2, timeout=10)
+    assert wait_until(lambda: len(item.get_annotations()) == 2)
     records = item.to_rlhf_records()
     keys = {r["metadata"]["datapoint_index"]: r["metadata"]["datapoint_key"] for r in records}
     assert sorted(keys.values()) == ["t1", "t2"]
@@ -351,7 +351,7 @@ def test_a_refused_annotation_keeps_the_form_and_says_why(fresh_server, context_
     page.unroute("**/v1/tasks/*/answer")
     page.keyboard.press("Control+Enter")  # the lease stayed: the same task, sent again
     page.wait_for_selector("body[data-screen=wait]", timeout=PAIR_TIMEOUT_MS)
-    wait_until(lambda: len(item.get_annotations()) == 1)
+    assert wait_until(lambda: len(item.get_annotations()) == 1)
     assert item.get_annotations()[0].selected == "model_a"
     assert tab.dialogs == [] and tab.errors == []
 
@@ -366,7 +366,7 @@ def test_a_late_rlhf_submit_is_explained_and_its_draft_dropped(fresh_server, con
     tab.wait_for_pair()
     page = tab.page
     fill_by_mouse(page, shown_sources(page, TASKS[0]["responses"]))
-    assert wait_until(lambda: drafts(page), timeout=3), "a draft is kept while the annotator works"
+    assert wait_until(lambda: drafts(page)), "a draft is kept while the annotator works"
     page.wait_for_function("() => document.querySelector('#lease').dataset.level === 'expired'", timeout=5000)
     assert "Time is up: this task" in page.inner_text("#lease-text")
 
