@@ -33,6 +33,7 @@ from flowlab.client._models import (
     matrix_frame,
     votes_frame,
 )
+from flowlab.client._people import AudiencesAPI, audiences_option
 from flowlab.client._projects import ProjectsAPI
 from flowlab.client._transport import SyncTransport, resolve
 
@@ -487,6 +488,7 @@ class FlowsAPI:
         stop_k: int = 1,
         stop_confidence: float = 0.95,
         max_votes_per_annotator: int | None = None,
+        audiences: Sequence[Any] | None = None,
     ) -> Flow:
         """Create a pairwise ranking flow, with hosted's arguments in hosted's order (`drain_duration` and
         `serve_timeout` are flowlab's `drain_seconds` and `lease_seconds`). `min_response_threshold` defaults
@@ -519,7 +521,9 @@ class FlowsAPI:
         if validation_set_id is not None:
             options["validation_set_id"] = validation_set_id
         config = self._transport.run(
-            core.create_flow(name, instruction, max_response_threshold, min_response_threshold, options)
+            core.create_flow(
+                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+            )
         )
         return Flow(self._transport, config)
 
@@ -536,6 +540,7 @@ class FlowsAPI:
         serve_timeout: float | None = None,
         *,
         gold_rate: float = 0.1,
+        audiences: Sequence[Any] | None = None,
     ) -> ClassifyFlow:
         """Create a classify flow: 2 to 8 categories, given as labels or (label, value) pairs; each datapoint
         collects answers until it has `max_responses_per_datapoint`, and an item that runs out of time is
@@ -551,7 +556,9 @@ class FlowsAPI:
             serve_timeout,
         ) | {"gold_rate": gold_rate}
         max_votes, min_votes = options.pop("max_response_threshold"), options.pop("min_response_threshold")
-        config = self._transport.run(core.create_flow(name, instruction, max_votes, min_votes, options))
+        config = self._transport.run(
+            core.create_flow(name, instruction, max_votes, min_votes, options | audiences_option(audiences))
+        )
         return ClassifyFlow(self._transport, config)
 
     def create_rlhf_flow(
@@ -570,6 +577,7 @@ class FlowsAPI:
         lease_seconds: float | None = None,
         drain_seconds: float | None = None,
         settings: Sequence[Any] | None = None,
+        audiences: Sequence[Any] | None = None,
     ) -> RlhfFlow:
         """Create an RLHF flow (seed 001): annotators rate each response of a task on `dimensions` (None: the
         seed's four on a 1-5 scale; or keys, dicts, `schemas.Dimension`s: scale, boolean, category or text,
@@ -590,7 +598,9 @@ class FlowsAPI:
             settings,
         )
         config = self._transport.run(
-            core.create_flow(name, instruction, max_response_threshold, min_response_threshold, options)
+            core.create_flow(
+                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+            )
         )
         return RlhfFlow(self._transport, config)
 
@@ -613,6 +623,7 @@ class FlowsAPI:
         lease_seconds: float | None = None,
         drain_seconds: float | None = None,
         settings: Sequence[Any] | None = None,
+        audiences: Sequence[Any] | None = None,
     ) -> ChatFlow:
         """Create a chat flow (seed 002's on-demand completions): annotators talk with the flow's `models`
         (names; None for one model named "model"), each served by `flow.serve_model(generate, model=NAME)`; they
@@ -638,7 +649,9 @@ class FlowsAPI:
             settings,
         )
         config = self._transport.run(
-            core.create_flow(name, instruction, max_response_threshold, min_response_threshold, options)
+            core.create_flow(
+                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+            )
         )
         return ChatFlow(self._transport, config)
 
@@ -823,6 +836,7 @@ class Client:
         self.webhooks = WebhooksAPI(self._transport)
         self.projects = ProjectsAPI(self._transport)
         self.annotators = AnnotatorsAPI(self._transport)
+        self.audiences = AudiencesAPI(self._transport)
 
     def create_api_key(self, name: str) -> schemas.KeyCreated:
         """Make another researcher key (admin key only)."""

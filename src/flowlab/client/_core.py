@@ -263,6 +263,10 @@ def update_flow(flow_id: str, changes: Mapping[str, Any]) -> Op[schemas.Flow]:
         )
     if changes.get("validation_pairs"):
         changes["validation_pairs"] = yield from _validation_pairs(changes["validation_pairs"])
+    if "audiences" in changes:  # audiences, their views or ids; [] opens the flow to everyone again
+        audiences = changes["audiences"]
+        audiences = [audiences] if isinstance(audiences, str) or hasattr(audiences, "id") else audiences
+        changes["audiences"] = [a if isinstance(a, str) else a.id for a in audiences]
     resp = yield Call("PATCH", f"/v1/flows/{flow_id}", json=changes)
     return decode(resp.content, schemas.Flow)
 

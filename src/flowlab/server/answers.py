@@ -11,15 +11,16 @@ from typing import Any
 
 from flowlab import schemas
 from flowlab.server import lifecycle, scheduler
+from flowlab.server.audiences import Audiences
 from flowlab.server.auth import Principal
 from flowlab.server.clock import Clock
-from flowlab.server.errors import Conflict, Invalid, NotFound, Unauthorized
+from flowlab.server.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from flowlab.server.history import History
 from flowlab.server.items import Items
 from flowlab.server.kinds import Refusal
 from flowlab.server.leases import LeaseBook
 from flowlab.server.model import Lease, Signal
-from flowlab.server.people import People, new_id
+from flowlab.server.people import AnnotatorInfo, People, new_id
 from flowlab.server.store import Op, Store
 from flowlab.server.webhooks import Webhooks
 
@@ -76,8 +77,10 @@ class Answers:
         rng: random.Random,
         work: Signal,
         webhooks: Webhooks,
+        audiences: Audiences,
     ) -> None:
         self.store = store
+        self.audiences = audiences
         self.clock = clock
         self.items = items
         self.leases = leases
@@ -91,17 +94,23 @@ class Answers:
     # ------------------------------------------------------------ leasing
 
     def lease_next(self, who: Principal) -> schemas.Task | None:
+        """The annotator's next task, or None when nothing is open to them now. Raises Forbidden (with a code the
+        page shows a screen for) when a person who enrolled through a link may have no more work."""
         now = self.clock.now()
         if self.leases.expire(now):
             self.work.fire()
         scope = self.people.scope(who)
-        best = scheduler.choose_item(self.items.active.values(), now, scope)
+        info = self.people.annotators.get(who.id)
+        audience = None if info is None else info.audience_id
+        if audience is not None and not self._admit(info):  # type: ignore[arg-type]
+            return None
+        best = scheduler.choose_item(self.items.active.values(), now, scope, audience)
         if best is None:
             return None
         question, gold = best.kind.ask(best, self.rng, who.id, now)
         if question is None and gold is None:
             # The first choice has nothing for this annotator (they labelled all it still needs): the others.
-            for other in scheduler.ranked_items(self.items.active.values(), now, scope):
+            for other in scheduler.ranked_items(self.items.active.values(), now, scope, audience):
                 if other is not best:
                     question, gold = other.kind.ask(other, self.rng, who.id, now)
                     if question is not None or gold is not None:
@@ -120,6 +129,38 @@ class Answers:
         else:
             best.touch()
         return best.kind.task_view(lease, self.rng, now)
+
+    def work_open_to(self, who: Principal) -> bool:
+        """Whether some live item is open to the annotator and can take another lease (a look, leasing nothing)."""
+        info = self.people.annotators.get(who.id)
+        audience = None if info is None else info.audience_id
+        return (
+            scheduler.choose_item(self.items.active.values(), self.clock.now(), self.people.scope(who), audience)
+            is not None
+        )
+
+    def _admit(self, info: AnnotatorInfo) -> bool:
+        """Whether an enrolled person may lease another task now: not while their quota's last tasks are in their
+        hands. Raises Forbidden for one who gets no more work: suspended, screened out, or with their quota done."""
+        if info.state == "suspended":
+            raise Forbidden(
+                "Your answers have been paused by the researcher: too many of the check questions disagreed with "
+                "their known answers. You will not be given more tasks; contact the researcher if you think this is "
+                "a mistake.",
+                code="suspended",
+            )
+        if info.state == "screened_out":
+            raise Forbidden(
+                "Thank you for taking part: this study is looking for a different profile.", code="screened_out"
+            )
+        link = self.audiences.link_of(info)
+        if link is not None and link.quota is not None:
+            left = link.quota - info.votes
+            if left <= 0:
+                raise Forbidden("You have answered every task this study asks of you. Thank you!", code="finished")
+            if left <= 8 and len(self.leases.of_annotator(info.principal.id)) >= left:
+                return False
+        return True
 
     async def wait_for_tasks(
         self,
@@ -198,7 +239,10 @@ class Answers:
         if ack.status == "rejected":
             raise Invalid(ack.detail or "", field=ack.field or "choice", code=ack.code)
         if req.fetch_next and not who.revoked:
-            ack.next = self.lease_next(who)
+            try:
+                ack.next = self.lease_next(who)
+            except Forbidden:  # the answer counted; the next request says why no task follows
+                ack.next = None
         return ack
 
     async def answer_batch(self, who: Principal, answers: list[schemas.AnswerIn]) -> list[schemas.Ack]:

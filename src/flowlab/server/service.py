@@ -14,6 +14,7 @@ import numpy as np
 
 from flowlab import ranking, schemas
 from flowlab.server.answers import Answers
+from flowlab.server.audiences import Audiences
 from flowlab.server.auth import Principal
 from flowlab.server.clock import Clock
 from flowlab.server.errors import Invalid, NotFound
@@ -56,6 +57,8 @@ class FlowService:
         self.catalog = MediaCatalog(store)
         self.people = People(store, clock)
         self.flows = Flows(store, clock, self.catalog)
+        self.audiences = Audiences(store, clock, self.people)
+        self.flows.check_audiences = self.audiences.check
         self.leases = LeaseBook(clock)
         self.history = History(store)
         self.webhooks = Webhooks(store, clock, retry_seconds=webhook_retry_seconds)
@@ -74,7 +77,16 @@ class FlowService:
         )
         self.projects = Projects(store, clock, self.flows, self.items, self.webhooks)
         self.answers = Answers(
-            store, clock, self.items, self.leases, self.people, self.history, self.rng, self.work, self.webhooks
+            store,
+            clock,
+            self.items,
+            self.leases,
+            self.people,
+            self.history,
+            self.rng,
+            self.work,
+            self.webhooks,
+            self.audiences,
         )
         self.relay = Relay(clock, self.leases)
         self.auth = self.people.auth
@@ -87,6 +99,7 @@ class FlowService:
         knows which (`Cluster.adopt`)."""
         snap = self.store.load(items=items)
         self.people.restore(snap.keys, snap.annotators)
+        self.audiences.restore()
         self.flows.restore(snap.flows, snap.item_counts)
         if items:
             self.projects.restore()  # before the items, which rejoin their projects
@@ -150,6 +163,13 @@ class FlowService:
         await self.store.write([("UPDATE annotators SET revoked=1 WHERE id=?", (annotator_id,))])
         info.principal.revoked = True
         self._take_back(annotator_id)
+        self.work.fire()
+
+    async def delete_audience(self, who: Principal, audience_id: str) -> None:
+        named_by = [f.id for f in self.flows.flows.values() if f.owner == who.id and audience_id in f.config.audiences]
+        await self.audiences.delete(who, audience_id, named_by)
+        for info in self.audiences.members(audience_id):
+            self._take_back(info.principal.id)
         self.work.fire()
 
     def _take_back(self, annotator_id: str) -> None:

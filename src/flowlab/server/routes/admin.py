@@ -29,7 +29,7 @@ async def me(request: Request) -> schemas.Me:
 async def annotator_me(request: Request) -> schemas.AnnotatorStats:
     service = service_of(request)
     who = service.auth.annotator(request.headers.get("authorization"))
-    return service.people.annotator_stats(who.id)
+    return service.audiences.stats(service.people.annotators[who.id])
 
 
 @post("/v1/keys", status_code=201)
