@@ -219,3 +219,104 @@ def test_the_crowd_enrolls_through_a_prolific_link(researcher: Client, flowlab_s
     assert {m[1] for m in members} == {p.name for p in crowd.profiles}
     voters = set(rows(flowlab_server, "SELECT DISTINCT annotator_id FROM votes WHERE item_id=?", (item.id,)))
     assert voters and {v[0] for v in voters} <= ids
+
+
+# ---------------------------------------------------------------- qualification
+
+
+def gold_set(c: Client, n: int = 6) -> str:
+    made = c.validation.create_compare_set(
+        name="quiz",
+        instruction="Which sum is right?",
+        datapoints=[[f"{i} + {i} = {2 * i}", f"{i} + {i} = {2 * i + 1}"] for i in range(n)],
+        truths=[f"{i} + {i} = {2 * i}" for i in range(n)],
+        explanation=["a sum of two equal numbers is even"] * n,
+    )
+    return made.id
+
+
+def answer(server: ServerProcess, token: str, task_id: str, choice: str, **extra: object) -> dict[str, object]:
+    r = httpx.post(
+        f"{server.url}/v1/tasks/{task_id}/answer", json={"choice": choice, **extra}, headers=bearer(token), timeout=30
+    )
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def right_side(task: dict[str, object]) -> str:
+    a = task["a"]["text"]  # type: ignore[index]
+    _, total = a.split(" = ")
+    return "a" if int(total) % 2 == 0 else "b"
+
+
+def test_a_quiz_admits_those_who_pass_with_feedback_and_screens_out_the_rest(
+    researcher: Client, flowlab_server: ServerProcess
+) -> None:
+    audience = researcher.audiences.create(
+        "qualified",
+        qualification={"validation_set_id": gold_set(researcher), "questions": 4, "pass_mark": 0.75, "feedback": True},
+    )
+    link = audience.enrollment_link(platform="prolific", completion_code="OK", screen_out_code="SORRY")
+    flow = researcher.flow.create_ranking_flow(name="work", instruction="?", audiences=[audience])
+    flow.create_new_flow_batch(datapoints=["x", "y", "z"], time_to_live=120)
+
+    good = enroll(flowlab_server, link, **prolific("good")).json()
+    assert good["state"] == "qualifying"
+    task = next_task(flowlab_server, good["token"]).json()
+    assert task["item_id"].startswith("quiz_") and "1 of 4" in task["instruction"]
+    seen = []
+    for n in range(4):
+        seen.append(task["task_id"])
+        wrong = n == 0  # one wrong answer of four still passes 0.75
+        choice = {"a": "b", "b": "a"}[right_side(task)] if wrong else right_side(task)
+        ack = answer(flowlab_server, good["token"], task["task_id"], choice, fetch_next=True)
+        assert ack["status"] == "accepted"
+        if wrong:
+            assert "The expected answer was" in str(ack["explanation"]) and "even" in str(ack["explanation"])
+        else:
+            assert "explanation" not in ack
+        task = ack.get("next")  # type: ignore[assignment]
+    assert task is not None and task["flow_id"] == flow.id, "admitted: real work follows the last question"
+    me = httpx.get(f"{flowlab_server.url}/v1/annotator/me", headers=bearer(good["token"])).json()
+    assert me["state"] == "active"
+
+    bad = enroll(flowlab_server, link, **prolific("bad")).json()
+    for _ in range(4):
+        task = next_task(flowlab_server, bad["token"]).json()
+        answer(flowlab_server, bad["token"], task["task_id"], {"a": "b", "b": "a"}[right_side(task)])
+    out = next_task(flowlab_server, bad["token"])
+    assert out.status_code == 403 and out.json()["code"] == "screened_out"
+    me = httpx.get(f"{flowlab_server.url}/v1/annotator/me", headers=bearer(bad["token"])).json()
+    assert me["state"] == "screened_out" and me["finish"] == {
+        "reason": "screened_out",
+        "code": "SORRY",
+        "redirect_url": "https://app.prolific.com/submissions/complete?cc=SORRY",
+    }
+    view = audience.refresh()
+    assert (view.enrolled, view.qualified, view.screened_out) == (2, 1, 1)
+    stored = rows(flowlab_server, "SELECT count(*), sum(correct) FROM quiz_answers WHERE audience_id=?", (audience.id,))
+    assert stored == [(8, 3)]
+
+
+def test_the_quiz_screens_out_most_spammers_of_a_crowd(researcher: Client, flowlab_server: ServerProcess) -> None:
+    audience = researcher.audiences.create(
+        "screened", qualification={"validation_set_id": gold_set(researcher, 12), "questions": 10, "pass_mark": 0.8}
+    )
+    link = audience.enrollment_link(platform="prolific", completion_code="C", screen_out_code="S")
+    crowd = SimulatedCrowd(
+        flowlab_server.url, researcher.api_key, annotators=40, spammer_fraction=0.25, rate=20000, seed=11, enroll=link
+    )
+    with crowd:
+        deadline = time.monotonic() + 60
+        while (v := audience.refresh()).qualified + v.screened_out < 40:
+            assert time.monotonic() < deadline, (v, crowd.stats)
+            time.sleep(0.2)
+    states = {
+        p.name: s
+        for p in crowd.profiles
+        for (i, s) in rows(flowlab_server, "SELECT id, state FROM annotators WHERE id=?", (p.id,))
+    }
+    spammers = [p.name for p in crowd.profiles if p.spammer]
+    honest = [p.name for p in crowd.profiles if not p.spammer]
+    assert sum(states[n] == "screened_out" for n in spammers) >= 0.7 * len(spammers)
+    assert sum(states[n] == "active" for n in honest) >= 0.9 * len(honest)

@@ -432,7 +432,7 @@ class SimulatedCrowd:
         """Content -> its right answers, for the gold labels of a classify flow (empty for another's flow)."""
         known = self._gold_labels_of.get(flow_id)
         if known is None:
-            path = f"/v1/flows/{flow_id}/validation-labels"
+            path = _gold_path(flow_id, "labels")
             labels = await self._lookup(oracle, path, list[schemas.ValidationLabel]) or []
             known = self._gold_labels_of[flow_id] = {_gold_content(g.datapoint): g.truths for g in labels}
         return known
@@ -440,7 +440,7 @@ class SimulatedCrowd:
     async def gold_answer(self, oracle: KeepAliveHTTP, task: schemas.Task) -> str | None:
         known = self._gold.get(task.flow_id)
         if known is None:
-            path = f"/v1/flows/{task.flow_id}/validation-pairs"
+            path = _gold_path(task.flow_id, "pairs")
             known = {}
             for pair in await self._lookup(oracle, path, list[schemas.ValidationPair]) or []:
                 a, b = _gold_content(pair.a), _gold_content(pair.b)
@@ -458,6 +458,13 @@ CACHED_ITEMS = 4096  # items whose detail the crowd remembers: a long batch proj
 def _forget_oldest(cache: dict[str, Any]) -> None:
     while len(cache) > CACHED_ITEMS:
         del cache[next(iter(cache))]
+
+
+def _gold_path(flow_id: str, what: str) -> str:
+    """Where the gold of a task's flow is read; an audience's qualification quiz names the audience instead."""
+    if flow_id.startswith("aud_"):
+        return f"/v1/audiences/{flow_id}/quiz-{what}"
+    return f"/v1/flows/{flow_id}/validation-{what}"
 
 
 def _retry_after(r: WireResponse) -> float:

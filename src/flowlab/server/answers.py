@@ -21,6 +21,7 @@ from flowlab.server.kinds import Refusal
 from flowlab.server.leases import LeaseBook
 from flowlab.server.model import Lease, Signal
 from flowlab.server.people import AnnotatorInfo, People, new_id
+from flowlab.server.qualification import QUIZ_PREFIX, Qualifications
 from flowlab.server.store import Op, Store
 from flowlab.server.webhooks import Webhooks
 
@@ -78,9 +79,11 @@ class Answers:
         work: Signal,
         webhooks: Webhooks,
         audiences: Audiences,
+        qualifications: Qualifications,
     ) -> None:
         self.store = store
         self.audiences = audiences
+        self.qualifications = qualifications
         self.clock = clock
         self.items = items
         self.leases = leases
@@ -102,8 +105,11 @@ class Answers:
         scope = self.people.scope(who)
         info = self.people.annotators.get(who.id)
         audience = None if info is None else info.audience_id
-        if audience is not None and not self._admit(info):  # type: ignore[arg-type]
-            return None
+        if audience is not None:
+            if info.state == "qualifying":  # type: ignore[union-attr]
+                return self.qualifications.lease(info)  # type: ignore[arg-type]
+            if not self._admit(info):  # type: ignore[arg-type]
+                return None
         best = scheduler.choose_item(self.items.active.values(), now, scope, audience)
         if best is None:
             return None
@@ -207,6 +213,8 @@ class Answers:
         """The annotator's page put the task on screen: its lease's clock starts again, once (`LeaseBook.show`).
         Refused like an answer: 404 for a task not out with them, 409 for one that has ended."""
         now = self.clock.now()
+        if task_id.startswith(QUIZ_PREFIX):
+            return self.qualifications.shown(self.people.annotators[who.id], task_id)
         lease = self.leases.get(task_id)
         if lease is None or lease.annotator_id != who.id:
             prior = self.leases.outcome(task_id)
@@ -228,6 +236,14 @@ class Answers:
     # ------------------------------------------------------------ answering
 
     async def answer(self, who: Principal, task_id: str, req: schemas.Answer) -> schemas.Ack:
+        if task_id.startswith(QUIZ_PREFIX):
+            ack = await self.qualifications.answer(self.people.annotators[who.id], task_id, req.choice)
+            if req.fetch_next:
+                try:
+                    ack.next = self.lease_next(who)
+                except Forbidden:  # screened out by this answer: the next request says so
+                    ack.next = None
+            return ack
         durable = await self._durable_owners([task_id])
         # From here to the submit nothing awaits: a lease checked is a lease marked as committing, so no other
         # request, tick or item end can slip in between.
@@ -248,6 +264,15 @@ class Answers:
     async def answer_batch(self, who: Principal, answers: list[schemas.AnswerIn]) -> list[schemas.Ack]:
         if len(answers) > MAX_BATCH_ANSWERS:
             raise Invalid(f"At most {MAX_BATCH_ANSWERS:,} answers per request.", field="answers")
+        if any(a.task_id.startswith(QUIZ_PREFIX) for a in answers):  # quiz answers go one by one, then the rest
+            info = self.people.annotators[who.id]
+            quiz = {
+                i: await self.qualifications.answer(info, a.task_id, a.choice)
+                for i, a in enumerate(answers)
+                if a.task_id.startswith(QUIZ_PREFIX)
+            }
+            rest = iter(await self.answer_batch(who, [a for a in answers if not a.task_id.startswith(QUIZ_PREFIX)]))
+            return [quiz[i] if i in quiz else next(rest) for i in range(len(answers))]
         durable = await self._durable_owners([a.task_id for a in answers])
         # No await from the first check to the submit (see `answer`).
         now = self.clock.now()

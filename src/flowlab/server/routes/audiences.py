@@ -15,7 +15,7 @@ from flowlab.server.routes.admin import link_base
 @post("/v1/audiences", status_code=201)
 async def create_audience(request: Request, data: schemas.AudienceCreate) -> schemas.Audience:
     service, who = researcher(request)
-    return await service.audiences.create(who, data)
+    return await service.create_audience(who, data)
 
 
 @get("/v1/audiences")
@@ -71,6 +71,8 @@ async def finish(request: Request) -> schemas.Finish:
     (their quota done, or no task of their audience left to give them)."""
     service, who = annotator(request)
     info = service.people.annotators[who.id]
+    if info.state == "qualifying":
+        raise Conflict("Your qualification questions come first: the page fetches them now.", code="work_left")
     done = service.audiences.finish(info)
     if done is not None:
         return done
@@ -79,7 +81,22 @@ async def finish(request: Request) -> schemas.Finish:
     return service.audiences.finish(info, "no_work")  # type: ignore[return-value]
 
 
+@get("/v1/audiences/{audience_id:str}/quiz-pairs")
+async def quiz_pairs(request: Request, audience_id: str) -> list[schemas.ValidationPair]:
+    """The gold pairs of the audience's qualification quiz (for its researcher, and the simulated crowd's oracle)."""
+    service, who = researcher(request)
+    return service.qualifications.quiz_view(who, audience_id).pairs
+
+
+@get("/v1/audiences/{audience_id:str}/quiz-labels")
+async def quiz_labels(request: Request, audience_id: str) -> list[schemas.ValidationLabel]:
+    service, who = researcher(request)
+    return service.qualifications.quiz_view(who, audience_id).labels
+
+
 handlers: list[Any] = [
+    quiz_pairs,
+    quiz_labels,
     create_audience,
     list_audiences,
     get_audience,

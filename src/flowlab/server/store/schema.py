@@ -22,6 +22,9 @@ CREATE TABLE IF NOT EXISTS annotators (
 CREATE TABLE IF NOT EXISTS audiences (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, description TEXT, qualification TEXT,
     suspend_below {real}, min_gold BIGINT NOT NULL DEFAULT 10, secret TEXT NOT NULL, created_at {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS quiz_answers (
+    task_id TEXT PRIMARY KEY, annotator_id TEXT NOT NULL, audience_id TEXT NOT NULL, position INTEGER NOT NULL,
+    correct INTEGER NOT NULL, created_at {real} NOT NULL);
 CREATE TABLE IF NOT EXISTS enrollment_links (
     id TEXT PRIMARY KEY, audience_id TEXT NOT NULL, secret TEXT NOT NULL UNIQUE, platform TEXT, id_param TEXT,
     max_people BIGINT, expires_at {real}, completion_code TEXT, screen_out_code TEXT, quota BIGINT,
