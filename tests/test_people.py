@@ -320,3 +320,70 @@ def test_the_quiz_screens_out_most_spammers_of_a_crowd(researcher: Client, flowl
     honest = [p.name for p in crowd.profiles if not p.spammer]
     assert sum(states[n] == "screened_out" for n in spammers) >= 0.7 * len(spammers)
     assert sum(states[n] == "active" for n in honest) >= 0.9 * len(honest)
+
+
+# ---------------------------------------------------------------- continuous gold, suspend and reinstate
+
+
+def test_continuous_gold_suspends_at_once_and_a_researcher_reinstates(
+    researcher: Client, flowlab_server: ServerProcess
+) -> None:
+    audience = researcher.audiences.create("watched", suspend_below=0.6, min_gold=4)
+    link = audience.enrollment_link(platform="prolific")
+    gold = [{"a": {"text": f"GOLD {i} good"}, "b": {"text": f"GOLD {i} bad"}, "answer": "a"} for i in range(6)]
+    flow = researcher.flow.create_ranking_flow(
+        name="gold",
+        instruction="?",
+        audiences=[audience],
+        validation_pairs=gold,
+        gold_rate=1.0,
+        max_response_threshold=100,
+        max_votes_per_annotator=100,
+    )
+    flow.create_new_flow_batch(datapoints=[f"d{i}" for i in range(5)], time_to_live=120)
+    person = enroll(flowlab_server, link, **prolific("sloppy")).json()
+    token = person["token"]
+    held = next_task(flowlab_server, token).json()
+    for _ in range(4):  # every gold answer wrong: 0 of 4 < 0.6
+        task = next_task(flowlab_server, token).json()
+        side = "b" if task["a"]["text"].endswith("good") else "a"
+        answer(flowlab_server, token, task["task_id"], side)
+    stopped = next_task(flowlab_server, token)
+    assert stopped.status_code == 403 and stopped.json()["code"] == "suspended"
+    assert "check questions" in stopped.json()["detail"]
+    late = httpx.post(
+        f"{flowlab_server.url}/v1/tasks/{held['task_id']}/answer", json={"choice": "a"}, headers=bearer(token)
+    )
+    assert late.status_code == 409, "the task held at suspension went back to the pool"
+    me = next(s for s in researcher.annotators.list() if s.id == person["annotator_id"])
+    assert me.state == "suspended" and me.suspended_at is not None and me.gold_answered == 4
+    assert audience.refresh().suspended == 1
+    back = researcher.annotators.reinstate(person["annotator_id"])
+    assert back.state == "active" and back.suspended_at is None
+    assert next_task(flowlab_server, token).status_code == 200
+    stored = rows(flowlab_server, "SELECT state FROM annotators WHERE id=?", (person["annotator_id"],))
+    assert stored == [("active",)]
+
+
+def test_the_cli_suspends_reinstates_and_lists_audiences(researcher: Client, flowlab_server: ServerProcess) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FLOWLAB_URL": flowlab_server.url, "FLOWLAB_API_KEY": researcher.api_key or ""}
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "flowlab", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    audience_id = cli("audiences", "create", "--name", "cli-crowd").strip()
+    url = cli("audiences", "link", audience_id, "--platform", "url", "--id-param", "workerId").strip()
+    assert "/join/" in url
+    who = enroll(flowlab_server, url, params={"workerId": "W1"}).json()["annotator_id"]
+    assert "suspended" in cli("annotators", "suspend", who)
+    assert "active" in cli("annotators", "reinstate", who)
+    listed = cli("audiences", "list")
+    assert "cli-crowd" in listed and audience_id in listed

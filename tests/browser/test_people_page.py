@@ -127,3 +127,19 @@ def test_bad_links_are_explained(fresh_server, context_factory):
     tab.page.wait_for_function("() => document.querySelector('#error-title').textContent.includes(\"doesn't work\")")
     assert httpx.get(f"{fresh_server.url}/v1/enroll/nonsense").status_code == 404
     assert not [s for s in client.annotators.list() if s.audience_id == audience.id], "nobody was created"
+
+
+def test_a_suspended_person_sees_why(fresh_server, context_factory):
+    client = fresh_server.client()
+    audience = client.audiences.create("Watched", suspend_below=0.6, min_gold=10)
+    link = audience.enrollment_link(platform="prolific")
+    flow = client.flow.create_ranking_flow(name="w", instruction="Which?", audiences=[audience])
+    flow.create_new_flow_batch(datapoints=["x", "y", "z", "w"], time_to_live=300)
+    tab = Annotator(context_factory(), f"{link}?PROLIFIC_PID=sus-1&STUDY_ID=s&SESSION_ID=t")
+    tab.wait_for_pair()
+    client.annotators.suspend(me(tab)["id"])
+    tab.page.click("#choose-a")  # the task in hand went back to the pool; the next request says why
+    tab.page.wait_for_function("() => document.body.dataset.screen === 'end'", timeout=PAIR_TIMEOUT_MS)
+    assert tab.page.text_content("#end-title") == "Your work is paused"
+    assert "paused" in (tab.page.text_content("#end-text") or "")
+    assert tab.page.locator("#end-code-line").is_hidden()

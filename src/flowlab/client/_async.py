@@ -668,6 +668,14 @@ class AsyncAnnotatorsAPI:
     async def revoke(self, annotator_id: str) -> None:
         await self._transport.run(core.revoke_annotator(annotator_id))
 
+    async def suspend(self, annotator_id: str) -> schemas.AnnotatorStats:
+        """No more tasks for them; their tasks in hand go back to the pool. Their answers are kept."""
+        return await self._transport.run(core.set_standing(annotator_id, "suspend"))
+
+    async def reinstate(self, annotator_id: str) -> schemas.AnnotatorStats:
+        """Undo a suspension: they are served tasks again."""
+        return await self._transport.run(core.set_standing(annotator_id, "reinstate"))
+
 
 class AsyncValidationAPI:
     """The asyncio twin of `ValidationAPI` (`client.validation`)."""

@@ -718,6 +718,14 @@ class AnnotatorsAPI:
     def revoke(self, annotator_id: str) -> None:
         self._transport.run(core.revoke_annotator(annotator_id))
 
+    def suspend(self, annotator_id: str) -> schemas.AnnotatorStats:
+        """No more tasks for them; their tasks in hand go back to the pool. Their answers are kept."""
+        return self._transport.run(core.set_standing(annotator_id, "suspend"))
+
+    def reinstate(self, annotator_id: str) -> schemas.AnnotatorStats:
+        """Undo a suspension: they are served tasks again."""
+        return self._transport.run(core.set_standing(annotator_id, "reinstate"))
+
 
 class ValidationAPI:
     """`client.validation`: gold questions kept under an id, in hosted's calls. Flows refer to a set by id

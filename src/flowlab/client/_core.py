@@ -703,6 +703,12 @@ def revoke_annotator(annotator_id: str) -> Op[None]:
     yield Call("DELETE", f"/v1/annotators/{annotator_id}")
 
 
+def set_standing(annotator_id: str, action: str) -> Op[schemas.AnnotatorStats]:
+    """`suspend` or `reinstate` an annotator."""
+    resp = yield Call("POST", f"/v1/annotators/{annotator_id}/{action}")
+    return decode(resp.content, schemas.AnnotatorStats)
+
+
 def me() -> Op[schemas.Me]:
     resp = yield Call("GET", "/v1/me")
     return decode(resp.content, schemas.Me)

@@ -136,6 +136,32 @@ class Answers:
             best.touch()
         return best.kind.task_view(lease, self.rng, now)
 
+    def _check_standing(self, annotator_id: str) -> None:
+        """Continuous gold: a member whose agreement fell below their audience's mark is suspended at once."""
+        info = self.people.annotators.get(annotator_id)
+        if info is None or info.state != "active" or info.audience_id is None:
+            return
+        a = self.audiences.audiences.get(info.audience_id)
+        if a is None or a.suspend_below is None or info.gold_answered < a.min_gold:
+            return
+        if info.gold_correct / info.gold_answered < a.suspend_below:
+            self.set_standing(info, "suspended", durable=False)
+
+    def set_standing(self, info: AnnotatorInfo, state: str, *, durable: bool = True) -> asyncio.Future[None]:
+        """Suspend a person (their leases go back to the pool, they get no more tasks) or reinstate them; the
+        row follows (`retry`: it lands once the database is back). Their stored answers stay, marked by the state
+        and `suspended_at`."""
+        now = self.clock.now()
+        info.state = state  # type: ignore[assignment]
+        info.suspended_at = now if state == "suspended" else None
+        if state == "suspended":
+            for lease in self.leases.of_annotator(info.principal.id):
+                if lease.committing is None:
+                    self.leases.release(lease, "revoked", requeue=True)
+        self.work.fire()
+        op = ("UPDATE annotators SET state=?, suspended_at=? WHERE id=?", (state, info.suspended_at, info.principal.id))
+        return self.store.submit([op], retry=not durable)
+
     def work_open_to(self, who: Principal) -> bool:
         """Whether some live item is open to the annotator and can take another lease (a look, leasing nothing)."""
         info = self.people.annotators.get(who.id)
@@ -397,6 +423,8 @@ class Answers:
                 ok = not done.cancelled() and done.exception() is None
                 if ok:
                     self.people.count(who.id, votes, len(gold), sum(gold))
+                    if gold:
+                        self._check_standing(who.id)
                     if pending.pushed:
                         self.webhooks.wake()
                 for lease, checked in counted:
