@@ -387,3 +387,70 @@ def test_the_cli_suspends_reinstates_and_lists_audiences(researcher: Client, flo
     assert "active" in cli("annotators", "reinstate", who)
     listed = cli("audiences", "list")
     assert "cli-crowd" in listed and audience_id in listed
+
+
+# ---------------------------------------------------------------- the whole path, at scale
+
+
+def test_two_hundred_participants_one_link_quiz_and_gold_keep_the_spammers_out(
+    researcher: Client, flowlab_server: ServerProcess
+) -> None:
+    gold_id = gold_set(researcher, 12)
+    audience = researcher.audiences.create(
+        "launch",
+        qualification={"validation_set_id": gold_id, "questions": 8, "pass_mark": 0.75},
+        suspend_below=0.6,
+        min_gold=5,
+    )
+    link = audience.enrollment_link(platform="prolific", completion_code="DONE", screen_out_code="OUT")
+    gold = [{"a": {"text": f"check {i}: right"}, "b": {"text": f"check {i}: wrong"}, "answer": "a"} for i in range(8)]
+    flow = researcher.flow.create_ranking_flow(
+        name="launch",
+        instruction="?",
+        audiences=[audience],
+        validation_pairs=gold,
+        gold_rate=0.4,
+        max_response_threshold=400,
+    )
+    item = flow.create_new_flow_batch(datapoints=[f"d{i}" for i in range(10)], time_to_live=300)
+    crowd = SimulatedCrowd(
+        flowlab_server.url, researcher.api_key, annotators=200, spammer_fraction=0.2, rate=30000, seed=5, enroll=link
+    )
+    with crowd:
+        deadline = time.monotonic() + 120
+        while item.get_response_count() < 400:
+            assert time.monotonic() < deadline, (audience.refresh(), crowd.stats)
+            time.sleep(0.2)
+
+        async def again() -> list[httpx.Response]:  # some open the link twice, some in two tabs at once
+            async with httpx.AsyncClient(base_url=flowlab_server.url, timeout=30) as http:
+                path = f"/v1/enroll/{secret_of(link)}"
+                bodies = [prolific(p.name, "again") for p in crowd.profiles[:30] for _ in range(2)]
+                return list(await asyncio.gather(*(http.post(path, json=b) for b in bodies)))
+
+        repeated = asyncio.run(again())
+    by_name = {p.name: p.id for p in crowd.profiles}
+    assert all(r.status_code == 200 and r.json()["resumed"] for r in repeated)
+    assert {r.json()["annotator_id"] for r in repeated} == {p.id for p in crowd.profiles[:30]}
+    members = rows(
+        flowlab_server, "SELECT participant, state, suspended_at FROM annotators WHERE audience_id=?", (audience.id,)
+    )
+    assert len(members) == 200 and {m[0] for m in members} == set(by_name)
+    state = {m[0]: m[1] for m in members}
+    spammers = [p.name for p in crowd.profiles if p.spammer]
+    kept_out = [n for n in spammers if state[n] in ("screened_out", "suspended")]
+    assert len(kept_out) >= 0.8 * len(spammers), state
+    voters = {v[0] for v in rows(flowlab_server, "SELECT DISTINCT annotator_id FROM votes WHERE item_id=?", (item.id,))}
+    assert voters <= set(by_name.values())
+    screened = {by_name[n] for n, s in state.items() if s == "screened_out"}
+    assert not voters & screened, "nobody screened out ever voted"
+    for participant, s, suspended_at in members:  # the suspended voted nothing after their suspension
+        if s == "suspended":
+            later = rows(
+                flowlab_server,
+                "SELECT count(*) FROM votes WHERE annotator_id=? AND created_at > ?",
+                (by_name[participant], suspended_at + 0.5),
+            )
+            assert later == [(0,)]
+    view = audience.refresh()
+    assert view.enrolled == 200 and view.qualified + view.screened_out == 200
