@@ -24,6 +24,7 @@ from flowlab.signing import sign_webhook
 
 from .conftest import ServerProcess, free_port
 from .test_annotators_and_cli import cli
+from .test_faults import wait_for
 
 
 @dataclass
@@ -268,7 +269,9 @@ def test_cli_adds_lists_tests_and_removes_webhooks(fresh_server: ServerProcess, 
     assert cli("webhooks", "test", hook_id, server=fresh_server).returncode == 0
     (got,) = receiver.wait_for(1)
     assert got.event["type"] == "webhook.test" and verify_webhook(secret, got.headers, got.body)
-    time.sleep(0.2)
+    with fresh_server.client() as client:  # the receiver has it; the log says so once the server heard the 2xx
+        logged = lambda: [d.status for d in client.webhooks.deliveries(hook_id)] == ["delivered"]  # noqa: E731
+        wait_for(logged, 20.0, "the delivery logged")
     log = cli("webhooks", "list", "--deliveries", "3", server=fresh_server)
     assert "webhook.test" in log.stdout and "delivered" in log.stdout
     assert cli("webhooks", "remove", hook_id, server=fresh_server).returncode == 0

@@ -615,6 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     al = ann.add_parser("list", help="annotators with their votes and gold agreement")
     _client_args(al)
     al.set_defaults(func=_annotators_list)
+    _people_commands(sub, ann)
 
     hooks = sub.add_parser("webhooks", help="push events to a URL, signed (Standard Webhooks)")
     hs = hooks.add_subparsers(dest="webhooks_command", required=True)
@@ -722,6 +723,97 @@ def cli_message(exc: Exception) -> str:
     local = isinstance(exc, APIError) and exc.body is None  # body: the server's answer, when there was one
     text = exc.detail if isinstance(exc, APIError) and local else str(exc)
     return _PYTHON_CALL.sub(lambda m: _COMMANDS.get((m[1], m[2]), m[0]), text)
+
+
+# ------------------------------------------------------------------ real people: audiences, standing
+# A block of its own (issue: real people at scale): `flowlab audiences ...`, `flowlab annotators suspend|reinstate`.
+
+
+def _people_commands(sub: Any, ann: Any) -> None:
+    for action, words in (
+        ("suspend", "no more tasks for them; their answers are kept"),
+        ("reinstate", "undo a suspension"),
+    ):
+        p = ann.add_parser(action, help=words)
+        _client_args(p)
+        p.add_argument("annotator_id", help="the annotator's id, from `flowlab annotators list`")
+        p.set_defaults(func=_annotator_standing, action=action)
+    aud = sub.add_parser("audiences", help="named groups of annotators and their enrollment links")
+    acmds = aud.add_subparsers(dest="audiences_command", required=True)
+    make = acmds.add_parser("create", help="make an audience")
+    _client_args(make)
+    make.add_argument("--name", required=True, help="the audience's name, shown to researchers")
+    make.add_argument("--description", help="what the audience is for (researchers only)")
+    make.add_argument("--suspend-below", type=float, help="suspend members whose gold agreement falls below this")
+    make.add_argument("--min-gold", type=int, default=10, help="gold answers needed before suspension applies")
+    make.set_defaults(func=_audiences_create)
+    lst = acmds.add_parser("list", help="audiences with enrolled, admitted, screened-out and suspended counts")
+    _client_args(lst)
+    lst.set_defaults(func=_audiences_list)
+    link = acmds.add_parser("link", help="make an enrollment link and print it")
+    _client_args(link)
+    link.add_argument("audience_id", help="the audience's id, from `flowlab audiences list`")
+    link.add_argument("--platform", choices=["prolific", "url"])
+    link.add_argument("--id-param", help='platform "url": the parameter naming the participant (e.g. workerId)')
+    link.add_argument("--limit", type=int, help="how many people may enroll through it")
+    link.add_argument("--expires-in", type=float, help="seconds")
+    link.add_argument("--quota", type=int, help="answers per person")
+    link.add_argument("--completion-code", help="the code people are shown (and sent back with) when done")
+    link.add_argument("--screen-out-code", help="the code people who fail the quiz are given")
+    link.set_defaults(func=_audiences_link)
+    rm = acmds.add_parser("delete", help="delete an audience no flow names")
+    _client_args(rm)
+    rm.add_argument("audience_id", help="the audience's id, from `flowlab audiences list`")
+    rm.set_defaults(func=_audiences_delete)
+
+
+def _annotator_standing(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        made = getattr(client.annotators, args.action)(args.annotator_id)
+    print(f"{made.id} ({made.name}) is now {made.state}.")
+    return 0
+
+
+def _audiences_create(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        a = client.audiences.create(
+            args.name, args.description, suspend_below=args.suspend_below, min_gold=args.min_gold
+        )
+    print(a.id)
+    return 0
+
+
+def _audiences_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        rows = [a.last for a in client.audiences.list()]
+    print(f"{'id':22} {'name':20} {'enrolled':>8} {'admitted':>8} {'screened':>8} {'suspended':>9} {'active':>6}")
+    for a in rows:
+        print(
+            f"{a.id:22} {a.name[:20]:20} {a.enrolled:8d} {a.qualified:8d} {a.screened_out:8d} {a.suspended:9d} "
+            f"{a.active_now:6d}"
+        )
+    return 0
+
+
+def _audiences_link(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        url = client.audiences.get(args.audience_id).enrollment_link(
+            limit=args.limit,
+            expires_in=args.expires_in,
+            platform=args.platform,
+            completion_code=args.completion_code,
+            screen_out_code=args.screen_out_code,
+            quota=args.quota,
+            id_param=args.id_param,
+        )
+    print(url)
+    return 0
+
+
+def _audiences_delete(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.audiences.delete(args.audience_id)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

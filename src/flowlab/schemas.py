@@ -335,6 +335,7 @@ class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     # votes come from at least three people (a third of the maximum each); other kinds give every task of an
     # item to a person once, with no cap per item.
     max_votes_per_annotator: Count | None = None
+    audiences: list[str] = []  # audience ids: only their annotators are served this flow (none: everyone's)
 
 
 class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -355,6 +356,7 @@ class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults
     stop_when: StopWhen | None = None  # {"rule": "never"} turns stopping off
     chat: ChatSpec | None = None
     max_votes_per_annotator: Count | None = None
+    audiences: list[str] | None = None  # [] opens the flow to every annotator of its key again
 
 
 class Flow(msgspec.Struct):
@@ -384,6 +386,7 @@ class Flow(msgspec.Struct):
     stop_when: StopWhen | None = None
     chat: ChatSpec | None = None
     max_votes_per_annotator: int | None = None  # in force: the flow's own, or its kind's default (None: no cap)
+    audiences: list[str] = []  # the audiences whose annotators it serves; empty: every annotator of its key
 
 
 # ---------------------------------------------------------------- datapoints and items
@@ -894,6 +897,17 @@ class AnnotatorCreated(msgspec.Struct):
     join_url: str
 
 
+AnnotatorState = Literal["active", "qualifying", "screened_out", "suspended"]
+
+
+class Finish(msgspec.Struct, omit_defaults=True):
+    """How a person's work ends, for their page: why, the code to give their platform, and where to go next."""
+
+    reason: Literal["quota", "no_work", "screened_out"]
+    code: str | None = None
+    redirect_url: str | None = None  # Prolific: the study's completion URL with the code
+
+
 class AnnotatorStats(msgspec.Struct):
     id: str
     name: str
@@ -904,6 +918,101 @@ class AnnotatorStats(msgspec.Struct):
     gold_correct: int
     gold_agreement: float | None
     last_seen: float | None
+    state: AnnotatorState = "active"
+    audience_id: str | None = None  # enrolled through a link of this audience
+    participant: str | None = None  # their id on the platform they came from (Prolific's PROLIFIC_PID, ...)
+    quota: int | None = None  # answers asked of them by their link
+    suspended_at: float | None = None
+    finish: Finish | None = None  # set once their quota is done, or they were screened out
+
+
+# ---------------------------------------------------------------- audiences and enrollment
+
+Platform = Literal["prolific", "url"]
+
+
+class Qualification(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A quiz of gold questions from a validation set that a person must pass before they are served work."""
+
+    validation_set_id: str
+    questions: Annotated[int, msgspec.Meta(ge=1, le=200)] = 5
+    pass_mark: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.8  # share of quiz answers that must be right
+    feedback: bool = False  # after each answer, say what was expected and why (the gold's explanation)
+
+
+class AudienceCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    name: Name
+    description: str | None = None
+    qualification: Qualification | None = None
+    # Continuous gold: suspend a member whose agreement falls below this once they answered `min_gold` gold.
+    suspend_below: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    min_gold: Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)] = 10
+
+
+class Audience(msgspec.Struct):
+    id: str
+    name: str
+    description: str | None
+    qualification: Qualification | None
+    suspend_below: float | None
+    min_gold: int
+    created_at: float
+    enrolled: int = 0
+    qualified: int = 0  # admitted: passed the quiz (or there is none)
+    screened_out: int = 0
+    suspended: int = 0
+    active_now: int = 0  # seen in the last five minutes
+
+
+class LinkCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)] | None = None  # people who may enroll
+    expires_in: Annotated[float, msgspec.Meta(gt=0)] | None = None  # seconds from now
+    platform: Platform | None = None  # None: a team invitation (people type a display name)
+    id_param: str | None = None  # platform "url": the query parameter naming the participant (workerId, ...)
+    completion_code: str | None = None
+    screen_out_code: str | None = None
+    quota: Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)] | None = None  # answers per person
+
+
+class EnrollmentLink(msgspec.Struct):
+    id: str
+    audience_id: str
+    url: str
+    platform: Platform | None
+    id_param: str | None
+    limit: int | None
+    expires_at: float | None
+    completion_code: str | None
+    screen_out_code: str | None
+    quota: int | None
+    enrolled: int
+    revoked: bool
+    created_at: float
+
+
+class LinkInfo(msgspec.Struct):
+    """What the page needs before enrolling someone through a link (GET /v1/enroll/{secret}, no key)."""
+
+    audience: str
+    description: str | None
+    platform: Platform | None
+    id_param: str | None  # the query parameter that names the participant
+    needs_name: bool  # a team invitation: the person types a display name
+    qualification: bool
+
+
+class EnrollRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    params: dict[str, str] = {}  # the link's query parameters as the platform filled them in
+    name: str | None = None  # a team invitation: the display name the person typed
+
+
+class Enrolled(msgspec.Struct):
+    annotator_id: str
+    name: str
+    token: str
+    audience_id: str
+    state: AnnotatorState
+    resumed: bool  # this participant had enrolled before: the same annotator, the same token
 
 
 class MediaRef(msgspec.Struct):

@@ -33,6 +33,7 @@ from flowlab.client._models import (
     matrix_frame,
     votes_frame,
 )
+from flowlab.client._people import AsyncAudiencesAPI, audiences_option
 from flowlab.client._projects import AsyncProjectsAPI
 from flowlab.client._servers import log_choice, resolve_server
 from flowlab.client._transport import AsyncTransport
@@ -472,6 +473,7 @@ class AsyncFlowsAPI:
         stop_k: int = 1,
         stop_confidence: float = 0.95,
         max_votes_per_annotator: int | None = None,
+        audiences: Sequence[Any] | None = None,
     ) -> AsyncFlow:
         """Create a pairwise ranking flow, with hosted's arguments in hosted's order (`drain_duration` and
         `serve_timeout` are flowlab's `drain_seconds` and `lease_seconds`). `min_response_threshold` defaults
@@ -504,7 +506,9 @@ class AsyncFlowsAPI:
         if validation_set_id is not None:
             options["validation_set_id"] = validation_set_id
         config = await self._transport.run(
-            core.create_flow(name, instruction, max_response_threshold, min_response_threshold, options)
+            core.create_flow(
+                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+            )
         )
         return AsyncFlow(self._transport, config)
 
@@ -521,6 +525,7 @@ class AsyncFlowsAPI:
         serve_timeout: float | None = None,
         *,
         gold_rate: float = 0.1,
+        audiences: Sequence[Any] | None = None,
     ) -> AsyncClassifyFlow:
         options = classify_options(
             categories,
@@ -532,7 +537,9 @@ class AsyncFlowsAPI:
             serve_timeout,
         ) | {"gold_rate": gold_rate}
         max_votes, min_votes = options.pop("max_response_threshold"), options.pop("min_response_threshold")
-        config = await self._transport.run(core.create_flow(name, instruction, max_votes, min_votes, options))
+        config = await self._transport.run(
+            core.create_flow(name, instruction, max_votes, min_votes, options | audiences_option(audiences))
+        )
         return AsyncClassifyFlow(self._transport, config)
 
     async def create_chat_flow(
@@ -554,6 +561,7 @@ class AsyncFlowsAPI:
         lease_seconds: float | None = None,
         drain_seconds: float | None = None,
         settings: Sequence[Any] | None = None,
+        audiences: Sequence[Any] | None = None,
     ) -> AsyncChatFlow:
         """Create a chat flow; the arguments are `FlowsAPI.create_chat_flow`'s."""
         options = chat_options(
@@ -571,7 +579,9 @@ class AsyncFlowsAPI:
             settings,
         )
         config = await self._transport.run(
-            core.create_flow(name, instruction, max_response_threshold, min_response_threshold, options)
+            core.create_flow(
+                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+            )
         )
         return AsyncChatFlow(self._transport, config)
 
@@ -591,6 +601,7 @@ class AsyncFlowsAPI:
         lease_seconds: float | None = None,
         drain_seconds: float | None = None,
         settings: Sequence[Any] | None = None,
+        audiences: Sequence[Any] | None = None,
     ) -> AsyncRlhfFlow:
         """The asyncio twin of `Client.flow.create_rlhf_flow`."""
         options = rlhf_options(
@@ -605,7 +616,9 @@ class AsyncFlowsAPI:
             settings,
         )
         config = await self._transport.run(
-            core.create_flow(name, instruction, max_response_threshold, min_response_threshold, options)
+            core.create_flow(
+                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+            )
         )
         return AsyncRlhfFlow(self._transport, config)
 
@@ -667,6 +680,14 @@ class AsyncAnnotatorsAPI:
 
     async def revoke(self, annotator_id: str) -> None:
         await self._transport.run(core.revoke_annotator(annotator_id))
+
+    async def suspend(self, annotator_id: str) -> schemas.AnnotatorStats:
+        """No more tasks for them; their tasks in hand go back to the pool. Their answers are kept."""
+        return await self._transport.run(core.set_standing(annotator_id, "suspend"))
+
+    async def reinstate(self, annotator_id: str) -> schemas.AnnotatorStats:
+        """Undo a suspension: they are served tasks again."""
+        return await self._transport.run(core.set_standing(annotator_id, "reinstate"))
 
 
 class AsyncValidationAPI:
@@ -794,6 +815,7 @@ class AsyncClient:
         self.webhooks = AsyncWebhooksAPI(self._transport)
         self.projects = AsyncProjectsAPI(self._transport)
         self.annotators = AsyncAnnotatorsAPI(self._transport)
+        self.audiences = AsyncAudiencesAPI(self._transport)
 
     async def create_api_key(self, name: str) -> schemas.KeyCreated:
         return await self._transport.run(core.create_key(name))

@@ -33,6 +33,7 @@ from flowlab.client._models import (
     matrix_frame,
     votes_frame,
 )
+from flowlab.client._people import AudiencesAPI, audiences_option
 from flowlab.client._projects import ProjectsAPI
 from flowlab.client._servers import log_choice, resolve_server
 from flowlab.client._transport import SyncTransport
@@ -497,6 +498,7 @@ class FlowsAPI:
         stop_k: int = 1,
         stop_confidence: float = 0.95,
         max_votes_per_annotator: int | None = None,
+        audiences: Sequence[Any] | None = None,
     ) -> Flow:
         """Create a pairwise ranking flow, with hosted's arguments in hosted's order (`drain_duration` and
         `serve_timeout` are flowlab's `drain_seconds` and `lease_seconds`). `min_response_threshold` defaults
@@ -529,7 +531,9 @@ class FlowsAPI:
         if validation_set_id is not None:
             options["validation_set_id"] = validation_set_id
         config = self._transport.run(
-            core.create_flow(name, instruction, max_response_threshold, min_response_threshold, options)
+            core.create_flow(
+                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+            )
         )
         return Flow(self._transport, config)
 
@@ -546,6 +550,7 @@ class FlowsAPI:
         serve_timeout: float | None = None,
         *,
         gold_rate: float = 0.1,
+        audiences: Sequence[Any] | None = None,
     ) -> ClassifyFlow:
         """Create a classify flow: 2 to 8 categories, given as labels or (label, value) pairs; each datapoint
         collects answers until it has `max_responses_per_datapoint`, and an item that runs out of time is
@@ -561,7 +566,9 @@ class FlowsAPI:
             serve_timeout,
         ) | {"gold_rate": gold_rate}
         max_votes, min_votes = options.pop("max_response_threshold"), options.pop("min_response_threshold")
-        config = self._transport.run(core.create_flow(name, instruction, max_votes, min_votes, options))
+        config = self._transport.run(
+            core.create_flow(name, instruction, max_votes, min_votes, options | audiences_option(audiences))
+        )
         return ClassifyFlow(self._transport, config)
 
     def create_rlhf_flow(
@@ -580,6 +587,7 @@ class FlowsAPI:
         lease_seconds: float | None = None,
         drain_seconds: float | None = None,
         settings: Sequence[Any] | None = None,
+        audiences: Sequence[Any] | None = None,
     ) -> RlhfFlow:
         """Create an RLHF flow (seed 001): annotators rate each response of a task on `dimensions` (None: the
         seed's four on a 1-5 scale; or keys, dicts, `schemas.Dimension`s: scale, boolean, category or text,
@@ -600,7 +608,9 @@ class FlowsAPI:
             settings,
         )
         config = self._transport.run(
-            core.create_flow(name, instruction, max_response_threshold, min_response_threshold, options)
+            core.create_flow(
+                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+            )
         )
         return RlhfFlow(self._transport, config)
 
@@ -623,6 +633,7 @@ class FlowsAPI:
         lease_seconds: float | None = None,
         drain_seconds: float | None = None,
         settings: Sequence[Any] | None = None,
+        audiences: Sequence[Any] | None = None,
     ) -> ChatFlow:
         """Create a chat flow (seed 002's on-demand completions): annotators talk with the flow's `models`
         (names; None for one model named "model"), each served by `flow.serve_model(generate, model=NAME)`; they
@@ -648,7 +659,9 @@ class FlowsAPI:
             settings,
         )
         config = self._transport.run(
-            core.create_flow(name, instruction, max_response_threshold, min_response_threshold, options)
+            core.create_flow(
+                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+            )
         )
         return ChatFlow(self._transport, config)
 
@@ -714,6 +727,14 @@ class AnnotatorsAPI:
 
     def revoke(self, annotator_id: str) -> None:
         self._transport.run(core.revoke_annotator(annotator_id))
+
+    def suspend(self, annotator_id: str) -> schemas.AnnotatorStats:
+        """No more tasks for them; their tasks in hand go back to the pool. Their answers are kept."""
+        return self._transport.run(core.set_standing(annotator_id, "suspend"))
+
+    def reinstate(self, annotator_id: str) -> schemas.AnnotatorStats:
+        """Undo a suspension: they are served tasks again."""
+        return self._transport.run(core.set_standing(annotator_id, "reinstate"))
 
 
 class ValidationAPI:
@@ -843,6 +864,7 @@ class Client:
         self.webhooks = WebhooksAPI(self._transport)
         self.projects = ProjectsAPI(self._transport)
         self.annotators = AnnotatorsAPI(self._transport)
+        self.audiences = AudiencesAPI(self._transport)
 
     def create_api_key(self, name: str) -> schemas.KeyCreated:
         """Make another researcher key (admin key only)."""

@@ -277,6 +277,10 @@ def update_flow(flow_id: str, changes: Mapping[str, Any]) -> Op[schemas.Flow]:
         )
     if changes.get("validation_pairs"):
         changes["validation_pairs"] = yield from _validation_pairs(changes["validation_pairs"])
+    if "audiences" in changes:  # audiences, their views or ids; [] opens the flow to everyone again
+        audiences = changes["audiences"]
+        audiences = [audiences] if isinstance(audiences, str) or hasattr(audiences, "id") else audiences
+        changes["audiences"] = [a if isinstance(a, str) else a.id for a in audiences]
     resp = yield Call("PATCH", f"/v1/flows/{flow_id}", json=changes)
     return decode(resp.content, schemas.Flow)
 
@@ -777,6 +781,12 @@ def list_annotators() -> Op[list[schemas.AnnotatorStats]]:
 
 def revoke_annotator(annotator_id: str) -> Op[None]:
     yield Call("DELETE", f"/v1/annotators/{annotator_id}")
+
+
+def set_standing(annotator_id: str, action: str) -> Op[schemas.AnnotatorStats]:
+    """`suspend` or `reinstate` an annotator."""
+    resp = yield Call("POST", f"/v1/annotators/{annotator_id}/{action}")
+    return decode(resp.content, schemas.AnnotatorStats)
 
 
 def me() -> Op[schemas.Me]:

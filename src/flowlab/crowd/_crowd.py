@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -48,6 +49,7 @@ class CrowdStats:
     replies: int = 0  # chat tasks: replies the crowd asked models for
     by_annotator: dict[str, int] = field(default_factory=dict)
     error_causes: dict[str, int] = field(default_factory=dict)  # what went wrong, with how often
+    ended: dict[str, str] = field(default_factory=dict)  # enrolled people whose work ended: name -> why (a code)
 
     def error(self, exc: BaseException) -> None:
         self.errors += 1
@@ -83,6 +85,11 @@ class SimulatedCrowd:
         with probability `left_bias`, and judge otherwise.
     bulk
         Fetch and answer tasks in batches (the crowd endpoints) instead of one at a time like a page.
+    enroll
+        An audience's enrollment link: each person enrolls through it as a participant of its platform would
+        (Prolific's PROLIFIC_PID, STUDY_ID and SESSION_ID, or the link's id parameter; a team invitation gets their
+        name), instead of being made by the researcher's key. A person whose work ends (their quota done, screened
+        out, suspended) stops, and `stats.ended` says why.
     """
 
     def __init__(
@@ -102,6 +109,7 @@ class SimulatedCrowd:
         chat: ChatScript | None = None,
         left_biased_fraction: float = 0.0,
         left_bias: float = 0.8,
+        enroll: str | None = None,
     ) -> None:
         if annotators < 1:
             raise ValueError("annotators must be at least 1")
@@ -131,6 +139,7 @@ class SimulatedCrowd:
             for i in range(annotators)
         ]
         self.stats = CrowdStats()
+        self.enroll = enroll
         self.chat = chat or ChatScript()
         self._scores: dict[str, list[float] | None] = {}
         self._details: dict[str, list[schemas.Datapoint] | None] = {}
@@ -204,6 +213,8 @@ class SimulatedCrowd:
         limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)  # sign-up
         async with httpx.AsyncClient(base_url=self.url, limits=limits, timeout=30.0) as http:
             research = {"Authorization": f"Bearer {self.api_key}"}
+            if self.enroll is not None:
+                await self._enroll_all(http)
             for p in self.profiles:
                 if not p.token:
                     r = await http.post("/v1/annotators", json={"name": p.name}, headers=research)
@@ -219,6 +230,32 @@ class SimulatedCrowd:
             for w in workers:
                 with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
                     await w
+
+    async def _enroll_all(self, http: httpx.AsyncClient) -> None:
+        """Every person opens the enrollment link, as many at once as a study's launch brings."""
+        path = "/v1/enroll/" + urlsplit(self.enroll or "").path.rstrip("/").rsplit("/", 1)[-1]
+        r = await http.get(path)
+        r.raise_for_status()
+        info = msgspec.json.decode(r.content, type=schemas.LinkInfo)
+
+        async def one(i: int, p: AnnotatorProfile) -> None:
+            body: dict[str, Any]
+            if info.platform == "prolific":
+                body = {"params": {"PROLIFIC_PID": p.name, "STUDY_ID": "sim-study", "SESSION_ID": f"sim-{i}"}}
+            elif info.platform is not None:
+                body = {"params": {info.id_param or "": p.name}}
+            else:
+                body = {"name": p.name}
+            while True:
+                r = await http.post(path, json=body)
+                if r.status_code != 429:
+                    break
+                await asyncio.sleep(float(r.headers.get("retry-after", "1")) * random.random())
+            r.raise_for_status()
+            made = msgspec.json.decode(r.content, type=schemas.Enrolled)
+            p.token, p.id = made.token, made.annotator_id
+
+        await asyncio.gather(*(one(i, p) for i, p in enumerate(self.profiles) if not p.token))
 
     # ------------------------------------------------------------ one annotator
 
@@ -250,6 +287,8 @@ class SimulatedCrowd:
                     continue
                 if not pending:
                     r = await own.post("/v1/tasks/next", _NEXT_BODY)
+                    if r.status == 403 and self._ended(p, r):
+                        return
                     if r.status == 204:
                         self.stats.idle_polls += 1
                         await asyncio.sleep(float(r.header("x-poll-interval", "0.5") or 0.5) * rng.uniform(0.5, 1.0))
@@ -289,6 +328,8 @@ class SimulatedCrowd:
         self, own: KeepAliveHTTP, oracle: KeepAliveHTTP, p: AnnotatorProfile, rng: random.Random
     ) -> None:
         r = await own.post("/v1/tasks/next-batch", _encode({"n": self.batch_size, "wait": 2.0}))
+        if r.status == 403 and self._ended(p, r):
+            await asyncio.sleep(3600)  # this person's work is over; the crowd's stop cancels the wait
         _raise_for_status(r)
         batch = _batch_decoder.decode(r.body)
         if not batch.tasks:
@@ -317,6 +358,17 @@ class SimulatedCrowd:
         _raise_for_status(r)
         for ack in _acks_decoder.decode(r.body).results:
             self._count(p, ack)
+
+    def _ended(self, p: AnnotatorProfile, r: WireResponse) -> bool:
+        """An enrolled person was told their work is over (finished, screened out, suspended): note why."""
+        try:
+            code = msgspec.json.decode(r.body).get("code")
+        except msgspec.DecodeError:
+            return False
+        if code in ("finished", "screened_out", "suspended"):
+            self.stats.ended[p.name] = code
+            return True
+        return False
 
     def _count(self, p: AnnotatorProfile, ack: schemas.Ack) -> None:
         if ack.status == "accepted":
@@ -380,7 +432,7 @@ class SimulatedCrowd:
         """Content -> its right answers, for the gold labels of a classify flow (empty for another's flow)."""
         known = self._gold_labels_of.get(flow_id)
         if known is None:
-            path = f"/v1/flows/{flow_id}/validation-labels"
+            path = _gold_path(flow_id, "labels")
             labels = await self._lookup(oracle, path, list[schemas.ValidationLabel]) or []
             known = self._gold_labels_of[flow_id] = {_gold_content(g.datapoint): g.truths for g in labels}
         return known
@@ -388,7 +440,7 @@ class SimulatedCrowd:
     async def gold_answer(self, oracle: KeepAliveHTTP, task: schemas.Task) -> str | None:
         known = self._gold.get(task.flow_id)
         if known is None:
-            path = f"/v1/flows/{task.flow_id}/validation-pairs"
+            path = _gold_path(task.flow_id, "pairs")
             known = {}
             for pair in await self._lookup(oracle, path, list[schemas.ValidationPair]) or []:
                 a, b = _gold_content(pair.a), _gold_content(pair.b)
@@ -406,6 +458,13 @@ CACHED_ITEMS = 4096  # items whose detail the crowd remembers: a long batch proj
 def _forget_oldest(cache: dict[str, Any]) -> None:
     while len(cache) > CACHED_ITEMS:
         del cache[next(iter(cache))]
+
+
+def _gold_path(flow_id: str, what: str) -> str:
+    """Where the gold of a task's flow is read; an audience's qualification quiz names the audience instead."""
+    if flow_id.startswith("aud_"):
+        return f"/v1/audiences/{flow_id}/quiz-{what}"
+    return f"/v1/flows/{flow_id}/validation-{what}"
 
 
 def _retry_after(r: WireResponse) -> float:

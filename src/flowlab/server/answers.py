@@ -11,15 +11,17 @@ from typing import Any
 
 from flowlab import schemas
 from flowlab.server import lifecycle, scheduler
+from flowlab.server.audiences import Audiences
 from flowlab.server.auth import Principal
 from flowlab.server.clock import Clock
-from flowlab.server.errors import Conflict, Invalid, NotFound, Unauthorized
+from flowlab.server.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from flowlab.server.history import History
 from flowlab.server.items import Items
 from flowlab.server.kinds import Refusal
 from flowlab.server.leases import LeaseBook
 from flowlab.server.model import Lease, Signal
-from flowlab.server.people import People, new_id
+from flowlab.server.people import AnnotatorInfo, People, new_id
+from flowlab.server.qualification import QUIZ_PREFIX, Qualifications
 from flowlab.server.store import Op, Store
 from flowlab.server.webhooks import Webhooks
 
@@ -76,8 +78,12 @@ class Answers:
         rng: random.Random,
         work: Signal,
         webhooks: Webhooks,
+        audiences: Audiences,
+        qualifications: Qualifications,
     ) -> None:
         self.store = store
+        self.audiences = audiences
+        self.qualifications = qualifications
         self.clock = clock
         self.items = items
         self.leases = leases
@@ -91,17 +97,26 @@ class Answers:
     # ------------------------------------------------------------ leasing
 
     def lease_next(self, who: Principal) -> schemas.Task | None:
+        """The annotator's next task, or None when nothing is open to them now. Raises Forbidden (with a code the
+        page shows a screen for) when a person who enrolled through a link may have no more work."""
         now = self.clock.now()
         if self.leases.expire(now):
             self.work.fire()
         scope = self.people.scope(who)
-        best = scheduler.choose_item(self.items.active.values(), now, scope)
+        info = self.people.annotators.get(who.id)
+        audience = None if info is None else info.audience_id
+        if audience is not None:
+            if info.state == "qualifying":  # type: ignore[union-attr]
+                return self.qualifications.lease(info)  # type: ignore[arg-type]
+            if not self._admit(info):  # type: ignore[arg-type]
+                return None
+        best = scheduler.choose_item(self.items.active.values(), now, scope, audience)
         if best is None:
             return None
         question, gold = best.kind.ask(best, self.rng, who.id, now)
         if question is None and gold is None:
             # The first choice has nothing for this annotator (they labelled all it still needs): the others.
-            for other in scheduler.ranked_items(self.items.active.values(), now, scope):
+            for other in scheduler.ranked_items(self.items.active.values(), now, scope, audience):
                 if other is not best:
                     question, gold = other.kind.ask(other, self.rng, who.id, now)
                     if question is not None or gold is not None:
@@ -120,6 +135,64 @@ class Answers:
         else:
             best.touch()
         return best.kind.task_view(lease, self.rng, now)
+
+    def _check_standing(self, annotator_id: str) -> None:
+        """Continuous gold: a member whose agreement fell below their audience's mark is suspended at once."""
+        info = self.people.annotators.get(annotator_id)
+        if info is None or info.state != "active" or info.audience_id is None:
+            return
+        a = self.audiences.audiences.get(info.audience_id)
+        if a is None or a.suspend_below is None or info.gold_answered < a.min_gold:
+            return
+        if info.gold_correct / info.gold_answered < a.suspend_below:
+            self.set_standing(info, "suspended", durable=False)
+
+    def set_standing(self, info: AnnotatorInfo, state: str, *, durable: bool = True) -> asyncio.Future[None]:
+        """Suspend a person (their leases go back to the pool, they get no more tasks) or reinstate them; the
+        row follows (`retry`: it lands once the database is back). Their stored answers stay, marked by the state
+        and `suspended_at`."""
+        now = self.clock.now()
+        info.state = state  # type: ignore[assignment]
+        info.suspended_at = now if state == "suspended" else None
+        if state == "suspended":
+            for lease in self.leases.of_annotator(info.principal.id):
+                if lease.committing is None:
+                    self.leases.release(lease, "revoked", requeue=True)
+        self.work.fire()
+        op = ("UPDATE annotators SET state=?, suspended_at=? WHERE id=?", (state, info.suspended_at, info.principal.id))
+        return self.store.submit([op], retry=not durable)
+
+    def work_open_to(self, who: Principal) -> bool:
+        """Whether some live item is open to the annotator and can take another lease (a look, leasing nothing)."""
+        info = self.people.annotators.get(who.id)
+        audience = None if info is None else info.audience_id
+        return (
+            scheduler.choose_item(self.items.active.values(), self.clock.now(), self.people.scope(who), audience)
+            is not None
+        )
+
+    def _admit(self, info: AnnotatorInfo) -> bool:
+        """Whether an enrolled person may lease another task now: not while their quota's last tasks are in their
+        hands. Raises Forbidden for one who gets no more work: suspended, screened out, or with their quota done."""
+        if info.state == "suspended":
+            raise Forbidden(
+                "Your answers have been paused by the researcher: too many of the check questions disagreed with "
+                "their known answers. You will not be given more tasks; contact the researcher if you think this is "
+                "a mistake.",
+                code="suspended",
+            )
+        if info.state == "screened_out":
+            raise Forbidden(
+                "Thank you for taking part: this study is looking for a different profile.", code="screened_out"
+            )
+        link = self.audiences.link_of(info)
+        if link is not None and link.quota is not None:
+            left = link.quota - info.votes
+            if left <= 0:
+                raise Forbidden("You have answered every task this study asks of you. Thank you!", code="finished")
+            if left <= 8 and len(self.leases.of_annotator(info.principal.id)) >= left:
+                return False
+        return True
 
     async def wait_for_tasks(
         self,
@@ -166,6 +239,8 @@ class Answers:
         """The annotator's page put the task on screen: its lease's clock starts again, once (`LeaseBook.show`).
         Refused like an answer: 404 for a task not out with them, 409 for one that has ended."""
         now = self.clock.now()
+        if task_id.startswith(QUIZ_PREFIX):
+            return self.qualifications.shown(self.people.annotators[who.id], task_id)
         lease = self.leases.get(task_id)
         if lease is None or lease.annotator_id != who.id:
             prior = self.leases.outcome(task_id)
@@ -187,6 +262,14 @@ class Answers:
     # ------------------------------------------------------------ answering
 
     async def answer(self, who: Principal, task_id: str, req: schemas.Answer) -> schemas.Ack:
+        if task_id.startswith(QUIZ_PREFIX):
+            ack = await self.qualifications.answer(self.people.annotators[who.id], task_id, req.choice)
+            if req.fetch_next:
+                try:
+                    ack.next = self.lease_next(who)
+                except Forbidden:  # screened out by this answer: the next request says so
+                    ack.next = None
+            return ack
         durable = await self._durable_owners([task_id])
         # From here to the submit nothing awaits: a lease checked is a lease marked as committing, so no other
         # request, tick or item end can slip in between.
@@ -198,12 +281,24 @@ class Answers:
         if ack.status == "rejected":
             raise Invalid(ack.detail or "", field=ack.field or "choice", code=ack.code)
         if req.fetch_next and not who.revoked:
-            ack.next = self.lease_next(who)
+            try:
+                ack.next = self.lease_next(who)
+            except Forbidden:  # the answer counted; the next request says why no task follows
+                ack.next = None
         return ack
 
     async def answer_batch(self, who: Principal, answers: list[schemas.AnswerIn]) -> list[schemas.Ack]:
         if len(answers) > MAX_BATCH_ANSWERS:
             raise Invalid(f"At most {MAX_BATCH_ANSWERS:,} answers per request.", field="answers")
+        if any(a.task_id.startswith(QUIZ_PREFIX) for a in answers):  # quiz answers go one by one, then the rest
+            info = self.people.annotators[who.id]
+            quiz = {
+                i: await self.qualifications.answer(info, a.task_id, a.choice)
+                for i, a in enumerate(answers)
+                if a.task_id.startswith(QUIZ_PREFIX)
+            }
+            rest = iter(await self.answer_batch(who, [a for a in answers if not a.task_id.startswith(QUIZ_PREFIX)]))
+            return [quiz[i] if i in quiz else next(rest) for i in range(len(answers))]
         durable = await self._durable_owners([a.task_id for a in answers])
         # No await from the first check to the submit (see `answer`).
         now = self.clock.now()
@@ -328,6 +423,8 @@ class Answers:
                 ok = not done.cancelled() and done.exception() is None
                 if ok:
                     self.people.count(who.id, votes, len(gold), sum(gold))
+                    if gold:
+                        self._check_standing(who.id)
                     if pending.pushed:
                         self.webhooks.wake()
                 for lease, checked in counted:

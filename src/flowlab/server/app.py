@@ -27,7 +27,7 @@ from flowlab.server.cluster import Cluster
 from flowlab.server.errors import BadRequest, Invalid, ServiceError, Unsupported
 from flowlab.server.items import RETAIN_ENDED
 from flowlab.server.media import MediaStore
-from flowlab.server.routes import admin, chat, flows, items, pages, projects, tasks, webhooks
+from flowlab.server.routes import admin, audiences, chat, flows, items, pages, projects, tasks, webhooks
 from flowlab.server.service import FlowService
 from flowlab.server.store import StoreRejected, StoreUnavailable
 from flowlab.server.store._group_commit import GroupCommitStore
@@ -50,7 +50,10 @@ def _problem(
 
 
 def _service_error(_: Request, exc: ServiceError) -> Response[schemas.Problem]:
-    return _problem(exc.status, exc.title, exc.detail, field=exc.field, code=exc.code)
+    answer = _problem(exc.status, exc.title, exc.detail, field=exc.field, code=exc.code)
+    if exc.status == 429:
+        answer.headers["Retry-After"] = "1"
+    return answer
 
 
 def _validation_error(_: Request, exc: ValidationException) -> Response[schemas.Problem]:
@@ -124,16 +127,17 @@ JSON_BODY_MAX = 32 * 1024 * 1024  # a batch of long texts fits; media uploads ha
 
 
 async def _before(request: Request) -> Response[None] | None:
-    """Before any handler runs: every API route but health needs a known key or token, checked before anything
-    reads the body (an anonymous client gets 401 however big or broken its body, and the server never buffers
-    it); then a JSON body is checked strictly against its schema (no "300" for a number, no "true" for a
+    """Before any handler runs: every API route but health and enrollment needs a known key or token, checked
+    before anything reads the body (an anonymous client gets 401 however big or broken its body, and the server
+    never buffers it); then a JSON body is checked strictly against its schema (no "300" for a number, no "true" for a
     boolean), so a bad one is refused naming the field."""
     if request.method == "OPTIONS":
         return _options(request)
     path = request.scope["path"]
     if not path.startswith("/v1/") or path == "/v1/health":
         return None
-    request.app.state.service.auth.identify(request.headers.get("authorization"))
+    if not path.startswith("/v1/enroll/"):  # an enrollment link's secret is its own capability
+        request.app.state.service.auth.identify(request.headers.get("authorization"))
     decoder = _body_decoder(request.route_handler)
     if decoder is None:
         return None
@@ -322,6 +326,7 @@ def create_app(
             *projects.handlers,
             *chat.handlers,
             *pages.handlers,
+            *audiences.handlers,
         ],
         lifespan=[lifespan],
         state=State(

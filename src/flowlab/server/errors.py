@@ -38,6 +38,14 @@ class Conflict(ServiceError):
     status, title = 409, "Conflict"
 
 
+class Gone(ServiceError):
+    status, title = 410, "Gone"
+
+
+class TooMany(ServiceError):
+    status, title = 429, "Too Many Requests"
+
+
 class TooLarge(ServiceError):
     status, title = 413, "Content Too Large"
 

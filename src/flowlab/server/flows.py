@@ -52,6 +52,8 @@ class Flows:
         self._edit_locks: dict[str, asyncio.Lock] = {}
         # In a cluster, this process's node id: the flows it creates are its own to serve. Alone, None.
         self.node: str | None = None
+        # Refuses audience ids that are not the key's (set by the service, which knows the audiences).
+        self.check_audiences: Callable[[Principal, list[str]], list[str]] = lambda _who, ids: ids
 
     def restore(self, rows: list[Row], item_counts: dict[str, int]) -> None:
         for row in rows:
@@ -112,6 +114,7 @@ class Flows:
             stop_when=c.stop_when,
             chat=c.chat,
             max_votes_per_annotator=kind_of(c.kind).annotator_cap(c),
+            audiences=c.audiences,
         )
 
     def get(self, who: Principal, flow_id: str) -> FlowRecord:
@@ -287,6 +290,7 @@ class Flows:
             stop_when=_stop_rule(req.stop_when),
             chat=req.chat,
             max_votes_per_annotator=req.max_votes_per_annotator,
+            audiences=self.check_audiences(who, req.audiences),
         )
         cfg = with_settings(kind_of(req.kind).complete(cfg), flags)
         await self.check_config(cfg)
@@ -310,6 +314,8 @@ class Flows:
             changes["instruction"] = require_text(changes["instruction"], "instruction")
         if "stop_when" in changes:
             changes["stop_when"] = _stop_rule(changes["stop_when"])
+        if "audiences" in changes:
+            changes["audiences"] = self.check_audiences(who, changes["audiences"])
         flags = changes.pop("settings", None)
         if flags is not None:
             try:

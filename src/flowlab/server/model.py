@@ -40,6 +40,7 @@ class FlowConfig(msgspec.Struct):
     stop_when: schemas.StopWhen | None = None  # ranking flows: end an item once its question is settled
     chat: schemas.ChatSpec | None = None  # chat flows: the models and the form
     max_votes_per_annotator: int | None = None  # answers one person may give an item (None: the kind's default)
+    audiences: list[str] = []  # audience ids whose annotators it serves; empty: every annotator of its key
 
     # Options a setting can also turn on (AllowNeitherBothSetting, MarkdownSetting), for as long as it is set.
     @property

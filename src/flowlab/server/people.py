@@ -41,6 +41,12 @@ class AnnotatorInfo:
     gold_answered: int = 0
     gold_correct: int = 0
     last_seen: float | None = None
+    # Enrolled through an audience's link: the audience, their platform id, the link, and their standing.
+    audience_id: str | None = None
+    participant: str | None = None
+    link_id: str | None = None
+    state: schemas.AnnotatorState = "active"
+    suspended_at: float | None = None
 
     def stats(self) -> schemas.AnnotatorStats:
         return schemas.AnnotatorStats(
@@ -53,6 +59,10 @@ class AnnotatorInfo:
             gold_correct=self.gold_correct,
             gold_agreement=(self.gold_correct / self.gold_answered) if self.gold_answered else None,
             last_seen=self.last_seen,
+            state=self.state,
+            audience_id=self.audience_id,
+            participant=self.participant,
+            suspended_at=self.suspended_at,
         )
 
 
@@ -94,7 +104,9 @@ class People:
             if info is None:
                 p = Principal(row["id"], row["name"], "annotator", owner=row["owner"], revoked=bool(row["revoked"]))
                 self.auth.add(row["token_hash"], p)
-                self.annotators[p.id] = AnnotatorInfo(p, row["created_at"], **tallies)
+                info = self.annotators[p.id] = AnnotatorInfo(p, row["created_at"], **tallies)
+                info.audience_id, info.participant = row.get("audience_id"), row.get("participant")
+                info.link_id = row.get("link_id")
             else:
                 self._update(info.principal, row["token_hash"], bool(row["revoked"]), revoked)
                 info.votes, info.gold_answered, info.gold_correct = (
@@ -103,6 +115,8 @@ class People:
                     tallies["gold_correct"],
                 )
                 info.last_seen = max(info.last_seen or 0.0, tallies["last_seen"] or 0.0) or None
+            info.state = row.get("state") or "active"
+            info.suspended_at = row.get("suspended_at")
         return revoked
 
     def _update(self, p: Principal, secret_hash: str, is_revoked: bool, revoked: list[Principal]) -> None:
@@ -234,6 +248,11 @@ class People:
         return schemas.AnnotatorCreated(
             id=principal.id, name=name, token=token, join_url=f"{base_url.rstrip('/')}/annotate#token={token}"
         )
+
+    def add_enrolled(self, info: AnnotatorInfo, token_hash: str) -> None:
+        """A person who enrolled through a link, once their row is durable."""
+        self.auth.add(token_hash, info.principal)
+        self.annotators[info.principal.id] = info
 
     def list_annotators(self, who: Principal) -> list[schemas.AnnotatorStats]:
         return [a.stats() for a in self.annotators.values() if who.role == "admin" or a.principal.owner == who.id]

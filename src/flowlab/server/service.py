@@ -14,6 +14,7 @@ import numpy as np
 
 from flowlab import ranking, schemas
 from flowlab.server.answers import Answers
+from flowlab.server.audiences import Audiences
 from flowlab.server.auth import Principal
 from flowlab.server.clock import Clock
 from flowlab.server.errors import Invalid, NotFound
@@ -25,6 +26,7 @@ from flowlab.server.media import MediaCatalog, MediaStore, classify
 from flowlab.server.model import SharedSignal, Signal
 from flowlab.server.people import People
 from flowlab.server.projects import Projects
+from flowlab.server.qualification import Qualifications
 from flowlab.server.relay import Relay
 from flowlab.server.store import Op, Store, StoreUnavailable
 from flowlab.server.webhooks import RETRY_SECONDS, Webhooks
@@ -56,6 +58,9 @@ class FlowService:
         self.catalog = MediaCatalog(store)
         self.people = People(store, clock)
         self.flows = Flows(store, clock, self.catalog)
+        self.audiences = Audiences(store, clock, self.people)
+        self.flows.check_audiences = self.audiences.check
+        self.qualifications = Qualifications(store, clock, self.audiences)
         self.leases = LeaseBook(clock)
         self.history = History(store)
         self.webhooks = Webhooks(store, clock, retry_seconds=webhook_retry_seconds)
@@ -74,7 +79,17 @@ class FlowService:
         )
         self.projects = Projects(store, clock, self.flows, self.items, self.webhooks)
         self.answers = Answers(
-            store, clock, self.items, self.leases, self.people, self.history, self.rng, self.work, self.webhooks
+            store,
+            clock,
+            self.items,
+            self.leases,
+            self.people,
+            self.history,
+            self.rng,
+            self.work,
+            self.webhooks,
+            self.audiences,
+            self.qualifications,
         )
         self.relay = Relay(clock, self.leases)
         self.auth = self.people.auth
@@ -87,6 +102,8 @@ class FlowService:
         knows which (`Cluster.adopt`)."""
         snap = self.store.load(items=items)
         self.people.restore(snap.keys, snap.annotators)
+        self.audiences.restore()
+        self.qualifications.restore()
         self.flows.restore(snap.flows, snap.item_counts)
         if items:
             self.projects.restore()  # before the items, which rejoin their projects
@@ -150,6 +167,26 @@ class FlowService:
         await self.store.write([("UPDATE annotators SET revoked=1 WHERE id=?", (annotator_id,))])
         info.principal.revoked = True
         self._take_back(annotator_id)
+        self.work.fire()
+
+    async def create_audience(self, who: Principal, req: schemas.AudienceCreate) -> schemas.Audience:
+        async def load(
+            who: Principal, set_id: str
+        ) -> tuple[list[schemas.ValidationPair], list[schemas.ValidationLabel]]:
+            _, pairs, labels = await self.flows.validation_set(who, set_id)
+            return pairs, labels
+
+        quiz = await self.qualifications.check(who, req.qualification, load)
+        made = await self.audiences.create(who, req)
+        if quiz is not None:
+            self.qualifications.quizzes[made.id] = quiz
+        return made
+
+    async def delete_audience(self, who: Principal, audience_id: str) -> None:
+        named_by = [f.id for f in self.flows.flows.values() if f.owner == who.id and audience_id in f.config.audiences]
+        await self.audiences.delete(who, audience_id, named_by)
+        for info in self.audiences.members(audience_id):
+            self._take_back(info.principal.id)
         self.work.fire()
 
     def _take_back(self, annotator_id: str) -> None:

@@ -8,7 +8,7 @@ from litestar import Request, delete, get, head, post
 from litestar.response import File
 
 from flowlab import schemas
-from flowlab.server.errors import TooLarge
+from flowlab.server.errors import Conflict, TooLarge
 from flowlab.server.routes import researcher, service_of
 
 
@@ -29,7 +29,7 @@ async def me(request: Request) -> schemas.Me:
 async def annotator_me(request: Request) -> schemas.AnnotatorStats:
     service = service_of(request)
     who = service.auth.annotator(request.headers.get("authorization"))
-    return service.people.annotator_stats(who.id)
+    return service.audiences.stats(service.people.annotators[who.id])
 
 
 @post("/v1/keys", status_code=201)
@@ -79,13 +79,32 @@ async def list_annotators(request: Request) -> list[schemas.AnnotatorStats]:
     if request.app.state.cluster is not None:  # the tallies are counted by every process: read them afresh
         rows = await service.store.aread("SELECT * FROM annotators")
         service.people.restore([], rows)
-    return service.people.list_annotators(who)
+    return [service.audiences.stats(service.people.annotators[s.id]) for s in service.people.list_annotators(who)]
 
 
 @delete("/v1/annotators/{annotator_id:str}", status_code=204)
 async def revoke_annotator(request: Request, annotator_id: str) -> None:
     service, who = researcher(request)
     await service.revoke_annotator(who, annotator_id)
+
+
+@post("/v1/annotators/{annotator_id:str}/suspend", status_code=200)
+async def suspend_annotator(request: Request, annotator_id: str) -> schemas.AnnotatorStats:
+    """No more tasks for them, their tasks in hand back to the pool; their answers are kept."""
+    service, who = researcher(request)
+    info = service.people.owned_annotator(who, annotator_id)
+    await service.answers.set_standing(info, "suspended")
+    return service.audiences.stats(info)
+
+
+@post("/v1/annotators/{annotator_id:str}/reinstate", status_code=200)
+async def reinstate_annotator(request: Request, annotator_id: str) -> schemas.AnnotatorStats:
+    service, who = researcher(request)
+    info = service.people.owned_annotator(who, annotator_id)
+    if info.state == "screened_out":
+        raise Conflict(f"Annotator {annotator_id!r} failed the qualification quiz; they were never admitted.")
+    await service.answers.set_standing(info, "active")
+    return service.audiences.stats(info)
 
 
 @post("/v1/preheat", status_code=200)
@@ -155,6 +174,8 @@ handlers = [
     create_annotator,
     list_annotators,
     revoke_annotator,
+    suspend_annotator,
+    reinstate_annotator,
     preheat,
     upload_media,
     head_media,

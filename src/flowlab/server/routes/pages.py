@@ -24,12 +24,23 @@ PAGE_HEADERS = {
 
 @get("/annotate", include_in_schema=False)
 async def annotate_page() -> File:
+    return _page()
+
+
+def _page() -> File:
     return File(
         STATIC_DIR / "annotate.html",
         media_type="text/html; charset=utf-8",
         content_disposition_type="inline",
         headers=PAGE_HEADERS,
     )
+
+
+@get("/join/{secret:str}", include_in_schema=False)
+async def join_page(secret: str) -> File:
+    """An enrollment link: the annotator page, which enrolls the person through the link before the first task
+    (the secret and any platform parameters are read by the page, so an unknown link still gets a page saying so)."""
+    return _page()
 
 
 @get("/", include_in_schema=False)
@@ -56,4 +67,4 @@ async def static_file(name: str) -> File:
     )
 
 
-handlers: list[Any] = [annotate_page, index, static_file]
+handlers: list[Any] = [annotate_page, join_page, index, static_file]

@@ -7,12 +7,16 @@ import { AnnotatorApi, ApiError, NetworkError, sleep } from "./api.js";
 import { renderContent, renderText } from "./render.js";
 import { ChatView } from "./chat.js";
 import { RlhfView, takeParked } from "./rlhf.js";
+import { enroll, linkInfo, linkProblem, linkSecret, rememberedTeamToken } from "./enroll.js";
 
 const TOKEN_KEY = "flowlab.annotator.token";
 const HOLD = 2; // tasks held at once: the one shown and one ready behind it
 const LONG_POLL_SECONDS = 25;
 const NOTICE_MS = 9000;
 const STATS_AFTER_MS = 800; // refresh votes and gold agreement once a burst of answers settles
+const REDIRECT_MS = 4000; // the completion code stays on screen this long before the platform's page opens
+// Answers the server gives when a person's work is over: the screen that says so, not an error.
+const ENDS = new Set(["finished", "screened_out", "suspended"]);
 
 // What the page calls the work at hand, by task kind: the waiting screen, the skip link and the notices use it.
 // Before any task it uses the kind seen last (remembered across visits), else the neutral wording.
@@ -61,12 +65,14 @@ const state = {
   timer: null,
   noticeTimer: null,
   kind: null, // the kind of the task shown last, for the words of the waiting screen and the notices
+  onTaskMs: 0, // time this session spent looking at tasks (shown, tab visible)
+  tickedAt: 0,
 };
 
 // ---------------------------------------------------------------- screens and messages
 
 function showScreen(name) {
-  for (const s of ["loading", "join", "error", "wait", "vote"]) $(`screen-${s}`).hidden = s !== name;
+  for (const s of ["loading", "join", "enroll", "end", "error", "wait", "vote"]) $(`screen-${s}`).hidden = s !== name;
   document.body.dataset.screen = name;
 }
 
@@ -170,6 +176,7 @@ function rememberKind(kind) {
 
 function renderStats(stats) {
   const parts = [`${state.votes} vote${state.votes === 1 ? "" : "s"} this session`];
+  if (state.onTaskMs >= 1000) parts.push(`${formatLeft(state.onTaskMs)} on task`);
   if (stats && typeof stats.gold_agreement === "number" && stats.gold_answered > 0) {
     parts.push(`agreement on check pairs ${Math.round(stats.gold_agreement * 100)}% `
       + `(${stats.gold_correct}/${stats.gold_answered})`);
@@ -489,11 +496,12 @@ async function fill() {
   try {
     while (!signal.aborted && wanted() > 0) {
       session.inflight += 1;
+      let wait = 0;
       let task = null;
       let failed = null;
       try {
         // A quick look first, so an empty queue is reported at once; after that, wait for work to come.
-        const wait = state.idle || state.current ? LONG_POLL_SECONDS : 0;
+        wait = state.idle || state.current ? LONG_POLL_SECONDS : 0;
         task = await state.api.next(wait, signal);
       } catch (err) {
         failed = err;
@@ -502,6 +510,10 @@ async function fill() {
       }
       if (signal.aborted) return;
       if (failed) {
+        if (failed instanceof ApiError && ENDS.has(failed.code)) {
+          showEnd(failed.code, failed.message);
+          return;
+        }
         if (failed instanceof ApiError && (failed.status === 401 || failed.status === 403)) {
           showAuthError(failed.status);
           return;
@@ -519,6 +531,8 @@ async function fill() {
       } else if (!state.current) {
         state.idle = true;
         showIdle();
+        // Someone who came through a study link with nothing left to do gets their completion code.
+        if (wait > 0 && state.lastStats?.audience_id && !state.buffer.length && await finishedForNow()) return;
       }
     }
   } finally {
@@ -576,6 +590,10 @@ async function answer(choice, annotation = null) {
   if (holding && state.current === entry) state.current = null;
 
   if (problem) {
+    if (problem instanceof ApiError && ENDS.has(problem.code)) {
+      showEnd(problem.code, problem.message);
+      return;
+    }
     if (problem instanceof ApiError && (problem.status === 401 || problem.status === 403)) {
       showAuthError(problem.status);
       return;
@@ -676,6 +694,12 @@ async function startClock(entry) {
 }
 
 function tickLease() {
+  // Time on task is time the task was looked at: on screen, in a tab that is not hidden.
+  const now = performance.now();
+  if (state.tickedAt && document.body.dataset.screen === "vote" && document.visibilityState === "visible") {
+    state.onTaskMs += now - state.tickedAt;
+  }
+  state.tickedAt = now;
   const entry = state.current;
   if (!entry) return;
   const left = leaseLeftMs(entry);
@@ -775,6 +799,8 @@ function endSession({ park = false } = {}) {
 }
 
 async function start() {
+  const secret = linkSecret();
+  if (secret && !(await joinThroughLink(secret))) return;
   const token = readToken();
   if (!token) {
     showJoin();
@@ -813,6 +839,107 @@ async function start() {
   const parked = takeParked(me.id);
   if (parked) receive(parked.task, parked.receivedAt, parked.form);
   fill();
+}
+
+/**
+ * Enrolls the person through the link this page was opened from; true once their token is in hand. A platform
+ * participant is enrolled (or found again) at once; a team invitation asks for a name the first time.
+ */
+async function joinThroughLink(secret) {
+  showScreen("enroll");
+  let info;
+  try {
+    info = await linkInfo(secret);
+  } catch (err) {
+    return linkFailed(err);
+  }
+  $("enroll-title").textContent = `Join ${info.audience}`;
+  $("enroll-text").textContent = info.description || (info.qualification
+    ? "You will first answer a few practice questions; then the tasks begin." : "");
+  if (info.needs_name) {
+    const known = rememberedTeamToken(secret);
+    if (known) {
+      sessionStorage.setItem(TOKEN_KEY, known);
+      return true;
+    }
+    $("enroll-form").hidden = false;
+    $("enroll-name").focus();
+    state.enrollInfo = info;
+    return false; // the form's submit goes on (`onEnrollSubmit`)
+  }
+  $("enroll-text").textContent = "Signing you in…";
+  try {
+    const made = await enroll(secret, info);
+    sessionStorage.setItem(TOKEN_KEY, made.token);
+    return true;
+  } catch (err) {
+    return linkFailed(err);
+  }
+}
+
+function linkFailed(err) {
+  const [title, text] = linkProblem(err);
+  showError(title, text, "", { retry: err instanceof NetworkError || err.code === "enroll_rate", otherToken: false });
+  return false;
+}
+
+async function onEnrollSubmit(event) {
+  event.preventDefault();
+  const name = $("enroll-name").value.trim();
+  if (!name || !state.enrollInfo) return;
+  try {
+    const made = await enroll(linkSecret(), state.enrollInfo, name);
+    sessionStorage.setItem(TOKEN_KEY, made.token);
+  } catch (err) {
+    linkFailed(err);
+    return;
+  }
+  $("enroll-form").hidden = true;
+  start();
+}
+
+/** Asks the server whether this person's work is over for now; if so, shows their code. */
+async function finishedForNow() {
+  try {
+    const done = await state.api.finish();
+    showEnd("finished", null, done);
+    return true;
+  } catch {
+    return false; // more work came (409), or the server could not say: keep waiting
+  }
+}
+
+/** The end of a person's work: done with their completion code (and Prolific's redirect), screened out, or
+ * suspended. `finish` is the server's word on it; without it, it is read from /v1/annotator/me. */
+async function showEnd(code, detail = null, finish = null) {
+  const api = state.api;
+  endSession();
+  $("leave").hidden = true;
+  if (!finish && code !== "suspended") {
+    try {
+      finish = (await api.stats()).finish;
+    } catch {
+      finish = null;
+    }
+  }
+  const words = {
+    finished: ["You are done — thank you!", "You have answered everything this study has for you."],
+    screened_out: ["Thank you for your time", "This study is looking for a different profile, so it ends here "
+      + "for you. You will be credited as the study's instructions say."],
+    suspended: ["Your work is paused", detail || "The researcher has paused your work."],
+  }[code];
+  $("end-title").textContent = words[0];
+  $("end-text").textContent = code === "finished" && finish?.reason === "no_work"
+    ? "There is no more work for you in this study right now." : words[1];
+  $("end-code").textContent = finish?.code || "";
+  $("end-code-line").hidden = !finish?.code;
+  const to = finish?.redirect_url;
+  $("end-redirect").hidden = !to;
+  if (to) {
+    $("end-link").href = to;
+    setTimeout(() => window.location.assign(to), REDIRECT_MS);
+  }
+  showScreen("end");
 }
 
 function onEvent(ev) {
@@ -885,6 +1012,7 @@ function init() {
     sessionStorage.setItem(TOKEN_KEY, token);
     start();
   });
+  $("enroll-form").addEventListener("submit", onEnrollSubmit);
   $("error-retry").addEventListener("click", () => start());
   $("error-token").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);

@@ -55,6 +55,11 @@ export class AnnotatorApi {
     return this.request("GET", "/v1/annotator/me").then((r) => r.body);
   }
 
+  /** An enrolled person with nothing left to do: their completion code (a schemas.Finish), or 409 if work came. */
+  finish() {
+    return this.request("POST", "/v1/annotator/finish").then((r) => r.body);
+  }
+
   /** The next task, or null when there is none within `wait` seconds. */
   async next(wait, signal) {
     const r = await this.request("POST", "/v1/tasks/next", { wait }, { signal });

@@ -16,7 +16,19 @@ CREATE TABLE IF NOT EXISTS annotators (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, owner TEXT NOT NULL,
     created_at {real} NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,
     votes BIGINT NOT NULL DEFAULT 0, gold_answered BIGINT NOT NULL DEFAULT 0,
-    gold_correct BIGINT NOT NULL DEFAULT 0, last_seen {real});
+    gold_correct BIGINT NOT NULL DEFAULT 0, last_seen {real},
+    audience_id TEXT, participant TEXT, link_id TEXT, state TEXT NOT NULL DEFAULT 'active', suspended_at {real},
+    study_id TEXT, session_id TEXT);
+CREATE TABLE IF NOT EXISTS audiences (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, description TEXT, qualification TEXT,
+    suspend_below {real}, min_gold BIGINT NOT NULL DEFAULT 10, secret TEXT NOT NULL, created_at {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS quiz_answers (
+    task_id TEXT PRIMARY KEY, annotator_id TEXT NOT NULL, audience_id TEXT NOT NULL, position INTEGER NOT NULL,
+    correct INTEGER NOT NULL, created_at {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS enrollment_links (
+    id TEXT PRIMARY KEY, audience_id TEXT NOT NULL, secret TEXT NOT NULL UNIQUE, platform TEXT, id_param TEXT,
+    max_people BIGINT, expires_at {real}, completion_code TEXT, screen_out_code TEXT, quota BIGINT,
+    enrolled BIGINT NOT NULL DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0, created_at {real} NOT NULL);
 CREATE TABLE IF NOT EXISTS flows (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, config TEXT NOT NULL, created_at {real} NOT NULL,
     updated_at {real} NOT NULL, ended_version BIGINT NOT NULL DEFAULT 0, node TEXT);
@@ -97,6 +109,14 @@ ADDED_COLUMNS = [
     ("validation_sets", "dimensions", "TEXT NOT NULL DEFAULT '[]'"),
     ("validation_sets", "should_alert", "INTEGER NOT NULL DEFAULT 1"),
     ("validation_sets", "can_be_flagged", "INTEGER NOT NULL DEFAULT 1"),
+    # People who enrolled through an audience's link: who they are on their platform, and their standing.
+    ("annotators", "audience_id", "TEXT"),
+    ("annotators", "participant", "TEXT"),
+    ("annotators", "link_id", "TEXT"),
+    ("annotators", "state", "TEXT NOT NULL DEFAULT 'active'"),
+    ("annotators", "suspended_at", "{real}"),
+    ("annotators", "study_id", "TEXT"),
+    ("annotators", "session_id", "TEXT"),
 ]
 
 BACKFILL = {
@@ -116,6 +136,9 @@ INDEXES = [
     "CREATE INDEX IF NOT EXISTS gold_item ON gold_answers(item_id) WHERE item_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS items_project ON items(project_id, id) WHERE project_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS deliveries_pending ON webhook_deliveries(next_attempt_at) WHERE status = 'pending'",
+    # One participant id is one annotator per audience, whichever process or tab enrolled them first.
+    "CREATE UNIQUE INDEX IF NOT EXISTS annotators_participant ON annotators(audience_id, participant) "
+    "WHERE participant IS NOT NULL",
 ]
 
 LOAD_QUERIES = {
