@@ -753,7 +753,7 @@ def _people_commands(sub: Any, ann: Any) -> None:
     link = acmds.add_parser("link", help="make an enrollment link and print it")
     _client_args(link)
     link.add_argument("audience_id", help="the audience's id, from `flowlab audiences list`")
-    link.add_argument("--platform", choices=["prolific", "url"])
+    link.add_argument("--platform", choices=["prolific", "url"], help="where people come from (default: a team link)")
     link.add_argument("--id-param", help='platform "url": the parameter naming the participant (e.g. workerId)')
     link.add_argument("--limit", type=int, help="how many people may enroll through it")
     link.add_argument("--expires-in", type=float, help="seconds")
