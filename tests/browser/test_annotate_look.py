@@ -97,7 +97,7 @@ def test_the_waiting_screen_and_the_skip_link_speak_of_the_kind_at_hand(fresh_se
         page.keyboard.press("Enter")
         assert page.evaluate("(t) => location.hash === t", target)
         item.stop()  # the task leaves the screen; nothing else to do
-        wait_text(page, "#wait-title", idle, timeout=3000)  # at once: not after the long poll out returns
+        wait_text(page, "#wait-title", idle, timeout=8000)  # at once: not after the 25 s long poll out returns
         assert page.locator("#wait-title").inner_text() == idle
         assert f"the next {one} as soon as" in page.inner_text("#wait-text")
         assert f"The batch this {one} belonged to has just ended" in page.inner_text("#notice-text")
