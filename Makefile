@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/flowlab demo
 
+# Two pytest-xdist workers (this machine has 2 cores); PYTEST_WORKERS=0 runs the suite in one process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
 # Root (CI machines, containers) needs --allow-root; the config saves notebooks without outputs.
 lab: $(STAMP)

@@ -67,6 +67,7 @@ def test_binder_files_are_what_repo2docker_expects() -> None:
 
 
 @pytest.mark.timeout(420)
+@pytest.mark.slow
 def test_binder_build_and_start_bring_up_a_server_a_notebook_reaches(tmp_path: Path) -> None:
     if shutil.which("bash") is None:
         pytest.skip("binder/postBuild and binder/start are bash scripts")

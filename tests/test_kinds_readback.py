@@ -21,6 +21,8 @@ from flowlab.crowd import ChatScript, SimulatedCrowd
 
 from .conftest import ServerProcess
 
+pytestmark = pytest.mark.slow  # over half a minute each: `pytest -m 'not slow'` skips it
+
 RETAIN = 5.0  # seconds an ended item stays in memory: long enough to read it there, short enough to wait out
 
 

@@ -18,6 +18,8 @@ import pytest
 
 from .conftest import ServerProcess
 
+pytestmark = pytest.mark.slow  # over half a minute each: `pytest -m 'not slow'` skips it
+
 pytest.importorskip("schemathesis")
 CONFIG = Path(__file__).parent / "schemathesis" / "schemathesis.toml"
 EXCLUDE = r"^/v1/keys/|/events$|/wait$"
