@@ -147,7 +147,8 @@ def test_notebook_is_stored_as_lab_saves_it(name: str, tmp_path: Path) -> None:
     """Opening a notebook in `make lab` and saving it unchanged leaves the file as it is (key order, cell ids,
     metadata), so a save is a change in git only when someone changed the notebook."""
     stored = (NOTEBOOKS / f"{name}.ipynb").read_text()
-    assert save_as_lab_does(nbformat.reads(stored, as_version=4), tmp_path) == stored
+    saved = save_as_lab_does(nbformat.reads(stored, as_version=4), tmp_path)
+    assert saved == stored, f"{name}: store it as Jupyter writes it (save it in `make lab`, or with nbformat.write)"
 
 
 def test_make_lab_saves_notebooks_without_outputs(tmp_path: Path) -> None:
