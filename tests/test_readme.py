@@ -40,3 +40,4 @@ def test_every_python_block_of_the_readme_runs_as_written(fresh_server: ServerPr
         assert key in out
     assert "draft 3 - settled after" in out  # the stopping rule ended the item, not its time
     assert "records;" in out and "preference pairs" in out
+    assert "enrolled=30" in out, "the simulated participants enrolled through the audience's link"
