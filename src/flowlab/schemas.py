@@ -296,6 +296,8 @@ class Conversation(msgspec.Struct):
     justification: str | None
     created_at: float
     shown_at: float | None = None  # when its task was first on the annotator's screen (time on task)
+    # Left out of results, matrices and fits: its annotator was suspended while the item took answers.
+    excluded: bool = False
 
 
 class StopWhen(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -677,6 +679,8 @@ class Annotation(msgspec.Struct):
     justification: str | None
     created_at: float
     shown_at: float | None = None  # when its task was first on the annotator's screen (time on task)
+    # Left out of results, matrices and fits: its annotator was suspended while the item took answers.
+    excluded: bool = False
 
 
 class Label(msgspec.Struct):
@@ -688,6 +692,8 @@ class Label(msgspec.Struct):
     value: str
     created_at: float
     shown_at: float | None = None  # when its task was first on the annotator's screen (time on task)
+    # Left out of results, matrices and fits: its annotator was suspended while the item took answers.
+    excluded: bool = False
 
 
 class WinLossMatrix(msgspec.Struct):
@@ -706,6 +712,8 @@ class Vote(msgspec.Struct):
     created_at: float
     chose_first: bool | None = None  # the winner was the one shown first (left); None for a tie or unknown
     shown_at: float | None = None  # when its task was first on the annotator's screen (time on task)
+    # Left out of results, matrices and fits: its annotator was suspended while the item took answers.
+    excluded: bool = False
 
 
 # ---------------------------------------------------------------- live events

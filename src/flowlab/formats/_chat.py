@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flowlab import schemas
+from flowlab.formats._records import counted
 from flowlab.formats._rlhf import _iso, _message, _rating_annotations
 
 
@@ -36,7 +37,7 @@ def chat_records(
     whether it is the chosen branch, and the record's `annotations` hold the choice, its strength and why."""
     by_index = {d.index: d for d in datapoints}
     records: list[dict[str, Any]] = []
-    for c in conversations:
+    for c in counted(conversations):
         d = by_index.get(c.datapoint)
         if d is None:
             raise ValueError(f"conversation {c.task_id!r} refers to datapoint {c.datapoint}, not among those given")

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from flowlab import schemas
+from flowlab.formats._records import counted
 
 
 class ExportedItem(msgspec.Struct):
@@ -62,12 +63,13 @@ def formats_of(kind: str) -> tuple[str, ...]:
 
 
 def typed(kind: str, item: schemas.ProjectExportItem) -> ExportedItem:
-    """The wire's item with its results and answers decoded into the kind's structs."""
+    """The wire's item with its results and answers decoded into the kind's structs; a deliverable holds the
+    answers its results count (those of people suspended while the item was live are left out)."""
     made = of_kind(kind)
     return ExportedItem(
         detail=item.detail,
         results=msgspec.convert(item.results, made.results),
-        answers=msgspec.convert(item.answers, list[made.answers]),  # type: ignore[name-defined]
+        answers=counted(msgspec.convert(item.answers, list[made.answers])),  # type: ignore[name-defined]
     )
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
 
 from flowlab import schemas
 
@@ -12,13 +12,22 @@ def _content(d: schemas.Datapoint) -> str:
     return d.text if d.text is not None else (d.url or (f"/media/{d.media}" if d.media else ""))
 
 
+AnswerT = TypeVar("AnswerT")
+
+
+def counted(answers: Iterable[AnswerT]) -> list[AnswerT]:
+    """The answers an item's results count: those of people suspended while it was live are left out of every
+    format made from answers, as they are of results and matrices (the answers endpoints list them, marked)."""
+    return [a for a in answers if not getattr(a, "excluded", False)]
+
+
 def preference_pairs(
     datapoints: Sequence[schemas.Datapoint], votes: Sequence[schemas.Vote], *, prompt: str | None = None
 ) -> list[dict[str, Any]]:
     """One record per decisive vote: `{"prompt", "chosen", "rejected", "chosen_key", "rejected_key",
     "annotator_id"}`, the shape DPO-style trainers read. Ties carry no preference and are left out."""
     out = []
-    for v in votes:
+    for v in counted(votes):
         if v.tie:
             continue
         win, lose = datapoints[v.winner], datapoints[v.loser]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flowlab import schemas
+from flowlab.formats._records import counted
 
 # How a dimension's type reads in a record's annotation `type` field.
 _ANNOTATION_TYPES: dict[str, str] = {"scale": "integer", "boolean": "boolean", "category": "category", "text": "text"}
@@ -162,7 +163,7 @@ def rlhf_records(
     """
     by_index = _index(datapoints)
     records: list[dict[str, Any]] = []
-    for a in annotations:
+    for a in counted(annotations):
         d, prompt, responses = _task(by_index, a)
         meta: dict[str, Any] = dict(metadata or {})
         meta.update(flowlab_item_id=item_id, datapoint_key=d.key, datapoint_index=d.index)
@@ -235,7 +236,7 @@ def preference_rows(
     conv = _conversational(datapoints, conversational)
     by_index = _index(datapoints)
     rows = []
-    for a in annotations:
+    for a in counted(annotations):
         d, prompt, responses = _task(by_index, a)
         if a.selected is None:
             continue
@@ -271,7 +272,7 @@ def sft_rows(
     conv = _conversational(datapoints, conversational)
     by_index = _index(datapoints)
     rows = []
-    for a in annotations:
+    for a in counted(annotations):
         d, prompt, _ = _task(by_index, a)
         sources = [s for s in a.order if s in a.rewrites] + [s for s in a.rewrites if s not in a.order]
         for source in sources:
@@ -316,7 +317,7 @@ def kto_rows(
     conv = _conversational(datapoints, conversational)
     by_index = _index(datapoints)
     rows = []
-    for a in annotations:
+    for a in counted(annotations):
         d, prompt, responses = _task(by_index, a)
         for source in a.order:
             score = _rating_score(a.ratings.get(source, {}), spec.dimensions)

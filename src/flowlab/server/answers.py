@@ -149,8 +149,12 @@ class Answers:
 
     def set_standing(self, info: AnnotatorInfo, state: str, *, durable: bool = True) -> asyncio.Future[None]:
         """Suspend a person (their leases go back to the pool, they get no more tasks) or reinstate them; the
-        row follows (`retry`: it lands once the database is back). Their stored answers stay, marked by the state
-        and `suspended_at`."""
+        row follows (`retry`: it lands once the database is back).
+
+        From the moment of a suspension every live item they answered counts its answers again without theirs
+        (its count may fall, so it takes answers from others until it reaches its maximum), and an item that
+        ends while they are suspended ends without them; their rows stay, marked `excluded`. Reinstating puts
+        their answers back into the live items. Items that ended before keep their final results."""
         now = self.clock.now()
         info.state = state  # type: ignore[assignment]
         info.suspended_at = now if state == "suspended" else None
@@ -158,9 +162,10 @@ class Answers:
             for lease in self.leases.of_annotator(info.principal.id):
                 if lease.committing is None:
                     self.leases.release(lease, "revoked", requeue=True)
+        marks = self.items.restand(info.principal.id, self.people.suspended())
         self.work.fire()
         op = ("UPDATE annotators SET state=?, suspended_at=? WHERE id=?", (state, info.suspended_at, info.principal.id))
-        return self.store.submit([op], retry=not durable)
+        return self.store.submit([op, *marks], retry=not durable)
 
     def work_open_to(self, who: Principal) -> bool:
         """Whether some live item is open to the annotator and can take another lease (a look, leasing nothing)."""
@@ -444,6 +449,10 @@ class Answers:
         item.kind.count(lease, checked)
         if lease.gold is not None:
             return
+        info = self.people.annotators.get(lease.annotator_id)
+        if info is not None and info.state == "suspended":
+            # Answered before the suspension, durable after it: left out like the rest of their answers.
+            self.store.submit(self.items.restand(lease.annotator_id, self.people.suspended()), retry=True)
         new = lifecycle.next_state(item, self.clock.now())
         if new is not None:
             self.items.set_state(item, new, self.clock.now())

@@ -234,7 +234,7 @@ class Cluster:
             mine = {f for f in flow_ids if f in service.flows.flows and service.flows.mine(service.flows.flows[f])}
             items, answers = await asyncio.to_thread(schema.load_items, self.store.read, sorted(mine))
             service.projects.restore(mine)
-            service.items.restore(items, answers)
+            service.items.restore(items, answers, service.people.suspended())
             service.items.resume()
         log.warning("cluster node %s now serves %d more flow(s), %d live item(s)", self.id, len(mine), len(items))
         Signal.fire(service.work)

@@ -62,8 +62,10 @@ async def item_stream(
             )
             yield ServerSentEventMessage(data=_encode(event).decode(), id=event.version, event="item")
         return
-    resumed = last_event_id is not None and 0 <= last_event_id <= item.version
-    sent_votes = last_event_id // 8 if resumed and last_event_id is not None else 0
+    # A resumed stream carries on from its answer position, unless the item was recounted since (someone was
+    # suspended or reinstated): then the counts are sent anew.
+    resumed = last_event_id is not None and item.recounted_version <= last_event_id <= item.version
+    sent_votes = last_event_id // 8 - item.recount_offset if resumed and last_event_id is not None else 0
     sent_version = last_event_id if resumed and last_event_id is not None else -1
     full = not resumed
     last_sent = 0.0
@@ -77,7 +79,7 @@ async def item_stream(
             count = item.response_count
             # A subscriber this far behind gets the counts again, not every vote it missed: no message grows
             # with how long a client stopped reading.
-            full = full or count - sent_votes > MAX_DELTA_ROWS
+            full = full or count - sent_votes > MAX_DELTA_ROWS or sent_version < item.recounted_version
             event = schemas.ItemEvent(
                 item_id=item.id,
                 flow_id=item.flow.id,

@@ -8,6 +8,7 @@ import logging
 import math
 import random
 import statistics
+from collections.abc import Collection
 from typing import Any
 
 import msgspec
@@ -90,9 +91,9 @@ class Items:
 
     # ------------------------------------------------------------ start-up
 
-    def restore(self, rows: list[Row], votes: list[Row]) -> None:
-        """Rebuild the live items and count their durable votes again; items whose deadline passed while the
-        server was down end now, as they would have then."""
+    def restore(self, rows: list[Row], votes: list[Row], suspended: Collection[str] = ()) -> None:
+        """Rebuild the live items and count their durable votes again, leaving out the answers of `suspended`
+        people; items whose deadline passed while the server was down end now, as they would have then."""
         failed: list[Op] = []
         restored: list[ItemRecord] = []
         for row in rows:
@@ -129,6 +130,8 @@ class Items:
             voted = self.live.get(item_id)
             if voted is not None:
                 voted.kind.replay(voted, item_votes)
+                if not lifecycle.is_terminal(voted.state) and set(voted.kind.answered_by(voted)) & set(suspended):
+                    voted.recount(suspended)
         now = self.clock.now()
         for item in restored:
             if lifecycle.is_terminal(item.state):
@@ -144,6 +147,23 @@ class Items:
                 self.active[item.id] = item
         if failed:
             self.store.write_now(failed)
+
+    def restand(self, annotator_id: str, suspended: Collection[str]) -> list[Op]:
+        """Someone was suspended or reinstated: every live item they answered counts its answers again, leaving
+        out those of the `suspended` people. Returns the ops that mark (or unmark) their stored answers in those
+        items. Items that ended already keep their final results, and their answers' marks."""
+        ops: list[Op] = []
+        mark = int(annotator_id in suspended)
+        for item in self.active.values():
+            if annotator_id in item.kind.answered_by(item):
+                item.recount(suspended)
+                ops.append(
+                    (
+                        f"UPDATE {item.kind.answers_table} SET excluded=? WHERE item_id=? AND annotator_id=?",
+                        (mark, item.id, annotator_id),
+                    )
+                )
+        return ops
 
     def resume(self) -> None:
         """Once the writer runs: finish ending the items that ended without a durable final record."""

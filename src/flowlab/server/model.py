@@ -4,7 +4,7 @@ writes only this; the store makes it durable, and ended items live in the databa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -219,6 +219,8 @@ class ItemRecord:
         "private_metadata",
         "project",
         "reason",
+        "recount_offset",
+        "recounted_version",
         "response_count",
         "settled",
         "started_at",
@@ -266,6 +268,10 @@ class ItemRecord:
         self.ended_at = ended_at
         self.reason = reason
         self.response_count = 0
+        # Suspending or reinstating someone recounts the item, and its count may fall: the offset keeps the
+        # version growing (one step a recount), and streams older than `recounted_version` get the counts anew.
+        self.recount_offset = 0
+        self.recounted_version = 0
         self.leases: dict[str, Lease] = {}
         self.finalised = False  # its final record is durable; it may leave memory
         self.final_results: Any = None  # the results in that record, served until it leaves
@@ -281,8 +287,17 @@ class ItemRecord:
 
     @property
     def version(self) -> int:
-        # Answers and states only grow, so this does too; a subscriber's answer position is version // 8.
-        return 8 * self.response_count + STATE_RANK[self.state]
+        # Answers (with the recount offset) and states only grow, so this does too; since the last recount a
+        # subscriber's answer position is version // 8 - recount_offset.
+        return 8 * (self.response_count + self.recount_offset) + STATE_RANK[self.state]
+
+    def recount(self, excluded: Collection[str]) -> None:
+        """Count the answers again without those of `excluded` people (see `TaskKind.recount`)."""
+        before = self.response_count
+        self.kind.recount(self, excluded)
+        self.recount_offset += before - self.response_count + 1
+        self.recounted_version = self.version
+        self.touch()
 
     @property
     def flow_share(self) -> int:

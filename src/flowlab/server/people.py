@@ -270,6 +270,10 @@ class People:
         """Whose flows an annotator works on: one made with the admin key, everyone's; else its researcher's."""
         return None if who.owner in self.admin_ids else who.owner
 
+    def suspended(self) -> set[str]:
+        """The people suspended now: their answers are left out of live items' results."""
+        return {a for a, info in self.annotators.items() if info.state == "suspended"}
+
     def seen(self, annotator_id: str, now: float) -> None:
         info = self.annotators.get(annotator_id)
         if info is not None:

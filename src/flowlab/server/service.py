@@ -107,7 +107,7 @@ class FlowService:
         self.flows.restore(snap.flows, snap.item_counts)
         if items:
             self.projects.restore()  # before the items, which rejoin their projects
-            self.items.restore(snap.items, snap.votes)
+            self.items.restore(snap.items, snap.votes, self.people.suspended())
         self.webhooks.restore(snap.webhooks)
         return self.people.ensure_admin(data_dir, env_key)
 

@@ -18,11 +18,14 @@ takes. Nothing outside `kinds/` names a kind. The service calls a kind at these 
     release     a lease ended unanswered: ask its question again (now, or after fresh ones)
     results / matrix / delta     live reads (`matrix` is None for kinds that compare nothing pairwise)
     final       the item ended: its record for the database, read back for every later request
+    answered_by / recount        people were suspended or reinstated: count the item's answers again without
+                the answers of those suspended (set aside in memory, so reinstating puts them back)
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flowlab import schemas
@@ -131,7 +134,18 @@ class TaskKind(Protocol):
     def final(self, item: ItemRecord) -> tuple[Any, schemas.WinLossMatrix | None]: ...
 
     def votes(self, rows: list[Row]) -> list[Any]:
-        """Stored answers as the API returns them."""
+        """Stored answers as the API returns them, each saying whether the item's results leave it out."""
+        ...
+
+    def answered_by(self, item: ItemRecord) -> Collection[str]:
+        """The people whose answers the item has counted or set aside."""
+        ...
+
+    def recount(self, item: ItemRecord, excluded: Collection[str]) -> None:
+        """Count the item's answers again from the ones it holds in memory, leaving out (setting aside) those of
+        the `excluded` people and putting back set-aside answers of anyone no longer excluded; sets
+        `item.response_count` to the answers that count. Who was given what (a person's share, the pairs or
+        datapoints they had) stays: it is about serving, not about results."""
         ...
 
 

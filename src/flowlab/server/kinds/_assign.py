@@ -109,6 +109,12 @@ class Assignments:
         self._taken(annotator_id)[d] = True
         return self.annotator(annotator_id)
 
+    def clear_answers(self) -> None:
+        """Forget every answer counted (before counting some of them again); leases out and who had what stay."""
+        self.answered[:] = 0
+        self.n_full = 0
+        self.n_open = int((self.leased < self.max).sum())
+
     def _load_changed(self, d: int, before: int) -> None:
         after = int(self.answered[d] + self.leased[d])
         if before < self.max <= after:

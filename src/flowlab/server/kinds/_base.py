@@ -3,6 +3,7 @@ to one kind only (a starting conversation is a chat task, a prompt with response
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from flowlab import schemas
@@ -47,6 +48,9 @@ class KindBase:
 
     def matrix(self, item: ItemRecord) -> schemas.WinLossMatrix | None:
         return None  # only a kind that compares pairs has one
+
+    def answered_by(self, item: ItemRecord) -> Collection[str]:
+        return item.tally.annotators.keys()  # type: ignore[no-any-return]  # an `Assignments` tally's people
 
 
 def refuse_conversation(d: schemas.DatapointIn, where: str) -> None:

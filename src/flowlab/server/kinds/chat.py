@@ -11,7 +11,7 @@ ratings per model, how often a model's branch was chosen, the Likert mean orient
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -20,16 +20,16 @@ from flowlab import schemas
 from flowlab.server.datapoints import datapoint_view
 from flowlab.server.errors import Invalid
 from flowlab.server.kinds import Refusal
-from flowlab.server.kinds._assign import Assignments, PerDatapointThresholds, next_task
+from flowlab.server.kinds._assign import PerDatapointThresholds, next_task
 from flowlab.server.kinds._base import KindBase
 from flowlab.server.kinds._form import annotation_op, check_justification, check_likert, check_ratings
-from flowlab.server.kinds._log import AnswerLog
 from flowlab.server.kinds.rlhf import (
-    Columns,
+    RatedTally,
     _collector_paused,
     as_number,
     check_min_answers,
     check_spec,
+    marked,
     numeric,
     summarise,
 )
@@ -66,20 +66,16 @@ class ChatSession:
         self.generating: str | None = None
 
 
-class ChatTally(Assignments):
-    """A live chat item: who annotates what, the ratings of model replies as (task, model, dimension, value)
+class ChatTally(RatedTally):
+    """A live chat item's tally (`RatedTally`): the ratings of model replies as (task, model, dimension, value)
     rows, the chosen branch's model as (task, model, annotator) rows, Likert values oriented to the flow's first
     model, and the conversations as stored."""
 
-    __slots__ = ("choices", "likert", "ratings", "records", "spec")
+    __slots__ = ("spec",)
 
     def __init__(self, n: int, spec: schemas.ChatSpec, max_answers: int) -> None:
         super().__init__(n, max_answers)
         self.spec = spec
-        self.ratings = Columns(4)
-        self.choices = AnswerLog()
-        self.likert = Columns(2)
-        self.records: list[schemas.Conversation] = []
 
     def add(self, record: schemas.Conversation) -> None:
         models = {m.name: k for k, m in enumerate(self.spec.models)}
@@ -319,8 +315,11 @@ class Chat(PerDatapointThresholds, KindBase):
     def final(self, item: ItemRecord) -> tuple[schemas.RlhfResults, None]:
         return aggregate(item), None
 
+    def recount(self, item: ItemRecord, excluded: Collection[str]) -> None:
+        item.response_count = item.tally.recount(excluded, item.tally.add)
+
     def votes(self, rows: list[Row]) -> list[schemas.Conversation]:
-        return [_conversation.decode(r["body"]) for r in rows]
+        return [marked(_conversation.decode(r["body"]), r) for r in rows]
 
 
 def aggregate(item: ItemRecord) -> schemas.RlhfResults:

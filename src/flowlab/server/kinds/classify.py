@@ -5,6 +5,7 @@ consensus. Thresholds count answers per datapoint."""
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,19 +30,36 @@ class LabelTally(Assignments):
     category, the answer log (who said what, for the consensus), and the gold record of each annotator
     within this item."""
 
-    __slots__ = ("counts", "gold", "gold_asked", "log", "values")
+    __slots__ = ("aside", "counts", "gold", "gold_asked", "log", "values")
 
     def __init__(self, n: int, values: list[str], max_answers: int) -> None:
         super().__init__(n, max_answers)
         self.values = values
         self.counts = np.zeros((n, len(values)), dtype=np.int64)
         self.log = AnswerLog()  # (datapoint, category, annotator)
+        self.aside = AnswerLog(4)  # answers of suspended people, kept out of `counts` and `log` until reinstated
         self.gold: dict[int, list[int]] = {}  # annotator index -> [gold answered, gold correct] in this item
         self.gold_asked: dict[str, set[int]] = {}  # annotator -> the gold labels already put to them here
 
     def add(self, d: int, category: int, annotator_id: str) -> None:
         self.counts[d, category] += 1
         self.log.append(d, category, self.answer(d, annotator_id))
+
+    def recount(self, excluded: Collection[str]) -> int:
+        """Count every answer again, setting aside those of `excluded` people (and putting back the set-aside
+        answers of the others); returns the answers that count."""
+        out = {self.annotators[a] for a in excluded if a in self.annotators}
+        rows = np.concatenate([self.log.rows, self.aside.rows]).tolist()
+        self.log, self.aside = AnswerLog(), AnswerLog(4)
+        self.counts[:] = 0
+        self.clear_answers()
+        people = {i: a for a, i in self.annotators.items()}
+        for d, category, person in rows:
+            if person in out:
+                self.aside.append(d, category, person)
+            else:
+                self.add(d, category, people[person])
+        return self.log.n
 
     def add_gold(self, annotator_id: str, correct: int) -> None:
         record = self.gold.setdefault(self.annotator(annotator_id), [0, 0])
@@ -217,6 +235,9 @@ class Classify(PerDatapointThresholds, KindBase):
     def release(self, lease: Lease, *, defer: bool, now: float) -> None:
         pass  # a released datapoint is simply less answered again, so it is asked next
 
+    def recount(self, item: ItemRecord, excluded: Collection[str]) -> None:
+        item.response_count = item.tally.recount(excluded)
+
     # ------------------------------------------------------------ aggregates
 
     def delta(self, item: ItemRecord, start: int, stop: int) -> list[tuple[int, int, int]]:
@@ -274,7 +295,7 @@ class Classify(PerDatapointThresholds, KindBase):
             partial=item.state not in schemas.TERMINAL_STATES,
             datapoints=out,
             version=item.version,
-            annotators=len(item.tally.annotators),
+            annotators=len(np.unique(rows[:, 2])),  # people whose answers count
         )
 
     def votes(self, rows: list[Row]) -> list[Any]:
@@ -286,6 +307,7 @@ class Classify(PerDatapointThresholds, KindBase):
                 value=r["value"],
                 created_at=r["created_at"],
                 shown_at=r.get("shown_at"),
+                excluded=bool(r.get("excluded")),
             )
             for r in rows
         ]

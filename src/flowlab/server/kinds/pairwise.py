@@ -8,6 +8,7 @@ import math
 import random
 from array import array
 from collections import deque
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -114,6 +115,8 @@ class PairTally:
 
     __slots__ = (
         "active_queue",
+        "aside",
+        "aside_voters",
         "by_annotator",
         "cap",
         "fit",
@@ -152,6 +155,8 @@ class PairTally:
         self.seen: dict[str, set[Pair]] = {}  # annotator -> pairs (smaller index first) leased to them
         self.voter_index: dict[str, int] = {}  # annotator -> a small index, in order of first vote
         self.voters = array("i")  # who gave each vote of `log`, by that index: 4 bytes a vote
+        self.aside = AnswerLog(4)  # votes of suspended people: kept out of `wins` and `log` until reinstated
+        self.aside_voters = array("i")
 
     def give(self, annotator_id: str, pair: Pair) -> None:
         """`pair` is leased to this annotator: one more of their share, and a pair they will not see again."""
@@ -166,7 +171,27 @@ class PairTally:
         return self.wins.copy(), None if self.ties is None else self.ties.copy()
 
     def add(self, winner: int, loser: int, tie: bool, annotator_id: str) -> None:
-        self.voters.append(self.voter_index.setdefault(annotator_id, len(self.voter_index)))
+        self._count(winner, loser, tie, self.voter_index.setdefault(annotator_id, len(self.voter_index)))
+
+    def recount(self, excluded: Collection[str]) -> int:
+        """Count every vote again, setting aside those of `excluded` people (and putting back the set-aside
+        votes of the others); returns the votes that count."""
+        out = {self.voter_index[a] for a in excluded if a in self.voter_index}
+        rows = np.concatenate([self.log.rows, self.aside.rows])
+        who = list(self.voters) + list(self.aside_voters)
+        self.log, self.voters, self.aside, self.aside_voters = AnswerLog(), array("i"), AnswerLog(4), array("i")
+        self.wins[:] = 0.0
+        self.ties = None
+        for (winner, loser, tie), person in zip(rows.tolist(), who, strict=True):
+            if person in out:
+                self.aside.append(winner, loser, tie)
+                self.aside_voters.append(person)
+            else:
+                self._count(winner, loser, bool(tie), person)
+        return self.log.n
+
+    def _count(self, winner: int, loser: int, tie: bool, person: int) -> None:
+        self.voters.append(person)
         self.log.append(winner, loser, int(tie))
         if tie:
             self.wins[winner, loser] += 0.5
@@ -416,6 +441,14 @@ class Pairwise(KindBase):
             fit = _fit(item, tally.wins, tally.ties, self._warm_start(item), results=True)
         return _results(item, tally.wins, fit, item.version, item.response_count, item.state), self.matrix(item)
 
+    def answered_by(self, item: ItemRecord) -> Collection[str]:
+        return item.tally.voter_index.keys()  # type: ignore[no-any-return]
+
+    def recount(self, item: ItemRecord, excluded: Collection[str]) -> None:
+        tally: PairTally = item.tally
+        item.response_count = tally.recount(excluded)
+        tally.next_look = 0  # the stopping rule looks again at the votes that count now
+
     def votes(self, rows: list[Row]) -> list[schemas.Vote]:
         return [
             schemas.Vote(
@@ -427,6 +460,7 @@ class Pairwise(KindBase):
                 created_at=r["created_at"],
                 chose_first=None if r.get("chose_first") is None else bool(r["chose_first"]),
                 shown_at=r.get("shown_at"),
+                excluded=bool(r.get("excluded")),
             )
             for r in rows
         ]

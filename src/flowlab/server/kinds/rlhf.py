@@ -14,7 +14,7 @@ import contextlib
 import gc
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -88,20 +88,45 @@ class Columns:
         return self._data[: self.n]
 
 
-class RlhfTally(Assignments):
-    """A live RLHF item: who annotates what, the numeric ratings as (task, response, dimension, value) rows,
-    the choices as (task, response, annotator) rows, the Likert values oriented to the researcher's order, and
-    the annotations as stored."""
+class RatedTally(Assignments):
+    """What the RLHF and chat tallies share: who annotates what, numeric ratings as (task, response, dimension,
+    value) rows, choices as (task, response, annotator) rows, Likert values oriented to the researcher's order,
+    the answers that count as stored (`records`) and those of suspended people (`aside`)."""
 
-    __slots__ = ("choices", "likert", "ratings", "records", "spec")
+    __slots__ = ("aside", "choices", "likert", "ratings", "records")
+
+    def __init__(self, n: int, max_answers: int) -> None:
+        super().__init__(n, max_answers)
+        self.aside: list[Any] = []
+        self._clear()
+
+    def _clear(self) -> None:
+        self.ratings = Columns(4)
+        self.choices = AnswerLog()
+        self.likert = Columns(2)  # (task, value with 1 = the first given response much better)
+        self.records: list[Any] = []
+
+    def recount(self, excluded: Collection[str], add: Callable[[Any], None]) -> int:
+        """Count every answer again with `add`, setting aside those of `excluded` people (and putting back the
+        set-aside answers of the others); returns the answers that count."""
+        every = self.records + self.aside
+        self._clear()
+        self.clear_answers()
+        self.aside = [r for r in every if r.annotator_id in excluded]
+        for record in every:
+            if record.annotator_id not in excluded:
+                add(record)
+        return len(self.records)
+
+
+class RlhfTally(RatedTally):
+    """A live RLHF item's tally (`RatedTally`), its responses indexed in the order the researcher gave them."""
+
+    __slots__ = ("spec",)
 
     def __init__(self, n: int, spec: schemas.RlhfSpec, max_answers: int) -> None:
         super().__init__(n, max_answers)
         self.spec = spec
-        self.ratings = Columns(4)
-        self.choices = AnswerLog()
-        self.likert = Columns(2)  # (task, value with 1 = the first given response much better)
-        self.records: list[schemas.Annotation] = []
 
     def add(self, record: schemas.Annotation, responses: list[schemas.Response]) -> None:
         index = {r.source_id: j for j, r in enumerate(responses)}
@@ -245,6 +270,12 @@ class Rlhf(PerDatapointThresholds, KindBase):
     def release(self, lease: Lease, *, defer: bool, now: float) -> None:
         pass  # a released task is simply less annotated again, so it is asked next
 
+    def recount(self, item: ItemRecord, excluded: Collection[str]) -> None:
+        tally: RlhfTally = item.tally
+        item.response_count = tally.recount(
+            excluded, lambda record: tally.add(record, item.datapoints[record.datapoint].responses or [])
+        )
+
     # ------------------------------------------------------------ aggregates
 
     def delta(self, item: ItemRecord, start: int, stop: int) -> list[tuple[int, int, int]]:
@@ -264,7 +295,13 @@ class Rlhf(PerDatapointThresholds, KindBase):
         return aggregate(item), None
 
     def votes(self, rows: list[Row]) -> list[schemas.Annotation]:
-        return [_annotation.decode(r["body"]) for r in rows]
+        return [marked(_annotation.decode(r["body"]), r) for r in rows]
+
+
+def marked(answer: Any, row: Row) -> Any:
+    """A stored answer decoded from its JSON body, marked from its row: whether results leave it out."""
+    answer.excluded = bool(row.get("excluded"))
+    return answer
 
 
 # ---------------------------------------------------------------- the form
@@ -504,7 +541,7 @@ def summarise(item: ItemRecord, responses: list[list[str]]) -> schemas.RlhfResul
         models=models,
         agreement=agreement,
         version=item.version,
-        annotators=len(item.tally.annotators),
+        annotators=len({r.annotator_id for r in tally.records}),  # people whose answers count
     )
 
 

@@ -40,17 +40,17 @@ CREATE INDEX IF NOT EXISTS items_flow ON items(flow_id, created_at);
 CREATE TABLE IF NOT EXISTS votes (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
     annotator_id TEXT NOT NULL, winner INTEGER NOT NULL, loser INTEGER NOT NULL, tie INTEGER NOT NULL,
-    created_at {real} NOT NULL, chose_first INTEGER, shown_at {real});
+    created_at {real} NOT NULL, chose_first INTEGER, shown_at {real}, excluded INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS votes_item ON votes(item_id);
 CREATE TABLE IF NOT EXISTS labels (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
     annotator_id TEXT NOT NULL, datapoint INTEGER NOT NULL, value TEXT NOT NULL, created_at {real} NOT NULL,
-    shown_at {real});
+    shown_at {real}, excluded INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS labels_item ON labels(item_id);
 CREATE TABLE IF NOT EXISTS annotations (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
     annotator_id TEXT NOT NULL, datapoint INTEGER NOT NULL, body TEXT NOT NULL, created_at {real} NOT NULL,
-    shown_at {real});
+    shown_at {real}, excluded INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS annotations_item ON annotations(item_id);
 CREATE TABLE IF NOT EXISTS gold_answers (
     task_id TEXT PRIMARY KEY, annotator_id TEXT NOT NULL, flow_id TEXT NOT NULL,
@@ -117,6 +117,10 @@ ADDED_COLUMNS = [
     ("annotators", "suspended_at", "{real}"),
     ("annotators", "study_id", "TEXT"),
     ("annotators", "session_id", "TEXT"),
+    # Answers of a person suspended while their item was live: kept, marked, left out of its results.
+    ("votes", "excluded", "INTEGER NOT NULL DEFAULT 0"),
+    ("labels", "excluded", "INTEGER NOT NULL DEFAULT 0"),
+    ("annotations", "excluded", "INTEGER NOT NULL DEFAULT 0"),
 ]
 
 BACKFILL = {
