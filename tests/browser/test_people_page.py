@@ -1,5 +1,6 @@
 """Real people in Chromium: enrolling through a Prolific-style link, answering up to the quota, the completion
-code and the redirect, resuming as the same person, a team invitation's name, and bad links explained."""
+code and the redirect, the qualification quiz with feedback, resuming as the same person, a team invitation's name,
+bad links explained, and a suspended person told why."""
 
 from __future__ import annotations
 
@@ -143,3 +144,50 @@ def test_a_suspended_person_sees_why(fresh_server, context_factory):
     assert tab.page.text_content("#end-title") == "Your work is paused"
     assert "paused" in (tab.page.text_content("#end-text") or "")
     assert tab.page.locator("#end-code-line").is_hidden()
+
+
+def test_a_participant_takes_the_quiz_with_feedback_then_works_to_the_quota(fresh_server, context_factory):
+    client = fresh_server.client()
+    sums = [(f"{i} + {i} = {2 * i}", f"{i} + {i} = {2 * i + 1}") for i in range(3)]
+    gold = client.validation.create_compare_set(
+        name="sums",
+        instruction="Which sum is right?",
+        datapoints=[list(s) for s in sums],
+        truths=[s[0] for s in sums],
+        explanation=["a sum of two equal numbers is even"] * 3,
+    )
+    audience = client.audiences.create(
+        "Quizzed", qualification={"validation_set_id": gold.id, "questions": 3, "pass_mark": 0.6, "feedback": True}
+    )
+    link = audience.enrollment_link(platform="prolific", completion_code="QUIZ-OK", quota=1)
+    flow = client.flow.create_ranking_flow(name="after the quiz", instruction="Which helps?", audiences=[audience])
+    flow.create_new_flow_batch(datapoints=["the real task, left", "the real task, right"], time_to_live=300)
+
+    ctx = context_factory()
+    ctx.route(f"{PROLIFIC_DONE}**", lambda route: route.fulfill(status=200, body="done"))
+    tab = Annotator(ctx, f"{link}?PROLIFIC_PID=quiz-1&STUDY_ID=s&SESSION_ID=t")
+    page = tab.page
+    seen: list[str] = []
+    for question in range(3):
+        task = tab.wait_for_pair(seen[-1] if seen else None)
+        seen.append(task)
+        assert f"Qualification question {question + 1} of 3" in page.inner_text("body")
+        texts = [tab.pane(side)["text"] for side in ("a", "b")]
+        right = "a" if int(texts[0].split("=")[-1]) % 2 == 0 else "b"  # the even sum is the right one
+        wrong = "b" if right == "a" else "a"
+        # The first answer is wrong on purpose: the page says what was expected, and why.
+        page.click(f"#choose-{wrong if question == 0 else right}")
+        if question == 0:
+            page.wait_for_function(
+                "() => document.querySelector('#notice').textContent.includes('The expected answer was')",
+                timeout=PAIR_TIMEOUT_MS,
+            )
+            assert "because a sum of two equal numbers is even" in page.inner_text("#notice")
+    # Two of three right passes 0.6: the real task comes next, and one answer fills the quota.
+    tab.wait_for_pair(seen[-1])
+    assert "the real task" in page.inner_text("body")
+    page.click("#choose-a")
+    page.wait_for_function("() => document.body.dataset.screen === 'end'", timeout=PAIR_TIMEOUT_MS)
+    assert page.text_content("#end-code") == "QUIZ-OK"
+    assert audience.refresh().qualified == 1
+    assert not tab.errors
