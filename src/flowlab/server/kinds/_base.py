@@ -48,6 +48,9 @@ class KindBase:
     def matrix(self, item: ItemRecord) -> schemas.WinLossMatrix | None:
         return None  # only a kind that compares pairs has one
 
+    def consensus_sql(self, mine: str) -> str | None:
+        return None  # a kind whose answers have no single value to agree on (a whole annotation) has none
+
 
 def refuse_conversation(d: schemas.DatapointIn, where: str) -> None:
     if d.messages is not None or d.guidance is not None:
