@@ -83,7 +83,11 @@ class PayFrame(pd.DataFrame):
         """Prolific's bulk bonus format: `participant_id,amount` a line, no header, amounts with two decimals. Only
         people with a participant id (enrolled from a platform) and something owed are in it; pay people invited
         by team link some other way (`self[self.participant.isna()]` lists them). Written to `path` if given."""
-        lines = [f"{p},{a:.2f}\n" for p, a in zip(self["participant"], self["amount"], strict=True) if p and a > 0]
+        lines = [
+            f"{p},{a:.2f}\n"
+            for p, a in zip(self["participant"], self["amount"], strict=True)
+            if isinstance(p, str) and p and a > 0
+        ]
         text = "".join(lines)
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
