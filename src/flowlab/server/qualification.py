@@ -15,7 +15,7 @@ from flowlab.server.clock import Clock
 from flowlab.server.errors import Conflict, Invalid, NotFound
 from flowlab.server.kinds._quiz import QUIZ_LEASE, Quiz
 from flowlab.server.people import AnnotatorInfo, new_id
-from flowlab.server.store import Store
+from flowlab.server.store import Op, Store
 from flowlab.server.worktime import hidden_within
 
 QUIZ_PREFIX = "quiz_"
@@ -128,7 +128,7 @@ class Qualifications:
             raise Conflict("This question was answered already.", code="answered")
         now = self.clock.now()
         shown_at = expires - QUIZ_LEASE  # its time starts when it is leased, and again when it is shown
-        ops = [
+        ops: list[Op] = [
             (
                 "INSERT OR IGNORE INTO quiz_answers (task_id, annotator_id, audience_id, position, correct, "
                 "created_at, shown_at, hidden_seconds) VALUES (?,?,?,?,?,?,?,?)",
