@@ -41,3 +41,5 @@ def test_every_python_block_of_the_readme_runs_as_written(fresh_server: ServerPr
     assert "draft 3 - settled after" in out  # the stopping rule ended the item, not its time
     assert "records;" in out and "preference pairs" in out
     assert "enrolled=30" in out, "the simulated participants enrolled through the audience's link"
+    bonus = (tmp_path / "bonus.csv").read_text().splitlines()
+    assert bonus and all(re.fullmatch(r"[^,]+,\d+\.\d\d", line) for line in bonus), "the Prolific bonus file"

@@ -616,6 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(al)
     al.set_defaults(func=_annotators_list)
     _people_commands(sub, ann)
+    _pay_commands(ann)
 
     hooks = sub.add_parser("webhooks", help="push events to a URL, signed (Standard Webhooks)")
     hs = hooks.add_subparsers(dest="webhooks_command", required=True)
@@ -813,6 +814,101 @@ def _audiences_link(args: argparse.Namespace) -> int:
 def _audiences_delete(args: argparse.Namespace) -> int:
     with _client(args) as client:
         client.audiences.delete(args.audience_id)
+    return 0
+
+
+# ------------------------------------------------------------------ time on task and pay
+# A block of its own (issue: real people at scale, time on task and pay): `flowlab annotators report|pay`.
+
+
+def _pay_commands(ann: Any) -> None:
+    def window(p: argparse.ArgumentParser) -> None:
+        _client_args(p)
+        p.add_argument("--audience", help="only this audience's people (an id from `flowlab audiences list`)")
+        p.add_argument("--since", help="only answers given at or after this time (ISO 8601, or epoch seconds)")
+        p.add_argument("--until", help="only answers given before this time (ISO 8601, or epoch seconds)")
+
+    rep = ann.add_parser("report", help="each person's answers, agreement, time on task and active minutes")
+    window(rep)
+    rep.add_argument("--csv", metavar="PATH", help="write the whole report as CSV here ('-': to standard output)")
+    rep.set_defaults(func=_annotators_report)
+    pay = ann.add_parser("pay", help="what each person is owed under a rule; --csv writes Prolific's bulk bonus file")
+    window(pay)
+    pay.add_argument("--per-answer", type=float, help="paid for each answer (gold and admitted quiz answers too)")
+    pay.add_argument("--per-hour", type=float, help="paid for each active hour (time on task, tasks capped at 5 min)")
+    pay.add_argument("--bonus", type=float, help="a bonus for gold agreement above --gold-above")
+    pay.add_argument("--gold-above", type=float, default=0.8, help="the gold agreement the bonus needs (default 0.8)")
+    pay.add_argument("--min-gold", type=int, default=1, help="gold answers the bonus needs (default 1)")
+    pay.add_argument("--pay-suspended", action="store_true", help="also pay answers given after a suspension")
+    pay.add_argument("--pay-screened-out", action="store_true", help="pay screened-out people's quiz answers")
+    pay.add_argument("--csv", metavar="PATH", help="write `participant_id,amount` lines for Prolific's bulk bonus")
+    pay.set_defaults(func=_annotators_pay)
+
+
+def _when(text: str | None) -> float | str | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text  # the SDK reads ISO 8601
+
+
+def _annotators_report(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        frame = client.annotators.report(audience=args.audience, since=_when(args.since), until=_when(args.until))
+    if args.csv:
+        frame.to_csv(sys.stdout if args.csv == "-" else args.csv)
+        return 0
+    print(
+        f"{'annotator':22} {'name':16} {'state':12} {'answers':>7} {'gold':>5} {'consens':>7} {'median s':>8} "
+        f"{'active min':>10}"
+    )
+    for aid, r in frame.iterrows():
+        gold = "" if pd_isna(r.gold_agreement) else f"{r.gold_agreement:.0%}"
+        agree = "" if pd_isna(r.consensus_agreement) else f"{r.consensus_agreement:.0%}"
+        median = "" if pd_isna(r.median_seconds) else f"{r.median_seconds:.1f}"
+        print(
+            f"{aid:22} {str(r['name'])[:16]:16} {r.state:12} {r.answers:7d} {gold:>5} {agree:>7} {median:>8} "
+            f"{r.active_minutes:10.1f}"
+        )
+    return 0
+
+
+def pd_isna(value: Any) -> bool:
+    return value is None or value != value  # None, or NaN
+
+
+def _annotators_pay(args: argparse.Namespace) -> int:
+    bonus = None
+    if args.bonus is not None:
+        bonus = {"amount": args.bonus, "gold_above": args.gold_above, "min_gold": args.min_gold}
+    with _client(args) as client:
+        owed = client.annotators.pay(
+            per_answer=args.per_answer,
+            per_hour=args.per_hour,
+            bonus=bonus,
+            audience=args.audience,
+            since=_when(args.since),
+            until=_when(args.until),
+            pay_suspended=args.pay_suspended,
+            pay_screened_out=args.pay_screened_out,
+            csv=args.csv,
+        )
+    print(f"{'annotator':22} {'participant':24} {'answers':>7} {'hours':>6} {'bonus':>6} {'amount':>8}")
+    for aid, r in owed.iterrows():
+        print(
+            f"{aid:22} {str(r.participant or '-')[:24]:24} {r.paid_answers:7d} {r.active_hours:6.2f} {r.bonus:6.2f} "
+            f"{r.amount:8.2f}"
+        )
+    unpaid = owed[owed["participant"].isna() & (owed["amount"] > 0)]
+    print(f"total {owed['amount'].sum():.2f}", end="")
+    if args.csv:
+        lines = owed.to_prolific_csv().count("\n")
+        print(f"; {args.csv} holds {lines} people (those with a participant id and something owed)", end="")
+        if len(unpaid):
+            print(f" ({len(unpaid)} without one are left out: pay them another way)", end="")
+    print()
     return 0
 
 

@@ -934,6 +934,69 @@ class AnnotatorStats(msgspec.Struct):
     finish: Finish | None = None  # set once their quota is done, or they were screened out
 
 
+class AnnotatorReport(msgspec.Struct):
+    """GET /v1/annotators/report: one person's work in a time window (answers by when they were given), read
+    from the answer tables. Time on task is answered - shown - hidden, floored at 0; `active_minutes` sums it with
+    each task capped at `ACTIVE_CAP` seconds (a task left on screen over a break counts as that much)."""
+
+    annotator_id: str
+    name: str
+    state: AnnotatorState
+    audience_id: str | None
+    participant: str | None
+    answers: int  # answers to the flows' questions (votes, labels, annotations)
+    gold_answers: int  # check questions with a known answer, mixed into flows
+    quiz_answers: int  # qualification quiz questions
+    gold_agreement: float | None  # share of gold answers right
+    consensus_compared: int  # answers others also answered (see `consensus_agreement`)
+    consensus_agreement: float | None  # share of those that agree with the others' majority (per kind)
+    median_seconds: float | None  # median time on task, over answers whose shown time is known
+    active_minutes: float
+    first_seen: float | None  # when the first answer's task was shown (else answered)
+    last_seen: float | None  # when the last answer was given
+    suspended_at: float | None
+
+
+class PayRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """POST /v1/annotators/pay: a rule for what a person is owed: `per_answer` for each paid answer (gold and,
+    for those admitted, quiz answers included), `per_hour` for each active hour, and `bonus` for gold agreement
+    above a mark; over the answers of an audience's people (None: all yours) given in [since, until)."""
+
+    per_answer: float = 0.0
+    per_hour: float = 0.0
+    bonus: Bonus | None = None
+    pay_suspended: bool = False  # also pay a suspended person's answers given after their suspension
+    pay_screened_out: bool = False  # pay a screened-out person's quiz answers (by default they are owed nothing)
+    audience_id: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+class Bonus(msgspec.Struct, forbid_unknown_fields=True):
+    """`amount` to each person whose gold agreement is above `gold_above`, with at least `min_gold` gold answers."""
+
+    amount: float
+    gold_above: float
+    min_gold: int = 1
+
+
+class Payment(msgspec.Struct):
+    """GET /v1/annotators/pay: what one person is owed under a `PayRequest`'s rule, and what it is made of."""
+
+    annotator_id: str
+    name: str
+    state: AnnotatorState
+    audience_id: str | None
+    participant: str | None
+    paid_answers: int
+    active_hours: float
+    gold_agreement: float | None
+    answer_pay: float
+    hourly_pay: float
+    bonus: float
+    amount: float  # the sum, rounded to cents
+
+
 # ---------------------------------------------------------------- audiences and enrollment
 
 Platform = Literal["prolific", "url"]
@@ -1097,11 +1160,14 @@ class Answer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     fetch_next: bool = False  # answer and lease the next task in one round trip
     rlhf: RlhfAnswer | None = None  # RLHF tasks: choice "submit" with the annotation, or "skip"
     chat: ChatAnswer | None = None  # chat tasks: choice "submit" with the annotated conversation, or "skip"
+    # Seconds the page's tab was hidden while the task was on screen (the Page Visibility API): not time on task.
+    hidden_seconds: float | None = None
 
 
-class AnswerIn(msgspec.Struct, forbid_unknown_fields=True):
+class AnswerIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     task_id: str
     choice: str  # as in Answer
+    hidden_seconds: float | None = None  # as in Answer
 
 
 class AnswerBatch(msgspec.Struct, forbid_unknown_fields=True):

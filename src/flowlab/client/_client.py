@@ -40,7 +40,11 @@ from flowlab.client._transport import SyncTransport
 from flowlab.client._validation import ValidationSet, find_sets, warn_dimensions
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
+
+    from flowlab.client._pay import PayFrame, When
 
 
 class _ItemCalls(FlowItemBase):
@@ -735,6 +739,42 @@ class AnnotatorsAPI:
     def reinstate(self, annotator_id: str) -> schemas.AnnotatorStats:
         """Undo a suspension: they are served tasks again."""
         return self._transport.run(core.set_standing(annotator_id, "reinstate"))
+
+    def report(self, audience: Any = None, since: When = None, until: When = None) -> pd.DataFrame:
+        """Each person's work over the answers they gave in [since, until) (seconds since the epoch, datetimes
+        or ISO strings), of one audience or all yours: a DataFrame indexed by annotator id with answers, gold and
+        quiz answers, gold agreement, agreement with the others' majority, median seconds per task, active minutes
+        (time on task: answered - shown - hidden, each task capped at five minutes), first and last seen, state,
+        audience and participant id. People with no answer in the window are left out."""
+        from flowlab.client._pay import annotators_report
+
+        return self._transport.run(annotators_report(audience, since, until))
+
+    def pay(
+        self,
+        per_answer: float | None = None,
+        per_hour: float | None = None,
+        bonus: schemas.Bonus | Mapping[str, Any] | None = None,
+        audience: Any = None,
+        since: When = None,
+        until: When = None,
+        *,
+        pay_suspended: bool = False,
+        pay_screened_out: bool = False,
+        csv: str | Path | None = None,
+    ) -> PayFrame:
+        """What each person is owed under a rule: `per_answer` for every paid answer, `per_hour` for every active
+        hour, and `bonus` (`{"amount": 1.0, "gold_above": 0.8, "min_gold": 1}`) to those whose gold agreement is
+        above the mark. A suspended person's answers after their suspension are not paid unless `pay_suspended`;
+        a screened-out person's quiz answers are not paid unless `pay_screened_out`. Returns a `PayFrame` (its
+        `to_prolific_csv()` is Prolific's bulk bonus file); `csv=` writes that file too."""
+        from flowlab.client._pay import annotators_pay
+
+        op = annotators_pay(per_answer, per_hour, bonus, audience, since, until, pay_suspended, pay_screened_out)
+        owed = self._transport.run(op)
+        if csv is not None:
+            owed.to_prolific_csv(csv)
+        return owed
 
 
 class ValidationAPI:

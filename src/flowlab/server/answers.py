@@ -24,6 +24,7 @@ from flowlab.server.people import AnnotatorInfo, People, new_id
 from flowlab.server.qualification import QUIZ_PREFIX, Qualifications
 from flowlab.server.store import Op, Store
 from flowlab.server.webhooks import Webhooks
+from flowlab.server.worktime import time_on_task_ops
 
 MAX_WAIT = 60.0
 MAX_BATCH_TASKS = 1000
@@ -268,7 +269,9 @@ class Answers:
 
     async def answer(self, who: Principal, task_id: str, req: schemas.Answer) -> schemas.Ack:
         if task_id.startswith(QUIZ_PREFIX):
-            ack = await self.qualifications.answer(self.people.annotators[who.id], task_id, req.choice)
+            ack = await self.qualifications.answer(
+                self.people.annotators[who.id], task_id, req.choice, req.hidden_seconds
+            )
             if req.fetch_next:
                 try:
                     ack.next = self.lease_next(who)
@@ -298,7 +301,7 @@ class Answers:
         if any(a.task_id.startswith(QUIZ_PREFIX) for a in answers):  # quiz answers go one by one, then the rest
             info = self.people.annotators[who.id]
             quiz = {
-                i: await self.qualifications.answer(info, a.task_id, a.choice)
+                i: await self.qualifications.answer(info, a.task_id, a.choice, a.hidden_seconds)
                 for i, a in enumerate(answers)
                 if a.task_id.startswith(QUIZ_PREFIX)
             }
@@ -316,7 +319,7 @@ class Answers:
                 continue
             first_of[a.task_id] = len(acks)
             try:
-                req = schemas.Answer(choice=a.choice)
+                req = schemas.Answer(choice=a.choice, hidden_seconds=a.hidden_seconds)
                 acks.append(self._check(who, a.task_id, req, now, pending, durable))
             except NotFound as exc:
                 acks.append(schemas.Ack(task_id=a.task_id, status="rejected", code="unknown_task", detail=exc.detail))
@@ -354,6 +357,7 @@ class Answers:
             return schemas.Ack(task_id=task_id, status="rejected", code=r.code, detail=r.detail, field=r.field)
         self.people.seen(who.id, now)
         pending.ops += item.kind.answer_ops(lease, checked, who.id, now)
+        pending.ops += time_on_task_ops(lease, item.kind.answers_table, req.hidden_seconds, now)
         pending.counted.append((lease, checked))
         if lease.gold is None:
             pushed = self.webhooks.event_ops(

@@ -15,7 +15,8 @@ from flowlab.server.clock import Clock
 from flowlab.server.errors import Conflict, Invalid, NotFound
 from flowlab.server.kinds._quiz import QUIZ_LEASE, Quiz
 from flowlab.server.people import AnnotatorInfo, new_id
-from flowlab.server.store import Store
+from flowlab.server.store import Op, Store
+from flowlab.server.worktime import hidden_within
 
 QUIZ_PREFIX = "quiz_"
 LoadSet = Callable[[Principal, str], Awaitable[tuple[list[schemas.ValidationPair], list[schemas.ValidationLabel]]]]
@@ -103,14 +104,17 @@ class Qualifications:
         p.out[task_id] = (pos, now + QUIZ_LEASE)  # its time starts when it is on screen
         return schemas.Shown(task_id=task_id, lease_expires_at=now + QUIZ_LEASE, shown_at=now, server_time=now)
 
-    async def answer(self, info: AnnotatorInfo, task_id: str, choice: str) -> schemas.Ack:
-        """Record a quiz answer; once every question is answered the person is admitted or screened out."""
+    async def answer(
+        self, info: AnnotatorInfo, task_id: str, choice: str, hidden_seconds: float | None = None
+    ) -> schemas.Ack:
+        """Record a quiz answer, with when it was shown and the seconds its tab was hidden (time on task, as every
+        answer has); once every question is answered the person is admitted or screened out."""
         p = self.progress.get(info.principal.id)
         if p is None or task_id not in p.out:
             if p is not None or info.state != "qualifying":
                 return schemas.Ack(task_id=task_id, status="duplicate", detail="Already answered; counted once.")
             raise NotFound(f"No quiz question {task_id!r} is out with you; fetch one with POST /v1/tasks/next.")
-        pos, _ = p.out[task_id]
+        pos, expires = p.out[task_id]
         if choice == "skip":
             del p.out[task_id]  # asked again later
             return schemas.Ack(task_id=task_id, status="skipped")
@@ -122,11 +126,22 @@ class Qualifications:
             raise Invalid(f"{choice!r} is not one of this question's answers.", field="choice", code="bad_choice")
         if pos in p.answered:
             raise Conflict("This question was answered already.", code="answered")
-        ops = [
+        now = self.clock.now()
+        shown_at = expires - QUIZ_LEASE  # its time starts when it is leased, and again when it is shown
+        ops: list[Op] = [
             (
                 "INSERT OR IGNORE INTO quiz_answers (task_id, annotator_id, audience_id, position, correct, "
-                "created_at) VALUES (?,?,?,?,?,?)",
-                (task_id, info.principal.id, a.id, pos, int(right), self.clock.now()),
+                "created_at, shown_at, hidden_seconds) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    task_id,
+                    info.principal.id,
+                    a.id,
+                    pos,
+                    int(right),
+                    now,
+                    shown_at,
+                    hidden_within(hidden_seconds, shown_at, now),
+                ),
             )
         ]
         verdict = self._verdict(a, p, pos, right)
@@ -151,12 +166,10 @@ class Qualifications:
         return "active" if share >= a.qualification.pass_mark else "screened_out"
 
     def quiz_view(self, who: Principal, audience_id: str) -> Quiz:
-        """The audience's quiz, for its researcher (the simulated crowd's oracle reads its answers)."""
+        """The audience's quiz, for its researcher (the simulated crowd's oracle reads its answers); an audience
+        that asks no qualification has a quiz of no questions."""
         a = self.audiences.get(who, audience_id)
-        quiz = self.quizzes.get(a.id)
-        if quiz is None:
-            raise NotFound(f"Audience {a.id!r} asks no qualification.")
-        return quiz
+        return self.quizzes.get(a.id) or Quiz([], [])
 
 
 def _quiz(row: dict[str, object]) -> Quiz:

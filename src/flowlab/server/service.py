@@ -28,6 +28,7 @@ from flowlab.server.people import People
 from flowlab.server.projects import Projects
 from flowlab.server.qualification import Qualifications
 from flowlab.server.relay import Relay
+from flowlab.server.reports import Reports
 from flowlab.server.store import Op, Store, StoreUnavailable
 from flowlab.server.webhooks import RETRY_SECONDS, Webhooks
 
@@ -63,6 +64,7 @@ class FlowService:
         self.qualifications = Qualifications(store, clock, self.audiences)
         self.leases = LeaseBook(clock)
         self.history = History(store)
+        self.reports = Reports(store)
         self.webhooks = Webhooks(store, clock, retry_seconds=webhook_retry_seconds)
         self.items = Items(
             store,

@@ -108,6 +108,12 @@ class TaskKind(Protocol):
 
     def answer_ops(self, lease: Lease, checked: Any, annotator_id: str, now: float) -> list[Op]: ...
 
+    def consensus_sql(self, mine: str) -> str | None:
+        """A query of (annotator_id, compared, agreed) over the answers in its table that satisfy `mine` (an SQL
+        condition on alias `m`, with `?` parameters): how many of each person's answers others also answered, and
+        how many of those agree with the others' majority. None for a kind without such a notion."""
+        ...
+
     def count(self, lease: Lease, checked: Any) -> None: ...
 
     def release(self, lease: Lease, *, defer: bool, now: float) -> None:

@@ -52,6 +52,9 @@ class KindBase:
     def answered_by(self, item: ItemRecord) -> Collection[str]:
         return item.tally.annotators.keys()  # type: ignore[no-any-return]  # an `Assignments` tally's people
 
+    def consensus_sql(self, mine: str) -> str | None:
+        return None  # a kind whose answers have no single value to agree on (a whole annotation) has none
+
 
 def refuse_conversation(d: schemas.DatapointIn, where: str) -> None:
     if d.messages is not None or d.guidance is not None:

@@ -225,6 +225,26 @@ class Classify(PerDatapointThresholds, KindBase):
             )
         ]
 
+    def consensus_sql(self, mine: str) -> str:
+        # A label agrees when more of the datapoint's other labels (in its item) equal it than equal any other one
+        # value; it is compared when the datapoint has other labels. The label itself is left out of the count.
+        # The consensus is of the labels that count: a suspended person's (excluded) labels are no part of it.
+        return (
+            "WITH n AS (SELECT item_id, datapoint, value, count(*) AS k FROM labels WHERE excluded = 0 "
+            "GROUP BY item_id, datapoint, value), "
+            "o AS (SELECT x.item_id, x.datapoint, x.value, max(y.k) AS best, sum(y.k) AS total "
+            "FROM (SELECT DISTINCT item_id, datapoint, value FROM labels) x "
+            "JOIN n y ON y.item_id = x.item_id AND y.datapoint = x.datapoint AND y.value <> x.value "
+            "GROUP BY x.item_id, x.datapoint, x.value) "
+            "SELECT m.annotator_id, "
+            "sum(CASE WHEN coalesce(s.k, 0) - 1 + m.excluded + coalesce(o.total, 0) > 0 THEN 1 ELSE 0 END) "
+            "AS compared, "
+            "sum(CASE WHEN coalesce(s.k, 0) - 1 + m.excluded > coalesce(o.best, 0) THEN 1 ELSE 0 END) AS agreed "
+            "FROM labels m LEFT JOIN n s ON s.item_id = m.item_id AND s.datapoint = m.datapoint AND s.value = m.value "
+            "LEFT JOIN o ON o.item_id = m.item_id AND o.datapoint = m.datapoint AND o.value = m.value "
+            f"WHERE {mine} GROUP BY m.annotator_id"
+        )
+
     def count(self, lease: Lease, checked: int) -> None:
         if lease.gold is not None:
             lease.item.tally.add_gold(lease.annotator_id, checked)

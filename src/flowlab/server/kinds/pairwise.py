@@ -389,6 +389,22 @@ class Pairwise(KindBase):
             )
         ]
 
+    def consensus_sql(self, mine: str) -> str:
+        # A vote agrees when more of the item's other votes on the same pair chose the same winner than the other;
+        # it is compared when the pair has other decisive votes. Leaving the vote itself out means a lone vote
+        # neither agrees nor disagrees. Ties neither agree nor are compared. The consensus is of the votes that
+        # count: a suspended person's (excluded) votes are compared with it but are no part of it.
+        return (
+            "WITH n AS (SELECT item_id, winner, loser, count(*) AS k FROM votes WHERE tie = 0 AND excluded = 0 "
+            "GROUP BY item_id, winner, loser) "
+            "SELECT m.annotator_id, "
+            "sum(CASE WHEN coalesce(s.k, 0) - 1 + m.excluded + coalesce(o.k, 0) > 0 THEN 1 ELSE 0 END) AS compared, "
+            "sum(CASE WHEN coalesce(s.k, 0) - 1 + m.excluded > coalesce(o.k, 0) THEN 1 ELSE 0 END) AS agreed "
+            "FROM votes m LEFT JOIN n s ON s.item_id = m.item_id AND s.winner = m.winner AND s.loser = m.loser "
+            "LEFT JOIN n o ON o.item_id = m.item_id AND o.winner = m.loser AND o.loser = m.winner "
+            f"WHERE m.tie = 0 AND {mine} GROUP BY m.annotator_id"
+        )
+
     def count(self, lease: Lease, checked: Any) -> None:
         if lease.gold is None:
             winner, loser, tie = checked

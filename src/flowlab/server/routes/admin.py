@@ -8,8 +8,11 @@ from litestar import Request, delete, get, head, post
 from litestar.response import File
 
 from flowlab import schemas
+from flowlab.server.auth import Principal
 from flowlab.server.errors import Conflict, TooLarge
+from flowlab.server.reports import Window
 from flowlab.server.routes import researcher, service_of
+from flowlab.server.service import FlowService
 
 
 @get("/v1/health")
@@ -80,6 +83,33 @@ async def list_annotators(request: Request) -> list[schemas.AnnotatorStats]:
         rows = await service.store.aread("SELECT * FROM annotators")
         service.people.restore([], rows)
     return [service.audiences.stats(service.people.annotators[s.id]) for s in service.people.list_annotators(who)]
+
+
+@get("/v1/annotators/report")
+async def annotators_report(
+    request: Request, audience: str | None = None, since: float | None = None, until: float | None = None
+) -> list[schemas.AnnotatorReport]:
+    """Each of your people's answers, agreement, time on task and active minutes, over answers given in
+    [since, until), of one audience or all."""
+    service, who = researcher(request)
+    return await service.reports.report(_window(service, who, audience, since, until))
+
+
+@post("/v1/annotators/pay", status_code=200)
+async def annotators_pay(request: Request, data: schemas.PayRequest) -> list[schemas.Payment]:
+    """What each of your people is owed under the rule in the body (see `schemas.PayRequest`)."""
+    service, who = researcher(request)
+    window = _window(service, who, data.audience_id, data.since, data.until)
+    return await service.reports.pay(window, data)
+
+
+def _window(
+    service: FlowService, who: Principal, audience: str | None, since: float | None, until: float | None
+) -> Window:
+    if audience is not None:
+        service.audiences.get(who, audience)  # 404 for an audience that is not theirs
+    owner = None if who.role == "admin" else who.id
+    return Window(owner=owner, audience_id=audience, since=since, until=until)
 
 
 @delete("/v1/annotators/{annotator_id:str}", status_code=204)
@@ -173,6 +203,8 @@ handlers = [
     rotate_key,
     create_annotator,
     list_annotators,
+    annotators_report,
+    annotators_pay,
     revoke_annotator,
     suspend_annotator,
     reinstate_annotator,

@@ -67,6 +67,7 @@ const state = {
   kind: null, // the kind of the task shown last, for the words of the waiting screen and the notices
   onTaskMs: 0, // time this session spent looking at tasks (shown, tab visible)
   tickedAt: 0,
+  hiddenSince: null, // performance.now() when the tab was last hidden, while it stays hidden
 };
 
 // ---------------------------------------------------------------- screens and messages
@@ -540,6 +541,31 @@ async function fill() {
   }
 }
 
+/**
+ * Time on task is time looked at: the page counts the time its tab was hidden (the Page Visibility API) while a
+ * task was on screen, and sends it with the answer (`hidden_seconds`), so the server subtracts it.
+ */
+function onVisibility() {
+  const now = performance.now();
+  if (document.visibilityState === "hidden") {
+    if (state.hiddenSince === null) state.hiddenSince = now;
+    return;
+  }
+  if (state.hiddenSince === null) return;
+  const entry = state.current;
+  if (entry) entry.hiddenMs = (entry.hiddenMs || 0) + now - Math.max(state.hiddenSince, entry.shownAt);
+  state.hiddenSince = null;
+}
+
+/** Seconds the task on screen spent in a hidden tab so far. */
+function hiddenSeconds(entry) {
+  let ms = entry.hiddenMs || 0;
+  if (state.hiddenSince !== null && state.current === entry) {
+    ms += performance.now() - Math.max(state.hiddenSince, entry.shownAt);
+  }
+  return ms / 1000;
+}
+
 /** Answers the task on screen: a choice, or "submit" with an RLHF `annotation`. */
 async function answer(choice, annotation = null) {
   const entry = state.current;
@@ -548,6 +574,7 @@ async function answer(choice, annotation = null) {
   if (choice === "tie" && (!task.allow_ties || performance.now() < entry.tieAt)) return;
   if (entry.blocked && choice !== "skip") return;
   entry.answered = true;
+  const hidden = hiddenSeconds(entry);
   flash(choice);
 
   // An annotation stays on screen until the server has it, so one it refuses can be fixed and sent again.
@@ -567,7 +594,7 @@ async function answer(choice, annotation = null) {
   let problem = null;
   for (let attempt = 0; attempt < 3; attempt += 1) {
     try {
-      ack = await state.api.answer(task.task_id, choice, fetchNext, annotation, task.kind);
+      ack = await state.api.answer(task.task_id, choice, fetchNext, annotation, task.kind, hidden);
       problem = null;
       break;
     } catch (err) {
@@ -1032,6 +1059,8 @@ function init() {
     if (new URLSearchParams(window.location.hash.slice(1)).has("token")) start();
   });
   window.addEventListener("pagehide", () => endSession({ park: true }));
+  document.addEventListener("visibilitychange", onVisibility);
+  if (document.visibilityState === "hidden") state.hiddenSince = performance.now(); // opened in a background tab
   window.addEventListener("pageshow", (event) => {
     if (event.persisted) start(); // back from the back-forward cache with nothing in hand
   });

@@ -68,10 +68,12 @@ export class AnnotatorApi {
 
   /**
    * Answers a task: a choice, or "submit" with an annotation: an RLHF task's (a schemas.RlhfAnswer) or a chat
-   * task's (a schemas.ChatAnswer), by the task's kind.
+   * task's (a schemas.ChatAnswer), by the task's kind. `hiddenSeconds`: how long the tab was hidden while the task
+   * was on screen, which the server takes off its time on task.
    */
-  answer(taskId, choice, fetchNext, annotation = null, kind = "rlhf") {
+  answer(taskId, choice, fetchNext, annotation = null, kind = "rlhf", hiddenSeconds = 0) {
     const body = { choice };
+    if (hiddenSeconds > 0) body.hidden_seconds = Math.round(hiddenSeconds * 1000) / 1000;
     if (annotation) body[kind === "chat" ? "chat" : "rlhf"] = annotation;
     if (fetchNext) body.fetch_next = true;
     return this.request("POST", `/v1/tasks/${encodeURIComponent(taskId)}/answer`, body).then((r) => r.body);

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS audiences (
     suspend_below {real}, min_gold BIGINT NOT NULL DEFAULT 10, secret TEXT NOT NULL, created_at {real} NOT NULL);
 CREATE TABLE IF NOT EXISTS quiz_answers (
     task_id TEXT PRIMARY KEY, annotator_id TEXT NOT NULL, audience_id TEXT NOT NULL, position INTEGER NOT NULL,
-    correct INTEGER NOT NULL, created_at {real} NOT NULL);
+    correct INTEGER NOT NULL, created_at {real} NOT NULL, shown_at {real}, hidden_seconds {real});
 CREATE TABLE IF NOT EXISTS enrollment_links (
     id TEXT PRIMARY KEY, audience_id TEXT NOT NULL, secret TEXT NOT NULL UNIQUE, platform TEXT, id_param TEXT,
     max_people BIGINT, expires_at {real}, completion_code TEXT, screen_out_code TEXT, quota BIGINT,
@@ -40,21 +40,22 @@ CREATE INDEX IF NOT EXISTS items_flow ON items(flow_id, created_at);
 CREATE TABLE IF NOT EXISTS votes (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
     annotator_id TEXT NOT NULL, winner INTEGER NOT NULL, loser INTEGER NOT NULL, tie INTEGER NOT NULL,
-    created_at {real} NOT NULL, chose_first INTEGER, shown_at {real}, excluded INTEGER NOT NULL DEFAULT 0);
+    created_at {real} NOT NULL, chose_first INTEGER, shown_at {real}, excluded INTEGER NOT NULL DEFAULT 0,
+    hidden_seconds {real});
 CREATE INDEX IF NOT EXISTS votes_item ON votes(item_id);
 CREATE TABLE IF NOT EXISTS labels (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
     annotator_id TEXT NOT NULL, datapoint INTEGER NOT NULL, value TEXT NOT NULL, created_at {real} NOT NULL,
-    shown_at {real}, excluded INTEGER NOT NULL DEFAULT 0);
+    shown_at {real}, excluded INTEGER NOT NULL DEFAULT 0, hidden_seconds {real});
 CREATE INDEX IF NOT EXISTS labels_item ON labels(item_id);
 CREATE TABLE IF NOT EXISTS annotations (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
     annotator_id TEXT NOT NULL, datapoint INTEGER NOT NULL, body TEXT NOT NULL, created_at {real} NOT NULL,
-    shown_at {real}, excluded INTEGER NOT NULL DEFAULT 0);
+    shown_at {real}, excluded INTEGER NOT NULL DEFAULT 0, hidden_seconds {real});
 CREATE INDEX IF NOT EXISTS annotations_item ON annotations(item_id);
 CREATE TABLE IF NOT EXISTS gold_answers (
     task_id TEXT PRIMARY KEY, annotator_id TEXT NOT NULL, flow_id TEXT NOT NULL,
-    correct INTEGER NOT NULL, created_at {real} NOT NULL, item_id TEXT);
+    correct INTEGER NOT NULL, created_at {real} NOT NULL, item_id TEXT, shown_at {real}, hidden_seconds {real});
 CREATE TABLE IF NOT EXISTS validation_sets (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, pairs TEXT NOT NULL, created_at {real} NOT NULL,
     labels TEXT NOT NULL DEFAULT '[]', dimensions TEXT NOT NULL DEFAULT '[]', should_alert INTEGER NOT NULL DEFAULT 1,
@@ -121,6 +122,15 @@ ADDED_COLUMNS = [
     ("votes", "excluded", "INTEGER NOT NULL DEFAULT 0"),
     ("labels", "excluded", "INTEGER NOT NULL DEFAULT 0"),
     ("annotations", "excluded", "INTEGER NOT NULL DEFAULT 0"),
+    # Time on task is time looked at: the seconds the page's tab was hidden while the task was on screen, as the
+    # page reports them with the answer (NULL: none reported). Gold and quiz answers record when they were shown too.
+    ("votes", "hidden_seconds", "{real}"),
+    ("labels", "hidden_seconds", "{real}"),
+    ("annotations", "hidden_seconds", "{real}"),
+    ("gold_answers", "shown_at", "{real}"),
+    ("gold_answers", "hidden_seconds", "{real}"),
+    ("quiz_answers", "shown_at", "{real}"),
+    ("quiz_answers", "hidden_seconds", "{real}"),
 ]
 
 BACKFILL = {
