@@ -24,7 +24,7 @@ COLUMNS: tuple[tuple[str, int], ...] = (
     ("state", 100),
     ("answers", 70),
     ("gold agreement", 120),
-    ("median s / task", 110),
+    ("median s / task", 125),
     ("last seen", 90),
 )
 STATE_COLORS = {"active": "#15803d", "qualifying": "#1f77b4", "suspended": "#b91c1c", "screened_out": "#666666"}

@@ -41,7 +41,7 @@ class PeoplePanel:
         self.max_people = max_people
         self.snapshot: PeopleSnapshot | None = None
         self.audiences = pn.pane.HTML("", sizing_mode="stretch_width", stylesheets=[_CSS])
-        self.header = pn.pane.HTML(header_html(), sizing_mode="stretch_width", stylesheets=[_CSS])
+        self.header = pn.pane.HTML(header_html(), margin=(0, 5), sizing_mode="stretch_width")
         self.table = pn.Column(sizing_mode="stretch_width")
         self.note = pn.pane.HTML("", sizing_mode="stretch_width")
         self.message = pn.pane.HTML("", sizing_mode="stretch_width")
