@@ -456,3 +456,44 @@ def test_annotator_activity_legend_and_response_curve_read_well(
     finally:
         context.close()
         client.close()
+
+
+def test_people_panel_shows_a_person_and_its_suspend_button_suspends_them(
+    browser: Any, flowlab_server: Any, tmp_path: Path, output_dir: Path
+) -> None:
+    from types import SimpleNamespace
+    from urllib.parse import urlsplit
+
+    with flowlab_server.client() as admin:
+        key = admin.create_api_key("dashboard people").key
+    client = flowlab.Client(url=flowlab_server.url, api_key=key)  # a key of its own: only its people show
+    audience = client.audiences.create("Prolific raters")
+    link = audience.enrollment_link(platform="prolific", completion_code="DONE")
+    body = {"params": {"PROLIFIC_PID": "pid-dash", "STUDY_ID": "study", "SESSION_ID": "s"}}
+    person = httpx.post(
+        f"{flowlab_server.url}/v1/enroll/{urlsplit(link).path.rsplit('/', 1)[-1]}", json=body, timeout=30
+    ).json()
+    annotator_id = person["annotator_id"]
+    researcher = SimpleNamespace(url=flowlab_server.url, api_key=key)
+    with running_dashboard(researcher, tmp_path / "dashboard.log") as url:
+        page = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
+        errors = watch_errors(page)
+        page.goto(url + "/")
+        audience_row = page.locator(f".flowlab-audience[data-audience='{audience.id}']")
+        audience_row.wait_for(timeout=30_000)
+        assert "Prolific raters" in audience_row.inner_text()
+        assert page.locator(".flowlab-enrolled").first.inner_text() == "1"
+        row = page.locator(".flowlab-person-row", has=page.locator(f"[data-annotator='{annotator_id}']"))
+        row.wait_for(timeout=30_000)
+        assert "pid-dash" in (row.locator(".flowlab-person-name").get_attribute("title") or "")
+        assert row.locator(".flowlab-person-state").inner_text() == "active"
+        row.get_by_role("button", name="Suspend").click()
+        deadline = time.monotonic() + 15
+        while next(a.state for a in client.annotators.list() if a.id == annotator_id) != "suspended":
+            assert time.monotonic() < deadline, "clicking Suspend did not suspend them on the server"
+            time.sleep(0.2)
+        row.get_by_role("button", name="Reinstate").wait_for(timeout=15_000)
+        page.locator(f"[data-annotator='{annotator_id}'][data-state='suspended']").wait_for(timeout=15_000)
+        page.screenshot(path=str(output_dir / "dashboard-people.png"), full_page=True)
+        assert not errors, errors
+    client.close()

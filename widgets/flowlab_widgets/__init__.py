@@ -13,14 +13,16 @@ if TYPE_CHECKING:
     from flowlab_widgets.creator import FlowCreator
     from flowlab_widgets.explorer import RankingExplorer
     from flowlab_widgets.monitor import FlowMonitor
+    from flowlab_widgets.people import PeopleMonitor
     from flowlab_widgets.projects import ProjectMonitor
 
-__all__ = ["FlowBrowser", "FlowCreator", "FlowMonitor", "ProjectMonitor", "RankingExplorer", "show"]
+__all__ = ["FlowBrowser", "FlowCreator", "FlowMonitor", "PeopleMonitor", "ProjectMonitor", "RankingExplorer", "show"]
 
 _HOMES = {
     "FlowBrowser": "flowlab_widgets.browser",
     "FlowCreator": "flowlab_widgets.creator",
     "FlowMonitor": "flowlab_widgets.monitor",
+    "PeopleMonitor": "flowlab_widgets.people",
     "ProjectMonitor": "flowlab_widgets.projects",
     "RankingExplorer": "flowlab_widgets.explorer",
 }

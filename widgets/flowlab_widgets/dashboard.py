@@ -14,6 +14,7 @@ from flowlab import AsyncClient, Client, FlowlabError, NotFound
 from flowlab_widgets._common import badge, esc, fmt_ago, fmt_seconds, state_name
 from flowlab_widgets.figures import AnnotatorActivityChart, ItemProgressChart, ThroughputChart, response_history
 from flowlab_widgets.kinds import KindView, aread_item, view_of
+from flowlab_widgets.people_panel import PeoplePanel
 
 __all__ = ["Dashboard", "serve"]
 
@@ -102,6 +103,8 @@ class Dashboard:
         self.views: dict[str, KindView] = {}
         self.kind_panels: dict[str, KindPanel] = {}
         self.kind_area = pn.Column(sizing_mode="stretch_width")
+        # Audiences and their people, with Suspend / Reinstate per person.
+        self.people = PeoplePanel(self.client)
 
         sidebar = pn.Column(
             pn.pane.HTML("<h2 style='margin:0'>flowlab</h2>"),
@@ -127,6 +130,7 @@ class Dashboard:
             ),
             self.kind_area,
             pn.pane.Bokeh(self.annotators.figure, sizing_mode="stretch_width"),
+            self.people.column,
             sizing_mode="stretch_width",
         )
         self.layout = pn.Row(sidebar, main, sizing_mode="stretch_width", stylesheets=[_CSS])
@@ -164,6 +168,10 @@ class Dashboard:
 
     async def _refresh(self) -> None:
         await self._refresh_projects()
+        everyone = None
+        if self.ticks % 5 == 0:
+            everyone = await self.client.annotators.list()
+            await self.people.refresh(everyone)
         if self.ticks % 5 == 0 or not self.flow_select.options:
             await self._refresh_flows()
         # With no flow to edit, the editor offers nothing to click.
@@ -197,8 +205,7 @@ class Dashboard:
                 if reading.errors:  # e.g. a ranking not fitted yet: the rest still shows
                     self.message.object = f'<span style="color:#b91c1c">{esc(reading.errors[-1])}</span>'
                 self._version = version
-        if self.ticks % 5 == 0:
-            everyone = await self.client.annotators.list()
+        if everyone is not None:
             # Crowds come and go; show who has been voting lately, busiest first (the chart draws the top 25 and
             # says how many more there are).
             recent = [a for a in everyone if a.last_seen and a.last_seen > time.time() - RECENT_ANNOTATOR_S]
