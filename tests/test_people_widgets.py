@@ -139,7 +139,7 @@ def test_people_monitor_polls_on_its_own(researcher: Client, study: SimpleNamesp
         monitor.close()
 
 
-def test_the_report_supplies_answers_speed_and_state_when_the_sdk_has_it() -> None:
+def test_people_rows_take_answers_speed_and_state_from_the_report() -> None:
     def stats(i: str, **extra: Any) -> SimpleNamespace:
         base = dict(id=i, name=i, revoked=False, votes=3, gold_answered=4, gold_correct=3, gold_agreement=0.75)
         base.update(last_seen=None, state="active", audience_id="aud_1", participant=None)
@@ -166,15 +166,16 @@ def test_the_report_supplies_answers_speed_and_state_when_the_sdk_has_it() -> No
         assert rows["ann_a"].gold_agreement == 0.5 and rows["ann_b"].gold_agreement is None
     assert people_from([stats("ann_c", state="screened_out")])[0].action is None
 
-    # read_people calls `client.annotators.report()` only where the SDK has it.
-    audiences = SimpleNamespace(list=lambda: [])
-    without = SimpleNamespace(audiences=audiences, annotators=SimpleNamespace(list=lambda: annotators))
-    assert not read_people(without).from_report
-    with_report = SimpleNamespace(
-        audiences=audiences, annotators=SimpleNamespace(list=lambda: annotators, report=lambda: report)
-    )
-    snap = read_people(with_report)
-    assert snap.from_report and snap.people[0].id == "ann_a" and snap.people[0].median_seconds == 4.25
+
+def test_the_table_reads_answers_and_speed_from_the_report(researcher: Client, study: SimpleNamespace) -> None:
+    snap = read_people(researcher, study.audience.id)
+    assert snap.from_report
+    rows = {p.id: p for p in snap.people}
+    report = researcher.annotators.report(audience=study.audience.id)
+    for annotator_id, row in report.iterrows():
+        assert rows[annotator_id].answers == row["answers"]
+        assert rows[annotator_id].median_seconds == row["median_seconds"]
+    assert any(p.answers == 1 and p.median_seconds is not None for p in snap.people), "the one who answered"
 
 
 def test_dashboard_people_panel_lists_people_and_suspends_them(

@@ -3,9 +3,8 @@ PeopleMonitor widget that suspends and reinstates them. The dashboard's people p
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,22 +113,15 @@ def people_from(annotators: Sequence[Any], report: Any = None, *, audience_id: s
     return people
 
 
-def _report_of(api: Any) -> Callable[[], Any] | None:
-    # `client.annotators.report()` is newer than this table: use it where the SDK has it.
-    report = getattr(api, "report", None)
-    return report if callable(report) else None
-
-
 def read_people(client: Any, audience_id: str | None = None) -> PeopleSnapshot:
-    """Read the audiences, annotators and (if the SDK has it) the per-annotator report with a `Client`."""
+    """Read the audiences, annotators and the per-annotator report (answers, gold agreement, speed, state) with a
+    `Client`; without the report (a key that may not read it), the table falls back on the annotator list."""
     audiences = [a.last for a in client.audiences.list()]
     annotators = client.annotators.list()
-    report_call, report = _report_of(client.annotators), None
-    if report_call is not None:
-        try:
-            report = report_call()
-        except FlowlabError:
-            report = None
+    try:
+        report = client.annotators.report(audience=audience_id)
+    except FlowlabError:
+        report = None
     return _snapshot(audiences, annotators, report, audience_id)
 
 
@@ -140,14 +132,10 @@ async def aread_people(
     audiences = [a.last for a in await client.audiences.list()]
     if annotators is None:
         annotators = await client.annotators.list()
-    report_call, report = _report_of(client.annotators), None
-    if report_call is not None:
-        try:
-            report = report_call()
-            if inspect.isawaitable(report):
-                report = await report
-        except FlowlabError:
-            report = None
+    try:
+        report = await client.annotators.report(audience=audience_id)
+    except FlowlabError:
+        report = None
     return _snapshot(audiences, annotators, report, audience_id)
 
 
@@ -222,7 +210,7 @@ def button_label(person: Person) -> str:
 def speed_note(snapshot: PeopleSnapshot) -> str:
     if snapshot.from_report:
         return ""
-    return '<small style="color:#666">Median seconds per task appear once the server has the annotator report.</small>'
+    return '<small style="color:#666">This key may not read the annotator report: no speed, answers partial.</small>'
 
 
 # ---------------------------------------------------------------- the notebook widget
