@@ -40,7 +40,8 @@ CREATE INDEX IF NOT EXISTS items_flow ON items(flow_id, created_at);
 CREATE TABLE IF NOT EXISTS votes (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
     annotator_id TEXT NOT NULL, winner INTEGER NOT NULL, loser INTEGER NOT NULL, tie INTEGER NOT NULL,
-    created_at {real} NOT NULL, chose_first INTEGER, shown_at {real}, excluded INTEGER NOT NULL DEFAULT 0);
+    created_at {real} NOT NULL, chose_first INTEGER, shown_at {real}, excluded INTEGER NOT NULL DEFAULT 0,
+    level TEXT);
 CREATE INDEX IF NOT EXISTS votes_item ON votes(item_id);
 CREATE TABLE IF NOT EXISTS labels (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
@@ -121,6 +122,9 @@ ADDED_COLUMNS = [
     ("votes", "excluded", "INTEGER NOT NULL DEFAULT 0"),
     ("labels", "excluded", "INTEGER NOT NULL DEFAULT 0"),
     ("annotations", "excluded", "INTEGER NOT NULL DEFAULT 0"),
+    # Absolute ranking flows: 'good' / 'bad' for a "both good" / "both bad" answer (stored with tie = 1, so a
+    # reader that knows nothing of levels sees a tie); NULL otherwise.
+    ("votes", "level", "TEXT"),
 ]
 
 BACKFILL = {
@@ -154,7 +158,7 @@ LOAD_QUERIES = {
 }
 ITEM_COUNTS = "SELECT flow_id, count(*) AS n FROM items GROUP BY flow_id"
 ANSWERS_OF = {  # the answers of live items, by the table each task kind stores them in
-    "votes": "SELECT item_id, task_id, annotator_id, winner, loser, tie, created_at FROM votes "
+    "votes": "SELECT item_id, task_id, annotator_id, winner, loser, tie, level, created_at FROM votes "
     "WHERE item_id IN ({marks}) ORDER BY seq",
     "labels": "SELECT item_id, task_id, annotator_id, datapoint, value, created_at FROM labels "
     "WHERE item_id IN ({marks}) ORDER BY seq",
