@@ -517,7 +517,7 @@ class FlowsAPI:
 
         With `absolute=True` annotators may also answer "both good" or "both bad", and results give each
         datapoint `p_acceptable`, the probability it is judged acceptable, with an interval
-        (`flowlab.ranking.fit_absolute`); rewards and KTO rows then carry that level."""
+        (`flowlab.ranking.fit_absolute`); `results.rewards()` then carries that level."""
         options = flow_options(
             allow_ties,
             pair_selection,
