@@ -333,6 +333,8 @@ class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     rlhf: RlhfSpec | None = None  # RLHF flows: what annotators rate, rewrite and justify
     stop_when: StopWhen | None = None  # ranking flows: end an item once its question is settled
     chat: ChatSpec | None = None  # chat flows: the models, the turns, the form
+    # Ranking flows: pairs may also be answered "both_good" / "both_bad", and results give P(acceptable).
+    absolute: bool = False
     # Answers one person may give to one item (ranking: votes; other kinds: tasks). Default: a ranking item's
     # votes come from at least three people (a third of the maximum each); other kinds give every task of an
     # item to a person once, with no cap per item.
@@ -357,6 +359,7 @@ class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults
     rlhf: RlhfSpec | None = None
     stop_when: StopWhen | None = None  # {"rule": "never"} turns stopping off
     chat: ChatSpec | None = None
+    absolute: bool | None = None
     max_votes_per_annotator: Count | None = None
     audiences: list[str] | None = None  # [] opens the flow to every annotator of its key again
 
@@ -389,6 +392,7 @@ class Flow(msgspec.Struct):
     chat: ChatSpec | None = None
     max_votes_per_annotator: int | None = None  # in force: the flow's own, or its kind's default (None: no cap)
     audiences: list[str] = []  # the audiences whose annotators it serves; empty: every annotator of its key
+    absolute: bool = False  # ranking flows: "both good" / "both bad" answers and P(acceptable) in results
 
 
 # ---------------------------------------------------------------- datapoints and items
@@ -575,6 +579,10 @@ class DatapointResult(msgspec.Struct):
     wins: float  # ties count half
     annotators: int = 0  # different people whose votes compared it
     source: str | None = None  # an uploaded file: its local path as the researcher gave it
+    # Absolute ranking flows: the probability it is judged acceptable, with its 95 % interval (fit_absolute).
+    p_acceptable: float | None = None
+    p_acceptable_low: float | None = None
+    p_acceptable_high: float | None = None
 
 
 class ItemResults(msgspec.Struct):
@@ -714,6 +722,9 @@ class Vote(msgspec.Struct):
     shown_at: float | None = None  # when its task was first on the annotator's screen (time on task)
     # Left out of results, matrices and fits: its annotator was suspended while the item took answers.
     excluded: bool = False
+    # Absolute ranking flows: "good" or "bad" when the answer was "both good" / "both bad" (then `tie` is true:
+    # in the win-loss matrix such an answer counts half a win each way, as a tie does).
+    level: str | None = None
 
 
 # ---------------------------------------------------------------- live events
@@ -1136,6 +1147,7 @@ class Task(msgspec.Struct):
     kind: TaskKindName = "pairwise"
     categories: list[Category] | None = None  # classify tasks: the buttons, in order
     settings: dict[str, str] = {}  # the flow's feature flags (flowlab.settings) for the page to honour
+    absolute: bool = False  # ranking tasks: "both good" / "both bad" may be answered beside a, b (and tie)
     rlhf: RlhfTaskView | None = None  # RLHF tasks: the conversation, the responses and the form
     chat: ChatTaskView | None = None  # chat tasks
 
@@ -1155,7 +1167,8 @@ class TaskBatch(msgspec.Struct):
 
 
 class Answer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    # Pairwise tasks: "a", "b", "tie"; classify tasks: one of the task's category values; any task: "skip".
+    # Pairwise tasks: "a", "b", "tie" (on absolute flows also "both_good", "both_bad"); classify tasks: one of the
+    # task's category values; any task: "skip".
     choice: str
     fetch_next: bool = False  # answer and lease the next task in one round trip
     rlhf: RlhfAnswer | None = None  # RLHF tasks: choice "submit" with the annotation, or "skip"

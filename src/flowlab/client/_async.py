@@ -478,6 +478,7 @@ class AsyncFlowsAPI:
         stop_confidence: float = 0.95,
         max_votes_per_annotator: int | None = None,
         audiences: Sequence[Any] | None = None,
+        absolute: bool = False,
     ) -> AsyncFlow:
         """Create a pairwise ranking flow, with hosted's arguments in hosted's order (`drain_duration` and
         `serve_timeout` are flowlab's `drain_seconds` and `lease_seconds`). `min_response_threshold` defaults
@@ -491,7 +492,11 @@ class AsyncFlowsAPI:
         An item's votes are independent judgements: nobody is shown the same pair of an item twice, and one
         person gives at most `max_votes_per_annotator` of its votes (default: a third of the maximum, so at
         least three people share every item); an item whose people have given their share waits for others,
-        and its status's `waiting` says so."""
+        and its status's `waiting` says so.
+
+        With `absolute=True` annotators may also answer "both good" or "both bad", and results give each
+        datapoint `p_acceptable`, the probability it is judged acceptable, with an interval
+        (`flowlab.ranking.fit_absolute`); `results.rewards()` then carries that level."""
         options = flow_options(
             allow_ties,
             pair_selection,
@@ -507,6 +512,8 @@ class AsyncFlowsAPI:
         }
         if max_votes_per_annotator is not None:
             options["max_votes_per_annotator"] = max_votes_per_annotator
+        if absolute:
+            options["absolute"] = True
         if validation_set_id is not None:
             options["validation_set_id"] = validation_set_id
         config = await self._transport.run(

@@ -69,6 +69,10 @@ class RankedDatapoint:
     wins: float
     annotators: int = 0
     source: str | None = None
+    # Absolute flows: the probability this datapoint is judged acceptable, with its 95 % interval.
+    p_acceptable: float | None = None
+    p_acceptable_low: float | None = None
+    p_acceptable_high: float | None = None
 
     @classmethod
     def from_wire(cls, d: schemas.DatapointResult) -> RankedDatapoint:
@@ -130,10 +134,27 @@ class FlowItemResult:
         """Bradley–Terry scores (logits, centred) by key."""
         return {d.key: d.score for d in self.details}
 
-    def rewards(self, *, unvoted_as_none: bool = False, **options: Any) -> dict[str, float | None]:
+    @property
+    def threshold(self) -> float | None:
+        """An absolute flow's acceptability threshold on the scale of the scores (None for other flows):
+        `p_acceptable = σ(score − threshold)`."""
+        import math
+
+        d = next((d for d in self.details if d.p_acceptable is not None), None)
+        if d is None or d.p_acceptable is None:
+            return None
+        p = min(max(d.p_acceptable, 1e-12), 1 - 1e-12)
+        return d.score - math.log(p / (1 - p))
+
+    def rewards(
+        self, *, unvoted_as_none: bool = False, absolute: bool | None = None, **options: Any
+    ) -> dict[str, float | None]:
         """Per-datapoint rewards for RL from these results; options go to `flowlab.ranking.rewards_from_scores`.
         With `unvoted_as_none`, a datapoint no one voted on gets None (and stays out of the normalisation)
-        instead of the reward of an average datapoint."""
+        instead of the reward of an average datapoint. On an absolute flow's results the rewards carry the
+        absolute level by default (`absolute=None`): they are measured from the acceptability threshold rather
+        than the group's mean, so eight unacceptable completions all get negative rewards; `absolute=False`
+        gives the plain relative rewards."""
         import numpy as np
 
         from flowlab import ranking
@@ -141,6 +162,11 @@ class FlowItemResult:
         ordered = sorted(self.details, key=lambda d: d.index)
         counted = [d for d in ordered if d.votes > 0] if unvoted_as_none else ordered
         out: dict[str, float | None] = {d.key: None for d in ordered}
+        threshold = self.threshold if absolute is not False else None
+        if absolute and threshold is None:
+            raise ValueError("absolute=True needs an absolute flow's results (create_ranking_flow(absolute=True)).")
+        if threshold is not None:
+            options.setdefault("threshold", threshold)
         if counted:
             values = ranking.rewards_from_scores(np.array([d.score for d in counted]), **options)
             out.update({d.key: float(v) for d, v in zip(counted, values, strict=True)})

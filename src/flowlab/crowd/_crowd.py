@@ -20,7 +20,7 @@ from flowlab import schemas
 from flowlab.client._transport import resolve
 from flowlab.crowd._chat import ChatScript
 from flowlab.crowd._kinds import SKIP, strategy_for, view_content
-from flowlab.crowd._oracle import datapoint_content, true_score
+from flowlab.crowd._oracle import acceptable_above, datapoint_content, true_score
 from flowlab.crowd._wire import KeepAliveHTTP, WireError, WireResponse
 
 
@@ -142,6 +142,7 @@ class SimulatedCrowd:
         self.enroll = enroll
         self.chat = chat or ChatScript()
         self._scores: dict[str, list[float] | None] = {}
+        self._thresholds: dict[str, list[float] | None] = {}  # item -> acceptability thresholds
         self._details: dict[str, list[schemas.Datapoint] | None] = {}
         self._gold: dict[str, dict[tuple[str, str], str]] = {}
         self._gold_labels_of: dict[str, dict[str, list[str]]] = {}
@@ -427,6 +428,16 @@ class SimulatedCrowd:
             )
             _forget_oldest(self._scores)
         return self._scores[item_id]
+
+    async def item_thresholds(self, oracle: KeepAliveHTTP, item_id: str) -> list[float] | None:
+        """Each datapoint's acceptability threshold (`acceptable_above` in its private metadata, else 0)."""
+        if item_id not in self._thresholds:
+            details = await self.item_detail(oracle, item_id)
+            self._thresholds[item_id] = (
+                None if details is None else [acceptable_above(d.private_metadata) for d in details]
+            )
+            _forget_oldest(self._thresholds)
+        return self._thresholds[item_id]
 
     async def gold_labels(self, oracle: KeepAliveHTTP, flow_id: str) -> dict[str, list[str]]:
         """Content -> its right answers, for the gold labels of a classify flow (empty for another's flow)."""

@@ -47,7 +47,8 @@ def view_content(v: schemas.DatapointView) -> str:
 class Pairs:
     """The better of two by their true scores (the Bradley–Terry chance of preferring it), a gold pair's known
     answer; at random with probability 1 − accuracy, always for spammers; the left side without reading with
-    probability `left_bias`."""
+    probability `left_bias`. On an absolute flow's task: "both_good" / "both_bad" when both true scores are on
+    the same side of their `acceptable_above` thresholds (private metadata), else the acceptable one."""
 
     async def answer(
         self,
@@ -62,7 +63,8 @@ class Pairs:
         if p.left_bias and rng.random() < p.left_bias:
             return {"choice": "a"}
         if p.spammer or rng.random() > p.accuracy:
-            return {"choice": rng.choice(("a", "b", "tie") if task.allow_ties else ("a", "b"))}
+            choices = ("a", "b", "tie") if task.allow_ties else ("a", "b")
+            return {"choice": rng.choice(choices + (("both_good", "both_bad") if task.absolute else ()))}
         gold = await crowd.gold_answer(oracle, task)
         if gold is not None:
             return {"choice": gold}
@@ -71,6 +73,13 @@ class Pairs:
             sa, sb = scores[task.a.ref], scores[task.b.ref]
         else:  # another researcher's item: this key cannot read its metadata, so judge by content
             sa, sb = content_utility(view_content(task.a)), content_utility(view_content(task.b))
+        if task.absolute:
+            levels = await crowd.item_thresholds(oracle, task.item_id)
+            ta, tb = (levels[task.a.ref], levels[task.b.ref]) if scores is not None and levels else (0.0, 0.0)
+            good_a, good_b = sa > ta, sb > tb
+            if good_a == good_b:
+                return {"choice": "both_good" if good_a else "both_bad"}
+            return {"choice": "a" if good_a else "b"}
         return {"choice": "a" if rng.random() < prefer_probability(sa, sb) else "b"}
 
 

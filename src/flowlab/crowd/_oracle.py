@@ -35,6 +35,23 @@ def true_score(private_metadata: dict[str, Any] | None, content: str) -> float:
     return content_utility(content)
 
 
+DEFAULT_ACCEPTABLE_ABOVE = 0.0  # the median content utility: half of all datapoints are acceptable
+
+
+def acceptable_above(private_metadata: dict[str, Any] | None) -> float:
+    """The true score a datapoint must exceed to be acceptable: `acceptable_above` from its private metadata
+    (a number, or a string holding one), else 0."""
+    value = (private_metadata or {}).get("acceptable_above")
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            threshold = float(value)
+            if math.isfinite(threshold):
+                return threshold
+        except ValueError:
+            pass
+    return DEFAULT_ACCEPTABLE_ABOVE
+
+
 def true_category(private_metadata: dict[str, Any] | None, content: str, values: list[str]) -> str:
     """`true_category` from private metadata when it names one of `values`, else a stable pick by content."""
     if private_metadata:

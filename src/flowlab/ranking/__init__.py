@@ -5,6 +5,7 @@ numpy and scipy only. Every function takes votes as an (m, 2) array of ``(winner
 indices (an optional third column flags ties) or as an n × n win matrix, and returns numpy arrays.
 """
 
+from ._absolute import AbsoluteResult, absolute_counts, fit_absolute, simulate_absolute
 from ._active import pair_utilities, select_pairs, select_pairs_uniform
 from ._agreement import PairAgreement, Transitivity, repeated_pair_agreement, transitivity_violations
 from ._bradley_terry import DEFAULT_PRIOR, BradleyTerryResult, elo_from_scores, fit_bradley_terry
@@ -30,6 +31,7 @@ __all__ = [
     "ARENA_ELO",
     "DEFAULT_PRIOR",
     "STOP_RULES",
+    "AbsoluteResult",
     "AnnotatorQuality",
     "BradleyTerryResult",
     "CrowdBradleyTerryResult",
@@ -41,12 +43,14 @@ __all__ = [
     "Settlement",
     "Transitivity",
     "WinLossCounter",
+    "absolute_counts",
     "annotator_quality",
     "comparisons_from_keys",
     "consensus_agreement",
     "dawid_skene",
     "elo_from_scores",
     "elo_ratings",
+    "fit_absolute",
     "fit_bradley_terry",
     "fit_crowd_bradley_terry",
     "gold_agreement",
@@ -61,6 +65,7 @@ __all__ = [
     "select_pairs",
     "select_pairs_uniform",
     "settlement",
+    "simulate_absolute",
     "simulate_comparisons",
     "simulate_crowd_votes",
     "simulate_scores",

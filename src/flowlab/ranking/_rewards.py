@@ -39,6 +39,7 @@ def rewards_from_scores(
     method: Literal["centred", "win_rate"] = "centred",
     normalise: bool = True,
     floor: float | None = None,
+    threshold: float | None = None,
 ) -> np.ndarray:
     """Per-sample rewards for one group (one flow item) from Bradley–Terry scores.
 
@@ -58,11 +59,16 @@ def rewards_from_scores(
         Divide by ``max(std, floor)``.
     floor : float, optional
         Smallest scale to divide by; default 0.5 (logits) for ``"centred"`` and 0.1 for ``"win_rate"``.
+    threshold : float, optional
+        An acceptability threshold on the scale of ``scores`` (``AbsoluteResult.threshold``): rewards are
+        then measured from it instead of from the group's mean, so they carry the absolute level — a sample
+        at the threshold gets zero, and a group of samples that are all unacceptable gets only negative
+        rewards. The scale (``max(std, floor)``) is the same as without it.
 
     Returns
     -------
     ndarray, shape (n,)
-        Rewards with mean zero.
+        Rewards with mean zero (without ``threshold``).
     """
     theta = np.asarray(scores, dtype=float)
     if theta.ndim != 1:
@@ -76,7 +82,13 @@ def rewards_from_scores(
         raw = (p.sum(axis=1) - 0.5) / (n - 1)  # drop the diagonal σ(0) = 0.5
     else:
         raw = theta
-    return _normalise(raw, normalise, floor)
+    rewards = _normalise(raw, normalise, floor)
+    if threshold is None or n == 0:
+        return rewards
+    # What a sample sitting at the threshold would get, on the same scale: the rewards' new zero.
+    at = float(threshold) if method == "centred" or n < 2 else float(expit(threshold - theta).mean())
+    scale = max(float((raw - raw.mean()).std()), floor) if normalise and n >= 2 else 1.0
+    return rewards - (at - float(raw.mean())) / scale
 
 
 def rewards_from_result(

@@ -115,6 +115,7 @@ class Flows:
             chat=c.chat,
             max_votes_per_annotator=kind_of(c.kind).annotator_cap(c),
             audiences=c.audiences,
+            absolute=c.absolute,
         )
 
     def get(self, who: Principal, flow_id: str) -> FlowRecord:
@@ -291,6 +292,7 @@ class Flows:
             chat=req.chat,
             max_votes_per_annotator=req.max_votes_per_annotator,
             audiences=self.check_audiences(who, req.audiences),
+            absolute=req.absolute,
         )
         cfg = with_settings(kind_of(req.kind).complete(cfg), flags)
         await self.check_config(cfg)

@@ -1,9 +1,16 @@
 """Pairwise comparison, the first task kind: an annotator sees two datapoints and picks one (or a tie);
-votes aggregate into a win-loss matrix and a Bradley–Terry fit."""
+votes aggregate into a win-loss matrix and a Bradley–Terry fit.
+
+An absolute flow (`absolute=True`) also takes "both_good" and "both_bad": such an answer is stored as a tie with
+a `level` ('good' / 'bad'), counts half a win each way in the win-loss matrix (so the matrix still sums to the
+response count and older readers see a tie), and enters the results' fit (`ranking.fit_absolute`) as two
+absolute judgements rather than as a relative tie: in that model "both good" already says both are above the
+threshold, and counting it as a tie as well would count the same answer twice."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import random
 from array import array
@@ -36,6 +43,17 @@ SPREAD = 3
 RANDOM_TRIES = 64  # random draws for a pair a person has not seen, before listing every pair
 
 Pair = tuple[int, int]
+
+# What an answer to a pair said, as the vote log's third column keeps it.
+DECIDED, TIE, BOTH_GOOD, BOTH_BAD = 0, 1, 2, 3
+LEVELS = {BOTH_GOOD: "good", BOTH_BAD: "bad"}  # the votes table's `level` column
+CODE_OF_LEVEL = {level: code for code, level in LEVELS.items()}
+BOTH_CHOICES = {"both_good": BOTH_GOOD, "both_bad": BOTH_BAD}
+
+
+def answer_code(tie: Any, level: str | None) -> int:
+    """A stored vote's code from its `tie` and `level` columns."""
+    return CODE_OF_LEVEL[level] if level else (TIE if tie else DECIDED)
 
 
 def _unordered(pair: Pair) -> Pair:
@@ -117,10 +135,12 @@ class PairTally:
         "active_queue",
         "aside",
         "aside_voters",
+        "bad",
         "by_annotator",
         "cap",
         "fit",
         "fit_version",
+        "good",
         "log",
         "looking",
         "next_look",
@@ -139,7 +159,10 @@ class PairTally:
     def __init__(self, n: int, rng: random.Random, given: list[Pair] | None = None, cap: int | None = None) -> None:
         self.wins = np.zeros((n, n), dtype=np.float64)
         self.ties: np.ndarray | None = None  # symmetric tie counts, from the first tie on (also in `wins`, as halves)
-        self.log = AnswerLog()  # (winner, loser, tie): 12 bytes a vote; live streams read deltas from it
+        # Absolute flows: symmetric counts of "both good" / "both bad" answers, from the first on (also in `wins`).
+        self.good: np.ndarray | None = None
+        self.bad: np.ndarray | None = None
+        self.log = AnswerLog()  # (winner, loser, code): 12 bytes a vote; live streams read deltas from it
         self.requeue: deque[Pair] = deque()
         self.active_queue: deque[Pair] = deque()
         self.pair_queue = PairQueue(n, rng, given)
@@ -170,8 +193,12 @@ class PairTally:
         """Copies of the counts, for a fit that runs while votes keep landing."""
         return self.wins.copy(), None if self.ties is None else self.ties.copy()
 
-    def add(self, winner: int, loser: int, tie: bool, annotator_id: str) -> None:
-        self._count(winner, loser, tie, self.voter_index.setdefault(annotator_id, len(self.voter_index)))
+    def levels(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Copies of the "both good" / "both bad" counts (None where there were none)."""
+        return (None if self.good is None else self.good.copy(), None if self.bad is None else self.bad.copy())
+
+    def add(self, winner: int, loser: int, code: int, annotator_id: str) -> None:
+        self._count(winner, loser, code, self.voter_index.setdefault(annotator_id, len(self.voter_index)))
 
     def recount(self, excluded: Collection[str]) -> int:
         """Count every vote again, setting aside those of `excluded` people (and putting back the set-aside
@@ -181,27 +208,30 @@ class PairTally:
         who = list(self.voters) + list(self.aside_voters)
         self.log, self.voters, self.aside, self.aside_voters = AnswerLog(), array("i"), AnswerLog(4), array("i")
         self.wins[:] = 0.0
-        self.ties = None
-        for (winner, loser, tie), person in zip(rows.tolist(), who, strict=True):
+        self.ties = self.good = self.bad = None
+        for (winner, loser, code), person in zip(rows.tolist(), who, strict=True):
             if person in out:
-                self.aside.append(winner, loser, tie)
+                self.aside.append(winner, loser, code)
                 self.aside_voters.append(person)
             else:
-                self._count(winner, loser, bool(tie), person)
+                self._count(winner, loser, code, person)
         return self.log.n
 
-    def _count(self, winner: int, loser: int, tie: bool, person: int) -> None:
+    def _count(self, winner: int, loser: int, code: int, person: int) -> None:
         self.voters.append(person)
-        self.log.append(winner, loser, int(tie))
-        if tie:
-            self.wins[winner, loser] += 0.5
-            self.wins[loser, winner] += 0.5
-            if self.ties is None:
-                self.ties = np.zeros_like(self.wins)
-            self.ties[winner, loser] += 1.0
-            self.ties[loser, winner] += 1.0
-        else:
+        self.log.append(winner, loser, code)
+        if code == DECIDED:
             self.wins[winner, loser] += 1.0
+            return
+        self.wins[winner, loser] += 0.5
+        self.wins[loser, winner] += 0.5
+        name = {TIE: "ties", BOTH_GOOD: "good", BOTH_BAD: "bad"}[code]
+        counts = getattr(self, name)
+        if counts is None:
+            counts = np.zeros_like(self.wins)
+            setattr(self, name, counts)
+        counts[winner, loser] += 1.0
+        counts[loser, winner] += 1.0
 
 
 class Pairwise(KindBase):
@@ -213,7 +243,7 @@ class Pairwise(KindBase):
     answers_path = "votes"
     result_type = schemas.ItemResults
     default_live_items = 200  # an item is one small comparison task: many at once keep a crowd busy
-    owns = ("stop_when", "validation_pairs")
+    owns = ("stop_when", "validation_pairs", "absolute")
     takes_pairs = True
 
     def check_config(self, cfg: FlowConfig) -> None:
@@ -231,7 +261,7 @@ class Pairwise(KindBase):
     def replay(self, item: ItemRecord, rows: list[Row]) -> None:
         tally: PairTally = item.tally
         for v in rows:
-            tally.add(v["winner"], v["loser"], bool(v["tie"]), v["annotator_id"])
+            tally.add(v["winner"], v["loser"], answer_code(v["tie"], v.get("level")), v["annotator_id"])
             tally.give(v["annotator_id"], (v["winner"], v["loser"]))
         item.response_count += len(rows)
         self._look(item)  # an item that settled just before a restart ends now
@@ -341,22 +371,32 @@ class Pairwise(KindBase):
             lease_seconds=cfg.lease_seconds,
             server_time=now,
             settings=cfg.settings,
+            absolute=cfg.absolute,
         )
 
     # ------------------------------------------------------------ answering
 
     def check(self, lease: Lease, answer: schemas.Answer) -> Any:
-        """A gold answer's correctness (0/1), or the vote (winner, loser, tie)."""
+        """A gold answer's correctness (0/1), or the vote (winner, loser, code)."""
         choice = answer.choice
-        if choice not in ("a", "b", "tie"):
-            raise Refusal("invalid_choice", f"{choice!r} is not an answer to a pair; answer 'a', 'b', 'tie' or 'skip'.")
+        absolute = lease.item.config.absolute
+        if choice in BOTH_CHOICES and not absolute:
+            raise Refusal(
+                "level_not_allowed",
+                f"{choice!r} is for absolute ranking flows (absolute=True); answer 'a', 'b', 'tie' or 'skip'.",
+            )
+        if choice not in ("a", "b", "tie", *BOTH_CHOICES):
+            both = ", 'both_good', 'both_bad'" if absolute else ""
+            raise Refusal(
+                "invalid_choice", f"{choice!r} is not an answer to a pair; answer 'a', 'b', 'tie'{both} or 'skip'."
+            )
         if choice == "tie" and not lease.item.config.ties_allowed:
             raise Refusal("tie_not_allowed", "This flow does not allow ties; answer 'a' or 'b' (or 'skip').")
         if lease.gold is not None:
             return int(choice == lease.gold.answer)
         a, b = lease.question
         winner, loser = (b, a) if choice == "b" else (a, b)
-        return (winner, loser, choice == "tie")
+        return (winner, loser, BOTH_CHOICES.get(choice, TIE if choice == "tie" else DECIDED))
 
     def answer_ops(self, lease: Lease, checked: Any, annotator_id: str, now: float) -> list[Op]:
         if lease.gold is not None:
@@ -367,24 +407,25 @@ class Pairwise(KindBase):
                     (lease.task_id, annotator_id, lease.item.flow.id, checked, now),
                 )
             ]
-        winner, loser, tie = checked
+        winner, loser, code = checked
         # Which side won as the annotator saw it (None for a tie): left-right habits show in it.
-        chose_first = None if tie else int(winner == lease.question[0])
+        chose_first = None if code else int(winner == lease.question[0])
         # OR IGNORE: a commit whose outcome was lost with its connection may be retried; it lands once.
         return [
             (
                 "INSERT OR IGNORE INTO votes (task_id, item_id, annotator_id, winner, loser, tie, created_at, "
-                "chose_first, shown_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                "chose_first, shown_at, level) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     lease.task_id,
                     lease.item.id,
                     annotator_id,
                     winner,
                     loser,
-                    int(tie),
+                    int(code != DECIDED),
                     now,
                     chose_first,
                     lease.on_screen_since,
+                    LEVELS.get(code),
                 ),
             )
         ]
@@ -407,8 +448,8 @@ class Pairwise(KindBase):
 
     def count(self, lease: Lease, checked: Any) -> None:
         if lease.gold is None:
-            winner, loser, tie = checked
-            lease.item.tally.add(winner, loser, tie, lease.annotator_id)
+            winner, loser, code = checked
+            lease.item.tally.add(winner, loser, code, lease.annotator_id)
             lease.item.response_count += 1
             self._look(lease.item)
 
@@ -437,7 +478,8 @@ class Pairwise(KindBase):
         )
 
     def delta(self, item: ItemRecord, start: int, stop: int) -> list[tuple[int, int, int]]:
-        return item.tally.log.slice(start, stop)
+        # The third column stays a tie flag on the wire: "both" answers count as ties in the matrix.
+        return [(w, lo, min(code, TIE)) for w, lo, code in item.tally.log.slice(start, stop)]
 
     def snapshot(self, item: ItemRecord) -> list[list[float]]:
         return item.tally.wins.tolist()  # type: ignore[no-any-return]
@@ -446,7 +488,8 @@ class Pairwise(KindBase):
         # Snapshot first: votes may land while the fit runs, and the answer must describe one moment.
         version, count, state = item.version, item.response_count, item.state
         wins, ties = item.tally.snapshot()
-        fit = await self._result_fit_async(item, wins, ties, version)
+        levels = item.tally.levels()
+        fit = await self._result_fit_async(item, wins, ties, version, levels)
         return _results(item, wins, fit, version, count, state)
 
     def final(self, item: ItemRecord) -> tuple[schemas.ItemResults, schemas.WinLossMatrix]:
@@ -454,7 +497,7 @@ class Pairwise(KindBase):
         tally: PairTally = item.tally
         fit = self._cached_result_fit(item, item.version)
         if fit is None:
-            fit = _fit(item, tally.wins, tally.ties, self._warm_start(item), results=True)
+            fit = _fit(item, tally.wins, tally.ties, self._warm_start(item), results=True, levels=tally.levels())
         return _results(item, tally.wins, fit, item.version, item.response_count, item.state), self.matrix(item)
 
     def answered_by(self, item: ItemRecord) -> Collection[str]:
@@ -477,6 +520,7 @@ class Pairwise(KindBase):
                 chose_first=None if r.get("chose_first") is None else bool(r["chose_first"]),
                 shown_at=r.get("shown_at"),
                 excluded=bool(r.get("excluded")),
+                level=r.get("level"),
             )
             for r in rows
         ]
@@ -491,11 +535,18 @@ class Pairwise(KindBase):
 
     def _cached_result_fit(self, item: ItemRecord, version: int) -> Any:
         tally: PairTally = item.tally
-        if _results_prior(item) == "auto":
+        if _own_result_fit(item):
             return tally.result_fit if tally.result_version == version else None
         return tally.fit if tally.fit_version == version else None
 
-    async def _result_fit_async(self, item: ItemRecord, wins: np.ndarray, ties: np.ndarray | None, version: int) -> Any:
+    async def _result_fit_async(
+        self,
+        item: ItemRecord,
+        wins: np.ndarray,
+        ties: np.ndarray | None,
+        version: int,
+        levels: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+    ) -> Any:
         """The item's Bradley–Terry fit for results at `version`, computed off the event loop: a fit of a
         large item takes long enough (0.1 s at n = 1,000) that acknowledgements would stall behind it."""
         tally: PairTally = item.tally
@@ -504,10 +555,10 @@ class Pairwise(KindBase):
             return cached
         init = self._warm_start(item)
         if len(item.keys) <= INLINE_FIT_MAX:
-            fit = _fit(item, wins, ties, init, results=True)
+            fit = _fit(item, wins, ties, init, results=True, levels=levels)
         else:
-            fit = await asyncio.to_thread(_fit, item, wins, ties, init, results=True)
-        if _results_prior(item) == "auto":
+            fit = await asyncio.to_thread(functools.partial(_fit, item, wins, ties, init, results=True, levels=levels))
+        if _own_result_fit(item):
             if version >= tally.result_version:
                 tally.result_fit, tally.result_version = fit, version
         elif version >= tally.fit_version:
@@ -531,12 +582,14 @@ class Pairwise(KindBase):
             return
         tally.next_look = count + max(1, -(-cfg.max_response_threshold // LOOKS))
         if len(item.keys) <= INLINE_FIT_MAX:
-            self._settle(item, _fit(item, tally.wins, tally.ties, self._warm_start(item), results=True), count)
+            fit = _fit(item, tally.wins, tally.ties, self._warm_start(item), results=True, levels=tally.levels())
+            self._settle(item, fit, count)
             return
         tally.looking = True
-        job = asyncio.ensure_future(
-            asyncio.to_thread(_fit, item, *tally.snapshot(), self._warm_start(item), results=True)
+        look = functools.partial(
+            _fit, item, *tally.snapshot(), self._warm_start(item), results=True, levels=tally.levels()
         )
+        job = asyncio.ensure_future(asyncio.to_thread(look))
 
         def landed(done: asyncio.Future[Any]) -> None:
             tally.looking = False
@@ -596,8 +649,32 @@ def _results_prior(item: ItemRecord) -> float | str:
     return "auto" if item.config.pair_selection == "active" and item.pairs is None else ranking.DEFAULT_PRIOR
 
 
-def _fit(item: ItemRecord, wins: np.ndarray, ties: np.ndarray | None, init: np.ndarray | None, *, results: bool) -> Any:
-    """A Bradley–Terry fit of the item's votes; ties known as ties, so their intervals are honest."""
+def _own_result_fit(item: ItemRecord) -> bool:
+    """Whether results need a fit of their own rather than the one that chooses pairs."""
+    return _results_prior(item) == "auto" or item.config.absolute
+
+
+def _fit(
+    item: ItemRecord,
+    wins: np.ndarray,
+    ties: np.ndarray | None,
+    init: np.ndarray | None,
+    *,
+    results: bool,
+    levels: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+) -> Any:
+    """A Bradley–Terry fit of the item's votes; ties known as ties, so their intervals are honest. An absolute
+    flow's results fit the acceptability threshold too (`ranking.fit_absolute`)."""
+    if results and item.config.absolute:
+        good, bad = levels
+        return ranking.fit_absolute(
+            wins,
+            len(item.keys),
+            both_good=good,
+            both_bad=bad,
+            tie_counts=ties,
+            starting_elo=item.config.starting_elo,
+        )
     return ranking.fit_bradley_terry(
         wins,
         len(item.keys),
@@ -655,6 +732,7 @@ def _results(item: ItemRecord, wins: np.ndarray, fit: Any, version: int, count: 
             wins=float(won[i]),
             annotators=int(people[i]),
             source=getattr(item.datapoints[i], "source", None) if i < len(item.datapoints) else None,
+            **_acceptability(fit, i),
         )
         for i in range(len(item.keys))
     ]
@@ -669,6 +747,17 @@ def _results(item: ItemRecord, wins: np.ndarray, fit: Any, version: int, count: 
         annotators=annotators,
         top_annotator_share=top_share,
     )
+
+
+def _acceptability(fit: Any, i: int) -> dict[str, float]:
+    """P(acceptable) and its interval, from an absolute fit (nothing from a plain one)."""
+    if not isinstance(fit, ranking.AbsoluteResult):
+        return {}
+    return {
+        "p_acceptable": float(fit.p_acceptable[i]),
+        "p_acceptable_low": float(fit.p_low[i]),
+        "p_acceptable_high": float(fit.p_high[i]),
+    }
 
 
 def _pick_gold(pairs: list[schemas.ValidationPair], rng: random.Random, *, shuffle: bool) -> schemas.ValidationPair:

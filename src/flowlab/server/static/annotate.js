@@ -277,6 +277,14 @@ function renderBlocked(entry) {
   entry.view?.block(Boolean(entry.blocked));
 }
 
+/** An absolute flow's pairs may also be answered "both good" (key 3) or "both bad" (key 4). */
+function renderLevels(entry) {
+  const shown = Boolean(entry.task.absolute) && entry.task.kind !== "classify";
+  $("choose-both-good").hidden = !shown;
+  $("choose-both-bad").hidden = !shown;
+  $("keys-levels").hidden = !shown;
+}
+
 /** With `compare_unsure`, the tie button says "Unsure" and appears after the given delay. */
 function renderTie(entry) {
   const { task } = entry;
@@ -346,6 +354,7 @@ function show(entry) {
   else showPanes(entry);
   $("wait-hot").hidden = true;
   renderTie(entry);
+  renderLevels(entry);
   if (entry.blocked === undefined) watchPlayback(entry);
   renderBlocked(entry);
   const pair = $("pair");
@@ -572,6 +581,7 @@ async function answer(choice, annotation = null) {
   if (!entry || entry.answered || !state.session) return;
   const { task } = entry;
   if (choice === "tie" && (!task.allow_ties || performance.now() < entry.tieAt)) return;
+  if ((choice === "both_good" || choice === "both_bad") && !task.absolute) return;
   if (entry.blocked && choice !== "skip") return;
   entry.answered = true;
   const hidden = hiddenSeconds(entry);
@@ -751,6 +761,8 @@ const KEYS = {
   ArrowLeft: "a", 1: "a", Numpad1: "a",
   ArrowRight: "b", 2: "b", Numpad2: "b",
   t: "tie", T: "tie",
+  3: "both_good", Numpad3: "both_good",
+  4: "both_bad", Numpad4: "both_bad",
   s: "skip", S: "skip",
 };
 

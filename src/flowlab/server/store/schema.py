@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS votes (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
     annotator_id TEXT NOT NULL, winner INTEGER NOT NULL, loser INTEGER NOT NULL, tie INTEGER NOT NULL,
     created_at {real} NOT NULL, chose_first INTEGER, shown_at {real}, excluded INTEGER NOT NULL DEFAULT 0,
-    hidden_seconds {real});
+    hidden_seconds {real}, level TEXT);
 CREATE INDEX IF NOT EXISTS votes_item ON votes(item_id);
 CREATE TABLE IF NOT EXISTS labels (
     seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
@@ -131,6 +131,9 @@ ADDED_COLUMNS = [
     ("gold_answers", "hidden_seconds", "{real}"),
     ("quiz_answers", "shown_at", "{real}"),
     ("quiz_answers", "hidden_seconds", "{real}"),
+    # Absolute ranking flows: 'good' / 'bad' for a "both good" / "both bad" answer (stored with tie = 1, so a
+    # reader that knows nothing of levels sees a tie); NULL otherwise.
+    ("votes", "level", "TEXT"),
 ]
 
 BACKFILL = {
@@ -164,7 +167,7 @@ LOAD_QUERIES = {
 }
 ITEM_COUNTS = "SELECT flow_id, count(*) AS n FROM items GROUP BY flow_id"
 ANSWERS_OF = {  # the answers of live items, by the table each task kind stores them in
-    "votes": "SELECT item_id, task_id, annotator_id, winner, loser, tie, created_at FROM votes "
+    "votes": "SELECT item_id, task_id, annotator_id, winner, loser, tie, level, created_at FROM votes "
     "WHERE item_id IN ({marks}) ORDER BY seq",
     "labels": "SELECT item_id, task_id, annotator_id, datapoint, value, created_at FROM labels "
     "WHERE item_id IN ({marks}) ORDER BY seq",
