@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,16 @@ import flowlab
 
 ADMIN_KEY = "fl_key_test_admin_0123456789abcdef"
 BASE_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def wait_for(check: Callable[[], object], timeout: float = 30.0, what: str = "the state the test needs") -> None:
+    """Poll `check` until it is true; fail naming `what` once `timeout` seconds have passed. Tests wait for the
+    state they need this way instead of reading it once right after an action or sleeping a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
 
 
 def free_port() -> int:

@@ -3,7 +3,6 @@ acceptability thresholds, results read back after the item leaves memory and aft
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -12,7 +11,7 @@ import pytest
 
 from flowlab import ranking
 from flowlab.crowd import SimulatedCrowd
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, wait_for
 
 GOOD = [f"good {i}" for i in range(4)]
 BAD = [f"bad {i}" for i in range(4)]
@@ -29,10 +28,8 @@ def _datapoints() -> list[dict[str, object]]:
 
 
 def _wait_gone(server: ServerProcess) -> None:
-    deadline = time.monotonic() + 10
-    while httpx.get(f"{server.url}/v1/health").json()["live_items"] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert httpx.get(f"{server.url}/v1/health").json()["live_items"] == 0, "the ended item left memory"
+    live = lambda: httpx.get(f"{server.url}/v1/health").json()["live_items"]  # noqa: E731
+    wait_for(lambda: live() == 0, 10, "the ended item to leave memory")
 
 
 def _refit(server: ServerProcess, item_id: str, n: int) -> ranking.AbsoluteResult:

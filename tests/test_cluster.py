@@ -30,8 +30,8 @@ from flowlab.crowd import SimulatedCrowd
 from flowlab.devcluster import NodeFailed, _wait_up, haproxy_config
 
 from ._load import AnswerLoad
-from .conftest import ADMIN_KEY, PostgresDatabase, ServerProcess, free_port
-from .test_faults import assert_exact, counted, make_item, wait_for
+from .conftest import ADMIN_KEY, PostgresDatabase, ServerProcess, free_port, wait_for
+from .test_faults import assert_exact, counted, make_item
 from .test_flows_api import scored
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}

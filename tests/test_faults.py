@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +19,7 @@ import flowlab
 from flowlab.server.app import create_app
 
 from ._load import AnswerLoad
-from .conftest import ADMIN_KEY, PostgresDatabase, ServerProcess, free_port
+from .conftest import ADMIN_KEY, PostgresDatabase, ServerProcess, free_port, wait_for
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
@@ -53,14 +53,6 @@ def counted(url: str, item_id: str) -> int:
 
 def health(url: str) -> dict:
     return httpx.get(f"{url}/v1/health", timeout=5).json()  # type: ignore[no-any-return]
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def sqlite_votes(db: Path, item_id: str) -> list[str]:

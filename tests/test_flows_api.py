@@ -20,8 +20,7 @@ from flowlab.client._embedded import stop_local_server
 from flowlab.client._sse import SSEParser
 from flowlab.crowd import SimulatedCrowd
 
-from .conftest import ServerProcess
-from .test_faults import wait_for
+from .conftest import ServerProcess, wait_for
 
 
 def scored(n: int, prefix: str = "dp", spread: float = 1.5) -> list[dict[str, object]]:

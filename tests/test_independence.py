@@ -5,25 +5,14 @@ Each test has a server of its own: on the shared one, another test's crowd could
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import pytest
 
 import flowlab
 from flowlab.crowd import SimulatedCrowd
 
-from .conftest import ServerProcess
+from .conftest import ServerProcess, wait_for
 
 WAITING = "waiting for other annotators"
-
-
-def _wait(what: str, ok: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not ok():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("people", [1, 2, 5])
@@ -38,16 +27,19 @@ def test_a_projects_answers_per_task_are_different_people(fresh_server: ServerPr
     with crowd:
         project = client.projects.create(flow, rows, name=f"{people} people")
         items = lambda: flow.get_flow_items(amount=None)  # noqa: E731
-        _wait("the items", lambda: len(items()) == 4)
+        wait_for(lambda: len(items()) == 4, 60, "the items")
         if people >= 3:
             project.wait(timeout=60)
         else:
-            _wait(
-                "every item to take one vote from each person and wait",
+            wait_for(
                 lambda: all(i.get_progress().response_count == people for i in items()),
+                60,
+                "every item to take one vote from each person and wait",
             )
             polls = crowd.stats.idle_polls
-            _wait("the crowd to ask again and find nothing", lambda: crowd.stats.idle_polls >= polls + 3 * people)
+            wait_for(
+                lambda: crowd.stats.idle_polls >= polls + 3 * people, 60, "the crowd to ask again and find nothing"
+            )
             for item in items():
                 progress = item.get_progress()
                 assert progress.response_count == people, "nobody answered a task twice"

@@ -8,7 +8,6 @@ items stay in memory for a few seconds (`--retain-ended`)."""
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 import flowlab
 from flowlab.crowd import ChatScript, SimulatedCrowd
 
-from .conftest import ServerProcess
+from .conftest import ServerProcess, wait_for
 
 pytestmark = pytest.mark.slow  # over half a minute each: `pytest -m 'not slow'` skips it
 
@@ -109,14 +108,6 @@ def _live_items(server: ServerProcess) -> int:
     return int(httpx.get(f"{server.url}/v1/health").json()["live_items"])
 
 
-def _wait(what: str, ok: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not ok():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
 def test_an_ended_item_reads_back_the_same_from_memory_from_the_database_and_after_a_restart(
     tmp_path: Any, case: Case
@@ -143,7 +134,7 @@ def test_an_ended_item_reads_back_the_same_from_memory_from_the_database_and_aft
         in_memory = everything()
         # Still in memory after all the reads, so it was in memory during them (it leaves once, for good).
         assert _live_items(server) == 1, "the ended item left memory before it could be read there"
-        _wait("the ended item to leave memory", lambda: _live_items(server) == 0, timeout=RETAIN + 20)
+        wait_for(lambda: _live_items(server) == 0, RETAIN + 20, "the ended item to leave memory")
         from_database = everything()
         server.stop()
         server.start()

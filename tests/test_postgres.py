@@ -8,8 +8,7 @@ from pathlib import Path
 from flowlab import FlowItemState
 from flowlab.crowd import SimulatedCrowd
 
-from .conftest import ServerProcess
-from .test_faults import wait_for
+from .conftest import ServerProcess, wait_for
 
 
 def test_postgres_store_keeps_every_acknowledged_vote_across_a_kill(pg_dsn: str, tmp_path: Path) -> None:

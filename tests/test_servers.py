@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,15 +19,7 @@ import pytest
 from flowlab import AsyncClient, Client, FlowlabError
 from flowlab.client._servers import registry_dir, running_servers, which_server
 
-from .conftest import free_port
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+from .conftest import free_port, wait_for
 
 
 class Serve:

@@ -22,9 +22,8 @@ from flowlab import Client, verify_webhook
 from flowlab.crowd import SimulatedCrowd
 from flowlab.signing import sign_webhook
 
-from .conftest import ServerProcess, free_port
+from .conftest import ServerProcess, free_port, wait_for
 from .test_annotators_and_cli import cli
-from .test_faults import wait_for
 
 
 @dataclass
