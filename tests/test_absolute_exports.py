@@ -18,11 +18,11 @@ BAD = [f"bad {i}" for i in range(3)]
 
 def _datapoints() -> list[dict[str, object]]:
     """Three completions above their threshold (1.0) and three below, as the crowd's oracle reads them."""
-    good = [
+    good: list[dict[str, object]] = [
         {"id": k, "text": k, "private_metadata": {"true_score": 2.0 + i, "acceptable_above": 1.0}}
         for i, k in enumerate(GOOD)
     ]
-    bad = [
+    bad: list[dict[str, object]] = [
         {"id": k, "text": k, "private_metadata": {"true_score": -1.0 - i, "acceptable_above": 1.0}}
         for i, k in enumerate(BAD)
     ]
@@ -200,9 +200,9 @@ def test_the_async_sdk_end_to_end(researcher: Client) -> None:
             item = await flow.create_new_flow_batch(datapoints=_datapoints(), context="ctx", time_to_live=60)
             with _crowd(client):
                 results = await item.get_results(timeout=60)
-            assert all((d.p_acceptable > 0.5) == (d.key in GOOD) for d in results.details)
+            assert all(((d.p_acceptable or 0.0) > 0.5) == (d.key in GOOD) for d in results.details)
             rewards = results.rewards()
-            assert all((rewards[k] > 0) == (k in GOOD) for k in GOOD + BAD), rewards
+            assert all(((rewards[k] or 0.0) > 0) == (k in GOOD) for k in GOOD + BAD), rewards
             rows = await item.to_kto_rows()
             assert {r["key"]: r["label"] for r in rows} == {k: k in GOOD for k in GOOD + BAD}
             votes = await item.get_votes()

@@ -16,9 +16,8 @@ from bokeh.models import (
     LinearAxis,
     LinearColorMapper,
     Range1d,
-    Span,
 )
-from bokeh.models.annotations import ColorBar
+from bokeh.models.annotations import ColorBar, Span
 from bokeh.palettes import Blues256
 from bokeh.transform import dodge
 
