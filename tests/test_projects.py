@@ -64,7 +64,7 @@ def test_jsonl_project_through_to_its_deliverable(researcher: Client, tmp_path: 
         assert max(live_seen) <= 5  # the window: never more of the project's items live than asked
 
         paths = project.save_deliverable(tmp_path / "out")
-        assert set(paths) == {"tasks", "votes", "preference_pairs", "rlhf_tasks", "manifest"}
+        assert set(paths) == {"tasks", "votes", "preference_pairs", "rlhf_tasks", "kto", "manifest"}
         tasks = [json.loads(line) for line in paths["tasks"].read_text().splitlines()]
         assert [t["task_id"] for t in tasks] == [f"t{i:03d}" for i in range(40)]  # dataset order
         assert all(t["winner"] == "b" and t["votes"] == 2 for t in tasks)  # an exact crowd prefers the better one

@@ -43,6 +43,7 @@ METADATA = {
     "preference": ["chosen_source_id", "rejected_source_id", "annotator_id", "key"],
     "sft": ["source_id", "annotator_id", "key"],
     "kto": ["score", "source_id", "annotator_id", "key"],
+    "absolute_kto": ["p_acceptable", "p_acceptable_low", "p_acceptable_high", "confidence", "votes", "key"],
 }
 
 
@@ -229,6 +230,55 @@ def test_kto_trainer_accepts_kto_rows(
     trainer = trl.KTOTrainer(
         model=model,
         ref_model=copy.deepcopy(model),  # as for DPO
+        args=trl.KTOConfig(**config_kwargs(tmp_path, remove_unused), max_length=128),
+        train_dataset=ds,
+        processing_class=tokenizer,
+    )
+    assert_trains(trainer)
+
+
+@EXTRA_COLUMNS
+def test_kto_trainer_accepts_an_absolute_ranking_items_kto_rows(
+    tokenizer: Any, tmp_path: Path, remove_unused: bool
+) -> None:
+    """`acceptability_kto_rows` (an absolute ranking flow's KTO rows, labelled by P(acceptable)) train as they are."""
+    import numpy as np
+
+    from flowlab import ranking
+
+    keys = ["Hello there!", "Go away.", "Nice to meet you.", "Whatever."]
+    wins = np.zeros((4, 4))
+    for good in (0, 2):
+        for bad in (1, 3):
+            wins[good, bad] = 3
+    fit = ranking.fit_absolute(wins, 4)
+    rows = [
+        schemas.DatapointResult(
+            key=k,
+            index=i,
+            score=float(fit.scores[i]),
+            elo=float(fit.elo[i]),
+            ci_low=0.0,
+            ci_high=0.0,
+            rank=1,
+            rank_low=1,
+            rank_high=4,
+            votes=6,
+            wins=0.0,
+            p_acceptable=float(fit.p_acceptable[i]),
+            p_acceptable_low=float(fit.p_low[i]),
+            p_acceptable_high=float(fit.p_high[i]),
+        )
+        for i, k in enumerate(keys)
+    ]
+    results = schemas.ItemResults("i", "Completed", 12, False, rows, 1)
+    points = [schemas.Datapoint(index=i, key=k, kind="text", text=k) for i, k in enumerate(keys)]
+    ds = load(formats.acceptability_kto_rows(points, results, prompt="Greet me."), "absolute_kto", False)
+    assert ds["label"] == [True, False, True, False]
+    model = tiny_llama(tokenizer)
+    trainer = trl.KTOTrainer(
+        model=model,
+        ref_model=copy.deepcopy(model),
         args=trl.KTOConfig(**config_kwargs(tmp_path, remove_unused), max_length=128),
         train_dataset=ds,
         processing_class=tokenizer,

@@ -106,6 +106,55 @@ def test_ranking_chart_puts_the_best_on_top_and_fits_its_range() -> None:
     assert chart.figure.x_range.start < -1.5 and chart.figure.x_range.end > 3.0
 
 
+def test_an_absolute_flows_ranking_shows_p_acceptable_beside_the_scores() -> None:
+    from bokeh.embed import file_html
+    from bokeh.resources import CDN
+    from flowlab_widgets.kinds import Reading
+    from flowlab_widgets.kinds.pairwise import PairwiseView
+
+    from flowlab import FlowItemResult, schemas
+
+    def result(absolute: bool) -> FlowItemResult:
+        rows = [
+            schemas.DatapointResult(
+                key=k,
+                index=i,
+                score=s,
+                elo=1200 + 174 * s,
+                ci_low=s - 0.5,
+                ci_high=s + 0.5,
+                rank=i + 1,
+                rank_low=1,
+                rank_high=2,
+                votes=10,
+                wins=5.0,
+                p_acceptable=p if absolute else None,
+                p_acceptable_low=p - 0.2 if absolute else None,
+                p_acceptable_high=p + 0.1 if absolute else None,
+            )
+            for i, (k, s, p) in enumerate([("good", 1.0, 0.8), ("bad", -1.0, 0.3)])
+        ]
+        return FlowItemResult.from_wire(schemas.ItemResults("i", "Completed", 10, False, rows, 1))
+
+    view = PairwiseView()
+    source = view.acceptability.source
+    view.show(Reading(values={"result": result(absolute=True)}))
+    assert view.figures == [view.heatmap.figure, view.ranking.figure], "a series on the ranking, not a new figure"
+    assert source.data["key"] == ["good", "bad"] and source.data["p"] == [0.8, 0.3]
+    assert source.data["low"] == pytest.approx([0.6, 0.1]) and source.data["high"] == pytest.approx([0.9, 0.4])
+    assert view.acceptability.axis.visible and view.acceptability.half.visible
+    assert view.ranking.figure.extra_x_ranges["p_acceptable"].end == 1
+    assert "P(acceptable)" in view.sources and view.empty_panels() == ["win-loss matrix"]
+    assert "P(acceptable)" in file_html(view.ranking.figure, CDN), "the figure serialises with its second series"
+    assert "both good / both bad" in PairwiseView.settings(
+        SimpleNamespace(pair_selection="active", allow_ties=True, absolute=True)
+    )
+
+    view.show(Reading(values={"result": result(absolute=False)}))  # a plain flow's item: the series hides
+    assert view.acceptability.source is source and source.data["key"] == []
+    assert not view.acceptability.axis.visible and "P(acceptable)" not in view.sources
+
+
 def test_throughput_chart_streams_counts_and_rates() -> None:
     chart = ThroughputChart()
     for i in range(6):

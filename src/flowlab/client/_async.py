@@ -102,6 +102,22 @@ class AsyncFlowItem(_AsyncItemCalls):
         votes = await self._transport.run(core.item_votes(self.id))
         return formats.preference_pairs(detail.datapoints, votes, prompt=detail.status.context)
 
+    async def to_kto_rows(
+        self, *, min_confidence: float = 0.0, timeout: float | None = 0, partial: bool = True
+    ) -> list[dict[str, Any]]:
+        """An absolute flow's unpaired rows for KTO (`prompt` = the item's context, `completion`, `label` =
+        P(acceptable) > 0.5, with `p_acceptable`, its interval and `confidence`), one per voted datapoint;
+        `min_confidence=0.975` leaves out those whose 95 % interval straddles 0.5
+        (`flowlab.formats.acceptability_kto_rows`). `ValidationError` on a flow made without `absolute=True`."""
+        detail = await self._transport.run(core.item_detail(self.id))
+        results = await self.get_results(timeout=timeout, partial=partial)
+        try:
+            return formats.acceptability_kto_rows(
+                detail.datapoints, results, prompt=detail.status.context, min_confidence=min_confidence
+            )
+        except ValueError as e:
+            raise ValidationError(422, str(e)) from None
+
     async def to_rlhf_task(self, *, timeout: float | None = 0, partial: bool = True) -> dict[str, Any]:
         """An RLHF task record (prompt, responses with source ids and ranking annotations, preferred one)."""
         detail = await self._transport.run(core.item_detail(self.id))

@@ -328,7 +328,7 @@ def votes_frame(votes: list[schemas.Vote], keys: list[str]) -> pd.DataFrame:
 
     frame = pd.DataFrame(
         [msgspec.structs.asdict(v) for v in votes],
-        columns=["task_id", "annotator_id", "winner", "loser", "tie", "created_at", "chose_first", "shown_at"],
+        columns=["task_id", "annotator_id", "winner", "loser", "tie", "level", "created_at", "chose_first", "shown_at"],
     )
     frame["winner_key"] = [keys[i] for i in frame["winner"]]
     frame["loser_key"] = [keys[i] for i in frame["loser"]]

@@ -2,10 +2,11 @@
 annotations) and the rows TRL's trainers read (preference, prompt-completion, unpaired preference)."""
 
 from flowlab.formats._chat import branch_path, chat_records
-from flowlab.formats._records import preference_pairs, rlhf_task
+from flowlab.formats._records import acceptability_kto_rows, preference_pairs, rlhf_task
 from flowlab.formats._rlhf import kto_rows, preference_rows, rlhf_records, sft_rows
 
 __all__ = [
+    "acceptability_kto_rows",
     "branch_path",
     "chat_records",
     "kto_rows",

@@ -1,4 +1,5 @@
-"""Pairwise items: a win-loss heatmap and the Bradley–Terry ranking with 95 % intervals."""
+"""Pairwise items: a win-loss heatmap and the Bradley–Terry ranking with 95 % intervals; an absolute flow's
+ranking also shows each datapoint's P(acceptable) with its interval."""
 
 from __future__ import annotations
 
@@ -7,15 +8,24 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from bokeh.models import BasicTicker, ColumnDataSource, FactorRange, HoverTool, LinearColorMapper
-from bokeh.models.annotations import ColorBar
+from bokeh.models import (
+    BasicTicker,
+    ColumnDataSource,
+    FactorRange,
+    HoverTool,
+    LinearAxis,
+    LinearColorMapper,
+    Range1d,
+)
+from bokeh.models.annotations import ColorBar, Span
 from bokeh.palettes import Blues256
+from bokeh.transform import dodge
 
 from flowlab_widgets._common import esc
 from flowlab_widgets.figures import ELO_PER_LOGIT, RankingChart, base_figure, empty_data
 from flowlab_widgets.kinds._view import RESULTS, KindView, Read, Reading
 
-__all__ = ["PairwiseView", "WinLossHeatmap", "ranking_rows"]
+__all__ = ["AcceptabilitySeries", "PairwiseView", "WinLossHeatmap", "acceptability_rows", "ranking_rows"]
 
 # Light to dark: zero votes should read as empty paper, not as a colour.
 _HEAT_PALETTE = tuple(reversed(Blues256))
@@ -36,6 +46,7 @@ class PairwiseView(KindView):
         super().__init__(width=width, height=height, sizing_mode=sizing_mode)
         self.heatmap = WinLossHeatmap(width=width // 2, height=height, sizing_mode=sizing_mode)
         self.ranking = RankingChart(width=width // 2, height=height, sizing_mode=sizing_mode)
+        self.acceptability = AcceptabilitySeries(self.ranking.figure)
         self.figures = [self.heatmap.figure, self.ranking.figure]
         self.sources = {"win-loss matrix": self.heatmap.source, "ranking": self.ranking.source}
 
@@ -45,10 +56,18 @@ class PairwiseView(KindView):
             self.heatmap.update(matrix)
         if result is not None:
             self.ranking.update(ranking_rows(result))
+            self.acceptability.update(acceptability_rows(result))
+            # Only an absolute flow's ranking has this panel; a plain one's is not reported empty for lacking it.
+            if self.acceptability.shown:
+                self.sources["P(acceptable)"] = self.acceptability.source
+            else:
+                self.sources.pop("P(acceptable)", None)
 
     @classmethod
     def settings(cls, config: Any) -> list[str]:
         parts = [f"pairs: {esc(config.pair_selection)}", f"ties {'on' if config.allow_ties else 'off'}"]
+        if getattr(config, "absolute", False):
+            parts.append("both good / both bad")
         stop = getattr(config, "stop_when", None)
         if stop is not None:
             parts.append(f"stops: {esc(stop.rule)} at {stop.confidence:.0%}")
@@ -160,6 +179,88 @@ class WinLossHeatmap:
     def total(self) -> float:
         """Votes shown in the heatmap (a tie counts half to each side, so this is the response count)."""
         return float(sum(self.source.data["count"]))
+
+
+class AcceptabilitySeries:
+    """An absolute flow's P(acceptable) with its 95 % interval, drawn on a ranking chart as a second series: its
+    own axis from 0 to 1 along the top, a dashed line at one half, and a diamond and bar just below each
+    datapoint's score. Hidden (axis and line too) while the results have no P(acceptable)."""
+
+    _COLUMNS = ("key", "p", "low", "high", "votes")
+    COLOR = "#d95f02"
+
+    def __init__(self, figure: Any) -> None:
+        self.source = ColumnDataSource(empty_data(self._COLUMNS))
+        figure.extra_x_ranges = {**figure.extra_x_ranges, "p_acceptable": Range1d(start=0, end=1)}
+        self.axis = LinearAxis(x_range_name="p_acceptable", axis_label="P(acceptable), 95 % interval", visible=False)
+        self.axis.axis_label_text_color = self.COLOR
+        figure.add_layout(self.axis, "above")
+        self.half = Span(
+            location=0.5,
+            dimension="height",
+            x_range_name="p_acceptable",
+            line_color=self.COLOR,
+            line_dash="dashed",
+            line_alpha=0.6,
+            visible=False,
+        )
+        figure.add_layout(self.half)
+        below = dodge("key", -0.25, range=figure.y_range)
+        bars = figure.segment(
+            x0="low",
+            y0=below,
+            x1="high",
+            y1=below,
+            source=self.source,
+            x_range_name="p_acceptable",
+            line_color=self.COLOR,
+            line_width=2,
+            line_alpha=0.5,
+        )
+        marks = figure.scatter(
+            x="p",
+            y=below,
+            source=self.source,
+            x_range_name="p_acceptable",
+            marker="diamond",
+            size=10,
+            fill_color=self.COLOR,
+            line_color="white",
+        )
+        figure.add_tools(
+            HoverTool(
+                renderers=[bars, marks],
+                tooltips=[("", "@key"), ("P(acceptable)", "@p{0.00}"), ("interval", "@low{0.00} – @high{0.00}")],
+            )
+        )
+        self.shown = False
+
+    def update(self, rows: list[dict[str, Any]]) -> None:
+        """Show `rows` (`acceptability_rows`); no rows hides the series."""
+        data: dict[str, list[Any]] = empty_data(self._COLUMNS)
+        for row in rows:
+            for column in self._COLUMNS:
+                data[column].append(row[column])
+        self.shown = bool(rows)
+        self.axis.visible = self.half.visible = self.shown
+        self.source.data = data
+
+
+def acceptability_rows(result: Any) -> list[dict[str, Any]]:
+    """Rows for `AcceptabilitySeries.update` from an SDK result: each datapoint's P(acceptable) and interval;
+    none for a flow made without `absolute=True`."""
+    details = getattr(result, "details", None) or getattr(result, "datapoints", result)
+    return [
+        {
+            "key": str(dp.key),
+            "p": float(dp.p_acceptable),
+            "low": float(dp.p_acceptable_low),
+            "high": float(dp.p_acceptable_high),
+            "votes": int(dp.votes),
+        }
+        for dp in details
+        if getattr(dp, "p_acceptable", None) is not None
+    ]
 
 
 def _fmt_count(c: float) -> str:
