@@ -122,7 +122,7 @@ class _Design:
         p, _ = self.probabilities(theta)
         grad = np.bincount(self.member, self.sign * p, n) - np.bincount(self.chosen, self.chosen_sign, n).astype(float)
         # Per stage: diag(p) − p pᵀ (the signs square away).
-        hess = -np.bincount(self.pair_cell, p[self.pair_u] * p[self.pair_v], n * n).reshape(n, n)
+        hess = -np.bincount(self.pair_cell, p[self.pair_u] * p[self.pair_v], n * n).reshape(n, n).astype(float)
         hess[np.diag_indices(n)] += np.bincount(self.member, p, n)
         return grad, hess, p
 
