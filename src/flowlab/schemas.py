@@ -35,7 +35,8 @@ DatapointKind = Literal["text", "image", "audio", "video", "url", "conversation"
 Choice = Literal["a", "b", "tie", "skip"]  # a pairwise answer; a classify answer is a category's value (or skip)
 PairSelection = Literal["uniform", "active"]
 StopRule = Literal["top", "top_k", "order", "never"]
-TaskKindName = Literal["pairwise", "classify", "rlhf", "chat"]
+TaskKindName = Literal["pairwise", "classify", "rlhf", "chat", "listwise"]
+ListwiseMode = Literal["order", "best_worst"]
 DEFAULT_KIND: TaskKindName = "pairwise"  # a flow that names no kind compares pairs, as hosted's ranking flows
 RatingType = Literal["scale", "boolean", "category", "text"]
 Requirement = Literal["off", "optional", "required"]
@@ -312,6 +313,42 @@ class StopWhen(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     confidence: Annotated[float, msgspec.Meta(gt=0.5, lt=1.0)] = 0.95
 
 
+class ListwiseSpec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A listwise flow's task: `k` of an item's datapoints at once, ordered best first (`order`) or only the
+    best and the worst picked (`best_worst`)."""
+
+    k: Annotated[int, msgspec.Meta(ge=3, le=8)] = 4
+    mode: ListwiseMode = "order"
+
+
+class ListwiseTaskView(msgspec.Struct):
+    """A listwise task on the page: the datapoints to order, in the order shown (their refs say which)."""
+
+    datapoints: list[DatapointView]
+    mode: ListwiseMode
+
+
+class ListwiseAnswer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Positions in the task's `listwise.datapoints`: the whole `order` (best first), or `best` and `worst`."""
+
+    order: list[int] | None = None
+    best: int | None = None
+    worst: int | None = None
+
+
+class Ranking(msgspec.Struct):
+    """A stored listwise answer. `order` holds datapoint indices: the whole order best first, or (mode
+    `best_worst`) the best first, the worst last and the others between in the order shown, unranked."""
+
+    task_id: str
+    annotator_id: str
+    order: list[int]
+    mode: ListwiseMode
+    created_at: float
+    shown_at: float | None = None
+    excluded: bool = False
+
+
 class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     name: Name
     instruction: Instruction
@@ -335,6 +372,7 @@ class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     chat: ChatSpec | None = None  # chat flows: the models, the turns, the form
     # Ranking flows: pairs may also be answered "both_good" / "both_bad", and results give P(acceptable).
     absolute: bool = False
+    listwise: ListwiseSpec | None = None  # listwise flows: how many datapoints a task shows, and what is asked
     # Answers one person may give to one item (ranking: votes; other kinds: tasks). Default: a ranking item's
     # votes come from at least three people (a third of the maximum each); other kinds give every task of an
     # item to a person once, with no cap per item.
@@ -361,7 +399,8 @@ class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults
     chat: ChatSpec | None = None
     absolute: bool | None = None
     max_votes_per_annotator: Count | None = None
-    audiences: list[str] | None = None  # [] opens the flow to every annotator of its key again
+    audiences: list[str] | None = None
+    listwise: ListwiseSpec | None = None  # [] opens the flow to every annotator of its key again
 
 
 class Flow(msgspec.Struct):
@@ -393,6 +432,7 @@ class Flow(msgspec.Struct):
     max_votes_per_annotator: int | None = None  # in force: the flow's own, or its kind's default (None: no cap)
     audiences: list[str] = []  # the audiences whose annotators it serves; empty: every annotator of its key
     absolute: bool = False  # ranking flows: "both good" / "both bad" answers and P(acceptable) in results
+    listwise: ListwiseSpec | None = None  # listwise flows: k and the mode
 
 
 # ---------------------------------------------------------------- datapoints and items
@@ -1150,6 +1190,7 @@ class Task(msgspec.Struct):
     absolute: bool = False  # ranking tasks: "both good" / "both bad" may be answered beside a, b (and tie)
     rlhf: RlhfTaskView | None = None  # RLHF tasks: the conversation, the responses and the form
     chat: ChatTaskView | None = None  # chat tasks
+    listwise: ListwiseTaskView | None = None  # listwise tasks: the k datapoints to order
 
 
 class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -1173,6 +1214,7 @@ class Answer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     fetch_next: bool = False  # answer and lease the next task in one round trip
     rlhf: RlhfAnswer | None = None  # RLHF tasks: choice "submit" with the annotation, or "skip"
     chat: ChatAnswer | None = None  # chat tasks: choice "submit" with the annotated conversation, or "skip"
+    listwise: ListwiseAnswer | None = None  # listwise tasks: choice "submit" with the order (or best and worst)
     # Seconds the page's tab was hidden while the task was on screen (the Page Visibility API): not time on task.
     hidden_seconds: float | None = None
 

@@ -17,6 +17,7 @@ from flowlab.client._flows import (
     classify_options,
     flow_options,
     lease_or_default,
+    listwise_options,
     one_of,
     rlhf_options,
     settings_option,
@@ -532,6 +533,37 @@ class AsyncFlowsAPI:
             options["absolute"] = True
         if validation_set_id is not None:
             options["validation_set_id"] = validation_set_id
+        config = await self._transport.run(
+            core.create_flow(
+                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+            )
+        )
+        return AsyncFlow(self._transport, config)
+
+    async def create_listwise_flow(
+        self,
+        name: str,
+        instruction: str,
+        k: int = 4,
+        mode: str = "order",
+        max_response_threshold: int = 40,
+        min_response_threshold: int | None = None,
+        *,
+        lease_seconds: float | None = None,
+        drain_seconds: float | None = None,
+        render_markdown: bool = False,
+        starting_elo: float = 1200.0,
+        stop_when: str | None = None,
+        stop_k: int = 1,
+        stop_confidence: float = 0.95,
+        max_votes_per_annotator: int | None = None,
+        audiences: Sequence[Any] | None = None,
+    ) -> AsyncFlow:
+        """As `Client.flow.create_listwise_flow`."""
+        options = listwise_options(
+            k, mode, lease_seconds, drain_seconds, render_markdown, starting_elo, stop_when, stop_k,
+            stop_confidence, max_votes_per_annotator,
+        )  # fmt: skip
         config = await self._transport.run(
             core.create_flow(
                 name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)

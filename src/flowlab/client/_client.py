@@ -17,6 +17,7 @@ from flowlab.client._flows import (
     classify_options,
     flow_options,
     lease_or_default,
+    listwise_options,
     one_of,
     rlhf_options,
     settings_option,
@@ -557,6 +558,46 @@ class FlowsAPI:
             options["absolute"] = True
         if validation_set_id is not None:
             options["validation_set_id"] = validation_set_id
+        config = self._transport.run(
+            core.create_flow(
+                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+            )
+        )
+        return Flow(self._transport, config)
+
+    def create_listwise_flow(
+        self,
+        name: str,
+        instruction: str,
+        k: int = 4,
+        mode: str = "order",
+        max_response_threshold: int = 40,
+        min_response_threshold: int | None = None,
+        *,
+        lease_seconds: float | None = None,
+        drain_seconds: float | None = None,
+        render_markdown: bool = False,
+        starting_elo: float = 1200.0,
+        stop_when: str | None = None,
+        stop_k: int = 1,
+        stop_confidence: float = 0.95,
+        max_votes_per_annotator: int | None = None,
+        audiences: Sequence[Any] | None = None,
+    ) -> Flow:
+        """Create a listwise ranking flow: each task shows `k` (3 to 8) of an item's datapoints, and the annotator
+        orders them best first (`mode="order"`) or picks the best and the worst (`mode="best_worst"`). Which k
+        are shown is chosen from the current Plackett–Luce fit (the k whose order is least certain, a fifth
+        drawn uniformly); nobody is shown the same k-set of an item twice, and one person gives at most
+        `max_votes_per_annotator` of an item's answers (default: a third of the maximum).
+
+        Thresholds count answers (rankings) per item. Results have the shape of ranking flows' (`datapoints`
+        key → Elo, Plackett–Luce scores with 95 % intervals and rank ranges in `to_dataframe()`, `rewards()`);
+        `stop_when` ("top", "top_k", "order") ends an item once its question is settled. The win-loss matrix
+        counts the pairs the rankings imply, so it sums to more than the response count."""
+        options = listwise_options(
+            k, mode, lease_seconds, drain_seconds, render_markdown, starting_elo, stop_when, stop_k,
+            stop_confidence, max_votes_per_annotator,
+        )  # fmt: skip
         config = self._transport.run(
             core.create_flow(
                 name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)

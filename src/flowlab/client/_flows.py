@@ -251,3 +251,40 @@ class FlowItemBase(_Bound):
     def __repr__(self) -> str:
         s = self.last_status
         return f"<{type(self).__name__} {self.id} {s.state.value} votes={s.response_count}/{s.max_response_threshold}>"
+
+
+def listwise_options(
+    k: int,
+    mode: str,
+    lease_seconds: float | None,
+    drain_seconds: float | None,
+    render_markdown: bool,
+    starting_elo: float,
+    stop_when: str | None,
+    stop_k: int,
+    stop_confidence: float,
+    max_votes_per_annotator: int | None,
+) -> dict[str, Any]:
+    """A listwise flow's create request beside name, instruction and thresholds (checked here, so a typo fails
+    at once)."""
+    if mode not in ("order", "best_worst"):
+        raise ValidationError(
+            422, f"mode must be 'order' (the whole order) or 'best_worst'; got {mode!r}.", field="mode"
+        )
+    if not 3 <= k <= 8:
+        raise ValidationError(422, f"k is how many datapoints a task shows: 3 to 8; got {k!r}.", field="k")
+    options: dict[str, Any] = {
+        "kind": "listwise",
+        "listwise": {"k": k, "mode": mode},
+        "render_markdown": render_markdown,
+        "starting_elo": starting_elo,
+        **stop_option(stop_when, stop_k, stop_confidence),
+    }
+    for name, value in (
+        ("lease_seconds", lease_seconds),
+        ("drain_seconds", drain_seconds),
+        ("max_votes_per_annotator", max_votes_per_annotator),
+    ):
+        if value is not None:
+            options[name] = value
+    return options

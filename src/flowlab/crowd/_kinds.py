@@ -8,6 +8,7 @@ flow's gold), as the researcher's key may, and answers it with the person's accu
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from typing import TYPE_CHECKING, Any, Protocol
@@ -139,6 +140,39 @@ class Annotations:
         return {"choice": "submit", "rlhf": annotate(task.rlhf, scores, p.accuracy, p.spammer, rng)}
 
 
+class Rankings:
+    """An order of the k shown by a Plackett–Luce draw on their true scores (the Bradley–Terry chance for each
+    pair, as `Pairs` answers), at random with probability 1 − accuracy and always for spammers; in best–worst
+    mode, the first and last of that order."""
+
+    async def answer(
+        self,
+        crowd: SimulatedCrowd,
+        own: KeepAliveHTTP,
+        oracle: KeepAliveHTTP,
+        p: AnnotatorProfile,
+        task: schemas.Task,
+        rng: random.Random,
+    ) -> dict[str, Any]:
+        assert task.listwise is not None
+        shown = task.listwise.datapoints
+        positions = list(range(len(shown)))
+        if p.spammer or rng.random() > p.accuracy:
+            rng.shuffle(positions)
+        else:
+            scores = await crowd.item_scores(oracle, task.item_id)
+            if scores is not None and all(0 <= v.ref < len(scores) for v in shown):
+                truth = [scores[v.ref] for v in shown]
+            else:  # another researcher's item: judge by content
+                truth = [content_utility(view_content(v)) for v in shown]
+            # Sorting utilities plus Gumbel noise is a Plackett–Luce draw (each stage a softmax of the scores).
+            noisy = [t - math.log(-math.log(rng.random() or 1e-300)) for t in truth]
+            positions.sort(key=lambda i: -noisy[i])
+        if task.listwise.mode == "best_worst":
+            return {"choice": "submit", "listwise": {"best": positions[0], "worst": positions[-1]}}
+        return {"choice": "submit", "listwise": {"order": positions}}
+
+
 class Conversations:
     """Talk with the task's models by the crowd's script, then annotate; hand the task back when a model fails
     for longer than the script's patience (or says retrying cannot help)."""
@@ -184,6 +218,7 @@ STRATEGIES: dict[str, Strategy] = {
     "classify": Labels(),
     "rlhf": Annotations(),
     "chat": Conversations(),
+    "listwise": Rankings(),
 }
 
 

@@ -1,5 +1,5 @@
-"""Win-loss counts, Bradley–Terry and Elo rankings, intervals, active pairs, annotator quality, rewards and
-stopping rules.
+"""Win-loss counts, Bradley–Terry, Plackett–Luce and Elo rankings, intervals, active pairs, annotator quality,
+rewards and stopping rules.
 
 numpy and scipy only. Every function takes votes as an (m, 2) array of ``(winner, loser)`` datapoint
 indices (an optional third column flags ties) or as an n × n win matrix, and returns numpy arrays.
@@ -15,6 +15,7 @@ from ._intervals import rank_ranges
 from ._krippendorff import krippendorff_alpha
 from ._labels import LabelConsensus, dawid_skene
 from ._live import LiveBradleyTerry
+from ._plackett_luce import PlackettLuceResult, fit_plackett_luce, implied_pairs
 from ._quality import (
     AnnotatorQuality,
     CrowdBradleyTerryResult,
@@ -40,6 +41,7 @@ __all__ = [
     "LiveBradleyTerry",
     "PairAgreement",
     "PairCounts",
+    "PlackettLuceResult",
     "Settlement",
     "Transitivity",
     "WinLossCounter",
@@ -53,7 +55,9 @@ __all__ = [
     "fit_absolute",
     "fit_bradley_terry",
     "fit_crowd_bradley_terry",
+    "fit_plackett_luce",
     "gold_agreement",
+    "implied_pairs",
     "krippendorff_alpha",
     "pair_counts",
     "pair_utilities",

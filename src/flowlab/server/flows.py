@@ -116,6 +116,7 @@ class Flows:
             max_votes_per_annotator=kind_of(c.kind).annotator_cap(c),
             audiences=c.audiences,
             absolute=c.absolute,
+            listwise=c.listwise,
         )
 
     def get(self, who: Principal, flow_id: str) -> FlowRecord:
@@ -293,6 +294,7 @@ class Flows:
             max_votes_per_annotator=req.max_votes_per_annotator,
             audiences=self.check_audiences(who, req.audiences),
             absolute=req.absolute,
+            listwise=req.listwise,
         )
         cfg = with_settings(kind_of(req.kind).complete(cfg), flags)
         await self.check_config(cfg)
@@ -380,6 +382,8 @@ class Flows:
         kind = kind_of(cfg.kind)
         for other in all_kinds():
             for name in other.owns if other is not kind else ():
+                if name in kind.owns:
+                    continue  # a field two kinds read (a ranking's stopping rule) belongs to each
                 if getattr(cfg, name):
                     raise Invalid(
                         f"{name} is for {other.title} flows (made with {other.create_call}); this is a "

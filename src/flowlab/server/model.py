@@ -42,6 +42,7 @@ class FlowConfig(msgspec.Struct):
     max_votes_per_annotator: int | None = None  # answers one person may give an item (None: the kind's default)
     audiences: list[str] = []  # audience ids whose annotators it serves; empty: every annotator of its key
     absolute: bool = False  # ranking flows: "both good" / "both bad" answers, P(acceptable) in results
+    listwise: schemas.ListwiseSpec | None = None  # listwise flows: k and the mode
 
     # Options a setting can also turn on (AllowNeitherBothSetting, MarkdownSetting), for as long as it is set.
     @property

@@ -13,6 +13,7 @@ from flowlab_widgets.kinds._table import ResultsTable, results_table_for
 from flowlab_widgets.kinds._view import RESULTS, KindView, Progress, Read, Reading, aread_item, read_item
 from flowlab_widgets.kinds.chat import ChatView
 from flowlab_widgets.kinds.classify import ClassifyView
+from flowlab_widgets.kinds.listwise import ListwiseView
 from flowlab_widgets.kinds.pairwise import PairwiseView
 from flowlab_widgets.kinds.rlhf import RlhfView
 
@@ -30,7 +31,9 @@ __all__ = [
     "view_of",
 ]
 
-VIEWS: dict[str, type[KindView]] = {view.kind: view for view in (PairwiseView, ClassifyView, RlhfView, ChatView)}
+VIEWS: dict[str, type[KindView]] = {
+    view.kind: view for view in (PairwiseView, ClassifyView, RlhfView, ChatView, ListwiseView)
+}
 
 # A flow that names no kind is a ranking flow (the server's own default).
 DEFAULT_KIND = PairwiseView.kind

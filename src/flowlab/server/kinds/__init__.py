@@ -163,10 +163,11 @@ def all_kinds() -> list[TaskKind]:
     if not _KINDS:
         from flowlab.server.kinds.chat import CHAT
         from flowlab.server.kinds.classify import CLASSIFY
+        from flowlab.server.kinds.listwise import LISTWISE
         from flowlab.server.kinds.pairwise import PAIRWISE
         from flowlab.server.kinds.rlhf import RLHF
 
-        _KINDS.update({k.name: k for k in (PAIRWISE, CLASSIFY, RLHF, CHAT)})
+        _KINDS.update({k.name: k for k in (PAIRWISE, CLASSIFY, RLHF, CHAT, LISTWISE)})
     return list(_KINDS.values())
 
 

@@ -714,9 +714,23 @@ def people_of(tally: PairTally, n: int, count: int) -> tuple[np.ndarray, int, fl
 
 
 def _results(item: ItemRecord, wins: np.ndarray, fit: Any, version: int, count: int, state: str) -> schemas.ItemResults:
+    return build_results(item, wins, fit, version, count, state, people_of(item.tally, len(item.keys), count))
+
+
+def build_results(
+    item: ItemRecord,
+    wins: np.ndarray,
+    fit: Any,
+    version: int,
+    count: int,
+    state: str,
+    people_shares: tuple[np.ndarray, int, float | None],
+) -> schemas.ItemResults:
+    """A ranking item's results from its win matrix (votes and wins per datapoint), a fit in the shape of
+    `ranking.BradleyTerryResult`, and who answered (as `people_of` gives it)."""
     played = wins.sum(axis=1) + wins.sum(axis=0)
     won = wins.sum(axis=1)
-    people, annotators, top_share = people_of(item.tally, len(item.keys), count)
+    people, annotators, top_share = people_shares
     dps = [
         schemas.DatapointResult(
             key=item.keys[i],

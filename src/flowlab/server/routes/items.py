@@ -57,6 +57,12 @@ async def item_annotations(request: Request, item_id: str) -> list[schemas.Annot
     return await service.items.answers_of(who, item_id, "annotations")
 
 
+@get("/v1/items/{item_id:str}/rankings")
+async def item_rankings(request: Request, item_id: str) -> list[schemas.Ranking]:
+    service, who = researcher(request)
+    return await service.items.answers_of(who, item_id, "rankings")
+
+
 @get("/v1/items/{item_id:str}/conversations")
 async def item_conversations(request: Request, item_id: str) -> list[schemas.Conversation]:
     service, who = researcher(request)
@@ -127,6 +133,7 @@ handlers = [
     item_labels,
     item_annotations,
     item_conversations,
+    item_rankings,
     item_annotators,
     stop_item,
     wait_item,
