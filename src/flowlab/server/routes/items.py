@@ -28,7 +28,7 @@ async def item_detail(request: Request, item_id: str) -> schemas.ItemDetail:
 @get("/v1/items/{item_id:str}/results")
 async def item_results(
     request: Request, item_id: str
-) -> schemas.ItemResults | schemas.ClassifyResults | schemas.RlhfResults:
+) -> schemas.ItemResults | schemas.ClassifyResults | schemas.RlhfResults | schemas.WriteResults:
     service, who = researcher(request)
     return await service.items.results_of(who, item_id)
 
@@ -61,6 +61,12 @@ async def item_annotations(request: Request, item_id: str) -> list[schemas.Annot
 async def item_conversations(request: Request, item_id: str) -> list[schemas.Conversation]:
     service, who = researcher(request)
     return await service.items.answers_of(who, item_id, "conversations")
+
+
+@get("/v1/items/{item_id:str}/demonstrations")
+async def item_demonstrations(request: Request, item_id: str) -> list[schemas.Demonstration]:
+    service, who = researcher(request)
+    return await service.items.answers_of(who, item_id, "demonstrations")
 
 
 @get("/v1/items/{item_id:str}/annotators")
