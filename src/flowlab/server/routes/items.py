@@ -133,6 +133,7 @@ handlers = [
     item_labels,
     item_annotations,
     item_conversations,
+    item_demonstrations,
     item_annotators,
     stop_item,
     wait_item,
