@@ -341,6 +341,11 @@ class Items:
     async def results_of(self, who: Principal, item_id: str) -> Any:
         found = await self.find(who, item_id)
         if isinstance(found, ItemRecord):
+            ending = self._finalising.get(found.id)
+            if ending is not None and lifecycle.is_terminal(found.state):
+                # Ended, its final record on its way (with what only the ending adds, e.g. a review item's id):
+                # wait for it briefly rather than answer an aggregate the record may differ from.
+                await asyncio.wait([ending], timeout=5.0)
             # Ended and durable: the results every later read gets from the database, not a fresh aggregate.
             return found.final_results if found.finalised else await found.kind.results(found)
         return msgspec.json.decode(found.record.results, type=kind_of(found.record.kind).result_type)  # type: ignore[no-any-return]
