@@ -58,7 +58,8 @@ def test_an_annotator_writes_a_response_by_keyboard_with_preview_limits_and_no_p
     page.evaluate(
         """() => { const t = document.querySelector('#rlhf textarea[name=text]');
              const data = new DataTransfer(); data.setData('text/plain', ' PASTED TEXT');
-             t.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true })); }"""
+             const paste = { clipboardData: data, bubbles: true, cancelable: true };
+             t.dispatchEvent(new ClipboardEvent('paste', paste)); }"""
     )
     assert "Pasting is off" in page.inner_text("#rlhf .write-problem")
     assert page.input_value("#rlhf textarea[name=text]") == "**Blue**"
