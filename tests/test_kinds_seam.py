@@ -50,7 +50,10 @@ def test_an_answered_datapoint_is_never_offered_to_its_annotator_again() -> None
 def test_every_kind_declares_what_the_rest_of_the_server_asks_of_it(kind) -> None:  # type: ignore[no-untyped-def]
     assert kind_of(kind.name) is kind
     assert kind.title and kind.create_call.startswith("client.flow.create_")
-    assert kind.answers_table in ("votes", "labels", "annotations", "rankings")
+    from flowlab.server.store.schema import ANSWERS_OF, TABLES
+
+    # Its answers' table exists, and start-up replays a live item's answers from it.
+    assert f"CREATE TABLE IF NOT EXISTS {kind.answers_table} (" in TABLES and kind.answers_table in ANSWERS_OF
     assert isinstance(kind.result_type, type) and kind.default_lease > 0 and kind.default_live_items > 0
     deliverable = of_kind(kind.name)
     assert deliverable.results is kind.result_type, "the SDK decodes results as the server sends them"

@@ -35,7 +35,7 @@ DatapointKind = Literal["text", "image", "audio", "video", "url", "conversation"
 Choice = Literal["a", "b", "tie", "skip"]  # a pairwise answer; a classify answer is a category's value (or skip)
 PairSelection = Literal["uniform", "active"]
 StopRule = Literal["top", "top_k", "order", "never"]
-TaskKindName = Literal["pairwise", "classify", "rlhf", "chat", "listwise"]
+TaskKindName = Literal["pairwise", "classify", "rlhf", "chat", "listwise", "write"]
 ListwiseMode = Literal["order", "best_worst"]
 DEFAULT_KIND: TaskKindName = "pairwise"  # a flow that names no kind compares pairs, as hosted's ranking flows
 RatingType = Literal["scale", "boolean", "category", "text"]
@@ -301,6 +301,83 @@ class Conversation(msgspec.Struct):
     excluded: bool = False
 
 
+class WriteSpec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """What a write flow asks: a response written from scratch to each prompt, within these lengths; whether
+    pasting into the box is allowed; and, optionally, the flow whose items review what was written."""
+
+    min_chars: int = 1
+    max_chars: int = 4000
+    allow_paste: bool = True
+    review_flow_id: str | None = None  # an RLHF flow: each ended item's demonstrations become one of its items
+    review_model_responses: bool = True  # the datapoint's model responses join the demonstrations in review
+    review_time_to_live: float | None = None  # the review item's TTL (None: the server's default)
+
+
+class WriteTaskView(msgspec.Struct):
+    """A write task on the page: the prompt (a conversation ending with the user), guidance and reference
+    material, and the limits the text box enforces."""
+
+    prompt: list[ChatMessage]
+    guidance: str | None
+    reference: str | None
+    min_chars: int
+    max_chars: int
+    allow_paste: bool
+
+
+class WriteAnswer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A written response: the text as typed, and how many of its characters the page saw pasted in."""
+
+    text: str
+    pasted_chars: int = 0
+
+
+class Demonstration(msgspec.Struct):
+    """One stored demonstration: who wrote what for which prompt, and when (time on task = created_at -
+    shown_at - hidden_seconds)."""
+
+    task_id: str
+    annotator_id: str
+    datapoint: int
+    text: str
+    created_at: float
+    shown_at: float | None = None
+    hidden_seconds: float | None = None
+    pasted_chars: int = 0
+    excluded: bool = False  # its author was suspended while the item took answers
+
+    @property
+    def seconds(self) -> float | None:
+        if self.shown_at is None:
+            return None
+        return max(0.0, self.created_at - self.shown_at - (self.hidden_seconds or 0.0))
+
+
+class DemonstrationResult(msgspec.Struct):
+    annotator_id: str
+    text: str
+    chars: int
+    seconds: float | None  # time on task (None: unknown)
+    pasted_share: float  # share of its characters pasted in
+
+
+class WriteTaskResult(msgspec.Struct):
+    key: str
+    index: int
+    demonstrations: list[DemonstrationResult]  # in the order they were written
+
+
+class WriteResults(msgspec.Struct):
+    item_id: str
+    state: ItemStateName
+    total_responses: int  # demonstrations that count
+    partial: bool
+    tasks: list[WriteTaskResult]
+    version: int
+    annotators: int = 0  # different people whose demonstrations count
+    review_item_id: str | None = None  # the review flow's item made from this one once it ended
+
+
 class StopWhen(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """End a ranking item as soon as its question is answered with the asked confidence.
 
@@ -370,6 +447,7 @@ class FlowCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     rlhf: RlhfSpec | None = None  # RLHF flows: what annotators rate, rewrite and justify
     stop_when: StopWhen | None = None  # ranking flows: end an item once its question is settled
     chat: ChatSpec | None = None  # chat flows: the models, the turns, the form
+    write: WriteSpec | None = None  # write flows: lengths, pasting, a review flow
     # Ranking flows: pairs may also be answered "both_good" / "both_bad", and results give P(acceptable).
     absolute: bool = False
     listwise: ListwiseSpec | None = None  # listwise flows: how many datapoints a task shows, and what is asked
@@ -397,10 +475,11 @@ class FlowConfigUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults
     rlhf: RlhfSpec | None = None
     stop_when: StopWhen | None = None  # {"rule": "never"} turns stopping off
     chat: ChatSpec | None = None
+    write: WriteSpec | None = None
     absolute: bool | None = None
     max_votes_per_annotator: Count | None = None
-    audiences: list[str] | None = None
-    listwise: ListwiseSpec | None = None  # [] opens the flow to every annotator of its key again
+    audiences: list[str] | None = None  # [] opens the flow to every annotator of its key again
+    listwise: ListwiseSpec | None = None
 
 
 class Flow(msgspec.Struct):
@@ -433,6 +512,7 @@ class Flow(msgspec.Struct):
     audiences: list[str] = []  # the audiences whose annotators it serves; empty: every annotator of its key
     absolute: bool = False  # ranking flows: "both good" / "both bad" answers and P(acceptable) in results
     listwise: ListwiseSpec | None = None  # listwise flows: k and the mode
+    write: WriteSpec | None = None
 
 
 # ---------------------------------------------------------------- datapoints and items
@@ -464,7 +544,8 @@ class DatapointIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     prompt: str | list[ChatMessage] | None = None  # RLHF tasks: the prompt, or the conversation so far
     responses: list[ResponseIn] | None = None  # RLHF tasks: two or more model responses
     messages: list[ChatMessage] | None = None  # chat tasks: the starting conversation (may be empty)
-    guidance: str | None = None  # chat tasks: what the annotator should try
+    guidance: str | None = None  # chat and write tasks: what the annotator should try
+    reference: str | None = None  # write tasks: reference material shown beside the prompt
 
 
 class ValidationPair(msgspec.Struct, omit_defaults=True):
@@ -534,7 +615,8 @@ class Datapoint(msgspec.Struct, omit_defaults=True):
     source: str | None = None  # an uploaded file: its local path as the researcher gave it
     prompt: list[ChatMessage] | None = None  # RLHF tasks
     responses: list[Response] | None = None  # RLHF tasks
-    guidance: str | None = None  # chat tasks (their starting conversation is `prompt`)
+    guidance: str | None = None  # chat and write tasks (a chat task's starting conversation is `prompt`)
+    reference: str | None = None  # write tasks
 
 
 class ItemCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -1191,6 +1273,7 @@ class Task(msgspec.Struct):
     rlhf: RlhfTaskView | None = None  # RLHF tasks: the conversation, the responses and the form
     chat: ChatTaskView | None = None  # chat tasks
     listwise: ListwiseTaskView | None = None  # listwise tasks: the k datapoints to order
+    write: WriteTaskView | None = None  # write tasks
 
 
 class TaskRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -1215,6 +1298,7 @@ class Answer(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     rlhf: RlhfAnswer | None = None  # RLHF tasks: choice "submit" with the annotation, or "skip"
     chat: ChatAnswer | None = None  # chat tasks: choice "submit" with the annotated conversation, or "skip"
     listwise: ListwiseAnswer | None = None  # listwise tasks: choice "submit" with the order (or best and worst)
+    write: WriteAnswer | None = None  # write tasks: choice "submit" with the text, or "skip"
     # Seconds the page's tab was hidden while the task was on screen (the Page Visibility API): not time on task.
     hidden_seconds: float | None = None
 

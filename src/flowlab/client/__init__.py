@@ -10,6 +10,8 @@ from flowlab.client._async import (
     AsyncFlowItem,
     AsyncRlhfFlow,
     AsyncRlhfFlowItem,
+    AsyncWriteFlow,
+    AsyncWriteFlowItem,
 )
 from flowlab.client._chat import ModelHandle
 from flowlab.client._client import (
@@ -22,6 +24,8 @@ from flowlab.client._client import (
     FlowItem,
     RlhfFlow,
     RlhfFlowItem,
+    WriteFlow,
+    WriteFlowItem,
 )
 
 __all__ = [
@@ -34,6 +38,8 @@ __all__ = [
     "AsyncFlowItem",
     "AsyncRlhfFlow",
     "AsyncRlhfFlowItem",
+    "AsyncWriteFlow",
+    "AsyncWriteFlowItem",
     "ChatFlow",
     "ChatFlowItem",
     "ClassifyFlow",
@@ -44,4 +50,6 @@ __all__ = [
     "ModelHandle",
     "RlhfFlow",
     "RlhfFlowItem",
+    "WriteFlow",
+    "WriteFlowItem",
 ]

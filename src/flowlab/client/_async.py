@@ -9,6 +9,7 @@ import httpx
 
 from flowlab import formats, schemas
 from flowlab.client import _core as core
+from flowlab.client import _write as write
 from flowlab.client._chat import POLL_WAIT, Generate, ModelHandle, chat_options, served_model
 from flowlab.client._errors import ValidationError
 from flowlab.client._flows import (
@@ -457,9 +458,103 @@ class AsyncChatFlow(_AsyncFlowCalls[AsyncChatFlowItem]):
         ]
 
 
+class AsyncWriteFlowItem(_AsyncItemCalls):
+    """A batch of prompts: each collects written demonstrations until it has the flow's maximum."""
+
+    async def get_results(self, timeout: float | None = None, *, partial: bool = False) -> schemas.WriteResults:
+        """Wait for the item to end, then return the demonstrations per prompt (author, text, length, seconds);
+        `Timeout` if `timeout` passes first. `partial=True` as for ranking items."""
+        return await self._transport.run(core.wait_for_results(self.id, timeout, partial, write.write_results))
+
+    async def get_win_loss_matrix(self) -> pd.DataFrame:
+        raise ValidationError(422, "The win/loss matrix is only available for ranking flow items.")
+
+    async def get_demonstrations(self) -> list[schemas.Demonstration]:
+        """Every demonstration as stored, in order: author, text, when shown and answered, pasted characters."""
+        return await self._transport.run(write.demonstrations(self.id))
+
+    async def to_sft_rows(self) -> list[dict[str, Any]]:
+        """TRL's conversational SFT rows: `{"messages": [...prompt, {"role": "assistant", ...}], ...}`."""
+        return await self._transport.run(write.sft_rows(self.id))
+
+    async def to_rlhf_records(self) -> list[dict[str, Any]]:
+        """Seed-001 task records, each demonstration a response with `source_id` "human:<annotator id>"."""
+        return await self._transport.run(write.records(self.id, self.flow_id))
+
+    async def to_rows(self) -> list[dict[str, Any]]:
+        """A row per demonstration: prompt, demonstration, author, seconds, chars, pasted_chars."""
+        return await self._transport.run(write.rows(self.id))
+
+    async def best_demonstrations(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """The best demonstration per prompt, once the item and its review item (if the flow has a review stage)
+        have ended: the one reviewers chose most often (see `formats.best_demonstrations`)."""
+        return await self._transport.run(write.best(self.id, timeout))
+
+    async def review_item(self) -> AsyncRlhfFlowItem | None:
+        """The review flow's item made from this one when it ended (None: no review, or not yet)."""
+        review_id = (await self.get_results(partial=True)).review_item_id
+        if review_id is None:
+            return None
+        return AsyncRlhfFlowItem(self._transport, await self._transport.run(core.item_status(review_id)))
+
+
+class AsyncWriteFlow(_AsyncFlowCalls[AsyncWriteFlowItem]):
+    """A flow of prompts that people answer by writing the response (demonstrations for SFT)."""
+
+    _item_type = AsyncWriteFlowItem
+
+    async def refresh(self) -> AsyncWriteFlow:
+        self.config = await self._transport.run(core.get_flow(self.id))
+        return self
+
+    async def create_new_flow_batch(
+        self,
+        datapoints: Iterable[Any],
+        context: str | None = None,
+        private_metadata: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+        time_to_live: float | None = None,
+    ) -> AsyncWriteFlowItem:
+        """Push prompts: strings, or `{"id", "prompt": str or [{role, content}, ...], "guidance", "reference",
+        "responses": [{"source_id", "content"}, ...]}` (model responses shown beside the demonstrations in the
+        review stage). Returns at once."""
+        status = await self._transport.run(
+            core.create_item(
+                self.id,
+                datapoints,
+                context=context,
+                private_metadata=private_metadata,
+                time_to_live=time_to_live,
+                write=True,
+            )
+        )
+        return AsyncWriteFlowItem(self._transport, status)
+
+    async def review_with(
+        self, flow: Any, *, include_model_responses: bool = True, time_to_live: float | None = None
+    ) -> AsyncWriteFlow:
+        """Chain a review stage: when an item of this flow ends, each prompt's demonstrations (with its model
+        responses, if `include_model_responses`) become one task of a new item of `flow`, an RLHF flow (None:
+        no review from now on). Items created from now on use it."""
+        change = write.set_review(self.config, flow, include_model_responses, time_to_live)
+        self.config = await self._transport.run(change)
+        return self
+
+    async def update_config(self, instruction: str | None = None, **changes: Any) -> AsyncWriteFlow:
+        self.config = await self._transport.run(core.update_flow(self.id, {"instruction": instruction, **changes}))
+        return self
+
+    async def get_flow_items(self, amount: int | None = 10, page: int = 1) -> list[AsyncWriteFlowItem]:
+        return [
+            AsyncWriteFlowItem(self._transport, s)
+            for s in await self._transport.run(core.list_items(self.id, amount, page))
+        ]
+
+
 def _flow_object(
     transport: AsyncTransport, config: schemas.Flow
-) -> AsyncFlow | AsyncClassifyFlow | AsyncRlhfFlow | AsyncChatFlow:
+) -> AsyncFlow | AsyncClassifyFlow | AsyncRlhfFlow | AsyncChatFlow | AsyncWriteFlow:
+    if config.kind == "write":
+        return AsyncWriteFlow(transport, config)
     if config.kind == "chat":
         return AsyncChatFlow(transport, config)
     if config.kind == "rlhf":
@@ -681,6 +776,48 @@ class AsyncFlowsAPI:
         )
         return AsyncRlhfFlow(self._transport, config)
 
+    async def create_write_flow(
+        self,
+        name: str,
+        instruction: str,
+        min_chars: int = 1,
+        max_chars: int = 4000,
+        allow_paste: bool = True,
+        max_response_threshold: int = 1,
+        min_response_threshold: int | None = None,
+        *,
+        review: Any = None,
+        include_model_responses: bool = True,
+        review_time_to_live: float | None = None,
+        lease_seconds: float | None = None,
+        drain_seconds: float | None = None,
+        settings: Sequence[Any] | None = None,
+        audiences: Sequence[Any] | None = None,
+    ) -> AsyncWriteFlow:
+        """Create a write flow (seed 002's "prompts for annotators to respond to"): annotators read a prompt (with
+        its guidance and reference material) and write the response, `min_chars` to `max_chars` characters;
+        with `allow_paste=False` the page blocks pasting and the server refuses text said to be pasted.
+        Thresholds count demonstrations per prompt (different people each). With `review` (an RLHF flow), each
+        ended item's demonstrations become an item of that flow, so people rate what people wrote; see
+        `WriteFlowItem.best_demonstrations()`. Leases last 15 minutes unless `lease_seconds` says otherwise."""
+        options = write.write_options(
+            min_chars,
+            max_chars,
+            allow_paste,
+            review,
+            include_model_responses,
+            review_time_to_live,
+            lease_seconds,
+            drain_seconds,
+            settings,
+        )
+        config = await self._transport.run(
+            core.create_flow(
+                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+            )
+        )
+        return AsyncWriteFlow(self._transport, config)
+
     async def create_validation_set(self, name: str, pairs: Iterable[Any]) -> AsyncValidationSet:
         """Keep gold pairs under an id — `(a, b, answer)` tuples or dicts, `answer` "a", "b" or "tie" — for
         `create_ranking_flow(validation_set_id=...)`; each flow copies the pairs when it is created."""
@@ -694,12 +831,14 @@ class AsyncFlowsAPI:
     async def preheat(self) -> schemas.Preheated:
         return await self._transport.run(core.preheat())
 
-    async def get_flow_by_id(self, flow_id: str) -> AsyncFlow | AsyncClassifyFlow | AsyncRlhfFlow | AsyncChatFlow:
+    async def get_flow_by_id(
+        self, flow_id: str
+    ) -> AsyncFlow | AsyncClassifyFlow | AsyncRlhfFlow | AsyncChatFlow | AsyncWriteFlow:
         return _flow_object(self._transport, await self._transport.run(core.get_flow(flow_id)))
 
     async def find_flows(
         self, name: str = "", amount: int = 10, page: int = 1
-    ) -> list[AsyncFlow | AsyncClassifyFlow | AsyncRlhfFlow | AsyncChatFlow]:
+    ) -> list[AsyncFlow | AsyncClassifyFlow | AsyncRlhfFlow | AsyncChatFlow | AsyncWriteFlow]:
         """Your flows whose name contains `name`, newest first, `amount` a page (pages count from 1)."""
         flows = await self._transport.run(core.find_flows(amount, page, name))
         return [_flow_object(self._transport, f) for f in flows]

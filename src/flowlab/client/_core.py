@@ -323,6 +323,7 @@ def create_item(
     rlhf: bool = False,
     pairs: Sequence[tuple[int, int]] | None = None,
     chat: bool = False,
+    write: bool = False,
 ) -> Op[FlowItemStatus]:
     """A batch, in hosted's shape: `private_metadata` and `contexts` are lists with one entry per datapoint
     (a single dict of `private_metadata` is flowlab's item-level metadata); `data_type="text"` sends strings
@@ -358,6 +359,11 @@ def create_item(
     for i, d in enumerate(given):
         if rlhf:
             points.append((yield from rlhf_task(d, f"datapoints[{i}]")))
+            continue
+        if write:
+            from flowlab.client._write import write_task
+
+            points.append((yield from write_task(d, f"datapoints[{i}]", per_datapoint[i] if per_datapoint else None)))
             continue
         if chat:
             point = chat_task(d, f"datapoints[{i}]")

@@ -18,6 +18,7 @@ from flowlab.crowd._chat import converse, last_event
 from flowlab.crowd._oracle import content_utility, datapoint_content, prefer_probability, true_category
 from flowlab.crowd._rlhf import annotate, response_scores
 from flowlab.crowd._wire import KeepAliveHTTP, WireError
+from flowlab.crowd._write import closeness, demonstrate, quality_of
 
 if TYPE_CHECKING:
     from flowlab.crowd._crowd import AnnotatorProfile, SimulatedCrowd
@@ -137,6 +138,14 @@ class Annotations:
         by_content = {(r.text, r.url or (f"/media/{r.media}" if r.media else None)): r for r in given}
         shown = [by_content.get((v.text, v.url), v) for v in task.rlhf.responses]
         scores = [response_scores(r, dims) for r in shown]
+        ideal = (details[task.a.ref].private_metadata or {}).get("ideal") if given and details else None
+        if isinstance(ideal, str):  # written responses under review: as good as they come close to the ideal
+            scores = [
+                s
+                if (getattr(r, "private_metadata", None) or {}).get("true_score") is not None or r.text is None
+                else dict.fromkeys(s, closeness(r.text, ideal))
+                for r, s in zip(shown, scores, strict=True)
+            ]
         return {"choice": "submit", "rlhf": annotate(task.rlhf, scores, p.accuracy, p.spammer, rng)}
 
 
@@ -213,12 +222,35 @@ class Conversations:
         return SKIP if body is None else {"choice": "submit", "chat": body}
 
 
+class Demonstrations:
+    """Write the response to the prompt, of a quality: the prompt's `demo_quality` (private metadata), else the
+    person's accuracy; a good one restates the prompt's `ideal` answer (private metadata) or its reference."""
+
+    async def answer(
+        self,
+        crowd: SimulatedCrowd,
+        own: KeepAliveHTTP,
+        oracle: KeepAliveHTTP,
+        p: AnnotatorProfile,
+        task: schemas.Task,
+        rng: random.Random,
+    ) -> dict[str, Any]:
+        assert task.write is not None
+        details = await crowd.item_detail(oracle, task.item_id)
+        metadata = details[task.a.ref].private_metadata if details and 0 <= task.a.ref < len(details) else None
+        ideal = (metadata or {}).get("ideal")
+        quality = quality_of(metadata, p.accuracy)
+        body = demonstrate(task.write, ideal if isinstance(ideal, str) else None, quality, p.spammer, rng)
+        return {"choice": "submit", "write": body}
+
+
 STRATEGIES: dict[str, Strategy] = {
     "pairwise": Pairs(),
     "classify": Labels(),
     "rlhf": Annotations(),
     "chat": Conversations(),
     "listwise": Rankings(),
+    "write": Demonstrations(),
 }
 
 

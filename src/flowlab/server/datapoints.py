@@ -72,8 +72,11 @@ def content(d: schemas.DatapointIn | schemas.ContextAsset, field: str, media_ind
     return kind, None, None, d.media, media_type  # type: ignore[return-value]
 
 
-def build_datapoints(given: list[schemas.DatapointIn], media_index: MediaIndex) -> list[schemas.Datapoint]:
-    """Check every datapoint and give each a key: its id, else its content, made unique by a suffix."""
+def build_datapoints(
+    given: list[schemas.DatapointIn], media_index: MediaIndex, *, min_responses: int = 2
+) -> list[schemas.Datapoint]:
+    """Check every datapoint and give each a key: its id, else its content, made unique by a suffix. A prompt
+    needs `min_responses` model responses (the flow's kind says how many)."""
     explicit: set[str] = set()
     for i, d in enumerate(given):
         if d.id is not None:
@@ -92,8 +95,8 @@ def build_datapoints(given: list[schemas.DatapointIn], media_index: MediaIndex) 
             used.add(start.key)
             out.append(start)
             continue
-        if d.responses is not None:
-            conversation = build_conversation(d, i, media_index)
+        if d.responses is not None or d.prompt is not None:
+            conversation = build_conversation(d, i, media_index, min_responses=min_responses)
             conversation.key = _unique_key(d.name or f"task {i}", used, explicit, given_id=d.id)
             used.add(conversation.key)
             out.append(conversation)
@@ -131,9 +134,12 @@ MAX_RESPONSES = 8
 MAX_TURNS = 100
 
 
-def build_conversation(d: schemas.DatapointIn, i: int, media_index: MediaIndex) -> schemas.Datapoint:
-    """An RLHF task: the prompt (a string, or the conversation so far ending with the user) and two or more
-    responses with distinct sources, each one text, URL or uploaded file."""
+def build_conversation(
+    d: schemas.DatapointIn, i: int, media_index: MediaIndex, *, min_responses: int = 2
+) -> schemas.Datapoint:
+    """An RLHF task (or a write task's prompt): the prompt (a string, or the conversation so far ending with the
+    user) and `min_responses` or more responses with distinct sources, each one text, URL or uploaded file;
+    guidance and reference material where given."""
     field = f"datapoints[{i}]"
     if any(x is not None for x in (d.text, d.url, d.media)):
         raise Invalid("An RLHF task has a prompt and responses, not text, url or media of its own.", field=field)
@@ -154,9 +160,9 @@ def build_conversation(d: schemas.DatapointIn, i: int, media_index: MediaIndex) 
                 f"Every message needs text, at most {MAX_TEXT_CHARS} characters.", field=f"{field}.prompt[{j}].content"
             )
     given = d.responses or []
-    if not 2 <= len(given) <= MAX_RESPONSES:
+    if not min_responses <= len(given) <= MAX_RESPONSES:
         raise Invalid(
-            f"An RLHF task needs 2 to {MAX_RESPONSES} responses to compare; got {len(given)}.",
+            f"An RLHF task needs {min_responses} to {MAX_RESPONSES} responses to compare; got {len(given)}.",
             field=f"{field}.responses",
         )
     sources = [r.source_id for r in given]
@@ -186,7 +192,9 @@ def build_conversation(d: schemas.DatapointIn, i: int, media_index: MediaIndex) 
         name=d.name,
         private_metadata=d.private_metadata,
         prompt=turns,
-        responses=responses,
+        responses=responses or None,
+        guidance=d.guidance,
+        reference=d.reference,
     )
 
 

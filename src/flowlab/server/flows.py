@@ -113,6 +113,7 @@ class Flows:
             rlhf=c.rlhf,
             stop_when=c.stop_when,
             chat=c.chat,
+            write=c.write,
             max_votes_per_annotator=kind_of(c.kind).annotator_cap(c),
             audiences=c.audiences,
             absolute=c.absolute,
@@ -291,6 +292,7 @@ class Flows:
             rlhf=req.rlhf,
             stop_when=_stop_rule(req.stop_when),
             chat=req.chat,
+            write=req.write,
             max_votes_per_annotator=req.max_votes_per_annotator,
             audiences=self.check_audiences(who, req.audiences),
             absolute=req.absolute,
@@ -298,6 +300,7 @@ class Flows:
         )
         cfg = with_settings(kind_of(req.kind).complete(cfg), flags)
         await self.check_config(cfg)
+        self.check_links(who, cfg)
         now = self.clock.now()
         flow = FlowRecord(new_id("flow"), who.id, cfg, now, now, node=self.node)
         await self.store.write(
@@ -340,6 +343,7 @@ class Flows:
             if flags is not None:
                 cfg = with_settings(cfg, flags)
             await self.check_config(cfg)
+            self.check_links(who, cfg)
             now = self.clock.now()
             await self.store.write(
                 [("UPDATE flows SET config=?, updated_at=? WHERE id=?", (_json.encode(cfg).decode(), now, flow.id))]
@@ -377,6 +381,20 @@ class Flows:
                     build_asset(a, f"{labels_field}[{i}].datapoint.context_assets[{j}]", known)
                     for j, a in enumerate(label.datapoint.context_assets)
                 ]
+
+    def check_links(self, who: Principal, cfg: FlowConfig) -> None:
+        """Every flow the config names (a write flow's review flow) exists, is this key's, and is of its kind."""
+        for flow_id, kind, field in kind_of(cfg.kind).linked_flows(cfg):
+            other = self.flows.get(flow_id)
+            if other is None or other.owner != who.id:
+                raise Invalid(f"No flow {flow_id!r} belongs to this API key.", field=field)
+            if other.config.kind != kind:
+                wanted = kind_of(kind)
+                raise Invalid(
+                    f"Flow {flow_id!r} is a {kind_of(other.config.kind).title} flow; {field} names a "
+                    f"{wanted.title} flow (made with {wanted.create_call}).",
+                    field=field,
+                )
 
     async def check_config(self, cfg: FlowConfig) -> None:
         kind = kind_of(cfg.kind)

@@ -220,7 +220,7 @@ class Items:
         try:
             return ItemBody(
                 config=flow.config,
-                datapoints=build_datapoints(req.datapoints, known),
+                datapoints=build_datapoints(req.datapoints, known, min_responses=kind.min_responses),
                 context=req.context,
                 context_assets=[
                     build_asset(a, f"context_assets[{i}]", known) for i, a in enumerate(req.context_assets)
@@ -341,6 +341,11 @@ class Items:
     async def results_of(self, who: Principal, item_id: str) -> Any:
         found = await self.find(who, item_id)
         if isinstance(found, ItemRecord):
+            ending = self._finalising.get(found.id)
+            if ending is not None and lifecycle.is_terminal(found.state):
+                # Ended, its final record on its way (with what only the ending adds, e.g. a review item's id):
+                # wait for it briefly rather than answer an aggregate the record may differ from.
+                await asyncio.wait([ending], timeout=5.0)
             # Ended and durable: the results every later read gets from the database, not a fresh aggregate.
             return found.final_results if found.finalised else await found.kind.results(found)
         return msgspec.json.decode(found.record.results, type=kind_of(found.record.kind).result_type)  # type: ignore[no-any-return]
@@ -479,6 +484,7 @@ class Items:
         self.leases.drop_item(item, "item_ended")
         # A final fit of a large item takes a while: off the event loop (no answer can change it now).
         results, matrix = await asyncio.to_thread(item.kind.final, item)
+        follow_ops, followed = await self._follow_up(item, results)
         status = msgspec.structs.replace(self.status(item), leases_out=0, server_time=0.0)
         record = encode_record(item.kind.name, status, results, matrix)
         ended_status = _json.encode(status).decode()
@@ -493,6 +499,7 @@ class Items:
             [
                 *pushed,
                 *project_ops,
+                *follow_ops,
                 # The flow's version takes the item's share once: a replayed commit finds `final` written.
                 (
                     "UPDATE flows SET ended_version = ended_version + ? WHERE id = ? "
@@ -508,11 +515,33 @@ class Items:
         )
         if pushed:
             self.webhooks.wake()
+        if followed is not None and self.flows.flows.get(followed.flow.id) is followed.flow:
+            self.add(followed)
         item.final_results = results
         item.finalised = True
         if item.project is not None:
             self.projects.ended(item)
         self.wakeup.fire()
+
+    async def _follow_up(self, item: ItemRecord, results: Any) -> tuple[list[Op], ItemRecord | None]:
+        """The item its kind asks for in another flow now that `item` ended (a write flow's review), to be
+        inserted with the final record; nothing when it asks none, or the flow is gone or refuses the batch."""
+        follow = item.kind.follow_up(item, results)
+        if follow is None:
+            return [], None
+        flow = self.flows.flows.get(follow.flow_id)
+        if flow is None or flow.owner != item.flow.owner:
+            log.warning("item %s: its follow-up flow %s is gone; no item made there", item.id, follow.flow_id)
+            return [], None
+        ttl = follow.time_to_live if follow.time_to_live is not None else follow.request.time_to_live
+        try:
+            body = await self.prepare(flow, follow.request, check_ttl(ttl))
+        except Invalid as exc:
+            log.warning("item %s: flow %s refused its follow-up item: %s", item.id, flow.id, exc.detail)
+            return [], None
+        made = self.make(new_id("item"), flow, body, self.clock.now())
+        follow.created(made.id)
+        return [self.insert_op(made, body)], made
 
     def _evict(self, item: ItemRecord) -> None:
         self.live.pop(item.id, None)

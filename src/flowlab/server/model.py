@@ -39,6 +39,7 @@ class FlowConfig(msgspec.Struct):
     rlhf: schemas.RlhfSpec | None = None  # RLHF flows: the form
     stop_when: schemas.StopWhen | None = None  # ranking flows: end an item once its question is settled
     chat: schemas.ChatSpec | None = None  # chat flows: the models and the form
+    write: schemas.WriteSpec | None = None  # write flows: lengths, pasting, the review flow
     max_votes_per_annotator: int | None = None  # answers one person may give an item (None: the kind's default)
     audiences: list[str] = []  # audience ids whose annotators it serves; empty: every annotator of its key
     absolute: bool = False  # ranking flows: "both good" / "both bad" answers, P(acceptable) in results

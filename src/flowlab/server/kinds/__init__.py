@@ -20,12 +20,14 @@ takes. Nothing outside `kinds/` names a kind. The service calls a kind at these 
     final       the item ended: its record for the database, read back for every later request
     answered_by / recount        people were suspended or reinstated: count the item's answers again without
                 the answers of those suspended (set aside in memory, so reinstating puts them back)
+    follow_up   the item ended: an item to create in another flow with its final record (a write flow's review)
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flowlab import schemas
@@ -45,9 +47,20 @@ class Refusal(Exception):
         self.field = field  # the part of the answer that is wrong, when it is not the choice itself
 
 
+@dataclass
+class FollowUp:
+    """An item an ended item asks for in another flow (of the same owner), created in the transaction that
+    writes the ended item's final record; `created(item_id)` tells the ended item's results its id."""
+
+    flow_id: str
+    request: schemas.ItemCreate
+    time_to_live: float | None
+    created: Callable[[str], None]
+
+
 class TaskKind(Protocol):
     name: str  # as the wire says it (FlowConfig.kind)
-    title: str  # as people say it: "ranking", "classify", "RLHF", "chat"
+    title: str  # as people say it: "ranking", "classify", "RLHF", "chat", "write"
     create_call: str  # the SDK call that makes a flow of this kind, for messages
     min_datapoints: int
     answers_table: str  # the table its answers are stored in, one row each, with task_id, item_id, annotator_id
@@ -58,6 +71,7 @@ class TaskKind(Protocol):
     # FlowConfig fields only this kind reads: set on a flow of another kind, they are refused.
     owns: tuple[str, ...]
     takes_pairs: bool  # a batch may say which datapoint pairs to compare
+    min_responses: int  # model responses a prompt-and-responses datapoint needs (RLHF: 2, to compare)
     assets_per_datapoint: bool  # datapoints may carry context assets of their own
 
     def check_config(self, cfg: FlowConfig) -> None:
@@ -70,6 +84,15 @@ class TaskKind(Protocol):
 
     def check_datapoint(self, d: schemas.DatapointIn, where: str) -> None:
         """Refuse (Invalid, naming `where`) a datapoint this kind cannot ask about."""
+        ...
+
+    def linked_flows(self, cfg: FlowConfig) -> list[tuple[str, str, str]]:
+        """Other flows this config names, as (flow id, the kind it must be, the field naming it): each must exist
+        and belong to the same key."""
+        ...
+
+    def follow_up(self, item: ItemRecord, results: Any) -> FollowUp | None:
+        """The item ended with `results` (not yet durable): an item to create in another flow, or None."""
         ...
 
     def tasks_in(self, n_datapoints: int) -> int:
@@ -166,8 +189,9 @@ def all_kinds() -> list[TaskKind]:
         from flowlab.server.kinds.listwise import LISTWISE
         from flowlab.server.kinds.pairwise import PAIRWISE
         from flowlab.server.kinds.rlhf import RLHF
+        from flowlab.server.kinds.write import WRITE
 
-        _KINDS.update({k.name: k for k in (PAIRWISE, CLASSIFY, RLHF, CHAT, LISTWISE)})
+        _KINDS.update({k.name: k for k in (PAIRWISE, CLASSIFY, RLHF, CHAT, LISTWISE, WRITE)})
     return list(_KINDS.values())
 
 

@@ -4,12 +4,13 @@ to one kind only (a starting conversation is a chat task, a prompt with response
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowlab import schemas
 from flowlab.server.errors import Invalid
 
 if TYPE_CHECKING:
+    from flowlab.server.kinds import FollowUp
     from flowlab.server.model import FlowConfig, ItemRecord
 
 
@@ -20,6 +21,7 @@ class KindBase:
     title: str
     owns: tuple[str, ...] = ()
     takes_pairs = False
+    min_responses = 2  # a prompt with responses is there to compare them
     assets_per_datapoint = False
     default_lease = 60.0
     default_live_items = 10
@@ -45,6 +47,12 @@ class KindBase:
                 "context_assets, given with the batch.",
                 field=f"{where}.context_assets",
             )
+
+    def linked_flows(self, cfg: FlowConfig) -> list[tuple[str, str, str]]:
+        return []  # a flow of most kinds names no other flow
+
+    def follow_up(self, item: ItemRecord, results: Any) -> FollowUp | None:
+        return None  # most kinds' items end with nothing to ask elsewhere
 
     def matrix(self, item: ItemRecord) -> schemas.WinLossMatrix | None:
         return None  # only a kind that compares pairs has one

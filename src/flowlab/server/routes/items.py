@@ -28,7 +28,7 @@ async def item_detail(request: Request, item_id: str) -> schemas.ItemDetail:
 @get("/v1/items/{item_id:str}/results")
 async def item_results(
     request: Request, item_id: str
-) -> schemas.ItemResults | schemas.ClassifyResults | schemas.RlhfResults:
+) -> schemas.ItemResults | schemas.ClassifyResults | schemas.RlhfResults | schemas.WriteResults:
     service, who = researcher(request)
     return await service.items.results_of(who, item_id)
 
@@ -67,6 +67,12 @@ async def item_rankings(request: Request, item_id: str) -> list[schemas.Ranking]
 async def item_conversations(request: Request, item_id: str) -> list[schemas.Conversation]:
     service, who = researcher(request)
     return await service.items.answers_of(who, item_id, "conversations")
+
+
+@get("/v1/items/{item_id:str}/demonstrations")
+async def item_demonstrations(request: Request, item_id: str) -> list[schemas.Demonstration]:
+    service, who = researcher(request)
+    return await service.items.answers_of(who, item_id, "demonstrations")
 
 
 @get("/v1/items/{item_id:str}/annotators")
@@ -134,6 +140,7 @@ handlers = [
     item_annotations,
     item_conversations,
     item_rankings,
+    item_demonstrations,
     item_annotators,
     stop_item,
     wait_item,

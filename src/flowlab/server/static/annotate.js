@@ -7,6 +7,7 @@ import { AnnotatorApi, ApiError, NetworkError, sleep } from "./api.js";
 import { renderContent, renderText } from "./render.js";
 import { ChatView } from "./chat.js";
 import { RlhfView, takeParked } from "./rlhf.js";
+import { WriteView } from "./write.js";
 import { enroll, linkInfo, linkProblem, linkSecret, rememberedTeamToken } from "./enroll.js";
 
 const TOKEN_KEY = "flowlab.annotator.token";
@@ -26,6 +27,7 @@ const WORDS = {
   rlhf: { one: "task", waiting: "responses to rate", region: "Rate the responses", skipTo: "responses",
     target: "rlhf" },
   chat: { one: "conversation", waiting: "conversations to have", region: "Have the conversation", target: "rlhf" },
+  write: { one: "prompt", waiting: "prompts to answer", region: "Write the response", target: "rlhf" },
 };
 const NEUTRAL = { one: "task", waiting: "tasks", region: "The task", target: "pair" };
 const KIND_KEY = "flowlab.annotator.kind";
@@ -225,6 +227,14 @@ function prepare(task, receivedAt, form = null) {
         }
         if (state.current === entry) tickLease();
       },
+    });
+    return entry;
+  }
+  if (task.kind === "write") {
+    entry.view = new WriteView(task, {
+      markdown,
+      submit: (written) => state.current === entry && answer("submit", written),
+      skip: () => state.current === entry && answer("skip"),
     });
     return entry;
   }
@@ -492,7 +502,7 @@ function receive(task, receivedAt, form = null) {
  * held behind it to go stale, so none is: its submit fetches the next.
  */
 function wanted(shown = state.current) {
-  const hold = shown?.task.kind === "rlhf" || shown?.task.kind === "chat" ? 1 : HOLD;
+  const hold = shown?.view ? 1 : HOLD; // a task one writes or fills in is held alone
   return hold - (shown ? 1 : 0) - state.buffer.length - (state.session?.inflight ?? 0);
 }
 

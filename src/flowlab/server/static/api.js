@@ -74,7 +74,7 @@ export class AnnotatorApi {
   answer(taskId, choice, fetchNext, annotation = null, kind = "rlhf", hiddenSeconds = 0) {
     const body = { choice };
     if (hiddenSeconds > 0) body.hidden_seconds = Math.round(hiddenSeconds * 1000) / 1000;
-    if (annotation) body[kind === "chat" ? "chat" : "rlhf"] = annotation;
+    if (annotation) body[kind] = annotation; // rlhf, chat or write: the answer's part of that name
     if (fetchNext) body.fetch_next = true;
     return this.request("POST", `/v1/tasks/${encodeURIComponent(taskId)}/answer`, body).then((r) => r.body);
   }

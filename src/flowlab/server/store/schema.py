@@ -58,6 +58,12 @@ CREATE TABLE IF NOT EXISTS rankings (
     annotator_id TEXT NOT NULL, ordering TEXT NOT NULL, mode TEXT NOT NULL, created_at {real} NOT NULL,
     shown_at {real}, excluded INTEGER NOT NULL DEFAULT 0, hidden_seconds {real});
 CREATE INDEX IF NOT EXISTS rankings_item ON rankings(item_id);
+CREATE TABLE IF NOT EXISTS demonstrations (
+    seq {serial}, task_id TEXT NOT NULL UNIQUE, item_id TEXT NOT NULL,
+    annotator_id TEXT NOT NULL, datapoint INTEGER NOT NULL, text TEXT NOT NULL, created_at {real} NOT NULL,
+    shown_at {real}, excluded INTEGER NOT NULL DEFAULT 0, hidden_seconds {real},
+    pasted_chars INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS demonstrations_item ON demonstrations(item_id);
 CREATE TABLE IF NOT EXISTS gold_answers (
     task_id TEXT PRIMARY KEY, annotator_id TEXT NOT NULL, flow_id TEXT NOT NULL,
     correct INTEGER NOT NULL, created_at {real} NOT NULL, item_id TEXT, shown_at {real}, hidden_seconds {real});
@@ -180,6 +186,8 @@ ANSWERS_OF = {  # the answers of live items, by the table each task kind stores 
     "WHERE item_id IN ({marks}) ORDER BY seq",
     "rankings": "SELECT item_id, task_id, annotator_id, ordering, mode, created_at FROM rankings "
     "WHERE item_id IN ({marks}) ORDER BY seq",
+    "demonstrations": "SELECT item_id, task_id, annotator_id, datapoint, text, created_at, shown_at, hidden_seconds, "
+    "pasted_chars FROM demonstrations WHERE item_id IN ({marks}) ORDER BY seq",
     "gold_answers": "SELECT item_id, task_id, annotator_id, correct, created_at FROM gold_answers "
     "WHERE item_id IN ({marks})",
 }
