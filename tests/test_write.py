@@ -236,3 +236,56 @@ def test_the_async_twin_writes_and_reads_demonstrations(researcher: flowlab.Clie
             assert (await item.best_demonstrations())[0]["text"] == "Blue."
 
     asyncio.run(run())
+
+
+def test_a_write_project_from_a_csv_and_from_the_cli_delivers_demonstrations_and_sft_rows(
+    flowlab_server: ServerProcess, tmp_path: Any
+) -> None:
+    import csv
+    import json
+
+    from .test_annotators_and_cli import cli
+
+    with flowlab_server.client() as admin:
+        key = admin.keys.create("write projects").key
+    client = flowlab.Client(url=flowlab_server.url, api_key=key)
+    path = tmp_path / "prompts.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "prompt", "guidance", "reference", "ideal", "team"])
+        for p in prompts():
+            prompt = p["prompt"] if isinstance(p["prompt"], str) else json.dumps(p["prompt"])
+            w.writerow([p["id"], prompt, p.get("guidance", ""), p.get("reference", ""), IDEAL[p["id"]], "emea"])
+    flow = client.flow.create_write_flow("write batch", "Answer the prompt.", max_response_threshold=2)
+    project = client.projects.create(flow, path, per_item=2)
+    assert project.kind == "write" and project.get_progress().items_total == 2  # three rows, two to an item
+    assert project.formats == ("demonstrations", "sft", "records", "answers")
+
+    jsonl = tmp_path / "prompts.jsonl"
+    jsonl.write_text("".join(json.dumps({**p, "ideal": IDEAL[p["id"]]}) + "\n" for p in prompts()))
+    server = ServerProcess(data_dir=flowlab_server.data_dir, port=flowlab_server.port, api_key=key)
+    made = cli("projects", "create", str(jsonl), "--instruction", "Answer it.", "--kind", "write", server=server)
+    assert made.returncode == 0, made.stderr
+    from_cli = client.projects.get(made.stdout.split()[1])
+    assert from_cli.kind == "write" and from_cli.get_progress().tasks_total == 3
+
+    with SimulatedCrowd(flowlab_server.url, key, annotators=4, rate=6000, bulk=True, accuracy=1.0, seed=3):
+        assert project.wait(timeout=30).state == "completed"
+        assert from_cli.wait(timeout=30).state == "completed"
+
+    tables = project.deliverable()
+    assert len(tables["demonstrations"]) == 6 == len(tables["sft"]) == len(tables["answers"]) == len(tables["records"])
+    for row in tables["demonstrations"]:
+        assert IDEAL[row["key"]] in row["demonstration"] and row["author"] and row["seconds"] is not None
+    haiku = [r for r in tables["sft"] if r["key"] == "haiku"]
+    assert len(haiku) == 2 and [m["role"] for m in haiku[0]["messages"]] == ["system", "user", "assistant"]
+    assert tables["records"][0]["metadata"]["flow_id"] == flow.id
+    cli_rows = from_cli.deliverable()
+    assert len(cli_rows["sft"]) == 3, "the flow the CLI made asks one demonstration a prompt"
+    assert {r["key"] for r in cli_rows["demonstrations"]} == set(IDEAL)
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "x", "text": "no prompt here"}) + "\n")
+    with pytest.raises(flowlab.ValidationError, match=r"row 1 of bad\.jsonl: a write task has a prompt column"):
+        client.projects.create(flow, bad)
+    client.close()
