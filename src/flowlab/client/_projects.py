@@ -202,7 +202,7 @@ def _label_point(raw: Mapping[str, Any], where: str, number: int) -> Op[dict[str
 
 def _rlhf_point(raw: Mapping[str, Any], where: str, number: int) -> Op[dict[str, Any]]:
     row = _cells(raw, where)
-    task = {k: row.pop(k) for k in ("id", "prompt", "responses", "name") if k in row}
+    task: dict[str, Any] = {k: row.pop(k) for k in ("id", "prompt", "responses", "name") if k in row}
     task.setdefault("id", str(number))
     meta = _metadata(row, where)
     if meta:
@@ -212,7 +212,7 @@ def _rlhf_point(raw: Mapping[str, Any], where: str, number: int) -> Op[dict[str,
 
 def _chat_point(raw: Mapping[str, Any], where: str, number: int) -> Op[dict[str, Any]]:
     row = _cells(raw, where)
-    task = {k: row.pop(k) for k in ("id", "messages", "guidance", "name") if k in row}
+    task: dict[str, Any] = {k: row.pop(k) for k in ("id", "messages", "guidance", "name") if k in row}
     task.setdefault("id", str(number))
     meta = _metadata(row, where)
     if meta:
