@@ -101,10 +101,10 @@ def test_a_write_flow_end_to_end_reads_back_after_leaving_memory_and_a_restart(t
         assert item.to_sft_rows() == rows
         server.restart()
         client = server.client()
-        item = client.flow.get_flow_by_id(flow.id).get_flow_item(item.id)
-        assert isinstance(item, flowlab.WriteFlowItem)
-        assert msgspec.to_builtins(item.get_results()) == msgspec.to_builtins(results)
-        assert len(item.get_demonstrations()) == 6
+        read_back = client.flow.get_flow_by_id(flow.id).get_flow_item(item.id)
+        assert isinstance(read_back, flowlab.WriteFlowItem)
+        assert msgspec.to_builtins(read_back.get_results()) == msgspec.to_builtins(results)
+        assert len(read_back.get_demonstrations()) == 6
     finally:
         server.stop()
 
@@ -123,8 +123,9 @@ def test_a_live_write_item_counts_its_demonstrations_again_after_a_restart(fresh
     )
     fresh_server.restart()
     client = fresh_server.client()
-    item = client.flow.get_flow_by_id(flow.id).get_flow_item(item.id)
-    live = item.get_results(partial=True)
+    read_back = client.flow.get_flow_by_id(flow.id).get_flow_item(item.id)
+    assert isinstance(read_back, flowlab.WriteFlowItem)
+    live = read_back.get_results(partial=True)
     assert live.partial and live.total_responses == 1 and live.tasks[0].demonstrations[0].text == "Hello!"
     r = httpx.post(f"{fresh_server.url}/v1/tasks/next", json={}, headers={"Authorization": f"Bearer {ann.token}"})
     assert r.status_code == 204, "the writer already answered the only prompt"
@@ -289,3 +290,37 @@ def test_a_write_project_from_a_csv_and_from_the_cli_delivers_demonstrations_and
     with pytest.raises(flowlab.ValidationError, match=r"row 1 of bad\.jsonl: a write task has a prompt column"):
         client.projects.create(flow, bad)
     client.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_review_items_row_written_twice_by_a_replayed_commit_is_kept_once(
+    backend: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    """The review item rides the write item's final record, a commit retried when its outcome is lost: if the
+    first try landed, the replay finds the review item's row there and must not fail on it."""
+    from types import SimpleNamespace
+
+    from flowlab.server.items import Items
+    from flowlab.server.store.sqlite import SQLiteStore
+
+    if backend == "postgres":
+        from flowlab.server.store.postgres import PostgresStore
+
+        store: Any = PostgresStore(request.getfixturevalue("pg_dsn"))
+    else:
+        store = SQLiteStore(tmp_path / "flowlab.db")
+    try:
+        made = SimpleNamespace(id="item_review", flow=SimpleNamespace(id="flow_review"), created_at=1.0, project=None)
+        made.state = "Running"
+        first = Items.insert_op(Items.__new__(Items), made, {"try": 1}, replayable=True)  # type: ignore[arg-type]
+        made.created_at = 2.0
+        again = Items.insert_op(Items.__new__(Items), made, {"try": 2}, replayable=True)  # type: ignore[arg-type]
+        store.write_now([first])
+        store.write_now([again])
+        rows = store.read("SELECT body, created_at FROM items WHERE id = ?", ("item_review",))
+        assert [(r["body"], r["created_at"]) for r in rows] == [('{"try":1}', 1.0)], "the first row, once"
+        plain = Items.insert_op(Items.__new__(Items), made, {"try": 3})  # type: ignore[arg-type]
+        with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+            store.write_now([plain])  # a new item's insert still refuses a duplicate id
+    finally:
+        asyncio.run(store.close())
