@@ -545,10 +545,10 @@ def test_monitor_dashboard_and_browser_show_a_live_and_an_ended_item_of_every_ki
 def test_a_kind_without_a_view_gets_its_results_as_a_table() -> None:
     from flowlab_widgets.kinds import KindView, Reading, read_item, view_for
 
-    view_class = view_for("listwise")  # a kind a newer server might have
-    assert issubclass(view_class, KindView) and view_class.kind == "listwise"
-    assert view_for("listwise") is view_class
-    assert "listwise" in view_class.caption and "table" in view_class.caption
+    view_class = view_for("essay")  # a kind a newer server might have
+    assert issubclass(view_class, KindView) and view_class.kind == "essay"
+    assert view_for("essay") is view_class
+    assert "essay" in view_class.caption and "table" in view_class.caption
     view = view_class()
     assert view.figures == [] and view.empty_panels() == ["results table"]
 
@@ -577,9 +577,9 @@ def test_a_kind_without_a_view_gets_its_results_as_a_table() -> None:
 
     board = Dashboard("http://127.0.0.1:9", "fl_key_unused")
     board._show_kind(SimpleNamespace(kind="pairwise"))
-    shown, panel = board._show_kind(SimpleNamespace(kind="listwise"))
-    assert shown.kind == "listwise" and shown.figures == [] and "listwise" in panel.caption.object
-    assert [k for k, p in board.kind_panels.items() if p.column.visible] == ["listwise"]
+    shown, panel = board._show_kind(SimpleNamespace(kind="essay"))
+    assert shown.kind == "essay" and shown.figures == [] and "essay" in panel.caption.object
+    assert [k for k, p in board.kind_panels.items() if p.column.visible] == ["essay"]
 
 
 def test_kind_names_appear_only_in_the_kinds_views() -> None:
