@@ -4,7 +4,8 @@ For each kind, five items of 10 tasks are answered by the simulated crowd on a s
 memory; their results are read there (the live path), then the server restarts, so every read comes from the
 items' final records in the database: the first read of each item (its record decoded from the database) and
 later ones (the bounded cache of ended items).
-Run: `python benchmarks/bench_kinds.py` (about a minute).
+Run: `python benchmarks/bench_kinds.py` (about a minute), or `python benchmarks/bench_kinds.py write` for one
+kind's row, printed only.
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ KINDS: dict[str, tuple[Callable[[Client], Any], Callable[[int], list[Any]], Any,
         _models,
         ChatScript(turns=["Where is my order?"], judge=lambda reply, dims: {"helpful": 4}),
     ),
+    "write": (
+        lambda c: c.flow.create_write_flow("bench write", "Answer the question.", max_response_threshold=2),
+        lambda k: [{"id": f"w{i}", "prompt": f"question {k}.{i}", "guidance": "One sentence."} for i in range(TASKS)],
+        _nothing,
+        None,
+    ),
 }
 
 
@@ -89,9 +96,15 @@ def _timed_reads(http: httpx.Client, item_ids: list[str], reads: int) -> list[fl
     return out
 
 
-def main() -> None:
+def main(kinds: list[str]) -> None:
+    """Every kind (no names) and the results table; or the named kinds' rows only, printed, the table left as it
+    is (`python benchmarks/bench_kinds.py write`)."""
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise SystemExit(f"bench_kinds: no kind {sorted(unknown)}; the kinds are {', '.join(KINDS)}")
     rows = []
-    for kind, (make, datapoints, serve, script) in KINDS.items():
+    for kind in kinds or list(KINDS):
+        make, datapoints, serve, script = KINDS[kind]
         server = Server(args=["--retain-ended", "3600"])
         with server:
             client = Client(url=server.url, api_key=KEY)
@@ -121,8 +134,9 @@ def main() -> None:
             )
         )
         print(rows[-1], flush=True)
-    write_table("kinds", "Every kind read back: results live and from the database", rows)
+    if not kinds:
+        write_table("kinds", "Every kind read back: results live and from the database", rows)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -350,6 +350,18 @@ def _per_model_matches(view: Any, item: Any) -> None:
     assert sum(view.rlhf.likert_source.data["count"]) == sum(sum(t.likert_distribution.values()) for t in results.tasks)
 
 
+def _write_matches(view: Any, item: Any) -> None:
+    results = item.get_results()
+    shown = view.charts.count_source.data
+    assert dict(zip(shown["prompt"], shown["count"], strict=True)) == {
+        t.key: len(t.demonstrations) for t in results.tasks
+    }
+    assert [(r["prompt"], r["author"], r["chars"]) for r in view.rows] == [
+        (t.key, d.annotator_id, d.chars) for t in results.tasks for d in t.demonstrations
+    ]
+    assert f"of {len(results.tasks)} prompts done" in view.notes and "★" not in view.notes, "no review, no best"
+
+
 KIND_CASES: dict[str, KindCase] = {
     "pairwise": KindCase(
         create=lambda c: c.flow.create_ranking_flow(
@@ -398,6 +410,14 @@ KIND_CASES: dict[str, KindCase] = {
         max_total=3 * 20,
         crowd=_chat_crowd,
         matches_server=_per_model_matches,
+    ),
+    "write": KindCase(
+        create=lambda c: c.flow.create_write_flow("kinds: write", "Answer the prompt.", max_response_threshold=20),
+        batch=[{"id": f"w{i}", "prompt": f"Say something about {i}.", "guidance": "One sentence."} for i in range(3)],
+        per="prompt",
+        max_total=3 * 20,
+        crowd=_plain_crowd,
+        matches_server=_write_matches,
     ),
 }
 
@@ -525,10 +545,10 @@ def test_monitor_dashboard_and_browser_show_a_live_and_an_ended_item_of_every_ki
 def test_a_kind_without_a_view_gets_its_results_as_a_table() -> None:
     from flowlab_widgets.kinds import KindView, Reading, read_item, view_for
 
-    view_class = view_for("listwise")  # a kind a newer server might have
-    assert issubclass(view_class, KindView) and view_class.kind == "listwise"
-    assert view_for("listwise") is view_class
-    assert "listwise" in view_class.caption and "table" in view_class.caption
+    view_class = view_for("essay")  # a kind a newer server might have
+    assert issubclass(view_class, KindView) and view_class.kind == "essay"
+    assert view_for("essay") is view_class
+    assert "essay" in view_class.caption and "table" in view_class.caption
     view = view_class()
     assert view.figures == [] and view.empty_panels() == ["results table"]
 
@@ -557,9 +577,9 @@ def test_a_kind_without_a_view_gets_its_results_as_a_table() -> None:
 
     board = Dashboard("http://127.0.0.1:9", "fl_key_unused")
     board._show_kind(SimpleNamespace(kind="pairwise"))
-    shown, panel = board._show_kind(SimpleNamespace(kind="listwise"))
-    assert shown.kind == "listwise" and shown.figures == [] and "listwise" in panel.caption.object
-    assert [k for k, p in board.kind_panels.items() if p.column.visible] == ["listwise"]
+    shown, panel = board._show_kind(SimpleNamespace(kind="essay"))
+    assert shown.kind == "essay" and shown.figures == [] and "essay" in panel.caption.object
+    assert [k for k, p in board.kind_panels.items() if p.column.visible] == ["essay"]
 
 
 def test_kind_names_appear_only_in_the_kinds_views() -> None:
@@ -926,3 +946,36 @@ def test_explorer_table_headers_line_up_with_their_columns() -> None:
     assert header and first
     aligns = lambda row: re.findall(r"text-align:(\w+)", row)  # noqa: E731
     assert aligns(header[1]) == aligns(first[1]) and len(aligns(header[1])) == 5
+
+
+def test_a_reviewed_write_item_marks_the_best_demonstration_per_prompt_and_escapes_what_people_wrote(
+    client: flowlab.Client,
+) -> None:
+    from flowlab_widgets.kinds import read_item, view_for
+
+    review = client.flow.create_rlhf_flow(
+        "widgets: review", "Which answer is better?", justification="off", rewrite="off", max_response_threshold=2
+    )
+    flow = client.flow.create_write_flow("widgets: write", "Answer.", max_response_threshold=2, review=review)
+    item = flow.create_new_flow_batch(
+        [{"id": "q1", "prompt": "What is 2 + 2?"}, {"id": "q2", "prompt": "Name a colour."}], time_to_live=60
+    )
+    view = view_for("write")()
+    view.show(read_item(view, item))  # live: no best yet, and waiting for one is no error
+    assert "★" not in view.notes and view.rows == []
+    with SimulatedCrowd(client.url, client.api_key, annotators=6, rate=6000, accuracy=1.0, seed=4):
+        best = item.best_demonstrations(timeout=60)
+    reading = read_item(view, item)
+    assert reading.errors == [] and reading.get("best") == best
+    view.show(reading)
+    assert not view.empty_panels()
+    assert "<b>2</b> of 2 prompts done" in view.notes and "median" in view.notes
+    marked = {(r["prompt"], r["author"]) for r in view.rows if r["best"]}
+    assert marked == {(b["key"], b["annotator_id"]) for b in best} and len(marked) == 2
+    assert view.notes.count("<td>★</td>") == 2
+
+    from flowlab_widgets.kinds.write import table_html
+
+    rows = [dict(view.rows[0], text=XSS_WHY, author=XSS_WHY)]
+    shown = table_html(rows, reviewed=False)
+    assert "<img" not in shown and "&lt;img" in shown, "what people wrote is shown as text"

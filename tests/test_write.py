@@ -101,10 +101,10 @@ def test_a_write_flow_end_to_end_reads_back_after_leaving_memory_and_a_restart(t
         assert item.to_sft_rows() == rows
         server.restart()
         client = server.client()
-        item = client.flow.get_flow_by_id(flow.id).get_flow_item(item.id)
-        assert isinstance(item, flowlab.WriteFlowItem)
-        assert msgspec.to_builtins(item.get_results()) == msgspec.to_builtins(results)
-        assert len(item.get_demonstrations()) == 6
+        read_back = client.flow.get_flow_by_id(flow.id).get_flow_item(item.id)
+        assert isinstance(read_back, flowlab.WriteFlowItem)
+        assert msgspec.to_builtins(read_back.get_results()) == msgspec.to_builtins(results)
+        assert len(read_back.get_demonstrations()) == 6
     finally:
         server.stop()
 
@@ -123,8 +123,9 @@ def test_a_live_write_item_counts_its_demonstrations_again_after_a_restart(fresh
     )
     fresh_server.restart()
     client = fresh_server.client()
-    item = client.flow.get_flow_by_id(flow.id).get_flow_item(item.id)
-    live = item.get_results(partial=True)
+    read_back = client.flow.get_flow_by_id(flow.id).get_flow_item(item.id)
+    assert isinstance(read_back, flowlab.WriteFlowItem)
+    live = read_back.get_results(partial=True)
     assert live.partial and live.total_responses == 1 and live.tasks[0].demonstrations[0].text == "Hello!"
     r = httpx.post(f"{fresh_server.url}/v1/tasks/next", json={}, headers={"Authorization": f"Bearer {ann.token}"})
     assert r.status_code == 204, "the writer already answered the only prompt"
@@ -236,3 +237,90 @@ def test_the_async_twin_writes_and_reads_demonstrations(researcher: flowlab.Clie
             assert (await item.best_demonstrations())[0]["text"] == "Blue."
 
     asyncio.run(run())
+
+
+def test_a_write_project_from_a_csv_and_from_the_cli_delivers_demonstrations_and_sft_rows(
+    flowlab_server: ServerProcess, tmp_path: Any
+) -> None:
+    import csv
+    import json
+
+    from .test_annotators_and_cli import cli
+
+    with flowlab_server.client() as admin:
+        key = admin.keys.create("write projects").key
+    client = flowlab.Client(url=flowlab_server.url, api_key=key)
+    path = tmp_path / "prompts.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "prompt", "guidance", "reference", "ideal", "team"])
+        for p in prompts():
+            prompt = p["prompt"] if isinstance(p["prompt"], str) else json.dumps(p["prompt"])
+            w.writerow([p["id"], prompt, p.get("guidance", ""), p.get("reference", ""), IDEAL[p["id"]], "emea"])
+    flow = client.flow.create_write_flow("write batch", "Answer the prompt.", max_response_threshold=2)
+    project = client.projects.create(flow, path, per_item=2)
+    assert project.kind == "write" and project.get_progress().items_total == 2  # three rows, two to an item
+    assert project.formats == ("demonstrations", "sft", "records", "answers")
+
+    jsonl = tmp_path / "prompts.jsonl"
+    jsonl.write_text("".join(json.dumps({**p, "ideal": IDEAL[p["id"]]}) + "\n" for p in prompts()))
+    server = ServerProcess(data_dir=flowlab_server.data_dir, port=flowlab_server.port, api_key=key)
+    made = cli("projects", "create", str(jsonl), "--instruction", "Answer it.", "--kind", "write", server=server)
+    assert made.returncode == 0, made.stderr
+    from_cli = client.projects.get(made.stdout.split()[1])
+    assert from_cli.kind == "write" and from_cli.get_progress().tasks_total == 3
+
+    with SimulatedCrowd(flowlab_server.url, key, annotators=4, rate=6000, bulk=True, accuracy=1.0, seed=3):
+        assert project.wait(timeout=30).state == "completed"
+        assert from_cli.wait(timeout=30).state == "completed"
+
+    tables = project.deliverable()
+    assert len(tables["demonstrations"]) == 6 == len(tables["sft"]) == len(tables["answers"]) == len(tables["records"])
+    for row in tables["demonstrations"]:
+        assert IDEAL[row["key"]] in row["demonstration"] and row["author"] and row["seconds"] is not None
+    haiku = [r for r in tables["sft"] if r["key"] == "haiku"]
+    assert len(haiku) == 2 and [m["role"] for m in haiku[0]["messages"]] == ["system", "user", "assistant"]
+    assert tables["records"][0]["metadata"]["flow_id"] == flow.id
+    cli_rows = from_cli.deliverable()
+    assert len(cli_rows["sft"]) == 3, "the flow the CLI made asks one demonstration a prompt"
+    assert {r["key"] for r in cli_rows["demonstrations"]} == set(IDEAL)
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "x", "text": "no prompt here"}) + "\n")
+    with pytest.raises(flowlab.ValidationError, match=r"row 1 of bad\.jsonl: a write task has a prompt column"):
+        client.projects.create(flow, bad)
+    client.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_review_items_row_written_twice_by_a_replayed_commit_is_kept_once(
+    backend: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    """The review item rides the write item's final record, a commit retried when its outcome is lost: if the
+    first try landed, the replay finds the review item's row there and must not fail on it."""
+    from types import SimpleNamespace
+
+    from flowlab.server.items import Items
+    from flowlab.server.store.sqlite import SQLiteStore
+
+    if backend == "postgres":
+        from flowlab.server.store.postgres import PostgresStore
+
+        store: Any = PostgresStore(request.getfixturevalue("pg_dsn"))
+    else:
+        store = SQLiteStore(tmp_path / "flowlab.db")
+    try:
+        made = SimpleNamespace(id="item_review", flow=SimpleNamespace(id="flow_review"), created_at=1.0, project=None)
+        made.state = "Running"
+        first = Items.insert_op(Items.__new__(Items), made, {"try": 1}, replayable=True)  # type: ignore[arg-type]
+        made.created_at = 2.0
+        again = Items.insert_op(Items.__new__(Items), made, {"try": 2}, replayable=True)  # type: ignore[arg-type]
+        store.write_now([first])
+        store.write_now([again])
+        rows = store.read("SELECT body, created_at FROM items WHERE id = ?", ("item_review",))
+        assert [(r["body"], r["created_at"]) for r in rows] == [('{"try":1}', 1.0)], "the first row, once"
+        plain = Items.insert_op(Items.__new__(Items), made, {"try": 3})  # type: ignore[arg-type]
+        with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+            store.write_now([plain])  # a new item's insert still refuses a duplicate id
+    finally:
+        asyncio.run(store.close())

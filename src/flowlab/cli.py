@@ -401,6 +401,10 @@ def _projects_create(args: argparse.Namespace) -> int:
             flow = made = client.flow.create_rlhf_flow(
                 name, args.instruction, max_response_threshold=args.responses or 3
             )
+        elif args.kind == "write":  # one demonstration a prompt unless asked for more
+            flow = made = client.flow.create_write_flow(
+                name, args.instruction, max_response_threshold=args.responses or 1
+            )
         else:
             flow = made = client.flow.create_ranking_flow(name, args.instruction, args.responses or 3)
         try:
@@ -659,12 +663,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--flow", default=None, help="the flow to label through, from `flowlab flows list` (else one is made)"
     )
     pc.add_argument("--instruction", default=None, help="make a flow with this question")
-    pc.add_argument("--kind", choices=("pairwise", "classify", "rlhf"), default="pairwise", help="of the flow made")
+    pc.add_argument(
+        "--kind", choices=("pairwise", "classify", "rlhf", "write"), default="pairwise", help="of the flow made"
+    )
     pc.add_argument("--categories", default=None, help="a classify flow's categories, comma-separated")
-    pc.add_argument("--responses", type=int, default=None, help="answers per task of the flow made (default 3)")
+    pc.add_argument(
+        "--responses", type=int, default=None, help="answers per task of the flow made (default 3, write 1)"
+    )
     pc.add_argument("--name", default=None, help="of the project and the flow made (default: the file's name)")
     pc.add_argument("--live-items", type=int, default=None, help="items of the project live at once")
-    pc.add_argument("--per-item", type=int, default=None, help="classify / RLHF rows grouped into one item")
+    pc.add_argument(
+        "--per-item", type=int, default=None, help="classify / RLHF / chat / write rows grouped into one item"
+    )
     pc.add_argument("--paused", action="store_true", help="queue the tasks but do not start")
     pc.set_defaults(func=_projects_create)
     pl = ps.add_parser("list", help="projects with their state and tasks done")

@@ -10,6 +10,8 @@ What a row holds depends on the flow's kind:
 - `rlhf`: `id`, `prompt`, `responses` (`[{"source_id", "content"}, ...]`), as a flow's RLHF task.
 - `chat`: `id`, `messages` (the conversation to start from, possibly empty), `guidance`, as a flow's chat task;
   the flow's models must be served while the project runs.
+- `write`: `id`, `prompt` (text, or a conversation `[{"role", "content"}, ...]`), an optional `guidance` and
+  `reference`, and `responses` (model responses for the review stage, optional), as a write flow's prompt.
 
 Other columns travel with the task as its private metadata and come back in the deliverable. In CSV files a
 cell holding a list or a dict (`datapoints`, `responses`, `prompt`, `private_metadata`) is written as JSON.
@@ -32,14 +34,16 @@ from flowlab.client._chat import chat_task
 from flowlab.client._core import Call, Op, decode
 from flowlab.client._errors import Conflict, ValidationError
 from flowlab.client._flows import _Bound
+from flowlab.client._write import write_task
 from flowlab.formats._deliverable import ExportedItem, deliverable, formats_of, of_kind, typed
 
 if TYPE_CHECKING:
     import datasets
 
 UPLOAD_CHUNK = 200  # items per request (the server takes up to 500)
-PER_ITEM = {"classify": 100, "rlhf": 20, "chat": 20}  # datapoints per item, for the kinds that hold many
+PER_ITEM = {"classify": 100, "rlhf": 20, "chat": 20, "write": 20}  # datapoints per item, for the kinds that hold many
 JSON_CELLS = ("datapoints", "responses", "prompt", "messages", "private_metadata", "metadata")
+WRITE_COLUMNS = ("id", "prompt", "guidance", "reference", "responses", "name")
 
 _encoder = msgspec.json.Encoder()
 
@@ -198,7 +202,7 @@ def _label_point(raw: Mapping[str, Any], where: str, number: int) -> Op[dict[str
 
 def _rlhf_point(raw: Mapping[str, Any], where: str, number: int) -> Op[dict[str, Any]]:
     row = _cells(raw, where)
-    task = {k: row.pop(k) for k in ("id", "prompt", "responses", "name") if k in row}
+    task: dict[str, Any] = {k: row.pop(k) for k in ("id", "prompt", "responses", "name") if k in row}
     task.setdefault("id", str(number))
     meta = _metadata(row, where)
     if meta:
@@ -208,13 +212,29 @@ def _rlhf_point(raw: Mapping[str, Any], where: str, number: int) -> Op[dict[str,
 
 def _chat_point(raw: Mapping[str, Any], where: str, number: int) -> Op[dict[str, Any]]:
     row = _cells(raw, where)
-    task = {k: row.pop(k) for k in ("id", "messages", "guidance", "name") if k in row}
+    task: dict[str, Any] = {k: row.pop(k) for k in ("id", "messages", "guidance", "name") if k in row}
     task.setdefault("id", str(number))
     meta = _metadata(row, where)
     if meta:
         task["private_metadata"] = meta
     yield from ()  # an op like the other kinds' rows, though a chat task has no files to upload
     return chat_task(task, where)
+
+
+def _write_point(raw: Mapping[str, Any], where: str, number: int) -> Op[dict[str, Any]]:
+    row = _cells(raw, where)
+    task = {k: row.pop(k) for k in WRITE_COLUMNS if k in row}
+    if "prompt" not in task:
+        raise ValidationError(
+            422,
+            f"{where}: a write task has a prompt column (text or a conversation); it has {sorted(raw) or 'none'}.",
+            field=where,
+        )
+    task.setdefault("id", str(number))
+    meta = _metadata(row, where)
+    if meta:
+        task["private_metadata"] = meta
+    return (yield from write_task(task, where, None))
 
 
 def project_items(kind: str, rows: Sequence[Mapping[str, Any]], source: str, per_item: int | None) -> Iterator[Op[Any]]:
@@ -226,7 +246,7 @@ def project_items(kind: str, rows: Sequence[Mapping[str, Any]], source: str, per
     if kind not in PER_ITEM:
         raise ValidationError(422, f"Flows of kind {kind!r} cannot run batch projects.", field="flow")
     size = per_item or PER_ITEM[kind]
-    point = {"classify": _label_point, "rlhf": _rlhf_point, "chat": _chat_point}[kind]
+    point = {"classify": _label_point, "rlhf": _rlhf_point, "chat": _chat_point, "write": _write_point}[kind]
     for start in range(0, len(rows), size):
         yield _group(point, rows[start : start + size], source, start)
 
@@ -522,8 +542,8 @@ class ProjectsAPI:
         """A project on `flow` (a flow object or its id) from `data`: a .jsonl/.json/.csv path, a
         `datasets.Dataset`, a DataFrame or a list of dicts (the module's docstring says what a row holds).
         The flow says what is asked and how many answers a task needs (`max_response_threshold`); its items
-        run until answered, at most `live_items` at once. Classify and RLHF rows are grouped `per_item` to an
-        item. With `start=False` the project waits for `start()`."""
+        run until answered, at most `live_items` at once. Classify, RLHF, chat and write rows are grouped
+        `per_item` to an item. With `start=False` the project waits for `start()`."""
         return Project(self._transport, self._transport.run(create_from(flow, data, name, live_items, per_item, start)))
 
     def get(self, project_id: str) -> Project:

@@ -234,10 +234,13 @@ class Items:
                 exc.field = at + exc.field
             raise
 
-    def insert_op(self, item: ItemRecord, body: ItemBody) -> Op:
+    def insert_op(self, item: ItemRecord, body: ItemBody, *, replayable: bool = False) -> Op:
+        """The item's row. `replayable`: the statement may run twice (it rides a commit that is retried when its
+        outcome was lost, which may have landed), and the second run finds the row and leaves it."""
         project_id = None if item.project is None else item.project.id
+        sql = "INSERT INTO items (id, flow_id, body, created_at, state, project_id) VALUES (?,?,?,?,?,?)"
         return (
-            "INSERT INTO items (id, flow_id, body, created_at, state, project_id) VALUES (?,?,?,?,?,?)",
+            sql + " ON CONFLICT (id) DO NOTHING" if replayable else sql,
             (item.id, item.flow.id, _json.encode(body).decode(), item.created_at, item.state, project_id),
         )
 
@@ -541,7 +544,8 @@ class Items:
             return [], None
         made = self.make(new_id("item"), flow, body, self.clock.now())
         follow.created(made.id)
-        return [self.insert_op(made, body)], made
+        # With the final record, written with `retry`: a replayed commit must not fail on the item made the first time.
+        return [self.insert_op(made, body, replayable=True)], made
 
     def _evict(self, item: ItemRecord) -> None:
         self.live.pop(item.id, None)

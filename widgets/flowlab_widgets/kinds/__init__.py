@@ -16,6 +16,7 @@ from flowlab_widgets.kinds.classify import ClassifyView
 from flowlab_widgets.kinds.listwise import ListwiseView
 from flowlab_widgets.kinds.pairwise import PairwiseView
 from flowlab_widgets.kinds.rlhf import RlhfView
+from flowlab_widgets.kinds.write import WriteView
 
 __all__ = [
     "RESULTS",
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 VIEWS: dict[str, type[KindView]] = {
-    view.kind: view for view in (PairwiseView, ClassifyView, RlhfView, ChatView, ListwiseView)
+    view.kind: view for view in (PairwiseView, ClassifyView, RlhfView, ChatView, ListwiseView, WriteView)
 }
 
 # A flow that names no kind is a ranking flow (the server's own default).
