@@ -23,6 +23,7 @@ NAMES = [
     "04_run_analysis",
     "05_batch_project",
     "06_storefront_chat",
+    "07_listwise_vs_pairwise",
 ]
 # Each notebook keeps its own time-to-lives short; this only catches a hang.
 CELL_TIMEOUT = 120

@@ -7,6 +7,7 @@ import { AnnotatorApi, ApiError, NetworkError, sleep } from "./api.js";
 import { renderContent, renderText } from "./render.js";
 import { ChatView } from "./chat.js";
 import { RlhfView, takeParked } from "./rlhf.js";
+import { ListwiseView } from "./listwise.js";
 import { WriteView } from "./write.js";
 import { enroll, linkInfo, linkProblem, linkSecret, rememberedTeamToken } from "./enroll.js";
 
@@ -28,6 +29,7 @@ const WORDS = {
     target: "rlhf" },
   chat: { one: "conversation", waiting: "conversations to have", region: "Have the conversation", target: "rlhf" },
   write: { one: "prompt", waiting: "prompts to answer", region: "Write the response", target: "rlhf" },
+  listwise: { one: "set", waiting: "sets to order", region: "Order the answers", skipTo: "answers", target: "rlhf" },
 };
 const NEUTRAL = { one: "task", waiting: "tasks", region: "The task", target: "pair" };
 const KIND_KEY = "flowlab.annotator.kind";
@@ -236,6 +238,15 @@ function prepare(task, receivedAt, form = null) {
       submit: (written) => state.current === entry && answer("submit", written),
       skip: () => state.current === entry && answer("skip"),
     });
+    return entry;
+  }
+  if (task.kind === "listwise") {
+    entry.view = new ListwiseView(task, {
+      markdown,
+      submit: (order) => state.current === entry && answer("submit", order),
+      skip: () => state.current === entry && answer("skip"),
+    });
+    withSettings(entry.view.node, task);
     return entry;
   }
   if (task.kind === "rlhf") {
