@@ -6,24 +6,11 @@
 //
 // Everything a task carries is data: datapoints reach the page through renderContent only, never as HTML.
 
-import { renderContent } from "./render.js";
+import { el, kbd, renderContent, taskActions } from "./render.js";
 
 const ORDINALS = ["1st", "2nd", "3rd", "4th", "5th", "6th", "7th", "8th"];
 
 let views = 0; // numbers the views built on this page, for unique element ids
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function kbd(text) {
-  const node = el("kbd", "", text);
-  node.setAttribute("aria-hidden", "true");
-  return node;
-}
 
 export class ListwiseView {
   constructor(task, options) {
@@ -128,27 +115,12 @@ export class ListwiseView {
   }
 
   actions() {
-    const bar = el("div", "rlhf-actions");
-    this.submitButton = el("button", "primary rlhf-submit");
-    this.submitButton.type = "button";
-    this.submitButton.dataset.action = "submit";
-    this.submitButton.setAttribute("aria-keyshortcuts", "Enter");
-    this.submitLabel = el("span", "", "Submit");
-    this.submitButton.append(this.submitLabel, kbd("Enter"));
-    this.submitButton.addEventListener("click", () => this.trySubmit());
     const undo = el("button", "listwise-undo", "Undo");
     undo.type = "button";
     undo.dataset.action = "undo";
     undo.setAttribute("aria-keyshortcuts", "Backspace");
     undo.addEventListener("click", () => this.undo());
-    const skip = el("button", "rlhf-skip", "Skip this task");
-    skip.type = "button";
-    skip.dataset.action = "skip";
-    skip.addEventListener("click", () => {
-      if (!this.busy) this.options.skip();
-    });
-    bar.append(this.submitButton, undo, skip);
-    return bar;
+    return taskActions(this, { shortcut: "Enter", hint: "Enter", extra: [undo] });
   }
 
   /** The whole order (positions, best first) once it is complete, else null; the last one falls into place. */

@@ -31,10 +31,41 @@ function sourceOf(thing) {
   return null;
 }
 
-function el(tag, className) {
+/** An element with a class and, if given, its text (as text, never HTML). */
+export function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
   return node;
+}
+
+/** A key's name as the page shows it beside a button (hidden from screen readers, which hear aria-keyshortcuts). */
+export function kbd(text) {
+  const node = el("kbd", "", text);
+  node.setAttribute("aria-hidden", "true");
+  return node;
+}
+
+/** The Submit and Skip bar of a task with a form (RLHF, write, listwise): Submit calls `view.trySubmit()`, Skip
+ * `view.options.skip()` unless the view is busy; `extra` buttons stand between them. Sets `view.submitButton` and
+ * `view.submitLabel`, which the views relabel while they send. */
+export function taskActions(view, { shortcut = "Control+Enter Meta+Enter", hint = "Ctrl+Enter", extra = [] } = {}) {
+  const bar = el("div", "rlhf-actions");
+  view.submitButton = el("button", "primary rlhf-submit");
+  view.submitButton.type = "button";
+  view.submitButton.dataset.action = "submit";
+  view.submitButton.setAttribute("aria-keyshortcuts", shortcut);
+  view.submitLabel = el("span", "", "Submit");
+  view.submitButton.append(view.submitLabel, kbd(hint));
+  view.submitButton.addEventListener("click", () => view.trySubmit());
+  const skip = el("button", "rlhf-skip", "Skip this task");
+  skip.type = "button";
+  skip.dataset.action = "skip";
+  skip.addEventListener("click", () => {
+    if (!view.busy) view.options.skip();
+  });
+  bar.append(view.submitButton, ...extra, skip);
+  return bar;
 }
 
 /** Plain or Markdown text, as nodes. */

@@ -6,7 +6,7 @@
 // renderText, textContent and form values only, never as HTML. What the annotator enters is kept as a draft in
 // localStorage (by task id), so that a reload resumes the same task, lease and all, where they left it.
 
-import { renderContent, renderText } from "./render.js";
+import { el, renderContent, renderText, taskActions } from "./render.js";
 
 const DRAFT_PREFIX = "flowlab.rlhf.draft.";
 const DRAFT_SAVE_MS = 300;
@@ -36,13 +36,6 @@ const BEFORE_SUBMIT = "Before you submit:";
 let views = 0; // numbers the views built on this page, for unique element ids
 
 // ---------------------------------------------------------------- small helpers
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 /** Text for screen readers only. */
 function hidden(text) {
@@ -566,24 +559,7 @@ export class RlhfView {
   }
 
   actions() {
-    const bar = el("div", "rlhf-actions");
-    this.submitButton = el("button", "primary rlhf-submit");
-    this.submitButton.type = "button";
-    this.submitButton.dataset.action = "submit";
-    this.submitButton.setAttribute("aria-keyshortcuts", "Control+Enter Meta+Enter");
-    this.submitLabel = el("span", "", "Submit");
-    const kbd = el("kbd", "", "Ctrl+Enter");
-    kbd.setAttribute("aria-hidden", "true");
-    this.submitButton.append(this.submitLabel, kbd);
-    this.submitButton.addEventListener("click", () => this.trySubmit());
-    const skip = el("button", "rlhf-skip", "Skip this task");
-    skip.type = "button";
-    skip.dataset.action = "skip";
-    skip.addEventListener("click", () => {
-      if (!this.busy) this.options.skip();
-    });
-    bar.append(this.submitButton, skip);
-    return bar;
+    return taskActions(this);
   }
 
   selectedIndex() {

@@ -5,19 +5,12 @@
 // Everything a task carries is data: it reaches the page through renderText and textContent only, never as
 // HTML; the preview is markdown.js's DOM, never innerHTML.
 
-import { renderText } from "./render.js";
+import { el, renderText, taskActions } from "./render.js";
 
 const ROLES = { system: "System", user: "User", assistant: "Assistant" };
 const PREVIEW_MS = 120;
 
 let views = 0; // numbers the views built on this page, for unique element ids
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 export class WriteView {
   constructor(task, options) {
@@ -124,24 +117,7 @@ export class WriteView {
   }
 
   actions() {
-    const bar = el("div", "rlhf-actions");
-    this.submitButton = el("button", "primary rlhf-submit");
-    this.submitButton.type = "button";
-    this.submitButton.dataset.action = "submit";
-    this.submitButton.setAttribute("aria-keyshortcuts", "Control+Enter Meta+Enter");
-    this.submitLabel = el("span", "", "Submit");
-    const kbd = el("kbd", "", "Ctrl+Enter");
-    kbd.setAttribute("aria-hidden", "true");
-    this.submitButton.append(this.submitLabel, kbd);
-    this.submitButton.addEventListener("click", () => this.trySubmit());
-    const skip = el("button", "rlhf-skip", "Skip this task");
-    skip.type = "button";
-    skip.dataset.action = "skip";
-    skip.addEventListener("click", () => {
-      if (!this.busy) this.options.skip();
-    });
-    bar.append(this.submitButton, skip);
-    return bar;
+    return taskActions(this);
   }
 
   onPaste(event) {
