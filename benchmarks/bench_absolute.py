@@ -5,13 +5,15 @@ Coverage: the share of datapoints whose true P(acceptable) lies inside the inter
 many data sets simulated under the model (each datapoint judged acceptable with probability σ(u), u = θ − τ
 known): pairs drawn uniformly; pairs chosen as the server chooses them for an active item (batches from the
 plain Bradley–Terry fit of the votes so far, a share drawn uniformly); and a fifth of the votes from spammers
-who answer a, b, both good or both bad at random (the fit does not know who they are).
+(two of ten annotators) who answer a, b, both good or both bad at random, fitted without the annotators and with
+them (`fit_absolute(..., votes=)`, a reliability per annotator).
 
 Rewards: a group of eight completions, all below the threshold (and, for contrast, a mixed group): how many get
 a positive reward from the relative scores (`rewards_from_scores(scores)`) and how many with the level
 (`rewards_from_scores(scores, threshold=τ)`, what `results.rewards()` gives on an absolute flow).
 
-Run: `python benchmarks/bench_absolute.py` (a few minutes on 2 cores; `--quick` for a smoke run).
+Run: `python benchmarks/bench_absolute.py` (a few minutes on 2 cores; `--quick` for a smoke run; `--only-spam` reruns
+the spammer rows alone).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one BLAS thread per worker process
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -30,12 +33,20 @@ import numpy as np
 from scipy.special import expit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import write_table
+from _harness import RESULTS_DIR, write_table
 
-from flowlab.ranking import fit_absolute, fit_bradley_terry, rewards_from_scores, select_pairs, simulate_absolute
+from flowlab.ranking import (
+    absolute_votes,
+    fit_absolute,
+    fit_bradley_terry,
+    rewards_from_scores,
+    select_pairs,
+    simulate_absolute,
+)
 from flowlab.server.kinds.pairwise import ACTIVE_BATCH, ACTIVE_EXPLORATION
 
 TARGET = "93–97%"
+TITLE = "Absolute ranking flows: P(acceptable) coverage and rewards with the level"
 
 
 def _covered(u: np.ndarray, fit: object) -> float:
@@ -43,17 +54,12 @@ def _covered(u: np.ndarray, fit: object) -> float:
     return float(np.mean((fit.p_low <= p) & (p <= fit.p_high)))  # type: ignore[attr-defined]
 
 
-def _judge(
-    u: np.ndarray, pairs: np.ndarray, rng: np.random.Generator, spam: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Answers to `pairs` under the model (two independent judgements against the threshold); a spammer's
-    answer is one of a, b, both good, both bad at random. Returns the win matrix (both answers half a win each
-    way, as an item keeps it) and the "both good" and "both bad" counts."""
+def _judge(u: np.ndarray, pairs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Answers to `pairs` under the model (two independent judgements against the threshold). Returns the win
+    matrix (both answers half a win each way, as an item keeps it) and the "both good" and "both bad" counts."""
     n = len(u)
     wins, good, bad = np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n))
     ok = rng.random((len(pairs), 2)) < expit(u[pairs])
-    if spam is not None:
-        ok[spam] = rng.random((int(spam.sum()), 2)) < 0.5  # four answers, equally likely
     for (i, j), (x, y) in zip(pairs.tolist(), ok.tolist(), strict=True):
         if x == y:
             target = good if x else bad
@@ -95,13 +101,34 @@ def active_run(seed: int, n: int, votes: int) -> float:
     return _covered(u, fit_absolute(wins, n, both_good=good, both_bad=bad))
 
 
-def spam_run(seed: int, n: int, votes: int) -> float:
+SPAM_CROWD = 10  # annotators in the spam regimes, two of them spammers: a fifth of the votes
+
+
+def spam_run(seed: int, n: int, votes: int, modelled: bool = False) -> tuple[float, float, float]:
+    """Ten annotators give the votes uniformly, two of them at random. Returns the coverage, and (with the
+    annotators given to the fit) the spammers' and the careful annotators' mean reliability (NaN without)."""
     rng = np.random.default_rng(seed)
     u = _utilities(rng, n, 1.5)
     a = rng.integers(0, n, votes)
     pairs = np.stack([a, (a + rng.integers(1, n, votes)) % n], axis=1)
-    wins, good, bad = _judge(u, pairs, rng, spam=rng.random(votes) < 0.2)
-    return _covered(u, fit_absolute(wins, n, both_good=good, both_bad=bad))
+    who = rng.integers(0, SPAM_CROWD, votes)
+    spam = who < SPAM_CROWD // 5
+    ok = rng.random((votes, 2)) < expit(u[pairs])
+    ok[spam] = rng.random((int(spam.sum()), 2)) < 0.5  # four answers, equally likely
+    # (annotator, first, second, answer): the first won, or both good (2) / both bad (3).
+    first = np.where(ok[:, 0] | (ok[:, 0] == ok[:, 1]), pairs[:, 0], pairs[:, 1])
+    second = pairs.sum(axis=1) - first
+    code = np.where(ok[:, 0] == ok[:, 1], np.where(ok[:, 0], 2, 3), 0)
+    rows = np.stack([who, first, second, code], axis=1)
+    wins, good, bad, ties = absolute_votes(rows, n)
+    fit = fit_absolute(wins, n, both_good=good, both_bad=bad, tie_counts=ties, votes=rows if modelled else None)
+    if fit.reliability is None:
+        return _covered(u, fit), float("nan"), float("nan")
+    return _covered(u, fit), float(fit.reliability[:2].mean()), float(fit.reliability[2:].mean())
+
+
+def spam_modelled_run(seed: int, n: int, votes: int) -> tuple[float, float, float]:
+    return spam_run(seed, n, votes, modelled=True)
 
 
 def rewards_run(seed: int, group: str, votes: int) -> tuple[int, int, int, int]:
@@ -133,61 +160,63 @@ def _ok(coverage: float) -> str:
     return "yes" if 0.93 <= coverage <= 0.97 else "no"
 
 
+SPAM = "20 % of votes from spammers (a, b, both good, both bad at random; two of ten annotators)"
+
+
+def _coverage_row(name: str, n: int, votes: int, sims: int, out: np.ndarray) -> tuple[str, str, str, str]:
+    return (
+        f"P(acceptable) 95 % interval coverage, {name}: {n} datapoints, u ~ N(0, 1.5²), {votes} votes, {sims} sims",
+        f"{out.mean():.1%} (sims' 5th–95th percentile {np.quantile(out, 0.05):.0%}–{np.quantile(out, 0.95):.0%})",
+        TARGET,
+        _ok(float(out.mean())),
+    )
+
+
+def _spam_rows(pool: ProcessPoolExecutor, sims: int) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for label, run in (("not modelled", spam_run), ("annotators given: reliability fitted", spam_modelled_run)):
+        out = np.array(_map(pool, run, sims, 20, 400))
+        row = _coverage_row(f"{SPAM}, {label}", 20, 400, sims, out[:, 0])
+        if run is spam_modelled_run:
+            row = (
+                row[0],
+                f"{row[1]}; mean η spammers {out[:, 1].mean():.2f}, careful {out[:, 2].mean():.2f}",
+                *row[2:],
+            )
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few simulations (a smoke run)")
+    parser.add_argument(
+        "--only-spam", action="store_true", help="rerun only the spammer rows, keeping the other rows written before"
+    )
     args = parser.parse_args(argv)
     sims = 20 if args.quick else 300
     rows: list[tuple[str, str, str, str]] = []
     active = f"active selection as the server chooses (batches of ≤{ACTIVE_BATCH}, {ACTIVE_EXPLORATION:.0%} uniform)"
     with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 2)) as pool:
+        if args.only_spam:
+            kept = json.loads((RESULTS_DIR / "absolute.json").read_text())["rows"]
+            spam = _spam_rows(pool, sims)
+            rows = [tuple(r) for r in kept if "spammers" not in r[0]]  # type: ignore[misc]
+            at = next(i for i, r in enumerate(rows) if r[0].startswith("rewards"))
+            rows[at:at] = spam
+            write_table("absolute", TITLE, rows)
+            return 0
         regimes = (
             ("uniform pairs", uniform_run, 20, 400),
             ("uniform pairs", uniform_run, 8, 48),
             ("uniform pairs", uniform_run, 50, 1000),
-            (
-                active,
-                active_run,
-                20,
-                400,
-            ),
-            (
-                active,
-                active_run,
-                50,
-                1000,
-            ),
-            ("20 % of votes from spammers (a, b, both good, both bad at random; not modelled)", spam_run, 20, 400),
+            (active, active_run, 20, 400),
+            (active, active_run, 50, 1000),
         )
         for name, run, n, votes in regimes:
-            out = np.array(_map(pool, run, sims, n, votes))
-            rows.append(
-                (
-                    f"P(acceptable) 95 % interval coverage, {name}: {n} datapoints, u ~ N(0, 1.5²), {votes} votes, "
-                    f"{sims} sims",
-                    f"{out.mean():.1%} (sims' 5th–95th percentile {np.quantile(out, 0.05):.0%}–"
-                    f"{np.quantile(out, 0.95):.0%})",
-                    TARGET,
-                    _ok(float(out.mean())),
-                )
-            )
-        for group, label in (("bad", "eight unacceptable completions"), ("mixed", "four acceptable, four not")):
-            for votes in (24, 48):
-                out = np.array(_map(pool, rewards_run, sims, group, votes))
-                # The level must take the bad group's ~4 positive rewards away, and cost a mixed group nothing.
-                target = "< 1 positive" if group == "bad" else "signs right as often as relative (±0.25)"
-                met = out[:, 1].mean() < 1 if group == "bad" else out[:, 3].mean() >= out[:, 2].mean() - 0.25
-                rows.append(
-                    (
-                        f"rewards of a group of {label} (u = θ − τ, |u| ~ N(1.5, 0.5²)), {votes} uniform votes, "
-                        f"{sims} sims: positive rewards per group, relative → with the level (signs right of 8)",
-                        f"{out[:, 0].mean():.2f} → {out[:, 1].mean():.2f} "
-                        f"({out[:, 2].mean():.2f} → {out[:, 3].mean():.2f} right)",
-                        target,
-                        "yes" if met else "no",
-                    )
-                )
-    write_table("absolute", "Absolute ranking flows: P(acceptable) coverage and rewards with the level", rows)
+            rows.append(_coverage_row(name, n, votes, sims, np.array(_map(pool, run, sims, n, votes))))
+        rows += _spam_rows(pool, sims)
+    write_table("absolute", TITLE, rows)
     return 0
 
 

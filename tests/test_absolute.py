@@ -33,20 +33,19 @@ def _wait_gone(server: ServerProcess) -> None:
 
 
 def _refit(server: ServerProcess, item_id: str, n: int) -> ranking.AbsoluteResult:
-    """The fit the results should hold, made here from the stored votes."""
+    """The fit the results should hold, made here from the stored votes: with several annotators, a reliability
+    each (``votes=``)."""
     votes = httpx.get(f"{server.url}/v1/items/{item_id}/votes", headers={"Authorization": f"Bearer {server.api_key}"})
-    wins, good, bad, ties = (np.zeros((n, n)) for _ in range(4))
+    people: dict[str, int] = {}
+    rows = []
     for v in votes.json():
-        w, lo = v["winner"], v["loser"]
-        if not v["tie"]:
-            wins[w, lo] += 1
-            continue
-        wins[w, lo] += 0.5
-        wins[lo, w] += 0.5
-        target = {"good": good, "bad": bad, None: ties}[v["level"]]
-        target[w, lo] += 1
-        target[lo, w] += 1
-    return ranking.fit_absolute(wins, n, both_good=good, both_bad=bad, tie_counts=ties, starting_elo=1200.0)
+        code = 0 if not v["tie"] else {None: 1, "good": 2, "bad": 3}[v["level"]]
+        rows.append((people.setdefault(v["annotator_id"], len(people)), v["winner"], v["loser"], code))
+    answers = np.array(rows, dtype=np.int64)
+    wins, good, bad, ties = ranking.absolute_votes(answers, n)
+    return ranking.fit_absolute(
+        wins, n, both_good=good, both_bad=bad, tie_counts=ties, starting_elo=1200.0, votes=answers
+    )
 
 
 def test_absolute_flow_with_the_crowd_reads_back_after_memory_and_restart(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from flowlab.ranking import fit_absolute, fit_bradley_terry, simulate_absolute
+from flowlab.ranking import absolute_votes, fit_absolute, fit_bradley_terry, simulate_absolute
 
 
 def _reference(wins: np.ndarray, good: np.ndarray, bad: np.ndarray, ties: np.ndarray, prior: float) -> np.ndarray:
@@ -91,3 +91,57 @@ def test_p_acceptable_intervals_cover_about_95_percent() -> None:
         hits += int(((fit.p_low <= truth) & (truth <= fit.p_high)).sum())
         total += len(u)
     assert 0.93 <= hits / total <= 0.97, hits / total
+
+
+def _crowd_answers(seed: int, spammers: int) -> tuple[np.ndarray, np.ndarray]:
+    """400 answers on uniform pairs of 20 datapoints from ten annotators, the first `spammers` of whom answer
+    a, b, both good or both bad at random: the true u and ``(annotator, first, second, answer)`` rows."""
+    rng = np.random.default_rng(seed)
+    u = rng.normal(0, 1.5, 20)
+    a = rng.integers(0, 20, 400)
+    pairs = np.stack([a, (a + rng.integers(1, 20, 400)) % 20], axis=1)
+    who = rng.integers(0, 10, 400)
+    ok = rng.random((400, 2)) < expit(u[pairs])
+    spam = who < spammers
+    ok[spam] = rng.random((int(spam.sum()), 2)) < 0.5
+    first = np.where(ok[:, 0] | (ok[:, 0] == ok[:, 1]), pairs[:, 0], pairs[:, 1])
+    code = np.where(ok[:, 0] == ok[:, 1], np.where(ok[:, 0], 2, 3), 0)
+    return u, np.stack([who, first, pairs.sum(axis=1) - first, code], axis=1)
+
+
+def test_annotator_reliability_discounts_spammers() -> None:
+    spam_eta, careful_eta, gap, gap_plain = [], [], [], []
+    for seed in range(8):
+        _, rows = _crowd_answers(200 + seed, spammers=2)
+        wins, good, bad, ties = absolute_votes(rows, 20)
+        fit = fit_absolute(wins, both_good=good, both_bad=bad, tie_counts=ties, votes=rows)
+        plain = fit_absolute(wins, both_good=good, both_bad=bad, tie_counts=ties)
+        # The spam-free fit: the careful annotators' answers alone.
+        careful = rows[rows[:, 0] >= 2]
+        w, g, b, t = absolute_votes(careful, 20)
+        clean = fit_absolute(w, both_good=g, both_bad=b, tie_counts=t)
+        assert fit.reliability is not None and plain.reliability is None
+        spam_eta.append(fit.reliability[:2].mean())
+        careful_eta.append(fit.reliability[2:].min())
+        gap.append(np.abs(fit.p_acceptable - clean.p_acceptable).mean())
+        gap_plain.append(np.abs(plain.p_acceptable - clean.p_acceptable).mean())
+    assert np.mean(spam_eta) < 0.6, spam_eta
+    assert np.mean(careful_eta) > 0.9, careful_eta
+    assert np.mean(gap) < 0.04 and np.mean(gap) < 0.5 * np.mean(gap_plain), (gap, gap_plain)
+
+
+def test_reliability_leaves_a_careful_crowd_alone() -> None:
+    _, rows = _crowd_answers(7, spammers=0)
+    wins, good, bad, ties = absolute_votes(rows, 20)
+    fit = fit_absolute(wins, both_good=good, both_bad=bad, tie_counts=ties, votes=rows)
+    plain = fit_absolute(wins, both_good=good, both_bad=bad, tie_counts=ties)
+    # Forty careful answers each: chance alone takes one or two a little below 1, and costs the level little.
+    assert fit.reliability is not None and fit.reliability.mean() > 0.9 and fit.reliability.min() > 0.7
+    assert np.abs(fit.p_acceptable - plain.p_acceptable).mean() < 0.02
+
+
+def test_votes_must_match_the_matrices() -> None:
+    _, rows = _crowd_answers(1, spammers=0)
+    wins, good, bad, ties = absolute_votes(rows, 20)
+    with pytest.raises(ValueError, match="add up"):
+        fit_absolute(wins, both_good=good, both_bad=bad, tie_counts=ties, votes=rows[:-1])

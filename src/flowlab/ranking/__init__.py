@@ -5,7 +5,7 @@ numpy and scipy only. Every function takes votes as an (m, 2) array of ``(winner
 indices (an optional third column flags ties) or as an n × n win matrix, and returns numpy arrays.
 """
 
-from ._absolute import AbsoluteResult, absolute_counts, fit_absolute, simulate_absolute
+from ._absolute import AbsoluteResult, absolute_counts, absolute_votes, fit_absolute, simulate_absolute
 from ._active import pair_utilities, select_pairs, select_pairs_uniform
 from ._agreement import PairAgreement, Transitivity, repeated_pair_agreement, transitivity_violations
 from ._bradley_terry import DEFAULT_PRIOR, BradleyTerryResult, elo_from_scores, fit_bradley_terry
@@ -46,6 +46,7 @@ __all__ = [
     "Transitivity",
     "WinLossCounter",
     "absolute_counts",
+    "absolute_votes",
     "annotator_quality",
     "comparisons_from_keys",
     "consensus_agreement",

@@ -128,6 +128,11 @@ class PairQueue:
         self._queue.extend(pairs)
 
 
+# "Both good" and "both bad" counts, and the answers behind them with who gave each (see `PairTally.levels`).
+Levels = tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]
+NO_LEVELS: Levels = (None, None, None)
+
+
 class PairTally:
     """A pairwise item's live aggregate: counts, the vote log, the pair queues and a warm fit."""
 
@@ -193,9 +198,18 @@ class PairTally:
         """Copies of the counts, for a fit that runs while votes keep landing."""
         return self.wins.copy(), None if self.ties is None else self.ties.copy()
 
-    def levels(self) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Copies of the "both good" / "both bad" counts (None where there were none)."""
-        return (None if self.good is None else self.good.copy(), None if self.bad is None else self.bad.copy())
+    def levels(self) -> Levels:
+        """Copies of the "both good" / "both bad" counts (None where there were none) and, once two people have
+        answered, the answers that make them as ``(annotator, winner, loser, code)`` rows: an absolute fit
+        then weighs each person by a fitted reliability."""
+        answers = None
+        if len(self.voter_index) > 1:
+            answers = np.column_stack([np.frombuffer(self.voters, dtype=np.int32), self.log.rows]).astype(np.int64)
+        return (
+            None if self.good is None else self.good.copy(),
+            None if self.bad is None else self.bad.copy(),
+            answers,
+        )
 
     def add(self, winner: int, loser: int, code: int, annotator_id: str) -> None:
         self._count(winner, loser, code, self.voter_index.setdefault(annotator_id, len(self.voter_index)))
@@ -545,7 +559,7 @@ class Pairwise(KindBase):
         wins: np.ndarray,
         ties: np.ndarray | None,
         version: int,
-        levels: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+        levels: Levels = NO_LEVELS,
     ) -> Any:
         """The item's Bradley–Terry fit for results at `version`, computed off the event loop: a fit of a
         large item takes long enough (0.1 s at n = 1,000) that acknowledgements would stall behind it."""
@@ -661,18 +675,19 @@ def _fit(
     init: np.ndarray | None,
     *,
     results: bool,
-    levels: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+    levels: Levels = NO_LEVELS,
 ) -> Any:
     """A Bradley–Terry fit of the item's votes; ties known as ties, so their intervals are honest. An absolute
     flow's results fit the acceptability threshold too (`ranking.fit_absolute`)."""
     if results and item.config.absolute:
-        good, bad = levels
+        good, bad, answers = levels
         return ranking.fit_absolute(
             wins,
             len(item.keys),
             both_good=good,
             both_bad=bad,
             tie_counts=ties,
+            votes=answers,  # a reliability per annotator, so a spammer's random answers do not pull the level
             starting_elo=item.config.starting_elo,
         )
     return ranking.fit_bradley_terry(
