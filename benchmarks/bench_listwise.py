@@ -2,7 +2,7 @@
 flow's own active choice of k-sets, and the Plackett–Luce fit's speed against choix.
 
 Each simulated item runs as the server runs it, with flowlab's own code: listwise k-sets from
-`kinds.listwise.choose_set` on the current Plackett–Luce fit (a fifth drawn uniformly), pairs from
+`kinds.listwise.choose_set` on the current Plackett–Luce fit (half drawn uniformly), pairs from
 `ranking.select_pairs` on the current Bradley–Terry fit (batches of 16, a tenth uniform), the `top` rule looked at
 every 2 % of the maximum once there is one answer (listwise) or two votes (pairs) per datapoint, through
 `ranking.settlement` at 95 %. Four people work at once, so a listwise set is chosen from a fit at most four
@@ -11,7 +11,8 @@ Gumbel noise, sorted), a pair a Bradley–Terry draw: the same logit scale, so n
 noise. Reading costs time: a task takes 2 s plus 3 s per text read (a pair 8 s, k = 4 14 s, k = 8 26 s).
 "Wrong" means the datapoint declared top is not the true top; runs that never settle count their maximum.
 
-Run: `python benchmarks/bench_listwise.py` (about 6 minutes on 2 cores; `--quick` for a smoke run).
+Run: `python benchmarks/bench_listwise.py` (about 6 minutes on 2 cores; `--quick` for a smoke run, `--part
+coverage` for the calibration rows alone, printed and not written).
 """
 
 from __future__ import annotations
@@ -143,11 +144,15 @@ def fit_speed(n: int, k: int, count: int, repeats: int) -> tuple[str, str, str, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few simulations (a smoke run)")
+    parser.add_argument(
+        "--part", choices=("settle", "coverage", "speed"), help="run one part only; the table is not written"
+    )
     args = parser.parse_args(argv)
     sims = 12 if args.quick else 120
+    parts = {args.part} if args.part else {"settle", "coverage", "speed"}
     rows: list[tuple[str, str, str, str]] = []
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        for n, ks, pair_budget in ((8, (4,), 600), (16, (4, 8), 1500)):
+        for n, ks, pair_budget in ((8, (4,), 600), (16, (4, 8), 1500)) if "settle" in parts else ():
             seeds = list(range(sims))
             pairs = list(pool.map(run_pairwise, seeds, [n] * sims, [pair_budget] * sims, chunksize=4))
             pair_seconds = np.mean([o[0] for o in pairs]) * seconds_per_task(2)
@@ -172,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
                 print(rows[-1], flush=True)
-        for n, k, count in ((8, 4, 40), (16, 4, 80), (16, 4, 200), (16, 8, 40)):
+        for n, k, count in ((8, 4, 40), (16, 4, 80), (16, 4, 200), (16, 8, 40)) if "coverage" in parts else ():
             jobs = list(range(sims))
             out = list(pool.map(run_coverage, jobs, [n] * sims, [k] * sims, [count] * sims, chunksize=4))
             covered = sum(o[0] for o in out) / sum(o[1] for o in out)
@@ -186,11 +191,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             print(rows[-1], flush=True)
-    rows.append(fit_speed(16, 8, 200, 5 if args.quick else 21))
-    print(rows[-1], flush=True)
+    if "speed" in parts:
+        rows.append(fit_speed(16, 8, 200, 5 if args.quick else 21))
+        print(rows[-1], flush=True)
     # A larger size (200 datapoints, 5,000 orders) is left out: choix.opt_rankings takes minutes there.
-    if args.quick:
-        return 0
+    if args.quick or args.part:
+        return 0 if all(r[3] != "no" for r in rows) else 1
     write_table("listwise", "Ranking k at once against pairs", rows)
     return 0 if all(r[3] != "no" for r in rows) else 1
 

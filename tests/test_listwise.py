@@ -130,3 +130,27 @@ def test_bad_listwise_answers_are_refused(fresh_server: ServerProcess) -> None:
             )
             raise Exception(httpx_flow.json()["detail"])
     assert np.isfinite(1.0)
+
+
+def test_a_listwise_deliverable_has_the_preference_pairs_its_rankings_imply() -> None:
+    from types import SimpleNamespace
+
+    from flowlab import schemas
+    from flowlab.formats._deliverable import of_kind
+
+    points = [schemas.Datapoint(index=i, key=k, kind="text", text=f"text {k}") for i, k in enumerate("abcd")]
+    answers = [
+        schemas.Ranking("t", "ann", [2, 0, 1], "order", 1.0),
+        schemas.Ranking("t", "bob", [3, 1, 2, 0], "best_worst", 2.0),  # d best, a worst; b, c unranked
+        schemas.Ranking("t", "spam", [0, 1, 2], "order", 3.0, excluded=True),
+    ]
+    status = SimpleNamespace(id="item-1", context="Which is best?")
+    detail = SimpleNamespace(datapoints=points, status=status, private_metadata=None)
+    item = SimpleNamespace(detail=detail, answers=answers)
+    rows = of_kind("listwise").formats["preference_pairs"](item, None)  # type: ignore[arg-type]
+    got = [(r["annotator_id"], r["chosen_key"], r["rejected_key"]) for r in rows]
+    order_pairs = [("ann", "c", "a"), ("ann", "c", "b"), ("ann", "a", "b")]  # an order of 3: 3 pairs
+    best_worst_pairs = [("bob", "d", "a"), ("bob", "d", "b"), ("bob", "d", "c"), ("bob", "b", "a"), ("bob", "c", "a")]
+    assert sorted(got) == sorted(order_pairs + best_worst_pairs), "the suspended person's ranking gives none"
+    assert {r["task_id"] for r in rows} == {"item-1"} and {r["prompt"] for r in rows} == {"Which is best?"}
+    assert rows[0]["chosen"] == "text c" and rows[0]["rejected"] == "text a"

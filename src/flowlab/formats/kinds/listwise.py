@@ -1,12 +1,13 @@
 """What a listwise project delivers: a row per task (its Plackett–Luce ranking and scores), every ranking as
-datapoint keys."""
+datapoint keys, and the preference pairs the rankings imply."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flowlab import schemas
+from flowlab import ranking, schemas
 from flowlab.formats._deliverable import Deliverable, ExportedItem, Made, task_id
+from flowlab.formats._records import counted, preference_pairs
 from flowlab.formats.kinds.pairwise import DELIVERABLE as RANKING
 
 
@@ -27,8 +28,29 @@ def _rankings(it: ExportedItem, made: Made) -> list[dict[str, Any]]:
     ]
 
 
+def implied_votes(answer: schemas.Ranking) -> list[schemas.Vote]:
+    """The decisive pairs one ranking implies, as votes by its annotator: an order of k gives k(k − 1)/2, a
+    best–worst answer 2k − 3 (the best over every other, every other over the worst), as the win-loss matrix
+    counts them."""
+    if answer.mode == "best_worst":
+        pairs = ranking.implied_pairs([], [(answer.order, answer.order[0], answer.order[-1])])
+    else:
+        pairs = ranking.implied_pairs([answer.order])
+    return [
+        schemas.Vote(answer.task_id, answer.annotator_id, int(w), int(lo), False, answer.created_at, excluded=False)
+        for w, lo in pairs.tolist()
+    ]
+
+
+def _preference_pairs(it: ExportedItem, made: Made) -> list[dict[str, Any]]:
+    # One order of k becomes k(k − 1)/2 rows: as the win-loss matrix counts it.
+    votes = [v for r in counted(it.answers) for v in implied_votes(r)]
+    pairs = preference_pairs(it.detail.datapoints, votes, prompt=it.detail.status.context)
+    return [{"task_id": task_id(it), **row} for row in pairs]
+
+
 DELIVERABLE = Deliverable(
     results=schemas.ItemResults,
     answers=schemas.Ranking,
-    formats={"tasks": RANKING.formats["tasks"], "rankings": _rankings},
+    formats={"tasks": RANKING.formats["tasks"], "rankings": _rankings, "preference_pairs": _preference_pairs},
 )
