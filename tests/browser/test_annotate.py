@@ -501,7 +501,9 @@ def test_gold_pairs_are_mixed_in_and_agreement_is_recorded(fresh_server, context
         ],
         gold_rate=0.5,
     )
-    item = flow.create_new_flow_batch(datapoints=[f"regular {i}" for i in range(4)], time_to_live=60)
+    # Eight datapoints: 28 pairs, so one person never runs out of pairs of the item they have not seen (with four, six
+    # regular answers could come before the third gold one, and gold is only mixed into regular work).
+    item = flow.create_new_flow_batch(datapoints=[f"regular {i}" for i in range(8)], time_to_live=60)
     annotator = client.annotators.create("Careful Cat")
     tab = Annotator(context_factory(), annotator.join_url)
     tab.wait_for_pair()
