@@ -11,7 +11,7 @@ from flowlab.server.errors import Invalid
 
 if TYPE_CHECKING:
     from flowlab.server.kinds import FollowUp
-    from flowlab.server.model import FlowConfig, ItemRecord
+    from flowlab.server.model import FlowConfig, ItemRecord, Lease
 
 
 class KindBase:
@@ -62,6 +62,30 @@ class KindBase:
 
     def consensus_sql(self, mine: str) -> str | None:
         return None  # a kind whose answers have no single value to agree on (a whole annotation) has none
+
+    def single_view_task(self, lease: Lease, now: float, a: schemas.DatapointView, **fields: Any) -> schemas.Task:
+        """A task that shows one view (`a`, no `b`) of the lease's item, with what every such task carries; `fields`
+        adds the kind's own view (and may override the item's context)."""
+        item = lease.item
+        cfg = item.config
+        common: dict[str, Any] = {
+            "task_id": lease.task_id,
+            "item_id": item.id,
+            "flow_id": item.flow.id,
+            "instruction": cfg.instruction,
+            "context": item.context,
+            "context_assets": item.context_assets,
+            "a": a,
+            "b": None,
+            "allow_ties": False,
+            "render_markdown": cfg.markdown,
+            "lease_expires_at": lease.expires_at,
+            "lease_seconds": cfg.lease_seconds,
+            "server_time": now,
+            "kind": self.name,
+            "settings": cfg.settings,
+        }
+        return schemas.Task(**(common | fields))
 
 
 def refuse_conversation(d: schemas.DatapointIn, where: str) -> None:

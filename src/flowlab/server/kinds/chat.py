@@ -239,22 +239,10 @@ class Chat(PerDatapointThresholds, KindBase):
         spec = cfg.chat
         assert spec is not None
         dp = item.datapoints[lease.question.d]
-        return schemas.Task(
-            task_id=lease.task_id,
-            item_id=item.id,
-            flow_id=item.flow.id,
-            instruction=cfg.instruction,
-            context=item.context,
-            context_assets=item.context_assets,
-            a=datapoint_view(dp),
-            b=None,
-            allow_ties=False,
-            render_markdown=cfg.markdown,
-            lease_expires_at=lease.expires_at,
-            lease_seconds=cfg.lease_seconds,
-            server_time=now,
-            kind="chat",
-            settings=cfg.settings,
+        return self.single_view_task(
+            lease,
+            now,
+            datapoint_view(dp),
             chat=schemas.ChatTaskView(
                 messages=[m for m in dp.prompt or () if m.role != "system"],
                 guidance=dp.guidance,

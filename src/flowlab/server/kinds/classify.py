@@ -172,23 +172,13 @@ class Classify(PerDatapointThresholds, KindBase):
             view = datapoint_view(dp)
             context = dp.context if dp.context is not None else item.context
             assets = dp.context_assets if dp.context_assets is not None else item.context_assets
-        return schemas.Task(
-            task_id=lease.task_id,
-            item_id=item.id,
-            flow_id=item.flow.id,
-            instruction=cfg.instruction,
+        return self.single_view_task(
+            lease,
+            now,
+            view,
             context=context,
             context_assets=assets,
-            a=view,
-            b=None,
-            allow_ties=False,
-            render_markdown=cfg.markdown,
-            lease_expires_at=lease.expires_at,
-            lease_seconds=cfg.lease_seconds,
-            server_time=now,
-            kind="classify",
             categories=cfg.categories,
-            settings=cfg.settings,
         )
 
     # ------------------------------------------------------------ answering

@@ -249,22 +249,10 @@ class Listwise(KindBase):
         item = lease.item
         cfg = item.config
         views = [datapoint_view(item.datapoints[i]) for i in lease.question]
-        return schemas.Task(
-            task_id=lease.task_id,
-            item_id=item.id,
-            flow_id=item.flow.id,
-            instruction=cfg.instruction,
-            context=item.context,
-            context_assets=item.context_assets,
-            a=views[0],
-            b=None,
-            allow_ties=False,
-            render_markdown=cfg.markdown,
-            lease_expires_at=lease.expires_at,
-            lease_seconds=cfg.lease_seconds,
-            server_time=now,
-            kind="listwise",
-            settings=cfg.settings,
+        return self.single_view_task(
+            lease,
+            now,
+            views[0],
             listwise=schemas.ListwiseTaskView(datapoints=views, mode=_mode(cfg)),  # type: ignore[arg-type]
         )
 

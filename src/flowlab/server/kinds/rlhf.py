@@ -225,22 +225,10 @@ class Rlhf(PerDatapointThresholds, KindBase):
         dp = item.datapoints[d]
         responses = dp.responses or []
         assert cfg.rlhf is not None
-        return schemas.Task(
-            task_id=lease.task_id,
-            item_id=item.id,
-            flow_id=item.flow.id,
-            instruction=cfg.instruction,
-            context=item.context,
-            context_assets=item.context_assets,
-            a=datapoint_view(dp),
-            b=None,
-            allow_ties=False,
-            render_markdown=cfg.markdown,
-            lease_expires_at=lease.expires_at,
-            lease_seconds=cfg.lease_seconds,
-            server_time=now,
-            kind="rlhf",
-            settings=cfg.settings,
+        return self.single_view_task(
+            lease,
+            now,
+            datapoint_view(dp),
             rlhf=schemas.RlhfTaskView(
                 prompt=dp.prompt or [], responses=[response_view(responses[j]) for j in order], spec=cfg.rlhf
             ),

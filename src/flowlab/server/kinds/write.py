@@ -143,22 +143,10 @@ class Write(PerDatapointThresholds, KindBase):
         cfg = item.config
         assert cfg.write is not None
         dp = item.datapoints[lease.question]
-        return schemas.Task(
-            task_id=lease.task_id,
-            item_id=item.id,
-            flow_id=item.flow.id,
-            instruction=cfg.instruction,
-            context=item.context,
-            context_assets=item.context_assets,
-            a=datapoint_view(dp),
-            b=None,
-            allow_ties=False,
-            render_markdown=cfg.markdown,
-            lease_expires_at=lease.expires_at,
-            lease_seconds=cfg.lease_seconds,
-            server_time=now,
-            kind="write",
-            settings=cfg.settings,
+        return self.single_view_task(
+            lease,
+            now,
+            datapoint_view(dp),
             write=schemas.WriteTaskView(
                 prompt=dp.prompt or [],
                 guidance=dp.guidance,
