@@ -73,7 +73,7 @@ class ServerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # generous: a loaded machine imports the server slowly
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"flowlab serve exited early:\n{self.log()}")

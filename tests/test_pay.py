@@ -258,3 +258,25 @@ def test_bad_windows_and_rules_are_refused(researcher: Client) -> None:
     with pytest.raises(ValidationError, match="per_answer"):
         researcher.annotators.pay(per_answer=-1)
     assert researcher.annotators.pay(per_answer=1).to_prolific_csv() == ""
+
+
+def test_a_ranking_agrees_pair_by_pair_with_the_other_rankings_of_its_item(
+    researcher: Client, flowlab_server: ServerProcess
+) -> None:
+    audience = researcher.audiences.create("listwise consensus")
+    team = audience.enrollment_link()
+    flow = researcher.flow.create_listwise_flow(
+        "orders", "Best first.", k=3, max_response_threshold=4, max_votes_per_annotator=1, audiences=[audience]
+    )
+    flow.create_new_flow_batch(datapoints=["x", "y", "z"], time_to_live=600)
+    people = [enroll(flowlab_server, team, name=f"r{i}") for i in range(4)]
+    for i, person in enumerate(people):
+        task = lease(flowlab_server, person["token"])
+        texts = [str(d["text"]) for d in task["listwise"]["datapoints"]]  # type: ignore[index]
+        wanted = ["z", "y", "x"] if i == 3 else ["x", "y", "z"]
+        answer(flowlab_server, person["token"], task, "submit", listwise={"order": [texts.index(t) for t in wanted]})
+    report = researcher.annotators.report(audience=audience.id)
+    for i, person in enumerate(people):
+        got = report.loc[person["annotator_id"]]
+        assert got.consensus_compared == 3, "the three pairs an order of three implies, each with others beside it"
+        assert got.consensus_agreement == (0.0 if i == 3 else 1.0)

@@ -198,14 +198,13 @@ class Reports:
         out: dict[str, tuple[int, int]] = {}
         done: set[str] = set()
         for kind in all_kinds():
-            mine, params = window.answers("m")
-            sql = kind.consensus_sql(mine)
-            if sql is None or kind.answers_table in done:
+            if kind.answers_table in done:
                 continue
             done.add(kind.answers_table)
-            for r in await self.store.aread(sql, params):
-                c, a = out.get(r["annotator_id"], (0, 0))
-                out[r["annotator_id"]] = (c + int(r["compared"] or 0), a + int(r["agreed"] or 0))
+            mine, params = window.answers("m")
+            for who, compared, agreed in await kind.consensus(self.store, mine, params):
+                c, a = out.get(who, (0, 0))
+                out[who] = (c + compared, a + agreed)
         return out
 
 

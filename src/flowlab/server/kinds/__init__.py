@@ -137,6 +137,11 @@ class TaskKind(Protocol):
         how many of those agree with the others' majority. None for a kind without such a notion."""
         ...
 
+    async def consensus(self, store: Any, mine: str, params: list[Any]) -> list[tuple[str, int, int]]:
+        """(annotator_id, compared, agreed) per person over the answers satisfying `mine`: `consensus_sql` run,
+        or the kind's own count where SQL cannot compare its answers."""
+        ...
+
     def count(self, lease: Lease, checked: Any) -> None: ...
 
     def release(self, lease: Lease, *, defer: bool, now: float) -> None:

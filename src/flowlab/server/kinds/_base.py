@@ -63,6 +63,15 @@ class KindBase:
     def consensus_sql(self, mine: str) -> str | None:
         return None  # a kind whose answers have no single value to agree on (a whole annotation) has none
 
+    async def consensus(self, store: Any, mine: str, params: list[Any]) -> list[tuple[str, int, int]]:
+        """(annotator_id, compared, agreed) per person, from `consensus_sql`; a kind whose answers SQL cannot
+        compare overrides this."""
+        sql = self.consensus_sql(mine)
+        if sql is None:
+            return []
+        rows = await store.aread(sql, params)
+        return [(r["annotator_id"], int(r["compared"] or 0), int(r["agreed"] or 0)) for r in rows]
+
     def single_view_task(self, lease: Lease, now: float, a: schemas.DatapointView, **fields: Any) -> schemas.Task:
         """A task that shows one view (`a`, no `b`) of the lease's item, with what every such task carries; `fields`
         adds the kind's own view (and may override the item's context)."""

@@ -351,6 +351,31 @@ class Listwise(KindBase):
         shares = (people, int((per_person > 0).sum()), float(per_person.max() / count)) if count else (people, 0, None)
         return build_results(item, tally.wins, fitted, version, count, state, shares)
 
+    async def consensus(self, store: Any, mine: str, params: list[Any]) -> list[tuple[str, int, int]]:
+        # An answer is the pairs it implies (k(k-1)/2 for an order, 2k-3 for best and worst), each agreeing as a
+        # pairwise vote does: when more of the item's other implied pairs on that pair chose the same winner than
+        # the other. Rankings of different k-sets rarely coincide, but their pairs do. SQL cannot unpack the
+        # stored orders portably, so the count is made here, over the items these answers belong to.
+        own = await store.aread(
+            f"SELECT m.item_id, m.annotator_id, m.ordering, m.mode, m.excluded FROM rankings m WHERE {mine}", params
+        )
+        counts: dict[str, Counter[tuple[int, int]]] = {}
+        for item_id in {r["item_id"] for r in own}:
+            rows = await store.aread(
+                "SELECT ordering, mode FROM rankings WHERE item_id = ? AND excluded = 0", [item_id]
+            )
+            counts[item_id] = Counter(p for r in rows for p in implied(tuple(json.loads(r["ordering"])), r["mode"]))
+        out: dict[str, list[int]] = {}
+        for r in own:
+            n = counts[r["item_id"]]
+            tally = out.setdefault(r["annotator_id"], [0, 0])
+            for w, lose in implied(tuple(json.loads(r["ordering"])), r["mode"]):
+                same = n[(w, lose)] - (0 if r["excluded"] else 1)  # the answer itself is no part of the consensus
+                other = n[(lose, w)]
+                tally[0] += same + other > 0
+                tally[1] += same > other
+        return [(who, compared, agreed) for who, (compared, agreed) in out.items()]
+
     def answered_by(self, item: ItemRecord) -> Collection[str]:
         return item.tally.voter_index.keys()  # type: ignore[no-any-return]
 
