@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from flowlab_widgets import RankingExplorer
 
 from flowlab import ranking
 from flowlab.crowd import SimulatedCrowd
@@ -66,6 +67,13 @@ def test_listwise_flow_with_the_crowd_reads_back_after_memory_and_restart(tmp_pa
             matrix = item.get_win_loss_matrix().to_numpy()
             per_answer = 6 if mode == "order" else 5  # implied pairs of an order of 4 / a best–worst answer
             assert matrix.sum() == pytest.approx(60 * per_answer)
+            votes = item.get_votes()  # the pairs the rankings imply, as the matrix counts them
+            assert len(votes) == 60 * per_answer and set(votes.task_id) == {r["task_id"] for r in stored}
+            counted = np.zeros_like(matrix)
+            np.add.at(counted, (votes.winner.to_numpy(), votes.loser.to_numpy()), 1.0)
+            assert counted == pytest.approx(matrix)
+            explorer = RankingExplorer(item)  # Elo beside the fit, on the implied pairs
+            assert explorer.fit.bt.scores.shape == (8,)
 
             orders = [tuple(r["order"]) for r in stored]
             if mode == "order":

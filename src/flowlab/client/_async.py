@@ -96,6 +96,7 @@ class AsyncFlowItem(_AsyncItemCalls):
         return matrix_frame(await self._transport.run(core.item_matrix(self.id)))
 
     async def get_votes(self) -> pd.DataFrame:
+        """Every accepted vote, in order; for a listwise item, the decisive pairs each ranking implies."""
         return votes_frame(await self._transport.run(core.item_votes(self.id)), self.keys)
 
     async def to_preference_pairs(self) -> list[dict[str, Any]]:

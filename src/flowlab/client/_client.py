@@ -105,7 +105,8 @@ class FlowItem(_ItemCalls):
         return matrix_frame(self._transport.run(core.item_matrix(self.id)))
 
     def get_votes(self) -> pd.DataFrame:
-        """Every accepted vote, in order, with the annotator who cast it."""
+        """Every accepted vote, in order, with the annotator who cast it; for a listwise item, the decisive pairs each
+        ranking implies (an order of k gives k(k-1)/2), as the win-loss matrix counts them."""
         return votes_frame(self._transport.run(core.item_votes(self.id)), self.keys)
 
     def to_preference_pairs(self) -> list[dict[str, Any]]:

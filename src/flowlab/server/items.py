@@ -374,6 +374,10 @@ class Items:
         Counted answers are durable ones, so the database has every one the item counts."""
         found = await self.find(who, item_id)
         kind = found.kind if isinstance(found, ItemRecord) else kind_of(found.record.kind)
+        if path == "votes" and kind.answers_path != path:  # a kind that implies pairs serves them as votes
+            implied = kind.pair_votes(await self.history.answers(found.id, kind.answers_table))
+            if implied is not None:
+                return implied
         if kind.answers_path != path:
             raise NotFound(
                 f"Item {item_id!r} is a {kind.title} item; read its answers at /v1/items/{item_id}/{kind.answers_path}."

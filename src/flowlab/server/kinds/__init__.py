@@ -171,6 +171,11 @@ class TaskKind(Protocol):
         """Stored answers as the API returns them, each saying whether the item's results leave it out."""
         ...
 
+    def pair_votes(self, rows: list[Row]) -> list[schemas.Vote] | None:
+        """The pairwise votes a kind's stored answers are or imply (what its win-loss matrix counts), served at
+        /v1/items/{id}/votes; None for a kind that compares no pairs."""
+        ...
+
     def answered_by(self, item: ItemRecord) -> Collection[str]:
         """The people whose answers the item has counted or set aside."""
         ...

@@ -12,6 +12,7 @@ from flowlab.server.errors import Invalid
 if TYPE_CHECKING:
     from flowlab.server.kinds import FollowUp
     from flowlab.server.model import FlowConfig, ItemRecord, Lease
+    from flowlab.server.store import Row
 
 
 class KindBase:
@@ -59,6 +60,9 @@ class KindBase:
 
     def answered_by(self, item: ItemRecord) -> Collection[str]:
         return item.tally.annotators.keys()  # type: ignore[no-any-return]  # an `Assignments` tally's people
+
+    def pair_votes(self, rows: list[Row]) -> list[schemas.Vote] | None:
+        return None  # most kinds compare no pairs
 
     def consensus_sql(self, mine: str) -> str | None:
         return None  # a kind whose answers have no single value to agree on (a whole annotation) has none

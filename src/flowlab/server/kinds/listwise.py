@@ -384,6 +384,23 @@ class Listwise(KindBase):
         item.response_count = tally.recount(excluded)
         tally.next_look = 0
 
+    def pair_votes(self, rows: list[Row]) -> list[schemas.Vote]:
+        # Each ranking as the decisive pairs it implies, by its annotator, as the win-loss matrix counts them.
+        return [
+            schemas.Vote(
+                task_id=r.task_id,
+                annotator_id=r.annotator_id,
+                winner=w,
+                loser=lose,
+                tie=False,
+                created_at=r.created_at,
+                shown_at=r.shown_at,
+                excluded=r.excluded,
+            )
+            for r in self.votes(rows)
+            for w, lose in implied(tuple(r.order), r.mode)
+        ]
+
     def votes(self, rows: list[Row]) -> list[schemas.Ranking]:
         return [
             schemas.Ranking(
