@@ -13,7 +13,10 @@ a positive reward from the relative scores (`rewards_from_scores(scores)`) and h
 (`rewards_from_scores(scores, threshold=τ)`, what `results.rewards()` gives on an absolute flow).
 
 Run: `python benchmarks/bench_absolute.py` (a few minutes on 2 cores; `--quick` for a smoke run; `--only-spam` reruns
-the spammer rows alone).
+the spammer rows alone, `--only-cost` the rows timing one fit).
+
+Cost: one results fit of an absolute item whose annotators are modelled (a reliability each, fitted by EM
+accelerated with SQUAREM), at sizes from a small item to 1,000 datapoints and 200,000 answers.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one BLAS thread per worker
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -104,22 +108,28 @@ def active_run(seed: int, n: int, votes: int) -> float:
 SPAM_CROWD = 10  # annotators in the spam regimes, two of them spammers: a fifth of the votes
 
 
+def _spam_answers(rng: np.random.Generator, u: np.ndarray, votes: int, crowd: int) -> np.ndarray:
+    """`votes` answers on uniform pairs from `crowd` annotators, the first fifth of whom answer at random, as
+    ``(annotator, first, second, answer)`` rows: the first won, or both good (2) / both bad (3)."""
+    n = len(u)
+    a = rng.integers(0, n, votes)
+    pairs = np.stack([a, (a + rng.integers(1, n, votes)) % n], axis=1)
+    who = rng.integers(0, crowd, votes)
+    spam = who < crowd // 5
+    ok = rng.random((votes, 2)) < expit(u[pairs])
+    ok[spam] = rng.random((int(spam.sum()), 2)) < 0.5  # four answers, equally likely
+    first = np.where(ok[:, 0] | (ok[:, 0] == ok[:, 1]), pairs[:, 0], pairs[:, 1])
+    second = pairs.sum(axis=1) - first
+    code = np.where(ok[:, 0] == ok[:, 1], np.where(ok[:, 0], 2, 3), 0)
+    return np.stack([who, first, second, code], axis=1)
+
+
 def spam_run(seed: int, n: int, votes: int, modelled: bool = False) -> tuple[float, float, float]:
     """Ten annotators give the votes uniformly, two of them at random. Returns the coverage, and (with the
     annotators given to the fit) the spammers' and the careful annotators' mean reliability (NaN without)."""
     rng = np.random.default_rng(seed)
     u = _utilities(rng, n, 1.5)
-    a = rng.integers(0, n, votes)
-    pairs = np.stack([a, (a + rng.integers(1, n, votes)) % n], axis=1)
-    who = rng.integers(0, SPAM_CROWD, votes)
-    spam = who < SPAM_CROWD // 5
-    ok = rng.random((votes, 2)) < expit(u[pairs])
-    ok[spam] = rng.random((int(spam.sum()), 2)) < 0.5  # four answers, equally likely
-    # (annotator, first, second, answer): the first won, or both good (2) / both bad (3).
-    first = np.where(ok[:, 0] | (ok[:, 0] == ok[:, 1]), pairs[:, 0], pairs[:, 1])
-    second = pairs.sum(axis=1) - first
-    code = np.where(ok[:, 0] == ok[:, 1], np.where(ok[:, 0], 2, 3), 0)
-    rows = np.stack([who, first, second, code], axis=1)
+    rows = _spam_answers(rng, u, votes, SPAM_CROWD)
     wins, good, bad, ties = absolute_votes(rows, n)
     fit = fit_absolute(wins, n, both_good=good, both_bad=bad, tie_counts=ties, votes=rows if modelled else None)
     if fit.reliability is None:
@@ -187,9 +197,48 @@ def _spam_rows(pool: ProcessPoolExecutor, sims: int) -> list[tuple[str, str, str
     return rows
 
 
+COST_SIZES = ((20, 400, 10), (50, 5_000, 20), (200, 40_000, 50), (1_000, 200_000, 300))
+
+
+def _cost_rows(sizes: tuple[tuple[int, int, int], ...]) -> list[tuple[str, str, str, str]]:
+    """Seconds for one results fit of an absolute item, a fifth of its annotators spammers: with a reliability per
+    annotator (EM, what the server runs once two people have answered) and without (median of 3)."""
+    rows = []
+    for n, votes, crowd in sizes:
+        rng = np.random.default_rng(n)
+        answers = _spam_answers(rng, _utilities(rng, n, 1.5), votes, crowd)
+        wins, good, bad, ties = absolute_votes(answers, n)
+        timed: dict[str, list[float]] = {"em": [], "plain": []}
+        steps = 0
+        for _ in range(3):
+            for key, given in (("em", answers), ("plain", None)):
+                start = time.perf_counter()
+                fit = fit_absolute(wins, n, both_good=good, both_bad=bad, tie_counts=ties, votes=given)
+                timed[key].append(time.perf_counter() - start)
+                steps = fit.iterations if key == "em" else steps
+        em, plain = (float(np.median(timed[k])) for k in ("em", "plain"))
+        rows.append(
+            (
+                f"one results fit with a reliability per annotator (EM): {n:,} datapoints, {votes:,} answers, "
+                f"{crowd} annotators (a fifth spammers), median of 3",
+                f"{_seconds(em)} ({steps} EM steps, SQUAREM); {_seconds(plain)} without reliabilities",
+                "(measured)",
+                "-",
+            )
+        )
+    return rows
+
+
+def _seconds(s: float) -> str:
+    return f"{s * 1000:,.0f} ms" if s < 1 else f"{s:,.1f} s"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few simulations (a smoke run)")
+    parser.add_argument(
+        "--only-cost", action="store_true", help="rerun only the fit-cost rows, keeping the other rows written before"
+    )
     parser.add_argument(
         "--only-spam", action="store_true", help="rerun only the spammer rows, keeping the other rows written before"
     )
@@ -197,6 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     sims = 20 if args.quick else 300
     rows: list[tuple[str, str, str, str]] = []
     active = f"active selection as the server chooses (batches of ≤{ACTIVE_BATCH}, {ACTIVE_EXPLORATION:.0%} uniform)"
+    sizes = COST_SIZES[:2] if args.quick else COST_SIZES
+    if args.only_cost:
+        kept = json.loads((RESULTS_DIR / "absolute.json").read_text())["rows"]
+        rows = [tuple(r) for r in kept if not r[0].startswith("one results fit")]  # type: ignore[misc]
+        write_table("absolute", TITLE, rows + _cost_rows(sizes))
+        return 0
     with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 2)) as pool:
         if args.only_spam:
             kept = json.loads((RESULTS_DIR / "absolute.json").read_text())["rows"]
@@ -216,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, run, n, votes in regimes:
             rows.append(_coverage_row(name, n, votes, sims, np.array(_map(pool, run, sims, n, votes))))
         rows += _spam_rows(pool, sims)
-    write_table("absolute", TITLE, rows)
+    write_table("absolute", TITLE, rows + _cost_rows(sizes))
     return 0
 
 

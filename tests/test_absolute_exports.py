@@ -149,6 +149,13 @@ def test_absolute_item_kto_rows_votes_and_the_deliverable(researcher: Client) ->
     assert (votes["level"].notna() <= votes["tie"]).all(), "a level is always a tie too"
     pairs = item.to_preference_pairs()
     assert len(pairs) == int((~votes["tie"]).sum()), "both answers give no preference pair"
+    record = item.to_rlhf_task()  # seed 001's record: each response carries its level beside its rank
+    levels = {m["source_id"]: m["annotations"] for m in record["messages"] if m["role"] == "assistant"}
+    by_key = {d.key: d for d in results.details}
+    for key, a in levels.items():
+        assert a["p_acceptable"] == pytest.approx(by_key[key].p_acceptable)
+        assert a["p_acceptable_ci_95"][0] <= a["p_acceptable"] <= a["p_acceptable_ci_95"][1]
+        assert a["acceptable"] == (key in GOOD), (key, a)
 
     # A batch project on the same flow: tasks carry P(acceptable), votes their level, and KTO rows come along.
     flow.update_config(max_response_threshold=6)  # six people can each judge a pair once
@@ -182,6 +189,8 @@ def test_plain_flows_have_no_kto_rows_and_update_config_turns_absolute_on_for_ne
     with pytest.raises(ValidationError, match=r"absolute=True"):
         before.to_kto_rows()
     assert before.get_votes()["level"].isna().all()
+    plain = [m["annotations"] for m in before.to_rlhf_task()["messages"] if m["role"] == "assistant"]
+    assert plain and not any("p_acceptable" in a for a in plain), "a plain flow's record keeps its shape"
     assert {r["key"] for r in after.to_kto_rows()} == set(GOOD + BAD)
 
     flow.update_config(absolute=False)

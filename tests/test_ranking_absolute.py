@@ -130,6 +130,30 @@ def test_annotator_reliability_discounts_spammers() -> None:
     assert np.mean(gap) < 0.04 and np.mean(gap) < 0.5 * np.mean(gap_plain), (gap, gap_plain)
 
 
+def test_the_accelerated_em_reaches_the_maximum_of_the_mixture_posterior() -> None:
+    """The spammer mixture's posterior written answer by answer and maximised directly (L-BFGS over u and
+    logit η): SQUAREM's fixed point is its maximum, whatever path EM took."""
+    _, rows = _crowd_answers(211, spammers=2)
+    wins, good, bad, ties = absolute_votes(rows, 20)
+    fit = fit_absolute(wins, both_good=good, both_bad=bad, tie_counts=ties, votes=rows)
+    who, a, b, code = rows.T
+    ok_a, ok_b = (code == 0) | (code == 2), code == 2
+    a_prior, b_prior = 4.0, 1.0
+
+    def negative_log_posterior(x: np.ndarray) -> float:
+        u, eta = x[:20], expit(x[20:])
+        pa, pb = expit(u[a]), expit(u[b])
+        model = np.where(ok_a, pa, 1 - pa) * np.where(ok_b, pb, 1 - pb)
+        e = eta[who]
+        beta = (a_prior - 1) * np.log(eta) + (b_prior - 1) * np.log1p(-eta)
+        return -(np.log(e * model + (1 - e) / 4).sum() + beta.sum()) + 0.5 * 0.1 * float(u @ u)  # DEFAULT_PRIOR
+
+    best = minimize(negative_log_posterior, np.zeros(30), method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-10})
+    assert fit.converged and fit.iterations < 400, fit.iterations
+    assert fit.scores - fit.threshold == pytest.approx(best.x[:20], abs=1e-4)
+    assert fit.reliability == pytest.approx(expit(best.x[20:]), abs=1e-4)
+
+
 def test_reliability_leaves_a_careful_crowd_alone() -> None:
     _, rows = _crowd_answers(7, spammers=0)
     wins, good, bad, ties = absolute_votes(rows, 20)

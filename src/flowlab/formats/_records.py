@@ -145,7 +145,8 @@ def rlhf_task(
                     "rank": r.rank,
                     "votes": r.votes,
                     "wins": r.wins,
-                },
+                }
+                | _level(r),
             }
         )
     best = min(rows, key=lambda r: (r.rank, -r.score)) if rows else None
@@ -159,6 +160,15 @@ def rlhf_task(
             # No justification: nobody wrote one. RLHF flows collect justifications people write.
         },
     }
+
+
+def _level(r: Any) -> dict[str, Any]:
+    """An absolute flow's level of a response: P(acceptable) with its interval, and whether it leans acceptable
+    (the KTO label); nothing for a plain ranking flow, whose fit has no level."""
+    p = getattr(r, "p_acceptable", None)
+    if p is None:
+        return {}
+    return {"p_acceptable": p, "p_acceptable_ci_95": [r.p_acceptable_low, r.p_acceptable_high], "acceptable": p > 0.5}
 
 
 def _details(results: Any) -> list[Any]:
