@@ -4,10 +4,12 @@ no model online and no training loop waiting, and the labels come back as a deli
 A project belongs to one flow, which says what is asked (any kind) and how many answers a task needs. What
 differs by kind is the kind's to say (`kinds/<kind>.py`): how many tasks an item of n datapoints holds
 (`tasks_in`), the live window (`default_live_items`), and the table its answers are exported from
-(`answers_table`, `votes`); nothing here names a kind. Its tasks are uploaded into a queue in the database (`project_queue`, one row per item), then
-fed into the flow as items a window at a time (`live_items`): memory holds a project's counters and its
-live items only, so a project of a million tasks costs what its window costs. Its items have no deadline
-that matters (a year) and run until answered; pausing stops new tasks being handed out (those already out
+(`answers_table`, `votes`); nothing here names a kind.
+
+Its tasks are uploaded into a queue in the database (`project_queue`, one row per item), then fed into the
+flow as items a window at a time (`live_items`): memory holds a project's counters and its live items only,
+so a project of a million tasks costs what its window costs. Its items have no deadline that matters (a year)
+and run until answered; pausing stops new tasks being handed out (those already out
 may still be answered); the project completes once its queue is empty and its last item has ended, in the
 same transaction as its `project.completed` webhook. Counters move in the transaction that writes each
 item's final record, so they survive a restart and count every item once.
