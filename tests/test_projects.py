@@ -207,7 +207,9 @@ def ranking_rows(n: int) -> list[dict[str, object]]:
     ]
 
 
-def test_listwise_project_from_jsonl_delivers_rankings_and_implied_pairs(researcher: Client, tmp_path: Path) -> None:
+def test_listwise_project_from_jsonl_delivers_rankings_and_implied_pairs(
+    researcher: Client, flowlab_server: ServerProcess, tmp_path: Path
+) -> None:
     """A listwise row is one item (its datapoints shown k at a time), as the kind says; the deliverable is the
     kind's: a row per task, every ranking, and the preference pairs the rankings imply."""
     flow = researcher.flow.create_listwise_flow(
@@ -243,6 +245,16 @@ def test_listwise_project_from_jsonl_delivers_rankings_and_implied_pairs(researc
     with pytest.raises(ValidationError, match=r"row 1 of data: a listwise ranking task has a datapoints column"):
         researcher.projects.create(flow, [{"a": "x", "b": "y"}])
     assert [p.id for p in researcher.projects.list() if p.flow_id == flow.id] == [project.id]
+
+    # The CLI makes a listwise flow for the file, each row a set to rank.
+    server = ServerProcess(data_dir=flowlab_server.data_dir, port=flowlab_server.port, api_key=researcher.api_key)
+    made = cli("projects", "create", str(data), "--instruction", "Best first.", "--kind", "listwise", server=server)
+    assert made.returncode == 0, made.stderr
+    from_cli = researcher.projects.get(made.stdout.split()[1])
+    cli_flow = researcher.flow.get_flow_by_id(from_cli.flow_id)
+    assert from_cli.kind == "listwise" and cli_flow.config.max_response_threshold == 40
+    assert from_cli.get_progress().items_total == 8
+    from_cli.delete()
 
 
 def test_bad_datasets_are_refused_with_the_row_named(researcher: Client, tmp_path: Path) -> None:
