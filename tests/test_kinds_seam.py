@@ -13,7 +13,7 @@ import pytest
 from flowlab import schemas
 from flowlab.formats._deliverable import of_kind
 from flowlab.server.errors import Invalid
-from flowlab.server.kinds import all_kinds, kind_of
+from flowlab.server.kinds import all_kinds, gold_kind, kind_of
 from flowlab.server.kinds._assign import RETURN_DELAY, Assignments
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +59,7 @@ def test_every_kind_declares_what_the_rest_of_the_server_asks_of_it(kind) -> Non
     deliverable = of_kind(kind.name)
     assert deliverable.results is kind.result_type, "the SDK decodes results as the server sends them"
     assert list(deliverable.formats), "a batch project of every kind delivers something"
+    assert kind.gold is None or gold_kind(kind.gold) is kind, "one kind takes each kind of validation set"
     for other in all_kinds():
         # A field two kinds own (a ranking's stopping rule) is read by each; every other field by one kind.
         assert other is kind or set(other.owns) & set(kind.owns) <= {"stop_when"}, "a config field belongs to one kind"
