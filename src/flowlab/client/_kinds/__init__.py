@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from flowlab.client import _core as core
 from flowlab.client._core import Op
 from flowlab.client._errors import ValidationError
 
@@ -125,8 +126,6 @@ def task(raw: Mapping[str, Any], where: str, number: int, columns: Sequence[str]
 def ranked_item(raw: Mapping[str, Any], where: str, least: int, what: str) -> Op[dict[str, Any]]:
     """An item of datapoints to rank from a row: `datapoints` (a list of at least `least`), or `a` and `b` when
     two may be compared; an optional `context` (or `prompt`), and `id` kept as the task id."""
-    from flowlab.client import _core as core
-
     row = cells(raw, where)
     task_id = row.pop("id", None)
     context = text(row.pop("context", None) or row.pop("prompt", None), "context", where)
