@@ -2,12 +2,13 @@
 live and after the item has left the server's memory (its reads then come from the database).
 
 A real `flowlab serve --retain-ended 0`; for each kind a flow and an item of 10 tasks (datapoints, RLHF tasks,
-chat tasks), answered by the simulated crowd (chat: two models served from this process) while the item stays
-live (its maximum is out of the crowd's reach). With the crowd stopped, each refresh is timed as a page sees it
-when the item has changed: the dashboard's (`Dashboard.refresh()`: projects, the flow, its items, the kind's reads
-of the item and its figure update, every fifth one the flows list and annotators too) and the monitor's
-(`FlowMonitor.refresh()`: the flow, its items, the kind's reads, rows and figures). Then the item is stopped, and
-once it has left memory the same refreshes are timed again.
+chat tasks, datapoints ranked four at a time, prompts to write for), answered by the simulated crowd (chat: two
+models served from this process) while the item stays live (its maximum is out of the crowd's reach). With the
+crowd stopped, each refresh is timed as a page sees it when the item has changed: the dashboard's
+(`Dashboard.refresh()`: projects, the flow, its items, the kind's reads of the item and its figure update, every
+fifth one the flows list and annotators too) and the monitor's (`FlowMonitor.refresh()`: the flow, its items, the
+kind's reads, rows and figures). Then the item is stopped, and once it has left memory the same refreshes are
+timed again.
 
 Run: `python benchmarks/bench_dashboard_kinds.py` (about a minute).
 """
@@ -105,6 +106,22 @@ CASES: dict[str, Case] = {
         answers=TASKS * 3,
         annotators=3,
         chat=True,
+    ),
+    "listwise": Case(
+        create=lambda c: c.flow.create_listwise_flow(
+            "bench listwise", "Order them, best first.", k=4, max_response_threshold=9_000
+        ),
+        batch=[
+            {"id": f"d{i}", "text": f"answer {i}", "private_metadata": {"true_score": 0.3 * i}} for i in range(TASKS)
+        ],
+        answers=200,  # rankings of four: 1,200 implied pairs
+        annotators=8,
+    ),
+    "write": Case(
+        create=lambda c: c.flow.create_write_flow("bench write", "Answer the prompt.", max_response_threshold=50),
+        batch=[{"id": f"w{i}", "prompt": f"Say something about {i}.", "guidance": "One sentence."} for i in range(10)],
+        answers=TASKS * 5,  # each of the 5 annotators writes once for each prompt
+        annotators=5,
     ),
 }
 

@@ -77,6 +77,12 @@ KINDS: dict[str, tuple[Callable[[Client], Any], Callable[[int], list[Any]], Any,
         _models,
         ChatScript(turns=["Where is my order?"], judge=lambda reply, dims: {"helpful": 4}),
     ),
+    "listwise": (  # ten datapoints, ranked four at a time, ten rankings an item
+        lambda c: c.flow.create_listwise_flow("bench listwise", "Order them.", k=4, max_response_threshold=TASKS),
+        lambda k: [f"item {k} answer {i}" for i in range(TASKS)],
+        _nothing,
+        None,
+    ),
     "write": (
         lambda c: c.flow.create_write_flow("bench write", "Answer the question.", max_response_threshold=2),
         lambda k: [{"id": f"w{i}", "prompt": f"question {k}.{i}", "guidance": "One sentence."} for i in range(TASKS)],

@@ -34,6 +34,7 @@ class Case:
     records: Callable[[Any], Any]  # the kind's own records of an item, through the SDK
     serve: Callable[[Any], contextlib.AbstractContextManager[Any]] = lambda flow: contextlib.nullcontext()
     chat: ChatScript | None = None
+    matrix: bool = False  # its items have a win-loss matrix (else /matrix is the same 404 everywhere)
 
 
 def _reply(messages: list[dict[str, str]]) -> str:
@@ -54,6 +55,7 @@ CASES = [
         lambda c: c.flow.create_ranking_flow("rb pairs", "Which is better?", max_response_threshold=6),
         [{"id": "t1", "datapoints": [f"answer {i}" for i in range(4)]}],
         lambda item: (item.to_preference_pairs(), item.to_rlhf_task()),
+        matrix=True,
     ),
     Case(
         "classify",
@@ -86,6 +88,21 @@ CASES = [
         lambda item: item.to_chat_records(),
         serve=_two_models,
         chat=ChatScript(turns=["Where is my order?"], judge=lambda reply, dims: {"helpful": 4}),
+    ),
+    Case(
+        "listwise",
+        "rankings",
+        lambda c: c.flow.create_listwise_flow("rb listwise", "Order them, best first.", k=3, max_response_threshold=6),
+        [{"id": "l1", "prompt": "Which reply helps?", "datapoints": [f"reply {i}" for i in range(5)]}],
+        lambda item: (item.get_win_loss_matrix().to_dict(), item.get_results().ranking),
+        matrix=True,
+    ),
+    Case(
+        "write",
+        "demonstrations",
+        lambda c: c.flow.create_write_flow("rb write", "Answer the question.", max_response_threshold=2),
+        [{"id": f"w{i}", "prompt": f"question {i}", "guidance": "One sentence."} for i in range(3)],
+        lambda item: (item.to_rows(), item.to_sft_rows(), item.to_rlhf_records()),
     ),
 ]
 
@@ -145,7 +162,7 @@ def test_an_ended_item_reads_back_the_same_from_memory_from_the_database_and_aft
         assert reads["/status"][1]["state"] == "Completed"
         assert reads["/results"][0] == 200 and reads["/results"][1]["state"] == "Completed"
         assert reads[f"/{case.answers}"][0] == 200 and len(reads[f"/{case.answers}"][1]) > 0
-        assert reads["/matrix"][0] == (200 if case.kind == "pairwise" else 404)
+        assert reads["/matrix"][0] == (200 if case.matrix else 404)
         for name, (code, body) in reads.items():
             assert from_database[0][name] == (code, body), f"{name} differs once the item left memory"
             assert after_restart[0][name] == (code, body), f"{name} differs after a restart"

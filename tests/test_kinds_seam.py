@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from flowlab import schemas
 from flowlab.formats._deliverable import of_kind
 from flowlab.server.errors import Invalid
-from flowlab.server.kinds import all_kinds, kind_of
+from flowlab.server.kinds import all_kinds, gold_kind, kind_of
 from flowlab.server.kinds._assign import RETURN_DELAY, Assignments
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +59,7 @@ def test_every_kind_declares_what_the_rest_of_the_server_asks_of_it(kind) -> Non
     deliverable = of_kind(kind.name)
     assert deliverable.results is kind.result_type, "the SDK decodes results as the server sends them"
     assert list(deliverable.formats), "a batch project of every kind delivers something"
+    assert kind.gold is None or gold_kind(kind.gold) is kind, "one kind takes each kind of validation set"
     for other in all_kinds():
         # A field two kinds own (a ranking's stopping rule) is read by each; every other field by one kind.
         assert other is kind or set(other.owns) & set(kind.owns) <= {"stop_when"}, "a config field belongs to one kind"
@@ -78,19 +80,49 @@ def test_a_config_field_of_another_kind_is_refused_naming_its_kind() -> None:
     assert e.value.field == "rlhf"
 
 
-def test_no_module_outside_the_kinds_names_a_kind() -> None:
-    pattern = re.compile(r'"(pairwise|classify|rlhf|chat)"')
-    found = []
-    for folder in ("src/flowlab/server", "src/flowlab/formats", "widgets"):
-        for path in (ROOT / folder).rglob("*.py"):
-            if "kinds" in path.parts or "static" in path.parts:
+KIND_NAMES = ("pairwise", "classify", "rlhf", "chat", "listwise", "write")
+# Where kind decisions may not be made: the server, the formats, batch projects (server and SDK) and the widgets.
+# Each has its kinds' own modules (`kinds/` folders), which are the places that may name them.
+CHECKED = ("src/flowlab/server", "src/flowlab/formats", "widgets", "src/flowlab/client/_projects.py")
+# Modules outside `kinds/` that import one kind's module, and why that is no kind decision.
+IMPORTS_ALLOWED = {
+    "src/flowlab/server/relay.py": "the chat kind's model relay: it runs the chat sessions the kind leases",
+    "widgets/flowlab_widgets/figures.py": "re-exports the kinds' figures under their older names, lazily",
+}
+
+
+def _checked_files() -> list[Path]:
+    files = []
+    for where in CHECKED:
+        path = ROOT / where
+        for f in [path] if path.is_file() else sorted(path.rglob("*.py")):
+            if "kinds" in f.relative_to(ROOT).parts or "_kinds" in f.relative_to(ROOT).parts or "static" in f.parts:
                 continue
-            found += [
-                f"{path.relative_to(ROOT)}:{n}"
-                for n, line in enumerate(path.read_text().splitlines(), 1)
-                if pattern.search(line)
-            ]
+            files.append(f)
+    return files
+
+
+def test_no_module_outside_the_kinds_names_a_kind() -> None:
+    from flowlab.schemas import TaskKindName
+
+    assert set(KIND_NAMES) == set(typing.get_args(TaskKindName)), "the check covers every kind the server knows"
+    assert {k.name for k in all_kinds()} == set(KIND_NAMES)
+    names = "|".join(KIND_NAMES)
+    quoted = re.compile(rf"""["']({names})["']""")
+    imported = re.compile(rf"kinds\.({names})\b|kinds import ({names.upper()})\b")
+    assert quoted.search("if kind == 'listwise':") and quoted.search('kind_of("write")'), "the check sees a name"
+    files = _checked_files()
+    assert ROOT / "src/flowlab/client/_projects.py" in files and ROOT / "src/flowlab/server/projects.py" in files
+    found, imports = [], []
+    for path in files:
+        where = str(path.relative_to(ROOT))
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if quoted.search(line):
+                found.append(f"{where}:{n}: {line.strip()}")
+            if imported.search(line) and where not in IMPORTS_ALLOWED:
+                imports.append(f"{where}:{n}: {line.strip()}")
     assert not found, f"kind names outside the kinds' modules: {found}"
+    assert not imports, f"one kind's module imported outside the kinds' modules: {imports}"
 
 
 def test_a_person_who_saw_every_pair_gets_none_and_the_queue_stays_small() -> None:

@@ -191,6 +191,72 @@ def test_csv_classify_and_dataset_rlhf_projects(researcher: Client, tmp_path: Pa
     assert rlhf.to_dataset("preference").num_rows == len(rlhf.deliverable()["preference"])
 
 
+def ranking_rows(n: int) -> list[dict[str, object]]:
+    """Listwise tasks of four replies each, far apart in true score (so an exact crowd's orders agree), and a
+    column of the dataset's own."""
+    return [
+        {
+            "id": f"r{i:02d}",
+            "prompt": f"Which reply to ticket {i} helps most?",
+            "datapoints": [
+                {"text": f"reply {q} to {i}", "private_metadata": {"true_score": 10 * q}} for q in (0, 3, 1, 2)
+            ],
+            "queue": "billing",
+        }
+        for i in range(n)
+    ]
+
+
+def test_listwise_project_from_jsonl_delivers_rankings_and_implied_pairs(
+    researcher: Client, flowlab_server: ServerProcess, tmp_path: Path
+) -> None:
+    """A listwise row is one item (its datapoints shown k at a time), as the kind says; the deliverable is the
+    kind's: a row per task, every ranking, and the preference pairs the rankings imply."""
+    flow = researcher.flow.create_listwise_flow(
+        "ticket replies", "Order the replies, best first.", k=3, max_response_threshold=6, min_response_threshold=6
+    )
+    data = write_jsonl(tmp_path / "rankings.jsonl", ranking_rows(8))
+    project = researcher.projects.create(flow, data, name="listwise batch")
+    first = project.get_progress()
+    assert project.kind == "listwise" and project.formats == ("tasks", "rankings", "preference_pairs")
+    assert (first.items_total, first.tasks_total, first.answers_needed) == (8, 8, 48)
+    assert first.live_items == 100, "the kind's own live window"
+    with crowd(researcher):
+        done = project.wait(timeout=60)
+    assert done.state == "completed" and done.answers_done == done.answers_received == 48
+
+    paths = project.save_deliverable(tmp_path / "out")
+    assert set(paths) == {"tasks", "rankings", "preference_pairs", "manifest"}
+    tasks = [json.loads(line) for line in paths["tasks"].read_text().splitlines()]
+    assert [t["task_id"] for t in tasks] == [f"r{i:02d}" for i in range(8)]  # dataset order
+    assert all(t["votes"] == 6 and t["metadata"] == {"queue": "billing"} for t in tasks)
+    assert all(t["ranking"][0] == t["datapoints"][1]["key"] for t in tasks), "the reply scored 30 ranks first"
+    assert tasks[0]["context"] == "Which reply to ticket 0 helps most?"
+    rankings = [json.loads(line) for line in paths["rankings"].read_text().splitlines()]
+    assert len(rankings) == 48 and all(len(r["order"]) == 3 and r["mode"] == "order" for r in rankings)
+    assert len({(r["task_id"], r["annotator_id"], tuple(sorted(r["order"]))) for r in rankings}) == 48
+    pairs = [json.loads(line) for line in paths["preference_pairs"].read_text().splitlines()]
+    assert len(pairs) == 48 * 3, "an order of three implies three pairs"
+    manifest = json.loads(paths["manifest"].read_text())
+    assert manifest["formats"]["rankings"]["rows"] == 48 and manifest["project"]["kind"] == "listwise"
+
+    with pytest.raises(ValidationError, match=r"row 2 of data: datapoints is a list of three or more to rank"):
+        researcher.projects.create(flow, [ranking_rows(1)[0], {"datapoints": ["x", "y"]}])
+    with pytest.raises(ValidationError, match=r"row 1 of data: a listwise ranking task has a datapoints column"):
+        researcher.projects.create(flow, [{"a": "x", "b": "y"}])
+    assert [p.id for p in researcher.projects.list() if p.flow_id == flow.id] == [project.id]
+
+    # The CLI makes a listwise flow for the file, each row a set to rank.
+    server = ServerProcess(data_dir=flowlab_server.data_dir, port=flowlab_server.port, api_key=researcher.api_key)
+    made = cli("projects", "create", str(data), "--instruction", "Best first.", "--kind", "listwise", server=server)
+    assert made.returncode == 0, made.stderr
+    from_cli = researcher.projects.get(made.stdout.split()[1])
+    cli_flow = researcher.flow.get_flow_by_id(from_cli.flow_id)
+    assert from_cli.kind == "listwise" and cli_flow.config.max_response_threshold == 40
+    assert from_cli.get_progress().items_total == 8
+    from_cli.delete()
+
+
 def test_bad_datasets_are_refused_with_the_row_named(researcher: Client, tmp_path: Path) -> None:
     flow = researcher.flow.create_ranking_flow("bad rows", "Which?")
     rows = pair_rows(3)

@@ -316,6 +316,9 @@ class KindCase:
     max_total: int  # the item's maximum, counted over the whole item
     crowd: Callable[[ExitStack, ServerProcess, Any], None]
     matches_server: Callable[[Any, Any], None]  # (the view, the ended item): what is shown is what the server has
+    view: str  # the kind's figure factory: the view class `view_for(kind)` names
+    figures: tuple[str, ...]  # the titles of the figures its view draws, in order
+    panels: tuple[str, ...]  # what its view reports empty or not (its figures' sources, a table's rows)
 
 
 def _plain_crowd(stack: ExitStack, server: ServerProcess, flow: Any) -> None:
@@ -372,6 +375,9 @@ KIND_CASES: dict[str, KindCase] = {
         max_total=9000,
         crowd=_plain_crowd,
         matches_server=_pairwise_matches,
+        view="PairwiseView",
+        figures=("Win-loss matrix (row beat column)", "Ranking (Bradley–Terry, 95 % interval)"),
+        panels=("win-loss matrix", "ranking"),
     ),
     "classify": KindCase(
         create=lambda c: c.flow.create_classify_flow(
@@ -386,6 +392,9 @@ KIND_CASES: dict[str, KindCase] = {
         max_total=4 * 20,
         crowd=_plain_crowd,
         matches_server=_classify_matches,
+        view="ClassifyView",
+        figures=("Answers per datapoint, by category",),
+        panels=("answers by category",),
     ),
     "rlhf": KindCase(
         create=lambda c: c.flow.create_rlhf_flow("kinds: rlhf", "Which answer is better?", max_response_threshold=20),
@@ -394,6 +403,9 @@ KIND_CASES: dict[str, KindCase] = {
         max_total=3 * 20,
         crowd=_plain_crowd,
         matches_server=_per_model_matches,
+        view="RlhfView",
+        figures=("Ratings per model (95 % CI)", "Chosen as the better response", "Preference strength (Likert)"),
+        panels=("ratings", "chosen", "preference strength"),
     ),
     "chat": KindCase(
         create=lambda c: c.flow.create_chat_flow(
@@ -410,6 +422,9 @@ KIND_CASES: dict[str, KindCase] = {
         max_total=3 * 20,
         crowd=_chat_crowd,
         matches_server=_per_model_matches,
+        view="ChatView",
+        figures=("Ratings per model (95 % CI)", "Chosen as the better response", "Preference strength (Likert)"),
+        panels=("ratings", "chosen", "preference strength"),
     ),
     "write": KindCase(
         create=lambda c: c.flow.create_write_flow("kinds: write", "Answer the prompt.", max_response_threshold=20),
@@ -418,6 +433,22 @@ KIND_CASES: dict[str, KindCase] = {
         max_total=3 * 20,
         crowd=_plain_crowd,
         matches_server=_write_matches,
+        view="WriteView",
+        figures=("Demonstrations per prompt", "Length and time on task"),
+        panels=("demonstrations per prompt", "length and time on task", "demonstrations table"),
+    ),
+    "listwise": KindCase(
+        create=lambda c: c.flow.create_listwise_flow(
+            "kinds: listwise", "Order them, best first.", k=3, max_response_threshold=9000
+        ),
+        batch=datapoints(6, "kl"),  # twenty 3-sets: six annotators run out of unseen sets long before 9000
+        per="item",
+        max_total=9000,
+        crowd=_plain_crowd,
+        matches_server=_pairwise_matches,
+        view="ListwiseView",
+        figures=("Pairs the rankings imply (row above column)", "Ranking (Plackett–Luce, 95 % interval)"),
+        panels=("win-loss matrix", "ranking"),
     ),
 }
 
@@ -459,6 +490,25 @@ def _selected(monitor: FlowMonitor) -> Any:
 def _assert_words_thresholds_as_its_kind(kind: str, case: KindCase, header: str) -> None:
     assert f"per {case.per}" in header, header
     assert ("pairs: uniform" in header) == (kind == "pairwise"), header
+    assert ("k = 3 · whole order" in header) == (kind == "listwise"), header
+
+
+def _assert_draws_its_kinds_figures(case: KindCase, view: Any, shown: list[Any]) -> None:
+    """The kind's view, its figures in order (and nothing else) where the widget shows figures, its panels."""
+    assert type(view).__name__ == case.view
+    assert [f.title.text for f in view.figures] == list(case.figures)
+    assert len(shown) == len(view.figures) and all(a is b for a, b in zip(shown, view.figures, strict=True))
+    assert tuple(view.sources) == case.panels
+
+
+def _monitor_figures(monitor: FlowMonitor) -> list[Any]:
+    return [w._model for w in monitor.figure_widgets]
+
+
+def _dashboard_figures(board: Any) -> list[Any]:
+    """The figures in the dashboard's visible kind panel (its caption, a row of figures, its notes)."""
+    (panel,) = [p for p in board.kind_panels.values() if p.column.visible]
+    return [pane.object for pane in panel.column.objects[1].objects]
 
 
 @pytest.mark.parametrize("kind", list(KIND_CASES))
@@ -476,6 +526,7 @@ def test_monitor_dashboard_and_browser_show_a_live_and_an_ended_item_of_every_ki
     item = flow.create_new_flow_batch(case.batch, time_to_live=120)
     try:
         assert monitor.view.kind == kind and isinstance(monitor.view, view_for(kind))
+        _assert_draws_its_kinds_figures(case, monitor.view, _monitor_figures(monitor))
         _assert_words_thresholds_as_its_kind(kind, case, monitor.header.value)
         # A kind without a matrix says so rather than drawing one empty.
         assert ("no win-loss matrix" in monitor.caption.value) != monitor.view.has_matrix
@@ -503,6 +554,7 @@ def test_monitor_dashboard_and_browser_show_a_live_and_an_ended_item_of_every_ki
             assert not board._statuses[-1].is_terminal
             assert not board.view.empty_panels(), board.view.empty_panels()
             assert [k for k, panel in board.kind_panels.items() if panel.column.visible] == [kind]
+            _assert_draws_its_kinds_figures(case, board.view, _dashboard_figures(board))
             _assert_words_thresholds_as_its_kind(kind, case, board.header.object)
             assert "color:#b91c1c" not in board.message.object, board.message.object
 
@@ -522,6 +574,7 @@ def test_monitor_dashboard_and_browser_show_a_live_and_an_ended_item_of_every_ki
             browser.open_button.click()
             opened = browser.monitor
             assert opened.view.kind == kind and opened.selected_item_id == item.id
+            _assert_draws_its_kinds_figures(case, opened.view, _monitor_figures(opened))
             assert "color:#b91c1c" not in opened.message.value, opened.message.value
             assert not opened.view.empty_panels(), opened.view.empty_panels()
             assert "Stopped" in opened.item_rows[item.id].state_html.value
@@ -532,6 +585,7 @@ def test_monitor_dashboard_and_browser_show_a_live_and_an_ended_item_of_every_ki
         assert board.item_id == item.id and board._statuses[-1].is_terminal
         assert "color:#b91c1c" not in board.message.object, board.message.object
         assert not board.view.empty_panels(), board.view.empty_panels()
+        _assert_draws_its_kinds_figures(case, board.view, _dashboard_figures(board))
         case.matches_server(board.view, item)
     finally:
         monitor.close()
@@ -540,6 +594,24 @@ def test_monitor_dashboard_and_browser_show_a_live_and_an_ended_item_of_every_ki
         client.close()
     log = server.log()[log_start:]
     assert "Traceback" not in log and " 500 " not in log, log[-4000:]
+
+
+def test_every_kind_names_its_figure_factory_and_each_draws_its_own_figures() -> None:
+    """No server: every kind the server knows has a view (its figure factory, `view_for(kind)`), each builds
+    the figures its case lists, and a view with nothing read yet reports every panel empty."""
+    from flowlab_widgets.kinds import VIEWS, view_for
+
+    from flowlab.schemas import TaskKindName
+
+    assert set(KIND_CASES) == set(VIEWS) == set(typing.get_args(TaskKindName)), "a case per kind"
+    drawn = {}
+    for kind, case in KIND_CASES.items():
+        view = view_for(kind)(width=600, height=300)
+        assert view.kind == kind
+        _assert_draws_its_kinds_figures(case, view, view.figures)
+        assert view.empty_panels() == list(case.panels)
+        drawn[kind] = case.figures
+    assert len(set(drawn.values())) == len(drawn) - 1, "only RLHF and chat share their figures (per-model ratings)"
 
 
 def test_a_kind_without_a_view_gets_its_results_as_a_table() -> None:

@@ -405,6 +405,9 @@ def _projects_create(args: argparse.Namespace) -> int:
             flow = made = client.flow.create_write_flow(
                 name, args.instruction, max_response_threshold=args.responses or 1
             )
+        elif args.kind == "listwise":  # a row is a set to rank, k at a time: rankings per set, as the SDK's default
+            more = {} if args.responses is None else {"max_response_threshold": args.responses}
+            flow = made = client.flow.create_listwise_flow(name, args.instruction, **more)
         else:
             flow = made = client.flow.create_ranking_flow(name, args.instruction, args.responses or 3)
         try:
@@ -664,11 +667,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pc.add_argument("--instruction", default=None, help="make a flow with this question")
     pc.add_argument(
-        "--kind", choices=("pairwise", "classify", "rlhf", "write"), default="pairwise", help="of the flow made"
+        "--kind",
+        choices=("pairwise", "classify", "rlhf", "write", "listwise"),
+        default="pairwise",
+        help="of the flow made",
     )
     pc.add_argument("--categories", default=None, help="a classify flow's categories, comma-separated")
     pc.add_argument(
-        "--responses", type=int, default=None, help="answers per task of the flow made (default 3, write 1)"
+        "--responses",
+        type=int,
+        default=None,
+        help="answers per task of the flow made (default 3; write 1; listwise 40 rankings a set)",
     )
     pc.add_argument("--name", default=None, help="of the project and the flow made (default: the file's name)")
     pc.add_argument("--live-items", type=int, default=None, help="items of the project live at once")

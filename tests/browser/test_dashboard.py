@@ -243,10 +243,12 @@ def _wait_drawn(page: Any, flow: Any, kind: str, state: str) -> None:
     raise AssertionError(f"{kind}: the item shows {shown_state!r} (wanted {state!r}); plots shown {plots}")
 
 
-@pytest.mark.parametrize("kind", ["pairwise", "classify", "rlhf", "chat"])
+@pytest.mark.parametrize("kind", ["pairwise", "classify", "rlhf", "chat", "listwise", "write"])
 def test_dashboard_draws_a_live_and_an_ended_item_of_every_kind(
     kind: str, browser: Any, forgetful_server: ServerProcess, forgetful_dashboard: str, output_dir: Path
 ) -> None:
+    from flowlab_widgets.kinds import view_for
+
     from tests.test_widgets import KIND_CASES
 
     server, case = forgetful_server, KIND_CASES[kind]
@@ -267,7 +269,7 @@ def test_dashboard_draws_a_live_and_an_ended_item_of_every_kind(
                 summary = page.locator(".flowlab-summary").first.inner_text()
                 assert f"per {case.per}" in summary and ("pairs: uniform" in summary) == (kind == "pairwise"), summary
                 captions = page.locator(".flowlab-caption")
-                if kind == "pairwise":
+                if view_for(kind).has_matrix:
                     assert captions.count() == 0
                 else:
                     assert "no win-loss matrix" in captions.first.inner_text()

@@ -1,20 +1,10 @@
 """Batch projects in the SDK: read a dataset (JSONL, JSON, CSV, a `datasets.Dataset`, a DataFrame, a list of
 dicts), turn its rows into the items of the project's flow, follow the project, and build its deliverable.
 
-What a row holds depends on the flow's kind:
-
-- ranking (`pairwise`): `a` and `b` (or `datapoints`, a list of two or more), an optional `context` (or
-  `prompt`) and `id`; one row is one comparison task, one item.
-- `classify`: `datapoint` (or `text`, `url`, `path`), an optional `context` and `id`; rows are grouped into
-  items of `per_item` datapoints.
-- `rlhf`: `id`, `prompt`, `responses` (`[{"source_id", "content"}, ...]`), as a flow's RLHF task.
-- `chat`: `id`, `messages` (the conversation to start from, possibly empty), `guidance`, as a flow's chat task;
-  the flow's models must be served while the project runs.
-- `write`: `id`, `prompt` (text, or a conversation `[{"role", "content"}, ...]`), an optional `guidance` and
-  `reference`, and `responses` (model responses for the review stage, optional), as a write flow's prompt.
-
-Other columns travel with the task as its private metadata and come back in the deliverable. In CSV files a
-cell holding a list or a dict (`datapoints`, `responses`, `prompt`, `private_metadata`) is written as JSON.
+What a row holds depends on the flow's kind, and each kind says how it reads one (`flowlab.client._kinds`,
+whose docstring lists the columns per kind). Other columns travel with the task as its private metadata and
+come back in the deliverable. In CSV files a cell holding a list or a dict (`datapoints`, `responses`,
+`prompt`, `private_metadata`) is written as JSON.
 """
 
 from __future__ import annotations
@@ -30,20 +20,16 @@ import msgspec
 
 from flowlab import schemas
 from flowlab.client import _core as core
-from flowlab.client._chat import chat_task
 from flowlab.client._core import Call, Op, decode
 from flowlab.client._errors import Conflict, ValidationError
 from flowlab.client._flows import _Bound
-from flowlab.client._write import write_task
+from flowlab.client._kinds import rows_of
 from flowlab.formats._deliverable import ExportedItem, deliverable, formats_of, of_kind, typed
 
 if TYPE_CHECKING:
     import datasets
 
 UPLOAD_CHUNK = 200  # items per request (the server takes up to 500)
-PER_ITEM = {"classify": 100, "rlhf": 20, "chat": 20, "write": 20}  # datapoints per item, for the kinds that hold many
-JSON_CELLS = ("datapoints", "responses", "prompt", "messages", "private_metadata", "metadata")
-WRITE_COLUMNS = ("id", "prompt", "guidance", "reference", "responses", "name")
 
 _encoder = msgspec.json.Encoder()
 
@@ -108,154 +94,9 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
     )
 
 
-def _cells(row: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """A row with JSON-written cells (from CSV) decoded and missing values (None, NaN) left out."""
-    out = {}
-    for k, v in row.items():
-        if v is None or (isinstance(v, float) and v != v):
-            continue
-        if k in JSON_CELLS and isinstance(v, str) and v.lstrip()[:1] in ("[", "{"):
-            try:
-                v = json.loads(v)
-            except json.JSONDecodeError as exc:
-                raise ValidationError(
-                    422, f"{where}: column {k!r} is not valid JSON: {exc.msg}.", field=where
-                ) from None
-        out[str(k)] = v
-    return out
-
-
-def _metadata(row: dict[str, Any], where: str) -> dict[str, Any]:
-    """The row's own metadata dict merged with its other columns."""
-    given = row.pop("private_metadata", None) or row.pop("metadata", None) or {}
-    if not isinstance(given, Mapping):
-        raise ValidationError(422, f"{where}: private_metadata is a dict.", field=where)
-    return {**row, **given}
-
-
-def _text(value: Any, name: str, where: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValidationError(422, f"{where}: {name} is text; got {type(value).__name__}.", field=where)
-    return value or None
-
-
-# ------------------------------------------------------------------ rows into items
-
-
-def _pair_item(raw: Mapping[str, Any], where: str) -> Op[dict[str, Any]]:
-    row = _cells(raw, where)
-    task = row.pop("id", None)
-    context = _text(row.pop("context", None) or row.pop("prompt", None), "context", where)
-    if "datapoints" in row:
-        given = row.pop("datapoints")
-        if not isinstance(given, Sequence) or isinstance(given, str) or len(given) < 2:
-            raise ValidationError(422, f"{where}: datapoints is a list of two or more to compare.", field=where)
-        points = []
-        for j, d in enumerate(given):
-            points.append((yield from core._datapoint(d, f"{where}.datapoints[{j}]")))
-    elif "a" in row and "b" in row:
-        points = []
-        for side in ("a", "b"):
-            point = yield from core._datapoint(row.pop(side), f"{where}.{side}")
-            points.append({"id": side, **point})
-    else:
-        raise ValidationError(
-            422,
-            f"{where}: a pair task has columns a and b (or datapoints, a list); it has {sorted(raw) or 'none'}.",
-            field=where,
-        )
-    meta = _metadata(row, where)
-    if task is not None:
-        meta["task_id"] = str(task)
-    item: dict[str, Any] = {"datapoints": points}
-    if context is not None:
-        item["context"] = context
-    if meta:
-        item["private_metadata"] = meta
-    return item
-
-
-def _label_point(raw: Mapping[str, Any], where: str, number: int) -> Op[dict[str, Any]]:
-    row = _cells(raw, where)
-    task = row.pop("id", None)
-    context = _text(row.pop("context", None), "context", where)
-    field = next((k for k in ("datapoint", "text", "url", "path") if k in row), None)
-    if field is None:
-        raise ValidationError(
-            422,
-            f"{where}: a labelling task has a datapoint (or text, url, path) column; it has {sorted(raw) or 'none'}.",
-            field=where,
-        )
-    given = row.pop(field)
-    content = {field: given} if field in ("text", "path") else given
-    point = yield from core._datapoint(content, where, text_only=field == "text")
-    point["id"] = str(task if task is not None else number)
-    if context is not None:
-        point["context"] = context
-    meta = _metadata(row, where)
-    if meta:
-        point["private_metadata"] = meta
-    return point
-
-
-def _rlhf_point(raw: Mapping[str, Any], where: str, number: int) -> Op[dict[str, Any]]:
-    row = _cells(raw, where)
-    task: dict[str, Any] = {k: row.pop(k) for k in ("id", "prompt", "responses", "name") if k in row}
-    task.setdefault("id", str(number))
-    meta = _metadata(row, where)
-    if meta:
-        task["private_metadata"] = meta
-    return (yield from core.rlhf_task(task, where))
-
-
-def _chat_point(raw: Mapping[str, Any], where: str, number: int) -> Op[dict[str, Any]]:
-    row = _cells(raw, where)
-    task: dict[str, Any] = {k: row.pop(k) for k in ("id", "messages", "guidance", "name") if k in row}
-    task.setdefault("id", str(number))
-    meta = _metadata(row, where)
-    if meta:
-        task["private_metadata"] = meta
-    yield from ()  # an op like the other kinds' rows, though a chat task has no files to upload
-    return chat_task(task, where)
-
-
-def _write_point(raw: Mapping[str, Any], where: str, number: int) -> Op[dict[str, Any]]:
-    row = _cells(raw, where)
-    task = {k: row.pop(k) for k in WRITE_COLUMNS if k in row}
-    if "prompt" not in task:
-        raise ValidationError(
-            422,
-            f"{where}: a write task has a prompt column (text or a conversation); it has {sorted(raw) or 'none'}.",
-            field=where,
-        )
-    task.setdefault("id", str(number))
-    meta = _metadata(row, where)
-    if meta:
-        task["private_metadata"] = meta
-    return (yield from write_task(task, where, None))
-
-
 def project_items(kind: str, rows: Sequence[Mapping[str, Any]], source: str, per_item: int | None) -> Iterator[Op[Any]]:
-    """The project's items, one op each (an op may upload the row's files first)."""
-    if kind == "pairwise":
-        for i, row in enumerate(rows):
-            yield _pair_item(row, f"row {i + 1} of {source}")
-        return
-    if kind not in PER_ITEM:
-        raise ValidationError(422, f"Flows of kind {kind!r} cannot run batch projects.", field="flow")
-    size = per_item or PER_ITEM[kind]
-    point = {"classify": _label_point, "rlhf": _rlhf_point, "chat": _chat_point, "write": _write_point}[kind]
-    for start in range(0, len(rows), size):
-        yield _group(point, rows[start : start + size], source, start)
-
-
-def _group(point: Any, rows: Sequence[Mapping[str, Any]], source: str, start: int) -> Op[dict[str, Any]]:
-    points = []
-    for j, row in enumerate(rows):
-        points.append((yield from point(row, f"row {start + j + 1} of {source}", start + j + 1)))
-    return {"datapoints": points}
+    """The project's items, one op each (an op may upload the row's files first), as the flow's kind reads rows."""
+    return rows_of(kind).items(rows, source, per_item)
 
 
 # ------------------------------------------------------------------ the project's calls
@@ -542,8 +383,9 @@ class ProjectsAPI:
         """A project on `flow` (a flow object or its id) from `data`: a .jsonl/.json/.csv path, a
         `datasets.Dataset`, a DataFrame or a list of dicts (the module's docstring says what a row holds).
         The flow says what is asked and how many answers a task needs (`max_response_threshold`); its items
-        run until answered, at most `live_items` at once. Classify, RLHF, chat and write rows are grouped
-        `per_item` to an item. With `start=False` the project waits for `start()`."""
+        run until answered, at most `live_items` at once. Rows of the kinds whose items hold many tasks
+        (classify, RLHF, chat, write) are grouped `per_item` to an item; a ranking or listwise row is an
+        item. With `start=False` the project waits for `start()`."""
         return Project(self._transport, self._transport.run(create_from(flow, data, name, live_items, per_item, start)))
 
     def get(self, project_id: str) -> Project:

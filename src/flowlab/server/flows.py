@@ -12,9 +12,7 @@ from flowlab.server.auth import Principal
 from flowlab.server.clock import Clock
 from flowlab.server.datapoints import build_asset, content
 from flowlab.server.errors import Invalid, NotFound
-from flowlab.server.kinds import all_kinds, kind_of
-from flowlab.server.kinds.classify import CLASSIFY
-from flowlab.server.kinds.pairwise import PAIRWISE
+from flowlab.server.kinds import all_kinds, gold_kind, kind_of
 from flowlab.server.media import MediaCatalog
 from flowlab.server.model import FlowConfig, FlowRecord
 from flowlab.server.people import new_id, require_text
@@ -154,7 +152,7 @@ class Flows:
             pair_count=len(req.pairs),
             created_at=self.clock.now(),
             label_count=len(req.labels),
-            kind=PAIRWISE.name if req.pairs else CLASSIFY.name,  # gold pairs serve ranking flows, labels classify
+            kind=gold_kind("pairs" if req.pairs else "labels").name,  # the kind its gold serves
             dimensions=_dimensions(req.dimensions),
         )
         await self.store.write(
@@ -239,7 +237,7 @@ class Flows:
             pair_count=len(pairs),
             created_at=row["created_at"],
             label_count=len(labels),
-            kind=CLASSIFY.name if labels else PAIRWISE.name,
+            kind=gold_kind("labels" if labels else "pairs").name,
             dimensions=msgspec.json.decode(row.get("dimensions") or "[]", type=list[str]),
             should_alert=bool(row.get("should_alert", 1)),
             can_be_flagged=bool(row.get("can_be_flagged", 1)),

@@ -1,11 +1,15 @@
 """Batch projects, seed 002's first pipeline: a team hands over a dataset of tasks, annotators label them with
 no model online and no training loop waiting, and the labels come back as a deliverable.
 
-A project belongs to one flow, which says what is asked (pairs, labels, RLHF tasks) and how many answers a
-task needs. Its tasks are uploaded into a queue in the database (`project_queue`, one row per item), then
-fed into the flow as items a window at a time (`live_items`): memory holds a project's counters and its
-live items only, so a project of a million tasks costs what its window costs. Its items have no deadline
-that matters (a year) and run until answered; pausing stops new tasks being handed out (those already out
+A project belongs to one flow, which says what is asked (any kind) and how many answers a task needs. What
+differs by kind is the kind's to say (`kinds/<kind>.py`): how many tasks an item of n datapoints holds
+(`tasks_in`), the live window (`default_live_items`), and the table its answers are exported from
+(`answers_table`, `votes`); nothing here names a kind.
+
+Its tasks are uploaded into a queue in the database (`project_queue`, one row per item), then fed into the
+flow as items a window at a time (`live_items`): memory holds a project's counters and its live items only,
+so a project of a million tasks costs what its window costs. Its items have no deadline that matters (a year)
+and run until answered; pausing stops new tasks being handed out (those already out
 may still be answered); the project completes once its queue is empty and its last item has ended, in the
 same transaction as its `project.completed` webhook. Counters move in the transaction that writes each
 item's final record, so they survive a restart and count every item once.
@@ -36,7 +40,6 @@ from flowlab.server.webhooks import Webhooks
 log = logging.getLogger("flowlab.projects")
 
 PROJECT_TTL = 365 * 24 * 3600.0  # a project's items run until answered; a year stands for "no deadline"
-# Items live at once: pair tasks are one item each, labels and RLHF tasks are many datapoints to an item.
 MAX_ITEMS = 1_000_000  # item ids carry a 7-digit sequence number, so listing by id is dataset order
 ADMIT_BATCH = 200
 # The window refills once a twentieth of it has ended, so items are admitted in batches (one read and one

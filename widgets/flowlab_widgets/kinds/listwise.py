@@ -14,6 +14,8 @@ class ListwiseView(PairwiseView):
 
     kind = "listwise"
     unit = "rankings"
+    matrix_title = "Pairs the rankings imply (row above column)"
+    ranking_title = "Ranking (Plackett–Luce, 95 % interval)"
 
     @classmethod
     def settings(cls, config: Any) -> list[str]:

@@ -41,11 +41,14 @@ class PairwiseView(KindView):
     unit = "votes"
     has_matrix = True
     reads: ClassVar[tuple[Read, ...]] = (Read("matrix", "get_win_loss_matrix"), RESULTS)
+    matrix_title: ClassVar[str] = "Win-loss matrix (row beat column)"
+    ranking_title: ClassVar[str] = "Ranking (Bradley–Terry, 95 % interval)"
 
     def __init__(self, *, width: int = 860, height: int = 380, sizing_mode: str | None = None) -> None:
         super().__init__(width=width, height=height, sizing_mode=sizing_mode)
-        self.heatmap = WinLossHeatmap(width=width // 2, height=height, sizing_mode=sizing_mode)
-        self.ranking = RankingChart(width=width // 2, height=height, sizing_mode=sizing_mode)
+        half = width // 2
+        self.heatmap = WinLossHeatmap(title=self.matrix_title, width=half, height=height, sizing_mode=sizing_mode)
+        self.ranking = RankingChart(title=self.ranking_title, width=half, height=height, sizing_mode=sizing_mode)
         self.acceptability = AcceptabilitySeries(self.ranking.figure)
         self.figures = [self.heatmap.figure, self.ranking.figure]
         self.sources = {"win-loss matrix": self.heatmap.source, "ranking": self.ranking.source}

@@ -73,6 +73,7 @@ class TaskKind(Protocol):
     takes_pairs: bool  # a batch may say which datapoint pairs to compare
     min_responses: int  # model responses a prompt-and-responses datapoint needs (RLHF: 2, to compare)
     assets_per_datapoint: bool  # datapoints may carry context assets of their own
+    gold: str | None  # what a validation set for its flows holds ("pairs", "labels"); None: its flows take no set
 
     def check_config(self, cfg: FlowConfig) -> None:
         """Refuse (Invalid, naming the field) a flow config this kind cannot serve."""
@@ -203,6 +204,14 @@ def all_kinds() -> list[TaskKind]:
 
         _KINDS.update({k.name: k for k in (PAIRWISE, CLASSIFY, RLHF, CHAT, LISTWISE, WRITE)})
     return list(_KINDS.values())
+
+
+def gold_kind(holds: str) -> TaskKind:
+    """The kind whose flows a validation set holding `holds` ("pairs" or "labels") serves."""
+    for kind in all_kinds():
+        if kind.gold == holds:
+            return kind
+    raise ValueError(f"no task kind takes a validation set of {holds}")
 
 
 def kind_of(name: str) -> TaskKind:

@@ -24,6 +24,7 @@ class KindBase:
     takes_pairs = False
     min_responses = 2  # a prompt with responses is there to compare them
     assets_per_datapoint = False
+    gold: str | None = None  # most kinds' flows take no validation set
     default_lease = 60.0
     default_live_items = 10
 

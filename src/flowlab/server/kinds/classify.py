@@ -82,6 +82,7 @@ class Classify(PerDatapointThresholds, KindBase):
     answers_path = "labels"
     result_type = schemas.ClassifyResults
     owns = ("categories", "validation_labels")
+    gold = "labels"  # a validation set of gold labels serves its flows
     assets_per_datapoint = True
 
     def check_config(self, cfg: FlowConfig) -> None:

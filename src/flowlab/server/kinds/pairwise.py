@@ -258,6 +258,7 @@ class Pairwise(KindBase):
     result_type = schemas.ItemResults
     default_live_items = 200  # an item is one small comparison task: many at once keep a crowd busy
     owns = ("stop_when", "validation_pairs", "absolute")
+    gold = "pairs"  # a validation set of gold pairs serves its flows
     takes_pairs = True
 
     def check_config(self, cfg: FlowConfig) -> None:
