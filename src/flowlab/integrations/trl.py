@@ -373,3 +373,13 @@ class HumanPairReward:
 def human_pair_reward(flow: Flow, **options: Any) -> HumanPairReward:
     """An OnlineDPO reward function from people's votes on each pair; see `HumanPairReward`."""
     return HumanPairReward(flow, **options)
+
+
+def __getattr__(name: str) -> Any:
+    # The eval callback subclasses transformers' TrainerCallback: imported when asked for, so the reward
+    # functions above stay usable where transformers is not installed.
+    if name in ("HumanEvalCallback", "generate_completions"):
+        from . import _eval_callback
+
+        return getattr(_eval_callback, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
