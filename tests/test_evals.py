@@ -220,3 +220,73 @@ def test_an_eval_and_its_votes_survive_a_restart(fresh_server: ServerProcess) ->
         assert after[columns].equals(before[columns])
         with pytest.raises(Conflict):
             again.checkpoint(3, text)
+
+
+def test_eval_chart_draws_tags_bands_proxy_and_divergence_from_rows() -> None:
+    pytest.importorskip("ipywidgets", reason="the workbench needs the lab extra: pip install 'flowlab[lab]'")
+    from flowlab_widgets.evals import EvalChart
+
+    chart = EvalChart(["maths", "refusals"])
+    figure = chart.figure
+    rows = [
+        {"step": s, "tag": t, "win_rate": w, "win_low": w - 0.1, "win_high": w + 0.1, "votes": 9.0, "wins": 9 * w}
+        | {"proxy_reward": 1.0 + s, "divergence": s == 2}
+        for s, w in ((2, 0.3), (0, 0.6), (1, 0.5))
+        for t in ("all", "maths", "refusals")
+    ]
+    rows.append({**rows[0], "step": 3, "win_rate": None, "win_low": None, "win_high": None, "votes": 0.0})
+    rows[-1]["proxy_reward"], rows[-1]["divergence"] = None, False
+    chart.update(rows)
+    assert list(chart.sources) == ["all", "maths", "refusals"]
+    line = chart.sources["all"].data
+    assert line["step"] == [0, 1, 2, 3] and line["win_rate"][:3] == [0.6, 0.5, 0.3]
+    assert line["low"][0] == pytest.approx(0.5) and line["win_rate"][3] != line["win_rate"][3]  # NaN: a gap
+    assert chart.proxy_source.data == {"step": [0, 1, 2], "proxy": [1.0, 2.0, 3.0]}
+    assert chart.divergence_source.data == {"step": [2], "win_rate": [0.3]}
+    assert chart.figure is figure and (figure.x_range.start, figure.x_range.end) != (0, 1)  # refitted, not rebuilt
+    assert figure.extra_y_ranges["proxy"].end > 3.0
+
+
+def test_eval_monitor_widget_and_dashboard_panel_follow_an_eval(researcher: Client) -> None:
+    pytest.importorskip("ipywidgets", reason="the workbench needs the lab extra: pip install 'flowlab[lab]'")
+    pytest.importorskip("panel")
+    import asyncio
+
+    from flowlab_widgets import EvalMonitor
+    from flowlab_widgets.dashboard import Dashboard
+
+    from .test_widgets import in_fresh_thread, wait_until
+
+    ev = anchored(researcher, "watched", votes_per_pair=1)
+    monitor = EvalMonitor(ev, live=False)
+    try:
+        assert "No checkpoints yet" in monitor.summary.value and monitor.chart.sources["all"].data["step"] == []
+        assert set(monitor.chart.sources) == {"all", "maths", "refusals"}
+        text, meta = completions(0, 4.0)
+        ev.checkpoint(0, text, proxy_reward=0.5, metadata=meta)
+        monitor.refresh()
+        assert monitor.chart.sources["all"].data["step"] == [0] and monitor.chart.proxy_source.data["proxy"] == [0.5]
+        assert "step 0: all – (0 votes)" in monitor.summary.value
+    finally:
+        monitor.close()
+    live = in_fresh_thread(lambda: EvalMonitor(ev, poll_interval=0.1))  # no event loop: a polling thread
+    try:
+        with crowd(researcher):
+            assert wait_until(lambda: live.chart.sources["all"].data["votes"] == [len(PROMPTS)], timeout=30)
+        assert (
+            live.chart.sources["maths"].data["win_rate"][0] > 0.5 and "waiting for a full window" in live.summary.value
+        )
+    finally:
+        live.close()
+
+    async def look() -> Dashboard:
+        board = Dashboard(researcher.url, researcher.api_key)
+        await board.refresh()
+        await board.client.aclose()
+        return board
+
+    board = in_fresh_thread(lambda: asyncio.run(look()))
+    panel = board.evals
+    assert panel.column.visible and panel.select.value == ev.id
+    assert panel.charts[ev.id].sources["all"].data["votes"] == [len(PROMPTS)]
+    assert "step 0: all" in panel.summary.object
