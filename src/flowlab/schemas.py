@@ -1405,10 +1405,10 @@ class EvalDivergence(msgspec.Struct):
     fired: bool
     step: int | None
     window: int
-    proxy_slope: float
-    proxy_p: float
-    win_slope: float
-    win_high: float
+    proxy_slope: float | None  # None where the statistic is undefined (JSON has no NaN)
+    proxy_p: float | None
+    win_slope: float | None
+    win_high: float | None
     reason: str
 
 

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from flowlab import ranking, schemas
+from flowlab.ranking import check_divergence
 
 ALL = "all"
 
@@ -138,7 +138,10 @@ def wilson(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
 
 
 def divergence_check(rows: Sequence[schemas.EvalRow], *, window: int, alpha: float) -> schemas.EvalDivergence | None:
-    """The sentinel over the "all" rows that have both a proxy reward and human votes; None before a window."""
+    """The sentinel (`flowlab.ranking.check_divergence`: a one-sided Mann–Kendall test that the proxy rises, and
+    the vote-weighted win-rate trend's upper bound) over the "all" rows that have both a proxy reward and human
+    votes, so a checkpoint people have not voted on yet does not count as a flat win rate; None before a
+    window of them."""
     usable = [r for r in rows if r.tag == ALL and r.proxy_reward is not None and r.votes > 0]
     if len(usable) < window:
         return None
@@ -154,73 +157,15 @@ def divergence_check(rows: Sequence[schemas.EvalRow], *, window: int, alpha: flo
         fired=bool(found.fired),
         step=None if found.step is None else int(found.step),
         window=int(found.window),
-        proxy_slope=float(found.proxy_slope),
-        proxy_p=float(found.proxy_p),
-        win_slope=float(found.win_slope),
-        win_high=float(found.win_high),
+        proxy_slope=_finite(found.proxy_slope),
+        proxy_p=_finite(found.proxy_p),
+        win_slope=_finite(found.win_slope),
+        win_high=_finite(found.win_high),
         reason=str(found.reason),
     )
 
 
-# ------------------------------------------------------------------ the sentinel, until its branch lands
-
-
-@dataclass(frozen=True)
-class _Divergence:
-    fired: bool
-    step: int | None
-    window: int
-    proxy_slope: float
-    proxy_p: float
-    win_slope: float
-    win_high: float
-    reason: str
-
-
-def _placeholder_check_divergence(
-    steps: Sequence[int],
-    proxy: Sequence[float],
-    wins: Sequence[float],
-    votes: Sequence[float],
-    *,
-    window: int = 4,
-    alpha: float = 0.05,
-) -> _Divergence:
-    """A stand-in for `flowlab.ranking.check_divergence` (the sentinel branch): over the last `window`
-    checkpoints, a one-sided t-test of the least-squares slope of the proxy against the checkpoint index, and
-    the vote-weighted least-squares slope of the win rate with its one-sided upper bound at 1 - alpha; fires
-    when the proxy rises significantly and that bound is at most 0."""
-    k = min(window, len(steps))
-    x = np.arange(k, dtype=float)
-    y = np.asarray(proxy[-k:], dtype=float)
-    xc = x - x.mean()
-    slope = float((xc * (y - y.mean())).sum() / (xc**2).sum())
-    resid = y - y.mean() - slope * xc
-    dof = k - 2
-    se = math.sqrt(max((resid**2).sum() / dof, 1e-300) / (xc**2).sum()) if dof > 0 else math.inf
-    p = float(stats.t.sf(slope / se, dof)) if dof > 0 and se > 0 else 0.5
-    w = np.asarray(wins[-k:], dtype=float)
-    n = np.maximum(np.asarray(votes[-k:], dtype=float), 1e-9)
-    rate = w / n
-    weights = n
-    xm = (weights * x).sum() / weights.sum()
-    rm = (weights * rate).sum() / weights.sum()
-    sxx = (weights * (x - xm) ** 2).sum()
-    win_slope = float((weights * (x - xm) * (rate - rm)).sum() / sxx)
-    var_rate = np.clip(rm * (1 - rm), 0.01, 0.25) / n
-    win_se = math.sqrt(float(((x - xm) ** 2 * weights**2 * var_rate).sum()) / sxx**2)
-    win_high = win_slope + float(stats.norm.ppf(1 - alpha)) * win_se
-    fired = p < alpha and win_high <= 0.0
-    reason = (
-        f"the proxy reward rose ({slope:+.3g} per checkpoint, p = {p:.3g}) while the human win rate did not "
-        f"(slope {win_slope:+.3g}, upper bound {win_high:+.3g})"
-        if fired
-        else f"no divergence: proxy slope {slope:+.3g} (p = {p:.3g}), win-rate slope upper bound {win_high:+.3g}"
-    )
-    return _Divergence(fired, int(steps[-1]) if fired else None, k, slope, p, win_slope, win_high, reason)
-
-
-try:
-    from flowlab.ranking import check_divergence  # type: ignore[attr-defined]
-except ImportError:  # the sentinel branch has not landed: the stand-in above answers
-    check_divergence = _placeholder_check_divergence
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: a statistic the sentinel leaves undefined goes on the wire as null."""
+    value = float(value)
+    return value if math.isfinite(value) else None
