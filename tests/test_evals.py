@@ -5,12 +5,14 @@ webhooks, the sentinel's flag in the history, a restart, and bad input refused w
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from flowlab import Client, Conflict, NotFound, ValidationError, verify_webhook
+from flowlab import AsyncClient, Client, Conflict, NotFound, ValidationError, verify_webhook
 from flowlab.client import Eval
 from flowlab.crowd import SimulatedCrowd
 
@@ -202,24 +204,54 @@ def test_bad_input_is_refused_with_what_to_do(researcher: Client) -> None:
         researcher.evals.get("eval_nope")
 
 
-def test_an_eval_and_its_votes_survive_a_restart(fresh_server: ServerProcess) -> None:
-    with fresh_server.client() as client:
+def survives_a_restart(server: ServerProcess) -> None:
+    with server.client() as client:
         ev = anchored(client, "durable", votes_per_pair=1, ttl=600)
         text, meta = completions(3, 5.0)
         ev.checkpoint(3, text, proxy_reward=1.0, metadata=meta)
         with crowd(client):
             wait_for(lambda: voted(ev, 1, len(PROMPTS)), what="the checkpoint's votes")
         before = ev.history()
-    fresh_server.restart()
-    with fresh_server.client() as client:
+    server.restart()
+    with server.client() as client:
         again = client.evals.get(ev.id)
         assert again.info.steps == [3]
         wait_for(lambda: again.history().votes.iloc[0] == len(PROMPTS), what="the counts read back")
-        after = again.history()
         columns = ["step", "tag", "votes", "wins", "win_rate"]
-        assert after[columns].equals(before[columns])
+        assert again.history()[columns].equals(before[columns])
         with pytest.raises(Conflict):
             again.checkpoint(3, text)
+        text, meta = completions(4, 5.0)
+        assert len(again.checkpoint(4, text, metadata=meta).item_ids) == len(PROMPTS)
+
+
+def test_an_eval_and_its_votes_survive_a_restart(fresh_server: ServerProcess) -> None:
+    survives_a_restart(fresh_server)
+
+
+def test_an_eval_on_postgresql_survives_a_restart(pg_dsn: str, tmp_path: Path) -> None:
+    server = ServerProcess(data_dir=tmp_path, extra_args=["--db", pg_dsn])
+    server.start()
+    try:
+        survives_a_restart(server)
+    finally:
+        server.stop()
+
+
+def test_the_async_client_drives_the_same_calls(flowlab_server: ServerProcess, researcher: Client) -> None:
+    async def run() -> tuple[list[str], float, object]:
+        async with AsyncClient(url=researcher.url, api_key=researcher.api_key) as aclient:
+            ev = await aclient.evals.create("async", ["one?", "two?"], anchor="previous", tags=["a", ["a", "b"]])
+            await ev.checkpoint(0, ["x", "y"], proxy_reward=[1.0, 3.0])
+            with pytest.raises(Conflict):
+                await ev.checkpoint(0, ["x", "y"])
+            frame = await ev.history()
+            listed = [e.id for e in await aclient.evals.list()]
+            assert (await aclient.evals.get(ev.id)).info.tags == [["a"], ["a", "b"]] and ev.id in listed
+            return list(frame.tag), float(frame.proxy_reward.iloc[0]), await ev.divergence()
+
+    tags, proxy, divergence = asyncio.run(run())
+    assert tags == ["all", "a", "b"] and proxy == 2.0 and divergence is None
 
 
 def test_eval_chart_draws_tags_bands_proxy_and_divergence_from_rows() -> None:
@@ -250,8 +282,6 @@ def test_eval_chart_draws_tags_bands_proxy_and_divergence_from_rows() -> None:
 def test_eval_monitor_widget_and_dashboard_panel_follow_an_eval(researcher: Client) -> None:
     pytest.importorskip("ipywidgets", reason="the workbench needs the lab extra: pip install 'flowlab[lab]'")
     pytest.importorskip("panel")
-    import asyncio
-
     from flowlab_widgets import EvalMonitor
     from flowlab_widgets.dashboard import Dashboard
 

@@ -121,13 +121,15 @@ class Evals:
 
     # ------------------------------------------------------------ start-up
 
-    def restore(self) -> None:
+    def restore(self, flow_ids: set[str] | None = None) -> None:
+        """The evals (of these flows, or of all) with their checkpoints; their counts are read back from the
+        items by the next `refresh`."""
         checkpoints: dict[str, list[Row]] = {}
         for r in self.store.read("SELECT * FROM eval_checkpoints ORDER BY eval_id, step"):
             checkpoints.setdefault(r["eval_id"], []).append(r)
         for row in self.store.read("SELECT * FROM evals ORDER BY created_at"):
             flow = self.flows.flows.get(row["flow_id"])
-            if flow is None:
+            if flow is None or (flow_ids is not None and flow.id not in flow_ids) or row["id"] in self.evals:
                 continue
             record = EvalRecord(
                 row["id"], row["owner"], row["name"], flow, _eval_body.decode(row["body"]), row["created_at"]

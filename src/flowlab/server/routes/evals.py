@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
 from litestar import Request, get, post
 from litestar.response import ServerSentEvent
 
 from flowlab import schemas
-from flowlab.server import events
+from flowlab.server import events, routing
 from flowlab.server.routes import researcher
 from flowlab.server.routes.flows import SSE_HEADERS
 
@@ -21,7 +22,14 @@ async def create_eval(request: Request, data: schemas.EvalCreate) -> schemas.Eva
 @get("/v1/evals")
 async def list_evals(request: Request) -> list[schemas.Eval]:
     service, who = researcher(request)
-    return service.evals.listing(who)
+    mine = service.evals.listing(who)
+    cluster = routing.cluster_of(request)
+    if cluster is None or routing.is_forwarded(request):
+        return mine
+    for _, reply in await routing.gather(request, "/v1/evals"):  # in a cluster, each process holds its flows' evals
+        if reply.status_code == 200:
+            mine += msgspec.json.decode(reply.content, type=list[schemas.Eval])
+    return sorted(mine, key=lambda e: e.created_at)
 
 
 @get("/v1/evals/{eval_id:str}")
