@@ -1357,7 +1357,7 @@ class EvalCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     instruction: Instruction = "Which response answers the prompt better?"
     votes_per_pair: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
     time_to_live: float = 3600.0  # seconds each checkpoint's comparisons are served
-    window: Annotated[int, msgspec.Meta(ge=2, le=100)] = 4  # checkpoints the sentinel looks back over
+    window: Annotated[int, msgspec.Meta(ge=3, le=100)] = 4  # checkpoints the sentinel looks back over
     alpha: Annotated[float, msgspec.Meta(gt=0.0, lt=0.5)] = 0.05
     metadata: dict[str, Any] | None = None
 

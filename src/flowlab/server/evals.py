@@ -207,6 +207,12 @@ class Evals:
                 f"{kind.title} flows do not. Use kind='pairwise'.",
                 field="kind",
             )
+        if math.factorial(req.window) * req.alpha < 1:
+            raise Invalid(
+                f"A window of {req.window} checkpoints cannot reach alpha = {req.alpha:g}: the sentinel's trend test "
+                f"has at best p = 1/{req.window}! there. Use window >= {_least_window(req.alpha)} or a larger alpha.",
+                field="window",
+            )
         ttl = check_ttl(req.time_to_live)
         flow = await self.flows.create(
             who,
@@ -460,6 +466,13 @@ class Evals:
 def _full(values: np.ndarray, record: EvalRecord) -> np.ndarray:
     """Per prompt, zeros for a checkpoint without items (the first of a "previous" eval)."""
     return values if len(values) else np.zeros(len(record.body.prompts))
+
+
+def _least_window(alpha: float) -> int:
+    window = 3
+    while math.factorial(window) * alpha < 1:
+        window += 1
+    return window
 
 
 def _same_length(name: str, values: list[Any], n: int, of: str) -> None:
