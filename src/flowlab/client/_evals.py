@@ -17,6 +17,8 @@ from flowlab.client._flows import _Bound
 if TYPE_CHECKING:
     import pandas as pd
 
+    from flowlab.ranking import Divergence
+
 HISTORY_COLUMNS = (
     "step",
     "tag",
@@ -134,6 +136,25 @@ def history_frame(history: schemas.EvalHistory) -> pd.DataFrame:
     return frame
 
 
+def as_divergence(found: schemas.EvalDivergence | None) -> Divergence | None:
+    """The wire's check as the sentinel's own `Divergence` (a statistic sent as null is NaN again)."""
+    if found is None:
+        return None
+    from flowlab.ranking import Divergence  # numpy and scipy load only when a check is read
+
+    nan = float("nan")
+    return Divergence(
+        fired=found.fired,
+        step=found.step,
+        window=found.window,
+        proxy_slope=nan if found.proxy_slope is None else found.proxy_slope,
+        proxy_p=nan if found.proxy_p is None else found.proxy_p,
+        win_slope=nan if found.win_slope is None else found.win_slope,
+        win_high=nan if found.win_high is None else found.win_high,
+        reason=found.reason,
+    )
+
+
 def eval_stream(eval_id: str) -> StreamPlan:
     return StreamPlan(f"/v1/evals/{eval_id}/events", schemas.EvalEvent, schemas.EVAL_EVENTS)
 
@@ -190,9 +211,10 @@ class Eval(_EvalBase):
         reward, and whether the sentinel fired at that step."""
         return history_frame(self._transport.run(eval_history(self.id)))
 
-    def divergence(self) -> schemas.EvalDivergence | None:
-        """The sentinel's latest check (None until a window of checkpoints has votes and a proxy reward)."""
-        return self._transport.run(eval_history(self.id)).divergence
+    def divergence(self) -> Divergence | None:
+        """The sentinel's latest check (`flowlab.ranking.Divergence`; None until a window of checkpoints has
+        votes and a proxy reward)."""
+        return as_divergence(self._transport.run(eval_history(self.id)).divergence)
 
     def refresh(self) -> Eval:
         self.info = self._transport.run(get_eval(self.id))
@@ -270,8 +292,8 @@ class AsyncEval(_EvalBase):
     async def history(self) -> pd.DataFrame:
         return history_frame(await self._transport.run(eval_history(self.id)))
 
-    async def divergence(self) -> schemas.EvalDivergence | None:
-        return (await self._transport.run(eval_history(self.id))).divergence  # type: ignore[no-any-return]
+    async def divergence(self) -> Divergence | None:
+        return as_divergence((await self._transport.run(eval_history(self.id))).divergence)
 
     async def refresh(self) -> AsyncEval:
         self.info = await self._transport.run(get_eval(self.id))
