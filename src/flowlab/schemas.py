@@ -911,7 +911,7 @@ class KeyInfo(msgspec.Struct):
     revoked: bool
 
 
-WEBHOOK_EVENTS = ("item.completed", "answer.created", "project.completed")
+WEBHOOK_EVENTS = ("item.completed", "answer.created", "project.completed", "eval.checkpoint", "eval.divergence")
 
 
 class WebhookCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -1335,3 +1335,114 @@ class Shown(msgspec.Struct):
     lease_expires_at: float
     shown_at: float | None  # None only for a task whose answer was already on its way when this arrived
     server_time: float
+
+
+# ------------------------------------------------------------------ evals of a training run
+
+EVAL_EVENTS = ("eval.checkpoint", "eval.divergence")
+MAX_EVAL_PROMPTS = 1000
+
+
+class EvalCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Held-out prompts and an anchor: at each checkpoint people compare the policy's completion of every prompt
+    with the anchor's (a frozen reference model's completions, given here, or `"previous"`: the previous
+    checkpoint's)."""
+
+    name: Name
+    prompts: Annotated[list[Context], msgspec.Meta(max_length=MAX_EVAL_PROMPTS)]
+    anchor: list[Text] | Literal["previous"]
+    tags: list[list[str]] | None = None  # per prompt, its problem areas ("maths", "refusals")
+    anchor_metadata: list[dict[str, Any]] | None = None  # per anchor completion: private metadata (true_score)
+    kind: TaskKindName = "pairwise"
+    instruction: Instruction = "Which response answers the prompt better?"
+    votes_per_pair: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
+    time_to_live: float = 3600.0  # seconds each checkpoint's comparisons are served
+    window: Annotated[int, msgspec.Meta(ge=3, le=100)] = 4  # checkpoints the sentinel looks back over
+    alpha: Annotated[float, msgspec.Meta(gt=0.0, lt=0.5)] = 0.05
+    metadata: dict[str, Any] | None = None
+
+
+class Eval(msgspec.Struct):
+    id: str
+    name: str
+    flow_id: str
+    prompts: list[str]
+    tags: list[list[str]]
+    anchor: Literal["fixed", "previous"]
+    kind: TaskKindName
+    votes_per_pair: int
+    time_to_live: float
+    window: int
+    alpha: float
+    created_at: float
+    steps: list[int]  # checkpoints so far, ascending
+    metadata: dict[str, Any] | None = None
+
+
+class CheckpointCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """The policy's completions of the eval's prompts at a training step, in the prompts' order."""
+
+    step: Annotated[int, msgspec.Meta(ge=0)]
+    completions: list[Text]
+    proxy_reward: float | list[float] | None = None  # the trainer's mean proxy reward, or one per completion
+    metadata: list[dict[str, Any]] | None = None  # per completion: private metadata the crowd's oracle reads
+
+
+class EvalCheckpoint(msgspec.Struct):
+    eval_id: str
+    step: int
+    item_ids: list[str]  # one comparison item per prompt (none for the first checkpoint of a "previous" eval)
+    proxy_reward: float | None
+    votes: float
+    wins: float  # votes the checkpoint won against its anchor; a tie counts half
+    created_at: float
+    divergence: bool = False
+
+
+class EvalDivergence(msgspec.Struct):
+    """The sentinel's latest check (flowlab.ranking.check_divergence over the history's "all" rows)."""
+
+    fired: bool
+    step: int | None
+    window: int
+    proxy_slope: float | None  # None where the statistic is undefined (JSON has no NaN)
+    proxy_p: float | None
+    win_slope: float | None
+    win_high: float | None
+    reason: str
+
+
+class EvalRow(msgspec.Struct):
+    """One checkpoint and tag ("all" for every prompt): the human win rate against the anchor with its 95 %
+    Wilson interval, and the checkpoint's Bradley–Terry score (logit) on the scale shared by the eval's
+    checkpoints, with its reference (the anchor, or the first checkpoint of a "previous" eval) at 0."""
+
+    step: int
+    tag: str
+    win_rate: float | None
+    win_low: float | None
+    win_high: float | None
+    votes: float
+    wins: float
+    score: float | None
+    score_low: float | None
+    score_high: float | None
+    proxy_reward: float | None
+    divergence: bool
+
+
+class EvalHistory(msgspec.Struct):
+    eval_id: str
+    rows: list[EvalRow]
+    divergence: EvalDivergence | None  # None until the history holds a full window of checkpoints
+
+
+class EvalEvent(msgspec.Struct, omit_defaults=True):
+    """An eval's event, over SSE (`GET /v1/evals/{id}/events`, the SSE `event:` being `type`) and webhooks."""
+
+    type: Literal["eval.checkpoint", "eval.divergence"]
+    eval_id: str
+    flow_id: str
+    step: int
+    rows: list[EvalRow] = []  # eval.checkpoint: the checkpoint's rows, "all" and per tag
+    divergence: EvalDivergence | None = None  # eval.divergence: the check that fired

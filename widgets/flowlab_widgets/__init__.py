@@ -11,14 +11,25 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from flowlab_widgets.browser import FlowBrowser
     from flowlab_widgets.creator import FlowCreator
+    from flowlab_widgets.evals import EvalMonitor
     from flowlab_widgets.explorer import RankingExplorer
     from flowlab_widgets.monitor import FlowMonitor
     from flowlab_widgets.people import PeopleMonitor
     from flowlab_widgets.projects import ProjectMonitor
 
-__all__ = ["FlowBrowser", "FlowCreator", "FlowMonitor", "PeopleMonitor", "ProjectMonitor", "RankingExplorer", "show"]
+__all__ = [
+    "EvalMonitor",
+    "FlowBrowser",
+    "FlowCreator",
+    "FlowMonitor",
+    "PeopleMonitor",
+    "ProjectMonitor",
+    "RankingExplorer",
+    "show",
+]
 
 _HOMES = {
+    "EvalMonitor": "flowlab_widgets.evals",
     "FlowBrowser": "flowlab_widgets.browser",
     "FlowCreator": "flowlab_widgets.creator",
     "FlowMonitor": "flowlab_widgets.monitor",

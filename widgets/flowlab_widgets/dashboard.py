@@ -12,6 +12,7 @@ import panel as pn
 
 from flowlab import AsyncClient, Client, FlowlabError, NotFound
 from flowlab_widgets._common import badge, esc, fmt_ago, fmt_seconds, state_name
+from flowlab_widgets.eval_panel import EvalPanel
 from flowlab_widgets.figures import AnnotatorActivityChart, ItemProgressChart, ThroughputChart, response_history
 from flowlab_widgets.kinds import KindView, aread_item, view_of
 from flowlab_widgets.people_panel import PeoplePanel
@@ -105,6 +106,8 @@ class Dashboard:
         self.kind_area = pn.Column(sizing_mode="stretch_width")
         # Audiences and their people, with Suspend / Reinstate per person.
         self.people = PeoplePanel(self.client)
+        # Evals of a training run: win rate per tag against the step, the proxy reward, the sentinel.
+        self.evals = EvalPanel(self.client)
 
         sidebar = pn.Column(
             pn.pane.HTML("<h2 style='margin:0'>flowlab</h2>"),
@@ -129,6 +132,7 @@ class Dashboard:
                 sizing_mode="stretch_width",
             ),
             self.kind_area,
+            self.evals.column,
             pn.pane.Bokeh(self.annotators.figure, sizing_mode="stretch_width"),
             self.people.column,
             sizing_mode="stretch_width",
@@ -168,6 +172,7 @@ class Dashboard:
 
     async def _refresh(self) -> None:
         await self._refresh_projects()
+        await self.evals.refresh()
         everyone = None
         if self.ticks % 5 == 0:
             everyone = await self.client.annotators.list()

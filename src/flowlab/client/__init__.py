@@ -27,6 +27,7 @@ from flowlab.client._client import (
     WriteFlow,
     WriteFlowItem,
 )
+from flowlab.client._evals import AsyncEval, Eval
 
 __all__ = [
     "AsyncChatFlow",
@@ -34,6 +35,7 @@ __all__ = [
     "AsyncClassifyFlow",
     "AsyncClassifyFlowItem",
     "AsyncClient",
+    "AsyncEval",
     "AsyncFlow",
     "AsyncFlowItem",
     "AsyncRlhfFlow",
@@ -45,6 +47,7 @@ __all__ = [
     "ClassifyFlow",
     "ClassifyFlowItem",
     "Client",
+    "Eval",
     "Flow",
     "FlowItem",
     "ModelHandle",

@@ -12,6 +12,7 @@ from flowlab.client import _core as core
 from flowlab.client import _write as write
 from flowlab.client._chat import POLL_WAIT, Generate, ModelHandle, chat_options, served_model
 from flowlab.client._errors import ValidationError
+from flowlab.client._evals import AsyncEvalsAPI
 from flowlab.client._flows import (
     FlowBase,
     FlowItemBase,
@@ -1049,6 +1050,7 @@ class AsyncClient:
         self.keys = AsyncKeysAPI(self._transport)
         self.webhooks = AsyncWebhooksAPI(self._transport)
         self.projects = AsyncProjectsAPI(self._transport)
+        self.evals = AsyncEvalsAPI(self._transport)
         self.annotators = AsyncAnnotatorsAPI(self._transport)
         self.audiences = AsyncAudiencesAPI(self._transport)
 

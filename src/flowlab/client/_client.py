@@ -12,6 +12,7 @@ from flowlab.client import _core as core
 from flowlab.client import _write as write
 from flowlab.client._chat import POLL_WAIT, Generate, ModelHandle, chat_options, served_model
 from flowlab.client._errors import ValidationError
+from flowlab.client._evals import EvalsAPI
 from flowlab.client._flows import (
     FlowBase,
     FlowItemBase,
@@ -1104,6 +1105,7 @@ class Client:
         self.keys = KeysAPI(self._transport)
         self.webhooks = WebhooksAPI(self._transport)
         self.projects = ProjectsAPI(self._transport)
+        self.evals = EvalsAPI(self._transport)
         self.annotators = AnnotatorsAPI(self._transport)
         self.audiences = AudiencesAPI(self._transport)
 

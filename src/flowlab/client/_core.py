@@ -809,7 +809,10 @@ class StreamPlan:
 
     path: str
     type: type
-    event: str
+    event: str | tuple[str, ...]  # the SSE event names to decode
+
+    def wants(self, name: str) -> bool:
+        return name == self.event if isinstance(self.event, str) else name in self.event
 
     def finished(self, message: Any) -> bool:
         if isinstance(message, schemas.ItemEvent):

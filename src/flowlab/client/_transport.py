@@ -108,7 +108,7 @@ class SyncTransport:
                     failures = 0
                     for line in resp.iter_lines():
                         msg = parser.feed_line(line)
-                        if msg is not None and msg.event == plan.event:
+                        if msg is not None and plan.wants(msg.event):
                             event: Any = msgspec.json.decode(msg.data, type=plan.type)
                             yield event
                             if plan.finished(event):
@@ -174,7 +174,7 @@ class AsyncTransport:
                     failures = 0
                     async for line in resp.aiter_lines():
                         msg = parser.feed_line(line)
-                        if msg is not None and msg.event == plan.event:
+                        if msg is not None and plan.wants(msg.event):
                             event: Any = msgspec.json.decode(msg.data, type=plan.type)
                             yield event
                             if plan.finished(event):

@@ -27,7 +27,7 @@ from flowlab.server.cluster import Cluster
 from flowlab.server.errors import BadRequest, Invalid, ServiceError, Unsupported
 from flowlab.server.items import RETAIN_ENDED
 from flowlab.server.media import MediaStore
-from flowlab.server.routes import admin, audiences, chat, flows, items, pages, projects, tasks, webhooks
+from flowlab.server.routes import admin, audiences, chat, evals, flows, items, pages, projects, tasks, webhooks
 from flowlab.server.service import FlowService
 from flowlab.server.store import StoreRejected, StoreUnavailable
 from flowlab.server.store._group_commit import GroupCommitStore
@@ -302,12 +302,13 @@ def create_app(
         service.resume()
         ticker = asyncio.create_task(_ticker(service), name="flowlab-lifecycle")
         pusher = asyncio.create_task(service.webhooks.run(), name="flowlab-webhooks")
+        follower = asyncio.create_task(service.evals.run(), name="flowlab-evals")
         try:
             yield
         finally:
-            for task in (ticker, pusher):
+            for task in (ticker, pusher, follower):
                 task.cancel()
-            await asyncio.wait({ticker, pusher}, timeout=5.0)  # bounded, whatever a loop does with its cancel
+            await asyncio.wait({ticker, pusher, follower}, timeout=5.0)  # bounded, whatever a loop does with its cancel
             await service.items.drain()
             await service.relay.close()
             if cluster is not None:
@@ -324,6 +325,7 @@ def create_app(
             *admin.handlers,
             *webhooks.handlers,
             *projects.handlers,
+            *evals.handlers,
             *chat.handlers,
             *pages.handlers,
             *audiences.handlers,

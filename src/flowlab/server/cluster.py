@@ -84,7 +84,7 @@ class Cluster:
         self._closing = False
         self._adopting = asyncio.Lock()
         self._last_sweep = float("-inf")  # monotonic time of the last sweep that could stamp this node's row
-        self._flow_of: dict[tuple[str, str], str] = {}  # (items|projects, id) -> flow id: they never move
+        self._flow_of: dict[tuple[str, str], str] = {}  # (items|projects|evals, id) -> flow id: they never move
         # Forwarding: no read timeout (long polls and event streams last as long as they do).
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=3.0, read=None, write=30.0, pool=30.0),
@@ -235,6 +235,7 @@ class Cluster:
             items, answers = await asyncio.to_thread(schema.load_items, self.store.read, sorted(mine))
             service.projects.restore(mine)
             service.items.restore(items, answers, service.people.suspended())
+            service.evals.restore(mine)
             service.items.resume()
         log.warning("cluster node %s now serves %d more flow(s), %d live item(s)", self.id, len(mine), len(items))
         Signal.fire(service.work)

@@ -12,6 +12,7 @@ from litestar.response.sse import ServerSentEventMessage
 from flowlab import schemas
 from flowlab.server import lifecycle
 from flowlab.server.auth import Principal
+from flowlab.server.evals import EvalRecord
 from flowlab.server.history import EndedItem
 from flowlab.server.model import FlowRecord, ItemRecord
 from flowlab.server.service import FlowService
@@ -231,3 +232,24 @@ async def annotator_stream(service: FlowService, who: Principal) -> AsyncIterato
     finally:
         service.annotator_listeners -= 1
         service.leases.listen(who.id, -1)
+
+
+async def eval_stream(
+    service: FlowService, record: EvalRecord, last_event_id: int | None
+) -> AsyncIterator[ServerSentEventMessage]:
+    """An eval's events, `eval.checkpoint` and `eval.divergence` (the SSE event name is the type): first the
+    latest of each checkpoint that the subscriber has not had (all of them on a new subscription), then each
+    as it happens."""
+    yield ServerSentEventMessage(data=None, retry=1000, comment="flowlab eval stream")
+    sent = -1 if last_event_id is None else last_event_id
+    last_sent = 0.0
+    while service.evals.evals.get(record.id) is record:
+        fresh = sorted((seq, event) for seq, event in record.latest.values() if seq > sent)
+        if fresh:
+            last_sent = await _coalesce(last_sent)
+            for seq, event in fresh:
+                yield ServerSentEventMessage(data=_encode(event).decode(), id=seq, event=event.type)
+                sent = seq
+            continue
+        if not await record.changed.wait(KEEPALIVE_SECONDS):
+            yield ServerSentEventMessage(data=None, comment="keep-alive")

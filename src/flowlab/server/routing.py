@@ -116,6 +116,11 @@ async def node_of(cluster: Cluster, params: dict[str, Any]) -> str | None:
         if project is not None:
             return cluster.id
         return await cluster.node_of_row("projects", params["project_id"])
+    if "eval_id" in params:
+        record = service.evals.evals.get(params["eval_id"])
+        if record is not None:
+            return record.flow.node
+        return await cluster.node_of_row("evals", params["eval_id"])
     if "task_id" in params:
         node = task_node(params["task_id"])
         # A task of a node that died is answered here, from the database (a retry of a counted answer).

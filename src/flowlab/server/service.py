@@ -18,6 +18,7 @@ from flowlab.server.audiences import Audiences
 from flowlab.server.auth import Principal
 from flowlab.server.clock import Clock
 from flowlab.server.errors import Invalid, NotFound
+from flowlab.server.evals import Evals
 from flowlab.server.flows import Flows
 from flowlab.server.history import History
 from flowlab.server.items import RETAIN_ENDED, Items
@@ -80,6 +81,7 @@ class FlowService:
             retain_ended=retain_ended,
         )
         self.projects = Projects(store, clock, self.flows, self.items, self.webhooks)
+        self.evals = Evals(store, clock, self.flows, self.items, self.history, self.webhooks)
         self.answers = Answers(
             store,
             clock,
@@ -110,6 +112,7 @@ class FlowService:
         if items:
             self.projects.restore()  # before the items, which rejoin their projects
             self.items.restore(snap.items, snap.votes, self.people.suspended())
+            self.evals.restore()
         self.webhooks.restore(snap.webhooks)
         return self.people.ensure_admin(data_dir, env_key)
 
@@ -144,6 +147,7 @@ class FlowService:
             ("DELETE FROM flows WHERE id=?", (flow.id,)),
             *self.webhooks.drop_flow(flow.id),
             *self.projects.drop_flow(flow.id),
+            *self.evals.drop_flow(flow.id),
         ]
         await self.store.write(ops, retry=True)
 

@@ -92,6 +92,12 @@ CREATE TABLE IF NOT EXISTS projects (
     answers_done BIGINT NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS project_queue (
     project_id TEXT NOT NULL, seq BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (project_id, seq));
+CREATE TABLE IF NOT EXISTS evals (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, flow_id TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
+    created_at {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS eval_checkpoints (
+    eval_id TEXT NOT NULL, step BIGINT NOT NULL, body TEXT NOT NULL, created_at {real} NOT NULL,
+    divergence INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (eval_id, step));
 CREATE TABLE IF NOT EXISTS nodes (
     id TEXT PRIMARY KEY, url TEXT NOT NULL, lock_key BIGINT NOT NULL, started_at {real} NOT NULL,
     seen_at {real} NOT NULL);
