@@ -106,6 +106,7 @@ class HumanEvalCallback(TrainerCallback):  # type: ignore[misc]
         self.errors: list[BaseException] = []
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowlab-eval-submit")
         self._pending: list[Future[Any]] = []
+        self._waiting: tuple[int, list[str]] | None = None
         self._lock = threading.Lock()
         self._latest: dict[str, float] = {}
         self._fresh = False
@@ -129,14 +130,16 @@ class HumanEvalCallback(TrainerCallback):  # type: ignore[misc]
         start = time.perf_counter()
         generating = 0.0
         step = int(state.global_step)
+        self._send_waiting(self._proxy(state.log_history))  # no log came since its step: the latest proxy
         if step % self.every == 0 and step not in self.submitted:
             began = time.perf_counter()
             completions = self._generate(model, kwargs.get("processing_class") or kwargs.get("tokenizer"))
             generating = time.perf_counter() - began
             self.generation.append(generating)
             self.submitted.append(step)
-            self._pending.append(self._sender.submit(self._submit, step, completions, self._proxy(state)))
-            self._start_polling()
+            # Sent with this step's log, which the trainer writes after this call and which holds the step's
+            # proxy reward (GRPO's `reward`); without one by the next step, with the latest logged.
+            self._waiting = (step, completions)
         with self._lock:
             if self._fresh:
                 control.should_log = True  # the newest human results go out with this step's log
@@ -151,6 +154,9 @@ class HumanEvalCallback(TrainerCallback):  # type: ignore[misc]
         with self._lock:
             fresh, latest = self._fresh, dict(self._latest)
             self._fresh = False
+        if logs is not None and self._waiting is not None:
+            proxy = self._proxy([logs])
+            self._send_waiting(proxy if proxy is not None else self._proxy(state.log_history))
         if fresh and logs is not None:
             logs.update(latest)
             if state.log_history and state.log_history[-1].get("step") == state.global_step:
@@ -160,6 +166,7 @@ class HumanEvalCallback(TrainerCallback):  # type: ignore[misc]
         return control
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self._send_waiting(self._proxy(state.log_history))
         self._stop_poll.set()
         for pending in self._pending:
             pending.result()  # submission errors surface here rather than vanish with the thread
@@ -168,10 +175,18 @@ class HumanEvalCallback(TrainerCallback):  # type: ignore[misc]
 
     # ------------------------------------------------------------ the work behind a step
 
-    def _proxy(self, state: Any) -> float | None:
+    def _send_waiting(self, proxy: float | None) -> None:
+        if self._waiting is None:
+            return
+        step, completions = self._waiting
+        self._waiting = None
+        self._pending.append(self._sender.submit(self._submit, step, completions, proxy))
+        self._start_polling()
+
+    def _proxy(self, rows: Sequence[Mapping[str, Any]]) -> float | None:
         if self.proxy_key is None:
             return None
-        for row in reversed(state.log_history):
+        for row in reversed(rows):
             value = row.get(self.proxy_key)
             if isinstance(value, int | float) and math.isfinite(value):
                 return float(value)
