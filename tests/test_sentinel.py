@@ -118,6 +118,16 @@ def test_fires_when_the_proxy_climbs_and_people_turn_away() -> None:
     assert verdict.proxy_p == pytest.approx(1 / 24) and verdict.proxy_slope == pytest.approx(0.4, abs=0.05)
     assert verdict.win_slope == pytest.approx(-0.117, abs=0.005) and verdict.win_high < 0
     assert verdict.reason.startswith("Divergence") and "100–400" in verdict.reason
+    # numpy and pandas inputs, as the evals history holds them.
+    again = check_divergence(
+        np.array(STEPS),
+        np.array([0.1, 0.5, 0.9, 1.4]),
+        np.array([70, 60, 48, 35]),
+        [100] * 4,
+        window=np.int64(4),
+        alpha=np.float64(0.05),
+    )
+    assert again == verdict and type(again.window) is int
 
 
 def test_uses_only_the_last_window() -> None:
@@ -158,6 +168,8 @@ def test_short_history_says_how_many_more_checkpoints_are_needed() -> None:
 def test_missing_proxy_and_missing_votes_do_not_fire() -> None:
     gap = check_divergence(STEPS, [0.1, math.nan, 0.9, 1.4], [70, 60, 48, 35], [100] * 4)
     assert not gap.fired and "No proxy reward was reported at step 200" in gap.reason
+    unreported = check_divergence(STEPS, [None, None, 0.9, 1.4], [70, 60, 48, 35], [100] * 4)
+    assert not unreported.fired and "at steps 100, 200" in unreported.reason
     unvoted = check_divergence(STEPS, [0.1, 0.5, 0.9, 1.4], [0, 0, 0, 3], [0, 0, 0, 10])
     assert not unvoted.fired and "fewer than two of its checkpoints have human votes" in unvoted.reason
     # The latest checkpoint still collecting votes weighs little, and the verdict holds.
