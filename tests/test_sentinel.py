@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -124,7 +125,7 @@ def test_fires_when_the_proxy_climbs_and_people_turn_away() -> None:
         np.array([0.1, 0.5, 0.9, 1.4]),
         np.array([70, 60, 48, 35]),
         [100] * 4,
-        window=np.int64(4),
+        window=np.int64(4),  # type: ignore[arg-type]
         alpha=np.float64(0.05),
     )
     assert again == verdict and type(again.window) is int
@@ -168,7 +169,8 @@ def test_short_history_says_how_many_more_checkpoints_are_needed() -> None:
 def test_missing_proxy_and_missing_votes_do_not_fire() -> None:
     gap = check_divergence(STEPS, [0.1, math.nan, 0.9, 1.4], [70, 60, 48, 35], [100] * 4)
     assert not gap.fired and "No proxy reward was reported at step 200" in gap.reason
-    unreported = check_divergence(STEPS, [None, None, 0.9, 1.4], [70, 60, 48, 35], [100] * 4)
+    pandas_gap: list[float | None] = [None, None, 0.9, 1.4]  # an object column of a history frame
+    unreported = check_divergence(STEPS, pandas_gap, [70, 60, 48, 35], [100] * 4)  # type: ignore[arg-type]
     assert not unreported.fired and "at steps 100, 200" in unreported.reason
     unvoted = check_divergence(STEPS, [0.1, 0.5, 0.9, 1.4], [0, 0, 0, 3], [0, 0, 0, 10])
     assert not unvoted.fired and "fewer than two of its checkpoints have human votes" in unvoted.reason
@@ -202,7 +204,7 @@ def test_ties_count_half_a_win() -> None:
     ],
 )
 def test_bad_input_says_what_to_do(kwargs: dict, message: str) -> None:
-    args = {"steps": STEPS, "proxy": [0.1, 0.5, 0.9, 1.4], "wins": [70, 60, 48, 35], "votes": [100] * 4}
+    args: dict[str, Any] = {"steps": STEPS, "proxy": [0.1, 0.5, 0.9, 1.4], "wins": [70, 60, 48, 35], "votes": [100] * 4}
     options = {k: kwargs.pop(k) for k in ("window", "alpha", "margin") if k in kwargs}
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
