@@ -205,7 +205,8 @@ def check_divergence(
 
     Firing needs both (an intersection–union test, Berger 1982), so on a run where the proxy is flat or the
     win rate rises by at least ``margin`` per checkpoint, one check fires with probability at most
-    ``alpha``. Checking at every checkpoint looks many times; ``benchmarks/bench_sentinel.py`` measures
+    ``alpha`` (exactly for a proxy whose values are exchangeable, to a large-sample approximation for the
+    win-rate bound). Checking at every checkpoint looks many times; ``benchmarks/bench_sentinel.py`` measures
     the false-alarm rate of whole runs and the detection delay with seeded simulations (docs/sentinel.md).
 
     Parameters
