@@ -24,6 +24,7 @@ NAMES = [
     "05_batch_project",
     "06_storefront_chat",
     "07_listwise_vs_pairwise",
+    "08_evals_sentinel_judge",
 ]
 # Each notebook keeps its own time-to-lives short; this only catches a hang.
 CELL_TIMEOUT = 120
