@@ -1,5 +1,5 @@
 """Win-loss counts, Bradley–Terry, Plackett–Luce and Elo rankings, intervals, active pairs, annotator quality,
-rewards and stopping rules.
+rewards, stopping rules and a sentinel for reward hacking.
 
 numpy and scipy only. Every function takes votes as an (m, 2) array of ``(winner, loser)`` datapoint
 indices (an optional third column flags ties) or as an n × n win matrix, and returns numpy arrays.
@@ -25,7 +25,15 @@ from ._quality import (
     gold_agreement,
 )
 from ._rewards import rewards_from_result, rewards_from_scores, rewards_from_wins
-from ._simulate import simulate_comparisons, simulate_crowd_votes, simulate_scores
+from ._sentinel import Divergence, check_divergence, mann_kendall, theil_sen_slope, win_rate_trend
+from ._simulate import (
+    PolicyRun,
+    simulate_comparisons,
+    simulate_crowd_votes,
+    simulate_policy_run,
+    simulate_scores,
+    simulate_win_votes,
+)
 from ._stopping import STOP_RULES, Settlement, settlement
 
 __all__ = [
@@ -36,18 +44,21 @@ __all__ = [
     "AnnotatorQuality",
     "BradleyTerryResult",
     "CrowdBradleyTerryResult",
+    "Divergence",
     "EloResult",
     "LabelConsensus",
     "LiveBradleyTerry",
     "PairAgreement",
     "PairCounts",
     "PlackettLuceResult",
+    "PolicyRun",
     "Settlement",
     "Transitivity",
     "WinLossCounter",
     "absolute_counts",
     "absolute_votes",
     "annotator_quality",
+    "check_divergence",
     "comparisons_from_keys",
     "consensus_agreement",
     "dawid_skene",
@@ -60,6 +71,7 @@ __all__ = [
     "gold_agreement",
     "implied_pairs",
     "krippendorff_alpha",
+    "mann_kendall",
     "pair_counts",
     "pair_utilities",
     "rank_ranges",
@@ -73,7 +85,11 @@ __all__ = [
     "simulate_absolute",
     "simulate_comparisons",
     "simulate_crowd_votes",
+    "simulate_policy_run",
     "simulate_scores",
+    "simulate_win_votes",
+    "theil_sen_slope",
     "transitivity_violations",
     "win_matrix",
+    "win_rate_trend",
 ]
