@@ -48,3 +48,71 @@ def test_a_cap_below_one_is_refused_by_every_create_call(researcher: flowlab.Cli
     call: Callable[..., Any] = getattr(researcher.flow, create)
     with pytest.raises(flowlab.ValidationError, match="max_votes_per_annotator"):
         call(f"{create} bad", "Answer.", max_votes_per_annotator=0, **CREATE[create])
+
+
+WAITING = "waiting for other annotators"
+RESPONSES = [{"source_id": "m1", "content": "one"}, {"source_id": "m2", "content": "two"}]
+
+# A flow of each kind that takes answers per person, four datapoints to an item, and a cap of two of them a person.
+KINDS: dict[str, tuple[str, dict[str, Any], Callable[[int], Any]]] = {
+    "classify": (
+        "create_classify_flow",
+        {"categories": ["yes", "no"], "max_responses_per_datapoint": 1, "min_responses_per_datapoint": 1},
+        lambda i: f"picture {i}",
+    ),
+    "rlhf": (
+        "create_rlhf_flow",
+        {**FORM, "max_response_threshold": 1},
+        lambda i: {"id": f"p{i}", "prompt": f"question {i}?", "responses": RESPONSES},
+    ),
+    "listwise": ("create_listwise_flow", {"k": 3, "max_response_threshold": 4}, lambda i: f"answer {i}"),
+    "write": ("create_write_flow", {"max_response_threshold": 1}, lambda i: f"Say hello in language {i}."),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_one_person_gives_their_share_then_the_item_waits_for_others(researcher: flowlab.Client, kind: str) -> None:
+    """Four answers wanted, two at most from a person: one person gives two and the item waits for others, saying
+    so (not asking them again); a second person gives the other two and the item completes."""
+    from flowlab.crowd import SimulatedCrowd
+
+    from .conftest import wait_for
+
+    create, options, datapoint = KINDS[kind]
+    flow = getattr(researcher.flow, create)(f"{kind} shared", "Answer.", max_votes_per_annotator=2, **options)
+    assert flow.config.max_votes_per_annotator == 2
+    item = flow.create_new_flow_batch([datapoint(i) for i in range(4)], time_to_live=120)
+    first = SimulatedCrowd(researcher.url, researcher.api_key, annotators=1, rate=6000, seed=1, name=f"{kind}-first")
+    with first:
+        wait_for(lambda: item.get_progress().response_count == 2, 60, "the first person's two answers")
+        polls = first.stats.idle_polls
+        wait_for(lambda: first.stats.idle_polls >= polls + 3, 60, "the person to ask again and find nothing")
+        progress = item.get_progress()
+        assert progress.response_count == 2, "nobody gives an item more than their share"
+        assert progress.state == "Running" and progress.waiting == WAITING
+    with SimulatedCrowd(researcher.url, researcher.api_key, annotators=1, seed=2, name=f"{kind}-second"):
+        wait_for(
+            lambda: item.get_progress().state == "Completed", 60, "the second person's answers to complete the item"
+        )
+    assert item.get_progress().waiting is None
+    people = item.get_annotators()
+    assert sorted(people["answers"]) == [2, 2], people
+
+
+def test_active_pair_selection_never_shows_a_person_a_pair_of_an_item_twice(researcher: flowlab.Client) -> None:
+    """The active selector picks the pair whose answer is most uncertain; a person who saw it already gets another."""
+    from flowlab.crowd import SimulatedCrowd
+
+    flow = researcher.flow.create_ranking_flow(
+        "active spread", "Which?", max_response_threshold=40, pair_selection="active"
+    )
+    assert flow.config.max_votes_per_annotator == 14
+    item = flow.create_new_flow_batch([f"answer {i}" for i in range(5)], time_to_live=120)  # 10 pairs
+    with SimulatedCrowd(researcher.url, researcher.api_key, annotators=4, rate=12_000, seed=7, name="active"):
+        item.get_results(timeout=60)
+    votes = item.get_votes()
+    assert len(votes) == 40
+    for annotator, theirs in votes.groupby("annotator_id"):
+        pairs = [frozenset(p) for p in zip(theirs["winner"], theirs["loser"], strict=True)]
+        assert len(pairs) == len(set(pairs)), f"{annotator} was shown a pair twice"
+        assert len(theirs) <= 14
