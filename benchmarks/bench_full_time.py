@@ -1,13 +1,14 @@
 """Full time on every task: the time left on screen when a task appears, with the page's prefetch on, in Debian's
 Chromium against a real server.
 
-The page holds a task behind the one on screen (a pair or classify item behind another; an RLHF or chat task
-behind a pair, since nothing is held behind those). Its lease starts when it is leased, so before
+The page holds a task behind the one on screen (a pair or classify item behind another; an RLHF, chat, listwise
+or write task behind a pair, since nothing is held behind those). Its lease starts when it is leased, so before
 `POST /v1/tasks/{id}/shown` the time a person spent on the current task was taken from the next one. Each kind
 is driven through `--tasks` tasks with `--think` seconds on each, leases of `--lease` seconds, twice: with the
 page as it was before the route (every static file of the commit before it, served in place of the server's
-own; `--before-rev`) and with the page as served now. For every task that appears after one it was held
-behind, two readings of its countdown (the lease bar, to 0.1 % of the lease):
+own; `--before-rev`; kinds the page did not have then are measured now only) and with the page as served now.
+For every task that appears after one it was held behind, two readings of its countdown (the lease bar, to 0.1 %
+of the lease):
 
 - as it appears (the frame that shows it): the page's own figure at once;
 - once settled: read at the bar's first update 1.5 s later, plus the time since it appeared, so it is the
@@ -44,7 +45,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html; charset=utf-8"}
-KINDS = ["pairwise", "classify", "rlhf", "chat"]
+KINDS = ["pairwise", "classify", "rlhf", "chat", "listwise", "write"]
 
 # Installed once the first task is on screen: for each task that appears after it, the lease bar as it appears
 # and at its first update 1.5 s later (plus the time since), in seconds of `lease`.
@@ -82,6 +83,14 @@ def before_rev() -> str:
         check=True,
     ).stdout.split()
     return f"{log[0]}^" if log else "HEAD"
+
+
+def page_had(rev: str, kind: str) -> bool:
+    """Whether the page at `rev` could show this kind's tasks (a kind drawn by a module of its own needs it)."""
+    if not (ROOT / STATIC / f"{kind}.js").exists():
+        return True  # drawn by annotate.js itself
+    found = subprocess.run(["git", "cat-file", "-e", f"{rev}:{STATIC}/{kind}.js"], cwd=ROOT, capture_output=True)
+    return found.returncode == 0
 
 
 def old_page(context: Any, rev: str) -> None:
@@ -123,7 +132,16 @@ def make_work(client: flowlab.Client, kind: str, tasks: int, lease: float) -> tu
     lead = client.flow.create_ranking_flow("lead", "Which?", max_response_threshold=1, lease_seconds=lease)
     made: Any
     task: dict[str, Any] = {}
-    if kind == "rlhf":
+    batch = lambda i: [{"id": f"t{i}", **task}]  # noqa: E731  # the form task of item i
+    if kind == "listwise":
+        made = client.flow.create_listwise_flow(
+            "full time", "Order them.", k=3, max_response_threshold=1, lease_seconds=lease
+        )
+        batch = lambda i: [f"answer {i}.{j}" for j in range(3)]  # noqa: E731
+    elif kind == "write":
+        made = client.flow.create_write_flow("full time", "Write it.", lease_seconds=lease)
+        batch = lambda i: [f"Say hello, {i}."]  # noqa: E731
+    elif kind == "rlhf":
         made = client.flow.create_rlhf_flow(
             "full time",
             "Rate both.",
@@ -145,7 +163,7 @@ def make_work(client: flowlab.Client, kind: str, tasks: int, lease: float) -> tu
     for i in range(tasks + 1):
         lead.create_new_flow_batch(["left", "right"], time_to_live=1000 + 2 * i)
         if i < tasks:
-            forms.append(made.create_new_flow_batch([{"id": f"t{i}", **task}], time_to_live=1001 + 2 * i))
+            forms.append(made.create_new_flow_batch(batch(i), time_to_live=1001 + 2 * i))
     return join_url, forms
 
 
@@ -181,7 +199,7 @@ def drive(
             else:
                 page.click("#choose-a")  # the pair in front; the form task held behind it appears
             out.append(next_sample())
-            if kind in ("rlhf", "chat"):
+            if forms:  # a form task on screen: skip it
                 page.click("#rlhf .rlhf-skip")
                 next_sample()  # the next pair, with the next form task held behind it
                 forms[i].stop()
@@ -224,7 +242,8 @@ def main() -> None:
         version = browser.version
         try:
             for kind in args.kinds.split(","):
-                for label, page_rev in ((f"before (page of {short.strip()})", rev), ("now", None)):
+                pages = [(f"before (page of {short.strip()})", rev)] if page_had(rev, kind) else []
+                for label, page_rev in [*pages, ("now", None)]:
                     # A server of its own each time, so nothing left over is served first.
                     with Server() as server, flowlab.Client(url=server.url, api_key=KEY) as client:
                         join_url, forms = make_work(client, kind, args.tasks, args.lease)

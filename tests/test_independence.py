@@ -160,3 +160,48 @@ def test_every_answer_keeps_when_its_task_was_on_screen(fresh_server: ServerProc
     assert started == pytest.approx(shown_at["rlhf"], abs=1e-3), "a record starts when its task was shown"
     (who,) = pair_item.get_annotators().to_dict("records")
     assert who["median_seconds"] == pytest.approx(vote["created_at"] - vote["shown_at"])
+
+
+def test_results_flag_one_person_whose_votes_are_most_of_an_item(fresh_server: ServerProcess) -> None:
+    """`dominated_by` names the person who gave over half an item's votes (their view is the ranking), in the wire
+    results, the SDK's results and their DataFrame; at half or less it is None."""
+    import httpx
+
+    client = fresh_server.client()
+    flow = client.flow.create_ranking_flow("lopsided", "Which?", max_response_threshold=12, max_votes_per_annotator=6)
+    item = flow.create_new_flow_batch([f"answer {i}" for i in range(5)], time_to_live=60)
+    assert item.get_results(timeout=0, partial=True).dominated_by is None, "no votes, nobody dominates"
+    people = [client.annotators.create(f"person {n}") for n in range(2)]
+
+    def vote(person: flowlab.schemas.AnnotatorCreated, n: int) -> None:
+        http = httpx.Client(base_url=fresh_server.url, headers={"Authorization": f"Bearer {person.token}"}, timeout=10)
+        for _ in range(n):
+            task = http.post("/v1/tasks/next", json={}).json()
+            assert task["item_id"] == item.id, task
+            assert http.post(f"/v1/tasks/{task['task_id']}/answer", json={"choice": "a"}).json()["status"] == "accepted"
+
+    vote(people[0], 3)
+    admin = {"Authorization": f"Bearer {fresh_server.api_key}"}
+    results = item.get_results(timeout=0, partial=True)
+    assert results.dominated_by == people[0].id and results.top_annotator_share == 1.0
+    wire = httpx.get(f"{fresh_server.url}/v1/items/{item.id}/results", headers=admin).json()
+    assert wire["dominated_by"] == people[0].id
+    assert results.to_dataframe().attrs["dominated_by"] == people[0].id
+    vote(people[1], 2)
+    assert item.get_results(timeout=0, partial=True).dominated_by == people[0].id, "3 of 5 votes"
+    vote(people[1], 1)
+    results = item.get_results(timeout=0, partial=True)
+    assert results.top_annotator_share == 0.5 and results.dominated_by is None, "half is not over half"
+    assert results.to_dataframe().attrs == {"annotators": 2, "top_annotator_share": 0.5, "dominated_by": None}
+
+
+def test_a_listwise_item_answered_by_one_person_says_so(fresh_server: ServerProcess) -> None:
+    client = fresh_server.client()
+    flow = client.flow.create_listwise_flow(
+        "solo lists", "Order them.", k=3, max_response_threshold=4, max_votes_per_annotator=4
+    )
+    item = flow.create_new_flow_batch([f"answer {i}" for i in range(4)], time_to_live=60)
+    with SimulatedCrowd(fresh_server.url, fresh_server.api_key, annotators=1, seed=6):
+        results = item.get_results(timeout=30)
+    (person,) = item.get_annotators()["annotator_id"]
+    assert results.total_votes == 4 and results.dominated_by == person

@@ -138,3 +138,26 @@ def test_a_person_who_saw_every_pair_gets_none_and_the_queue_stays_small() -> No
         assert queue.next_pair(seen) is None
     assert len(queue._queue) <= 2 * 4, "asking again and again does not grow the queue"
     assert queue.next_pair() is not None, "someone else still gets pairs"
+
+
+@pytest.mark.parametrize("kind", all_kinds(), ids=lambda k: k.name)
+def test_every_kind_has_its_words_and_its_view_on_the_annotator_page(kind) -> None:  # type: ignore[no-untyped-def]
+    """The page knows every kind: its words (waiting screen, skip link, notices) are in `WORDS`, and its task is
+    drawn either by the page's own pair view (target "pair": pairs and single datapoints) or by a view class that
+    `prepare` builds for it, imported from a script the server serves."""
+    from flowlab.server.routes.pages import STATIC_DIR, STATIC_FILES
+
+    page = (STATIC_DIR / "annotate.js").read_text()
+    table = page[page.index("const WORDS = {") : page.index("};", page.index("const WORDS = {"))]
+    words = re.search(rf"^\s*{kind.name}: \{{(.*?)\}},?$", table, re.M | re.S)
+    assert words, f"annotate.js's WORDS has no entry for {kind.name!r}"
+    assert re.search(r'waiting: "[^"]+"', words.group(1)) and re.search(r'one: "[^"]+"', words.group(1))
+    if 'target: "pair"' in words.group(1):
+        return  # drawn by annotate.js itself, in #pair
+    branch = re.search(rf'task\.kind === "{kind.name}"\) \{{\s*entry\.view = new (\w+)\(', page)
+    assert branch, f"prepare() in annotate.js builds no view for {kind.name!r} tasks"
+    view = branch.group(1)
+    script = re.search(rf'^import \{{[^}}]*\b{view}\b[^}}]*\}} from "\./([\w.]+)";', page, re.M)
+    assert script, f"{view} is not imported by annotate.js"
+    assert script.group(1) in STATIC_FILES, f"{script.group(1)} is not among the files the server serves"
+    assert f"export class {view}" in STATIC_FILES[script.group(1)].read_text()

@@ -203,3 +203,79 @@ def test_dashboard_people_panel_lists_people_and_suspends_them(
     board = in_fresh_thread(lambda: asyncio.run(main()))
     assert standing(researcher, busy_id) == "suspended"
     assert board.people.snapshot.people[0].id == busy_id
+
+
+@pytest.fixture
+def habits(researcher: Client, flowlab_server: ServerProcess) -> SimpleNamespace:
+    """A pair item answered by four people, two of whom always pick the side shown first (left)."""
+    from flowlab.crowd import SimulatedCrowd
+
+    flow = researcher.flow.create_ranking_flow(name="habits", instruction="Which?", max_response_threshold=80)
+    item = flow.create_new_flow_batch([f"answer {i}" for i in range(12)], time_to_live=120)
+    crowd = SimulatedCrowd(
+        flowlab_server.url,
+        researcher.api_key,
+        annotators=4,
+        rate=24_000,
+        seed=8,
+        left_biased_fraction=0.5,
+        left_bias=1.0,
+        name="habit",
+    )
+    with crowd:
+        item.get_results(timeout=90)
+    names = {a.id: a.name for a in researcher.annotators.list()}
+    biased = {p.name for p in crowd.profiles if p.left_bias}
+    assert len(biased) == 2
+    return SimpleNamespace(item=item, left={i for i, n in names.items() if n in biased})
+
+
+def test_people_monitor_shows_each_persons_left_right_habit_on_an_item(
+    researcher: Client, habits: SimpleNamespace
+) -> None:
+    monitor = in_fresh_thread(lambda: PeopleMonitor(researcher, live=False, item=habits.item))
+    try:
+        assert "left / right" in monitor.header.value
+        assert monitor.snapshot.item_id == habits.item.id and habits.item.id in monitor.note.value
+        voters = [p for p in monitor.snapshot.people if p.habit is not None]
+        assert len(voters) == 4
+        for person in voters:
+            cells = monitor.rows[person.id][0].value
+            assert "flowlab-person-habit" in cells and f"{person.habit.left_share:.0%} left" in cells
+            if person.id in habits.left:
+                assert person.habit.left_share == 1.0 and person.habit.position_bias and person.habit.low > 0.5
+                assert 'data-position-bias="true"' in cells and "⚠" in cells and "position bias to the left" in cells
+            assert person.habit.decisive == person.answers
+        assert "2 with a position bias" in monitor.note.value or sum(p.habit.position_bias for p in voters) > 2
+
+        # Without an item, the column says how to choose one; with it again, the habits are back.
+        monitor.item_id = None
+        monitor.refresh()
+        assert all(p.habit is None for p in monitor.snapshot.people) and "item=item" in monitor.note.value
+        monitor.item_id = habits.item.id
+        monitor.refresh()
+        assert {p.id for p in monitor.snapshot.people if p.habit and p.habit.position_bias} >= habits.left
+    finally:
+        monitor.close()
+
+
+def test_dashboard_people_panel_shows_the_left_right_habit_on_the_chosen_item(
+    researcher: Client, habits: SimpleNamespace, flowlab_server: ServerProcess
+) -> None:
+    pytest.importorskip("panel")
+    from flowlab_widgets.dashboard import Dashboard
+
+    async def main() -> None:
+        board = Dashboard(flowlab_server.url, researcher.api_key)
+        try:
+            await board.refresh()
+            assert board.item_id == habits.item.id and board.people.item_id == habits.item.id
+            assert "left / right" in board.people.header.object
+            for left in habits.left:
+                cells = board.people.rows[left][0].object
+                assert 'data-position-bias="true"' in cells and "100% left" in cells
+            assert habits.item.id in board.people.note.object
+        finally:
+            await board.client.aclose()
+
+    in_fresh_thread(lambda: asyncio.run(main()))

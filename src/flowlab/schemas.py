@@ -717,6 +717,9 @@ class ItemResults(msgspec.Struct):
     annotators: int = 0  # different people whose votes count
     # The largest share of the votes one person gave: above a half, one person's view makes the ranking.
     top_annotator_share: float | None = None
+    # That person's annotator id when their share is above a half (their votes outweigh everyone else's
+    # together, so the ranking is one person's view); None otherwise. Flagged, not reweighted.
+    dominated_by: str | None = None
 
 
 class ClassifyDatapointResult(msgspec.Struct):

@@ -72,6 +72,11 @@ def test_the_waiting_screen_and_the_skip_link_speak_of_the_kind_at_hand(fresh_se
             lambda: client.flow.create_rlhf_flow("r", "Rate them.", max_response_threshold=2),
             [{"id": "q", "prompt": "?", "responses": responses}],
         ),
+        "listwise": (
+            lambda: client.flow.create_listwise_flow("l", "Order them.", k=3, max_response_threshold=2),
+            ["first", "second", "third"],
+        ),
+        "write": (lambda: client.flow.create_write_flow("w", "Write it.", max_response_threshold=2), ["Say hi."]),
         "chat": (
             lambda: client.flow.create_chat_flow("h", "Chat.", models=["v1"], max_turns=1, dimensions=["helpfulness"]),
             [{"id": "c"}],
@@ -81,6 +86,8 @@ def test_the_waiting_screen_and_the_skip_link_speak_of_the_kind_at_hand(fresh_se
         "pairwise": ("Skip to the pair", "#pair", "No pairs to compare right now", "pair"),
         "classify": ("Skip to the item", "#pair", "No items to label right now", "item"),
         "rlhf": ("Skip to the responses", "#rlhf", "No responses to rate right now", "task"),
+        "listwise": ("Skip to the answers", "#rlhf", "No sets to order right now", "set"),
+        "write": ("Skip to the prompt", "#rlhf", "No prompts to answer right now", "prompt"),
         "chat": ("Skip to the conversation", "#rlhf", "No conversations to have right now", "conversation"),
     }
     for kind, (create, batch) in kinds.items():

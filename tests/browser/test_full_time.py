@@ -1,6 +1,7 @@
 """Full time on every task, in a real Chromium against a real `flowlab serve`: the page holds a task in reserve
 while the person works on the one on screen, and the task that appears next shows its whole lease, because
-showing it starts its clock (POST /v1/tasks/{id}/shown). For every kind: pairwise, classify, RLHF and chat."""
+showing it starts its clock (POST /v1/tasks/{id}/shown). For every kind: pairwise, classify, RLHF, chat, listwise
+and write."""
 
 from __future__ import annotations
 
@@ -204,3 +205,37 @@ def test_a_chat_task_held_behind_a_pair_appears_with_its_full_lease(fresh_server
         page.locator(".chat-ratings label", has_text="No").click()
         answered_late(tab, item, lambda: page.click(".chat-submit"), 1)
         assert tab.errors == [] and tab.dialogs == []
+
+
+def test_a_listwise_set_held_behind_a_pair_appears_with_its_full_lease(fresh_server, context_factory):
+    client = fresh_server.client()
+    pair = lead_pair(client)
+    flow = client.flow.create_listwise_flow(
+        "full time lists", "Order them, best first.", k=3, max_response_threshold=1, lease_seconds=LEASE
+    )
+    item = flow.create_new_flow_batch(["first answer", "second answer", "third answer"], time_to_live=300)
+    tab = Tab(context_factory(viewport={"width": 1280, "height": 900}), client.annotators.create("Lister Lu").join_url)
+    held_then_shown(tab, lambda: tab.page.click("#choose-a"))
+    assert wait_until(lambda: pair.get_response_count() == 1)
+    page = tab.page
+    page.wait_for_selector("#rlhf .listwise-card")
+    for key in ("2", "1"):  # the third card falls into place
+        page.keyboard.press(key)
+    assert page.get_attribute("#rlhf .listwise-form", "data-complete") == "true"
+    answered_late(tab, item, lambda: page.click("#rlhf .rlhf-submit"), 1)
+    assert tab.errors == [] and tab.dialogs == []
+
+
+def test_a_write_prompt_held_behind_a_pair_appears_with_its_full_lease(fresh_server, context_factory):
+    client = fresh_server.client()
+    pair = lead_pair(client)
+    flow = client.flow.create_write_flow("full time writing", "Write the reply.", lease_seconds=LEASE)
+    item = flow.create_new_flow_batch(["Describe the sea in a sentence."], time_to_live=300)
+    tab = Tab(context_factory(viewport={"width": 1280, "height": 900}), client.annotators.create("Writer Wyn").join_url)
+    held_then_shown(tab, lambda: tab.page.click("#choose-a"))
+    assert wait_until(lambda: pair.get_response_count() == 1)
+    page = tab.page
+    page.wait_for_selector("#rlhf .write-form")
+    page.fill("#rlhf textarea[name=text]", "Grey and wide under a low sky.")
+    answered_late(tab, item, lambda: page.keyboard.press("Control+Enter"), 1)
+    assert tab.errors == [] and tab.dialogs == []

@@ -176,7 +176,7 @@ class Dashboard:
         everyone = None
         if self.ticks % 5 == 0:
             everyone = await self.client.annotators.list()
-            await self.people.refresh(everyone)
+            await self.people.refresh(everyone, item_id=self.item_id)  # habits on the item chosen last
         if self.ticks % 5 == 0 or not self.flow_select.options:
             await self._refresh_flows()
         # With no flow to edit, the editor offers nothing to click.
@@ -201,6 +201,8 @@ class Dashboard:
         self._show_flow(flow.config, first_view)
         self._show_items(self._statuses)
         item = self._pick_item(items)
+        if item is not None and item.id != self.people.item_id:
+            await self.people.refresh(everyone, item_id=item.id)  # another item chosen: its people's habits at once
         if item is not None:
             version = (item.id, item.last_status.version)
             if version != self._version:

@@ -1,8 +1,10 @@
-"""Who annotates: audiences with their counts, each person's answers, gold agreement, speed and standing, and a
-PeopleMonitor widget that suspends and reinstates them. The dashboard's people panel reads through the same code."""
+"""Who annotates: audiences with their counts, each person's answers, gold agreement, speed, standing and (on a
+chosen item's pairs) left-right habit, and a PeopleMonitor widget that suspends and reinstates them. The dashboard's
+people panel reads through the same code."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from flowlab import Client, FlowlabError
 from flowlab_widgets._common import connection_of, esc, fmt_ago
 from flowlab_widgets.live import LiveUpdates
 
-__all__ = ["PeopleMonitor", "PeopleSnapshot", "Person", "aread_people", "people_from", "read_people"]
+__all__ = ["Habit", "PeopleMonitor", "PeopleSnapshot", "Person", "aread_people", "people_from", "read_people"]
 
 # What the table shows of each person, in order: (heading, width in px).
 COLUMNS: tuple[tuple[str, int], ...] = (
@@ -23,10 +25,27 @@ COLUMNS: tuple[tuple[str, int], ...] = (
     ("state", 100),
     ("answers", 70),
     ("gold agreement", 120),
-    ("median s / task", 125),
+    ("median s / task", 110),
+    ("left / right", 110),
     ("last seen", 90),
 )
+HABIT_TITLE = (
+    "Of each person's decisive votes on the chosen item's pairs, the share for the side shown first (left), with "
+    "its 95 % interval; red when the interval leaves out a half (a position bias). Choose an item to see it."
+)
 STATE_COLORS = {"active": "#15803d", "qualifying": "#1f77b4", "suspended": "#b91c1c", "screened_out": "#666666"}
+
+
+@dataclass(frozen=True)
+class Habit:
+    """A person's left-right habit on one item's pairs, as the server estimates it (GET /v1/items/{id}/annotators):
+    the share of their decisive votes that went to the side shown first (left), with a 95 % Wilson interval."""
+
+    left_share: float
+    low: float
+    high: float
+    decisive: int
+    position_bias: bool  # the interval leaves out a half
 
 
 @dataclass(frozen=True)
@@ -43,6 +62,7 @@ class Person:
     last_seen: float | None
     audience_id: str | None = None
     participant: str | None = None
+    habit: Habit | None = None  # on the chosen item's pairs; None without an item, or with no decisive vote there
 
     @property
     def action(self) -> str | None:
@@ -58,6 +78,7 @@ class PeopleSnapshot:
     audiences: list[Any]
     people: list[Person]
     from_report: bool
+    item_id: str | None = None  # the item whose pairs the habits are from (None: no item chosen)
 
 
 def _report_rows(frame: Any) -> dict[str, dict[str, Any]]:
@@ -81,13 +102,30 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(x) else x
 
 
-def people_from(annotators: Sequence[Any], report: Any = None, *, audience_id: str | None = None) -> list[Person]:
+def habits_from(frame: Any) -> dict[str, Habit]:
+    """Left-right habits by annotator id from an item's annotators (`client.annotators.of_item()`); people with no
+    decisive vote on its pairs (or an item of another kind) have none."""
+    habits = {}
+    for annotator_id, row in _report_rows(frame).items():
+        share, low, high = (_number(row.get(k)) for k in ("first_share", "first_ci_low", "first_ci_high"))
+        decisive = _number(row.get("decisive"))
+        if share is None or low is None or high is None or not decisive:
+            continue
+        habits[annotator_id] = Habit(share, low, high, int(decisive), bool(row.get("position_bias")))
+    return habits
+
+
+def people_from(
+    annotators: Sequence[Any], report: Any = None, *, audience_id: str | None = None, habits: Any = None
+) -> list[Person]:
     """The people table's rows from `client.annotators.list()` and, where it exists, the per-annotator report
     (`client.annotators.report()`: answers, gold agreement, median seconds and state per annotator); busiest first.
+    `habits`, an item's annotators (`client.annotators.of_item()`), adds each person's left-right habit there.
 
     Revoked annotators are left out; `audience_id` keeps one audience's members.
     """
     extra = _report_rows(report)
+    habit_of = habits_from(habits)
     people = []
     for a in annotators:
         if a.revoked or (audience_id is not None and a.audience_id != audience_id):
@@ -107,26 +145,36 @@ def people_from(annotators: Sequence[Any], report: Any = None, *, audience_id: s
                 last_seen=a.last_seen,
                 audience_id=a.audience_id,
                 participant=a.participant,
+                habit=habit_of.get(a.id),
             )
         )
     people.sort(key=lambda p: (-p.answers, p.name, p.id))
     return people
 
 
-def read_people(client: Any, audience_id: str | None = None) -> PeopleSnapshot:
+def read_people(client: Any, audience_id: str | None = None, item_id: str | None = None) -> PeopleSnapshot:
     """Read the audiences, annotators and the per-annotator report (answers, gold agreement, speed, state) with a
-    `Client`; without the report (a key that may not read it), the table falls back on the annotator list."""
+    `Client`, and with `item_id` each person's left-right habit on that item's pairs; without the report (a key
+    that may not read it), the table falls back on the annotator list."""
     audiences = [a.last for a in client.audiences.list()]
     annotators = client.annotators.list()
     try:
         report = client.annotators.report(audience=audience_id)
     except FlowlabError:
         report = None
-    return _snapshot(audiences, annotators, report, audience_id)
+    habits = None
+    if item_id is not None:
+        with contextlib.suppress(FlowlabError):  # an item gone or not the key's: no habits, the rest still shows
+            habits = client.annotators.of_item(item_id)
+    return _snapshot(audiences, annotators, report, audience_id, habits, item_id)
 
 
 async def aread_people(
-    client: Any, audience_id: str | None = None, *, annotators: Sequence[Any] | None = None
+    client: Any,
+    audience_id: str | None = None,
+    *,
+    annotators: Sequence[Any] | None = None,
+    item_id: str | None = None,
 ) -> PeopleSnapshot:
     """`read_people` with an `AsyncClient`; `annotators` reuses a list the caller has just read."""
     audiences = [a.last for a in await client.audiences.list()]
@@ -136,14 +184,25 @@ async def aread_people(
         report = await client.annotators.report(audience=audience_id)
     except FlowlabError:
         report = None
-    return _snapshot(audiences, annotators, report, audience_id)
+    habits = None
+    if item_id is not None:
+        with contextlib.suppress(FlowlabError):
+            habits = await client.annotators.of_item(item_id)
+    return _snapshot(audiences, annotators, report, audience_id, habits, item_id)
 
 
-def _snapshot(audiences: list[Any], annotators: Sequence[Any], report: Any, audience_id: str | None) -> PeopleSnapshot:
+def _snapshot(
+    audiences: list[Any],
+    annotators: Sequence[Any],
+    report: Any,
+    audience_id: str | None,
+    habits: Any = None,
+    item_id: str | None = None,
+) -> PeopleSnapshot:
     if audience_id is not None:
         audiences = [a for a in audiences if a.id == audience_id]
-    people = people_from(annotators, report, audience_id=audience_id)
-    return PeopleSnapshot(audiences, people, from_report=report is not None)
+    people = people_from(annotators, report, audience_id=audience_id, habits=habits)
+    return PeopleSnapshot(audiences, people, from_report=report is not None, item_id=item_id)
 
 
 # ---------------------------------------------------------------- HTML shared by the widget and the dashboard
@@ -174,7 +233,26 @@ def _cell(text: str, width: int, title: str | None = None, cls: str = "") -> str
 
 
 def header_html() -> str:
-    return '<div style="font-size:13px">' + "".join(_cell(f"<b>{h}</b>", w) for h, w in COLUMNS) + "</div>"
+    titles = {"left / right": HABIT_TITLE}
+    return (
+        '<div style="font-size:13px">' + "".join(_cell(f"<b>{h}</b>", w, titles.get(h)) for h, w in COLUMNS) + "</div>"
+    )
+
+
+def habit_html(habit: Habit | None) -> tuple[str, str | None]:
+    """A person's left-right habit cell (its text and its tooltip): the share of their decisive votes for the left
+    side, with the interval; red with a warning sign when it is a position bias."""
+    if habit is None:
+        return "–", None
+    text = f"{habit.left_share:.0%} left <small>{habit.low:.0%}–{habit.high:.0%}</small>"
+    tip = (
+        f"{habit.left_share:.0%} of {habit.decisive} decisive votes for the side shown first (left); "
+        f"95 % interval {habit.low:.0%}–{habit.high:.0%}"
+    )
+    if habit.position_bias:
+        side = "left" if habit.low > 0.5 else "right"
+        return f'<b style="color:#b91c1c">⚠ {text}</b>', f"{tip}: a position bias to the {side}"
+    return text, tip
 
 
 def person_html(person: Person, audience_names: dict[str, str], now: float | None = None) -> str:
@@ -194,11 +272,13 @@ def person_html(person: Person, audience_names: dict[str, str], now: float | Non
         (f"{person.answers:,}", None, "flowlab-person-answers"),
         (gold, None, "flowlab-person-gold"),
         (speed, None, "flowlab-person-speed"),
+        (*habit_html(person.habit), "flowlab-person-habit"),
         (esc(fmt_ago(person.last_seen, now)), None, ""),
     )
     cells = "".join(_cell(text, w, tip, cls) for (text, tip, cls), (_h, w) in zip(values, COLUMNS, strict=True))
+    bias = "" if person.habit is None else f' data-position-bias="{str(person.habit.position_bias).lower()}"'
     return (
-        f'<div class="flowlab-person" data-annotator="{esc(person.id)}" data-state="{esc(person.state)}" '
+        f'<div class="flowlab-person" data-annotator="{esc(person.id)}" data-state="{esc(person.state)}"{bias} '
         f'style="font-size:13px">{cells}</div>'
     )
 
@@ -213,6 +293,17 @@ def speed_note(snapshot: PeopleSnapshot) -> str:
     return '<small style="color:#666">This key may not read the annotator report: no speed, answers partial.</small>'
 
 
+def habit_note(snapshot: PeopleSnapshot, choose: str) -> str:
+    """Whose pairs the left / right column is about, how many show a position bias, or how to choose an item."""
+    if snapshot.item_id is None:
+        return (
+            f'<small style="color:#666">left / right: {esc(choose)} to see each person\'s habit on its pairs.</small>'
+        )
+    biased = sum(1 for p in snapshot.people if p.habit is not None and p.habit.position_bias)
+    flagged = f", {biased} with a position bias" if biased else ""
+    return f'<small class="flowlab-habit-note">left / right: on item {esc(snapshot.item_id)}\'s pairs{flagged}.</small>'
+
+
 # ---------------------------------------------------------------- the notebook widget
 
 
@@ -222,6 +313,8 @@ class PeopleMonitor(widgets.VBox):
     `client.annotators.suspend/reinstate` and refreshes.
 
     `audience` (an audience or its id) shows one audience and its members; none shows all of the key's people.
+    `item` (an item or its id; `monitor.item_id` changes it) adds each person's left-right habit on its pairs: the
+    share of their decisive votes for the side shown first, with its 95 % interval, red when it is a position bias.
     Live, it polls every `poll_interval` seconds (people's standing has no event stream); `live=False` leaves
     refreshing to `refresh()`. At most `max_people` rows, busiest first.
     """
@@ -234,8 +327,10 @@ class PeopleMonitor(widgets.VBox):
         live: bool = True,
         poll_interval: float = 5.0,
         max_people: int = 50,
+        item: Any = None,
     ) -> None:
         url, api_key = connection_of(client)
+        self.item_id: str | None = None if item is None else getattr(item, "id", item)
         self._client = Client(url=url, api_key=api_key)  # its own pool: refreshes never share the user's
         self.audience_id: str | None = None if audience is None else getattr(audience, "id", audience)
         self.max_people = max_people
@@ -267,7 +362,7 @@ class PeopleMonitor(widgets.VBox):
 
     def fetch(self) -> PeopleSnapshot:
         """Read the server (blocking; no widget is touched)."""
-        return read_people(self._client, self.audience_id)
+        return read_people(self._client, self.audience_id, self.item_id)
 
     def apply(self, snapshot: PeopleSnapshot) -> None:
         self.snapshot = snapshot
@@ -294,7 +389,9 @@ class PeopleMonitor(widgets.VBox):
         more = len(snapshot.people) - len(shown)
         extra = f"<small>+{more} more with fewer answers</small> " if more > 0 else ""
         empty = "<i>Nobody yet: people appear once they enroll through a link.</i>" if not snapshot.people else ""
-        self.note.value = empty + extra + speed_note(snapshot)
+        self.note.value = (
+            empty + extra + speed_note(snapshot) + habit_note(snapshot, "PeopleMonitor(client, item=item)")
+        )
 
     def refresh(self) -> PeopleSnapshot:
         """Fetch and show now (blocking)."""

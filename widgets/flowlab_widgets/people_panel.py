@@ -1,5 +1,6 @@
-"""The dashboard's people panel: audiences and each person's answers, gold agreement, speed and standing, with
-Suspend and Reinstate buttons, read through `flowlab_widgets.people` like the notebook's PeopleMonitor."""
+"""The dashboard's people panel: audiences and each person's answers, gold agreement, speed, standing and
+left-right habit on the chosen item's pairs, with Suspend and Reinstate buttons, read through
+`flowlab_widgets.people` like the notebook's PeopleMonitor."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from flowlab_widgets.people import (
     aread_people,
     audiences_html,
     button_label,
+    habit_note,
     header_html,
     person_html,
     speed_note,
@@ -38,6 +40,7 @@ class PeoplePanel:
 
     def __init__(self, client: Any, *, max_people: int = 50) -> None:
         self.client = client  # the session's AsyncClient
+        self.item_id: str | None = None  # the item whose pairs the left / right column is about
         self.max_people = max_people
         self.snapshot: PeopleSnapshot | None = None
         self.audiences = pn.pane.HTML("", sizing_mode="stretch_width", stylesheets=[_CSS])
@@ -59,9 +62,11 @@ class PeoplePanel:
             sizing_mode="stretch_width",
         )
 
-    async def refresh(self, annotators: Sequence[Any] | None = None) -> None:
-        """Read the server (reusing `annotators` when the caller has just listed them) and show it."""
-        self.show(await aread_people(self.client, annotators=annotators))
+    async def refresh(self, annotators: Sequence[Any] | None = None, item_id: str | None = None) -> None:
+        """Read the server (reusing `annotators` when the caller has just listed them) and show it, with each
+        person's left-right habit on item `item_id`'s pairs (the dashboard's chosen item)."""
+        self.item_id = item_id
+        self.show(await aread_people(self.client, annotators=annotators, item_id=item_id))
 
     def show(self, snapshot: PeopleSnapshot) -> None:
         self.snapshot = snapshot
@@ -85,7 +90,7 @@ class PeoplePanel:
         more = len(snapshot.people) - len(shown)
         empty = "<i>Nobody yet: people appear once they enroll through a link.</i>" if not snapshot.people else ""
         extra = f"<small>+{more} more with fewer answers</small> " if more > 0 else ""
-        self.note.object = empty + extra + speed_note(snapshot)
+        self.note.object = empty + extra + speed_note(snapshot) + habit_note(snapshot, "choose an item above")
 
     def _new_row(self, annotator_id: str) -> tuple[pn.pane.HTML, pn.widgets.Button, pn.Row]:
         cells = pn.pane.HTML("", width=940, margin=(0, 5))
@@ -116,4 +121,4 @@ class PeoplePanel:
             return
         done = "suspended" if person.action == "suspend" else "reinstated"
         self.message.object = f'<span style="color:#15803d">{esc(person.name)} {done}.</span>'
-        await self.refresh()
+        await self.refresh(item_id=self.item_id)

@@ -16,6 +16,7 @@ from flowlab.client._evals import AsyncEvalsAPI
 from flowlab.client._flows import (
     FlowBase,
     FlowItemBase,
+    cap_option,
     classify_options,
     flow_options,
     lease_or_default,
@@ -624,8 +625,7 @@ class AsyncFlowsAPI:
             **settings_option(settings, stacklevel=3),
             **stop_option(stop_when, stop_k, stop_confidence),
         }
-        if max_votes_per_annotator is not None:
-            options["max_votes_per_annotator"] = max_votes_per_annotator
+        options |= cap_option(max_votes_per_annotator)
         if absolute:
             options["absolute"] = True
         if validation_set_id is not None:
@@ -681,6 +681,7 @@ class AsyncFlowsAPI:
         serve_timeout: float | None = None,
         *,
         gold_rate: float = 0.1,
+        max_votes_per_annotator: int | None = None,
         audiences: Sequence[Any] | None = None,
     ) -> AsyncClassifyFlow:
         options = classify_options(
@@ -694,7 +695,13 @@ class AsyncFlowsAPI:
         ) | {"gold_rate": gold_rate}
         max_votes, min_votes = options.pop("max_response_threshold"), options.pop("min_response_threshold")
         config = await self._transport.run(
-            core.create_flow(name, instruction, max_votes, min_votes, options | audiences_option(audiences))
+            core.create_flow(
+                name,
+                instruction,
+                max_votes,
+                min_votes,
+                options | cap_option(max_votes_per_annotator) | audiences_option(audiences),
+            )
         )
         return AsyncClassifyFlow(self._transport, config)
 
@@ -717,9 +724,14 @@ class AsyncFlowsAPI:
         lease_seconds: float | None = None,
         drain_seconds: float | None = None,
         settings: Sequence[Any] | None = None,
+        max_votes_per_annotator: int | None = None,
         audiences: Sequence[Any] | None = None,
     ) -> AsyncChatFlow:
-        """Create a chat flow; the arguments are `FlowsAPI.create_chat_flow`'s."""
+        """Create a chat flow; the arguments are `FlowsAPI.create_chat_flow`'s.
+        Nobody answers a datapoint twice; `max_votes_per_annotator` caps the datapoints of an item one person answers
+        (default: no cap).
+        Nobody takes a task twice; `max_votes_per_annotator` caps the tasks of an item one person takes (default: no
+        cap)."""
         options = chat_options(
             models,
             max_turns,
@@ -736,7 +748,11 @@ class AsyncFlowsAPI:
         )
         config = await self._transport.run(
             core.create_flow(
-                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+                name,
+                instruction,
+                max_response_threshold,
+                min_response_threshold,
+                options | cap_option(max_votes_per_annotator) | audiences_option(audiences),
             )
         )
         return AsyncChatFlow(self._transport, config)
@@ -757,9 +773,12 @@ class AsyncFlowsAPI:
         lease_seconds: float | None = None,
         drain_seconds: float | None = None,
         settings: Sequence[Any] | None = None,
+        max_votes_per_annotator: int | None = None,
         audiences: Sequence[Any] | None = None,
     ) -> AsyncRlhfFlow:
-        """The asyncio twin of `Client.flow.create_rlhf_flow`."""
+        """The asyncio twin of `Client.flow.create_rlhf_flow`.
+        Nobody annotates a task twice; `max_votes_per_annotator` caps the tasks of an item one person annotates
+        (default: no cap)."""
         options = rlhf_options(
             dimensions,
             rewrite,
@@ -773,7 +792,11 @@ class AsyncFlowsAPI:
         )
         config = await self._transport.run(
             core.create_flow(
-                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+                name,
+                instruction,
+                max_response_threshold,
+                min_response_threshold,
+                options | cap_option(max_votes_per_annotator) | audiences_option(audiences),
             )
         )
         return AsyncRlhfFlow(self._transport, config)
@@ -794,6 +817,7 @@ class AsyncFlowsAPI:
         lease_seconds: float | None = None,
         drain_seconds: float | None = None,
         settings: Sequence[Any] | None = None,
+        max_votes_per_annotator: int | None = None,
         audiences: Sequence[Any] | None = None,
     ) -> AsyncWriteFlow:
         """Create a write flow (seed 002's "prompts for annotators to respond to"): annotators read a prompt (with
@@ -801,7 +825,8 @@ class AsyncFlowsAPI:
         with `allow_paste=False` the page blocks pasting and the server refuses text said to be pasted.
         Thresholds count demonstrations per prompt (different people each). With `review` (an RLHF flow), each
         ended item's demonstrations become an item of that flow, so people rate what people wrote; see
-        `WriteFlowItem.best_demonstrations()`. Leases last 15 minutes unless `lease_seconds` says otherwise."""
+        `WriteFlowItem.best_demonstrations()`. Leases last 15 minutes unless `lease_seconds` says otherwise.
+        `max_votes_per_annotator` caps the prompts of an item one person answers (default: no cap)."""
         options = write.write_options(
             min_chars,
             max_chars,
@@ -815,7 +840,11 @@ class AsyncFlowsAPI:
         )
         config = await self._transport.run(
             core.create_flow(
-                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+                name,
+                instruction,
+                max_response_threshold,
+                min_response_threshold,
+                options | cap_option(max_votes_per_annotator) | audiences_option(audiences),
             )
         )
         return AsyncWriteFlow(self._transport, config)
@@ -888,6 +917,11 @@ class AsyncAnnotatorsAPI:
     async def reinstate(self, annotator_id: str) -> schemas.AnnotatorStats:
         """Undo a suspension: they are served tasks again."""
         return await self._transport.run(core.set_standing(annotator_id, "reinstate"))
+
+    async def of_item(self, item: Any) -> pd.DataFrame:
+        """Who answered an item (an item or its id), as `item.get_annotators()` gives it: each person's answers and
+        share, for pairs their left-right habit with its 95 % interval, and their median seconds per task."""
+        return annotators_frame(await self._transport.run(core.item_annotators(getattr(item, "id", item))))
 
     async def report(self, audience: Any = None, since: When = None, until: When = None) -> pd.DataFrame:
         """Each person's work over the answers they gave in [since, until) (seconds since the epoch, datetimes

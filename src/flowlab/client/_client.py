@@ -16,6 +16,7 @@ from flowlab.client._evals import EvalsAPI
 from flowlab.client._flows import (
     FlowBase,
     FlowItemBase,
+    cap_option,
     classify_options,
     flow_options,
     lease_or_default,
@@ -648,8 +649,7 @@ class FlowsAPI:
             **settings_option(settings, stacklevel=3),
             **stop_option(stop_when, stop_k, stop_confidence),
         }
-        if max_votes_per_annotator is not None:
-            options["max_votes_per_annotator"] = max_votes_per_annotator
+        options |= cap_option(max_votes_per_annotator)
         if absolute:
             options["absolute"] = True
         if validation_set_id is not None:
@@ -714,12 +714,15 @@ class FlowsAPI:
         serve_timeout: float | None = None,
         *,
         gold_rate: float = 0.1,
+        max_votes_per_annotator: int | None = None,
         audiences: Sequence[Any] | None = None,
     ) -> ClassifyFlow:
         """Create a classify flow: 2 to 8 categories, given as labels or (label, value) pairs; each datapoint
         collects answers until it has `max_responses_per_datapoint`, and an item that runs out of time is
         Completed when it averages `min_responses_per_datapoint` per datapoint. With a validation set, a
-        `gold_rate` share of tasks are its gold labels."""
+        `gold_rate` share of tasks are its gold labels.
+        Nobody answers a datapoint twice; `max_votes_per_annotator` caps the datapoints of an item one person answers
+        (default: no cap)."""
         options = classify_options(
             categories,
             max_responses_per_datapoint,
@@ -731,7 +734,13 @@ class FlowsAPI:
         ) | {"gold_rate": gold_rate}
         max_votes, min_votes = options.pop("max_response_threshold"), options.pop("min_response_threshold")
         config = self._transport.run(
-            core.create_flow(name, instruction, max_votes, min_votes, options | audiences_option(audiences))
+            core.create_flow(
+                name,
+                instruction,
+                max_votes,
+                min_votes,
+                options | cap_option(max_votes_per_annotator) | audiences_option(audiences),
+            )
         )
         return ClassifyFlow(self._transport, config)
 
@@ -751,6 +760,7 @@ class FlowsAPI:
         lease_seconds: float | None = None,
         drain_seconds: float | None = None,
         settings: Sequence[Any] | None = None,
+        max_votes_per_annotator: int | None = None,
         audiences: Sequence[Any] | None = None,
     ) -> RlhfFlow:
         """Create an RLHF flow (seed 001): annotators rate each response of a task on `dimensions` (None: the
@@ -759,7 +769,9 @@ class FlowsAPI:
         one), pick the better one, say how strongly on a `likert_scale` (points; 0: not asked; tasks with two
         responses) and why (`justification`: off, optional, required, at least `justification_min_chars`).
         Thresholds count completed annotations per task; `min_response_threshold` defaults to the maximum.
-        Leases last 10 minutes unless `lease_seconds` says otherwise."""
+        Leases last 10 minutes unless `lease_seconds` says otherwise.
+        Nobody annotates a task twice; `max_votes_per_annotator` caps the tasks of an item one person annotates
+        (default: no cap)."""
         options = rlhf_options(
             dimensions,
             rewrite,
@@ -773,7 +785,11 @@ class FlowsAPI:
         )
         config = self._transport.run(
             core.create_flow(
-                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+                name,
+                instruction,
+                max_response_threshold,
+                min_response_threshold,
+                options | cap_option(max_votes_per_annotator) | audiences_option(audiences),
             )
         )
         return RlhfFlow(self._transport, config)
@@ -797,6 +813,7 @@ class FlowsAPI:
         lease_seconds: float | None = None,
         drain_seconds: float | None = None,
         settings: Sequence[Any] | None = None,
+        max_votes_per_annotator: int | None = None,
         audiences: Sequence[Any] | None = None,
     ) -> ChatFlow:
         """Create a chat flow (seed 002's on-demand completions): annotators talk with the flow's `models`
@@ -807,7 +824,9 @@ class FlowsAPI:
         branches) and why (`justification`). A model silent for `reply_timeout` seconds, failing, or replying
         with something not text or longer than `max_reply_chars` is refused with a reason and a retry.
         Thresholds count conversations per task; leases last 15 minutes unless `lease_seconds` says otherwise,
-        and waiting for a model does not use them up."""
+        and waiting for a model does not use them up.
+        Nobody takes a task twice; `max_votes_per_annotator` caps the tasks of an item one person takes (default: no
+        cap)."""
         options = chat_options(
             models,
             max_turns,
@@ -824,7 +843,11 @@ class FlowsAPI:
         )
         config = self._transport.run(
             core.create_flow(
-                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+                name,
+                instruction,
+                max_response_threshold,
+                min_response_threshold,
+                options | cap_option(max_votes_per_annotator) | audiences_option(audiences),
             )
         )
         return ChatFlow(self._transport, config)
@@ -845,6 +868,7 @@ class FlowsAPI:
         lease_seconds: float | None = None,
         drain_seconds: float | None = None,
         settings: Sequence[Any] | None = None,
+        max_votes_per_annotator: int | None = None,
         audiences: Sequence[Any] | None = None,
     ) -> WriteFlow:
         """Create a write flow (seed 002's "prompts for annotators to respond to"): annotators read a prompt (with
@@ -852,7 +876,8 @@ class FlowsAPI:
         with `allow_paste=False` the page blocks pasting and the server refuses text said to be pasted.
         Thresholds count demonstrations per prompt (different people each). With `review` (an RLHF flow), each
         ended item's demonstrations become an item of that flow, so people rate what people wrote; see
-        `WriteFlowItem.best_demonstrations()`. Leases last 15 minutes unless `lease_seconds` says otherwise."""
+        `WriteFlowItem.best_demonstrations()`. Leases last 15 minutes unless `lease_seconds` says otherwise.
+        `max_votes_per_annotator` caps the prompts of an item one person answers (default: no cap)."""
         options = write.write_options(
             min_chars,
             max_chars,
@@ -866,7 +891,11 @@ class FlowsAPI:
         )
         config = self._transport.run(
             core.create_flow(
-                name, instruction, max_response_threshold, min_response_threshold, options | audiences_option(audiences)
+                name,
+                instruction,
+                max_response_threshold,
+                min_response_threshold,
+                options | cap_option(max_votes_per_annotator) | audiences_option(audiences),
             )
         )
         return WriteFlow(self._transport, config)
@@ -941,6 +970,11 @@ class AnnotatorsAPI:
     def reinstate(self, annotator_id: str) -> schemas.AnnotatorStats:
         """Undo a suspension: they are served tasks again."""
         return self._transport.run(core.set_standing(annotator_id, "reinstate"))
+
+    def of_item(self, item: Any) -> pd.DataFrame:
+        """Who answered an item (an item or its id), as `item.get_annotators()` gives it: each person's answers and
+        share, for pairs their left-right habit with its 95 % interval, and their median seconds per task."""
+        return annotators_frame(self._transport.run(core.item_annotators(getattr(item, "id", item))))
 
     def report(self, audience: Any = None, since: When = None, until: When = None) -> pd.DataFrame:
         """Each person's work over the answers they gave in [since, until) (seconds since the epoch, datetimes

@@ -37,6 +37,11 @@ def flow_options(
     return options
 
 
+def cap_option(max_votes_per_annotator: int | None) -> dict[str, Any]:
+    """The answers one person may give an item, as the request carries it (nothing: the kind's default)."""
+    return {} if max_votes_per_annotator is None else {"max_votes_per_annotator": max_votes_per_annotator}
+
+
 def stop_option(stop_when: str | None, stop_k: int, stop_confidence: float) -> dict[str, Any]:
     """A ranking flow's stopping rule as the request carries it (checked here, so a typo fails at once)."""
     if stop_when is None:

@@ -100,6 +100,8 @@ class FlowItemResult:
     annotators: int = field(default=0, compare=False, repr=False)
     # Above a half, one person's view makes the ranking.
     top_annotator_share: float | None = field(default=None, compare=False, repr=False)
+    # The annotator id of a person who gave over half the votes (their view is the ranking), else None.
+    dominated_by: str | None = field(default=None, compare=False, repr=False)
     # Key -> the local path an uploaded file was given as.
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -116,6 +118,7 @@ class FlowItemResult:
             version=r.version,
             annotators=r.annotators,
             top_annotator_share=r.top_annotator_share,
+            dominated_by=r.dominated_by,
             sources={d.key: d.source for d in details if d.source is not None},
         )
 
@@ -176,7 +179,12 @@ class FlowItemResult:
         import pandas as pd
 
         rows = [dataclasses.asdict(d) for d in self.details]
-        return pd.DataFrame(rows).set_index("key").sort_values("rank") if rows else pd.DataFrame()
+        frame = pd.DataFrame(rows).set_index("key").sort_values("rank") if rows else pd.DataFrame()
+        # Who voted, for the item as a whole (a row per datapoint has no place for it).
+        frame.attrs.update(
+            annotators=self.annotators, top_annotator_share=self.top_annotator_share, dominated_by=self.dominated_by
+        )
+        return frame
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from flowlab.server.errors import Invalid
 from flowlab.server.kinds import Refusal
 from flowlab.server.kinds._assign import note_waiting
 from flowlab.server.kinds._base import KindBase
-from flowlab.server.kinds.pairwise import LOOKS, SPREAD, _settled_reason, build_results
+from flowlab.server.kinds.pairwise import LOOKS, SPREAD, _settled_reason, build_results, people_from
 
 if TYPE_CHECKING:
     from flowlab.server.model import FlowConfig, ItemRecord, Lease
@@ -347,9 +347,10 @@ class Listwise(KindBase):
         who = np.array(tally.voters[:count], dtype=np.int64)
         cells = np.array([d * m + p for order, p in zip(tally.answers, tally.voters, strict=True) for d in order])
         people = np.bincount(np.unique(cells) // m, minlength=n) if len(cells) else np.zeros(n, dtype=np.int64)
-        per_person = np.bincount(who, minlength=m) if count else np.zeros(0)
-        shares = (people, int((per_person > 0).sum()), float(per_person.max() / count)) if count else (people, 0, None)
-        return build_results(item, tally.wins, fitted, version, count, state, shares)
+        per_person = np.bincount(who, minlength=m) if count else np.zeros(0, dtype=np.int64)
+        return build_results(
+            item, tally.wins, fitted, version, count, state, people_from(people, per_person, tally.voter_index)
+        )
 
     async def consensus(self, store: Any, mine: str, params: list[Any]) -> list[tuple[str, int, int]]:
         # An answer is the pairs it implies (k(k-1)/2 for an order, 2k-3 for best and worst), each agreeing as a

@@ -16,7 +16,7 @@ import random
 from array import array
 from collections import deque
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -716,17 +716,41 @@ def _settled_reason(item: ItemRecord, verdict: ranking.Settlement, count: int) -
     )
 
 
-def people_of(tally: PairTally, n: int, count: int) -> tuple[np.ndarray, int, float | None]:
-    """Who gave the first `count` votes: different people per datapoint, different people over the item, and
-    the largest share of the votes one person gave (None before any vote)."""
+# An item is dominated by one person when their share of its counted votes is above this: their view then
+# outweighs everyone else's together. Shares at or under it (a third by default, see `SPREAD`) are left unflagged.
+DOMINANT_SHARE = 0.5
+
+
+class People(NamedTuple):
+    """Who gave an item's counted votes: different people per datapoint and over the item, the largest share of
+    the votes one person gave (None before any vote), and that person when the share is above `DOMINANT_SHARE`."""
+
+    per_datapoint: np.ndarray
+    annotators: int
+    top_share: float | None
+    dominated_by: str | None
+
+
+def people_from(per_datapoint: np.ndarray, per_person: np.ndarray, voter_index: dict[str, int]) -> People:
+    """`People` from people per datapoint and votes per person (by the tally's person index)."""
+    count = int(per_person.sum())
     if count == 0:
-        return np.zeros(n, dtype=np.int64), 0, None
+        return People(per_datapoint, 0, None, None)
+    top = int(per_person.argmax())
+    share = float(per_person[top] / count)
+    ids = {i: a for a, i in voter_index.items()}
+    return People(per_datapoint, int((per_person > 0).sum()), share, ids[top] if share > DOMINANT_SHARE else None)
+
+
+def people_of(tally: PairTally, n: int, count: int) -> People:
+    """Who gave the first `count` votes of a pair tally (see `People`)."""
+    if count == 0:
+        return People(np.zeros(n, dtype=np.int64), 0, None, None)
     rows = tally.log.rows[:count]
     who = np.array(tally.voters[:count], dtype=np.int64)
     m = len(tally.voter_index)
     seen = np.unique(np.concatenate([rows[:, 0] * m + who, rows[:, 1] * m + who]))
-    per_person = np.bincount(who, minlength=m)
-    return np.bincount(seen // m, minlength=n), int((per_person > 0).sum()), float(per_person.max() / count)
+    return people_from(np.bincount(seen // m, minlength=n), np.bincount(who, minlength=m), tally.voter_index)
 
 
 def _results(item: ItemRecord, wins: np.ndarray, fit: Any, version: int, count: int, state: str) -> schemas.ItemResults:
@@ -740,13 +764,13 @@ def build_results(
     version: int,
     count: int,
     state: str,
-    people_shares: tuple[np.ndarray, int, float | None],
+    who: People,
 ) -> schemas.ItemResults:
     """A ranking item's results from its win matrix (votes and wins per datapoint), a fit in the shape of
     `ranking.BradleyTerryResult`, and who answered (as `people_of` gives it)."""
     played = wins.sum(axis=1) + wins.sum(axis=0)
     won = wins.sum(axis=1)
-    people, annotators, top_share = people_shares
+    people = who.per_datapoint
     dps = [
         schemas.DatapointResult(
             key=item.keys[i],
@@ -774,8 +798,9 @@ def build_results(
         partial=not lifecycle.is_terminal(state),
         datapoints=dps,
         version=version,
-        annotators=annotators,
-        top_annotator_share=top_share,
+        annotators=who.annotators,
+        top_annotator_share=who.top_share,
+        dominated_by=who.dominated_by,
     )
 
 
