@@ -320,9 +320,9 @@ class AgreementModel:
         m = np.asarray(margin, dtype=float)
         t = np.broadcast_to(np.asarray(tag, dtype=np.int64), m.shape)
         known = (t >= 0) & (t < len(self.tag_effects))
-        effect = np.where(known, self.tag_effects[np.clip(t, 0, max(len(self.tag_effects) - 1, 0))], 0.0)
-        if len(self.tag_effects) == 0:
-            effect = np.zeros(m.shape)
+        effect = np.zeros(m.shape)
+        if len(self.tag_effects):
+            effect = np.where(known, self.tag_effects[np.clip(t, 0, len(self.tag_effects) - 1)], 0.0)
         return expit(self.intercept + effect + self.slope * m)
 
 
