@@ -13,6 +13,11 @@ same; with `scale_rewards="none"` or `"batch"` the flowlab normalisation is what
 With `reference=` every item also holds a fixed reference response and rewards are scores relative to it
 (not centred), so a logged reward curve means the same at step 10 and step 1,000; GRPO's group centring still
 removes the level from the advantage.
+
+With `judge=` (a reward model or LLM judge), every completion gets the judge's verdict and people see only the
+pairs where the judge is least likely to agree with them, up to `budget` a step; each group's reward blends
+the two (`flowlab.integrations.judge`, `flowlab.ranking.fit_judge_bradley_terry`), and `reward.calibration`
+reports votes spent, agreement with its interval per tag, and how many rewards came from people.
 """
 
 from __future__ import annotations
