@@ -271,10 +271,15 @@ class HumanReward:
             JudgedGroup.from_scores(s, scale, self._tag_of(pending, g.positions[0]))
             for g, s in zip(pending.groups, by_group, strict=True)
         ]
-        for g, k, audit in self.calibration.plan(pending.judged):
-            group = pending.groups[g]
-            a, b = (group.positions[int(x)] for x in pending.judged[g].pairs[k, :2])
-            item = self._create(pending.prompts, pending.completions, [a, b], pending.step, g)
+        plan = self.calibration.plan(pending.judged)
+
+        def create(entry: tuple[int, int, bool]) -> FlowItem:
+            g, k, _ = entry
+            positions = pending.groups[g].positions
+            pair = [positions[int(x)] for x in pending.judged[g].pairs[k, :2]]  # type: ignore[index]
+            return self._create(pending.prompts, pending.completions, pair, pending.step, g)
+
+        for (g, k, audit), item in zip(plan, _concurrently(create, plan), strict=True):
             pending.asked.append(_Asked(g, k, audit, item))
 
     def _create(
@@ -363,9 +368,9 @@ class HumanReward:
         wins: dict[int, Any] = {}
         from_people: set[int] = set()
         votes = 0.0
-        for asked in pending.asked:
+        matrices = _concurrently(lambda a: a.item.get_win_loss_matrix(), pending.asked)
+        for asked, matrix in zip(pending.asked, matrices, strict=True):
             group = pending.groups[asked.group]
-            matrix = asked.item.get_win_loss_matrix()
             local = {f"c{j}": i for i, j in enumerate(group.positions)}
             counts = wins.setdefault(asked.group, np.zeros((len(group.positions),) * 2))
             for w in matrix.index:
@@ -406,6 +411,16 @@ class HumanReward:
                 if value == value:  # NaN (no agreement measured yet) is left out of the logs
                     log_metric(f"human/{name}", value)
         return rewards
+
+
+def _concurrently(call: Callable[[Any], Any], args: Sequence[Any], workers: int = 8) -> list[Any]:
+    """`[call(a) for a in args]`, up to `workers` requests in flight (an item per asked pair adds up)."""
+    if len(args) <= 1:
+        return [call(a) for a in args]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(args))) as pool:
+        return list(pool.map(call, args))
 
 
 def _ranked(result: Any, keys: set[str], options: dict[str, Any]) -> dict[str, float | None]:
@@ -564,16 +579,18 @@ class HumanPairReward:
                 tag = None if extra.get(self.tag) is None else str(extra[self.tag])
             judged.append(JudgedGroup.from_preference(float(p), tag))
         plan = self.calibration.plan(judged)
-        asked = [(g, audit, self._votes._create(prompts, completions, [g, g + half], step, g)) for g, _, audit in plan]
+        made = _concurrently(lambda e: self._votes._create(prompts, completions, [e[0], e[0] + half], step, e[0]), plan)
+        asked = [(g, audit, item) for (g, _, audit), item in zip(plan, made, strict=True)]
         items = [item for _, _, item in asked]
         statuses = self._votes.flow.wait_items(items, timeout=self._votes.wait) if items else []
         wins: dict[int, Any] = {}
         votes = 0.0
         voted = 0
-        for (g, _, item), status in zip(asked, statuses, strict=True):
+        for (_, _, item), status in zip(asked, statuses, strict=True):
             if not status.is_terminal:
                 item.stop()
-            matrix = item.get_win_loss_matrix()
+        matrices = _concurrently(lambda a: a[2].get_win_loss_matrix(), asked)
+        for (g, _, _item), matrix in zip(asked, matrices, strict=True):
             first, second = float(matrix.loc[f"c{g}", f"c{g + half}"]), float(matrix.loc[f"c{g + half}", f"c{g}"])
             wins[g] = np.array([[0.0, first], [second, 0.0]])
             votes += first + second
