@@ -179,7 +179,8 @@ def test_human_pair_reward_with_a_judge(flowlab_server: ServerProcess) -> None:
     def prefer(prompts: list[Any], firsts: list[Any], seconds: list[Any]) -> list[float]:
         return [{"x": 0.55, "u": 0.95}[f] for f in firsts]  # unsure and wrong on (x, y); sure and right on (u, v)
 
-    reward = human_pair_reward(flow, wait=20, judge=prefer, budget=1, explore=0.0, metadata=true_scores(truth))
+    tags = {"p": "chat", "q": "maths"}  # a tag from the metadata, when no dataset column carries one
+    reward = human_pair_reward(flow, wait=20, judge=prefer, budget=1, explore=0.0, metadata=true_scores(truth, tags))
     with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=6, rate=20_000, accuracy=1.0, seed=9):
         out = reward(["p", "q", "p", "q"], ["x", "u", "y", "v"])
     assert out[2] > out[0], "people overrule the unsure judge on the pair they saw"
@@ -187,6 +188,8 @@ def test_human_pair_reward_with_a_judge(flowlab_server: ServerProcess) -> None:
     items = flow.get_flow_items(amount=None)
     assert len(items) == 1 and {d.text for d in items[0].get_datapoints()} == {"x", "y"}
     assert reward.history[-1]["pairs_to_people"] == 1 and reward.history[-1]["votes"] == 3
+    assert reward.calibration.agreement("chat").pairs == 1 and reward.calibration.agreement("chat").share == 0.0
+    assert reward.calibration.agreement("maths").pairs == 0
     with pytest.raises(ValueError, match="one each"):
         human_pair_reward(flow, judge=lambda p, a, b: [0.5], budget=0)(["p", "q", "p", "q"], ["x", "u", "y", "v"])
     with pytest.raises(ValueError, match="leave out reference= and fallback="):

@@ -1,19 +1,19 @@
 """A judge that knows when to ask people: routing, blending and the live report behind
 `human_reward(flow, judge=..., budget=...)` and `human_pair_reward(flow, judge=..., budget=...)`.
 
-Every completion gets the judge's verdict. Each step, `JudgeCalibration.plan` picks the groups (or pairs)
-people should see: those with the most expected disagreements between judge and people, `Σ (1 − P(agree))`
-over the group's pairs, where `P(agree)` comes from a calibration fitted on every pair people have decided
-so far (`flowlab.ranking.fit_agreement_model`: logistic in the judge's margin, one intercept per tag). Before
-people have voted it ranks groups by the judge's margin alone (least certain first); as votes arrive, the
-tags where the judge errs rise. A share `explore` of the budget goes to groups drawn at random, so the
-agreement report has an unbiased sample (routed groups are the hard ones by design).
+Every completion gets the judge's verdict. Each step, `JudgeCalibration.plan` picks the pairs (within
+groups) people should see: those where people are least likely to agree with the judge, by a calibration
+fitted on every pair people have decided so far (`flowlab.ranking.fit_agreement_model`: logistic in the
+judge's margin, one intercept per tag). Before people have voted it ranks pairs by the judge's margin alone
+(least certain first); as votes arrive, the tags where the judge errs rise. A share `explore` of the budget
+goes to pairs drawn at random, so the agreement report has an unbiased sample (routed pairs are the hard
+ones by design).
 
 `JudgeCalibration.rewards` then gives every group its scores from one model,
 `flowlab.ranking.fit_judge_bradley_terry` (Crowd-BT with the judge as one more annotator, people held as
-the reference): the judge's reliability η per tag is learnt from the groups people voted on (the last
-`window` steps), a group with people's votes is scored from both, weighted by η, and a group without from
-the judge alone under the same η. The module needs numpy only; no server, torch or TRL.
+the reference), each judge pair weighted by its own reliability η, the calibrated P(agree) for its margin
+and tag: a group with people's votes is scored from both, a group without from the judge alone under the
+same model. The module needs numpy only; no server, torch or TRL.
 """
 
 from __future__ import annotations
