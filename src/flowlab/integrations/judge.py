@@ -192,8 +192,8 @@ class JudgeCalibration:
         (`wins[g][a, b]`: votes for `a` over `b`) where people voted; `audits` holds the `(group, pair)` of
         the exploring draws. Records the judge's agreement with people on every pair they decided."""
         audits = audits or set()
-        for g, matrix in wins.items():
-            matrix = np.asarray(matrix, dtype=float)
+        for g, given in wins.items():
+            matrix = np.asarray(given, dtype=float)
             if matrix.sum() > 0:
                 flags = np.array([(g, k) in audits for k in range(len(groups[g].pairs))], dtype=float)
                 self._record(groups[g], matrix, flags)
@@ -204,8 +204,8 @@ class JudgeCalibration:
             if group.size < 2 or not len(group.pairs):
                 out.append(np.zeros(group.size))
                 continue
-            matrix = wins.get(g)
-            people = _people_rows(matrix) if matrix is not None else np.zeros((0, 3))
+            voted = wins.get(g)
+            people = _people_rows(voted) if voted is not None else np.zeros((0, 3))
             eta = np.maximum(0.5, model.probability(group.margins, self._tags.get(group.tag, -1)))
             rows = np.column_stack([group.pairs, np.arange(len(group.pairs))])  # one reliability per pair
             fit = fit_judge_bradley_terry(people, rows, group.size, n_judges=len(rows), judge_reliability=eta)

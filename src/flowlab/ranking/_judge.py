@@ -224,7 +224,7 @@ def fit_judge_bradley_terry(
     if a_prior < 1 or b_prior < 1:
         raise ValueError("judge_prior needs a, b ≥ 1 so the prior has a mode.")
     fixed = judge_reliability is not None
-    eta = _reliabilities(judge_reliability if fixed else 0.75, n_judges)
+    eta = _reliabilities(0.75 if judge_reliability is None else judge_reliability, n_judges)
     # Every preference is a vote each way: (i beats j) with one weight and (j beats i) with the other.
     comps = np.concatenate([np.stack([winner, loser], 1), np.stack([loser, winner], 1), pairs, pairs[:, ::-1]]).astype(
         np.int64
