@@ -28,10 +28,12 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowlab.client import Flow, FlowItem
-from flowlab.integrations.judge import JudgeCalibration, JudgedGroup, score_scale
+
+if TYPE_CHECKING:  # numpy and scipy load when a judge is first used, not on import
+    from flowlab.integrations.judge import JudgeCalibration, JudgedGroup
 
 RewardFunc = Callable[..., Sequence[float | None]]
 Metadata = Callable[[Any, Any], dict[str, Any] | None]
@@ -193,6 +195,8 @@ class HumanReward:
                 raise ValueError(
                     "judge= gives every completion a reward already; leave out reference= and fallback= with it."
                 )
+            from flowlab.integrations.judge import JudgeCalibration
+
             self.calibration = calibration or JudgeCalibration(route=route, budget=budget, explore=explore, seed=seed)
 
     # ------------------------------------------------------------ TRL's entry point
@@ -266,6 +270,8 @@ class HumanReward:
         if any(v is None for v in values):
             raise ValueError("the judge returned None for a completion; give every completion a score.")
         by_group = [[values[j] for j in g.positions] for g in pending.groups]
+        from flowlab.integrations.judge import JudgedGroup, score_scale
+
         scale = score_scale(by_group)
         pending.judged = [
             JudgedGroup.from_scores(s, scale, self._tag_of(pending, g.positions[0]))
@@ -485,6 +491,8 @@ class HumanPairReward:
         self.tag = tag
         self.calibration: JudgeCalibration | None = None
         if judge is not None:
+            from flowlab.integrations.judge import JudgeCalibration
+
             self.calibration = calibration or JudgeCalibration(route=route, budget=budget, explore=explore, seed=seed)
         self._votes = HumanReward(flow, wait=wait, metadata=metadata)
         self.fallback = fallback
@@ -568,6 +576,8 @@ class HumanPairReward:
         preferences = list(self.judge(prompts[:half], completions[:half], completions[half:]))
         if len(preferences) != half:
             raise ValueError(f"the judge returned {len(preferences)} preferences for {half} pairs; return one each.")
+        from flowlab.integrations.judge import JudgedGroup
+
         tags = columns.get(self.tag)
         judged = []
         for i, p in enumerate(preferences):
