@@ -102,6 +102,38 @@ def test_grpo_learns_from_human_votes_and_falls_back_when_nobody_votes(
     flow.delete()
 
 
+def test_a_judged_reward_is_still_a_grpo_reward_function(flowlab_server: ServerProcess, tmp_path: Path) -> None:
+    """`human_reward(judge=...)` inside a real GRPOTrainer: TRL's call reaches the judge, two pairs a step go
+    to people, and the routing report reaches the trainer's logs."""
+    client = flowlab.Client(url=flowlab_server.url, api_key=flowlab_server.api_key)
+    flow = client.flow.create_ranking_flow("grpo judged", "Which says more?", max_response_threshold=2)
+
+    def judge(prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:  # a rule as the reward model
+        return [float(len(as_text(c))) for c in completions]
+
+    reward = human_reward(flow, wait=15, metadata=e_count, judge=judge, budget=2, seed=0)
+    tokenizer = char_tokenizer()
+    args = trl.GRPOConfig(
+        **common(tmp_path), max_steps=1, per_device_train_batch_size=8, num_generations=4, max_completion_length=8
+    )
+    trainer = trl.GRPOTrainer(
+        model=tiny_llama(tokenizer),
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=prompts(8),
+        processing_class=tokenizer,
+    )
+    with SimulatedCrowd(flowlab_server.url, flowlab_server.api_key, annotators=6, rate=20_000, accuracy=1.0, seed=3):
+        trainer.train()
+    assert trainer.state.global_step == 1
+    items = flow.get_flow_items(amount=None)
+    assert len(items) == 2 and all(len(item.keys) == 2 for item in items), "two pairs, not whole groups"
+    logged = [row for row in trainer.state.log_history if "human/pairs_to_people" in row]
+    assert logged and logged[0]["human/pairs_to_people"] == 2 and logged[0]["human/votes"] == 4
+    assert list(reward.calibration.report()["to_people"]) == [2]
+    flow.delete()
+
+
 def test_rewards_relative_to_a_reference_and_deferred_collection(flowlab_server: ServerProcess) -> None:
     client = flowlab.Client(url=flowlab_server.url, api_key=flowlab_server.api_key)
     flow = client.flow.create_ranking_flow("reference", "Which says more?", max_response_threshold=40)

@@ -13,6 +13,11 @@ same; with `scale_rewards="none"` or `"batch"` the flowlab normalisation is what
 With `reference=` every item also holds a fixed reference response and rewards are scores relative to it
 (not centred), so a logged reward curve means the same at step 10 and step 1,000; GRPO's group centring still
 removes the level from the advantage.
+
+With `judge=` (a reward model or LLM judge), every completion gets the judge's verdict and people see only the
+pairs where the judge is least likely to agree with them, up to `budget` a step; each group's reward blends
+the two (`flowlab.integrations.judge`, `flowlab.ranking.fit_judge_bradley_terry`), and `reward.calibration`
+reports votes spent, agreement with its interval per tag, and how many rewards came from people.
 """
 
 from __future__ import annotations
@@ -23,9 +28,12 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowlab.client import Flow, FlowItem
+
+if TYPE_CHECKING:  # numpy and scipy load when a judge is first used, not on import
+    from flowlab.integrations.judge import JudgeCalibration, JudgedGroup
 
 RewardFunc = Callable[..., Sequence[float | None]]
 Metadata = Callable[[Any, Any], dict[str, Any] | None]
@@ -67,10 +75,20 @@ class PendingRewards:
     submitted_at: float
     step: int | None
     columns: dict[str, Any] = field(default_factory=dict)  # what TRL passed besides prompts and completions
+    judged: list[JudgedGroup] | None = None  # with a judge: each group as the judge saw it
+    asked: list[_Asked] = field(default_factory=list)  # with a judge: the pairs people were asked about
 
     @property
     def items(self) -> list[FlowItem]:
-        return [g.item for g in self.groups if g.item is not None]
+        return [g.item for g in self.groups if g.item is not None] + [a.item for a in self.asked]
+
+
+@dataclass
+class _Asked:
+    group: int
+    pair: int
+    audit: bool
+    item: FlowItem
 
 
 def call_fallback(fallback: RewardFunc, positions: list[int], n: int, pending: PendingRewards) -> list[float | None]:
@@ -114,6 +132,23 @@ class HumanReward:
         A fixed response included in every group; rewards become scores relative to it.
     reward_options
         Passed to `FlowItemResult.rewards` (e.g. `method="win_rate"`, `normalise=False`).
+    judge
+        A reward model or LLM judge scoring completions, called as TRL calls reward functions
+        (`f(prompts, completions, **columns) -> list[float]`). Every completion gets the judge's score;
+        people are asked only about the pairs `route` picks, up to `budget` a step, each pair its own
+        two-completion item with the flow's `max_response_threshold` votes; every group's reward is its
+        scores under `flowlab.ranking.fit_judge_bradley_terry`, blending judge and people by the judge's
+        calibrated reliability. See `flowlab.integrations.judge` and docs/training.md.
+    route, budget, explore, seed
+        With a judge: how pairs are picked ("uncertain" or "random"), how many a step (a count, or a share
+        of the step's pairs in (0, 1); default a quarter), the share of the budget drawn at random for an
+        unbiased agreement estimate, and the seed of those draws (`JudgeCalibration`).
+    tag
+        With a judge: the dataset column (TRL passes columns through) or metadata key naming each prompt's
+        tag; the judge's agreement is calibrated and reported per tag.
+    calibration
+        A `JudgeCalibration` to continue (e.g. from an earlier run); by default a new one, at
+        `reward.calibration`.
     """
 
     def __init__(
@@ -127,6 +162,13 @@ class HumanReward:
         reference: str | None = None,
         reward_options: dict[str, Any] | None = None,
         name: str = "human_reward",
+        judge: RewardFunc | None = None,
+        route: str = "uncertain",
+        budget: float = 0.25,
+        explore: float = 0.1,
+        seed: int | None = None,
+        tag: str = "tag",
+        calibration: JudgeCalibration | None = None,
     ) -> None:
         if flow.config.kind != "pairwise":
             raise ValueError(
@@ -143,6 +185,19 @@ class HumanReward:
         self.reward_options = dict(reward_options or {})
         self.__name__ = name  # TRL names the logged reward after the function
         self.history: list[dict[str, float]] = []  # per call: votes, seconds waited, unvoted share
+        self.judge = judge
+        self.tag = tag
+        self.calibration: JudgeCalibration | None = None
+        if judge is not None:
+            if not callable(judge):
+                raise ValueError("judge is a callable scoring completions: f(prompts, completions, **kw) -> scores.")
+            if reference is not None or fallback is not None:
+                raise ValueError(
+                    "judge= gives every completion a reward already; leave out reference= and fallback= with it."
+                )
+            from flowlab.integrations.judge import JudgeCalibration
+
+            self.calibration = calibration or JudgeCalibration(route=route, budget=budget, explore=explore, seed=seed)
 
     # ------------------------------------------------------------ TRL's entry point
 
@@ -181,14 +236,57 @@ class HumanReward:
             )
         groups: list[_Group] = []
         start = 0
+        judged = self.judge is not None
         for i in range(1, len(prompts) + 1):
             if i == len(prompts) or _key(prompts[i]) != _key(prompts[start]):
                 positions = list(range(start, i))
-                comparable = len(positions) >= 2 or self.reference is not None
+                comparable = (len(positions) >= 2 or self.reference is not None) and not judged
                 item = self._create(prompts, completions, positions, step, len(groups)) if comparable else None
                 groups.append(_Group(prompts[start], positions, item))
                 start = i
-        return PendingRewards(list(prompts), list(completions), groups, time.monotonic(), step, dict(columns or {}))
+        pending = PendingRewards(list(prompts), list(completions), groups, time.monotonic(), step, dict(columns or {}))
+        if judged:
+            self._route(pending)
+        return pending
+
+    def _tag_of(self, pending: PendingRewards, position: int) -> str | None:
+        column = pending.columns.get(self.tag)
+        if isinstance(column, list | tuple) and len(column) == len(pending.completions):
+            return None if column[position] is None else str(column[position])
+        if self.metadata is not None:
+            extra = self.metadata(pending.prompts[position], pending.completions[position]) or {}
+            if extra.get(self.tag) is not None:
+                return str(extra[self.tag])
+        return None
+
+    def _route(self, pending: PendingRewards) -> None:
+        """Score every completion with the judge, pick the pairs people see and create their items."""
+        assert self.judge is not None and self.calibration is not None
+        n = len(pending.completions)
+        scores = call_fallback(self.judge, list(range(n)), n, pending)
+        if len(scores) != n:
+            raise ValueError(f"the judge returned {len(scores)} scores for {n} completions; return one each.")
+        values = [None if v is None else float(v) for v in scores]
+        if any(v is None for v in values):
+            raise ValueError("the judge returned None for a completion; give every completion a score.")
+        by_group = [[values[j] for j in g.positions] for g in pending.groups]
+        from flowlab.integrations.judge import JudgedGroup, score_scale
+
+        scale = score_scale(by_group)
+        pending.judged = [
+            JudgedGroup.from_scores(s, scale, self._tag_of(pending, g.positions[0]))
+            for g, s in zip(pending.groups, by_group, strict=True)
+        ]
+        plan = self.calibration.plan(pending.judged)
+
+        def create(entry: tuple[int, int, bool]) -> FlowItem:
+            g, k, _ = entry
+            positions = pending.groups[g].positions
+            pair = [positions[int(x)] for x in pending.judged[g].pairs[k, :2]]  # type: ignore[index]
+            return self._create(pending.prompts, pending.completions, pair, pending.step, g)
+
+        for (g, k, audit), item in zip(plan, _concurrently(create, plan), strict=True):
+            pending.asked.append(_Asked(g, k, audit, item))
 
     def _create(
         self, prompts: Sequence[Any], completions: Sequence[Any], positions: list[int], step: int | None, group: int
@@ -233,6 +331,8 @@ class HumanReward:
         for item, status in zip(items, statuses, strict=True):
             if not status.is_terminal:
                 item.stop()
+        if pending.judged is not None:
+            return self._blend(pending, log_metric)
         rewards: list[float | None] = [None] * len(pending.completions)
         votes = 0
         for group in pending.groups:
@@ -264,6 +364,70 @@ class HumanReward:
                 log_metric(f"human/{name}", value)
         return rewards
 
+    def _blend(self, pending: PendingRewards, log_metric: Callable[[str, float], None] | None) -> list[float | None]:
+        """Rewards from the judge and the people's votes on the asked pairs, blended per group."""
+        import numpy as np
+
+        from flowlab import ranking
+
+        assert pending.judged is not None and self.calibration is not None
+        wins: dict[int, Any] = {}
+        from_people: set[int] = set()
+        votes = 0.0
+        matrices = _concurrently(lambda a: a.item.get_win_loss_matrix(), pending.asked)
+        for asked, matrix in zip(pending.asked, matrices, strict=True):
+            group = pending.groups[asked.group]
+            local = {f"c{j}": i for i, j in enumerate(group.positions)}
+            counts = wins.setdefault(asked.group, np.zeros((len(group.positions),) * 2))
+            for w in matrix.index:
+                for loser in matrix.columns:
+                    value = float(matrix.loc[w, loser])
+                    if value and w in local and loser in local:
+                        counts[local[w], local[loser]] += value
+                        votes += value
+                        from_people.update(group.positions[local[k]] for k in (w, loser))
+        audits = {(a.group, a.pair) for a in pending.asked if a.audit}
+        scores = self.calibration.rewards(pending.judged, wins, audits)
+        rewards: list[float | None] = [None] * len(pending.completions)
+        for group, theta in zip(pending.groups, scores, strict=True):
+            values = ranking.rewards_from_scores(theta, **self.reward_options) if len(theta) else theta
+            for j, v in zip(group.positions, values, strict=True):
+                rewards[j] = float(v)
+        row = self.calibration.end_step(
+            pending.step,
+            groups=len(pending.groups),
+            to_people=len(pending.asked),
+            votes=votes,
+            from_people=len(from_people),
+            total=len(rewards),
+        )
+        stats = {
+            "votes": votes,
+            "wait_seconds": time.monotonic() - pending.submitted_at,
+            "unvoted_share": 0.0,
+            "pairs_to_people": float(len(pending.asked)),
+            "people_share": len(from_people) / max(1, len(rewards)),
+            "judge_agreement": row["agreement"],
+            "judge_agreement_low": row["agreement_low"],
+            "judge_agreement_high": row["agreement_high"],
+        }
+        self.history.append(stats)
+        if log_metric is not None:
+            for name, value in stats.items():
+                if value == value:  # NaN (no agreement measured yet) is left out of the logs
+                    log_metric(f"human/{name}", value)
+        return rewards
+
+
+def _concurrently(call: Callable[[Any], Any], args: Sequence[Any], workers: int = 8) -> list[Any]:
+    """`[call(a) for a in args]`, up to `workers` requests in flight (an item per asked pair adds up)."""
+    if len(args) <= 1:
+        return [call(a) for a in args]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(args))) as pool:
+        return list(pool.map(call, args))
+
 
 def _ranked(result: Any, keys: set[str], options: dict[str, Any]) -> dict[str, float | None]:
     """Rewards for the completions in `keys` only, normalised among themselves."""
@@ -294,6 +458,12 @@ class HumanPairReward:
     one is given; otherwise `on_unjudged` decides: "coin" (default) picks the winner at random, so unjudged
     pairs carry no systematic preference, and "raise" stops training with an error. Either way each call's
     count of unjudged pairs is in `history`, and a warning says when there were any.
+
+    With `judge=` (a pairwise preference function, `f(prompts, firsts, seconds) -> list[P(first better)]`,
+    one entry per pair), every pair gets the judge's verdict and people see only the pairs `route` picks,
+    up to `budget` a step; a pair's rewards are `σ(θ_first − θ_second)` and its complement, from the judge
+    and the pair's votes blended by the judge's calibrated reliability (`reward.calibration` reports it).
+    `route`, `budget`, `explore`, `seed`, `tag` and `calibration` are as in `HumanReward`.
     """
 
     def __init__(
@@ -306,9 +476,24 @@ class HumanPairReward:
         on_unjudged: str = "coin",
         seed: int | None = None,
         name: str = "human_pair_reward",
+        judge: Callable[..., Sequence[float]] | None = None,
+        route: str = "uncertain",
+        budget: float = 0.25,
+        explore: float = 0.1,
+        tag: str = "tag",
+        calibration: JudgeCalibration | None = None,
     ) -> None:
         if on_unjudged not in ("coin", "raise"):
             raise ValueError("on_unjudged is 'coin' or 'raise'.")
+        if judge is not None and not callable(judge):
+            raise ValueError("judge is a callable: f(prompts, firsts, seconds) -> one P(first better) per pair.")
+        self.judge = judge
+        self.tag = tag
+        self.calibration: JudgeCalibration | None = None
+        if judge is not None:
+            from flowlab.integrations.judge import JudgeCalibration
+
+            self.calibration = calibration or JudgeCalibration(route=route, budget=budget, explore=explore, seed=seed)
         self._votes = HumanReward(flow, wait=wait, metadata=metadata)
         self.fallback = fallback
         self.on_unjudged = on_unjudged
@@ -331,6 +516,9 @@ class HumanPairReward:
         half = n // 2
         started = time.monotonic()
         step = getattr(trainer_state, "global_step", None)
+        if self.judge is not None:
+            columns = {"completion_ids": completion_ids, "trainer_state": trainer_state, **kwargs}
+            return self._judged(list(prompts), list(completions), step, started, columns, kwargs.get("log_metric"))
         items = [self._votes._create(prompts, completions, [i, i + half], step, i) for i in range(half)]
         statuses = self._votes.flow.wait_items(items, timeout=self._votes.wait)
         rewards: list[float | None] = [None] * n
@@ -367,6 +555,80 @@ class HumanPairReward:
         self.history.append(
             {"pairs": float(half), "unjudged": float(len(unjudged)), "wait_seconds": time.monotonic() - started}
         )
+        return rewards
+
+    def _judged(
+        self,
+        prompts: list[Any],
+        completions: list[Any],
+        step: int | None,
+        started: float,
+        columns: dict[str, Any],
+        log_metric: Callable[[str, float], None] | None,
+    ) -> list[float | None]:
+        """The judge on every pair, people on the routed ones, the two blended."""
+        import numpy as np
+        from scipy.special import expit
+
+        assert self.judge is not None and self.calibration is not None
+        n = len(completions)
+        half = n // 2
+        preferences = list(self.judge(prompts[:half], completions[:half], completions[half:]))
+        if len(preferences) != half:
+            raise ValueError(f"the judge returned {len(preferences)} preferences for {half} pairs; return one each.")
+        from flowlab.integrations.judge import JudgedGroup
+
+        tags = columns.get(self.tag)
+        judged = []
+        for i, p in enumerate(preferences):
+            tag = None
+            if isinstance(tags, list | tuple) and len(tags) in (n, half) and tags[i] is not None:
+                tag = str(tags[i])
+            elif self._votes.metadata is not None:
+                extra = self._votes.metadata(prompts[i], completions[i]) or {}
+                tag = None if extra.get(self.tag) is None else str(extra[self.tag])
+            judged.append(JudgedGroup.from_preference(float(p), tag))
+        plan = self.calibration.plan(judged)
+        made = _concurrently(lambda e: self._votes._create(prompts, completions, [e[0], e[0] + half], step, e[0]), plan)
+        asked = [(g, audit, item) for (g, _, audit), item in zip(plan, made, strict=True)]
+        items = [item for _, _, item in asked]
+        statuses = self._votes.flow.wait_items(items, timeout=self._votes.wait) if items else []
+        wins: dict[int, Any] = {}
+        votes = 0.0
+        voted = 0
+        for (_, _, item), status in zip(asked, statuses, strict=True):
+            if not status.is_terminal:
+                item.stop()
+        matrices = _concurrently(lambda a: a[2].get_win_loss_matrix(), asked)
+        for (g, _, _item), matrix in zip(asked, matrices, strict=True):
+            first, second = float(matrix.loc[f"c{g}", f"c{g + half}"]), float(matrix.loc[f"c{g + half}", f"c{g}"])
+            wins[g] = np.array([[0.0, first], [second, 0.0]])
+            votes += first + second
+            voted += first + second > 0
+        scores = self.calibration.rewards(judged, wins, {(g, 0) for g, audit, _ in asked if audit})
+        rewards: list[float | None] = [None] * n
+        for i, theta in enumerate(scores):
+            share = float(expit(theta[0] - theta[1]))
+            if share == 0.5:  # OnlineDPO would take the first; decide by a coin instead
+                share = 0.5 + self._rng.choice((-1e-6, 1e-6))
+            rewards[i], rewards[i + half] = share, 1.0 - share
+        row = self.calibration.end_step(
+            step, groups=half, to_people=len(asked), votes=votes, from_people=2 * voted, total=n
+        )
+        stats = {
+            "pairs": float(half),
+            "unjudged": 0.0,
+            "wait_seconds": time.monotonic() - started,
+            "votes": votes,
+            "pairs_to_people": float(len(asked)),
+            "people_share": voted / max(1, half),
+            "judge_agreement": row["agreement"],
+        }
+        self.history.append(stats)
+        if log_metric is not None:
+            for name, value in stats.items():
+                if value == value:
+                    log_metric(f"human/{name}", value)
         return rewards
 
 

@@ -1,5 +1,5 @@
 """Win-loss counts, Bradley–Terry, Plackett–Luce and Elo rankings, intervals, active pairs, annotator quality,
-rewards, stopping rules and a sentinel for reward hacking.
+rewards, stopping rules, a sentinel for reward hacking and a judge blended with people.
 
 numpy and scipy only. Every function takes votes as an (m, 2) array of ``(winner, loser)`` datapoint
 indices (an optional third column flags ties) or as an n × n win matrix, and returns numpy arrays.
@@ -12,6 +12,14 @@ from ._bradley_terry import DEFAULT_PRIOR, BradleyTerryResult, elo_from_scores, 
 from ._counts import PairCounts, WinLossCounter, comparisons_from_keys, pair_counts, win_matrix
 from ._elo import ARENA_ELO, EloResult, elo_ratings
 from ._intervals import rank_ranges
+from ._judge import (
+    AgreementModel,
+    JudgeBlendResult,
+    agreement_interval,
+    fit_agreement_model,
+    fit_judge_bradley_terry,
+    judge_log_posterior,
+)
 from ._krippendorff import krippendorff_alpha
 from ._labels import LabelConsensus, dawid_skene
 from ._live import LiveBradleyTerry
@@ -41,11 +49,13 @@ __all__ = [
     "DEFAULT_PRIOR",
     "STOP_RULES",
     "AbsoluteResult",
+    "AgreementModel",
     "AnnotatorQuality",
     "BradleyTerryResult",
     "CrowdBradleyTerryResult",
     "Divergence",
     "EloResult",
+    "JudgeBlendResult",
     "LabelConsensus",
     "LiveBradleyTerry",
     "PairAgreement",
@@ -57,6 +67,7 @@ __all__ = [
     "WinLossCounter",
     "absolute_counts",
     "absolute_votes",
+    "agreement_interval",
     "annotator_quality",
     "check_divergence",
     "comparisons_from_keys",
@@ -65,11 +76,14 @@ __all__ = [
     "elo_from_scores",
     "elo_ratings",
     "fit_absolute",
+    "fit_agreement_model",
     "fit_bradley_terry",
     "fit_crowd_bradley_terry",
+    "fit_judge_bradley_terry",
     "fit_plackett_luce",
     "gold_agreement",
     "implied_pairs",
+    "judge_log_posterior",
     "krippendorff_alpha",
     "mann_kendall",
     "pair_counts",
