@@ -81,6 +81,7 @@ class Checkpoint:
     wins: np.ndarray
     votes: np.ndarray
     settled: np.ndarray  # per prompt: its item ended and its counts were read from its final record
+    seen: np.ndarray  # per prompt: the live item's version its counts were read at (-1: not yet)
     version: int = 0  # moves whenever its counts change
 
 
@@ -328,7 +329,15 @@ class Evals:
     ) -> Checkpoint:
         n = len(body.item_ids)
         checkpoint = Checkpoint(
-            step, body, created_at, divergence, np.zeros(n), np.zeros(n), np.zeros(n, dtype=bool), version=1
+            step,
+            body,
+            created_at,
+            divergence,
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros(n, dtype=bool),
+            np.full(n, -1, dtype=np.int64),
+            version=1,
         )
         record.checkpoints[step] = checkpoint
         return checkpoint
@@ -377,6 +386,10 @@ class Evals:
             for i, item_id in enumerate(c.body.item_ids):
                 if c.settled[i]:
                     continue
+                live = self.items.live.get(item_id)
+                if live is not None and live.version == c.seen[i] and not lifecycle.is_terminal(live.state):
+                    continue  # nothing new since the last look (a live item's version moves with every vote)
+                c.seen[i] = -1 if live is None else live.version
                 wins, votes, settled = await self._counts(item_id)
                 if wins != c.wins[i] or votes != c.votes[i]:
                     c.wins[i], c.votes[i], moved = wins, votes, True
