@@ -197,6 +197,10 @@ def test_bad_input_is_refused_with_what_to_do(researcher: Client) -> None:
         ev.checkpoint(1, ["p", "q", "r"])
     with pytest.raises(ValidationError, match="proxy_reward has 1 entries"):
         ev.checkpoint(1, ["p", "q"], proxy_reward=[0.1])
+    with pytest.raises(ValidationError, match=r"completions\[1\] is blank"):
+        ev.checkpoint(1, ["p", "  "])
+    with pytest.raises(ValidationError, match="finite"):
+        ev.checkpoint(1, ["p", "q"], proxy_reward=[0.1, float("nan")])
     ev.checkpoint(5, ["p", "q"])
     with pytest.raises(Conflict, match="already has a checkpoint at step 5"):
         ev.checkpoint(5, ["p", "q"])
@@ -204,6 +208,10 @@ def test_bad_input_is_refused_with_what_to_do(researcher: Client) -> None:
         ev.checkpoint(4, ["p", "q"])
     with pytest.raises(NotFound, match=r"client\.evals\.list"):
         researcher.evals.get("eval_nope")
+    researcher.flow.get_flow_by_id(ev.flow_id).delete()  # the eval's flow takes the eval with it
+    with pytest.raises(NotFound):
+        researcher.evals.get(ev.id)
+    assert ev.id not in [e.id for e in researcher.evals.list()]
 
 
 def survives_a_restart(server: ServerProcess) -> None:

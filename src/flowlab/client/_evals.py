@@ -6,6 +6,7 @@ The server holds the eval (`/v1/evals`), so a notebook, the trainer and the dash
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -111,9 +112,12 @@ def add_checkpoint(
         raise ValidationError(422, "completions is a list, one completion per prompt.", field="completions")
     payload: dict[str, Any] = {"step": int(step), "completions": list(completions)}
     if proxy_reward is not None:
-        payload["proxy_reward"] = (
-            float(proxy_reward) if isinstance(proxy_reward, int | float) else [float(p) for p in proxy_reward]
-        )
+        rewards = [float(proxy_reward)] if isinstance(proxy_reward, int | float) else [float(p) for p in proxy_reward]
+        if not all(math.isfinite(r) for r in rewards):
+            raise ValidationError(
+                422, "proxy_reward holds NaN or an infinity; report finite rewards (or none).", field="proxy_reward"
+            )
+        payload["proxy_reward"] = rewards[0] if isinstance(proxy_reward, int | float) else rewards
     if metadata is not None:
         payload["metadata"] = [None if m is None else dict(m) for m in metadata]
     resp = yield Call("POST", f"/v1/evals/{eval_id}/checkpoints", json=payload)

@@ -191,6 +191,7 @@ class Evals:
         anchor = None if req.anchor == "previous" else list(req.anchor)
         if anchor is not None:
             _same_length("anchor", anchor, n, "prompts")
+            _no_blank("anchor", anchor)
         elif req.anchor_metadata is not None:
             raise Invalid(
                 'anchor_metadata describes a fixed anchor\'s completions; an eval with anchor="previous" compares '
@@ -255,6 +256,7 @@ class Evals:
         b = record.body
         n = len(b.prompts)
         _same_length("completions", req.completions, n, "prompts")
+        _no_blank("completions", req.completions)
         if isinstance(req.proxy_reward, list):
             _same_length("proxy_reward", req.proxy_reward, n, "prompts")
         proxies = req.proxy_reward if isinstance(req.proxy_reward, list) else [req.proxy_reward]
@@ -479,6 +481,16 @@ class Evals:
 def _full(values: np.ndarray, record: EvalRecord) -> np.ndarray:
     """Per prompt, zeros for a checkpoint without items (the first of a "previous" eval)."""
     return values if len(values) else np.zeros(len(record.body.prompts))
+
+
+def _no_blank(name: str, texts: list[str]) -> None:
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise Invalid(
+                f"{name}[{i}] is blank; people cannot compare an empty completion. Send what the model wrote "
+                "(a placeholder such as '(no answer)' if it wrote nothing).",
+                field=f"{name}[{i}]",
+            )
 
 
 def _least_window(alpha: float) -> int:
