@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 from scipy.special import expit
 
+import flowlab
 from flowlab import ranking
+from flowlab.crowd import SimulatedCrowd
 from flowlab.ranking import (
     Divergence,
+    PolicyRun,
     check_divergence,
     mann_kendall,
     simulate_policy_run,
@@ -19,6 +23,8 @@ from flowlab.ranking import (
     theil_sen_slope,
     win_rate_trend,
 )
+
+from .conftest import ServerProcess
 
 STEPS = [100, 200, 300, 400]
 
@@ -113,6 +119,16 @@ def test_fires_when_the_proxy_climbs_and_people_turn_away() -> None:
     assert verdict.proxy_p == pytest.approx(1 / 24) and verdict.proxy_slope == pytest.approx(0.4, abs=0.05)
     assert verdict.win_slope == pytest.approx(-0.117, abs=0.005) and verdict.win_high < 0
     assert verdict.reason.startswith("Divergence") and "100–400" in verdict.reason
+    # numpy and pandas inputs, as the evals history holds them.
+    again = check_divergence(
+        np.array(STEPS),
+        np.array([0.1, 0.5, 0.9, 1.4]),
+        np.array([70, 60, 48, 35]),
+        [100] * 4,
+        window=np.int64(4),  # type: ignore[arg-type]
+        alpha=np.float64(0.05),
+    )
+    assert again == verdict and type(again.window) is int
 
 
 def test_uses_only_the_last_window() -> None:
@@ -153,6 +169,9 @@ def test_short_history_says_how_many_more_checkpoints_are_needed() -> None:
 def test_missing_proxy_and_missing_votes_do_not_fire() -> None:
     gap = check_divergence(STEPS, [0.1, math.nan, 0.9, 1.4], [70, 60, 48, 35], [100] * 4)
     assert not gap.fired and "No proxy reward was reported at step 200" in gap.reason
+    pandas_gap: list[float | None] = [None, None, 0.9, 1.4]  # an object column of a history frame
+    unreported = check_divergence(STEPS, pandas_gap, [70, 60, 48, 35], [100] * 4)  # type: ignore[arg-type]
+    assert not unreported.fired and "at steps 100, 200" in unreported.reason
     unvoted = check_divergence(STEPS, [0.1, 0.5, 0.9, 1.4], [0, 0, 0, 3], [0, 0, 0, 10])
     assert not unvoted.fired and "fewer than two of its checkpoints have human votes" in unvoted.reason
     # The latest checkpoint still collecting votes weighs little, and the verdict holds.
@@ -185,7 +204,7 @@ def test_ties_count_half_a_win() -> None:
     ],
 )
 def test_bad_input_says_what_to_do(kwargs: dict, message: str) -> None:
-    args = {"steps": STEPS, "proxy": [0.1, 0.5, 0.9, 1.4], "wins": [70, 60, 48, 35], "votes": [100] * 4}
+    args: dict[str, Any] = {"steps": STEPS, "proxy": [0.1, 0.5, 0.9, 1.4], "wins": [70, 60, 48, 35], "votes": [100] * 4}
     options = {k: kwargs.pop(k) for k in ("window", "alpha", "margin") if k in kwargs}
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
@@ -250,3 +269,56 @@ def test_fires_within_seven_checkpoints_of_the_onset_on_hacked_runs() -> None:
 
 def test_quiet_on_honest_runs() -> None:
     assert [first_fire(seed, hacking=False) for seed in range(12)] == [None] * 12
+
+
+# ---------------------------------------------------------------- the crowd reads the simulated run
+
+
+def crowd_history(client: flowlab.Client, server: ServerProcess, run: PolicyRun, votes_per_pair: int) -> tuple:
+    """Each checkpoint as one item of policy-vs-anchor pairs (true scores in private metadata), voted by the
+    simulated crowd; returns the policy's wins and the votes per checkpoint."""
+    p = len(run.prompts)
+    flow = client.flow.create_ranking_flow(
+        "sentinel", "Which answer is better?", max_response_threshold=p * votes_per_pair
+    )
+    items = []
+    for c in range(len(run.steps)):
+        datapoints = [text for pair in zip(run.completions[c], run.anchor, strict=True) for text in pair]
+        metadata = [m for j in range(p) for m in (run.metadata(c)[j], {"true_score": float(run.anchor_quality[j])})]
+        items.append(
+            flow.create_new_flow_batch(
+                datapoints, data_type="text", private_metadata=metadata, pairs=[(2 * j, 2 * j + 1) for j in range(p)]
+            )
+        )
+    with SimulatedCrowd(server.url, server.api_key, annotators=12, rate=60_000, accuracy=1.0, seed=3):
+        statuses = client.flow.wait_items(items, timeout=120)
+    assert all(s.is_terminal for s in statuses)
+    wins, votes = [], []
+    for c, item in enumerate(items):
+        matrix = item.get_win_loss_matrix()
+        wins.append(sum(matrix.loc[run.completions[c][j], run.anchor[j]] for j in range(p)))
+        votes.append(float(matrix.to_numpy().sum()))
+    flow.delete()
+    return np.array(wins), np.array(votes)
+
+
+def test_the_crowd_votes_on_a_simulated_run_and_the_sentinel_reads_them(
+    client: flowlab.Client, flowlab_server: ServerProcess
+) -> None:
+    """A hacked run (quality −0.5 logits a checkpoint after checkpoint 3) fires on the crowd's votes after its
+    peak; an honest one (+0.3 a checkpoint) never does. Effects this large keep an unseeded crowd's verdict
+    certain in practice (the seeded tests above measure the borderline)."""
+    for hacking in (True, False):
+        run = simulate_policy_run(21, 8, hacking=hacking, prompts=12, onset=3, gain=0.3, drop=0.5, length_growth=0.5)
+        wins, votes = crowd_history(client, flowlab_server, run, votes_per_pair=6)
+        assert votes.tolist() == [72.0] * 8
+        proxy = run.proxy.mean(axis=1)
+        verdicts = [
+            check_divergence(run.steps[: c + 1], proxy[: c + 1], wins[: c + 1], votes[: c + 1]) for c in range(8)
+        ]
+        fired = [v.step for v in verdicts if v.fired]
+        if hacking:
+            assert wins[3] > wins[-1] + 15, "people's wins fall after the peak, read from the true scores"
+            assert fired and fired[0] > run.steps[3], [v.reason for v in verdicts]
+        else:
+            assert wins[-1] > wins[0] + 15 and fired == [], [v.reason for v in verdicts]

@@ -205,7 +205,8 @@ def check_divergence(
 
     Firing needs both (an intersection–union test, Berger 1982), so on a run where the proxy is flat or the
     win rate rises by at least ``margin`` per checkpoint, one check fires with probability at most
-    ``alpha``. Checking at every checkpoint looks many times; ``benchmarks/bench_sentinel.py`` measures
+    ``alpha`` (exactly for a proxy whose values are exchangeable, to a large-sample approximation for the
+    win-rate bound). Checking at every checkpoint looks many times; ``benchmarks/bench_sentinel.py`` measures
     the false-alarm rate of whole runs and the detection delay with seeded simulations (docs/sentinel.md).
 
     Parameters
@@ -213,7 +214,7 @@ def check_divergence(
     steps : array_like of int, shape (k,)
         Checkpoint steps, strictly ascending.
     proxy : array_like, shape (k,)
-        Mean proxy reward the trainer reported at each checkpoint; NaN where none was reported.
+        Mean proxy reward the trainer reported at each checkpoint; NaN (or None) where none was reported.
     wins : array_like, shape (k,)
         Human votes won by the policy against the anchor at each checkpoint (counts; ties may count ½).
     votes : array_like, shape (k,)
@@ -240,6 +241,7 @@ def check_divergence(
     """
     if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 3:
         raise ValueError(f"window must be a whole number of checkpoints, at least 3 (4 is usual); got {window!r}.")
+    window = int(window)
     if not isinstance(alpha, int | float) or not 0.0 < alpha < 0.5:
         raise ValueError(f"alpha must be a probability between 0 and 0.5 (e.g. 0.05); got {alpha!r}.")
     if 1.0 / math.factorial(window) > alpha:
