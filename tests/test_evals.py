@@ -6,14 +6,17 @@ webhooks, the sentinel's flag in the history, a restart, and bad input refused w
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from flowlab import AsyncClient, Client, Conflict, NotFound, ValidationError, verify_webhook
 from flowlab.client import Eval
+from flowlab.client._sse import SSEParser
 from flowlab.crowd import SimulatedCrowd
 
 from .conftest import ServerProcess, wait_for
@@ -330,3 +333,36 @@ def test_eval_monitor_widget_and_dashboard_panel_follow_an_eval(researcher: Clie
     assert panel.column.visible and panel.select.value == ev.id
     assert panel.charts[ev.id].sources["all"].data["votes"] == [len(PROMPTS)]
     assert "step 0: all" in panel.summary.object
+
+
+def test_event_stream_resumes_after_the_last_event_id(researcher: Client) -> None:
+    ev = anchored(researcher, "resumed", votes_per_pair=1)
+    text, meta = completions(0, 3.0)
+    ev.checkpoint(0, text, metadata=meta)
+    with crowd(researcher):
+        wait_for(lambda: voted(ev, 1, len(PROMPTS)), what="the first checkpoint's votes")
+    headers = {"Authorization": f"Bearer {researcher.api_key}"}
+
+    def first_events(last_id: str | None, count: int) -> list[tuple[str, str | None, dict[str, object]]]:
+        """The first `count` events a new connection gets, after `last_id` when given."""
+        parser, got = SSEParser(), []
+        sent = headers | ({"Last-Event-ID": last_id} if last_id is not None else {})
+        with httpx.stream("GET", f"{researcher.url}/v1/evals/{ev.id}/events", headers=sent, timeout=30) as resp:
+            for line in resp.iter_lines():
+                msg = parser.feed_line(line)
+                if msg is not None and msg.event.startswith("eval."):
+                    got.append((msg.event, msg.id, json.loads(msg.data)))
+                    if len(got) == count:
+                        return got
+        return got
+
+    # A new subscriber gets the state: the latest eval.checkpoint of step 0, with all its votes.
+    ((kind, last_id, data),) = first_events(None, 1)
+    assert kind == "eval.checkpoint" and data["step"] == 0 and data["rows"][0]["votes"] == len(PROMPTS)  # type: ignore[index]
+    text, meta = completions(10, 3.0)
+    ev.checkpoint(10, text, metadata=meta)
+    with crowd(researcher):
+        wait_for(lambda: voted(ev, 2, len(PROMPTS)), what="the second checkpoint's votes")
+    # Resumed after that id: only what came since (step 10), never step 0 again.
+    ((kind, newer_id, data),) = first_events(last_id, 1)
+    assert kind == "eval.checkpoint" and data["step"] == 10 and int(newer_id or 0) > int(last_id or 0)
