@@ -147,6 +147,31 @@ def test_previous_checkpoint_as_anchor_chains_one_scale(researcher: Client) -> N
     assert ev.refresh().info.steps == [0, 1, 2]
 
 
+def test_direct_comparisons_with_the_previous_checkpoint_join_the_scale(researcher: Client) -> None:
+    ev = anchored(researcher, "cross", votes_per_pair=1, compare_previous=True)
+    assert ev.info.compare_previous
+    made = []
+    for step, quality in ((0, -2.0), (1, 0.0), (2, 2.0)):
+        text, meta = completions(step, quality)
+        made.append(ev.checkpoint(step, text, metadata=meta))
+    assert [len(m.previous_item_ids) for m in made] == [0, len(PROMPTS), len(PROMPTS)]
+    flow = researcher.flow.get_flow_by_id(ev.flow_id)
+    keys = [d.key for d in flow.get_flow_item(made[2].previous_item_ids[0]).get_datapoints()]
+    assert keys == ["step 1", "step 2"]  # the previous checkpoint's completion against this one's
+    with crowd(researcher):
+        every = len(PROMPTS) * 5  # three checkpoints against the anchor, two against the one before
+        wait_for(
+            lambda: sum(i.get_response_count() for i in flow.get_flow_items(amount=None)) >= every,
+            what="every comparison's vote",
+        )
+    wait_for(lambda: voted(ev, 3, len(PROMPTS)), what="the eval to read them")
+    everything = ev.history().query("tag == 'all'").set_index("step")
+    assert (everything.votes == len(PROMPTS)).all()  # the win rate counts votes against the anchor only
+    assert everything.score[0] < everything.score[1] < everything.score[2]
+    with pytest.raises(ValidationError, match="compares with the previous checkpoint already"):
+        researcher.evals.create("both", ["a?"], anchor="previous", compare_previous=True)
+
+
 def test_sentinel_flags_a_proxy_that_rises_while_people_prefer_less(researcher: Client) -> None:
     receiver = Receiver()
     receiver.start()

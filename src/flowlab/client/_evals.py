@@ -53,6 +53,7 @@ def create_eval(
     window: int,
     alpha: float,
     metadata: Mapping[str, Any] | None,
+    compare_previous: bool = False,
 ) -> Op[schemas.Eval]:
     if isinstance(prompts, str):
         raise ValidationError(422, "prompts is a list of prompt texts, not one string.", field="prompts")
@@ -81,6 +82,8 @@ def create_eval(
         payload["instruction"] = instruction
     if metadata is not None:
         payload["metadata"] = dict(metadata)
+    if compare_previous:
+        payload["compare_previous"] = True
     resp = yield Call("POST", "/v1/evals", json=payload)
     return decode(resp.content, schemas.Eval)
 
@@ -250,11 +253,14 @@ class EvalsAPI:
         window: int = 4,
         alpha: float = 0.05,
         metadata: Mapping[str, Any] | None = None,
+        compare_previous: bool = False,
     ) -> Eval:
         """An eval of held-out `prompts` (each with optional `tags`, a tag or a list) against `anchor`: a
         reference model's completions, one per prompt, or "previous" (each checkpoint against the one before).
         Each comparison gets `votes_per_pair` votes within `ttl` seconds; the sentinel looks back `window`
-        checkpoints at level `alpha`."""
+        checkpoints at level `alpha`. `compare_previous` (with a fixed anchor): also compare each checkpoint
+        with the previous one, for direct checkpoint-to-checkpoint edges on the Bradley–Terry scale (twice the
+        votes)."""
         info = self._transport.run(
             create_eval(
                 name,
@@ -269,6 +275,7 @@ class EvalsAPI:
                 window=window,
                 alpha=alpha,
                 metadata=metadata,
+                compare_previous=compare_previous,
             )
         )
         return Eval(self._transport, info)
@@ -328,6 +335,7 @@ class AsyncEvalsAPI:
         window: int = 4,
         alpha: float = 0.05,
         metadata: Mapping[str, Any] | None = None,
+        compare_previous: bool = False,
     ) -> AsyncEval:
         info = await self._transport.run(
             create_eval(
@@ -343,6 +351,7 @@ class AsyncEvalsAPI:
                 window=window,
                 alpha=alpha,
                 metadata=metadata,
+                compare_previous=compare_previous,
             )
         )
         return AsyncEval(self._transport, info)

@@ -29,9 +29,9 @@ from flowlab.server.errors import Conflict, Invalid, NotFound
 from flowlab.server.eval_results import CheckpointCounts, divergence_check, history_rows, mean_proxy
 from flowlab.server.flows import Flows
 from flowlab.server.history import History
-from flowlab.server.items import Items, check_ttl
+from flowlab.server.items import ItemBody, Items, check_ttl
 from flowlab.server.kinds import kind_of
-from flowlab.server.model import FlowRecord, Signal
+from flowlab.server.model import FlowRecord, ItemRecord, Signal
 from flowlab.server.people import new_id
 from flowlab.server.store import Op, Row, Store
 from flowlab.server.webhooks import Webhooks
@@ -51,6 +51,7 @@ class CheckpointBody(msgspec.Struct):
     completions: list[str]
     metadata: list[dict[str, Any] | None]
     proxy: float | list[float] | None
+    previous_ids: list[str] = []  # with compare_previous: one item per prompt against the previous checkpoint
 
 
 class EvalBody(msgspec.Struct):
@@ -66,6 +67,7 @@ class EvalBody(msgspec.Struct):
     window: int
     alpha: float
     metadata: dict[str, Any] | None
+    compare_previous: bool = False
 
 
 _eval_body = msgspec.json.Decoder(EvalBody)
@@ -161,6 +163,7 @@ class Evals:
             prompts=b.prompts,
             tags=b.tags,
             anchor="previous" if b.anchor is None else "fixed",
+            compare_previous=b.compare_previous,
             kind=b.kind,  # type: ignore[arg-type]
             votes_per_pair=b.votes_per_pair,
             time_to_live=b.time_to_live,
@@ -192,6 +195,12 @@ class Evals:
         if anchor is not None:
             _same_length("anchor", anchor, n, "prompts")
             _no_blank("anchor", anchor)
+        elif req.compare_previous:
+            raise Invalid(
+                "compare_previous adds comparisons with the previous checkpoint to a fixed anchor's; an eval with "
+                'anchor="previous" compares with the previous checkpoint already.',
+                field="compare_previous",
+            )
         elif req.anchor_metadata is not None:
             raise Invalid(
                 'anchor_metadata describes a fixed anchor\'s completions; an eval with anchor="previous" compares '
@@ -236,6 +245,7 @@ class Evals:
             window=req.window,
             alpha=req.alpha,
             metadata=req.metadata,
+            compare_previous=req.compare_previous,
         )
         now = self.clock.now()
         record = EvalRecord(new_id("eval"), who.id, req.name, self.flows.flows[flow.id], body, now)
@@ -277,30 +287,22 @@ class Evals:
                 )
             against = self._anchor_of(record)
             ops: list[Op] = []
-            made = []
+            made, previous = [], []
             if against is not None:
                 completions, anchor_meta = against
-                for i, prompt in enumerate(b.prompts):
-                    item_req = schemas.ItemCreate(
-                        datapoints=[
-                            schemas.DatapointIn(id="anchor", text=completions[i], private_metadata=anchor_meta[i]),
-                            schemas.DatapointIn(
-                                id=f"step {req.step}", text=req.completions[i], private_metadata=metadata[i]
-                            ),
-                        ],
-                        context=prompt,
-                        private_metadata={"eval_id": record.id, "step": req.step, "prompt": i},
-                        pairs=[(ANCHOR, CURRENT)],
-                    )
-                    prepared = await self.items.prepare(record.flow, item_req, b.time_to_live)
-                    item = self.items.make(new_id("item"), record.flow, prepared, self.clock.now())
-                    ops.append(self.items.insert_op(item, prepared))
-                    made.append(item)
+                made = await self._items(record, req, metadata, completions, anchor_meta, "anchor")
+            if b.compare_previous and b.anchor is not None and record.checkpoints:
+                before = record.checkpoints[max(record.checkpoints)]
+                previous = await self._items(
+                    record, req, metadata, before.body.completions, before.body.metadata, f"step {before.step}"
+                )
+            ops += [self.items.insert_op(item, body) for item, body in (*made, *previous)]
             body = CheckpointBody(
-                item_ids=[i.id for i in made],
+                item_ids=[i.id for i, _ in made],
                 completions=list(req.completions),
                 metadata=metadata,
                 proxy=req.proxy_reward,
+                previous_ids=[i.id for i, _ in previous],
             )
             now = self.clock.now()
             ops.append(
@@ -310,10 +312,35 @@ class Evals:
                 )
             )
             await self.store.write(ops)
-            for item in made:
+            for item, _ in (*made, *previous):
                 self.items.add(item)
             checkpoint = self._add_checkpoint(record, req.step, body, now, False)
         return self._checkpoint_view(record, checkpoint)
+
+    async def _items(
+        self,
+        record: EvalRecord,
+        req: schemas.CheckpointCreate,
+        metadata: list[dict[str, Any] | None],
+        against: list[str],
+        against_meta: list[dict[str, Any] | None],
+        name: str,
+    ) -> list[tuple[ItemRecord, ItemBody]]:
+        """One item per prompt comparing the checkpoint's completion (datapoint 1) with `against`'s (0)."""
+        out = []
+        for i, prompt in enumerate(record.body.prompts):
+            item_req = schemas.ItemCreate(
+                datapoints=[
+                    schemas.DatapointIn(id=name, text=against[i], private_metadata=against_meta[i]),
+                    schemas.DatapointIn(id=f"step {req.step}", text=req.completions[i], private_metadata=metadata[i]),
+                ],
+                context=prompt,
+                private_metadata={"eval_id": record.id, "step": req.step, "prompt": i, "against": name},
+                pairs=[(ANCHOR, CURRENT)],
+            )
+            prepared = await self.items.prepare(record.flow, item_req, record.body.time_to_live)
+            out.append((self.items.make(new_id("item"), record.flow, prepared, self.clock.now()), prepared))
+        return out
 
     def _anchor_of(self, record: EvalRecord) -> tuple[list[str], list[dict[str, Any] | None]] | None:
         """What a new checkpoint is compared with: the fixed anchor, the previous checkpoint, or nothing (the
@@ -329,7 +356,7 @@ class Evals:
     def _add_checkpoint(
         self, record: EvalRecord, step: int, body: CheckpointBody, created_at: float, divergence: bool
     ) -> Checkpoint:
-        n = len(body.item_ids)
+        n = len(body.item_ids) + len(body.previous_ids)
         checkpoint = Checkpoint(
             step,
             body,
@@ -349,9 +376,10 @@ class Evals:
             eval_id=record.id,
             step=c.step,
             item_ids=c.body.item_ids,
+            previous_item_ids=c.body.previous_ids,
             proxy_reward=mean_proxy(c.body.proxy),
-            votes=float(c.votes.sum()),
-            wins=float(c.wins.sum()),
+            votes=float(c.votes[: len(c.body.item_ids)].sum()),
+            wins=float(c.wins[: len(c.body.item_ids)].sum()),
             created_at=c.created_at,
             divergence=c.divergence,
         )
@@ -361,8 +389,17 @@ class Evals:
         return schemas.EvalHistory(eval_id=record.id, rows=self._rows(record), divergence=record.divergence)
 
     def _rows(self, record: EvalRecord) -> list[schemas.EvalRow]:
+        n = len(record.body.prompts)
         counts = [
-            CheckpointCounts(c.step, _full(c.wins, record), _full(c.votes, record), c.body.proxy, c.divergence)
+            CheckpointCounts(
+                c.step,
+                _full(c.wins[:n], record),
+                _full(c.votes[:n], record),
+                c.body.proxy,
+                c.divergence,
+                previous_wins=c.wins[n:] if c.body.previous_ids else None,
+                previous_votes=c.votes[n:] if c.body.previous_ids else None,
+            )
             for c in record.ordered()
         ]
         return history_rows(counts, record.body.tags, chained=record.body.anchor is None)
@@ -385,7 +422,7 @@ class Evals:
             if c.settled.all():
                 continue
             moved = False
-            for i, item_id in enumerate(c.body.item_ids):
+            for i, item_id in enumerate((*c.body.item_ids, *c.body.previous_ids)):
                 if c.settled[i]:
                     continue
                 live = self.items.live.get(item_id)
