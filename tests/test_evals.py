@@ -243,18 +243,28 @@ def test_bad_input_is_refused_with_what_to_do(researcher: Client) -> None:
 
 
 def survives_a_restart(server: ServerProcess) -> None:
+    def told(client: Client, hook_id: str) -> int:
+        """eval.checkpoint deliveries once the eval's latest state (all votes) has been committed."""
+        ((_, _, data),) = first_events(client, ev.id, None, 1)
+        assert data["rows"][0]["votes"] == len(PROMPTS)  # type: ignore[index]
+        return sum(d.event == "eval.checkpoint" for d in client.webhooks.deliveries(hook_id, limit=200))
+
     with server.client() as client:
+        hook = client.webhooks.add("http://127.0.0.1:9/unreachable", events=["eval.checkpoint"])
         ev = anchored(client, "durable", votes_per_pair=1, ttl=600)
         text, meta = completions(3, 5.0)
         ev.checkpoint(3, text, proxy_reward=1.0, metadata=meta)
         with crowd(client):
             wait_for(lambda: voted(ev, 1, len(PROMPTS)), what="the checkpoint's votes")
         before = ev.history()
+        deliveries = told(client, hook.id)
+        assert deliveries >= 1
     server.restart()
     with server.client() as client:
         again = client.evals.get(ev.id)
         assert again.info.steps == [3]
         wait_for(lambda: again.history().votes.iloc[0] == len(PROMPTS), what="the counts read back")
+        assert told(client, hook.id) == deliveries  # reading the counts back tells the webhooks nothing new
         columns = ["step", "tag", "votes", "wins", "win_rate"]
         assert again.history()[columns].equals(before[columns])
         with pytest.raises(Conflict):
@@ -360,34 +370,36 @@ def test_eval_monitor_widget_and_dashboard_panel_follow_an_eval(researcher: Clie
     assert "step 0: all" in panel.summary.object
 
 
+def first_events(
+    client: Client, eval_id: str, last_id: str | None, count: int
+) -> list[tuple[str, str | None, dict[str, object]]]:
+    """The first `count` events a new connection to an eval's stream gets, after `last_id` when given. A new
+    subscriber's first events are the latest state, set only once its webhook deliveries are committed."""
+    parser, got = SSEParser(), []
+    sent = {"Authorization": f"Bearer {client.api_key}"} | ({"Last-Event-ID": last_id} if last_id is not None else {})
+    with httpx.stream("GET", f"{client.url}/v1/evals/{eval_id}/events", headers=sent, timeout=30) as resp:
+        for line in resp.iter_lines():
+            msg = parser.feed_line(line)
+            if msg is not None and msg.event.startswith("eval."):
+                got.append((msg.event, msg.id, json.loads(msg.data)))
+                if len(got) == count:
+                    return got
+    return got
+
+
 def test_event_stream_resumes_after_the_last_event_id(researcher: Client) -> None:
     ev = anchored(researcher, "resumed", votes_per_pair=1)
     text, meta = completions(0, 3.0)
     ev.checkpoint(0, text, metadata=meta)
     with crowd(researcher):
         wait_for(lambda: voted(ev, 1, len(PROMPTS)), what="the first checkpoint's votes")
-    headers = {"Authorization": f"Bearer {researcher.api_key}"}
-
-    def first_events(last_id: str | None, count: int) -> list[tuple[str, str | None, dict[str, object]]]:
-        """The first `count` events a new connection gets, after `last_id` when given."""
-        parser, got = SSEParser(), []
-        sent = headers | ({"Last-Event-ID": last_id} if last_id is not None else {})
-        with httpx.stream("GET", f"{researcher.url}/v1/evals/{ev.id}/events", headers=sent, timeout=30) as resp:
-            for line in resp.iter_lines():
-                msg = parser.feed_line(line)
-                if msg is not None and msg.event.startswith("eval."):
-                    got.append((msg.event, msg.id, json.loads(msg.data)))
-                    if len(got) == count:
-                        return got
-        return got
-
     # A new subscriber gets the state: the latest eval.checkpoint of step 0, with all its votes.
-    ((kind, last_id, data),) = first_events(None, 1)
+    ((kind, last_id, data),) = first_events(researcher, ev.id, None, 1)
     assert kind == "eval.checkpoint" and data["step"] == 0 and data["rows"][0]["votes"] == len(PROMPTS)  # type: ignore[index]
     text, meta = completions(10, 3.0)
     ev.checkpoint(10, text, metadata=meta)
     with crowd(researcher):
         wait_for(lambda: voted(ev, 2, len(PROMPTS)), what="the second checkpoint's votes")
     # Resumed after that id: only what came since (step 10), never step 0 again.
-    ((kind, newer_id, data),) = first_events(last_id, 1)
+    ((kind, newer_id, data),) = first_events(researcher, ev.id, last_id, 1)
     assert kind == "eval.checkpoint" and data["step"] == 10 and int(newer_id or 0) > int(last_id or 0)

@@ -102,6 +102,9 @@ class EvalRecord:
     # its subscriber has, so a new subscriber gets the state and a resumed one what it missed.
     latest: dict[tuple[str, int], tuple[int, schemas.EvalEvent]] = field(default_factory=dict)
     divergence: schemas.EvalDivergence | None = None
+    # Read back at start-up: the first refresh restores the counts the webhooks were already told about, so it
+    # sends no eval.checkpoint deliveries (a divergence at a step not yet flagged is still news).
+    reading_back: bool = False
 
     def ordered(self) -> list[Checkpoint]:
         return [self.checkpoints[s] for s in sorted(self.checkpoints)]
@@ -137,6 +140,7 @@ class Evals:
             record = EvalRecord(
                 row["id"], row["owner"], row["name"], flow, _eval_body.decode(row["body"]), row["created_at"]
             )
+            record.reading_back = True
             for r in checkpoints.get(record.id, []):
                 self._add_checkpoint(
                     record, int(r["step"]), _checkpoint_body.decode(r["body"]), r["created_at"], bool(r["divergence"])
@@ -438,6 +442,7 @@ class Evals:
                 changed.append(c)
         if changed:
             await self._changed(record, changed)
+        record.reading_back = False
 
     async def _counts(self, item_id: str) -> tuple[float, float, bool]:
         """(votes the checkpoint won, votes, whether they can change no more) of one of its items."""
@@ -488,7 +493,8 @@ class Evals:
                     )
                 )
         for event in events:
-            ops += self.webhooks.event_ops(event.type, owner, flow_id, event)
+            if event.type == "eval.divergence" or not record.reading_back:
+                ops += self.webhooks.event_ops(event.type, owner, flow_id, event)
         if ops:
             await self.store.write(ops, retry=True)
             self.webhooks.wake()
