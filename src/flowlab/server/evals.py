@@ -123,7 +123,7 @@ class Evals:
         self.history = history
         self.webhooks = webhooks
         self.evals: dict[str, EvalRecord] = {}
-        self.seq = int(clock.now() * 1000)  # event ids keep rising across restarts
+        self.seq = int(clock.now() * 1e6)  # event ids keep rising across restarts (a million events a second)
 
     # ------------------------------------------------------------ start-up
 
