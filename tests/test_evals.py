@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -57,17 +58,17 @@ class Collected:
     """Events of an eval's SSE stream, read on a thread through a client of its own."""
 
     def __init__(self, client: Client, eval_id: str) -> None:
-        self.events: list[object] = []
+        self.events: list[Any] = []
         self._client = Client(url=client.url, api_key=client.api_key)
         ev = self._client.evals.get(eval_id)
         self._thread = threading.Thread(target=self._read, args=(ev.watch(),), daemon=True)
         self._thread.start()
 
-    def _read(self, stream: Iterator[object]) -> None:
+    def _read(self, stream: Iterator[Any]) -> None:
         for event in stream:
             self.events.append(event)
 
-    def of(self, kind: str) -> list[object]:
+    def of(self, kind: str) -> list[Any]:
         return [e for e in self.events if getattr(e, "type", None) == kind]
 
 
@@ -247,7 +248,8 @@ def survives_a_restart(server: ServerProcess) -> None:
         """eval.checkpoint deliveries once the eval's latest state (all votes) has been committed."""
         ((_, _, data),) = first_events(client, ev.id, None, 1)
         assert data["rows"][0]["votes"] == len(PROMPTS)  # type: ignore[index]
-        return sum(d.event == "eval.checkpoint" for d in client.webhooks.deliveries(hook_id, limit=200))
+        log: list[Any] = list(client.webhooks.deliveries(hook_id, limit=200))
+        return sum(d.event == "eval.checkpoint" for d in log)
 
     with server.client() as client:
         hook = client.webhooks.add("http://127.0.0.1:9/unreachable", events=["eval.checkpoint"])
@@ -308,7 +310,7 @@ def test_eval_chart_draws_tags_bands_proxy_and_divergence_from_rows() -> None:
 
     chart = EvalChart(["maths", "refusals"])
     figure = chart.figure
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"step": s, "tag": t, "win_rate": w, "win_low": w - 0.1, "win_high": w + 0.1, "votes": 9.0, "wins": 9 * w}
         | {"proxy_reward": 1.0 + s, "divergence": s == 2}
         for s, w in ((2, 0.3), (0, 0.6), (1, 0.5))
