@@ -140,7 +140,8 @@ def test_previous_checkpoint_as_anchor_chains_one_scale(researcher: Client) -> N
         made = ev.checkpoint(step, text, metadata=meta, proxy_reward=float(step))
         assert len(made.item_ids) == (0 if step == 0 else len(PROMPTS))  # the first is the reference
     with crowd(researcher):
-        wait_for(lambda: voted(ev, 2, 3 * len(PROMPTS)), what="the chained comparisons' votes")
+        ended = ev.wait(timeout=60)  # a long poll: every checkpoint's items ended, their final counts read
+    assert (ended.votes[ended.tag == "all"] == [0, 3 * len(PROMPTS), 3 * len(PROMPTS)]).all()
     everything = ev.history().query("tag == 'all'").set_index("step")
     assert everything.votes[0] == 0 and everything.win_rate.isna()[0] and everything.score[0] == 0
     assert everything.win_rate[1] > 0.75 and everything.win_rate[2] > 0.75  # each beats the one before
@@ -293,6 +294,7 @@ def test_the_async_client_drives_the_same_calls(flowlab_server: ServerProcess, r
         async with AsyncClient(url=researcher.url, api_key=researcher.api_key) as aclient:
             ev = await aclient.evals.create("async", ["one?", "two?"], anchor="previous", tags=["a", ["a", "b"]])
             await ev.checkpoint(0, ["x", "y"], proxy_reward=[1.0, 3.0])
+            assert len(await ev.wait(timeout=5)) == 3  # a "previous" eval's first checkpoint has nothing to wait for
             with pytest.raises(Conflict):
                 await ev.checkpoint(0, ["x", "y"])
             frame = await ev.history()

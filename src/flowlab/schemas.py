@@ -1402,6 +1402,7 @@ class EvalCheckpoint(msgspec.Struct):
     created_at: float
     divergence: bool = False
     previous_item_ids: list[str] = []  # with compare_previous: one item per prompt against the previous checkpoint
+    ended: bool = False  # every item of the checkpoint has ended and its final counts are in the history
 
 
 class EvalDivergence(msgspec.Struct):
@@ -1440,6 +1441,7 @@ class EvalHistory(msgspec.Struct):
     eval_id: str
     rows: list[EvalRow]
     divergence: EvalDivergence | None  # None until the history holds a full window of checkpoints
+    checkpoints: list[EvalCheckpoint] = []
 
 
 class EvalEvent(msgspec.Struct, omit_defaults=True):

@@ -7,11 +7,12 @@ The server holds the eval (`/v1/evals`), so a notebook, the trainer and the dash
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowlab import schemas
-from flowlab.client._core import Call, Op, StreamPlan, decode
+from flowlab.client._core import LONG_POLL_SECONDS, Call, Op, StreamPlan, decode
 from flowlab.client._errors import ValidationError
 from flowlab.client._flows import _Bound
 
@@ -132,6 +133,18 @@ def eval_history(eval_id: str) -> Op[schemas.EvalHistory]:
     return decode(resp.content, schemas.EvalHistory)
 
 
+def wait_eval(eval_id: str, timeout: float | None) -> Op[schemas.EvalHistory]:
+    """Long-poll until every checkpoint so far has ended and its final counts are in the history, or `timeout`
+    passes (None: no limit); the history then."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = LONG_POLL_SECONDS if deadline is None else max(0.0, min(LONG_POLL_SECONDS, deadline - time.monotonic()))
+        resp = yield Call("GET", f"/v1/evals/{eval_id}/wait", params={"timeout": left}, timeout=left + 30.0)
+        history = decode(resp.content, schemas.EvalHistory)
+        if all(c.ended for c in history.checkpoints) or (deadline is not None and time.monotonic() >= deadline):
+            return history
+
+
 def history_frame(history: schemas.EvalHistory) -> pd.DataFrame:
     """One row per (step, tag), "all" first within a step, with the contract's columns."""
     import pandas as pd
@@ -223,6 +236,11 @@ class Eval(_EvalBase):
         votes and a proxy reward)."""
         return as_divergence(self._transport.run(eval_history(self.id)).divergence)
 
+    def wait(self, timeout: float | None = None) -> pd.DataFrame:
+        """Block until every checkpoint so far has ended (all its votes in, or its time-to-live over), or
+        `timeout` seconds pass; the history then."""
+        return history_frame(self._transport.run(wait_eval(self.id, timeout)))
+
     def refresh(self) -> Eval:
         self.info = self._transport.run(get_eval(self.id))
         return self
@@ -305,6 +323,9 @@ class AsyncEval(_EvalBase):
 
     async def divergence(self) -> Divergence | None:
         return as_divergence((await self._transport.run(eval_history(self.id))).divergence)
+
+    async def wait(self, timeout: float | None = None) -> pd.DataFrame:
+        return history_frame(await self._transport.run(wait_eval(self.id, timeout)))
 
     async def refresh(self) -> AsyncEval:
         self.info = await self._transport.run(get_eval(self.id))

@@ -386,11 +386,29 @@ class Evals:
             wins=float(c.wins[: len(c.body.item_ids)].sum()),
             created_at=c.created_at,
             divergence=c.divergence,
+            ended=bool(c.settled.all()),
         )
 
     def results(self, who: Principal, eval_id: str) -> schemas.EvalHistory:
         record = self.get(who, eval_id)
-        return schemas.EvalHistory(eval_id=record.id, rows=self._rows(record), divergence=record.divergence)
+        return schemas.EvalHistory(
+            eval_id=record.id,
+            rows=self._rows(record),
+            divergence=record.divergence,
+            checkpoints=[self._checkpoint_view(record, c) for c in record.ordered()],
+        )
+
+    async def wait(self, who: Principal, eval_id: str, timeout: float) -> schemas.EvalHistory:
+        """Long poll: the history once every checkpoint so far has ended (its final counts read), or at
+        `timeout` (at most 60 s)."""
+        record = self.get(who, eval_id)
+        deadline = self.clock.now() + min(max(timeout, 0.0), 60.0)
+        while not all(c.settled.all() for c in record.checkpoints.values()):
+            left = deadline - self.clock.now()
+            if left <= 0 or self.evals.get(record.id) is not record:
+                break
+            await record.changed.wait(left)
+        return self.results(who, eval_id)
 
     def _rows(self, record: EvalRecord) -> list[schemas.EvalRow]:
         n = len(record.body.prompts)
@@ -422,6 +440,7 @@ class Evals:
 
     async def refresh(self, record: EvalRecord) -> None:
         changed = []
+        settling = False
         for c in record.ordered():
             if c.settled.all():
                 continue
@@ -437,11 +456,14 @@ class Evals:
                 if wins != c.wins[i] or votes != c.votes[i]:
                     c.wins[i], c.votes[i], moved = wins, votes, True
                 c.settled[i] = settled
+                settling = settling or settled
             if moved:
                 c.version += 1
                 changed.append(c)
         if changed:
             await self._changed(record, changed)
+        elif settling:
+            record.changed.fire()  # a checkpoint may have ended without a new vote: waiters look again
         record.reading_back = False
 
     async def _counts(self, item_id: str) -> tuple[float, float, bool]:
