@@ -30,7 +30,7 @@ from flowlab.server.eval_results import CheckpointCounts, divergence_check, hist
 from flowlab.server.flows import Flows
 from flowlab.server.history import History
 from flowlab.server.items import ItemBody, Items, check_ttl
-from flowlab.server.kinds import kind_of
+from flowlab.server.kinds import all_kinds, kind_of
 from flowlab.server.model import FlowRecord, ItemRecord, Signal
 from flowlab.server.people import new_id
 from flowlab.server.store import Op, Row, Store
@@ -217,9 +217,10 @@ class Evals:
         _same_length("anchor_metadata", anchor_metadata, n, "prompts")
         kind = kind_of(req.kind)
         if not kind.takes_pairs:
+            comparing = ", ".join(repr(k.name) for k in all_kinds() if k.takes_pairs)
             raise Invalid(
                 f"An eval compares each completion with its anchor, so its kind must compare given pairs; "
-                f"{kind.title} flows do not. Use kind='pairwise'.",
+                f"{kind.title} flows do not. Use kind={comparing}.",
                 field="kind",
             )
         if math.factorial(req.window) * req.alpha < 1:
