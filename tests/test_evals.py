@@ -6,14 +6,18 @@ webhooks, the sentinel's flag in the history, a restart, and bad input refused w
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from flowlab import AsyncClient, Client, Conflict, NotFound, ValidationError, verify_webhook
 from flowlab.client import Eval
+from flowlab.client._sse import SSEParser
 from flowlab.crowd import SimulatedCrowd
 
 from .conftest import ServerProcess, wait_for
@@ -54,17 +58,17 @@ class Collected:
     """Events of an eval's SSE stream, read on a thread through a client of its own."""
 
     def __init__(self, client: Client, eval_id: str) -> None:
-        self.events: list[object] = []
+        self.events: list[Any] = []
         self._client = Client(url=client.url, api_key=client.api_key)
         ev = self._client.evals.get(eval_id)
         self._thread = threading.Thread(target=self._read, args=(ev.watch(),), daemon=True)
         self._thread.start()
 
-    def _read(self, stream: Iterator[object]) -> None:
+    def _read(self, stream: Iterator[Any]) -> None:
         for event in stream:
             self.events.append(event)
 
-    def of(self, kind: str) -> list[object]:
+    def of(self, kind: str) -> list[Any]:
         return [e for e in self.events if getattr(e, "type", None) == kind]
 
 
@@ -136,12 +140,38 @@ def test_previous_checkpoint_as_anchor_chains_one_scale(researcher: Client) -> N
         made = ev.checkpoint(step, text, metadata=meta, proxy_reward=float(step))
         assert len(made.item_ids) == (0 if step == 0 else len(PROMPTS))  # the first is the reference
     with crowd(researcher):
-        wait_for(lambda: voted(ev, 2, 3 * len(PROMPTS)), what="the chained comparisons' votes")
+        ended = ev.wait(timeout=60)  # a long poll: every checkpoint's items ended, their final counts read
+    assert (ended.votes[ended.tag == "all"] == [0, 3 * len(PROMPTS), 3 * len(PROMPTS)]).all()
     everything = ev.history().query("tag == 'all'").set_index("step")
     assert everything.votes[0] == 0 and everything.win_rate.isna()[0] and everything.score[0] == 0
     assert everything.win_rate[1] > 0.75 and everything.win_rate[2] > 0.75  # each beats the one before
     assert 0 < everything.score[1] < everything.score[2]  # the chain adds up on one scale
     assert ev.refresh().info.steps == [0, 1, 2]
+
+
+def test_direct_comparisons_with_the_previous_checkpoint_join_the_scale(researcher: Client) -> None:
+    ev = anchored(researcher, "cross", votes_per_pair=1, compare_previous=True)
+    assert ev.info.compare_previous
+    made = []
+    for step, quality in ((0, -2.0), (1, 0.0), (2, 2.0)):
+        text, meta = completions(step, quality)
+        made.append(ev.checkpoint(step, text, metadata=meta))
+    assert [len(m.previous_item_ids) for m in made] == [0, len(PROMPTS), len(PROMPTS)]
+    flow = researcher.flow.get_flow_by_id(ev.flow_id)
+    keys = [d.key for d in flow.get_flow_item(made[2].previous_item_ids[0]).get_datapoints()]
+    assert keys == ["step 1", "step 2"]  # the previous checkpoint's completion against this one's
+    with crowd(researcher):
+        every = len(PROMPTS) * 5  # three checkpoints against the anchor, two against the one before
+        wait_for(
+            lambda: sum(i.get_response_count() for i in flow.get_flow_items(amount=None)) >= every,
+            what="every comparison's vote",
+        )
+    wait_for(lambda: voted(ev, 3, len(PROMPTS)), what="the eval to read them")
+    everything = ev.history().query("tag == 'all'").set_index("step")
+    assert (everything.votes == len(PROMPTS)).all()  # the win rate counts votes against the anchor only
+    assert everything.score[0] < everything.score[1] < everything.score[2]
+    with pytest.raises(ValidationError, match="compares with the previous checkpoint already"):
+        researcher.evals.create("both", ["a?"], anchor="previous", compare_previous=True)
 
 
 def test_sentinel_flags_a_proxy_that_rises_while_people_prefer_less(researcher: Client) -> None:
@@ -197,6 +227,10 @@ def test_bad_input_is_refused_with_what_to_do(researcher: Client) -> None:
         ev.checkpoint(1, ["p", "q", "r"])
     with pytest.raises(ValidationError, match="proxy_reward has 1 entries"):
         ev.checkpoint(1, ["p", "q"], proxy_reward=[0.1])
+    with pytest.raises(ValidationError, match=r"completions\[1\] is blank"):
+        ev.checkpoint(1, ["p", "  "])
+    with pytest.raises(ValidationError, match="finite"):
+        ev.checkpoint(1, ["p", "q"], proxy_reward=[0.1, float("nan")])
     ev.checkpoint(5, ["p", "q"])
     with pytest.raises(Conflict, match="already has a checkpoint at step 5"):
         ev.checkpoint(5, ["p", "q"])
@@ -204,21 +238,36 @@ def test_bad_input_is_refused_with_what_to_do(researcher: Client) -> None:
         ev.checkpoint(4, ["p", "q"])
     with pytest.raises(NotFound, match=r"client\.evals\.list"):
         researcher.evals.get("eval_nope")
+    researcher.flow.get_flow_by_id(ev.flow_id).delete()  # the eval's flow takes the eval with it
+    with pytest.raises(NotFound):
+        researcher.evals.get(ev.id)
+    assert ev.id not in [e.id for e in researcher.evals.list()]
 
 
 def survives_a_restart(server: ServerProcess) -> None:
+    def told(client: Client, hook_id: str) -> int:
+        """eval.checkpoint deliveries once the eval's latest state (all votes) has been committed."""
+        ((_, _, data),) = first_events(client, ev.id, None, 1)
+        assert data["rows"][0]["votes"] == len(PROMPTS)  # type: ignore[index]
+        log: list[Any] = list(client.webhooks.deliveries(hook_id, limit=200))
+        return sum(d.event == "eval.checkpoint" for d in log)
+
     with server.client() as client:
+        hook = client.webhooks.add("http://127.0.0.1:9/unreachable", events=["eval.checkpoint"])
         ev = anchored(client, "durable", votes_per_pair=1, ttl=600)
         text, meta = completions(3, 5.0)
         ev.checkpoint(3, text, proxy_reward=1.0, metadata=meta)
         with crowd(client):
             wait_for(lambda: voted(ev, 1, len(PROMPTS)), what="the checkpoint's votes")
         before = ev.history()
+        deliveries = told(client, hook.id)
+        assert deliveries >= 1
     server.restart()
     with server.client() as client:
         again = client.evals.get(ev.id)
         assert again.info.steps == [3]
         wait_for(lambda: again.history().votes.iloc[0] == len(PROMPTS), what="the counts read back")
+        assert told(client, hook.id) == deliveries  # reading the counts back tells the webhooks nothing new
         columns = ["step", "tag", "votes", "wins", "win_rate"]
         assert again.history()[columns].equals(before[columns])
         with pytest.raises(Conflict):
@@ -245,6 +294,7 @@ def test_the_async_client_drives_the_same_calls(flowlab_server: ServerProcess, r
         async with AsyncClient(url=researcher.url, api_key=researcher.api_key) as aclient:
             ev = await aclient.evals.create("async", ["one?", "two?"], anchor="previous", tags=["a", ["a", "b"]])
             await ev.checkpoint(0, ["x", "y"], proxy_reward=[1.0, 3.0])
+            assert len(await ev.wait(timeout=5)) == 3  # a "previous" eval's first checkpoint has nothing to wait for
             with pytest.raises(Conflict):
                 await ev.checkpoint(0, ["x", "y"])
             frame = await ev.history()
@@ -262,7 +312,7 @@ def test_eval_chart_draws_tags_bands_proxy_and_divergence_from_rows() -> None:
 
     chart = EvalChart(["maths", "refusals"])
     figure = chart.figure
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"step": s, "tag": t, "win_rate": w, "win_low": w - 0.1, "win_high": w + 0.1, "votes": 9.0, "wins": 9 * w}
         | {"proxy_reward": 1.0 + s, "divergence": s == 2}
         for s, w in ((2, 0.3), (0, 0.6), (1, 0.5))
@@ -322,3 +372,38 @@ def test_eval_monitor_widget_and_dashboard_panel_follow_an_eval(researcher: Clie
     assert panel.column.visible and panel.select.value == ev.id
     assert panel.charts[ev.id].sources["all"].data["votes"] == [len(PROMPTS)]
     assert "step 0: all" in panel.summary.object
+
+
+def first_events(
+    client: Client, eval_id: str, last_id: str | None, count: int
+) -> list[tuple[str, str | None, dict[str, object]]]:
+    """The first `count` events a new connection to an eval's stream gets, after `last_id` when given. A new
+    subscriber's first events are the latest state, set only once its webhook deliveries are committed."""
+    parser, got = SSEParser(), []
+    sent = {"Authorization": f"Bearer {client.api_key}"} | ({"Last-Event-ID": last_id} if last_id is not None else {})
+    with httpx.stream("GET", f"{client.url}/v1/evals/{eval_id}/events", headers=sent, timeout=30) as resp:
+        for line in resp.iter_lines():
+            msg = parser.feed_line(line)
+            if msg is not None and msg.event.startswith("eval."):
+                got.append((msg.event, msg.id, json.loads(msg.data)))
+                if len(got) == count:
+                    return got
+    return got
+
+
+def test_event_stream_resumes_after_the_last_event_id(researcher: Client) -> None:
+    ev = anchored(researcher, "resumed", votes_per_pair=1)
+    text, meta = completions(0, 3.0)
+    ev.checkpoint(0, text, metadata=meta)
+    with crowd(researcher):
+        wait_for(lambda: voted(ev, 1, len(PROMPTS)), what="the first checkpoint's votes")
+    # A new subscriber gets the state: the latest eval.checkpoint of step 0, with all its votes.
+    ((kind, last_id, data),) = first_events(researcher, ev.id, None, 1)
+    assert kind == "eval.checkpoint" and data["step"] == 0 and data["rows"][0]["votes"] == len(PROMPTS)  # type: ignore[index]
+    text, meta = completions(10, 3.0)
+    ev.checkpoint(10, text, metadata=meta)
+    with crowd(researcher):
+        wait_for(lambda: voted(ev, 2, len(PROMPTS)), what="the second checkpoint's votes")
+    # Resumed after that id: only what came since (step 10), never step 0 again.
+    ((kind, newer_id, data),) = first_events(researcher, ev.id, last_id, 1)
+    assert kind == "eval.checkpoint" and data["step"] == 10 and int(newer_id or 0) > int(last_id or 0)

@@ -1363,6 +1363,9 @@ class EvalCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     window: Annotated[int, msgspec.Meta(ge=3, le=100)] = 4  # checkpoints the sentinel looks back over
     alpha: Annotated[float, msgspec.Meta(gt=0.0, lt=0.5)] = 0.05
     metadata: dict[str, Any] | None = None
+    # A fixed anchor's eval: also compare each checkpoint with the previous one directly (twice the votes), so
+    # the Bradley–Terry scale has checkpoint-to-checkpoint edges as well as the anchor's.
+    compare_previous: bool = False
 
 
 class Eval(msgspec.Struct):
@@ -1380,6 +1383,7 @@ class Eval(msgspec.Struct):
     created_at: float
     steps: list[int]  # checkpoints so far, ascending
     metadata: dict[str, Any] | None = None
+    compare_previous: bool = False
 
 
 class CheckpointCreate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -1400,6 +1404,8 @@ class EvalCheckpoint(msgspec.Struct):
     wins: float  # votes the checkpoint won against its anchor; a tie counts half
     created_at: float
     divergence: bool = False
+    previous_item_ids: list[str] = []  # with compare_previous: one item per prompt against the previous checkpoint
+    ended: bool = False  # every item of the checkpoint has ended and its final counts are in the history
 
 
 class EvalDivergence(msgspec.Struct):
@@ -1438,6 +1444,7 @@ class EvalHistory(msgspec.Struct):
     eval_id: str
     rows: list[EvalRow]
     divergence: EvalDivergence | None  # None until the history holds a full window of checkpoints
+    checkpoints: list[EvalCheckpoint] = []
 
 
 class EvalEvent(msgspec.Struct, omit_defaults=True):

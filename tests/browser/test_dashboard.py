@@ -499,3 +499,60 @@ def test_people_panel_shows_a_person_and_its_suspend_button_suspends_them(
         page.screenshot(path=str(output_dir / "dashboard-people.png"), full_page=True)
         assert not errors, errors
     client.close()
+
+
+EVAL_LINE_JS = """() => {
+  if (!window.Bokeh) return null;
+  let best = null;  // the "all" line holds the most votes
+  for (const doc of Bokeh.documents) {
+    for (const model of doc.all_models) {
+      const data = model.data;
+      if (!data) continue;
+      const get = (k) => (data instanceof Map ? data.get(k) : data[k]);
+      if (get("win_rate") !== undefined && get("votes") !== undefined && get("low") !== undefined) {
+        best = Math.max(best ?? 0, Array.from(get("votes")).reduce((a, b) => a + b, 0));
+      }
+    }
+  }
+  return best;
+}"""
+
+
+def test_evals_panel_draws_an_eval_and_its_sentinel_line(
+    browser: Any, flowlab_server: Any, tmp_path: Path, output_dir: Path
+) -> None:
+    from types import SimpleNamespace
+
+    with flowlab_server.client() as admin:
+        key = admin.create_api_key("dashboard evals").key
+    client = flowlab.Client(url=flowlab_server.url, api_key=key)  # a key of its own: only its eval shows
+    prompts = [f"prompt {i}" for i in range(4)]
+    ev = client.evals.create(
+        "browser eval",
+        prompts,
+        tags=["maths", "maths", "refusals", "refusals"],
+        anchor=[f"anchor {i}" for i in range(4)],
+        anchor_metadata=[{"true_score": 0.0}] * 4,
+        votes_per_pair=1,
+    )
+    for step, quality in ((0, -3.0), (10, 3.0)):
+        ev.checkpoint(
+            step, [f"c{i}@{step}" for i in range(4)], proxy_reward=step / 10, metadata=[{"true_score": quality}] * 4
+        )
+    with SimulatedCrowd(flowlab_server.url, key, annotators=4, rate=60_000, bulk=True, accuracy=1.0, seed=3):
+        deadline = time.monotonic() + 30
+        while ev.history().votes.sum() < 2 * 8:  # "all" (4) and "maths", "refusals" (2 each), two checkpoints
+            assert time.monotonic() < deadline, "the crowd did not vote on the eval"
+            time.sleep(0.1)
+    researcher = SimpleNamespace(url=flowlab_server.url, api_key=key)
+    with running_dashboard(researcher, tmp_path / "dashboard.log") as url:
+        page = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
+        errors = watch_errors(page)
+        page.goto(url + "/")
+        summary = page.locator(".flowlab-eval-summary")
+        summary.wait_for(timeout=30_000)
+        assert "step 10: all" in summary.inner_text() and "(4 votes)" in summary.inner_text()
+        page.wait_for_function(f"() => ({EVAL_LINE_JS})() === 8", timeout=30_000)  # the "all" line: 2 × 4 votes
+        page.screenshot(path=str(output_dir / "dashboard-evals.png"), full_page=True)
+        assert not errors, errors
+    client.close()

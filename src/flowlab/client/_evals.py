@@ -6,11 +6,13 @@ The server holds the eval (`/v1/evals`), so a notebook, the trainer and the dash
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowlab import schemas
-from flowlab.client._core import Call, Op, StreamPlan, decode
+from flowlab.client._core import LONG_POLL_SECONDS, Call, Op, StreamPlan, decode
 from flowlab.client._errors import ValidationError
 from flowlab.client._flows import _Bound
 
@@ -52,6 +54,7 @@ def create_eval(
     window: int,
     alpha: float,
     metadata: Mapping[str, Any] | None,
+    compare_previous: bool = False,
 ) -> Op[schemas.Eval]:
     if isinstance(prompts, str):
         raise ValidationError(422, "prompts is a list of prompt texts, not one string.", field="prompts")
@@ -80,6 +83,8 @@ def create_eval(
         payload["instruction"] = instruction
     if metadata is not None:
         payload["metadata"] = dict(metadata)
+    if compare_previous:
+        payload["compare_previous"] = True
     resp = yield Call("POST", "/v1/evals", json=payload)
     return decode(resp.content, schemas.Eval)
 
@@ -111,9 +116,12 @@ def add_checkpoint(
         raise ValidationError(422, "completions is a list, one completion per prompt.", field="completions")
     payload: dict[str, Any] = {"step": int(step), "completions": list(completions)}
     if proxy_reward is not None:
-        payload["proxy_reward"] = (
-            float(proxy_reward) if isinstance(proxy_reward, int | float) else [float(p) for p in proxy_reward]
-        )
+        rewards = [float(proxy_reward)] if isinstance(proxy_reward, int | float) else [float(p) for p in proxy_reward]
+        if not all(math.isfinite(r) for r in rewards):
+            raise ValidationError(
+                422, "proxy_reward holds NaN or an infinity; report finite rewards (or none).", field="proxy_reward"
+            )
+        payload["proxy_reward"] = rewards[0] if isinstance(proxy_reward, int | float) else rewards
     if metadata is not None:
         payload["metadata"] = [None if m is None else dict(m) for m in metadata]
     resp = yield Call("POST", f"/v1/evals/{eval_id}/checkpoints", json=payload)
@@ -123,6 +131,18 @@ def add_checkpoint(
 def eval_history(eval_id: str) -> Op[schemas.EvalHistory]:
     resp = yield Call("GET", f"/v1/evals/{eval_id}/history")
     return decode(resp.content, schemas.EvalHistory)
+
+
+def wait_eval(eval_id: str, timeout: float | None) -> Op[schemas.EvalHistory]:
+    """Long-poll until every checkpoint so far has ended and its final counts are in the history, or `timeout`
+    passes (None: no limit); the history then."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = LONG_POLL_SECONDS if deadline is None else max(0.0, min(LONG_POLL_SECONDS, deadline - time.monotonic()))
+        resp = yield Call("GET", f"/v1/evals/{eval_id}/wait", params={"timeout": left}, timeout=left + 30.0)
+        history = decode(resp.content, schemas.EvalHistory)
+        if all(c.ended for c in history.checkpoints) or (deadline is not None and time.monotonic() >= deadline):
+            return history
 
 
 def history_frame(history: schemas.EvalHistory) -> pd.DataFrame:
@@ -216,6 +236,11 @@ class Eval(_EvalBase):
         votes and a proxy reward)."""
         return as_divergence(self._transport.run(eval_history(self.id)).divergence)
 
+    def wait(self, timeout: float | None = None) -> pd.DataFrame:
+        """Block until every checkpoint so far has ended (all its votes in, or its time-to-live over), or
+        `timeout` seconds pass; the history then."""
+        return history_frame(self._transport.run(wait_eval(self.id, timeout)))
+
     def refresh(self) -> Eval:
         self.info = self._transport.run(get_eval(self.id))
         return self
@@ -239,18 +264,21 @@ class EvalsAPI:
         anchor: Sequence[str] | str,
         tags: Sequence[str | Sequence[str] | None] | None = None,
         anchor_metadata: Sequence[Mapping[str, Any] | None] | None = None,
-        kind: str = "pairwise",
+        kind: str = schemas.DEFAULT_KIND,
         instruction: str | None = None,
         votes_per_pair: int = 3,
         ttl: float = 3600.0,
         window: int = 4,
         alpha: float = 0.05,
         metadata: Mapping[str, Any] | None = None,
+        compare_previous: bool = False,
     ) -> Eval:
         """An eval of held-out `prompts` (each with optional `tags`, a tag or a list) against `anchor`: a
         reference model's completions, one per prompt, or "previous" (each checkpoint against the one before).
         Each comparison gets `votes_per_pair` votes within `ttl` seconds; the sentinel looks back `window`
-        checkpoints at level `alpha`."""
+        checkpoints at level `alpha`. `compare_previous` (with a fixed anchor): also compare each checkpoint
+        with the previous one, for direct checkpoint-to-checkpoint edges on the Bradley–Terry scale (twice the
+        votes)."""
         info = self._transport.run(
             create_eval(
                 name,
@@ -265,6 +293,7 @@ class EvalsAPI:
                 window=window,
                 alpha=alpha,
                 metadata=metadata,
+                compare_previous=compare_previous,
             )
         )
         return Eval(self._transport, info)
@@ -295,6 +324,9 @@ class AsyncEval(_EvalBase):
     async def divergence(self) -> Divergence | None:
         return as_divergence((await self._transport.run(eval_history(self.id))).divergence)
 
+    async def wait(self, timeout: float | None = None) -> pd.DataFrame:
+        return history_frame(await self._transport.run(wait_eval(self.id, timeout)))
+
     async def refresh(self) -> AsyncEval:
         self.info = await self._transport.run(get_eval(self.id))
         return self
@@ -317,13 +349,14 @@ class AsyncEvalsAPI:
         anchor: Sequence[str] | str,
         tags: Sequence[str | Sequence[str] | None] | None = None,
         anchor_metadata: Sequence[Mapping[str, Any] | None] | None = None,
-        kind: str = "pairwise",
+        kind: str = schemas.DEFAULT_KIND,
         instruction: str | None = None,
         votes_per_pair: int = 3,
         ttl: float = 3600.0,
         window: int = 4,
         alpha: float = 0.05,
         metadata: Mapping[str, Any] | None = None,
+        compare_previous: bool = False,
     ) -> AsyncEval:
         info = await self._transport.run(
             create_eval(
@@ -339,6 +372,7 @@ class AsyncEvalsAPI:
                 window=window,
                 alpha=alpha,
                 metadata=metadata,
+                compare_previous=compare_previous,
             )
         )
         return AsyncEval(self._transport, info)

@@ -24,6 +24,9 @@ class CheckpointCounts:
     votes: np.ndarray
     proxy: float | list[float] | None
     divergence: bool = False
+    # Direct comparisons with the previous checkpoint (a fixed anchor's eval with compare_previous), per prompt.
+    previous_wins: np.ndarray | None = None
+    previous_votes: np.ndarray | None = None
 
 
 def history_rows(
@@ -35,7 +38,8 @@ def history_rows(
     Bradley–Terry fit (Bradley & Terry 1952) per tag over the comparison graph of the eval: with a fixed anchor
     every checkpoint is compared with the anchor, so they share its scale through it (a star; the anchor is 0);
     with ``chained`` (anchor "previous") each checkpoint is compared with the one before (a chain; the first
-    checkpoint is 0), so a checkpoint's score is the sum of the steps up to it.
+    checkpoint is 0), so a checkpoint's score is the sum of the steps up to it. A fixed anchor's eval with direct
+    comparisons of consecutive checkpoints (``previous_wins``) has both kinds of edge, and the fit weighs them.
     """
     names = [ALL, *sorted({t for ts in tags for t in ts})]
     per_tag: dict[str, list[schemas.EvalRow]] = {}
@@ -54,7 +58,13 @@ def _tag_rows(
     n = len(checkpoints)
     wins = np.array([float(c.wins[mask].sum()) for c in checkpoints])
     votes = np.array([float(c.votes[mask].sum()) for c in checkpoints])
-    scores, lows, highs = _scale(wins, votes, chained=chained)
+    direct = [
+        None
+        if c.previous_wins is None or c.previous_votes is None
+        else (float(c.previous_wins[mask].sum()), float(c.previous_votes[mask].sum()))
+        for c in checkpoints
+    ]
+    scores, lows, highs = _scale(wins, votes, chained=chained, direct=direct)
     rows = []
     for i, c in enumerate(checkpoints):
         rate = low = high = None
@@ -83,8 +93,15 @@ def _tag_rows(
     return rows
 
 
-def _scale(wins: np.ndarray, votes: np.ndarray, *, chained: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scores of the checkpoints (logits) relative to the reference, with 95 % intervals of that difference."""
+def _scale(
+    wins: np.ndarray,
+    votes: np.ndarray,
+    *,
+    chained: bool,
+    direct: Sequence[tuple[float, float] | None] = (),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores of the checkpoints (logits) relative to the reference, with 95 % intervals of that difference.
+    `direct`: per checkpoint, (wins, votes) against the previous checkpoint, edges beside the anchor's."""
     n = len(wins)
     if n == 0:
         return np.zeros(0), np.zeros(0), np.zeros(0)
@@ -97,6 +114,10 @@ def _scale(wins: np.ndarray, votes: np.ndarray, *, chained: bool) -> tuple[np.nd
         me, other = (i, i - 1) if chained else (i + 1, 0)
         matrix[me, other] += wins[i]
         matrix[other, me] += votes[i] - wins[i]
+        if not chained and i > 0 and i < len(direct) and direct[i] is not None:
+            won, cast = direct[i]  # type: ignore[misc]
+            matrix[i + 1, i] += won
+            matrix[i, i + 1] += cast - won
     fit = ranking.fit_bradley_terry(matrix, size)
     scores = fit.scores - fit.scores[0]
     # The interval of a difference from the reference, from the fit's covariance (without it, the sum of the two

@@ -29,9 +29,9 @@ from flowlab.server.errors import Conflict, Invalid, NotFound
 from flowlab.server.eval_results import CheckpointCounts, divergence_check, history_rows, mean_proxy
 from flowlab.server.flows import Flows
 from flowlab.server.history import History
-from flowlab.server.items import Items, check_ttl
-from flowlab.server.kinds import kind_of
-from flowlab.server.model import FlowRecord, Signal
+from flowlab.server.items import ItemBody, Items, check_ttl
+from flowlab.server.kinds import all_kinds, kind_of
+from flowlab.server.model import FlowRecord, ItemRecord, Signal
 from flowlab.server.people import new_id
 from flowlab.server.store import Op, Row, Store
 from flowlab.server.webhooks import Webhooks
@@ -51,6 +51,7 @@ class CheckpointBody(msgspec.Struct):
     completions: list[str]
     metadata: list[dict[str, Any] | None]
     proxy: float | list[float] | None
+    previous_ids: list[str] = []  # with compare_previous: one item per prompt against the previous checkpoint
 
 
 class EvalBody(msgspec.Struct):
@@ -66,6 +67,7 @@ class EvalBody(msgspec.Struct):
     window: int
     alpha: float
     metadata: dict[str, Any] | None
+    compare_previous: bool = False
 
 
 _eval_body = msgspec.json.Decoder(EvalBody)
@@ -81,6 +83,7 @@ class Checkpoint:
     wins: np.ndarray
     votes: np.ndarray
     settled: np.ndarray  # per prompt: its item ended and its counts were read from its final record
+    seen: np.ndarray  # per prompt: the live item's version its counts were read at (-1: not yet)
     version: int = 0  # moves whenever its counts change
 
 
@@ -99,6 +102,9 @@ class EvalRecord:
     # its subscriber has, so a new subscriber gets the state and a resumed one what it missed.
     latest: dict[tuple[str, int], tuple[int, schemas.EvalEvent]] = field(default_factory=dict)
     divergence: schemas.EvalDivergence | None = None
+    # Read back at start-up: the first refresh restores the counts the webhooks were already told about, so it
+    # sends no eval.checkpoint deliveries (a divergence at a step not yet flagged is still news).
+    reading_back: bool = False
 
     def ordered(self) -> list[Checkpoint]:
         return [self.checkpoints[s] for s in sorted(self.checkpoints)]
@@ -117,7 +123,7 @@ class Evals:
         self.history = history
         self.webhooks = webhooks
         self.evals: dict[str, EvalRecord] = {}
-        self.seq = int(clock.now() * 1000)  # event ids keep rising across restarts
+        self.seq = int(clock.now() * 1e6)  # event ids keep rising across restarts (a million events a second)
 
     # ------------------------------------------------------------ start-up
 
@@ -134,6 +140,7 @@ class Evals:
             record = EvalRecord(
                 row["id"], row["owner"], row["name"], flow, _eval_body.decode(row["body"]), row["created_at"]
             )
+            record.reading_back = True
             for r in checkpoints.get(record.id, []):
                 self._add_checkpoint(
                     record, int(r["step"]), _checkpoint_body.decode(r["body"]), r["created_at"], bool(r["divergence"])
@@ -160,6 +167,7 @@ class Evals:
             prompts=b.prompts,
             tags=b.tags,
             anchor="previous" if b.anchor is None else "fixed",
+            compare_previous=b.compare_previous,
             kind=b.kind,  # type: ignore[arg-type]
             votes_per_pair=b.votes_per_pair,
             time_to_live=b.time_to_live,
@@ -190,6 +198,13 @@ class Evals:
         anchor = None if req.anchor == "previous" else list(req.anchor)
         if anchor is not None:
             _same_length("anchor", anchor, n, "prompts")
+            _no_blank("anchor", anchor)
+        elif req.compare_previous:
+            raise Invalid(
+                "compare_previous adds comparisons with the previous checkpoint to a fixed anchor's; an eval with "
+                'anchor="previous" compares with the previous checkpoint already.',
+                field="compare_previous",
+            )
         elif req.anchor_metadata is not None:
             raise Invalid(
                 'anchor_metadata describes a fixed anchor\'s completions; an eval with anchor="previous" compares '
@@ -202,9 +217,10 @@ class Evals:
         _same_length("anchor_metadata", anchor_metadata, n, "prompts")
         kind = kind_of(req.kind)
         if not kind.takes_pairs:
+            comparing = ", ".join(repr(k.name) for k in all_kinds() if k.takes_pairs)
             raise Invalid(
                 f"An eval compares each completion with its anchor, so its kind must compare given pairs; "
-                f"{kind.title} flows do not. Use kind='pairwise'.",
+                f"{kind.title} flows do not. Use kind={comparing}.",
                 field="kind",
             )
         if math.factorial(req.window) * req.alpha < 1:
@@ -234,6 +250,7 @@ class Evals:
             window=req.window,
             alpha=req.alpha,
             metadata=req.metadata,
+            compare_previous=req.compare_previous,
         )
         now = self.clock.now()
         record = EvalRecord(new_id("eval"), who.id, req.name, self.flows.flows[flow.id], body, now)
@@ -254,6 +271,7 @@ class Evals:
         b = record.body
         n = len(b.prompts)
         _same_length("completions", req.completions, n, "prompts")
+        _no_blank("completions", req.completions)
         if isinstance(req.proxy_reward, list):
             _same_length("proxy_reward", req.proxy_reward, n, "prompts")
         proxies = req.proxy_reward if isinstance(req.proxy_reward, list) else [req.proxy_reward]
@@ -274,30 +292,22 @@ class Evals:
                 )
             against = self._anchor_of(record)
             ops: list[Op] = []
-            made = []
+            made, previous = [], []
             if against is not None:
                 completions, anchor_meta = against
-                for i, prompt in enumerate(b.prompts):
-                    item_req = schemas.ItemCreate(
-                        datapoints=[
-                            schemas.DatapointIn(id="anchor", text=completions[i], private_metadata=anchor_meta[i]),
-                            schemas.DatapointIn(
-                                id=f"step {req.step}", text=req.completions[i], private_metadata=metadata[i]
-                            ),
-                        ],
-                        context=prompt,
-                        private_metadata={"eval_id": record.id, "step": req.step, "prompt": i},
-                        pairs=[(ANCHOR, CURRENT)],
-                    )
-                    prepared = await self.items.prepare(record.flow, item_req, b.time_to_live)
-                    item = self.items.make(new_id("item"), record.flow, prepared, self.clock.now())
-                    ops.append(self.items.insert_op(item, prepared))
-                    made.append(item)
+                made = await self._items(record, req, metadata, completions, anchor_meta, "anchor")
+            if b.compare_previous and b.anchor is not None and record.checkpoints:
+                before = record.checkpoints[max(record.checkpoints)]
+                previous = await self._items(
+                    record, req, metadata, before.body.completions, before.body.metadata, f"step {before.step}"
+                )
+            ops += [self.items.insert_op(item, body) for item, body in (*made, *previous)]
             body = CheckpointBody(
-                item_ids=[i.id for i in made],
+                item_ids=[i.id for i, _ in made],
                 completions=list(req.completions),
                 metadata=metadata,
                 proxy=req.proxy_reward,
+                previous_ids=[i.id for i, _ in previous],
             )
             now = self.clock.now()
             ops.append(
@@ -307,10 +317,35 @@ class Evals:
                 )
             )
             await self.store.write(ops)
-            for item in made:
+            for item, _ in (*made, *previous):
                 self.items.add(item)
             checkpoint = self._add_checkpoint(record, req.step, body, now, False)
         return self._checkpoint_view(record, checkpoint)
+
+    async def _items(
+        self,
+        record: EvalRecord,
+        req: schemas.CheckpointCreate,
+        metadata: list[dict[str, Any] | None],
+        against: list[str],
+        against_meta: list[dict[str, Any] | None],
+        name: str,
+    ) -> list[tuple[ItemRecord, ItemBody]]:
+        """One item per prompt comparing the checkpoint's completion (datapoint 1) with `against`'s (0)."""
+        out = []
+        for i, prompt in enumerate(record.body.prompts):
+            item_req = schemas.ItemCreate(
+                datapoints=[
+                    schemas.DatapointIn(id=name, text=against[i], private_metadata=against_meta[i]),
+                    schemas.DatapointIn(id=f"step {req.step}", text=req.completions[i], private_metadata=metadata[i]),
+                ],
+                context=prompt,
+                private_metadata={"eval_id": record.id, "step": req.step, "prompt": i, "against": name},
+                pairs=[(ANCHOR, CURRENT)],
+            )
+            prepared = await self.items.prepare(record.flow, item_req, record.body.time_to_live)
+            out.append((self.items.make(new_id("item"), record.flow, prepared, self.clock.now()), prepared))
+        return out
 
     def _anchor_of(self, record: EvalRecord) -> tuple[list[str], list[dict[str, Any] | None]] | None:
         """What a new checkpoint is compared with: the fixed anchor, the previous checkpoint, or nothing (the
@@ -326,9 +361,17 @@ class Evals:
     def _add_checkpoint(
         self, record: EvalRecord, step: int, body: CheckpointBody, created_at: float, divergence: bool
     ) -> Checkpoint:
-        n = len(body.item_ids)
+        n = len(body.item_ids) + len(body.previous_ids)
         checkpoint = Checkpoint(
-            step, body, created_at, divergence, np.zeros(n), np.zeros(n), np.zeros(n, dtype=bool), version=1
+            step,
+            body,
+            created_at,
+            divergence,
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros(n, dtype=bool),
+            np.full(n, -1, dtype=np.int64),
+            version=1,
         )
         record.checkpoints[step] = checkpoint
         return checkpoint
@@ -338,20 +381,48 @@ class Evals:
             eval_id=record.id,
             step=c.step,
             item_ids=c.body.item_ids,
+            previous_item_ids=c.body.previous_ids,
             proxy_reward=mean_proxy(c.body.proxy),
-            votes=float(c.votes.sum()),
-            wins=float(c.wins.sum()),
+            votes=float(c.votes[: len(c.body.item_ids)].sum()),
+            wins=float(c.wins[: len(c.body.item_ids)].sum()),
             created_at=c.created_at,
             divergence=c.divergence,
+            ended=bool(c.settled.all()),
         )
 
     def results(self, who: Principal, eval_id: str) -> schemas.EvalHistory:
         record = self.get(who, eval_id)
-        return schemas.EvalHistory(eval_id=record.id, rows=self._rows(record), divergence=record.divergence)
+        return schemas.EvalHistory(
+            eval_id=record.id,
+            rows=self._rows(record),
+            divergence=record.divergence,
+            checkpoints=[self._checkpoint_view(record, c) for c in record.ordered()],
+        )
+
+    async def wait(self, who: Principal, eval_id: str, timeout: float) -> schemas.EvalHistory:
+        """Long poll: the history once every checkpoint so far has ended (its final counts read), or at
+        `timeout` (at most 60 s)."""
+        record = self.get(who, eval_id)
+        deadline = self.clock.now() + min(max(timeout, 0.0), 60.0)
+        while not all(c.settled.all() for c in record.checkpoints.values()):
+            left = deadline - self.clock.now()
+            if left <= 0 or self.evals.get(record.id) is not record:
+                break
+            await record.changed.wait(left)
+        return self.results(who, eval_id)
 
     def _rows(self, record: EvalRecord) -> list[schemas.EvalRow]:
+        n = len(record.body.prompts)
         counts = [
-            CheckpointCounts(c.step, _full(c.wins, record), _full(c.votes, record), c.body.proxy, c.divergence)
+            CheckpointCounts(
+                c.step,
+                _full(c.wins[:n], record),
+                _full(c.votes[:n], record),
+                c.body.proxy,
+                c.divergence,
+                previous_wins=c.wins[n:] if c.body.previous_ids else None,
+                previous_votes=c.votes[n:] if c.body.previous_ids else None,
+            )
             for c in record.ordered()
         ]
         return history_rows(counts, record.body.tags, chained=record.body.anchor is None)
@@ -370,22 +441,31 @@ class Evals:
 
     async def refresh(self, record: EvalRecord) -> None:
         changed = []
+        settling = False
         for c in record.ordered():
             if c.settled.all():
                 continue
             moved = False
-            for i, item_id in enumerate(c.body.item_ids):
+            for i, item_id in enumerate((*c.body.item_ids, *c.body.previous_ids)):
                 if c.settled[i]:
                     continue
+                live = self.items.live.get(item_id)
+                if live is not None and live.version == c.seen[i] and not lifecycle.is_terminal(live.state):
+                    continue  # nothing new since the last look (a live item's version moves with every vote)
+                c.seen[i] = -1 if live is None else live.version
                 wins, votes, settled = await self._counts(item_id)
                 if wins != c.wins[i] or votes != c.votes[i]:
                     c.wins[i], c.votes[i], moved = wins, votes, True
                 c.settled[i] = settled
+                settling = settling or settled
             if moved:
                 c.version += 1
                 changed.append(c)
         if changed:
             await self._changed(record, changed)
+        elif settling:
+            record.changed.fire()  # a checkpoint may have ended without a new vote: waiters look again
+        record.reading_back = False
 
     async def _counts(self, item_id: str) -> tuple[float, float, bool]:
         """(votes the checkpoint won, votes, whether they can change no more) of one of its items."""
@@ -436,7 +516,8 @@ class Evals:
                     )
                 )
         for event in events:
-            ops += self.webhooks.event_ops(event.type, owner, flow_id, event)
+            if event.type == "eval.divergence" or not record.reading_back:
+                ops += self.webhooks.event_ops(event.type, owner, flow_id, event)
         if ops:
             await self.store.write(ops, retry=True)
             self.webhooks.wake()
@@ -466,6 +547,16 @@ class Evals:
 def _full(values: np.ndarray, record: EvalRecord) -> np.ndarray:
     """Per prompt, zeros for a checkpoint without items (the first of a "previous" eval)."""
     return values if len(values) else np.zeros(len(record.body.prompts))
+
+
+def _no_blank(name: str, texts: list[str]) -> None:
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise Invalid(
+                f"{name}[{i}] is blank; people cannot compare an empty completion. Send what the model wrote "
+                "(a placeholder such as '(no answer)' if it wrote nothing).",
+                field=f"{name}[{i}]",
+            )
 
 
 def _least_window(alpha: float) -> int:

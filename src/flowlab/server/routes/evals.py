@@ -53,6 +53,13 @@ async def eval_history(request: Request, eval_id: str) -> schemas.EvalHistory:
     return service.evals.results(who, eval_id)
 
 
+@get("/v1/evals/{eval_id:str}/wait")
+async def wait_eval(request: Request, eval_id: str, timeout: float = 25.0) -> schemas.EvalHistory:
+    """Long poll: the history once every checkpoint so far has ended, or after `timeout` seconds (at most 60)."""
+    service, who = researcher(request)
+    return await service.evals.wait(who, eval_id, timeout)
+
+
 @get("/v1/evals/{eval_id:str}/events")
 async def eval_events(request: Request, eval_id: str) -> ServerSentEvent:
     """Server-Sent Events `eval.checkpoint` and `eval.divergence`, resumable with Last-Event-ID."""
@@ -62,4 +69,4 @@ async def eval_events(request: Request, eval_id: str) -> ServerSentEvent:
     return ServerSentEvent(events.eval_stream(service, record, last), headers=SSE_HEADERS)
 
 
-handlers = [create_eval, list_evals, get_eval, add_checkpoint, eval_history, eval_events]
+handlers = [create_eval, list_evals, get_eval, add_checkpoint, eval_history, wait_eval, eval_events]
