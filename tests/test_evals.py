@@ -174,6 +174,30 @@ def test_direct_comparisons_with_the_previous_checkpoint_join_the_scale(research
         researcher.evals.create("both", ["a?"], anchor="previous", compare_previous=True)
 
 
+def test_a_listwise_eval_orders_the_anchor_the_checkpoint_and_the_one_before_at_once(researcher: Client) -> None:
+    """kind="listwise": each prompt's item holds the anchor, the checkpoint and (from the second checkpoint on) the
+    previous checkpoint, ordered in one answer; the win rate counts the pairs with the anchor those orders imply,
+    and the checkpoint-to-checkpoint pairs join the one scale without comparisons of their own."""
+    ev = anchored(researcher, "listwise", kind="listwise", votes_per_pair=2)
+    assert ev.info.kind == "listwise" and ev.info.compare_previous, "the previous checkpoint comes in the same item"
+    made = []
+    for step, quality in ((0, -2.0), (1, 0.0), (2, 2.0)):
+        text, meta = completions(step, quality)
+        made.append(ev.checkpoint(step, text, metadata=meta))
+    assert [m.previous_item_ids == m.item_ids for m in made] == [False, True, True]
+    flow = researcher.flow.get_flow_by_id(ev.flow_id)
+    assert flow.config.kind == "listwise"
+    keys = [d.key for d in flow.get_flow_item(made[2].item_ids[0]).get_datapoints()]
+    assert keys == ["anchor", "step 2", "step 1"]
+    assert len(flow.get_flow_item(made[0].item_ids[0]).get_datapoints()) == 2, "the first: the anchor and itself"
+    with crowd(researcher):
+        wait_for(lambda: voted(ev, 3, 2 * len(PROMPTS)), what="every checkpoint's orders")
+    everything = ev.history().query("tag == 'all'").set_index("step")
+    assert (everything.votes == 2 * len(PROMPTS)).all(), "two orders a prompt, each one pair with the anchor"
+    assert everything.win_rate[0] < 0.5 < everything.win_rate[2]  # quality -2 / 2 against the anchor's 0
+    assert everything.score[0] < everything.score[1] < everything.score[2]
+
+
 def test_sentinel_flags_a_proxy_that_rises_while_people_prefer_less(researcher: Client) -> None:
     receiver = Receiver()
     receiver.start()
@@ -220,7 +244,7 @@ def test_bad_input_is_refused_with_what_to_do(researcher: Client) -> None:
         researcher.evals.create("odd anchor", ["a?"], anchor="last")
     with pytest.raises(ValidationError, match=r"window >= 5 or a larger alpha"):
         researcher.evals.create("short window", ["a?"], anchor="previous", window=3, alpha=0.01)
-    with pytest.raises(ValidationError, match="kind must compare given pairs"):
+    with pytest.raises(ValidationError, match="kind must compare datapoints.*pairwise.*listwise"):
         researcher.evals.create("labels", ["a?"], anchor=["x"], kind="classify")
     ev = researcher.evals.create("checks", ["a?", "b?"], anchor=["x", "y"])
     with pytest.raises(ValidationError, match="completions has 3 entries but the eval has 2 prompts"):

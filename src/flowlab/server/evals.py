@@ -39,7 +39,7 @@ from flowlab.server.webhooks import Webhooks
 log = logging.getLogger("flowlab.evals")
 
 POLL_SECONDS = 0.2  # how often live counts are compared with what the eval last saw
-ANCHOR, CURRENT = 0, 1  # datapoint positions in a checkpoint's items
+ANCHOR, CURRENT, PREVIOUS = 0, 1, 2  # datapoint positions in a checkpoint's items (PREVIOUS: set-ordering kinds)
 
 _json = msgspec.json.Encoder()
 
@@ -216,10 +216,10 @@ class Evals:
         )
         _same_length("anchor_metadata", anchor_metadata, n, "prompts")
         kind = kind_of(req.kind)
-        if not kind.takes_pairs:
-            comparing = ", ".join(repr(k.name) for k in all_kinds() if k.takes_pairs)
+        if not (kind.takes_pairs or kind.compares_sets):
+            comparing = " or ".join(repr(k.name) for k in all_kinds() if k.takes_pairs or k.compares_sets)
             raise Invalid(
-                f"An eval compares each completion with its anchor, so its kind must compare given pairs; "
+                f"An eval compares each completion with its anchor, so its kind must compare datapoints; "
                 f"{kind.title} flows do not. Use kind={comparing}.",
                 field="kind",
             )
@@ -250,7 +250,9 @@ class Evals:
             window=req.window,
             alpha=req.alpha,
             metadata=req.metadata,
-            compare_previous=req.compare_previous,
+            # A set-ordering kind puts the previous checkpoint beside the anchor in each item: direct edges
+            # between checkpoints come with the same answers.
+            compare_previous=req.compare_previous or (kind.compares_sets and anchor is not None),
         )
         now = self.clock.now()
         record = EvalRecord(new_id("eval"), who.id, req.name, self.flows.flows[flow.id], body, now)
@@ -293,10 +295,14 @@ class Evals:
             against = self._anchor_of(record)
             ops: list[Op] = []
             made, previous = [], []
+            beside = None  # a set-ordering kind: the previous checkpoint shown in the same item
+            if kind_of(record.flow.config.kind).compares_sets and b.anchor is not None and record.checkpoints:
+                before = record.checkpoints[max(record.checkpoints)]
+                beside = (before.body.completions, before.body.metadata, f"step {before.step}")
             if against is not None:
                 completions, anchor_meta = against
-                made = await self._items(record, req, metadata, completions, anchor_meta, "anchor")
-            if b.compare_previous and b.anchor is not None and record.checkpoints:
+                made = await self._items(record, req, metadata, completions, anchor_meta, "anchor", beside)
+            if beside is None and b.compare_previous and b.anchor is not None and record.checkpoints:
                 before = record.checkpoints[max(record.checkpoints)]
                 previous = await self._items(
                     record, req, metadata, before.body.completions, before.body.metadata, f"step {before.step}"
@@ -307,7 +313,8 @@ class Evals:
                 completions=list(req.completions),
                 metadata=metadata,
                 proxy=req.proxy_reward,
-                previous_ids=[i.id for i, _ in previous],
+                # Beside the anchor in the same items, the previous checkpoint's answers are read from them.
+                previous_ids=[i.id for i, _ in (made if beside is not None else previous)],
             )
             now = self.clock.now()
             ops.append(
@@ -330,18 +337,25 @@ class Evals:
         against: list[str],
         against_meta: list[dict[str, Any] | None],
         name: str,
+        beside: tuple[list[str], list[dict[str, Any] | None], str] | None = None,
     ) -> list[tuple[ItemRecord, ItemBody]]:
-        """One item per prompt comparing the checkpoint's completion (datapoint 1) with `against`'s (0)."""
+        """One item per prompt comparing the checkpoint's completion (datapoint 1) with `against`'s (0); with a
+        set-ordering kind, the previous checkpoint's completion (2, `beside`) is ordered with them."""
         out = []
+        pairs_given = kind_of(record.flow.config.kind).takes_pairs
         for i, prompt in enumerate(record.body.prompts):
+            datapoints = [
+                schemas.DatapointIn(id=name, text=against[i], private_metadata=against_meta[i]),
+                schemas.DatapointIn(id=f"step {req.step}", text=req.completions[i], private_metadata=metadata[i]),
+            ]
+            if beside is not None:
+                texts, metas, label = beside
+                datapoints.append(schemas.DatapointIn(id=label, text=texts[i], private_metadata=metas[i]))
             item_req = schemas.ItemCreate(
-                datapoints=[
-                    schemas.DatapointIn(id=name, text=against[i], private_metadata=against_meta[i]),
-                    schemas.DatapointIn(id=f"step {req.step}", text=req.completions[i], private_metadata=metadata[i]),
-                ],
+                datapoints=datapoints,
                 context=prompt,
                 private_metadata={"eval_id": record.id, "step": req.step, "prompt": i, "against": name},
-                pairs=[(ANCHOR, CURRENT)],
+                pairs=[(ANCHOR, CURRENT)] if pairs_given else None,
             )
             prepared = await self.items.prepare(record.flow, item_req, record.body.time_to_live)
             out.append((self.items.make(new_id("item"), record.flow, prepared, self.clock.now()), prepared))
@@ -453,7 +467,8 @@ class Evals:
                 if live is not None and live.version == c.seen[i] and not lifecycle.is_terminal(live.state):
                     continue  # nothing new since the last look (a live item's version moves with every vote)
                 c.seen[i] = -1 if live is None else live.version
-                wins, votes, settled = await self._counts(item_id)
+                beside = i >= len(c.body.item_ids) and item_id in c.body.item_ids  # the previous, in the same item
+                wins, votes, settled = await self._counts(item_id, PREVIOUS if beside else ANCHOR)
                 if wins != c.wins[i] or votes != c.votes[i]:
                     c.wins[i], c.votes[i], moved = wins, votes, True
                 c.settled[i] = settled
@@ -467,8 +482,9 @@ class Evals:
             record.changed.fire()  # a checkpoint may have ended without a new vote: waiters look again
         record.reading_back = False
 
-    async def _counts(self, item_id: str) -> tuple[float, float, bool]:
-        """(votes the checkpoint won, votes, whether they can change no more) of one of its items."""
+    async def _counts(self, item_id: str, against: int = 0) -> tuple[float, float, bool]:
+        """(votes the checkpoint won against datapoint `against`, those votes, whether they can change no more)
+        of one of its items; a listwise item's counts are the pairs its orders imply."""
         item = self.items.live.get(item_id)
         if item is not None:
             matrix = item.kind.matrix(item)
@@ -480,7 +496,7 @@ class Evals:
             settled = True  # ended, or deleted with its flow
         if not counts:
             return 0.0, 0.0, settled
-        won, lost = float(counts[CURRENT][ANCHOR]), float(counts[ANCHOR][CURRENT])
+        won, lost = float(counts[CURRENT][against]), float(counts[against][CURRENT])
         return won, won + lost, settled
 
     async def _changed(self, record: EvalRecord, changed: list[Checkpoint]) -> None:

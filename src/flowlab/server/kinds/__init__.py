@@ -71,6 +71,9 @@ class TaskKind(Protocol):
     # FlowConfig fields only this kind reads: set on a flow of another kind, they are refused.
     owns: tuple[str, ...]
     takes_pairs: bool  # a batch may say which datapoint pairs to compare
+    # A task orders several of an item's datapoints at once, so an eval puts the anchor, the checkpoint and the
+    # previous checkpoint in one item; False with takes_pairs: an eval compares through given pairs.
+    compares_sets: bool
     min_responses: int  # model responses a prompt-and-responses datapoint needs (RLHF: 2, to compare)
     assets_per_datapoint: bool  # datapoints may carry context assets of their own
     gold: str | None  # what a validation set for its flows holds ("pairs", "labels"); None: its flows take no set

@@ -22,6 +22,7 @@ class KindBase:
     title: str
     owns: tuple[str, ...] = ()
     takes_pairs = False
+    compares_sets = False
     min_responses = 2  # a prompt with responses is there to compare them
     assets_per_datapoint = False
     gold: str | None = None  # most kinds' flows take no validation set

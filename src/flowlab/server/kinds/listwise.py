@@ -148,7 +148,8 @@ class Listwise(KindBase):
     name = "listwise"
     title = "listwise"
     create_call = "client.flow.create_listwise_flow()"
-    min_datapoints = 3
+    min_datapoints = 2  # an item with fewer datapoints than k shows them all (two: an ordered pair)
+    compares_sets = True
     answers_table = "rankings"
     answers_path = "rankings"
     result_type = schemas.ItemResults
