@@ -244,7 +244,7 @@ def test_bad_input_is_refused_with_what_to_do(researcher: Client) -> None:
         researcher.evals.create("odd anchor", ["a?"], anchor="last")
     with pytest.raises(ValidationError, match=r"window >= 5 or a larger alpha"):
         researcher.evals.create("short window", ["a?"], anchor="previous", window=3, alpha=0.01)
-    with pytest.raises(ValidationError, match="kind must compare datapoints.*pairwise.*listwise"):
+    with pytest.raises(ValidationError, match=r"kind must compare datapoints.*pairwise.*listwise"):
         researcher.evals.create("labels", ["a?"], anchor=["x"], kind="classify")
     ev = researcher.evals.create("checks", ["a?", "b?"], anchor=["x", "y"])
     with pytest.raises(ValidationError, match="completions has 3 entries but the eval has 2 prompts"):
